@@ -1,0 +1,27 @@
+// Quantized matrix multiplication on the CPU: y = x · Wᵀ with W kept in its GGML block format.
+#pragma once
+
+#include <cstdint>
+
+#include "core/thread_pool.h"
+#include "quant/ggml_types.h"
+
+namespace marlin::cpu {
+
+// A weight matrix of `rows` output features × `cols` input features, row-major; each row is
+// `row_bytes` bytes in `type`'s block format (cols is a multiple of the type's block size).
+struct QuantMatrix {
+  GgmlType type;
+  int64_t rows;
+  int64_t cols;
+  const uint8_t* data;
+  uint64_t row_bytes;
+};
+
+// y[i*rows + r] = Σ_k x[i*cols + k] · W[r][k] for i < m (x and y are fp32, row-major).
+// Rows are split across the pool's threads. Activations may be quantized internally to 8 bits
+// (as llama.cpp does) where the weight type's fast kernel needs it; the error of that step is
+// bounded by the tests against the fp64 oracle.
+void matmul(const QuantMatrix& w, const float* x, int64_t m, float* y, ThreadPool& pool);
+
+}  // namespace marlin::cpu
