@@ -3,17 +3,24 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
+#include <exception>
 
+#include "cli/commands.h"
 #include "core/error.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"marlin: run large language models with quantized weights"};
   app.require_subcommand(1);
+  app.set_help_all_flag("--help-all", "Show help for every subcommand");
+  // Subcommands register below; each adds its own options and callback.
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   } catch (const marlin::Error& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;
   }

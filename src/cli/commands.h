@@ -1,0 +1,14 @@
+// Each subcommand lives in its own cmd_<name>.cpp and registers itself on the app.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace marlin::cli {
+
+void register_run(CLI::App& app);
+void register_chat(CLI::App& app);
+void register_inspect(CLI::App& app);
+void register_tokenize(CLI::App& app);
+void register_bench(CLI::App& app);
+
+}  // namespace marlin::cli
