@@ -1,7 +1,12 @@
 // Helpers shared by the subcommands.
 #pragma once
 
+#include <CLI/CLI.hpp>
+
 #include <string>
+#include <string_view>
+
+#include "runtime/session.h"
 
 namespace marlin::cli {
 
@@ -11,5 +16,24 @@ std::string default_model_path();
 // `path` when given, else the default model; throws marlin::Error saying how to fetch the
 // default model when it is missing.
 std::string resolve_model_path(const std::string& path);
+
+
+// Options every generating command shares.
+struct GenerateOptions {
+  std::string model;
+  int threads = 0;
+  int context = 4096;
+  GenerationParams generation;
+  bool seed_given = false;
+};
+
+// Adds --model, --threads, --ctx, sampling and length options to a subcommand.
+void add_generate_options(CLI::App* command, GenerateOptions& options);
+
+// Fills in a random seed when none was given and checks the sampling parameters.
+void finish_generate_options(GenerateOptions& options);
+
+// Prints text to stdout immediately (for streaming).
+bool print_streamed(std::string_view text);
 
 }  // namespace marlin::cli

@@ -1,0 +1,35 @@
+#include "model/attention.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "backend/cpu/ops.h"
+
+namespace marlin {
+
+void causal_attention(const AttentionShape& shape, const float* q, int64_t n_tokens, int64_t pos0,
+                      const KvCache& cache, int layer, float* out, ThreadPool& pool) {
+  const int group = shape.n_heads / shape.n_kv_heads;
+  const int64_t hd = shape.head_dim, items = n_tokens * shape.n_heads;
+  const float scale = 1.0f / std::sqrt(float(hd));
+  const int64_t max_ctx = pos0 + n_tokens;
+
+  pool.run([&](int index, int count) {
+    thread_local std::vector<float> scores;
+    if (int64_t(scores.size()) < max_ctx) scores.resize(size_t(max_ctx));
+    for (int64_t item = items * index / count; item < items * (index + 1) / count; ++item) {
+      const int64_t t = item / shape.n_heads;
+      const int head = int(item % shape.n_heads), kv_head = head / group;
+      const float* qv = q + item * hd;
+      const int64_t ctx = pos0 + t + 1;
+      for (int64_t j = 0; j < ctx; ++j) scores[size_t(j)] = cpu::dot(qv, cache.key(layer, kv_head, j), hd) * scale;
+      cpu::softmax(scores.data(), ctx);
+      float* o = out + item * hd;
+      std::fill_n(o, hd, 0.0f);
+      for (int64_t j = 0; j < ctx; ++j) cpu::axpy(scores[size_t(j)], cache.value(layer, kv_head, j), o, hd);
+    }
+  });
+}
+
+}  // namespace marlin

@@ -1,0 +1,84 @@
+#include "model/config.h"
+
+#include "core/error.h"
+#include "formats/gguf.h"
+
+namespace marlin {
+namespace {
+
+int require_int(const GgufFile& file, const std::string& key, int64_t low, int64_t high) {
+  auto value = file.get_int(key);
+  MARLIN_CHECK(value.has_value(), "model: metadata key '{}' is missing", key);
+  MARLIN_CHECK(*value >= low && *value <= high, "model: '{}' = {} is outside [{}, {}]", key, *value, low,
+               high);
+  return int(*value);
+}
+
+int optional_int(const GgufFile& file, const std::string& key, int fallback, int64_t low, int64_t high) {
+  if (!file.find(key)) return fallback;
+  return require_int(file, key, low, high);
+}
+
+float optional_float(const GgufFile& file, const std::string& key, float fallback) {
+  auto value = file.get_float(key);
+  return value ? float(*value) : fallback;
+}
+
+RopeScaling parse_scaling(const std::string& type) {
+  if (type.empty() || type == "none") return RopeScaling::kNone;
+  if (type == "linear") return RopeScaling::kLinear;
+  if (type == "yarn") return RopeScaling::kYarn;
+  fail("model: unsupported rope scaling type '{}'", type);
+}
+
+}  // namespace
+
+ModelConfig read_model_config(const GgufFile& file) {
+  ModelConfig c;
+  c.architecture = file.get_string("general.architecture").value_or("");
+  MARLIN_CHECK(!c.architecture.empty(), "model: metadata key 'general.architecture' is missing");
+  MARLIN_CHECK(c.architecture == "llama", "model: architecture '{}' is not supported yet (supported: llama)",
+               c.architecture);
+  c.name = file.get_string("general.name").value_or(c.architecture);
+  const std::string a = c.architecture + ".";
+
+  constexpr int64_t kMaxDim = 1 << 20;
+  c.n_layers = require_int(file, a + "block_count", 1, 4096);
+  c.d_model = require_int(file, a + "embedding_length", 1, kMaxDim);
+  c.d_ffn = require_int(file, a + "feed_forward_length", 1, kMaxDim);
+  c.n_heads = require_int(file, a + "attention.head_count", 1, 4096);
+  c.n_kv_heads = optional_int(file, a + "attention.head_count_kv", c.n_heads, 1, 4096);
+  MARLIN_CHECK(c.n_heads % c.n_kv_heads == 0, "model: head_count {} is not a multiple of head_count_kv {}",
+               c.n_heads, c.n_kv_heads);
+  MARLIN_CHECK(c.d_model % c.n_heads == 0 || file.find(a + "attention.key_length"),
+               "model: embedding_length {} is not a multiple of head_count {}", c.d_model, c.n_heads);
+  c.head_dim = optional_int(file, a + "attention.key_length", c.d_model / c.n_heads, 1, 4096);
+  const int value_dim = optional_int(file, a + "attention.value_length", c.head_dim, 1, 4096);
+  MARLIN_CHECK(value_dim == c.head_dim, "model: value_length {} differs from key_length {} (unsupported)",
+               value_dim, c.head_dim);
+  c.context_length = optional_int(file, a + "context_length", 4096, 1, 1 << 24);
+  c.rms_eps = optional_float(file, a + "attention.layer_norm_rms_epsilon", 1e-5f);
+  MARLIN_CHECK(c.rms_eps > 0 && c.rms_eps < 1, "model: rms epsilon {} is out of range", c.rms_eps);
+  c.vocab_size = optional_int(file, a + "vocab_size", 0, 0, 1 << 24);
+
+  RopeConfig& r = c.rope;
+  r.theta = optional_float(file, a + "rope.freq_base", 10000.0f);
+  MARLIN_CHECK(r.theta > 1.0f, "model: rope.freq_base {} is out of range", r.theta);
+  r.dim = optional_int(file, a + "rope.dimension_count", c.head_dim, 2, c.head_dim);
+  MARLIN_CHECK(r.dim % 2 == 0, "model: rope.dimension_count {} is odd", r.dim);
+  r.scaling = parse_scaling(file.get_string(a + "rope.scaling.type").value_or(""));
+  if (r.scaling != RopeScaling::kNone) {
+    r.factor = optional_float(file, a + "rope.scaling.factor", 1.0f);
+    MARLIN_CHECK(r.factor >= 1.0f && r.factor <= 1024.0f, "model: rope.scaling.factor {} is out of range",
+                 r.factor);
+  }
+  if (r.scaling == RopeScaling::kYarn) {
+    r.original_context = require_int(file, a + "rope.scaling.original_context_length", 1, 1 << 24);
+    r.yarn_beta_fast = optional_float(file, a + "rope.scaling.yarn_beta_fast", 32.0f);
+    r.yarn_beta_slow = optional_float(file, a + "rope.scaling.yarn_beta_slow", 1.0f);
+    r.yarn_attn_factor = optional_float(file, a + "rope.scaling.yarn_attn_factor", 0.0f);
+  }
+  return c;
+}
+
+}  // namespace marlin

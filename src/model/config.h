@@ -1,0 +1,49 @@
+// Hyper-parameters of a Llama-family decoder, read from GGUF metadata.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace marlin {
+
+class GgufFile;
+
+enum class RopeScaling { kNone, kLinear, kYarn };
+
+// Which elements RoPE rotates together: GGUF Llama files store Q/K permuted so that pairs are
+// adjacent (2i, 2i+1); Hugging Face and NeoX-style models pair i with i + dim/2.
+enum class RopePairing { kAdjacent, kHalfSplit };
+
+struct RopeConfig {
+  float theta = 10000.0f;
+  int dim = 0;  // rotated dimensions per head (<= head_dim)
+  RopePairing pairing = RopePairing::kAdjacent;
+  RopeScaling scaling = RopeScaling::kNone;
+  float factor = 1.0f;                // linear / YaRN scaling factor
+  int original_context = 0;           // YaRN: context the model was trained with
+  float yarn_beta_fast = 32.0f;
+  float yarn_beta_slow = 1.0f;
+  float yarn_attn_factor = 0.0f;      // 0: the default 0.1·ln(factor) + 1
+  std::vector<float> freq_factors;    // Llama-3 style per-frequency divisors (rope_freqs.weight)
+};
+
+struct ModelConfig {
+  std::string architecture;
+  std::string name;
+  int n_layers = 0;
+  int d_model = 0;
+  int n_heads = 0;
+  int n_kv_heads = 0;
+  int head_dim = 0;
+  int d_ffn = 0;
+  int vocab_size = 0;
+  int context_length = 0;
+  float rms_eps = 1e-5f;
+  RopeConfig rope;
+};
+
+// Reads the `<arch>.*` keys; throws marlin::Error naming a missing or inconsistent key.
+ModelConfig read_model_config(const GgufFile& file);
+
+}  // namespace marlin

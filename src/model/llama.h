@@ -1,0 +1,13 @@
+// The Llama family decoder (Llama 1/2/3, SmolLM, Mistral-style GQA): pre-norm blocks of
+// RMSNorm → attention with RoPE → residual, RMSNorm → SwiGLU MLP → residual.
+#pragma once
+
+#include <memory>
+
+#include "model/model.h"
+
+namespace marlin {
+
+std::unique_ptr<Model> load_llama(const GgufFile& file, ThreadPool& pool);
+
+}  // namespace marlin

@@ -1,0 +1,41 @@
+#include "runtime/engine.h"
+
+#include "formats/gguf.h"
+#include "tokenizer/tokenizer.h"
+
+namespace marlin {
+namespace {
+
+// Used when a model file carries no template of its own (as llama.cpp does).
+constexpr const char* kChatMlTemplate =
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + "
+    "'<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+
+}  // namespace
+
+Engine::Engine(const EngineOptions& options)
+    : pool_(std::make_unique<ThreadPool>(options.threads)),
+      file_(GgufFile::open(options.model_path)),
+      tokenizer_(Tokenizer::from_gguf(*file_)),
+      model_(load_model(*file_, *pool_)) {
+  auto source = file_->get_string("tokenizer.chat_template");
+  has_own_template_ = source.has_value() && !source->empty();
+  template_ = std::make_unique<ChatTemplate>(has_own_template_ ? *source : std::string(kChatMlTemplate));
+}
+
+Engine::~Engine() = default;
+
+std::vector<int32_t> Engine::chat_prompt(const std::vector<ChatMessage>& messages,
+                                         bool add_generation_prompt) const {
+  auto piece_or_empty = [&](std::optional<int32_t> id) { return id ? tokenizer_->piece(*id) : std::string(); };
+  const std::string text = template_->apply(messages, add_generation_prompt, piece_or_empty(tokenizer_->bos_id()),
+                                            piece_or_empty(tokenizer_->eos_id()));
+  // The template writes any BOS itself, so no special tokens are added here.
+  return tokenizer_->encode(text, /*add_special=*/false, /*parse_special=*/true);
+}
+
+std::vector<int32_t> Engine::raw_prompt(const std::string& text) const {
+  return tokenizer_->encode(text, /*add_special=*/true, /*parse_special=*/true);
+}
+
+}  // namespace marlin

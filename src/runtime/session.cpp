@@ -1,0 +1,107 @@
+#include "runtime/session.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "core/error.h"
+#include "runtime/stop_matcher.h"
+#include "tokenizer/tokenizer.h"
+
+namespace marlin {
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+}  // namespace
+
+const char* finish_reason_name(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::kEndOfTurn: return "stop";
+    case FinishReason::kStopString: return "stop";
+    case FinishReason::kLength: return "length";
+    case FinishReason::kContextFull: return "length";
+    case FinishReason::kCancelled: return "cancelled";
+  }
+  return "unknown";
+}
+
+Session::Session(Model& model, const Tokenizer& tokenizer, int64_t context_size)
+    : model_(model),
+      tokenizer_(tokenizer),
+      cache_(model.new_cache(context_size)),
+      logits_(size_t(model.config().vocab_size)) {}
+
+void Session::reset() {
+  cache_->clear();
+  tokens_.clear();
+}
+
+int64_t Session::prefill(const std::vector<int32_t>& prompt) {
+  MARLIN_CHECK(!prompt.empty(), "the prompt is empty");
+  MARLIN_CHECK(int64_t(prompt.size()) < cache_->capacity(),
+               "the prompt has {} tokens but the context holds {}", prompt.size(), cache_->capacity());
+  // Reuse the common prefix, but always feed at least the last prompt token to get its logits.
+  size_t common = 0;
+  const size_t limit = std::min(tokens_.size(), prompt.size() - 1);
+  while (common < limit && tokens_[common] == prompt[common]) ++common;
+  cache_->truncate(int64_t(common));
+  tokens_.resize(common);
+  std::span<const int32_t> fresh(prompt.data() + common, prompt.size() - common);
+  model_.forward(fresh, *cache_, logits_.data(), false);
+  tokens_.insert(tokens_.end(), fresh.begin(), fresh.end());
+  return int64_t(common);
+}
+
+GenerationResult Session::generate(const std::vector<int32_t>& prompt, const GenerationParams& params,
+                                   const TextCallback& on_text) {
+  MARLIN_CHECK(params.max_tokens >= 0, "max tokens must be >= 0, got {}", params.max_tokens);
+  Sampler sampler(params.sampling, model_.config().vocab_size);
+  GenerationResult result;
+  result.prompt_tokens = int(prompt.size());
+
+  auto start = std::chrono::steady_clock::now();
+  result.cached_prompt_tokens = int(prefill(prompt));
+  result.prefill_seconds = seconds_since(start);
+
+  start = std::chrono::steady_clock::now();
+  TokenStream stream(tokenizer_);
+  StopMatcher stops(params.stop);
+  auto emit = [&](const std::string& text) {
+    if (text.empty()) return true;
+    result.text += text;
+    return !on_text || on_text(text);
+  };
+  result.finish = FinishReason::kLength;
+  for (int i = 0; i < params.max_tokens; ++i) {
+    const int32_t token = sampler.sample(logits_.data(), tokens_);
+    result.tokens.push_back(token);
+    if (params.stop_at_end_of_turn && tokenizer_.is_end_of_turn(token)) {
+      result.finish = FinishReason::kEndOfTurn;
+      break;
+    }
+    if (!emit(stops.push(stream.push(token)))) {
+      result.finish = FinishReason::kCancelled;
+      break;
+    }
+    if (stops.stopped()) {
+      result.finish = FinishReason::kStopString;
+      break;
+    }
+    if (i + 1 == params.max_tokens) break;
+    if (cache_->length() + 1 > cache_->capacity()) {
+      result.finish = FinishReason::kContextFull;
+      break;
+    }
+    const int32_t step[1] = {token};
+    model_.forward(step, *cache_, logits_.data(), false);
+    tokens_.push_back(token);
+  }
+  if (result.finish != FinishReason::kStopString && result.finish != FinishReason::kCancelled)
+    emit(stops.push(stream.flush()) + stops.flush());
+  result.decode_seconds = seconds_since(start);
+  return result;
+}
+
+}  // namespace marlin
