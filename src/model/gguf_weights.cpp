@@ -31,7 +31,7 @@ std::vector<float> gguf_vector(const GgufFile& file, const std::string& name, in
   const auto& t = require_tensor(file, name);
   MARLIN_CHECK(int64_t(t.elements) == n, "model: tensor '{}' should have {} elements, has {}", name, n,
                t.elements);
-  std::vector<float> out(size_t(n));
+  std::vector<float> out(static_cast<size_t>(n));
   dequantize_row(t.type, file.tensor_data(t).data(), out.data(), n);
   return out;
 }
