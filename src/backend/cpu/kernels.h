@@ -25,6 +25,8 @@ struct KernelSet {
 
 KernelSet kernels_scalar(GgmlType type);
 KernelSet kernels_avx2(GgmlType type, bool vnni);
+KernelSet kernels_avx2_plain(GgmlType type);
+KernelSet kernels_avx2_vnni(GgmlType type);
 KernelSet kernels_avx512(GgmlType type);
 
 }  // namespace marlin::cpu::detail
