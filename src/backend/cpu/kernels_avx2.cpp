@@ -1,0 +1,24 @@
+// Plain AVX2 + FMA + F16C kernels (see kernels_avx2_impl.h).
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "backend/cpu/kernels.h"
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c")
+// GCC 12's intrinsic headers build "undefined" vectors from themselves, which -Wall reports as
+// (maybe-)uninitialized in every caller; the warning says nothing about this code.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#define MARLIN_AVX2_VNNI false
+#define MARLIN_AVX2_ENTRY kernels_avx2_plain
+#include "backend/cpu/kernels_avx2_impl.h"
+#pragma GCC pop_options
+
+namespace marlin::cpu::detail {
+
+KernelSet kernels_avx2(GgmlType type, bool vnni) { return vnni ? kernels_avx2_vnni(type) : kernels_avx2_plain(type); }
+
+}  // namespace marlin::cpu::detail

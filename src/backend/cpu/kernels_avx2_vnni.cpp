@@ -1,0 +1,17 @@
+// AVX2 + FMA + F16C + AVX-VNNI kernels (see kernels_avx2_impl.h).
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "backend/cpu/kernels.h"
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c,avxvnni")
+// See kernels_avx2.cpp.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#define MARLIN_AVX2_VNNI true
+#define MARLIN_AVX2_ENTRY kernels_avx2_vnni
+#include "backend/cpu/kernels_avx2_impl.h"
+#pragma GCC pop_options

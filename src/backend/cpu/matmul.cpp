@@ -1,0 +1,66 @@
+#include "backend/cpu/matmul.h"
+
+#include <vector>
+
+#include "backend/cpu/cpu_isa.h"
+#include "backend/cpu/kernels.h"
+#include "core/error.h"
+
+namespace marlin::cpu {
+namespace {
+
+detail::KernelSet kernels_for(CpuIsa isa, GgmlType type) {
+  detail::KernelSet set{};
+  switch (isa) {
+    case CpuIsa::Avx512: set = detail::kernels_avx512(type); break;
+    case CpuIsa::Avx2Vnni: set = detail::kernels_avx2(type, true); break;
+    case CpuIsa::Avx2: set = detail::kernels_avx2(type, false); break;
+    case CpuIsa::Scalar: break;
+  }
+  if (!set.int8 && !set.floating) set = detail::kernels_scalar(type);
+  return set;
+}
+
+void check_matrix(const QuantMatrix& w, int64_t m) {
+  const GgmlTypeInfo& info = ggml_type_info(w.type);
+  MARLIN_CHECK(info.supported, "cpu matmul: weight type {} is not supported", info.name);
+  MARLIN_CHECK(w.rows >= 0 && w.cols > 0 && m >= 0, "cpu matmul: bad shape rows={} cols={} m={}", w.rows,
+               w.cols, m);
+  const auto row_bytes = ggml_row_bytes(w.type, uint64_t(w.cols));
+  MARLIN_CHECK(row_bytes, "cpu matmul: {} columns is not a whole number of {} blocks of {}", w.cols, info.name,
+               info.block_elements);
+  MARLIN_CHECK(w.row_bytes >= *row_bytes, "cpu matmul: row stride {} is less than the {} bytes of a {} row",
+               w.row_bytes, *row_bytes, info.name);
+  MARLIN_CHECK(w.data || w.rows == 0, "cpu matmul: null weight data");
+}
+
+// Rows handed to a thread come in multiples of this, so threads never share a cache line of y
+// for m = 1 and every thread streams a long contiguous stretch of weights.
+constexpr int64_t kRowGrain = 16;
+
+}  // namespace
+
+void matmul(const QuantMatrix& w, const float* x, int64_t m, float* y, ThreadPool& pool) {
+  check_matrix(w, m);
+  if (m == 0 || w.rows == 0) return;
+  const detail::KernelSet kernels = kernels_for(active_cpu_isa(), w.type);
+  if (kernels.floating) {
+    pool.parallel_for(w.rows, kRowGrain, [&](int64_t begin, int64_t end) { kernels.floating(w, x, m, begin, end, y); });
+    return;
+  }
+  // Activations are quantized once per call into a buffer reused across calls on this thread.
+  thread_local std::vector<ActGroup> act;
+  const int64_t groups = groups_for(w.cols);
+  act.resize(size_t(m * groups));
+  ActGroup* act_data = act.data();
+  if (m == 1) {
+    kernels.quantize(w.type, x, 1, w.cols, act_data);
+  } else {
+    pool.parallel_for(m, 1, [&](int64_t begin, int64_t end) {
+      kernels.quantize(w.type, x + begin * w.cols, end - begin, w.cols, act_data + begin * groups);
+    });
+  }
+  pool.parallel_for(w.rows, kRowGrain, [&](int64_t begin, int64_t end) { kernels.int8(w, act_data, m, begin, end, y); });
+}
+
+}  // namespace marlin::cpu
