@@ -8,20 +8,32 @@
 
 Each reference is computed twice: in float64 (the expected values) and in float32 (whose distance
 to float64 measures what fp32 arithmetic alone costs; the C++ tests derive their tolerances from it).
+For the default model, a run that feeds every linear layer activations quantized to 8 bits exactly
+as marlin's fast CPU kernels do gives "actq_kl": the KL divergence that quantizing activations alone
+costs, against which the fast kernels are measured.
 
 Needs torch, transformers, numpy and gguf. Run from the repository root:
   python3 tools/make_llama_fixtures.py tiny --out tests/fixtures/model
   python3 tools/make_llama_fixtures.py smollm --model models/SmolLM2-135M-Instruct.Q4_1.gguf \
-      --prompts tests/fixtures/model/smollm_prompts.json --out tests/fixtures/model
+      --out tests/fixtures/model
 """
 import argparse
 import json
 import pathlib
 
 import gguf
+import jinja2.sandbox
 import numpy as np
 import torch
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM
+
+# The golden prompts for the default model: (text, rendered with the chat template?).
+SMOLLM_PROMPTS = [
+    ("What is the capital of France?", True),
+    ("The quick brown fox jumps over the lazy dog. In 2024, researchers found that", False),
+    ("def fibonacci(n):\n    if n < 2:\n        return n\n    return", False),
+]
 
 
 def permute_for_gguf(w: np.ndarray, n_head: int) -> np.ndarray:
@@ -54,9 +66,53 @@ def logits_for(model: LlamaForCausalLM, ids: list[int], dtype: torch.dtype) -> n
     return out.to(torch.float64).numpy()
 
 
-def write_reference(out: pathlib.Path, name: str, model, ids: list[int], last_only: bool, extra: dict):
+def quantize_activations_like_marlin(x: torch.Tensor) -> torch.Tensor:
+    """The 8-bit activation quantization of marlin's CPU kernels, in fp32 as they compute it:
+    per 32 values along K, d = amax/127, q = round-half-even(x · (127/amax)), value q·d."""
+    x32 = x.to(torch.float32)
+    blocks = x32.reshape(*x32.shape[:-1], -1, 32)
+    amax = blocks.abs().amax(dim=-1, keepdim=True)
+    d = amax / 127.0
+    inv = torch.where(amax > 0, 127.0 / amax, torch.zeros_like(amax))
+    q = torch.round(blocks * inv)
+    return (q.to(x.dtype) * d.to(x.dtype)).reshape(x.shape)
+
+
+class ActivationQuantization:
+    """Feeds every linear layer 8-bit-quantized activations while active."""
+
+    def __init__(self, model):
+        self.model = model
+        self.handles = []
+
+    def __enter__(self):
+        for module in self.model.modules():
+            if isinstance(module, torch.nn.Linear):
+                self.handles.append(module.register_forward_pre_hook(
+                    lambda _m, args: (quantize_activations_like_marlin(args[0]),)))
+        return self
+
+    def __exit__(self, *exc):
+        for h in self.handles:
+            h.remove()
+
+
+def kl_divergence(p_logits: np.ndarray, q_logits: np.ndarray) -> float:
+    """KL(P || Q) in nats, where P and Q are the softmax distributions of the logits."""
+    lp = p_logits - np.logaddexp.reduce(p_logits)
+    lq = q_logits - np.logaddexp.reduce(q_logits)
+    return float(np.sum(np.exp(lp) * (lp - lq)))
+
+
+def write_reference(out: pathlib.Path, name: str, model, ids: list[int], last_only: bool, extra: dict,
+                    quantized_activations: bool = False):
     ref64 = logits_for(model, ids, torch.float64)
     ref32 = logits_for(model, ids, torch.float32)
+    if quantized_activations:
+        # What 8-bit activations alone cost, measured on the reference itself.
+        with ActivationQuantization(model):
+            actq = logits_for(model, ids, torch.float64)[-1]
+        extra = {**extra, "actq_kl": kl_divergence(ref64[-1], actq), "actq_argmax": int(actq.argmax())}
     if last_only:
         ref64, ref32 = ref64[-1:], ref32[-1:]
     ref64.astype(np.float64).tofile(out / f"{name}.logits.f64")
@@ -65,7 +121,7 @@ def write_reference(out: pathlib.Path, name: str, model, ids: list[int], last_on
             "fp32_max_abs_error": fp32_error, "logits_max_abs": float(np.max(np.abs(ref64))),
             "argmax": [int(i) for i in ref64.argmax(axis=1)], **extra}
     (out / f"{name}.json").write_text(json.dumps(meta, indent=1) + "\n")
-    print(f"{name}: {len(ids)} tokens, fp32 error {fp32_error:.3g}")
+    print(f"{name}: {len(ids)} tokens, fp32 error {fp32_error:.3g}, {extra.get('actq_kl', '')}")
 
 
 def tiny(out: pathlib.Path):
@@ -142,7 +198,33 @@ def write_tiny_gguf(path: pathlib.Path, model, config, rope):
     w.close()
 
 
-def smollm(model_path: pathlib.Path, prompts_path: pathlib.Path, out: pathlib.Path):
+def gguf_strings(reader, key):
+    f = reader.fields[key]
+    return [bytes(f.parts[i]).decode("utf-8") for i in f.data]
+
+
+def smollm_tokenizer(reader) -> Tokenizer:
+    """SmolLM2's tokenizer as its published tokenizer.json configures it, from the GGUF's vocabulary."""
+    tokens = gguf_strings(reader, "tokenizer.ggml.tokens")
+    merges = [tuple(m.split(" ")) for m in gguf_strings(reader, "tokenizer.ggml.merges")]
+    f = reader.fields["tokenizer.ggml.token_type"]
+    types = [int(f.parts[i][0]) for i in f.data]
+    tok = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+                                                 pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t, k in zip(tokens, types) if k == 3])
+    return tok
+
+
+def render_chat(template: str, user_text: str) -> str:
+    """Renders as transformers' apply_chat_template does (sandboxed jinja2, trim/lstrip blocks)."""
+    env = jinja2.sandbox.ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    return env.from_string(template).render(messages=[{"role": "user", "content": user_text}],
+                                            add_generation_prompt=True)
+
+
+def smollm(model_path: pathlib.Path, out: pathlib.Path):
     reader = gguf.GGUFReader(str(model_path))
 
     def meta(key):
@@ -182,10 +264,13 @@ def smollm(model_path: pathlib.Path, prompts_path: pathlib.Path, out: pathlib.Pa
                                                 strict=False)
     assert not unexpected and all("lm_head" in m for m in missing), (missing, unexpected)
     model.tie_weights()
-    prompts = json.loads(prompts_path.read_text())
-    for i, prompt in enumerate(prompts):
-        write_reference(out, f"smollm_prompt{i}", model, prompt["tokens"], last_only=True,
-                        extra={"text": prompt["text"]})
+    tokenizer = smollm_tokenizer(reader)
+    template = gguf_strings(reader, "tokenizer.chat_template")[0]
+    for i, (text, chat) in enumerate(SMOLLM_PROMPTS):
+        prompt = render_chat(template, text) if chat else text
+        ids = tokenizer.encode(prompt, add_special_tokens=False).ids
+        write_reference(out, f"smollm_prompt{i}", model, ids, last_only=True, extra={"text": prompt},
+                        quantized_activations=True)
 
 
 def main():
@@ -193,14 +278,13 @@ def main():
     ap.add_argument("what", choices=["tiny", "smollm"])
     ap.add_argument("--out", type=pathlib.Path, default=pathlib.Path("tests/fixtures/model"))
     ap.add_argument("--model", type=pathlib.Path, default=pathlib.Path("models/SmolLM2-135M-Instruct.Q4_1.gguf"))
-    ap.add_argument("--prompts", type=pathlib.Path, default=pathlib.Path("tests/fixtures/model/smollm_prompts.json"))
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     if args.what == "tiny":
         tiny(args.out)
     else:
-        smollm(args.model, args.prompts, args.out)
+        smollm(args.model, args.out)
 
 
 if __name__ == "__main__":
