@@ -160,14 +160,13 @@ inline GgufSpec small_valid_spec() {
   return spec;
 }
 
-// A file in a per-process temporary directory, removed when this object goes away.
+// A file in the temporary directory, named by process and counter, removed when this object goes away.
 class TempFile {
  public:
   explicit TempFile(const std::vector<uint8_t>& bytes) {
     static std::atomic<int> counter{0};
-    const auto dir = std::filesystem::temp_directory_path() / ("marlin_gguf_test_" + std::to_string(::getpid()));
-    std::filesystem::create_directories(dir);
-    path_ = (dir / ("f" + std::to_string(counter++) + ".gguf")).string();
+    const auto name = "marlin_gguf_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++) + ".gguf";
+    path_ = (std::filesystem::temp_directory_path() / name).string();
     std::ofstream out(path_, std::ios::binary);
     out.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
   }
