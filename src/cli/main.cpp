@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   marlin::cli::register_run(app);
   marlin::cli::register_chat(app);
   marlin::cli::register_bench(app);
+  marlin::cli::register_inspect(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

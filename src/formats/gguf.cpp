@@ -236,12 +236,13 @@ class GgufParser {
     const auto info = ggml_type_info(type_id);
     if (!info) fail("gguf: {}: unknown ggml type id {}", subject_, type_id);
     tensor.type = info->type;
-    const auto row_bytes = ggml_row_bytes(tensor.type, tensor.shape[0]);
-    if (!row_bytes)
+    if (tensor.shape[0] % info->block_elements != 0)
       fail("gguf: {}: row of {} elements is not a whole number of {}-element {} blocks", subject_,
            tensor.shape[0], info->block_elements, info->name);
-    const auto bytes = checked_mul(*row_bytes, tensor.elements / tensor.shape[0]);
-    if (!bytes) fail("gguf: {}: data size of shape {} overflows", subject_, gguf_shape_text(tensor.shape));
+    const auto row_bytes = ggml_row_bytes(tensor.type, tensor.shape[0]);
+    const auto bytes = row_bytes ? checked_mul(*row_bytes, tensor.elements / tensor.shape[0]) : std::nullopt;
+    if (!bytes)
+      fail("gguf: {}: data size of {} shape {} overflows", subject_, info->name, gguf_shape_text(tensor.shape));
     tensor.bytes = *bytes;
   }
 

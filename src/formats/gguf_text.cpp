@@ -7,9 +7,8 @@
 #include <type_traits>
 
 namespace marlin {
-namespace {
 
-std::string escaped(std::string_view text) {
+std::string gguf_escape(std::string_view text) {
   std::string out;
   out.reserve(text.size());
   for (const char c : text) {
@@ -17,12 +16,13 @@ std::string escaped(std::string_view text) {
     if (c == '\n') out += "\\n";
     else if (c == '\t') out += "\\t";
     else if (c == '\\') out += "\\\\";
-    else if (c == '\'') out += "\\'";
     else if (byte < 0x20 || byte == 0x7f) out += fmt::format("\\x{:02x}", byte);
     else out += c;
   }
   return out;
 }
+
+namespace {
 
 std::string array_summary(const GgufArray& array, size_t max_items, size_t max_string_bytes) {
   std::string out = fmt::format("[{} x {}", gguf_type_name(array.element_type), array.items.size());
@@ -44,7 +44,7 @@ std::string gguf_quote(std::string_view text, size_t max_bytes) {
     while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xc0) == 0x80) --cut;  // UTF-8 continuation
   }
   std::string out(1, '\'');
-  out += escaped(text.substr(0, cut));
+  out += gguf_escape(text.substr(0, cut));
   out += '\'';
   if (cut < text.size()) out += "...";
   return out;

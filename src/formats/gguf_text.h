@@ -11,6 +11,9 @@
 
 namespace marlin {
 
+// `text` with control bytes escaped (\n, \t, \xNN; a backslash as \\) so that it stays on one line.
+std::string gguf_escape(std::string_view text);
+
 // 'text' in single quotes, control bytes escaped (\n, \xNN) so a message stays on one line;
 // cut after `max_bytes` bytes (at a UTF-8 boundary) with "..." appended.
 std::string gguf_quote(std::string_view text, size_t max_bytes = 80);

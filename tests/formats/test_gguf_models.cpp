@@ -129,7 +129,9 @@ TEST(GgufModels, Gemma3) {
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   if (!file) GTEST_SKIP() << "model file absent";
   RecordProperty("parse_seconds", fmt::format("{:.3f}", seconds));
+#if defined(NDEBUG) && !defined(__SANITIZE_ADDRESS__)  // timing only means something when optimized
   EXPECT_LT(seconds, 1.0) << "parsing the 253 MB gemma file should take well under a second";
+#endif
 
   EXPECT_EQ(file->version(), 3u);
   EXPECT_EQ(file->data_offset(), 6525120u);
