@@ -7,10 +7,35 @@
 namespace marlin {
 namespace {
 
-// How long an idle worker polls for the next job before it sleeps.
-constexpr auto kSpinTime = std::chrono::microseconds(2000);
+// Waiting has three phases: busy polling (the next decode job usually comes within
+// microseconds), then polling that yields the core (so an oversubscribed machine, like a test
+// run beside a compiler, still makes progress), then sleeping on a futex.
+constexpr auto kBusyPoll = std::chrono::microseconds(50);
+constexpr auto kYieldPoll = std::chrono::microseconds(2000);
 
-inline void cpu_relax() { _mm_pause(); }
+// Waits until `value` differs from `old`; returns the new value.
+template <typename T>
+T wait_for_change(const std::atomic<T>& value, T old) {
+  T now;
+  int polls = 0;
+  auto start = std::chrono::steady_clock::time_point{};
+  while ((now = value.load(std::memory_order_acquire)) == old) {
+    if (++polls < 64) {
+      _mm_pause();
+      continue;
+    }
+    polls = 0;
+    const auto t = std::chrono::steady_clock::now();
+    if (start == decltype(start){}) start = t;
+    if (t - start < kBusyPoll) continue;
+    if (t - start < kYieldPoll) {
+      std::this_thread::yield();
+      continue;
+    }
+    value.wait(old, std::memory_order_acquire);
+  }
+  return now;
+}
 
 }  // namespace
 
@@ -41,28 +66,17 @@ void ThreadPool::dispatch(Task task, void* ctx) {
   generation_.fetch_add(1, std::memory_order_release);
   generation_.notify_all();
   task(ctx, 0, count);
-  while (pending_.load(std::memory_order_acquire) != 0) cpu_relax();
+  for (int left; (left = pending_.load(std::memory_order_acquire)) != 0;) wait_for_change(pending_, left);
 }
 
 void ThreadPool::worker_loop(int index) {
   uint64_t seen = 0;
   const int count = size();
   for (;;) {
-    uint64_t now = generation_.load(std::memory_order_acquire);
-    if (now == seen) {
-      const auto deadline = std::chrono::steady_clock::now() + kSpinTime;
-      int polls = 0;
-      while ((now = generation_.load(std::memory_order_acquire)) == seen) {
-        cpu_relax();
-        if (++polls % 256 == 0 && std::chrono::steady_clock::now() > deadline) {
-          generation_.wait(seen, std::memory_order_acquire);
-        }
-      }
-    }
-    seen = now;
+    seen = wait_for_change(generation_, seen);
     if (stop_.load(std::memory_order_acquire)) return;
     task_(task_ctx_, index, count);
-    pending_.fetch_sub(1, std::memory_order_acq_rel);
+    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) pending_.notify_one();
   }
 }
 
