@@ -17,6 +17,7 @@ inline void cpu_relax() { _mm_pause(); }
 ThreadPool::ThreadPool(int threads) {
   if (threads <= 0) threads = int(std::thread::hardware_concurrency());
   if (threads <= 0) threads = 1;
+  thread_count_ = threads;
   workers_.reserve(size_t(threads - 1));
   for (int i = 1; i < threads; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
 }

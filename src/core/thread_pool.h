@@ -20,7 +20,7 @@ class ThreadPool {
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
 
-  int size() const { return int(workers_.size()) + 1; }
+  int size() const { return thread_count_; }
 
   // Calls fn(thread_index, thread_count) once on every thread; returns when all calls return.
   // Not re-entrant: fn must not call run() on the same pool.
@@ -49,6 +49,7 @@ class ThreadPool {
   void dispatch(Task task, void* ctx);
   void worker_loop(int index);
 
+  int thread_count_ = 1;  // set before any worker starts (workers read it)
   std::vector<std::thread> workers_;
   Task task_ = nullptr;
   void* task_ctx_ = nullptr;
