@@ -27,9 +27,6 @@ namespace {
 struct Idx64 {
   alignas(64) uint8_t v[64];
 };
-struct Idx32w {
-  alignas(64) uint16_t v[32];
-};
 
 // vpermt2b index selecting byte `src` of a group whose bytes [0, 64) are in the first register and
 // [second, second + 64) in the second.
@@ -42,12 +39,13 @@ constexpr Idx64 nibble_bytes(int block, int qs, int second) {
   return t;
 }
 
-// Word indices for vpermt2w: words 0..15 = the fp16 scale of block lane/4, 16..31 = its min.
-constexpr Idx32w nibble_scale_words(int block, int min_at, int second) {
-  Idx32w t{};
-  for (int i = 0; i < 32; ++i) {
-    const int byte = block * ((i % 16) / 4) + (i < 16 ? 0 : min_at);
-    t.v[i] = uint16_t(byte < 64 ? byte / 2 : 32 + (byte - second) / 2);
+// fp16 scales as 32 words (byte pairs; vpermt2b is one uop where vpermt2w is several):
+// words 0..15 = the scale of block lane/4, 16..31 = its min.
+constexpr Idx64 nibble_scale_bytes(int block, int min_at, int second) {
+  Idx64 t{};
+  for (int i = 0; i < 64; ++i) {
+    const int word = i / 2;
+    t.v[i] = pick(block * ((word % 16) / 4) + (word < 16 ? 0 : min_at) + i % 2, second);
   }
   return t;
 }
@@ -61,9 +59,10 @@ constexpr Idx64 q8_0_bytes(int step) {
   }
   return t;
 }
-constexpr Idx32w q8_0_scale_words() {
-  Idx32w t{};
-  for (int i = 0; i < 32; ++i) t.v[i] = uint16_t(17 * (i / 8));
+// Words 8b..8b+7 = the scale of block b.
+constexpr Idx64 q8_0_scale_bytes() {
+  Idx64 t{};
+  for (int i = 0; i < 64; ++i) t.v[i] = pick(34 * (i / 16) + i % 2, 64);
   return t;
 }
 
@@ -71,16 +70,15 @@ constexpr Idx64 kQ4_0Bytes = nibble_bytes(18, 2, 8);
 constexpr Idx64 kQ4_1Bytes = nibble_bytes(20, 4, 16);
 constexpr Idx64 kQ5_0Bytes = nibble_bytes(22, 6, 24);
 constexpr Idx64 kQ5_1Bytes = nibble_bytes(24, 8, 32);
-constexpr Idx32w kQ4_0Words = nibble_scale_words(18, 0, 8);
-constexpr Idx32w kQ4_1Words = nibble_scale_words(20, 2, 16);
-constexpr Idx32w kQ5_0Words = nibble_scale_words(22, 0, 24);
-constexpr Idx32w kQ5_1Words = nibble_scale_words(24, 2, 32);
+constexpr Idx64 kQ4_0Scales = nibble_scale_bytes(18, 0, 8);
+constexpr Idx64 kQ4_1Scales = nibble_scale_bytes(20, 2, 16);
+constexpr Idx64 kQ5_0Scales = nibble_scale_bytes(22, 0, 24);
+constexpr Idx64 kQ5_1Scales = nibble_scale_bytes(24, 2, 32);
 constexpr Idx64 kQ8_0Step0 = q8_0_bytes(0);
 constexpr Idx64 kQ8_0Step1 = q8_0_bytes(1);
-constexpr Idx32w kQ8_0Words = q8_0_scale_words();
+constexpr Idx64 kQ8_0Scales = q8_0_scale_bytes();
 
 inline __m512i load_idx(const Idx64& t) { return _mm512_load_si512(t.v); }
-inline __m512i load_idx(const Idx32w& t) { return _mm512_load_si512(t.v); }
 
 inline __mmask64 byte_mask(int64_t valid) {
   if (valid <= 0) return 0;
@@ -110,8 +108,8 @@ inline void load_pair(const uint8_t* p, int second, int64_t bytes, __m512i& z0, 
 }
 
 template <bool kAsym>
-inline void nibble_scales(__m512i z0, __m512i z1, const Idx32w& words, W512& w) {
-  const __m512i v = _mm512_permutex2var_epi16(z0, load_idx(words), z1);
+inline void nibble_scales(__m512i z0, __m512i z1, const Idx64& words, W512& w) {
+  const __m512i v = _mm512_permutex2var_epi8(z0, load_idx(words), z1);
   w.scale0 = w.scale1 = lo_half_ph(v);
   w.min0 = w.min1 = kAsym ? hi_half_ph(v) : w.scale0;
 }
@@ -131,7 +129,7 @@ inline W512 unpack_q4(const uint8_t* p, int blocks) {
   load_pair<kTail>(p, kSecond, int64_t(kBlock) * blocks, z0, z1);
   W512 w;
   split_nibbles(_mm512_permutex2var_epi8(z0, load_idx(kAsym ? kQ4_1Bytes : kQ4_0Bytes), z1), w);
-  nibble_scales<kAsym>(z0, z1, kAsym ? kQ4_1Words : kQ4_0Words, w);
+  nibble_scales<kAsym>(z0, z1, kAsym ? kQ4_1Scales : kQ4_0Scales, w);
   return w;
 }
 
@@ -144,7 +142,7 @@ inline W512 unpack_q5(const uint8_t* p, int blocks) {
   load_pair<kTail>(p, kSecond, int64_t(kBlock) * blocks, z0, z1);
   W512 w;
   split_nibbles(_mm512_permutex2var_epi8(z0, load_idx(kAsym ? kQ5_1Bytes : kQ5_0Bytes), z1), w);
-  nibble_scales<kAsym>(z0, z1, kAsym ? kQ5_1Words : kQ5_0Words, w);
+  nibble_scales<kAsym>(z0, z1, kAsym ? kQ5_1Scales : kQ5_0Scales, w);
   uint64_t low_bits = 0, high_bits = 0;
   for (int b = 0; b < (kTail ? blocks : 4); ++b) {
     uint32_t qh;
@@ -176,7 +174,7 @@ inline W512 unpack_q8_0(const uint8_t* p, int blocks) {
   W512 w;
   w.q0 = _mm512_xor_si512(_mm512_permutex2var_epi8(z0, load_idx(kQ8_0Step0), z1), sign);
   w.q1 = _mm512_xor_si512(_mm512_permutex2var_epi8(z1, load_idx(kQ8_0Step1), z2), sign);
-  const __m512i v = _mm512_permutex2var_epi16(z0, load_idx(kQ8_0Words), z1);
+  const __m512i v = _mm512_permutex2var_epi8(z0, load_idx(kQ8_0Scales), z1);
   w.scale0 = w.min0 = lo_half_ph(v);
   w.scale1 = w.min1 = hi_half_ph(v);
   return w;
@@ -269,6 +267,22 @@ struct Acc {
   __m512 a[C], b[C];
 };
 
+constexpr bool asymmetric(GgmlType t) {
+  return t == GgmlType::Q4_1 || t == GgmlType::Q5_1 || t == GgmlType::Q4_K || t == GgmlType::Q5_K;
+}
+
+// scale·(d·dot) + min·s per lane; for symmetric types min = scale, so scale·(d·dot + s).
+template <GgmlType T>
+inline __m512 lane_terms(__m512 acc_in, __m512i dot, const float* d, const float* s, __m512 scale, __m512 min,
+                         __m512& acc_min) {
+  if constexpr (asymmetric(T)) {
+    acc_min = _mm512_fmadd_ps(min, _mm512_load_ps(s), acc_min);
+    return _mm512_fmadd_ps(scale, _mm512_mul_ps(_mm512_cvtepi32_ps(dot), _mm512_load_ps(d)), acc_in);
+  } else {
+    return _mm512_fmadd_ps(scale, _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_load_ps(d), _mm512_load_ps(s)), acc_in);
+  }
+}
+
 template <GgmlType T, int C>
 inline void dot_group(const W512& w, const ActGroup* act, int64_t stride, Acc<C>& acc) {
   for (int c = 0; c < C; ++c) {
@@ -276,18 +290,12 @@ inline void dot_group(const W512& w, const ActGroup* act, int64_t stride, Acc<C>
     const __m512i a0 = _mm512_load_si512(a.q), a1 = _mm512_load_si512(a.q + 64);
     if constexpr (shared_lanes(T)) {
       const __m512i dot = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), w.q0, a0), w.q1, a1);
-      const __m512 t = _mm512_mul_ps(_mm512_cvtepi32_ps(dot), _mm512_load_ps(a.d));
-      acc.a[c] = _mm512_fmadd_ps(w.scale0, t, acc.a[c]);
-      acc.b[c] = _mm512_fmadd_ps(w.min0, _mm512_load_ps(a.s), acc.b[c]);
+      acc.a[c] = lane_terms<T>(acc.a[c], dot, a.d, a.s, w.scale0, w.min0, acc.b[c]);
     } else {
       const __m512i dot0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w.q0, a0);
       const __m512i dot1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w.q1, a1);
-      const __m512 t0 = _mm512_mul_ps(_mm512_cvtepi32_ps(dot0), _mm512_load_ps(a.d));
-      const __m512 t1 = _mm512_mul_ps(_mm512_cvtepi32_ps(dot1), _mm512_load_ps(a.d + 16));
-      acc.a[c] = _mm512_fmadd_ps(w.scale0, t0, acc.a[c]);
-      acc.b[c] = _mm512_fmadd_ps(w.scale1, t1, acc.b[c]);
-      acc.a[c] = _mm512_fmadd_ps(w.min0, _mm512_load_ps(a.s), acc.a[c]);
-      acc.b[c] = _mm512_fmadd_ps(w.min1, _mm512_load_ps(a.s + 16), acc.b[c]);
+      acc.a[c] = lane_terms<T>(acc.a[c], dot0, a.d, a.s, w.scale0, w.min0, acc.b[c]);
+      acc.b[c] = lane_terms<T>(acc.b[c], dot1, a.d + 16, a.s + 16, w.scale1, w.min1, acc.a[c]);
     }
   }
 }
