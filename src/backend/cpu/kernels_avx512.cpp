@@ -300,19 +300,63 @@ inline void dot_group(const W512& w, const ActGroup* act, int64_t stride, Acc<C>
   }
 }
 
+constexpr bool blocks32(GgmlType t) {
+  return t == GgmlType::Q4_0 || t == GgmlType::Q4_1 || t == GgmlType::Q5_0 || t == GgmlType::Q5_1 ||
+         t == GgmlType::Q8_0;
+}
+
 // One weight row against C activation rows starting at `act` (row stride `groups`).
 template <GgmlType T, int C>
 inline void row_dot(const uint8_t* row, int64_t cols, const ActGroup* act, int64_t groups, float* y,
                     int64_t y_stride) {
   Acc<C> acc;
   for (int c = 0; c < C; ++c) acc.a[c] = acc.b[c] = _mm512_setzero_ps();
-  constexpr bool kBlocks32 = T == GgmlType::Q4_0 || T == GgmlType::Q4_1 || T == GgmlType::Q5_0 ||
-                             T == GgmlType::Q5_1 || T == GgmlType::Q8_0;
-  const int tail_blocks = kBlocks32 ? int((cols / 32) % 4) : 0;
+  const int tail_blocks = blocks32(T) ? int((cols / 32) % 4) : 0;
   const int64_t full = tail_blocks ? groups - 1 : groups;
   for (int64_t g = 0; g < full; ++g) dot_group<T, C>(unpack<T, false>(row, g, 4), act + g, groups, acc);
   if (tail_blocks) dot_group<T, C>(unpack<T, true>(row, full, tail_blocks), act + full, groups, acc);
   for (int c = 0; c < C; ++c) y[c * y_stride] = _mm512_reduce_add_ps(_mm512_add_ps(acc.a[c], acc.b[c]));
+}
+
+// Decode (one activation row): R consecutive weight rows per pass share the activation loads and
+// the loop and tail overhead, and their R sums are reduced together.
+template <GgmlType T, int R>
+inline void rows_dot_m1(const uint8_t* row, uint64_t row_bytes, int64_t cols, const ActGroup* act,
+                        int64_t groups, float* y) {
+  Acc<R> acc;  // acc.*[i] belongs to weight row i
+  for (int i = 0; i < R; ++i) acc.a[i] = acc.b[i] = _mm512_setzero_ps();
+  const int tail_blocks = blocks32(T) ? int((cols / 32) % 4) : 0;
+  const int64_t full = tail_blocks ? groups - 1 : groups;
+  for (int64_t g = 0; g < full; ++g)
+    for (int i = 0; i < R; ++i) {
+      Acc<1> one{{acc.a[i]}, {acc.b[i]}};
+      dot_group<T, 1>(unpack<T, false>(row + i * row_bytes, g, 4), act + g, groups, one);
+      acc.a[i] = one.a[0];
+      acc.b[i] = one.b[0];
+    }
+  if (tail_blocks)
+    for (int i = 0; i < R; ++i) {
+      Acc<1> one{{acc.a[i]}, {acc.b[i]}};
+      dot_group<T, 1>(unpack<T, true>(row + i * row_bytes, full, tail_blocks), act + full, groups, one);
+      acc.a[i] = one.a[0];
+      acc.b[i] = one.b[0];
+    }
+  if constexpr (R == 4) {
+    // Transposing reduction: 4 vectors -> 4 sums with 3 levels of adds.
+    __m512 v[4];
+    for (int i = 0; i < 4; ++i) v[i] = _mm512_add_ps(acc.a[i], acc.b[i]);
+    const __m512 v01 = _mm512_add_ps(_mm512_shuffle_f32x4(v[0], v[1], 0x44), _mm512_shuffle_f32x4(v[0], v[1], 0xee));
+    const __m512 v23 = _mm512_add_ps(_mm512_shuffle_f32x4(v[2], v[3], 0x44), _mm512_shuffle_f32x4(v[2], v[3], 0xee));
+    // v01 = [r0 (2 chunks), r1 (2 chunks)], v23 likewise; fold chunk pairs.
+    const __m512 w = _mm512_add_ps(_mm512_shuffle_f32x4(v01, v23, 0x88), _mm512_shuffle_f32x4(v01, v23, 0xdd));
+    // w = 4 chunks of 4 floats: r0, r1, r2, r3. Sum each chunk.
+    const __m512 h1 = _mm512_add_ps(w, _mm512_permute_ps(w, 0x4e));
+    const __m512 h2 = _mm512_add_ps(h1, _mm512_permute_ps(h1, 0xb1));
+    const __m128 sums = _mm512_castps512_ps128(_mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), h2));
+    _mm_storeu_ps(y, sums);
+  } else {
+    for (int i = 0; i < R; ++i) y[i] = _mm512_reduce_add_ps(_mm512_add_ps(acc.a[i], acc.b[i]));
+  }
 }
 
 // Rows are visited in blocks that fit in L2 so that every chunk of activation rows reuses them.
@@ -321,6 +365,12 @@ constexpr int64_t kRowBlockBytes = 256 * 1024;
 template <GgmlType T>
 void int8_rows(const QuantMatrix& w, const ActGroup* act, int64_t m, int64_t r0, int64_t r1, float* y) {
   const int64_t groups = groups_for(w.cols);
+  if (m == 1) {
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4) rows_dot_m1<T, 4>(w.data + r * w.row_bytes, w.row_bytes, w.cols, act, groups, y + r);
+    for (; r < r1; ++r) rows_dot_m1<T, 1>(w.data + r * w.row_bytes, w.row_bytes, w.cols, act, groups, y + r);
+    return;
+  }
   int64_t block_rows = kRowBlockBytes / int64_t(w.row_bytes);
   if (block_rows < 1) block_rows = 1;
   for (int64_t rb = r0; rb < r1; rb += block_rows) {
