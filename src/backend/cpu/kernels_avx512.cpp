@@ -318,6 +318,26 @@ inline void row_dot(const uint8_t* row, int64_t cols, const ActGroup* act, int64
   for (int c = 0; c < C; ++c) y[c * y_stride] = _mm512_reduce_add_ps(_mm512_add_ps(acc.a[c], acc.b[c]));
 }
 
+// Bytes of one group (4 blocks, or half a k-quant super-block).
+constexpr int64_t group_bytes(GgmlType t) {
+  switch (t) {
+    case GgmlType::Q4_0: return 72;
+    case GgmlType::Q4_1: return 80;
+    case GgmlType::Q5_0: return 88;
+    case GgmlType::Q5_1: return 96;
+    case GgmlType::Q8_0: return 136;
+    case GgmlType::Q4_K: return 72;
+    case GgmlType::Q5_K: return 88;
+    case GgmlType::Q6_K: return 105;
+    default: return 64;
+  }
+}
+
+// How far ahead of the group being computed the decode loop prefetches. Measured on the 2-core
+// Sapphire Rapids VM: DRAM-streamed Q4_1 rows go from ~6 to ~10-12 GB/s per core (the raw read
+// bandwidth of one core there is ~12 GB/s); 2-8 KB all do about equally well.
+constexpr int64_t kPrefetchBytes = 4096;
+
 // Decode (one activation row): R consecutive weight rows per pass share the activation loads and
 // the loop and tail overhead, and their R sums are reduced together.
 template <GgmlType T, int R>
@@ -327,8 +347,15 @@ inline void rows_dot_m1(const uint8_t* row, uint64_t row_bytes, int64_t cols, co
   for (int i = 0; i < R; ++i) acc.a[i] = acc.b[i] = _mm512_setzero_ps();
   const int tail_blocks = blocks32(T) ? int((cols / 32) % 4) : 0;
   const int64_t full = tail_blocks ? groups - 1 : groups;
+  constexpr int64_t kGroupBytes = group_bytes(T);
   for (int64_t g = 0; g < full; ++g)
     for (int i = 0; i < R; ++i) {
+      // Software prefetch a few KB ahead keeps DRAM busy while this group computes (rows are
+      // streamed in order; prefetches past the matrix are harmless hints).
+      const uint8_t* pf = row + i * row_bytes + g * kGroupBytes + kPrefetchBytes;
+      _mm_prefetch(reinterpret_cast<const char*>(pf), _MM_HINT_T0);
+      if constexpr (kGroupBytes > 64) _mm_prefetch(reinterpret_cast<const char*>(pf + 64), _MM_HINT_T0);
+      if constexpr (kGroupBytes > 128) _mm_prefetch(reinterpret_cast<const char*>(pf + 128), _MM_HINT_T0);
       Acc<1> one{{acc.a[i]}, {acc.b[i]}};
       dot_group<T, 1>(unpack<T, false>(row + i * row_bytes, g, 4), act + g, groups, one);
       acc.a[i] = one.a[0];
