@@ -1,10 +1,12 @@
 #include "backend/cpu/matmul.h"
 
+#include <atomic>
 #include <vector>
 
 #include "backend/cpu/cpu_isa.h"
 #include "backend/cpu/kernels.h"
 #include "core/error.h"
+#include "quant/ggml_dequant.h"
 
 namespace marlin::cpu {
 namespace {
@@ -34,6 +36,20 @@ void check_matrix(const QuantMatrix& w, int64_t m) {
   MARLIN_CHECK(w.data || w.rows == 0, "cpu matmul: null weight data");
 }
 
+std::atomic<bool> g_exact_activations{false};
+
+void exact_rows(const QuantMatrix& w, const float* x, int64_t m, int64_t r0, int64_t r1, float* y) {
+  std::vector<float> row(static_cast<size_t>(w.cols));
+  for (int64_t r = r0; r < r1; ++r) {
+    dequantize_row(w.type, w.data + r * w.row_bytes, row.data(), w.cols);
+    for (int64_t c = 0; c < m; ++c) {
+      double acc = 0;
+      for (int64_t k = 0; k < w.cols; ++k) acc += double(x[c * w.cols + k]) * double(row[size_t(k)]);
+      y[c * w.rows + r] = float(acc);
+    }
+  }
+}
+
 // Rows handed to a thread come in multiples of this, so threads never share a cache line of y
 // for m = 1 and every thread streams a long contiguous stretch of weights.
 constexpr int64_t kRowGrain = 16;
@@ -43,6 +59,10 @@ constexpr int64_t kRowGrain = 16;
 void matmul(const QuantMatrix& w, const float* x, int64_t m, float* y, ThreadPool& pool) {
   check_matrix(w, m);
   if (m == 0 || w.rows == 0) return;
+  if (g_exact_activations.load(std::memory_order_relaxed)) {
+    pool.parallel_for(w.rows, kRowGrain, [&](int64_t begin, int64_t end) { exact_rows(w, x, m, begin, end, y); });
+    return;
+  }
   const detail::KernelSet kernels = kernels_for(active_cpu_isa(), w.type);
   if (kernels.floating) {
     pool.parallel_for(w.rows, kRowGrain, [&](int64_t begin, int64_t end) { kernels.floating(w, x, m, begin, end, y); });
@@ -62,5 +82,7 @@ void matmul(const QuantMatrix& w, const float* x, int64_t m, float* y, ThreadPoo
   }
   pool.parallel_for(w.rows, kRowGrain, [&](int64_t begin, int64_t end) { kernels.int8(w, act_data, m, begin, end, y); });
 }
+
+void set_exact_activations(bool exact) { g_exact_activations.store(exact, std::memory_order_relaxed); }
 
 }  // namespace marlin::cpu

@@ -24,4 +24,10 @@ struct QuantMatrix {
 // bounded by the tests against the fp64 oracle.
 void matmul(const QuantMatrix& w, const float* x, int64_t m, float* y, ThreadPool& pool);
 
+// With exact activations on, matmul keeps activations in fp32 and accumulates in fp64 (weights
+// dequantized row by row): many times slower, but its only error is the fp32 rounding of the
+// result. The parity tests use it to check a model's arithmetic against a float64 reference.
+// Process-wide; not to be changed while matmuls run.
+void set_exact_activations(bool exact);
+
 }  // namespace marlin::cpu
