@@ -28,6 +28,12 @@ enum class GgufType : uint32_t {
 };
 std::string_view gguf_type_name(GgufType type);
 
+// Parser limits: arrays nest at most this deep (an array of arrays is depth 2) and a file holds
+// at most this many metadata values in all, array items included (each costs ~48 bytes of
+// memory, so a file of many 1-byte items cannot demand 48x its size).
+inline constexpr int kGgufMaxArrayDepth = 8;
+inline constexpr uint64_t kGgufMaxMetadataValues = uint64_t(1) << 24;
+
 struct GgufValue;
 struct GgufArray {
   GgufType element_type;
@@ -35,6 +41,8 @@ struct GgufArray {
 };
 
 // One metadata value. Integers keep their signedness; the stored GgufType says the exact width.
+// UINT8..UINT64 hold uint64_t, INT8..INT64 int64_t, FLOAT32/FLOAT64 double, BOOL bool,
+// STRING std::string (raw bytes, not validated as UTF-8), ARRAY GgufArray.
 struct GgufValue {
   GgufType type;
   std::variant<uint64_t, int64_t, double, bool, std::string, GgufArray> value;
@@ -56,6 +64,8 @@ class GgufFile {
 
   uint32_t version() const { return version_; }
   uint64_t alignment() const { return alignment_; }
+  // Start of the data section (the aligned end of the header); tensor offsets already include it.
+  uint64_t data_offset() const { return data_offset_; }
   const std::string& path() const { return file_->path(); }
   uint64_t file_size() const { return file_->size(); }
 
@@ -83,6 +93,7 @@ class GgufFile {
   std::unique_ptr<MappedFile> file_;
   uint32_t version_ = 0;
   uint64_t alignment_ = 32;
+  uint64_t data_offset_ = 0;
   std::vector<std::pair<std::string, GgufValue>> metadata_;
   std::unordered_map<std::string, size_t> metadata_index_;
   std::vector<GgufTensorInfo> tensors_;
