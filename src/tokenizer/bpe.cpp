@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include <fmt/format.h>
+
 #include "tokenizer/byte_level.h"
 #include "tokenizer/utf8.h"
 
@@ -48,15 +50,16 @@ BpeModel::BpeModel(Vocab vocab, MergeTable merges, BpeOptions options)
 
 void BpeModel::initial_symbols(std::string_view word, std::vector<int32_t>& ids) const {
   // Unknown characters follow HF's merge_word: with fuse_unk, a run of them becomes one unk.
-  std::optional<int32_t> pending_unk;
+  const int32_t unk = options_.unk_id.value_or(-1);
+  int32_t pending_unk = -1;
   auto unknown = [&] {
-    if (!options_.unk_id) return;  // no unk token: the character is dropped
-    if (pending_unk && !options_.fuse_unk) ids.push_back(*pending_unk);
-    pending_unk = options_.unk_id;
+    if (unk < 0) return;  // no unk token: the character is dropped
+    if (pending_unk >= 0 && !options_.fuse_unk) ids.push_back(pending_unk);
+    pending_unk = unk;
   };
   auto known = [&](int32_t id) {
-    if (pending_unk) ids.push_back(*pending_unk);
-    pending_unk.reset();
+    if (pending_unk >= 0) ids.push_back(pending_unk);
+    pending_unk = -1;
     ids.push_back(id);
   };
   if (options_.byte_level) {
@@ -84,7 +87,7 @@ void BpeModel::initial_symbols(std::string_view word, std::vector<int32_t>& ids)
       unknown();
     }
   }
-  if (pending_unk) ids.push_back(*pending_unk);
+  if (pending_unk >= 0) ids.push_back(pending_unk);
 }
 
 void BpeModel::merge(std::vector<int32_t>& ids, std::vector<int32_t>& out) const {
