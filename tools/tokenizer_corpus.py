@@ -183,6 +183,13 @@ def build_corpus(seed=20241126):
             s.append(chr(cp))
             s.append(rng.choice(["", "", " ", "a", "1", "'s", "!", "\n", "  "]))
         out.append("".join(s))
+    # Code points Python's (older) Unicode tables leave unassigned, some assigned in HF's newer
+    # ones: every 11th below U+32400 outside private use, mixed with letters and digits.
+    newer = [cp for cp in range(0x300, 0x32400)
+             if unicodedata.category(chr(cp)) == "Cn" and not 0xD800 <= cp < 0xE000 and (cp & 0xFFFE) != 0xFFFE]
+    newer = newer[rng.randrange(11)::11]
+    for i in range(0, len(newer), 48):
+        out.append("".join(chr(cp) + rng.choice(["", "a", "1", " ", "x1"]) for cp in newer[i:i + 48]))
     for _ in range(6):  # long documents
         out.append("\n\n".join(" ".join(_sentence(rng) for _ in range(rng.randint(5, 15))) for _ in range(rng.randint(5, 12))))
     return out

@@ -214,7 +214,10 @@ std::unique_ptr<PreTokenizerStep> make_literal_split(std::string literal, SplitB
 }
 
 std::unique_ptr<PreTokenizerStep> make_digits(bool individual) {
-  return std::make_unique<RegexSplit>(individual ? R"(\p{N})" : R"(\p{N}+)", SplitBehavior::kIsolated, false);
+  // HF's Digits uses Rust's char::is_numeric, whose Unicode tables may be newer than both
+  // PCRE2's and Oniguruma's.
+  std::string numeric = "[\\p{N}" + onig_class_supplement("Numeric") + "]";
+  return std::make_unique<RegexSplit>(individual ? numeric : numeric + "+", SplitBehavior::kIsolated, false);
 }
 
 std::unique_ptr<PreTokenizerStep> make_byte_level(bool add_prefix_space, bool use_regex) {

@@ -3,6 +3,9 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
+#include <map>
+#include <mutex>
+
 #include "core/error.h"
 #include "tokenizer/utf8.h"
 
@@ -72,19 +75,99 @@ void Regex::find_all(std::string_view text, std::vector<std::pair<size_t, size_t
   }
 }
 
+namespace {
+
+struct OnigClass {
+  std::string_view name;
+  std::vector<std::pair<uint32_t, uint32_t>> ranges;
+};
+
+#define ONIG_CLASS(name, ...) OnigClass{name, {__VA_ARGS__}},
+const std::vector<OnigClass>& onig_classes() {
+  static const std::vector<OnigClass> classes = {
+#include "tokenizer/onig_unicode_classes.inc"
+  };
+  return classes;
+}
+#undef ONIG_CLASS
+
+// Unicode White_Space, which is \s to Oniguruma (PCRE2 with UCP also counts U+180E).
+constexpr std::string_view kWhiteSpace =
+    R"(\t-\r\x{20}\x{85}\x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}\x{205F}\x{3000})";
+
+// The members of an Oniguruma class that PCRE2's \p{base} misses, as class ranges ("" if none).
+std::string compute_supplement(const OnigClass& cls, std::string_view base) {
+  std::string all;
+  std::vector<uint32_t> code_points;
+  for (const auto& [first, last] : cls.ranges) {
+    for (uint32_t cp = first; cp <= last; ++cp) {
+      utf8_append(all, cp);
+      code_points.push_back(cp);
+    }
+  }
+  Regex property(fmt::format("\\p{{{}}}", base));
+  std::vector<std::pair<size_t, size_t>> matches;
+  property.find_all(all, matches);
+  std::string out;
+  size_t match = 0, offset = 0;
+  std::vector<uint32_t> missing;
+  for (uint32_t cp : code_points) {
+    while (match < matches.size() && matches[match].second <= offset) ++match;
+    bool covered = match < matches.size() && matches[match].first <= offset;
+    if (!covered) missing.push_back(cp);
+    offset += cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
+  }
+  for (size_t i = 0; i < missing.size();) {
+    size_t j = i;
+    while (j + 1 < missing.size() && missing[j + 1] == missing[j] + 1) ++j;
+    out += fmt::format("\\x{{{:X}}}", missing[i]);
+    if (j > i) out += fmt::format("-\\x{{{:X}}}", missing[j]);
+    i = j + 1;
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string onig_class_supplement(std::string_view name) {
+  static std::mutex mutex;
+  static std::map<std::string, std::string, std::less<>> cache;
+  std::lock_guard<std::mutex> lock(mutex);
+  auto it = cache.find(name);
+  if (it != cache.end()) return it->second;
+  std::string supplement;
+  for (const auto& cls : onig_classes()) {
+    if (cls.name == name) supplement = compute_supplement(cls, name == "Numeric" ? "N" : name);
+  }
+  cache.emplace(std::string(name), supplement);
+  return supplement;
+}
+
 std::string translate_onig_pattern(std::string_view pattern) {
   std::string out;
-  out.reserve(pattern.size() + 16);
+  out.reserve(pattern.size() + 64);
   bool in_class = false;
   for (size_t i = 0; i < pattern.size(); ++i) {
     char c = pattern[i];
     if (c == '\\' && i + 1 < pattern.size()) {
-      char e = pattern[i + 1];
-      ++i;
+      char e = pattern[++i];
       if (e == 's') {
-        out += in_class ? "\\s\\x{85}" : "[\\s\\x{85}]";
+        out += in_class ? std::string(kWhiteSpace) : fmt::format("[{}]", kWhiteSpace);
       } else if (e == 'S' && !in_class) {
-        out += "[^\\s\\x{85}]";
+        out += fmt::format("[^{}]", kWhiteSpace);
+      } else if (e == 'p' && i + 1 < pattern.size() && pattern[i + 1] == '{') {
+        size_t close = pattern.find('}', i);
+        if (close == std::string_view::npos) {
+          out += "\\p";
+          continue;
+        }
+        std::string_view name = pattern.substr(i + 2, close - i - 2);
+        std::string property = fmt::format("\\p{{{}}}", name);
+        std::string supplement = onig_class_supplement(name);
+        if (supplement.empty()) out += property;
+        else if (in_class) out += property + supplement;
+        else out += "[" + property + supplement + "]";
+        i = close;
       } else {
         out += '\\';
         out += e;

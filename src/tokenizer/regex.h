@@ -31,8 +31,14 @@ class Regex {
   std::unique_ptr<Impl> impl_;
 };
 
-// Oniguruma (which HF uses) counts U+0085 NEXT LINE as \s; PCRE2 with UCP does not. Rewrites
-// \s and \S (outside and inside character classes) so both engines agree.
+// Rewrites an Oniguruma pattern (what HF uses) so PCRE2 matches the same characters: \s and \S
+// become Unicode White_Space (PCRE2 with UCP also counts U+180E), and \p{X} gains the members
+// HF's newer Unicode tables have that PCRE2's lack (onig_unicode_classes.inc). \S inside a
+// character class and \P{X} are passed through unchanged.
 std::string translate_onig_pattern(std::string_view pattern);
+
+// Class ranges ("\x{..}-\x{..}...") to add to PCRE2's \p{name} to match HF; name is an
+// Oniguruma class (L, N, M, Lu, Ll, Lt, Lm, Lo) or Numeric (Rust's char::is_numeric, over \p{N}).
+std::string onig_class_supplement(std::string_view name);
 
 }  // namespace marlin::tok
