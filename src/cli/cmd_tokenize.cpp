@@ -29,10 +29,26 @@ bool ends_with(const std::string& s, std::string_view suffix) {
   return s.size() >= suffix.size() && std::string_view(s).substr(s.size() - suffix.size()) == suffix;
 }
 
-std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path) {
-  if (ends_with(path, ".json")) return Tokenizer::from_hf_json(path);
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path, bool report_time) {
+  auto start = std::chrono::steady_clock::now();
+  if (ends_with(path, ".json")) {
+    auto tokenizer = Tokenizer::from_hf_json(path);
+    if (report_time) std::fprintf(stderr, "loaded tokenizer.json in %.3f s\n", seconds_since(start));
+    return tokenizer;
+  }
   auto gguf = GgufFile::open(path);
-  return Tokenizer::from_gguf(*gguf);
+  double open_s = seconds_since(start);
+  start = std::chrono::steady_clock::now();
+  auto tokenizer = Tokenizer::from_gguf(*gguf);
+  if (report_time) {
+    std::fprintf(stderr, "opened GGUF in %.3f s, built tokenizer (%d tokens) in %.3f s\n", open_s,
+                 tokenizer->vocab_size(), seconds_since(start));
+  }
+  return tokenizer;
 }
 
 std::string dump(const nlohmann::json& j) { return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
@@ -80,7 +96,7 @@ void run_file(const Tokenizer& tokenizer, const TokenizeOptions& o) {
     std::string text = line_text(line, number);
     auto start = std::chrono::steady_clock::now();
     auto ids = tokenizer.encode(text, o.add_special, !o.no_parse_special);
-    seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    seconds += seconds_since(start);
     bytes += text.size();
     tokens += ids.size();
     nlohmann::json out;
@@ -99,10 +115,7 @@ void run_file(const Tokenizer& tokenizer, const TokenizeOptions& o) {
 
 void run(const TokenizeOptions& o) {
   const std::string path = resolve_model_path(o.model);
-  auto load_start = std::chrono::steady_clock::now();
-  auto tokenizer = load_tokenizer(path);
-  double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
-  if (o.time) std::fprintf(stderr, "loaded tokenizer (%d tokens) in %.3f s\n", tokenizer->vocab_size(), load_s);
+  auto tokenizer = load_tokenizer(path, o.time);
   if (!o.file.empty()) {
     run_file(*tokenizer, o);
     return;

@@ -45,6 +45,7 @@ BpeModel::BpeModel(Vocab vocab, MergeTable merges, BpeOptions options)
     byte_level_spell(text, std::string_view(reinterpret_cast<const char*>(&b), 1));
     byte_symbol_[b] = vocab_.find(text).value_or(-1);
     fallback_token_[b] = vocab_.find(fmt::format("<0x{:02X}>", b)).value_or(-1);
+    if (b < 128) ascii_symbol_[b] = vocab_.find(std::string(1, static_cast<char>(b))).value_or(-1);
   }
 }
 
@@ -70,6 +71,12 @@ void BpeModel::initial_symbols(std::string_view word, std::vector<int32_t>& ids)
   } else {
     size_t pos = 0;
     while (pos < word.size()) {
+      const auto byte = static_cast<uint8_t>(word[pos]);
+      if (byte < 128 && ascii_symbol_[byte] >= 0) {
+        known(ascii_symbol_[byte]);
+        ++pos;
+        continue;
+      }
       size_t n = utf8_sequence_length(word, pos);
       if (n == 0) n = 1;  // a stray invalid byte: only byte fallback can spell it
       std::string_view ch = word.substr(pos, n);

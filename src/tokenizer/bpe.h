@@ -46,6 +46,7 @@ class BpeModel {
   BpeOptions options_;
   std::array<int32_t, 256> byte_symbol_{};    // byte-level: id of the token spelling each byte
   std::array<int32_t, 256> fallback_token_{};  // id of "<0xNN>", -1 when missing
+  std::array<int32_t, 128> ascii_symbol_{};    // character mode: id of each ASCII character, -1 when missing
 
   // Recently seen words (HF keeps a cache too); bounded, cleared when full.
   static constexpr size_t kCacheCapacity = 20000;

@@ -54,64 +54,66 @@ void Vocab::set(int32_t id, std::string_view text) {
   arena_.append(text);
 }
 
+namespace {
+
+uint64_t slot_tag(uint64_t hash) { return hash & 0xFFFFFFFF00000000ULL; }
+int32_t slot_id(uint64_t slot) { return static_cast<int32_t>(slot & 0xFFFFFFFF) - 1; }
+
+}  // namespace
+
 void Vocab::build_index() {
-  slots_.assign(table_size_for(spans_.size()), -1);
+  slots_.assign(table_size_for(spans_.size()), 0);
   const size_t mask = slots_.size() - 1;
   for (int32_t id = 0; id < size(); ++id) {
     std::string_view t = text(id);
     if (t.empty()) continue;
-    size_t slot = hash_bytes(t) & mask;
-    while (slots_[slot] >= 0 && text(slots_[slot]) != t) slot = (slot + 1) & mask;
-    slots_[slot] = id;
+    const uint64_t hash = hash_bytes(t);
+    size_t slot = hash & mask;
+    while (slots_[slot] != 0 && (slot_tag(slots_[slot]) != slot_tag(hash) || text(slot_id(slots_[slot])) != t)) {
+      slot = (slot + 1) & mask;
+    }
+    slots_[slot] = slot_tag(hash) | static_cast<uint32_t>(id + 1);
   }
 }
 
-std::optional<int32_t> Vocab::find(std::string_view t) const {
+std::optional<int32_t> Vocab::find(std::string_view t, uint64_t hash) const {
   if (slots_.empty() || t.empty()) return std::nullopt;
   const size_t mask = slots_.size() - 1;
-  size_t slot = hash_bytes(t) & mask;
-  while (slots_[slot] >= 0) {
-    if (text(slots_[slot]) == t) return slots_[slot];
-    slot = (slot + 1) & mask;
+  for (size_t slot = hash & mask; slots_[slot] != 0; slot = (slot + 1) & mask) {
+    if (slot_tag(slots_[slot]) == slot_tag(hash) && text(slot_id(slots_[slot])) == t) return slot_id(slots_[slot]);
   }
   return std::nullopt;
 }
 
 void MergeTable::reserve(size_t count) {
   size_t size = table_size_for(count);
-  if (size <= keys_.size()) return;
-  std::vector<uint64_t> old_keys = std::move(keys_);
-  std::vector<Entry> old_entries = std::move(entries_);
-  keys_.assign(size, kEmptyKey);
-  entries_.assign(size, Entry{});
+  if (size <= slots_.size()) return;
+  std::vector<Slot> old = std::move(slots_);
+  slots_.assign(size, Slot{kEmptyKey, Entry{}});
   count_ = 0;
-  for (size_t i = 0; i < old_keys.size(); ++i) {
-    if (old_keys[i] == kEmptyKey) continue;
-    insert(int32_t(old_keys[i] >> 32), int32_t(old_keys[i] & 0xFFFFFFFF), old_entries[i]);
+  for (const auto& slot : old) {
+    if (slot.key != kEmptyKey) insert(int32_t(slot.key >> 32), int32_t(slot.key & 0xFFFFFFFF), slot.entry);
   }
 }
 
 void MergeTable::grow() { reserve(count_ + 1 + count_ / 2); }
 
 void MergeTable::insert(int32_t left, int32_t right, Entry entry) {
-  if (keys_.empty() || (count_ + 1) * 2 > keys_.size()) grow();
+  if (slots_.empty() || (count_ + 1) * 2 > slots_.size()) grow();
   const uint64_t k = key(left, right);
-  const size_t mask = keys_.size() - 1;
-  size_t slot = mix(k) & mask;
-  while (keys_[slot] != kEmptyKey && keys_[slot] != k) slot = (slot + 1) & mask;
-  if (keys_[slot] == kEmptyKey) ++count_;
-  keys_[slot] = k;
-  entries_[slot] = entry;
+  const size_t mask = slots_.size() - 1;
+  size_t i = mix(k) & mask;
+  while (slots_[i].key != kEmptyKey && slots_[i].key != k) i = (i + 1) & mask;
+  if (slots_[i].key == kEmptyKey) ++count_;
+  slots_[i] = Slot{k, entry};
 }
 
 const MergeTable::Entry* MergeTable::find(int32_t left, int32_t right) const {
-  if (keys_.empty()) return nullptr;
+  if (slots_.empty()) return nullptr;
   const uint64_t k = key(left, right);
-  const size_t mask = keys_.size() - 1;
-  size_t slot = mix(k) & mask;
-  while (keys_[slot] != kEmptyKey) {
-    if (keys_[slot] == k) return &entries_[slot];
-    slot = (slot + 1) & mask;
+  const size_t mask = slots_.size() - 1;
+  for (size_t i = mix(k) & mask; slots_[i].key != kEmptyKey; i = (i + 1) & mask) {
+    if (slots_[i].key == k) return &slots_[i].entry;
   }
   return nullptr;
 }

@@ -27,7 +27,13 @@ class Vocab {
     const auto& s = spans_[static_cast<size_t>(id)];
     return {arena_.data() + s.offset, s.length};
   }
-  std::optional<int32_t> find(std::string_view text) const;
+  std::optional<int32_t> find(std::string_view text) const { return find(text, hash_bytes(text)); }
+  // With the text's hash_bytes() already known; prefetch() lets a caller overlap the memory
+  // accesses of many lookups (loading a 262k vocabulary is dominated by them).
+  std::optional<int32_t> find(std::string_view text, uint64_t hash) const;
+  void prefetch(uint64_t hash) const {
+    if (!slots_.empty()) __builtin_prefetch(&slots_[hash & (slots_.size() - 1)]);
+  }
 
  private:
   struct Span {
@@ -36,7 +42,9 @@ class Vocab {
   };
   std::string arena_;
   std::vector<Span> spans_;
-  std::vector<int32_t> slots_;  // -1 = empty; size is a power of two
+  // Each slot holds (id + 1) in the low 32 bits (0 = empty) and 32 bits of the text's hash in
+  // the high bits, so most probes that miss never touch the arena. Size is a power of two.
+  std::vector<uint64_t> slots_;
 };
 
 // (left id, right id) -> (rank, merged id), the BPE merge table.
@@ -57,8 +65,11 @@ class MergeTable {
     return (uint64_t(uint32_t(l)) << 32) | uint32_t(r);
   }
   void grow();
-  std::vector<uint64_t> keys_;  // kEmpty marks a free slot
-  std::vector<Entry> entries_;
+  struct Slot {
+    uint64_t key;  // kEmptyKey marks a free slot
+    Entry entry;
+  };
+  std::vector<Slot> slots_;  // key and value side by side: one cache miss per probe
   size_t count_ = 0;
 };
 
