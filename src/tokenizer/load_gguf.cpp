@@ -1,5 +1,6 @@
 // Tokenizer::from_gguf: llama.cpp's tokenizer.ggml.* metadata, built the way transformers'
 // GGUF integration (integrations/gguf/gguf_tokenizer_mapping.py) builds the HF tokenizer.
+#include <algorithm>
 #include <array>
 
 #include "core/error.h"
@@ -207,6 +208,20 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const GgufFile& gguf) {
     auto id = vocab.find(text);
     if (!id) continue;  // e.g. a Gemma whitespace token, reachable through "▁" spelling instead
     parts->added_tokens.push_back({text, *id, type == kTokenTypeControl, false, false, false});
+  }
+  // transformers' tokenizer classes also register their default special tokens (GPT2Tokenizer
+  // <|endoftext|>, LlamaTokenizer <unk> <s> </s>, GemmaTokenizer <unk> <bos> <eos> <pad> <mask>);
+  // those the vocabulary holds are matched whole too. (transformers would append the missing
+  // ones as new ids past the model's vocabulary; we leave them out.)
+  std::vector<std::string_view> class_specials;
+  if (byte_level) class_specials = {"<|endoftext|>"};
+  else if (gemma) class_specials = {"<unk>", "<bos>", "<eos>", "<pad>", "<mask>"};
+  else class_specials = {"<unk>", "<s>", "</s>"};
+  for (std::string_view text : class_specials) {
+    auto id = vocab.find(text);
+    bool added = std::any_of(parts->added_tokens.begin(), parts->added_tokens.end(),
+                             [&](const tok::AddedToken& t) { return t.content == text; });
+    if (id && !added) parts->added_tokens.push_back({std::string(text), *id, true, false, false, false});
   }
   parts->model = std::make_unique<tok::BpeModel>(std::move(vocab), std::move(merges), options);
 
