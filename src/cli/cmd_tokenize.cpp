@@ -75,10 +75,13 @@ std::string line_text(const std::string& line, size_t number) {
   if (j.is_object() && j.contains("hex") && j["hex"].is_string()) {
     std::string hex = j["hex"].get<std::string>(), out;
     MARLIN_CHECK(hex.size() % 2 == 0, "line {}: odd-length hex", number);
-    for (size_t i = 0; i < hex.size(); i += 2) {
-      auto byte = std::stoul(hex.substr(i, 2), nullptr, 16);
-      out += static_cast<char>(byte);
-    }
+    auto nibble = [&](char c) {
+      if (c >= '0' && c <= '9') return c - '0';
+      if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+      if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+      fail("line {}: '{}' is not a hex digit", number, c);
+    };
+    for (size_t i = 0; i < hex.size(); i += 2) out += static_cast<char>(nibble(hex[i]) * 16 + nibble(hex[i + 1]));
     return out;
   }
   fail("line {} is neither a JSON string, {{\"text\": ...}} nor {{\"hex\": ...}}", number);
@@ -102,9 +105,6 @@ void run_file(const Tokenizer& tokenizer, const TokenizeOptions& o) {
     nlohmann::json out;
     out["ids"] = ids;
     out["decoded"] = tokenizer.decode(ids);
-    std::string concat;
-    for (int32_t id : ids) concat += tokenizer.piece(id);
-    out["pieces_match_input"] = concat == text;
     std::cout << dump(out) << '\n';
   }
   if (o.time) {
@@ -147,7 +147,7 @@ void register_tokenize(CLI::App& app) {
                 "Treat special tokens written in the text (e.g. <|im_end|>) as plain text");
   cmd->add_option("--file", options->file,
                   "JSONL file: each line a JSON string, {\"text\": s} or {\"hex\": bytes}; prints one JSON line "
-                  "{\"ids\", \"decoded\", \"pieces_match_input\"} per input line")
+                  "{\"ids\", \"decoded\"} per input line")
       ->check(CLI::ExistingFile);
   cmd->add_flag("--time", options->time, "Report load time and encode throughput on stderr");
   cmd->callback([options] { run(*options); });

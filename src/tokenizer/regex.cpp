@@ -19,20 +19,15 @@ struct Regex::Impl {
 
 namespace {
 
+// Only the whole match is read, so one small match-data block per thread serves every pattern.
 struct MatchData {
-  pcre2_match_data* data = nullptr;
-  const pcre2_code* owner = nullptr;
+  pcre2_match_data* data = pcre2_match_data_create(1, nullptr);
   ~MatchData() { pcre2_match_data_free(data); }
 };
 
-// One match-data block per thread, rebuilt when a different pattern is used.
-pcre2_match_data* match_data_for(const pcre2_code* code) {
+pcre2_match_data* thread_match_data() {
   thread_local MatchData md;
-  if (md.owner != code) {
-    pcre2_match_data_free(md.data);
-    md.data = pcre2_match_data_create_from_pattern(code, nullptr);
-    md.owner = code;
-  }
+  MARLIN_CHECK(md.data != nullptr, "tokenizer: out of memory for regex match data");
   return md.data;
 }
 
@@ -55,7 +50,7 @@ Regex::Regex(std::string pattern) : pattern_(std::move(pattern)), impl_(std::mak
 Regex::~Regex() = default;
 
 void Regex::find_all(std::string_view text, std::vector<std::pair<size_t, size_t>>& matches) const {
-  pcre2_match_data* md = match_data_for(impl_->code);
+  pcre2_match_data* md = thread_match_data();
   const auto* subject = reinterpret_cast<PCRE2_SPTR>(text.data());
   size_t start = 0;
   while (start <= text.size()) {
