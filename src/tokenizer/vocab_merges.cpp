@@ -24,6 +24,7 @@ MergeTable merges_from_vocab(const Vocab& vocab, const std::function<double(int3
   }
   std::vector<size_t> boundaries;
   std::vector<uint64_t> left_hashes, right_hashes;
+  std::vector<std::pair<size_t, int32_t>> lefts;  // (boundary index, left token id)
   for (int32_t id = 0; id < vocab.size(); ++id) {
     std::string_view text = vocab.text(id);
     auto owner = vocab.find(text);
@@ -36,22 +37,28 @@ MergeTable merges_from_vocab(const Vocab& vocab, const std::function<double(int3
       if (pos < text.size()) boundaries.push_back(pos);
     }
     const uint32_t total_chars = static_cast<uint32_t>(boundaries.size() + 1);
-    // Hash and prefetch every split first so the table's cache misses overlap.
+    // Hash and prefetch every left part first, then every right part whose left part is a
+    // token, so the table's cache misses overlap.
     left_hashes.clear();
-    right_hashes.clear();
     for (size_t cut : boundaries) {
       left_hashes.push_back(hash_bytes(text.substr(0, cut)));
-      right_hashes.push_back(hash_bytes(text.substr(cut)));
       vocab.prefetch(left_hashes.back());
-      vocab.prefetch(right_hashes.back());
     }
+    lefts.clear();
+    right_hashes.clear();
     for (size_t b = 0; b < boundaries.size(); ++b) {
       auto left = vocab.find(text.substr(0, boundaries[b]), left_hashes[b]);
       if (!left) continue;
-      auto right = vocab.find(text.substr(boundaries[b]), right_hashes[b]);
+      lefts.emplace_back(b, *left);
+      right_hashes.push_back(hash_bytes(text.substr(boundaries[b])));
+      vocab.prefetch(right_hashes.back());
+    }
+    for (size_t k = 0; k < lefts.size(); ++k) {
+      const auto [b, left] = lefts[k];
+      auto right = vocab.find(text.substr(boundaries[b]), right_hashes[k]);
       if (!right) continue;
       uint32_t left_chars = static_cast<uint32_t>(b + 1);
-      candidates.push_back({priority(merged), left_chars, total_chars - left_chars, id, *left, *right, merged});
+      candidates.push_back({priority(merged), left_chars, total_chars - left_chars, id, left, *right, merged});
     }
   }
   std::sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) {
