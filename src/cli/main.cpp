@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   marlin::cli::register_chat(app);
   marlin::cli::register_bench(app);
   marlin::cli::register_inspect(app);
+  marlin::cli::register_tokenize(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
