@@ -66,7 +66,7 @@ GenerationResult Session::generate(const std::vector<int32_t>& prompt, const Gen
   result.prefill_seconds = seconds_since(start);
 
   start = std::chrono::steady_clock::now();
-  TokenStream stream(tokenizer_);
+  TokenStream stream(tokenizer_, /*skip_special=*/true);
   StopMatcher stops(params.stop);
   auto emit = [&](const std::string& text) {
     if (text.empty()) return true;
