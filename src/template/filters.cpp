@@ -506,7 +506,7 @@ Value filter_tojson(Interpreter& in, const Value& input, CallArgs& args) {
       MARLIN_CHECK(n <= 1024, "tojson indent over 1024 is not supported");
       options.indent = std::string(static_cast<size_t>(std::max<int64_t>(n, 0)), ' ');
     }
-    options.item_separator = ",";
+    options.item_separator.assign(1, ',');  // json.dumps drops the space when indenting
   }
   if (const Value* separators = reader.get(2); separators && !separators->is_none()) {
     const std::vector<Value> parts = iterate(in, *separators);

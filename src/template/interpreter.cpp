@@ -67,8 +67,9 @@ std::string Interpreter::render(const Value& context) {
   return output;
 }
 
-void Interpreter::error_at(size_t offset, const std::string& message) const {
-  fail("template error at {}: {}", describe_position(template_.source, offset), message);
+void Interpreter::error_at(size_t offset, const std::string& message) {
+  current_offset_ = offset;  // render() adds the position
+  fail("{}", message);
 }
 
 void Interpreter::charge(uint64_t units) {

@@ -67,7 +67,7 @@ class Interpreter {
   bool apply_test(const std::string& name, const Value& input, CallArgs& args);
   Value get_attribute(const Value& object, const std::string& name);
   Value get_item(const Value& object, const Value& key);
-  [[noreturn]] void error_at(size_t offset, const std::string& message) const;
+  [[noreturn]] void error_at(size_t offset, const std::string& message);
 
  private:
   struct Frame;

@@ -741,7 +741,7 @@ class Parser {
       first = false;
       auto node = std::make_unique<FilterExpr>(peek().offset);
       node->name = expect_name();
-      while (skip_op(".")) node->name += "." + expect_name();
+      while (skip_op(".")) node->name.append(".").append(expect_name());
       if (at_op("(")) node->args = parse_call_args();
       const uint32_t d = std::max(depth_of(operand), depth_of(node->args));
       node->operand = std::move(operand);
@@ -756,7 +756,7 @@ class Parser {
     auto node = std::make_unique<TestExpr>(next().offset);
     node->negated = skip_name("not");
     node->name = expect_name();
-    while (skip_op(".")) node->name += "." + expect_name();
+    while (skip_op(".")) node->name.append(".").append(expect_name());
     const Token& t = peek();
     const bool starts_argument =
         t.kind == TokenKind::kName || t.kind == TokenKind::kString || t.kind == TokenKind::kInteger ||

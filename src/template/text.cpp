@@ -270,9 +270,7 @@ std::vector<std::string> str_split(std::string_view text, const std::optional<st
     while (i < n && is_python_space(cps[i])) ++i;
     if (i == n) break;
     if (maxsplit >= 0 && static_cast<long long>(parts.size()) == maxsplit) {
-      size_t end = n;
-      while (end > i && is_python_space(cps[end - 1])) --end;
-      parts.push_back(utf8_encode(std::u32string_view(cps).substr(i, end - i)));
+      parts.push_back(utf8_encode(std::u32string_view(cps).substr(i)));  // keeps trailing space
       break;
     }
     size_t j = i;
@@ -305,9 +303,7 @@ std::vector<std::string> str_rsplit(std::string_view text, const std::optional<s
     while (j > 0 && is_python_space(cps[j - 1])) --j;
     if (j == 0) break;
     if (maxsplit >= 0 && static_cast<long long>(parts.size()) == maxsplit) {
-      size_t begin = 0;
-      while (begin < j && is_python_space(cps[begin])) ++begin;
-      parts.push_back(utf8_encode(std::u32string_view(cps).substr(begin, j - begin)));
+      parts.push_back(utf8_encode(std::u32string_view(cps).substr(0, j)));  // keeps leading space
       break;
     }
     size_t i = j;
