@@ -223,3 +223,36 @@ SNIPPETS_WITH_CONTEXT = [
      {"messages": [{"content": "<think>\nreason\n</think>\n\nanswer"}, {"content": "plain"}]}),
     ("{{ x }}", {"x": {"a": [1.25, -3, None, True, "s"], "b": {}}}),
 ]
+
+# jinja2's map/select/reject/unique/reverse return one-pass generators: always truthy, no len(),
+# not indexable or JSON-serializable, exhausted after one iteration.
+SNIPPETS += [
+    "{% if [] | select('odd') %}truthy{% endif %} {% if [] | select('odd') | list %}no{% else %}empty list{% endif %}",
+    "{% set g = a | map('string') %}{% for x in g %}{{ x }}{% endfor %}|{% for x in g %}{{ x }}{% endfor %}|{{ g | list }}",
+    "{% set g = a | select %}{{ g | first }}{{ g | first }}{{ g | list }}",
+    "{% set g = a | reverse %}{{ 2 in g }} {{ g | list }}",
+    "{{ a | reverse | reverse | list }} {{ a | map('string') | reverse | list }} {{ d | reverse | list }}",
+    "{{ n | map(attribute='x') | list }} {{ n | selectattr('type', 'equalto', 'x') | list | length }} {{ '' | select | list }}",
+    "{{ a | map('string') | length }}",
+    "{{ a | select | tojson }}",
+    "[{{ (a | select)[0] }}] [{{ f[0] }}] [{{ n[0] }}] [{{ a[none:2] }}] [{{ a['x'] }}]",
+    "{{ n[1:] }}",
+    "{{ d[1:] }}",
+    "{{ s['x':] }}",
+    "{{ (a | select)[1:] }}",
+    "{{ a[::0] }}",
+    "{{ a | select | last }}",
+    "{{ (a | select) + [1] }}",
+    "{{ a | unique is sequence }} {{ a | unique is iterable }} {{ a | unique | sort }} {{ a | select | join('-') }} {{ a | select | sum }}",
+]
+
+# Markup (markupsafe) strings from |safe and |escape escape plain strings added to them.
+SNIPPETS += [
+    "{{ 'a<b'|safe + ' & <c>' }} {{ '<x>' + 'y'|safe }} {{ ('<'|safe) ~ '<' }} {{ 'q\"' | escape + '<' }}",
+    "{{ '%s|%s'|safe % ('<a>', '<b>'|safe) }} {{ '<%s>' % '&' }} {{ ('<x>'|safe) * 2 }}",
+    "{{ ('<a> '|safe).strip() + '<' }} {{ ('a<'|safe).upper() + '>' }} {{ ('a-b'|safe).replace('-', '<') }} {{ ('a,b'|safe).split(',') }}",
+    "{{ (', '|safe).join(['<a>', '<b>'|safe]) }} {{ ('{}'|safe).format('<i>') }} {{ ('<ab>'|safe)[1:] + '<' }} {{ ('<ab>'|safe)[0] + '<' }}",
+    "{{ ('<x>'|safe | trim) + '&' }} {{ ('<x>'|safe | upper) + '&' }} {{ ('<x>'|safe | replace('x', 'y')) + '&' }} {{ ['<'|safe, '<'] }}",
+    "{{ 'a'|safe + 1 }}",
+    "{{ ['<a>'|safe, 'x'] | join + '<' }} {{ ('<'|safe | string) + '<' }} {{ ('<%s>'|safe | format('&')) }} {{ '<' | e | e }}",
+]

@@ -166,9 +166,14 @@ bool ArgReader::get_bool(size_t index, bool fallback) const {
 std::vector<Value> iterate(Interpreter& in, const Value& v) {
   switch (v.kind()) {
     case Value::Kind::kUndefined: return {};
-    case Value::Kind::kList:
-      in.charge(v.as_list().items.size());
-      return v.as_list().items;
+    case Value::Kind::kList: {
+      const List& list = v.as_list();
+      in.charge(list.items.size());
+      if (!list.is_iterator) return list.items;
+      std::vector<Value> rest(list.items.begin() + static_cast<ptrdiff_t>(list.consumed), list.items.end());
+      list.consumed = list.items.size();
+      return rest;
+    }
     case Value::Kind::kDict: {
       in.charge(v.as_dict().size());
       std::vector<Value> keys;
@@ -198,11 +203,14 @@ bool contains(const Value& container, const Value& needle) {
       MARLIN_CHECK(needle.is_string(), "'in <string>' requires string as left operand, not {}",
                    type_name(needle));
       return container.as_string().find(needle.as_string()) != std::string::npos;
-    case Value::Kind::kList:
-      for (const Value& item : container.as_list().items) {
-        if (equals(item, needle)) return true;
+    case Value::Kind::kList: {
+      const List& list = container.as_list();
+      for (size_t i = list.is_iterator ? list.consumed : 0; i < list.items.size(); ++i) {
+        if (list.is_iterator) list.consumed = i + 1;  // `in` consumes an iterator up to the match
+        if (equals(list.items[i], needle)) return true;
       }
       return false;
+    }
     case Value::Kind::kDict:
       MARLIN_CHECK(!needle.is_list() || needle.as_list().is_tuple, "unhashable type: 'list'");
       MARLIN_CHECK(!needle.is_dict(), "unhashable type: 'dict'");

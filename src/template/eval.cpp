@@ -93,15 +93,18 @@ Value Interpreter::eval(const Expr& expr) {
       const Value step = e.step ? eval(*e.step) : Value::none();
       current_offset_ = expr.offset;
       require_defined(object);
+      // jinja2 slices with Python directly (not through the sandbox's forgiving getitem), so
+      // wrong types are errors.
+      MARLIN_CHECK((object.is_string() || object.is_list()) && !object.is_iterator(),
+                   "'{}' object is not subscriptable", type_name(object));
       if (object.is_string()) {
         charge_bytes(object.as_string().size());
         const std::u32string cps = utf8_decode(object.as_string());
         const SliceRange r = resolve_slice(start, stop, step, static_cast<int64_t>(cps.size()));
         std::u32string out;
         for (int64_t i = r.start, k = 0; k < r.count(); ++k, i += r.step) out.push_back(cps[i]);
-        return make_string(utf8_encode(out));
+        return make_string(utf8_encode(out), object.is_markup());
       }
-      MARLIN_CHECK(object.is_list(), "'{}' object is not subscriptable", type_name(object));
       const List& list = object.as_list();
       const SliceRange r = resolve_slice(start, stop, step, static_cast<int64_t>(list.items.size()));
       charge(static_cast<uint64_t>(r.count()));
@@ -283,6 +286,7 @@ Value Interpreter::get_item(const Value& object, const Value& key) {
       break;
     case Value::Kind::kList:
     case Value::Kind::kString:
+      if (object.is_iterator()) break;
       if (key.is_int() || key.is_bool()) {
         int64_t i = key.is_bool() ? int64_t(key.as_bool()) : key.as_int();
         if (object.is_list()) {
@@ -295,7 +299,7 @@ Value Interpreter::get_item(const Value& object, const Value& key) {
           const std::u32string cps = utf8_decode(object.as_string());
           const auto n = static_cast<int64_t>(cps.size());
           if (i < 0) i += n;
-          if (i >= 0 && i < n) return Value::string(utf8_encode(std::u32string(1, cps[i])));
+          if (i >= 0 && i < n) return Value::string(utf8_encode(std::u32string(1, cps[i])), object.is_markup());
         }
         return Value::undefined(fmt::format("{} index out of range", type_name(object)));
       }

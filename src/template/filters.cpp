@@ -69,7 +69,7 @@ Value filter_attr(Interpreter& in, const Value& input, CallArgs& args) {
 
 Value filter_capitalize(Interpreter& in, const Value& input, CallArgs& args) {
   ArgReader(args, "capitalize", {});
-  return in.make_string(str_capitalize(to_text(in, input)));
+  return in.make_string(str_capitalize(to_text(in, input)), input.is_markup());
 }
 
 Value filter_default(Interpreter&, const Value& input, CallArgs& args) {
@@ -102,22 +102,19 @@ Value filter_dictsort(Interpreter& in, const Value& input, CallArgs& args) {
 
 Value filter_escape(Interpreter& in, const Value& input, CallArgs& args) {
   ArgReader(args, "escape", {});
-  std::string out;
-  for (char c : to_text(in, input)) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&#34;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out.push_back(c);
-    }
-  }
-  return in.make_string(std::move(out));
+  if (input.is_markup()) return input;
+  std::string text = html_escape(to_text(in, input));
+  in.check_string_size(text.size());
+  return Value::string(std::move(text), /*markup=*/true);
 }
 
 Value filter_first(Interpreter& in, const Value& input, CallArgs& args) {
   ArgReader(args, "first", {});
+  if (input.is_iterator()) {  // next(): takes one item off the iterator
+    const List& list = input.as_list();
+    if (list.consumed == list.items.size()) return Value::undefined("No first item, sequence was empty.");
+    return list.items[list.consumed++];
+  }
   const std::vector<Value> items = iterate(in, input);
   if (items.empty()) return Value::undefined("No first item, sequence was empty.");
   return items.front();
@@ -125,6 +122,7 @@ Value filter_first(Interpreter& in, const Value& input, CallArgs& args) {
 
 Value filter_last(Interpreter& in, const Value& input, CallArgs& args) {
   ArgReader(args, "last", {});
+  MARLIN_CHECK(!input.is_iterator(), "'generator' object is not reversible");
   const std::vector<Value> items = iterate(in, input);
   if (items.empty()) return Value::undefined("No last item, sequence was empty.");
   return items.back();
@@ -227,7 +225,8 @@ Value filter_format(Interpreter& in, const Value& input, CallArgs& args) {
   } else {
     format_args = Value::list(args.positional, /*is_tuple=*/true);
   }
-  return in.make_string(percent_format(in, to_text(in, input), format_args));
+  return in.make_string(percent_format(in, to_text(in, input), format_args, input.is_markup()),
+                        input.is_markup());
 }
 
 // jinja2's indent filter, including its trailing-newline quirk.
@@ -258,7 +257,7 @@ Value filter_indent(Interpreter& in, const Value& input, CallArgs& args) {
     append(lines[i]);
   }
   if (first) out = indention + out;
-  return in.make_string(std::move(out));
+  return in.make_string(std::move(out), input.is_markup());
 }
 
 Value filter_items(Interpreter& in, const Value& input, CallArgs& args) {
@@ -292,10 +291,13 @@ Value filter_length(Interpreter&, const Value& input, CallArgs& args) {
   switch (input.kind()) {
     case Value::Kind::kUndefined: return Value::integer(0);
     case Value::Kind::kString: return Value::integer(static_cast<int64_t>(utf8_length(input.as_string())));
-    case Value::Kind::kList: return Value::integer(static_cast<int64_t>(input.as_list().items.size()));
+    case Value::Kind::kList:
+      if (input.is_iterator()) break;
+      return Value::integer(static_cast<int64_t>(input.as_list().items.size()));
     case Value::Kind::kDict: return Value::integer(static_cast<int64_t>(input.as_dict().size()));
-    default: fail("object of type '{}' has no len()", type_name(input));
+    default: break;
   }
+  fail("object of type '{}' has no len()", type_name(input));
 }
 
 Value filter_list(Interpreter& in, const Value& input, CallArgs& args) {
@@ -305,17 +307,18 @@ Value filter_list(Interpreter& in, const Value& input, CallArgs& args) {
 
 Value filter_lower(Interpreter& in, const Value& input, CallArgs& args) {
   ArgReader(args, "lower", {});
-  return in.make_string(str_lower(to_text(in, input)));
+  return in.make_string(str_lower(to_text(in, input)), input.is_markup());
 }
 
 Value filter_upper(Interpreter& in, const Value& input, CallArgs& args) {
   ArgReader(args, "upper", {});
-  return in.make_string(str_upper(to_text(in, input)));
+  return in.make_string(str_upper(to_text(in, input)), input.is_markup());
 }
 
 Value filter_map(Interpreter& in, const Value& input, CallArgs& args) {
   std::vector<Value> out;
-  const std::vector<Value> items = iterate(in, input);
+  // jinja2 maps nothing over a falsy input (None, empty) instead of failing.
+  const std::vector<Value> items = truthy(input) ? iterate(in, input) : std::vector<Value>();
   if (args.positional.empty()) {
     ArgReader reader(args, "map", {"attribute", "default"});
     const std::optional<std::string> attribute = reader.get_string(0);
@@ -326,7 +329,7 @@ Value filter_map(Interpreter& in, const Value& input, CallArgs& args) {
       if (v.is_undefined() && fallback) v = *fallback;
       out.push_back(std::move(v));
     }
-    return Value::list(std::move(out));
+    return Value::iterator(std::move(out));
   }
   MARLIN_CHECK(args.positional[0].is_string(), "map() filter name must be a string");
   const std::string name = args.positional[0].as_string();
@@ -335,7 +338,7 @@ Value filter_map(Interpreter& in, const Value& input, CallArgs& args) {
     CallArgs call_args = rest;
     out.push_back(in.apply_filter(name, item, call_args));
   }
-  return Value::list(std::move(out));
+  return Value::iterator(std::move(out));
 }
 
 Value min_max(Interpreter& in, const Value& input, CallArgs& args, bool want_max) {
@@ -375,11 +378,14 @@ Value filter_reverse(Interpreter& in, const Value& input, CallArgs& args) {
   if (input.is_string()) {
     std::u32string cps = utf8_decode(input.as_string());
     std::reverse(cps.begin(), cps.end());
-    return in.make_string(utf8_encode(cps));
+    return in.make_string(utf8_encode(cps), input.is_markup());
   }
+  // reversed() of a list or dict is an iterator; a generator is not reversible, so jinja2 falls
+  // back to a reversed list.
+  const bool reversible = !input.is_iterator();
   std::vector<Value> items = iterate(in, input);
   std::reverse(items.begin(), items.end());
-  return Value::list(std::move(items));
+  return reversible ? Value::iterator(std::move(items)) : Value::list(std::move(items));
 }
 
 // Python round(x, ndigits): correctly rounded decimal, ties to even.
@@ -417,7 +423,7 @@ Value filter_round(Interpreter&, const Value& input, CallArgs& args) {
 
 Value filter_safe(Interpreter& in, const Value& input, CallArgs& args) {
   ArgReader(args, "safe", {});
-  return input.is_string() ? input : in.make_string(to_text(in, input));
+  return Value::string(to_text(in, input), /*markup=*/true);
 }
 
 // select/reject/selectattr/rejectattr.
@@ -436,7 +442,9 @@ Value select_items(Interpreter& in, const Value& input, CallArgs& args, bool wit
   }
   CallArgs test_args{std::vector<Value>(args.positional.begin() + next, args.positional.end()), args.keyword};
   std::vector<Value> out;
-  for (const Value& item : iterate(in, input)) {
+  // jinja2 selects nothing from a falsy input (None, empty) instead of failing.
+  const std::vector<Value> items = truthy(input) ? iterate(in, input) : std::vector<Value>();
+  for (const Value& item : items) {
     const Value subject = attribute ? get_path(in, item, *attribute) : item;
     bool passed;
     if (test) {
@@ -447,7 +455,7 @@ Value select_items(Interpreter& in, const Value& input, CallArgs& args, bool wit
     }
     if (passed == keep) out.push_back(item);
   }
-  return Value::list(std::move(out));
+  return Value::iterator(std::move(out));
 }
 
 Value filter_select(Interpreter& in, const Value& input, CallArgs& args) { return select_items(in, input, args, false, true); }
@@ -489,7 +497,7 @@ Value filter_sum(Interpreter& in, const Value& input, CallArgs& args) {
 
 Value filter_title(Interpreter& in, const Value& input, CallArgs& args) {
   ArgReader(args, "title", {});
-  return in.make_string(jinja_title(to_text(in, input)));
+  return in.make_string(jinja_title(to_text(in, input)), input.is_markup());
 }
 
 // transformers' tojson: json.dumps(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False).
@@ -522,7 +530,7 @@ Value filter_tojson(Interpreter& in, const Value& input, CallArgs& args) {
 
 Value filter_trim(Interpreter& in, const Value& input, CallArgs& args) {
   ArgReader reader(args, "trim", {"chars"});
-  return in.make_string(str_strip(to_text(in, input), reader.get_string(0), true, true));
+  return in.make_string(str_strip(to_text(in, input), reader.get_string(0), true, true), input.is_markup());
 }
 
 Value filter_unique(Interpreter& in, const Value& input, CallArgs& args) {
@@ -538,7 +546,7 @@ Value filter_unique(Interpreter& in, const Value& input, CallArgs& args) {
     seen.push_back(std::move(key));
     out.push_back(item);
   }
-  return Value::list(std::move(out));
+  return Value::iterator(std::move(out));
 }
 
 Value filter_wordcount(Interpreter& in, const Value& input, CallArgs& args) {

@@ -85,10 +85,10 @@ void Interpreter::check_string_size(size_t bytes) const {
   }
 }
 
-Value Interpreter::make_string(std::string s) {
+Value Interpreter::make_string(std::string s, bool markup) {
   check_string_size(s.size());
   charge_bytes(s.size());
-  return Value::string(std::move(s));
+  return Value::string(std::move(s), markup);
 }
 
 void Interpreter::register_namespace(const Value& ns) { namespaces_.push_back(ns); }

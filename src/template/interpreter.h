@@ -59,7 +59,7 @@ class Interpreter {
   void charge_bytes(size_t bytes) { charge(bytes / 64); }
   // Fails when a string of `bytes` would exceed the string limit.
   void check_string_size(size_t bytes) const;
-  Value make_string(std::string s);
+  Value make_string(std::string s, bool markup = false);
   size_t max_string_bytes() const { return limits_.max_output_bytes; }
   std::tm now() const { return clock_(); }
   void register_namespace(const Value& ns);

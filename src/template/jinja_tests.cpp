@@ -40,7 +40,7 @@ SIMPLE_TEST(test_number, "number", v.is_number())
 SIMPLE_TEST(test_string, "string", v.is_string())
 SIMPLE_TEST(test_mapping, "mapping", v.is_dict())
 SIMPLE_TEST(test_iterable, "iterable", v.is_undefined() || v.is_string() || v.is_list() || v.is_dict())
-SIMPLE_TEST(test_sequence, "sequence", v.is_undefined() || v.is_string() || v.is_list() || v.is_dict())
+SIMPLE_TEST(test_sequence, "sequence", v.is_undefined() || v.is_string() || (v.is_list() && !v.is_iterator()) || v.is_dict())
 SIMPLE_TEST(test_callable, "callable", v.is_function() || v.is_undefined())
 
 #undef SIMPLE_TEST

@@ -293,6 +293,39 @@ Value l_index(Interpreter& in, const Value& self, CallArgs& args) {
   fail("{} is not in list", py_repr(*reader.get(0)));
 }
 
+Value escaped(const Value& v, size_t max_bytes) {
+  if (v.is_markup()) return v;
+  return Value::string(html_escape(py_str(v, max_bytes)), /*markup=*/true);
+}
+
+// markupsafe.Markup's versions of str methods: arguments that end up in the text are escaped and
+// text results stay Markup.
+Value call_markup_method(Interpreter& in, const Value& self, const std::string& name, StringMethod method,
+                         CallArgs& args) {
+  static const std::unordered_set<std::string_view> kMarkupResult = {
+      "strip", "lstrip", "rstrip", "upper", "lower", "title", "capitalize", "replace",
+      "removeprefix", "removesuffix", "join", "format"};
+  CallArgs call_args = args;
+  if (name == "replace" && call_args.positional.size() >= 2) {
+    call_args.positional[1] = escaped(call_args.positional[1], in.max_string_bytes());
+  } else if (name == "join" && !call_args.positional.empty()) {
+    std::vector<Value> items;
+    for (const Value& item : iterate(in, call_args.positional[0])) items.push_back(escaped(item, in.max_string_bytes()));
+    call_args.positional[0] = Value::list(std::move(items));
+  } else if (name == "format") {
+    for (Value& v : call_args.positional) v = escaped(v, in.max_string_bytes());
+    for (auto& [k, v] : call_args.keyword) v = escaped(v, in.max_string_bytes());
+  }
+  Value result = method(in, self.as_string(), call_args);
+  if (result.is_string() && kMarkupResult.count(name)) return Value::string(result.as_string(), true);
+  if (result.is_list() && (name == "split" || name == "rsplit" || name == "splitlines")) {
+    std::vector<Value> items;
+    for (const Value& item : result.as_list().items) items.push_back(Value::string(item.as_string(), true));
+    return Value::list(std::move(items));
+  }
+  return result;
+}
+
 Value bind(const Value& self, const std::string& name, ValueMethod method) {
   return Value::function(name, [self, method](Interpreter& in, CallArgs& args) { return method(in, self, args); });
 }
@@ -309,7 +342,8 @@ std::optional<Value> find_method(const Value& object, const std::string& name) {
     const auto it = table.find(name);
     if (it == table.end()) return std::nullopt;
     const StringMethod method = it->second;
-    return Value::function(name, [object, method](Interpreter& in, CallArgs& args) {
+    return Value::function(name, [object, method, name](Interpreter& in, CallArgs& args) {
+      if (object.is_markup()) return call_markup_method(in, object, name, method, args);
       return method(in, object.as_string(), args);
     });
   }
@@ -323,7 +357,7 @@ std::optional<Value> find_method(const Value& object, const std::string& name) {
     if (kMutating.count(name)) return unsafe(object, name);
     return std::nullopt;
   }
-  if (object.is_list()) {
+  if (object.is_list() && !object.is_iterator()) {
     if (name == "count") return bind(object, name, l_count);
     if (name == "index") return bind(object, name, l_index);
     static const std::unordered_set<std::string_view> kMutating = {"append", "clear", "extend", "insert",

@@ -116,7 +116,7 @@ Value float_op(BinaryOp op, double x, double y) {
 
 Value repeat(Interpreter& in, const Value& seq, int64_t times) {
   if (times <= 0) {
-    return seq.is_string() ? Value::string("") : Value::list({}, seq.as_list().is_tuple);
+    return seq.is_string() ? Value::string("", seq.is_markup()) : Value::list({}, seq.as_list().is_tuple);
   }
   if (seq.is_string()) {
     const std::string& s = seq.as_string();
@@ -124,7 +124,7 @@ Value repeat(Interpreter& in, const Value& seq, int64_t times) {
     std::string out;
     out.reserve(s.size() * times);
     for (int64_t i = 0; i < times; ++i) out += s;
-    return in.make_string(std::move(out));
+    return in.make_string(std::move(out), seq.is_markup());
   }
   const List& list = seq.as_list();
   const uint64_t total = list.items.size() * static_cast<uint64_t>(std::min<int64_t>(times, int64_t(1) << 40));
@@ -149,11 +149,18 @@ Value arithmetic(Interpreter& in, BinaryOp op, const Value& a, const Value& b) {
   switch (op) {
     case BinaryOp::kAdd:
       if (a.is_string() && b.is_string()) {
+        if (a.is_markup() || b.is_markup()) {  // markupsafe escapes the plain operand
+          const std::string left = a.is_markup() ? a.as_string() : html_escape(a.as_string());
+          const std::string right = b.is_markup() ? b.as_string() : html_escape(b.as_string());
+          in.check_string_size(left.size() + right.size());
+          return in.make_string(left + right, /*markup=*/true);
+        }
         in.check_string_size(a.as_string().size() + b.as_string().size());
         return in.make_string(a.as_string() + b.as_string());
       }
       if (a.is_string()) fail("can only concatenate str (not \"{}\") to str", type_name(b));
-      if (a.is_list() && b.is_list() && a.as_list().is_tuple == b.as_list().is_tuple) {
+      if (a.is_list() && b.is_list() && !a.is_iterator() && !b.is_iterator() &&
+          a.as_list().is_tuple == b.as_list().is_tuple) {
         const auto& x = a.as_list().items;
         const auto& y = b.as_list().items;
         in.charge(x.size() + y.size());
@@ -163,23 +170,25 @@ Value arithmetic(Interpreter& in, BinaryOp op, const Value& a, const Value& b) {
         items.insert(items.end(), y.begin(), y.end());
         return Value::list(std::move(items), a.as_list().is_tuple);
       }
-      if (a.is_list() && !a.as_list().is_tuple) {
+      if (a.is_list() && !a.as_list().is_tuple && !a.is_iterator()) {
         fail("can only concatenate list (not \"{}\") to list", type_name(b));
       }
       break;
     case BinaryOp::kMul:
-      if ((a.is_string() || a.is_list()) && is_integral(b)) return repeat(in, a, integral(b));
-      if (is_integral(a) && (b.is_string() || b.is_list())) return repeat(in, b, integral(a));
+      if ((a.is_string() || (a.is_list() && !a.is_iterator())) && is_integral(b)) return repeat(in, a, integral(b));
+      if (is_integral(a) && (b.is_string() || (b.is_list() && !b.is_iterator()))) return repeat(in, b, integral(a));
       break;
     case BinaryOp::kMod:
-      if (a.is_string()) return in.make_string(percent_format(in, a.as_string(), b));
+      if (a.is_string()) {
+        return in.make_string(percent_format(in, a.as_string(), b, a.is_markup()), a.is_markup());
+      }
       break;
     default: break;
   }
   unsupported(op, a, b);
 }
 
-std::string percent_format(Interpreter& in, const std::string& format, const Value& args) {
+std::string percent_format(Interpreter& in, const std::string& format, const Value& args, bool escape_args) {
   std::vector<Value> positional;
   const Dict* mapping = nullptr;
   if (args.is_list() && args.as_list().is_tuple) {
@@ -242,8 +251,9 @@ std::string percent_format(Interpreter& in, const std::string& format, const Val
     switch (conv) {
       case 's':
       case 'r': {
-        const std::string text = conv == 's' ? py_str(value, in.max_string_bytes())
-                                             : py_repr(value, in.max_string_bytes());
+        std::string text = conv == 's' ? py_str(value, in.max_string_bytes())
+                                       : py_repr(value, in.max_string_bytes());
+        if (escape_args && !(conv == 's' && value.is_markup())) text = html_escape(text);
         in.check_string_size(text.size() + out.size() + 200);
         const int n = std::snprintf(nullptr, 0, (spec + "s").c_str(), text.c_str());
         std::string formatted(static_cast<size_t>(n) + 1, '\0');

@@ -13,8 +13,9 @@ class Interpreter;
 // messages; ints that overflow 64 bits are an error.
 Value arithmetic(Interpreter& in, BinaryOp op, const Value& a, const Value& b);
 
-// Python's "format % args" (conversions s, r, d, i, f, F, e, E, g, G, x, X, o, c and %).
-std::string percent_format(Interpreter& in, const std::string& format, const Value& args);
+// Python's "format % args" (conversions s, r, d, i, f, F, e, E, g, G, x, X, o, c and %). With
+// escape_args (a Markup format), %s and %r arguments are HTML-escaped as markupsafe does.
+std::string percent_format(Interpreter& in, const std::string& format, const Value& args, bool escape_args);
 
 // An undefined operand fails with its reason ("'x' is undefined").
 void require_defined(const Value& v);

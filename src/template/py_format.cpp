@@ -80,9 +80,21 @@ void append_repr(std::string& out, const Value& v, int depth, size_t max_bytes) 
   check_size(out, max_bytes);
   switch (v.kind()) {
     case Value::Kind::kUndefined: out += "Undefined"; return;
-    case Value::Kind::kString: append_repr_string(out, v.as_string()); return;
+    case Value::Kind::kString:
+      if (v.is_markup()) {
+        out += "Markup(";
+        append_repr_string(out, v.as_string());
+        out += ")";
+        return;
+      }
+      append_repr_string(out, v.as_string());
+      return;
     case Value::Kind::kList: {
       const List& list = v.as_list();
+      if (list.is_iterator) {
+        out += "<generator object>";
+        return;
+      }
       out.push_back(list.is_tuple ? '(' : '[');
       for (size_t i = 0; i < list.items.size(); ++i) {
         if (i) out += ", ";
@@ -164,10 +176,14 @@ class JsonWriter {
       case Value::Kind::kInt: out_ += std::to_string(v.as_int()); return;
       case Value::Kind::kFloat: out_ += json_float(v.as_float()); return;
       case Value::Kind::kString: append_json_string(out_, v.as_string(), options_.ensure_ascii); return;
-      case Value::Kind::kList: write_list(v.as_list(), depth); return;
+      case Value::Kind::kList:
+        if (v.is_iterator()) break;
+        write_list(v.as_list(), depth);
+        return;
       case Value::Kind::kDict: write_dict(v.as_dict(), depth); return;
-      default: fail("Object of type {} is not JSON serializable", type_name(v));
+      default: break;
     }
+    fail("Object of type {} is not JSON serializable", type_name(v));
   }
 
  private:

@@ -55,4 +55,7 @@ std::string str_replace(std::string_view text, std::string_view old_text, std::s
 
 size_t str_count(std::string_view text, std::string_view needle);
 
+// markupsafe.escape: & < > ' " as HTML entities.
+std::string html_escape(std::string_view text);
+
 }  // namespace marlin::tmpl

@@ -69,8 +69,8 @@ Value Value::undefined(std::string reason) {
   return Value(Data(UndefinedValue{std::make_shared<const std::string>(std::move(reason))}));
 }
 
-Value Value::string(std::string s) {
-  return Value(Data(std::make_shared<const std::string>(std::move(s))));
+Value Value::string(std::string s, bool markup) {
+  return Value(Data(std::make_shared<const Text>(Text{std::move(s), markup})));
 }
 
 Value Value::list(std::vector<Value> items, bool is_tuple) {
@@ -79,6 +79,12 @@ Value Value::list(std::vector<Value> items, bool is_tuple) {
   MARLIN_CHECK(nesting <= kMaxValueNesting, "template value nesting limit exceeded ({} levels)",
                kMaxValueNesting);
   return Value(Data(std::make_shared<const List>(List{std::move(items), is_tuple, nesting})));
+}
+
+Value Value::iterator(std::vector<Value> items) {
+  Value v = list(std::move(items));
+  const_cast<List&>(v.as_list()).is_iterator = true;  // freshly made, not yet shared
+  return v;
 }
 
 Value Value::dict(Dict d) { return Value(Data(std::make_shared<const Dict>(std::move(d)))); }
@@ -113,8 +119,10 @@ std::string type_name(const Value& v) {
     case Value::Kind::kBool: return "bool";
     case Value::Kind::kInt: return "int";
     case Value::Kind::kFloat: return "float";
-    case Value::Kind::kString: return "str";
-    case Value::Kind::kList: return v.as_list().is_tuple ? "tuple" : "list";
+    case Value::Kind::kString: return v.is_markup() ? "Markup" : "str";
+    case Value::Kind::kList:
+      if (v.as_list().is_iterator) return "generator";
+      return v.as_list().is_tuple ? "tuple" : "list";
     case Value::Kind::kDict: return "dict";
     case Value::Kind::kNamespace: return "Namespace";
     case Value::Kind::kFunction: return "function";
@@ -130,7 +138,7 @@ bool truthy(const Value& v) {
     case Value::Kind::kInt: return v.as_int() != 0;
     case Value::Kind::kFloat: return v.as_float() != 0.0;
     case Value::Kind::kString: return !v.as_string().empty();
-    case Value::Kind::kList: return !v.as_list().items.empty();
+    case Value::Kind::kList: return v.as_list().is_iterator || !v.as_list().items.empty();
     case Value::Kind::kDict: return v.as_dict().size() != 0;
     case Value::Kind::kNamespace:
     case Value::Kind::kFunction: return true;
@@ -153,6 +161,7 @@ bool equals(const Value& a, const Value& b) {
     case Value::Kind::kList: {
       const List& x = a.as_list();
       const List& y = b.as_list();
+      if (x.is_iterator || y.is_iterator) return &x == &y;
       if (x.is_tuple != y.is_tuple || x.items.size() != y.items.size()) return false;
       for (size_t i = 0; i < x.items.size(); ++i) {
         if (!equals(x.items[i], y.items[i])) return false;
@@ -186,7 +195,8 @@ bool less_than(const Value& a, const Value& b) {
     // UTF-8 byte order equals code-point order.
     return a.as_string() < b.as_string();
   }
-  if (a.is_list() && b.is_list() && a.as_list().is_tuple == b.as_list().is_tuple) {
+  if (a.is_list() && b.is_list() && !a.is_iterator() && !b.is_iterator() &&
+      a.as_list().is_tuple == b.as_list().is_tuple) {
     const auto& x = a.as_list().items;
     const auto& y = b.as_list().items;
     for (size_t i = 0; i < std::min(x.size(), y.size()); ++i) {

@@ -32,6 +32,10 @@ struct List {
   std::vector<Value> items;
   bool is_tuple = false;
   uint32_t nesting = 1;  // 1 + the deepest nesting among the items
+  // A one-pass iterator, which jinja2's map/select/unique/reverse... return: always truthy, no
+  // len(), no indexing, not JSON-serializable, and iterating again yields only what is left.
+  bool is_iterator = false;
+  mutable size_t consumed = 0;
 };
 
 struct TransparentStringHash {
@@ -66,6 +70,13 @@ struct Function {
   std::function<Value(Interpreter&, CallArgs&)> call;
 };
 
+// A string; `markup` marks markupsafe.Markup text (from |safe or |escape), which escapes plain
+// strings that are added to it.
+struct Text {
+  std::string text;
+  bool markup = false;
+};
+
 struct UndefinedValue {
   // Why it is undefined, for error messages: "'x' is undefined".
   std::shared_ptr<const std::string> reason;
@@ -81,8 +92,9 @@ class Value {
   static Value boolean(bool b) { return Value(Data(b)); }
   static Value integer(int64_t i) { return Value(Data(i)); }
   static Value number(double d) { return Value(Data(d)); }
-  static Value string(std::string s);
+  static Value string(std::string s, bool markup = false);
   static Value list(std::vector<Value> items, bool is_tuple = false);
+  static Value iterator(std::vector<Value> items);
   static Value dict(Dict d);
   static Value make_namespace(Dict attributes);
   static Value function(std::string name, std::function<Value(Interpreter&, CallArgs&)> call);
@@ -96,6 +108,7 @@ class Value {
   bool is_number() const { return is_int() || is_float() || is_bool(); }
   bool is_string() const { return kind() == Kind::kString; }
   bool is_list() const { return kind() == Kind::kList; }
+  bool is_iterator() const { return is_list() && as_list().is_iterator; }
   bool is_dict() const { return kind() == Kind::kDict; }
   bool is_namespace() const { return kind() == Kind::kNamespace; }
   bool is_function() const { return kind() == Kind::kFunction; }
@@ -105,7 +118,8 @@ class Value {
   double as_float() const { return std::get<double>(data_); }
   // int, bool or float as a double.
   double to_double() const;
-  const std::string& as_string() const { return *std::get<StringPtr>(data_); }
+  const std::string& as_string() const { return std::get<StringPtr>(data_)->text; }
+  bool is_markup() const { return is_string() && std::get<StringPtr>(data_)->markup; }
   const List& as_list() const { return *std::get<ListPtr>(data_); }
   const Dict& as_dict() const { return *std::get<DictPtr>(data_); }
   Namespace& as_namespace() const { return *std::get<NamespacePtr>(data_); }
@@ -113,7 +127,7 @@ class Value {
   const std::string& undefined_reason() const;
 
  private:
-  using StringPtr = std::shared_ptr<const std::string>;
+  using StringPtr = std::shared_ptr<const Text>;
   using ListPtr = std::shared_ptr<const List>;
   using DictPtr = std::shared_ptr<const Dict>;
   using NamespacePtr = std::shared_ptr<Namespace>;
