@@ -41,9 +41,9 @@ void bench(const BenchOptions& o) {
   Engine engine({resolve_model_path(o.model), o.threads});
   Model& model = engine.model();
   const int vocab = model.config().vocab_size;
-  std::vector<float> logits(size_t(vocab));
+  std::vector<float> logits(static_cast<size_t>(vocab));
   std::mt19937 rng(42);
-  std::vector<int32_t> prompt(size_t(std::max(o.prompt_tokens, 1)));
+  std::vector<int32_t> prompt(static_cast<size_t>(std::max(o.prompt_tokens, 1)));
   for (auto& t : prompt) t = int32_t(rng() % uint32_t(vocab));
   auto cache = model.new_cache(std::max(o.prompt_tokens, o.gen_tokens) + 1);
 

@@ -33,7 +33,7 @@ TEST_P(TinyLlamaParity, EveryPositionInOneBatch) {
     auto model = load_model(*file, pool);
     ASSERT_EQ(model->config().vocab_size, ref.vocab);
     auto cache = model->new_cache(int64_t(ref.tokens.size()));
-    std::vector<float> logits(size_t(ref.positions) * size_t(ref.vocab));
+    std::vector<float> logits(static_cast<size_t>(ref.positions) * size_t(ref.vocab));
     model->forward(ref.tokens, *cache, logits.data(), true);
     const double err = max_abs_diff(logits.data(), ref.logits.data(), int(logits.size()));
     EXPECT_LE(err, 2 * ref.fp32_error) << "threads " << threads;
@@ -46,7 +46,7 @@ TEST_P(TinyLlamaParity, PrefillThenTokenByToken) {
   ThreadPool pool(2);
   auto model = load_model(*file, pool);
   auto cache = model->new_cache(int64_t(ref.tokens.size()));
-  std::vector<float> logits(size_t(ref.vocab));
+  std::vector<float> logits(static_cast<size_t>(ref.vocab));
   const size_t prefill = 37;
   model->forward(std::span(ref.tokens).first(prefill), *cache, logits.data(), false);
   EXPECT_LE(max_abs_diff(logits.data(), ref.row(int(prefill) - 1), ref.vocab), 2 * ref.fp32_error);
@@ -62,7 +62,7 @@ TEST(TinyLlama, RejectsTokensOutsideTheVocabulary) {
   ThreadPool pool(1);
   auto model = load_model(*file, pool);
   auto cache = model->new_cache(8);
-  std::vector<float> logits(size_t(model->config().vocab_size));
+  std::vector<float> logits(static_cast<size_t>(model->config().vocab_size));
   const std::vector<int32_t> bad = {1, 100000};
   EXPECT_THROW(model->forward(bad, *cache, logits.data(), false), Error);
   const std::vector<int32_t> too_long(9, 1);

@@ -49,7 +49,7 @@ TEST_P(SmolLmGolden, LastTokenLogits) {
   ThreadPool pool(2);
   auto model = load_model(*file, pool);
   auto cache = model->new_cache(int64_t(ref.tokens.size()));
-  std::vector<float> logits(size_t(ref.vocab));
+  std::vector<float> logits(static_cast<size_t>(ref.vocab));
   model->forward(ref.tokens, *cache, logits.data(), false);
 
   const int argmax = int(std::max_element(logits.begin(), logits.end()) - logits.begin());
@@ -67,7 +67,7 @@ TEST_P(SmolLmGolden, LastTokenLogitsWithExactActivations) {
   ThreadPool pool(2);
   auto model = load_model(*file, pool);
   auto cache = model->new_cache(int64_t(ref.tokens.size()));
-  std::vector<float> logits(size_t(ref.vocab));
+  std::vector<float> logits(static_cast<size_t>(ref.vocab));
   cpu::set_exact_activations(true);
   model->forward(ref.tokens, *cache, logits.data(), false);
   cpu::set_exact_activations(false);
