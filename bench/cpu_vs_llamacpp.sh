@@ -80,8 +80,8 @@ LLAMA_BENCH="$BUILD_DIR/bin/llama-bench"
 
 # Fills CMAKE_ARGS. CPU only, Release, native SIMD (GGML_NATIVE=ON: what a user building llama.cpp
 # gets); everything llama-bench does not need is off so that configure and build stay short.
-# Compilers: those of marlin's own build (build/CMakeCache.txt) when it exists, otherwise CMake's
-# defaults (which honour CC/CXX), as for a fresh marlin configure.
+# Compilers: those of marlin's own build (build/CMakeCache.txt) when it exists, otherwise what a
+# fresh marlin configure picks (CC/CXX, else cc/c++), always passed as full paths.
 # AMX: in this pin ggml's AMX kernels build their tile configuration in a way GCC optimizes away
 # (only the palette byte survives), so the first tile load raises SIGILL; unless --llamacpp-amx,
 # AMX is compiled out and the rest of -march=native stays.
@@ -89,17 +89,28 @@ set_cmake_args() {
   CMAKE_ARGS=(-G Ninja -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DGGML_CUDA=OFF -DGGML_VULKAN=OFF
     -DGGML_METAL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF
     -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_TOOLS=ON)
-  local cache="$REPO/build/CMakeCache.txt" lang path
-  if [ -f "$cache" ]; then
-    for lang in C CXX; do
-      path=$(sed -n "s/^CMAKE_${lang}_COMPILER:[A-Z]*=//p" "$cache")
-      [ -n "$path" ] && CMAKE_ARGS+=("-DCMAKE_${lang}_COMPILER=$path")
-    done
-  fi
+  local cache="$REPO/build/CMakeCache.txt" lang path default
+  for lang in C CXX; do
+    path=""
+    [ -f "$cache" ] && path=$(sed -n "s/^CMAKE_${lang}_COMPILER:[A-Z]*=//p" "$cache")
+    if [ -z "$path" ]; then
+      if [ "$lang" = C ]; then default="${CC:-cc}"; else default="${CXX:-c++}"; fi
+      path=$(command -v "$default") || die "no $lang compiler found ($default)"
+    fi
+    CMAKE_ARGS+=("-DCMAKE_${lang}_COMPILER=$path")
+  done
   if [ "$LLAMACPP_AMX" = 0 ] && [ "$(uname -m)" = x86_64 ]; then
     local no_amx="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
     CMAKE_ARGS+=("-DCMAKE_C_FLAGS=$no_amx" "-DCMAKE_CXX_FLAGS=$no_amx")
   fi
+}
+
+compiler_version() {  # first line of --version of the C++ compiler in CMAKE_ARGS
+  local arg
+  for arg in "${CMAKE_ARGS[@]}"; do
+    [[ "$arg" == -DCMAKE_CXX_COMPILER=* ]] && "${arg#*=}" --version | head -n 1
+  done
+  return 0
 }
 
 fetch_sdist() {  # prints the sdist path
@@ -119,7 +130,8 @@ build_llamacpp() {
   mkdir -p "$PEER_DIR"
   local stamp stamp_file="$BUILD_DIR/marlin-build-stamp"
   set_cmake_args
-  stamp="llama-cpp-python $LLCPP_PY_VERSION | ${CMAKE_ARGS[*]}"
+  # The compiler's version is part of the stamp, so an upgraded compiler triggers a rebuild.
+  stamp="llama-cpp-python $LLCPP_PY_VERSION | ${CMAKE_ARGS[*]} | $(compiler_version)"
   if [ -x "$LLAMA_BENCH" ] && [ -f "$stamp_file" ] && [ "$(cat "$stamp_file")" = "$stamp" ]; then
     return
   fi
