@@ -8,16 +8,34 @@
 
 namespace marlin {
 
+namespace {
+
+// Length of the valid UTF-8 character starting at text[i], or 0 when the bytes there are not one.
+size_t utf8_char_length(std::string_view text, size_t i) {
+  const auto lead = static_cast<unsigned char>(text[i]);
+  const size_t len = lead >= 0xc2 && lead <= 0xdf ? 2 : lead >= 0xe0 && lead <= 0xef ? 3
+                     : lead >= 0xf0 && lead <= 0xf4 ? 4 : 0;
+  if (len == 0 || i + len > text.size()) return 0;
+  for (size_t j = 1; j < len; ++j)
+    if ((static_cast<unsigned char>(text[i + j]) & 0xc0) != 0x80) return 0;
+  return len;
+}
+
+}  // namespace
+
 std::string gguf_escape(std::string_view text) {
   std::string out;
   out.reserve(text.size());
-  for (const char c : text) {
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
     const auto byte = static_cast<unsigned char>(c);
     if (c == '\n') out += "\\n";
     else if (c == '\t') out += "\\t";
     else if (c == '\\') out += "\\\\";
     else if (byte < 0x20 || byte == 0x7f) out += fmt::format("\\x{:02x}", byte);
-    else out += c;
+    else if (byte < 0x80) out += c;
+    else if (const size_t len = utf8_char_length(text, i)) out.append(text.substr(i, len)), i += len - 1;
+    else out += fmt::format("\\x{:02x}", byte);  // not UTF-8: keep messages valid text
   }
   return out;
 }

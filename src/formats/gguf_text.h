@@ -11,7 +11,8 @@
 
 namespace marlin {
 
-// `text` with control bytes escaped (\n, \t, \xNN; a backslash as \\) so that it stays on one line.
+// `text` with control bytes and bytes that are not UTF-8 escaped (\n, \t, \xNN; a backslash as
+// \\) so that it stays one line of valid text.
 std::string gguf_escape(std::string_view text);
 
 // 'text' in single quotes, control bytes escaped (\n, \xNN) so a message stays on one line;
