@@ -23,11 +23,10 @@ void causal_attention(const AttentionShape& shape, const float* q, int64_t n_tok
       const int head = int(item % shape.n_heads), kv_head = head / group;
       const float* qv = q + item * hd;
       const int64_t ctx = pos0 + t + 1;
-      for (int64_t j = 0; j < ctx; ++j) scores[size_t(j)] = cpu::dot(qv, cache.key(layer, kv_head, j), hd) * scale;
+      // A head's keys (and values) are consecutive rows in the cache.
+      cpu::dot_rows(qv, cache.key(layer, kv_head, 0), ctx, hd, scale, scores.data());
       cpu::softmax(scores.data(), ctx);
-      float* o = out + item * hd;
-      std::fill_n(o, hd, 0.0f);
-      for (int64_t j = 0; j < ctx; ++j) cpu::axpy(scores[size_t(j)], cache.value(layer, kv_head, j), o, hd);
+      cpu::weighted_row_sum(scores.data(), cache.value(layer, kv_head, 0), ctx, hd, out + item * hd);
     }
   });
 }

@@ -29,21 +29,29 @@ void add_inplace(float* y, const float* x, int64_t n) {
 }
 
 MARLIN_MULTIVERSION
-float dot(const float* a, const float* b, int64_t n) {
-  // Eight partial sums let the compiler vectorize without -ffast-math.
-  float partial[16] = {};
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16)
-    for (int j = 0; j < 16; ++j) partial[j] += a[i + j] * b[i + j];
-  float sum = 0;
-  for (; i < n; ++i) sum += a[i] * b[i];
-  for (float p : partial) sum += p;
-  return sum;
+void dot_rows(const float* q, const float* rows, int64_t n, int64_t dim, float scale, float* out) {
+  const int64_t whole = dim - dim % 16;
+  for (int64_t j = 0; j < n; ++j) {
+    const float* row = rows + j * dim;
+    // Sixteen partial sums let the compiler vectorize without -ffast-math.
+    float partial[16] = {};
+    for (int64_t d = 0; d < whole; d += 16)
+      for (int i = 0; i < 16; ++i) partial[i] += q[d + i] * row[d + i];
+    float sum = 0;
+    for (int64_t d = whole; d < dim; ++d) sum += q[d] * row[d];
+    for (float p : partial) sum += p;
+    out[j] = scale * sum;
+  }
 }
 
 MARLIN_MULTIVERSION
-void axpy(float a, const float* x, float* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+void weighted_row_sum(const float* weights, const float* rows, int64_t n, int64_t dim, float* out) {
+  for (int64_t d = 0; d < dim; ++d) out[d] = 0.0f;
+  for (int64_t j = 0; j < n; ++j) {
+    const float w = weights[j];
+    const float* row = rows + j * dim;
+    for (int64_t d = 0; d < dim; ++d) out[d] += w * row[d];
+  }
 }
 
 void softmax(float* x, int64_t n) {

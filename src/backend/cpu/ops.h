@@ -15,11 +15,11 @@ void silu_mul(float* gate, const float* up, int64_t n);
 // y[i] += x[i]
 void add_inplace(float* y, const float* x, int64_t n);
 
-// Σ a[i]·b[i] in fp32.
-float dot(const float* a, const float* b, int64_t n);
+// out[j] = scale · Σ_d q[d]·rows[j·dim + d] for j < n: one query against n consecutive rows.
+void dot_rows(const float* q, const float* rows, int64_t n, int64_t dim, float scale, float* out);
 
-// y[i] += a · x[i]
-void axpy(float a, const float* x, float* y, int64_t n);
+// out[d] = Σ_j weights[j]·rows[j·dim + d] for d < dim (out is overwritten).
+void weighted_row_sum(const float* weights, const float* rows, int64_t n, int64_t dim, float* out);
 
 // In-place softmax over n values; returns nothing, values sum to 1.
 void softmax(float* x, int64_t n);
