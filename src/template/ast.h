@@ -174,7 +174,9 @@ struct ForStmt : Stmt {
   ExprPtr filter;  // {% for x in xs if cond %}, may be null
   Body body;
   Body else_body;
-  bool recursive = false;
+  // Whether the body mentions `loop` anywhere (conservatively, nested loops included); the loop
+  // object is only built when it may be read.
+  bool uses_loop_variable = true;
 };
 
 struct SetStmt : Stmt {

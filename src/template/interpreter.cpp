@@ -254,24 +254,7 @@ void Interpreter::exec_for(const ForStmt& stmt) {
     }
     auto frame = std::make_shared<Frame>(outer);
     bind(*frame, items[i]);
-    Dict loop;
-    loop.set(Value::string("index"), Value::integer(i + 1));
-    loop.set(Value::string("index0"), Value::integer(i));
-    loop.set(Value::string("revindex"), Value::integer(length - i));
-    loop.set(Value::string("revindex0"), Value::integer(length - i - 1));
-    loop.set(Value::string("first"), Value::boolean(i == 0));
-    loop.set(Value::string("last"), Value::boolean(i == length - 1));
-    loop.set(Value::string("length"), Value::integer(length));
-    loop.set(Value::string("depth"), Value::integer(1));
-    loop.set(Value::string("depth0"), Value::integer(0));
-    if (i > 0) loop.set(Value::string("previtem"), items[i - 1]);
-    if (i + 1 < length) loop.set(Value::string("nextitem"), items[i + 1]);
-    const int64_t index = i;
-    loop.set(Value::string("cycle"), Value::function("loop.cycle", [index](Interpreter&, CallArgs& args) {
-               MARLIN_CHECK(!args.positional.empty(), "no items for cycling given");
-               return args.positional[static_cast<size_t>(index) % args.positional.size()];
-             }));
-    frame->set("loop", Value::dict(std::move(loop)));
+    if (stmt.uses_loop_variable) frame->set("loop", make_loop_object(items, i));
     frame_ = frame;
     Flow flow;
     try {
@@ -283,6 +266,28 @@ void Interpreter::exec_for(const ForStmt& stmt) {
     frame_ = outer;
     if (flow == Flow::kBreak) break;
   }
+}
+
+// jinja2's LoopContext as a dict (recursive loops are not supported, so depth is always 1).
+Value Interpreter::make_loop_object(const std::vector<Value>& items, int64_t i) {
+  const int64_t length = static_cast<int64_t>(items.size());
+  Dict loop;
+  loop.set(Value::string("index"), Value::integer(i + 1));
+  loop.set(Value::string("index0"), Value::integer(i));
+  loop.set(Value::string("revindex"), Value::integer(length - i));
+  loop.set(Value::string("revindex0"), Value::integer(length - i - 1));
+  loop.set(Value::string("first"), Value::boolean(i == 0));
+  loop.set(Value::string("last"), Value::boolean(i == length - 1));
+  loop.set(Value::string("length"), Value::integer(length));
+  loop.set(Value::string("depth"), Value::integer(1));
+  loop.set(Value::string("depth0"), Value::integer(0));
+  if (i > 0) loop.set(Value::string("previtem"), items[i - 1]);
+  if (i + 1 < length) loop.set(Value::string("nextitem"), items[i + 1]);
+  loop.set(Value::string("cycle"), Value::function("loop.cycle", [i](Interpreter&, CallArgs& args) {
+             MARLIN_CHECK(!args.positional.empty(), "no items for cycling given");
+             return args.positional[static_cast<size_t>(i) % args.positional.size()];
+           }));
+  return Value::dict(std::move(loop));
 }
 
 std::string Interpreter::capture(const Body& body) {

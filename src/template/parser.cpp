@@ -224,7 +224,9 @@ class Parser {
     expect_block_end();
     std::string found;
     ++loop_depth_;
+    const size_t loop_refs_before = loop_name_refs_;
     node->body = parse_body({"endfor", "else"}, &found);
+    node->uses_loop_variable = loop_name_refs_ != loop_refs_before;
     --loop_depth_;
     if (found == "else") {
       expect_block_end();
@@ -555,6 +557,7 @@ class Parser {
         if (t.text == "true" || t.text == "True") return std::make_unique<LiteralExpr>(t.offset, Value::boolean(true));
         if (t.text == "false" || t.text == "False") return std::make_unique<LiteralExpr>(t.offset, Value::boolean(false));
         if (t.text == "none" || t.text == "None") return std::make_unique<LiteralExpr>(t.offset, Value::none());
+        if (t.text == "loop") ++loop_name_refs_;
         return std::make_unique<NameExpr>(t.offset, t.text);
       }
       case TokenKind::kString: {
@@ -778,6 +781,7 @@ class Parser {
   size_t pos_ = 0;
   int nesting_ = 0;
   int loop_depth_ = 0;
+  size_t loop_name_refs_ = 0;  // NameExpr "loop" parsed so far
 };
 
 }  // namespace
