@@ -134,7 +134,7 @@ ArgReader::ArgReader(CallArgs& args, std::string_view function,
 
 const Value* ArgReader::get(size_t index) const { return values_[index]; }
 
-const Value& ArgReader::get_or(size_t index, const Value& fallback) const {
+Value ArgReader::get_or(size_t index, const Value& fallback) const {
   return values_[index] ? *values_[index] : fallback;
 }
 

@@ -34,7 +34,7 @@ class ArgReader {
   ArgReader(CallArgs& args, std::string_view function, std::initializer_list<std::string_view> names);
   // The argument for parameter `index`, or nullptr if not given.
   const Value* get(size_t index) const;
-  const Value& get_or(size_t index, const Value& fallback) const;
+  Value get_or(size_t index, const Value& fallback) const;
   std::optional<std::string> get_string(size_t index) const;
   std::optional<int64_t> get_int(size_t index) const;
   bool get_bool(size_t index, bool fallback) const;

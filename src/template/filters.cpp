@@ -233,7 +233,7 @@ Value filter_format(Interpreter& in, const Value& input, CallArgs& args) {
 Value filter_indent(Interpreter& in, const Value& input, CallArgs& args) {
   ArgReader reader(args, "indent", {"width", "first", "blank"});
   std::string indention;
-  const Value& width = reader.get_or(0, Value::integer(4));
+  const Value width = reader.get_or(0, Value::integer(4));
   if (width.is_string()) {
     indention = width.as_string();
   } else {
