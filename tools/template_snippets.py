@@ -256,3 +256,7 @@ SNIPPETS += [
     "{{ 'a'|safe + 1 }}",
     "{{ ['<a>'|safe, 'x'] | join + '<' }} {{ ('<'|safe | string) + '<' }} {{ ('<%s>'|safe | format('&')) }} {{ '<' | e | e }}",
 ]
+
+SNIPPETS += [
+    "{% set comma = joiner() %}{% for x in a %}{{ comma() }}{{ x }}{% endfor %} {% set j = joiner(' | ') %}{% for x in a %}{{ j() }}{{ x }}{% endfor %}",
+]

@@ -101,6 +101,21 @@ Value global_strftime_now(Interpreter& in, CallArgs& args) {
   return Value::string(std::move(buffer));
 }
 
+// joiner(sep=", "): a callable that returns "" the first time and sep afterwards.
+Value global_joiner(Interpreter&, CallArgs& args) {
+  ArgReader reader(args, "joiner", {"sep"});
+  const Value sep = reader.get_or(0, Value::string(", "));
+  auto used = std::make_shared<bool>(false);
+  return Value::function("joiner", [sep, used](Interpreter&, CallArgs& call_args) {
+    ArgReader(call_args, "joiner", {});
+    if (!*used) {
+      *used = true;
+      return Value::string("");
+    }
+    return sep;
+  });
+}
+
 }  // namespace
 
 std::optional<Value> find_global(std::string_view name) {
@@ -109,11 +124,13 @@ std::optional<Value> find_global(std::string_view name) {
   static const Value kNamespace = Value::function("namespace", global_namespace);
   static const Value kRaise = Value::function("raise_exception", global_raise_exception);
   static const Value kStrftime = Value::function("strftime_now", global_strftime_now);
+  static const Value kJoiner = Value::function("joiner", global_joiner);
   if (name == "range") return kRange;
   if (name == "dict") return kDict;
   if (name == "namespace") return kNamespace;
   if (name == "raise_exception") return kRaise;
   if (name == "strftime_now") return kStrftime;
+  if (name == "joiner") return kJoiner;
   return std::nullopt;
 }
 

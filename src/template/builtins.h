@@ -1,5 +1,5 @@
 // The template language's library: filters, tests, methods of str/dict/list, and globals
-// (range, dict, namespace, raise_exception, strftime_now), matching jinja2 3.1 as configured by
+// (range, dict, namespace, joiner, raise_exception, strftime_now), matching jinja2 3.1 as configured by
 // transformers for chat templates.
 #pragma once
 

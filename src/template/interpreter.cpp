@@ -270,23 +270,29 @@ void Interpreter::exec_for(const ForStmt& stmt) {
 
 // jinja2's LoopContext as a dict (recursive loops are not supported, so depth is always 1).
 Value Interpreter::make_loop_object(const std::vector<Value>& items, int64_t i) {
+  static const Value kIndex = Value::string("index"), kIndex0 = Value::string("index0"),
+                     kRevindex = Value::string("revindex"), kRevindex0 = Value::string("revindex0"),
+                     kFirst = Value::string("first"), kLast = Value::string("last"),
+                     kLength = Value::string("length"), kDepth = Value::string("depth"),
+                     kDepth0 = Value::string("depth0"), kPrevitem = Value::string("previtem"),
+                     kNextitem = Value::string("nextitem"), kCycle = Value::string("cycle");
   const int64_t length = static_cast<int64_t>(items.size());
   Dict loop;
-  loop.set(Value::string("index"), Value::integer(i + 1));
-  loop.set(Value::string("index0"), Value::integer(i));
-  loop.set(Value::string("revindex"), Value::integer(length - i));
-  loop.set(Value::string("revindex0"), Value::integer(length - i - 1));
-  loop.set(Value::string("first"), Value::boolean(i == 0));
-  loop.set(Value::string("last"), Value::boolean(i == length - 1));
-  loop.set(Value::string("length"), Value::integer(length));
-  loop.set(Value::string("depth"), Value::integer(1));
-  loop.set(Value::string("depth0"), Value::integer(0));
-  if (i > 0) loop.set(Value::string("previtem"), items[i - 1]);
-  if (i + 1 < length) loop.set(Value::string("nextitem"), items[i + 1]);
-  loop.set(Value::string("cycle"), Value::function("loop.cycle", [i](Interpreter&, CallArgs& args) {
-             MARLIN_CHECK(!args.positional.empty(), "no items for cycling given");
-             return args.positional[static_cast<size_t>(i) % args.positional.size()];
-           }));
+  loop.insert_new(kIndex, Value::integer(i + 1));
+  loop.insert_new(kIndex0, Value::integer(i));
+  loop.insert_new(kRevindex, Value::integer(length - i));
+  loop.insert_new(kRevindex0, Value::integer(length - i - 1));
+  loop.insert_new(kFirst, Value::boolean(i == 0));
+  loop.insert_new(kLast, Value::boolean(i == length - 1));
+  loop.insert_new(kLength, Value::integer(length));
+  loop.insert_new(kDepth, Value::integer(1));
+  loop.insert_new(kDepth0, Value::integer(0));
+  if (i > 0) loop.insert_new(kPrevitem, items[i - 1]);
+  if (i + 1 < length) loop.insert_new(kNextitem, items[i + 1]);
+  loop.insert_new(kCycle, Value::function("loop.cycle", [i](Interpreter&, CallArgs& args) {
+                    MARLIN_CHECK(!args.positional.empty(), "no items for cycling given");
+                    return args.positional[static_cast<size_t>(i) % args.positional.size()];
+                  }));
   return Value::dict(std::move(loop));
 }
 

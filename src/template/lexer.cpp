@@ -42,6 +42,10 @@ size_t whitespace_run(std::string_view s, size_t pos) {
 
 // Python's str.rstrip() on UTF-8 text.
 std::string_view rstrip_view(std::string_view s) {
+  size_t end = s.size();
+  while (end > 0 && static_cast<unsigned char>(s[end - 1]) < 0x80 && is_python_space(s[end - 1])) --end;
+  if (end == 0 || static_cast<unsigned char>(s[end - 1]) < 0x80) return s.substr(0, end);
+  // A non-ASCII character ends the text: it may be Unicode whitespace.
   const std::u32string cps = utf8_decode(s);
   size_t keep = cps.size();
   while (keep > 0 && is_python_space(cps[keep - 1])) --keep;

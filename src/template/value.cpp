@@ -7,8 +7,9 @@
 namespace marlin::tmpl {
 namespace {
 
-// Dicts this size or larger keep a hash index of their string keys.
-constexpr size_t kIndexThreshold = 8;
+// Dicts this size or larger keep a hash index of their string keys (smaller ones, such as
+// messages and loop objects, are searched linearly).
+constexpr size_t kIndexThreshold = 16;
 
 }  // namespace
 
@@ -19,15 +20,23 @@ uint32_t nesting_of(const Value& v) {
 }
 
 void Dict::set(Value key, Value value) {
+  const size_t at = find_index(key);
+  if (at != entries_.size()) {
+    const uint32_t nesting = 1 + nesting_of(value);
+    MARLIN_CHECK(nesting <= kMaxValueNesting, "template value nesting limit exceeded ({} levels)",
+                 kMaxValueNesting);
+    nesting_ = std::max(nesting_, nesting);
+    entries_[at].second = std::move(value);
+    return;
+  }
+  insert_new(std::move(key), std::move(value));
+}
+
+void Dict::insert_new(Value key, Value value) {
   const uint32_t nesting = 1 + std::max(nesting_of(key), nesting_of(value));
   MARLIN_CHECK(nesting <= kMaxValueNesting, "template value nesting limit exceeded ({} levels)",
                kMaxValueNesting);
   nesting_ = std::max(nesting_, nesting);
-  const size_t at = find_index(key);
-  if (at != entries_.size()) {
-    entries_[at].second = std::move(value);
-    return;
-  }
   entries_.emplace_back(std::move(key), std::move(value));
   if (entries_.size() == kIndexThreshold) {
     for (size_t i = 0; i < entries_.size(); ++i) {

@@ -47,6 +47,8 @@ struct TransparentStringHash {
 class Dict {
  public:
   void set(Value key, Value value);
+  // Appends an entry whose key the caller knows is not present yet (JSON objects, loop objects).
+  void insert_new(Value key, Value value);
   const Value* find(const Value& key) const;
   const Value* find(std::string_view key) const;
   const std::vector<std::pair<Value, Value>>& entries() const { return entries_; }
