@@ -260,3 +260,39 @@ SNIPPETS += [
 SNIPPETS += [
     "{% set comma = joiner() %}{% for x in a %}{{ comma() }}{{ x }}{% endfor %} {% set j = joiner(' | ') %}{% for x in a %}{{ j() }}{{ x }}{% endfor %}",
 ]
+
+SNIPPETS += [
+    "{{ d | items | list }} {% if {} | items %}truthy{% endif %} {{ é | default('unicode name') }} {% set ñ = 1 %}{{ ñ }}",
+    "{{ d | items | tojson }}",
+    "{{ (d | items) | length }}",
+]
+
+SNIPPETS += ["text\n{#", "{{ 1 }}  {#-", "{{ 1 }}{# x"]
+
+# Generator filters raise only when iterated; ranges print as range(...); macros refuse
+# arguments they do not read; "01" is two integers.
+SNIPPETS += [
+    "{% if {} | safe | items %}truthy{% endif %} {% if 5 | select %}lazy{% endif %} {% if a | map('no_such_filter') %}deferred{% endif %}",
+    "{{ 5 | select | list }}",
+    "{{ a | map('no_such_filter') | first }}",
+    "{{ [1, 'x'] | map('abs') | first }} {{ 1 in ([1, 'x'] | map('abs')) }}",
+    "{{ 'x' in ([1, 'x'] | map('abs')) }}",
+    "{{ range(3) }} {{ range(1, 10, 2) }} {{ range(10)[1:5] }} {{ range(10)[::-1] }} {{ range(3) | string }} {{ range(3) == [0, 1, 2] }} {{ range(3) == range(3) }} {{ range(5)[2] }} {{ range(5) | length }}",
+    "{{ range(3) | tojson }}",
+    "{{ range(3) + [1] }}",
+    "{% macro f(a) %}{{ a }}{% endmacro %}{{ f(1, 2) }}",
+    "{% macro f(a) %}{{ a }}{% endmacro %}{{ f(1, b=2) }}",
+    "{% macro f(a) %}{{ a }}{% endmacro %}{% call f(1) %}x{% endcall %}",
+    "{% macro f(a) %}{{ a }}{{ kwargs | length }}{{ kwargs.caller() }}{% endmacro %}{% call f(1) %}x{% endcall %}",
+    "{% macro f() %}{{ varargs }}{% endmacro %}{{ f(1, 2) }}",
+    "{{ (1, 02)[0] }}",
+    "{{ 0 }} {{ 00 }} {{ 0_0 }} {{ 0.5 }} {{ 00.5 }} {{ 0e1 }}",
+    "{{ namespace(undefined_name) }}",
+    "{{ dict(undefined_name) }}",
+]
+
+SNIPPETS += [
+    "{% if n: %}a{% elif t: %}b{% else: %}c{% endif %} {% for x in a: %}{{ x }}{% else: %}e{% endfor %} {% macro m(): %}M{% endmacro %}{{ m() }} {% set v: %}V{% endset %}{{ v }}",
+    "[{{ s[] }}] [{{ a[1, 2] }}] [{{ d['a', 'b'] }}]",
+    "{{ a[0,] }}",
+]

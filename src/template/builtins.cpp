@@ -34,12 +34,7 @@ Value global_range(Interpreter& in, CallArgs& args) {
   MARLIN_CHECK(count <= kMaxRange,
                "Range too big. The sandbox blocks ranges larger than MAX_RANGE ({}).", kMaxRange);
   in.charge(static_cast<uint64_t>(count));
-  std::vector<Value> items;
-  items.reserve(static_cast<size_t>(count));
-  for (int64_t i = 0, v = start; i < static_cast<int64_t>(count); ++i, v += step) {
-    items.push_back(Value::integer(v));
-  }
-  return Value::list(std::move(items));
+  return Value::range(start, stop, step);
 }
 
 // dict(mapping_or_pairs, **kwargs), as Python's dict constructor.
@@ -49,6 +44,7 @@ Dict build_dict(Interpreter& in, CallArgs& args, std::string_view function) {
   Dict d;
   if (!args.positional.empty()) {
     const Value& source = args.positional[0];
+    if (source.is_undefined()) fail("{}", source.undefined_reason());  // dict() asks it for keys()
     if (source.is_dict()) {
       for (const auto& [k, v] : source.as_dict().entries()) d.set(k, v);
     } else if (source.is_namespace()) {
@@ -189,6 +185,7 @@ std::vector<Value> iterate(Interpreter& in, const Value& v) {
       if (!list.is_iterator) return list.items;
       std::vector<Value> rest(list.items.begin() + static_cast<ptrdiff_t>(list.consumed), list.items.end());
       list.consumed = list.items.size();
+      if (list.pending_error) fail("{}", *list.pending_error);
       return rest;
     }
     case Value::Kind::kDict: {
@@ -226,6 +223,7 @@ bool contains(const Value& container, const Value& needle) {
         if (list.is_iterator) list.consumed = i + 1;  // `in` consumes an iterator up to the match
         if (equals(list.items[i], needle)) return true;
       }
+      if (list.pending_error) fail("{}", *list.pending_error);
       return false;
     }
     case Value::Kind::kDict:

@@ -18,6 +18,21 @@ namespace {
 
 std::string to_text(Interpreter& in, const Value& v) { return py_str(v, in.max_string_bytes()); }
 
+// jinja2 runs map/select/unique/items... as generators, so their errors surface only when the
+// result is iterated: `produce` fills the items, and an error it raises is kept for later.
+template <typename Produce>
+Value lazy_iterator(Produce produce) {
+  std::vector<Value> items;
+  try {
+    produce(items);
+  } catch (const TemplateRaisedError&) {
+    throw;
+  } catch (const Error& e) {
+    return Value::iterator(std::move(items), e.what());
+  }
+  return Value::iterator(std::move(items));
+}
+
 // jinja2's make_attrgetter: "a.b.0" looks up a, then b, then item 0.
 Value get_path(Interpreter& in, const Value& item, const std::string& path) {
   Value v = item;
@@ -112,6 +127,7 @@ Value filter_first(Interpreter& in, const Value& input, CallArgs& args) {
   ArgReader(args, "first", {});
   if (input.is_iterator()) {  // next(): takes one item off the iterator
     const List& list = input.as_list();
+    if (list.consumed == list.items.size() && list.pending_error) fail("{}", *list.pending_error);
     if (list.consumed == list.items.size()) return Value::undefined("No first item, sequence was empty.");
     return list.items[list.consumed++];
   }
@@ -261,13 +277,13 @@ Value filter_indent(Interpreter& in, const Value& input, CallArgs& args) {
 }
 
 Value filter_items(Interpreter& in, const Value& input, CallArgs& args) {
-  ArgReader(args, "items", {});
-  if (input.is_undefined()) return Value::list({});
-  MARLIN_CHECK(input.is_dict(), "Can only get item pairs from a mapping.");
-  in.charge(input.as_dict().size());
-  std::vector<Value> items;
-  for (const auto& [k, v] : input.as_dict().entries()) items.push_back(Value::list({k, v}, true));
-  return Value::list(std::move(items));
+  return lazy_iterator([&](std::vector<Value>& out) {
+    ArgReader(args, "items", {});
+    if (input.is_undefined()) return;
+    MARLIN_CHECK(input.is_dict(), "Can only get item pairs from a mapping.");
+    in.charge(input.as_dict().size());
+    for (const auto& [k, v] : input.as_dict().entries()) out.push_back(Value::list({k, v}, true));
+  });
 }
 
 Value filter_join(Interpreter& in, const Value& input, CallArgs& args) {
@@ -316,29 +332,29 @@ Value filter_upper(Interpreter& in, const Value& input, CallArgs& args) {
 }
 
 Value filter_map(Interpreter& in, const Value& input, CallArgs& args) {
-  std::vector<Value> out;
-  // jinja2 maps nothing over a falsy input (None, empty) instead of failing.
-  const std::vector<Value> items = truthy(input) ? iterate(in, input) : std::vector<Value>();
-  if (args.positional.empty()) {
-    ArgReader reader(args, "map", {"attribute", "default"});
-    const std::optional<std::string> attribute = reader.get_string(0);
-    MARLIN_CHECK(attribute, "map() requires a filter name or attribute=");
-    const Value* fallback = reader.get(1);
-    for (const Value& item : items) {
-      Value v = get_path(in, item, *attribute);
-      if (v.is_undefined() && fallback) v = *fallback;
-      out.push_back(std::move(v));
+  return lazy_iterator([&](std::vector<Value>& out) {
+    // jinja2 maps nothing over a falsy input (None, empty) instead of failing.
+    if (!truthy(input)) return;
+    if (args.positional.empty()) {
+      ArgReader reader(args, "map", {"attribute", "default"});
+      const std::optional<std::string> attribute = reader.get_string(0);
+      MARLIN_CHECK(attribute, "map() requires a filter name or attribute=");
+      const Value* fallback = reader.get(1);
+      for (const Value& item : iterate(in, input)) {
+        Value v = get_path(in, item, *attribute);
+        if (v.is_undefined() && fallback) v = *fallback;
+        out.push_back(std::move(v));
+      }
+      return;
     }
-    return Value::iterator(std::move(out));
-  }
-  MARLIN_CHECK(args.positional[0].is_string(), "map() filter name must be a string");
-  const std::string name = args.positional[0].as_string();
-  CallArgs rest{std::vector<Value>(args.positional.begin() + 1, args.positional.end()), args.keyword};
-  for (const Value& item : items) {
-    CallArgs call_args = rest;
-    out.push_back(in.apply_filter(name, item, call_args));
-  }
-  return Value::iterator(std::move(out));
+    MARLIN_CHECK(args.positional[0].is_string(), "map() filter name must be a string");
+    const std::string name = args.positional[0].as_string();
+    CallArgs rest{std::vector<Value>(args.positional.begin() + 1, args.positional.end()), args.keyword};
+    for (const Value& item : iterate(in, input)) {
+      CallArgs call_args = rest;
+      out.push_back(in.apply_filter(name, item, call_args));
+    }
+  });
 }
 
 Value min_max(Interpreter& in, const Value& input, CallArgs& args, bool want_max) {
@@ -428,34 +444,34 @@ Value filter_safe(Interpreter& in, const Value& input, CallArgs& args) {
 
 // select/reject/selectattr/rejectattr.
 Value select_items(Interpreter& in, const Value& input, CallArgs& args, bool with_attribute, bool keep) {
-  size_t next = 0;
-  std::optional<std::string> attribute;
-  if (with_attribute) {
-    MARLIN_CHECK(!args.positional.empty() && args.positional[0].is_string(),
-                 "selectattr/rejectattr require an attribute name");
-    attribute = args.positional[next++].as_string();
-  }
-  std::optional<std::string> test;
-  if (next < args.positional.size()) {
-    MARLIN_CHECK(args.positional[next].is_string(), "test name must be a string");
-    test = args.positional[next++].as_string();
-  }
-  CallArgs test_args{std::vector<Value>(args.positional.begin() + next, args.positional.end()), args.keyword};
-  std::vector<Value> out;
-  // jinja2 selects nothing from a falsy input (None, empty) instead of failing.
-  const std::vector<Value> items = truthy(input) ? iterate(in, input) : std::vector<Value>();
-  for (const Value& item : items) {
-    const Value subject = attribute ? get_path(in, item, *attribute) : item;
-    bool passed;
-    if (test) {
-      CallArgs call_args = test_args;
-      passed = in.apply_test(*test, subject, call_args);
-    } else {
-      passed = truthy(subject);
+  return lazy_iterator([&](std::vector<Value>& out) {
+    // jinja2 selects nothing from a falsy input (None, empty) instead of failing.
+    if (!truthy(input)) return;
+    size_t next = 0;
+    std::optional<std::string> attribute;
+    if (with_attribute) {
+      MARLIN_CHECK(!args.positional.empty() && args.positional[0].is_string(),
+                   "selectattr/rejectattr require an attribute name");
+      attribute = args.positional[next++].as_string();
     }
-    if (passed == keep) out.push_back(item);
-  }
-  return Value::iterator(std::move(out));
+    std::optional<std::string> test;
+    if (next < args.positional.size()) {
+      MARLIN_CHECK(args.positional[next].is_string(), "test name must be a string");
+      test = args.positional[next++].as_string();
+    }
+    CallArgs test_args{std::vector<Value>(args.positional.begin() + next, args.positional.end()), args.keyword};
+    for (const Value& item : iterate(in, input)) {
+      const Value subject = attribute ? get_path(in, item, *attribute) : item;
+      bool passed;
+      if (test) {
+        CallArgs call_args = test_args;
+        passed = in.apply_test(*test, subject, call_args);
+      } else {
+        passed = truthy(subject);
+      }
+      if (passed == keep) out.push_back(item);
+    }
+  });
 }
 
 Value filter_select(Interpreter& in, const Value& input, CallArgs& args) { return select_items(in, input, args, false, true); }
@@ -534,19 +550,19 @@ Value filter_trim(Interpreter& in, const Value& input, CallArgs& args) {
 }
 
 Value filter_unique(Interpreter& in, const Value& input, CallArgs& args) {
-  ArgReader reader(args, "unique", {"case_sensitive", "attribute"});
-  const bool case_sensitive = reader.get_bool(0, false);
-  const std::optional<std::string> attribute = reader.get_string(1);
-  std::vector<Value> out;
-  std::vector<Value> seen;
-  for (const Value& item : iterate(in, input)) {
-    Value key = sort_key(in, item, attribute, case_sensitive);
-    in.charge(seen.size());
-    if (std::any_of(seen.begin(), seen.end(), [&](const Value& s) { return equals(s, key); })) continue;
-    seen.push_back(std::move(key));
-    out.push_back(item);
-  }
-  return Value::iterator(std::move(out));
+  return lazy_iterator([&](std::vector<Value>& out) {
+    ArgReader reader(args, "unique", {"case_sensitive", "attribute"});
+    const bool case_sensitive = reader.get_bool(0, false);
+    const std::optional<std::string> attribute = reader.get_string(1);
+    std::vector<Value> seen;
+    for (const Value& item : iterate(in, input)) {
+      Value key = sort_key(in, item, attribute, case_sensitive);
+      in.charge(seen.size());
+      if (std::any_of(seen.begin(), seen.end(), [&](const Value& s) { return equals(s, key); })) continue;
+      seen.push_back(std::move(key));
+      out.push_back(item);
+    }
+  });
 }
 
 Value filter_wordcount(Interpreter& in, const Value& input, CallArgs& args) {

@@ -331,6 +331,13 @@ Value Interpreter::call_macro(const MacroStmt& macro, const std::shared_ptr<Fram
   auto frame = std::make_shared<Frame>(closure);
   std::vector<bool> bound(macro.params.size(), false);
   std::vector<Value> extra_positional;
+  auto refuse = [&](const std::string& message) {
+    --call_depth_;
+    fail("{}", message);
+  };
+  if (args.positional.size() > macro.params.size() && !macro.uses_varargs) {
+    refuse(fmt::format("macro '{}' takes not more than {} argument(s)", macro.name, macro.params.size()));
+  }
   for (size_t i = 0; i < args.positional.size(); ++i) {
     if (i < macro.params.size()) {
       frame->set(macro.params[i], args.positional[i]);
@@ -345,14 +352,16 @@ Value Interpreter::call_macro(const MacroStmt& macro, const std::shared_ptr<Fram
     const auto it = std::find(macro.params.begin(), macro.params.end(), name);
     if (it != macro.params.end()) {
       const size_t i = static_cast<size_t>(it - macro.params.begin());
-      MARLIN_CHECK(!bound[i], "macro '{}' got multiple values for argument '{}'", macro.name, name);
+      if (bound[i]) refuse(fmt::format("macro '{}' got multiple values for argument '{}'", macro.name, name));
       frame->set(name, value);
       bound[i] = true;
-    } else if (name == "caller") {
+    } else if (name == "caller" && macro.uses_caller) {
       frame->set("caller", value);
       has_caller = true;
-    } else {
+    } else if (macro.uses_kwargs) {
       extra_keyword.set(Value::string(name), value);
+    } else {
+      refuse(fmt::format("macro '{}' takes no keyword argument '{}'", macro.name, name));
     }
   }
   std::shared_ptr<Frame> saved = frame_;
