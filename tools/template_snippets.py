@@ -296,3 +296,20 @@ SNIPPETS += [
     "[{{ s[] }}] [{{ a[1, 2] }}] [{{ d['a', 'b'] }}]",
     "{{ a[0,] }}",
 ]
+
+# Unknown filters and tests fail when jinja2 compiles the template, except inside {% if %}.
+SNIPPETS += [
+    "{% if false %}{{ x | no_such_filter }}{{ x is no_such_test }}{% endif %}ok",
+    "{% if x | no_such_filter %}{% endif %}ok",
+    "{% for i in [] %}{{ i | no_such_filter }}{% endfor %}",
+    "{% if true %}{% for i in [] %}{{ i | no_such_filter }}{% endfor %}{% endif %}",
+    "{% if false %}{% macro m() %}{{ 1 | no_such_filter }}{% endmacro %}{% endif %}",
+    "{{ 1 if false else 1 | no_such_filter }}",
+    "{{ x is no_such_test }}",
+    "{% if false %}{% set y %}{{ 1 | no_such_filter }}{% endset %}{% endif %}",
+    "{% if true %}{{ 1 | no_such_filter }}{% endif %}",
+    "{{ '\\é\\ü\\中' }} {{ undefined_name | int(5) }}",
+    "{{ undefined_name | float }}",
+    "{{ people | sort(attribute='missing') | map(attribute='name') | join(',') }} {{ people | sort(attribute='tag,age') | map(attribute='name') | join(',') }}",
+    "{{ [3, 1, 2] | sort(reverse=undefined_name) }}",
+]

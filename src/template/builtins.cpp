@@ -176,6 +176,14 @@ bool ArgReader::get_bool(size_t index, bool fallback) const {
   return v ? truthy(*v) : fallback;
 }
 
+bool ArgReader::get_flag(size_t index, bool fallback) const {
+  const Value* v = values_[index];
+  if (!v) return fallback;
+  if (v->is_bool()) return v->as_bool();
+  if (v->is_int()) return v->as_int() != 0;
+  fail("'{}' object cannot be interpreted as an integer", type_name(*v));
+}
+
 std::vector<Value> iterate(Interpreter& in, const Value& v) {
   switch (v.kind()) {
     case Value::Kind::kUndefined: return {};

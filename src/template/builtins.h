@@ -38,6 +38,8 @@ class ArgReader {
   std::optional<std::string> get_string(size_t index) const;
   std::optional<int64_t> get_int(size_t index) const;
   bool get_bool(size_t index, bool fallback) const;
+  // A Python argument that must be an int or bool (sorted(reverse=...)).
+  bool get_flag(size_t index, bool fallback) const;
   [[noreturn]] void fail_arg(size_t index, std::string_view expected) const;
 
  private:

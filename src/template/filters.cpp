@@ -100,7 +100,7 @@ Value filter_dictsort(Interpreter& in, const Value& input, CallArgs& args) {
   const bool case_sensitive = reader.get_bool(0, false);
   const std::string by = reader.get_string(1).value_or("key");
   MARLIN_CHECK(by == "key" || by == "value", "You can only sort by either \"key\" or \"value\"");
-  const bool reverse = reader.get_bool(2, false);
+  const bool reverse = reader.get_flag(2, false);
   std::vector<std::pair<Value, Value>> entries = input.as_dict().entries();
   in.charge(entries.size());
   auto key_of = [&](const std::pair<Value, Value>& e) {
@@ -204,6 +204,7 @@ Value filter_int(Interpreter&, const Value& input, CallArgs& args) {
   ArgReader reader(args, "int", {"default", "base"});
   const Value fallback = reader.get_or(0, Value::integer(0));
   MARLIN_CHECK(reader.get_int(1).value_or(10) == 10, "int(): only base 10 is supported");
+  require_defined(input);  // int(Undefined) raises rather than falling back
   if (input.is_int()) return input;
   if (input.is_bool()) return Value::integer(input.as_bool());
   if (input.is_float()) {
@@ -223,6 +224,7 @@ Value filter_int(Interpreter&, const Value& input, CallArgs& args) {
 Value filter_float(Interpreter&, const Value& input, CallArgs& args) {
   ArgReader reader(args, "float", {"default"});
   const Value fallback = reader.get_or(0, Value::number(0.0));
+  require_defined(input);  // float(Undefined) raises rather than falling back
   if (input.is_number()) return Value::number(input.to_double());
   if (input.is_string()) {
     if (auto d = parse_python_float(input.as_string())) return Value::number(*d);
@@ -479,14 +481,31 @@ Value filter_reject(Interpreter& in, const Value& input, CallArgs& args) { retur
 Value filter_selectattr(Interpreter& in, const Value& input, CallArgs& args) { return select_items(in, input, args, true, true); }
 Value filter_rejectattr(Interpreter& in, const Value& input, CallArgs& args) { return select_items(in, input, args, true, false); }
 
+// jinja2 sorts by a list of keys, one per comma-separated attribute ("age,name"); comparing lists
+// compares equal items (undefined ones included) without ordering them.
+Value multi_sort_key(Interpreter& in, const Value& item, const std::optional<std::string>& attributes,
+                     bool case_sensitive) {
+  std::vector<Value> keys;
+  if (!attributes) {
+    keys.push_back(sort_key(in, item, std::nullopt, case_sensitive));
+  } else {
+    for (const std::string& attribute : str_split(*attributes, std::string(","), -1)) {
+      keys.push_back(sort_key(in, item, attribute, case_sensitive));
+    }
+  }
+  return Value::list(std::move(keys));
+}
+
 Value filter_sort(Interpreter& in, const Value& input, CallArgs& args) {
   ArgReader reader(args, "sort", {"reverse", "case_sensitive", "attribute"});
-  const bool reverse = reader.get_bool(0, false);
+  const bool reverse = reader.get_flag(0, false);
   const bool case_sensitive = reader.get_bool(1, false);
   const std::optional<std::string> attribute = reader.get_string(2);
   std::vector<Value> items = iterate(in, input);
   std::vector<std::pair<Value, size_t>> keyed;
-  for (size_t i = 0; i < items.size(); ++i) keyed.emplace_back(sort_key(in, items[i], attribute, case_sensitive), i);
+  for (size_t i = 0; i < items.size(); ++i) {
+    keyed.emplace_back(multi_sort_key(in, items[i], attribute, case_sensitive), i);
+  }
   std::stable_sort(keyed.begin(), keyed.end(), [&](const auto& a, const auto& b) {
     return reverse ? less_than(b.first, a.first) : less_than(a.first, b.first);
   });

@@ -439,6 +439,14 @@ class Lexer {
       utf8_append(out, value);
       return q;
     }
+    if (static_cast<unsigned char>(e) >= 0x80) {
+      // jinja2 escapes non-ASCII text before decoding, so "\é" comes out as the text "\xe9".
+      const auto [cp, len] = code_point_at(src, p + 1);
+      out += cp <= 0xFF ? fmt::format("\\x{:02x}", static_cast<uint32_t>(cp))
+             : cp <= 0xFFFF ? fmt::format("\\u{:04x}", static_cast<uint32_t>(cp))
+                            : fmt::format("\\U{:08x}", static_cast<uint32_t>(cp));
+      return p + 1 + len;
+    }
     const int width = e == 'x' ? 2 : e == 'u' ? 4 : e == 'U' ? 8 : 0;
     if (width == 0) {
       if (e == 'N') error(start, "named unicode escapes (\\N{...}) are not supported");

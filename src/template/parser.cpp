@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "template/lexer.h"
+#include "template/static_checks.h"
 
 namespace marlin::tmpl {
 namespace {
@@ -805,7 +806,9 @@ class Parser {
 }  // namespace
 
 ParsedTemplate parse_template(std::string_view source, const ParseLimits& limits) {
-  return Parser(lex_template(source), limits).run();
+  ParsedTemplate tpl = Parser(lex_template(source), limits).run();
+  check_filter_and_test_names(tpl);
+  return tpl;
 }
 
 }  // namespace marlin::tmpl
