@@ -422,6 +422,24 @@ double python_round(double x, int64_t ndigits) {
   return out;
 }
 
+// Python round(int, ndigits): for ndigits < 0, the nearest multiple of 10^-ndigits, ties to even.
+int64_t round_int(int64_t value, int64_t ndigits) {
+  if (ndigits >= 0) return value;
+  if (ndigits < -18) return 0;
+  int64_t unit = 1;
+  for (int64_t k = 0; k < -ndigits; ++k) unit *= 10;
+  int64_t q = value / unit;
+  int64_t r = value % unit;
+  if (r < 0) {  // floor division
+    r += unit;
+    --q;
+  }
+  if (2 * r > unit || (2 * r == unit && (q & 1))) ++q;
+  int64_t out = 0;
+  MARLIN_CHECK(!__builtin_mul_overflow(q, unit, &out), "integer overflow in template arithmetic (beyond 64 bits)");
+  return out;
+}
+
 Value filter_round(Interpreter&, const Value& input, CallArgs& args) {
   ArgReader reader(args, "round", {"precision", "method"});
   const int64_t precision = reader.get_int(0).value_or(0);
@@ -431,8 +449,9 @@ Value filter_round(Interpreter&, const Value& input, CallArgs& args) {
   require_defined(input);
   MARLIN_CHECK(input.is_number(), "type {} doesn't define __round__ method", type_name(input));
   if (method == "common") {
-    if (!input.is_float() && precision >= 0) return input.is_bool() ? Value::integer(input.as_bool()) : input;
-    return Value::number(python_round(input.to_double(), precision));
+    if (input.is_float()) return Value::number(python_round(input.as_float(), precision));
+    const int64_t i = input.is_bool() ? int64_t(input.as_bool()) : input.as_int();
+    return Value::integer(round_int(i, precision));
   }
   const double scale = std::pow(10.0, static_cast<double>(precision));
   const double scaled = input.to_double() * scale;

@@ -131,7 +131,8 @@ class NameChecker {
       }
       case ExprKind::kConditional: {
         const auto* n = static_cast<const ConditionalExpr*>(e);
-        for (const Expr* part : {n->condition.get(), n->then_value.get(), n->else_value.get()}) expr(part, soft);
+        // jinja2 compiles "a if b else c" in a soft frame as well.
+        for (const Expr* part : {n->condition.get(), n->then_value.get(), n->else_value.get()}) expr(part, true);
         return;
       }
       case ExprKind::kList:
