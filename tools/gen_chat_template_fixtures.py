@@ -6,14 +6,20 @@ trim_blocks, lstrip_blocks, raise_exception, strftime_now, namespace and its toj
 Writes
   <template>.cases.json  for each model template (*.jinja): varied conversations and the exact text
                          apply_chat_template renders, or the error it raises;
+  corpus/<t>.cases.json  the same for a corpus of further real templates (macros, Markup, generators,
+                         tool calling...) with a shorter list of conversations;
   snippets.json          one small template per interpreter feature (tools/template_snippets.py).
 
 strftime_now is made deterministic by fixing datetime.now() to FIXED_NOW; the C++ test injects the
 same time. The SmolLM2 template is read from the GGUF model's metadata when the model is present.
 
-Usage: python3 tools/gen_chat_template_fixtures.py   (from the repository root; no torch needed)
+Usage: python3 tools/gen_chat_template_fixtures.py [--llama-cpp DIR]
+  (from the repository root; no torch needed). With --llama-cpp, the corpus templates are first
+  copied from DIR/models/templates (a llama.cpp checkout, which keeps the vendors' templates).
 """
+import argparse
 import datetime
+import shutil
 import json
 import pathlib
 import sys
@@ -47,7 +53,7 @@ def render_chat(template, case):
     rendered, _ = ctu.render_jinja_template(
         conversations=[messages],
         tools=case.get("tools"),
-        documents=None,
+        documents=case.get("documents"),
         chat_template=template,
         add_generation_prompt=case["add_generation_prompt"],
         **case["variables"],
@@ -98,9 +104,9 @@ S = lambda text: {"role": "system", "content": text}  # noqa: E731
 LONG_TEXT = " ".join(f"word{i}" for i in range(400))
 
 
-def case(name, messages, add_generation_prompt=True, tools=None, **variables):
+def case(name, messages, add_generation_prompt=True, tools=None, documents=None, **variables):
     return {"name": name, "messages": messages, "add_generation_prompt": add_generation_prompt,
-            "tools": tools, "variables": variables}
+            "tools": tools, "documents": documents, "variables": variables}
 
 
 def common_cases(bos, eos):
@@ -210,6 +216,58 @@ def smollm_cases():
     ]
 
 
+def corpus_cases():
+    t = {"bos_token": "<s>", "eos_token": "</s>"}
+    call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}
+    return [
+        case("simple", [U("Hello")], **t),
+        case("system_turns", [S("Be brief."), U("Hi"), A("Hello!"), U("Bye  ")], **t),
+        case("no_generation_prompt", [U("Hi"), A("Yo")], add_generation_prompt=False, **t),
+        case("tools", [S("sys"), U("Weather?")], tools=[WEATHER_TOOL, SEARCH_TOOL], **t),
+        case("tool_call", [U("Weather?"), {"role": "assistant", "content": "", "tool_calls": [call]},
+                           {"role": "tool", "tool_call_id": "call_1", "name": "get_weather", "content": "18C"},
+                           A("It is 18C.")], tools=[WEATHER_TOOL], **t),
+        case("parallel_tool_calls", [S("sys"), U("q"), {"role": "assistant", "content": "checking", "tool_calls": [
+            {"id": "a", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\": \"Rome\"}"}},
+            {"id": "b", "type": "function", "function": {"name": "search", "arguments": {"query": "x"}}}]},
+            {"role": "tool", "tool_call_id": "a", "content": "sunny"}, {"role": "tool", "tool_call_id": "b", "content": "result"}],
+            tools=[WEATHER_TOOL, SEARCH_TOOL], **t),
+        case("reasoning", [U("q"), {"role": "assistant", "content": "ans", "reasoning_content": "think"}, U("q2")], **t),
+        case("think_inline", [U("q"), A("<think>\nhmm\n</think>\n\nanswer"), U("q2")], enable_thinking=True, **t),
+        case("unicode", [U("héllo 😀 日本")], enable_thinking=False, **t),
+        case("content_parts", [{"role": "user", "content": [{"type": "text", "text": "describe"}, {"type": "image"}]}], **t),
+        case("empty_assistant", [U("q"), A(""), U("again")], **t),
+        case("documents", [U("Summarize")], documents=[{"title": "Doc A", "text": "alpha"}, {"title": "Doc B", "text": "beta"}], **t),
+        case("many_turns", [S("s")] + [m for i in range(6) for m in (U(f"u{i}"), A(f"a{i}"))] + [U("end")], **t),
+    ]
+
+
+COHERE_TOOL = {
+    "name": "internet_search",
+    "description": "Returns a list of relevant document snippets for a textual query.",
+    "parameter_definitions": {"query": {"description": "Query to search the internet with", "type": "str", "required": True}},
+}
+
+# Further real templates (copied from llama.cpp's models/templates) chosen for the features they
+# use: macros, Markup (|safe + str), generators passed to tojson, namespaces, tool-call formats.
+# Tool-use variants get their kind of tool list in every conversation.
+CORPUS = {
+    "openai-gpt-oss-120b.jinja": None,
+    "meetkai-functionary-medium-v3.1.jinja": None,
+    "meetkai-functionary-medium-v3.2.jinja": None,
+    "CohereForAI-c4ai-command-r-plus-tool_use.jinja": [COHERE_TOOL],
+    "NousResearch-Hermes-3-Llama-3.1-8B-tool_use.jinja": [WEATHER_TOOL, SEARCH_TOOL],
+    "mistralai-Mistral-Nemo-Instruct-2407.jinja": None,
+    "microsoft-Phi-3.5-mini-instruct.jinja": None,
+    "deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja": None,
+    "ibm-granite-granite-3.3-2B-Instruct.jinja": None,
+    "Qwen3-Coder.jinja": None,
+    "GLM-4.6.jinja": None,
+    "moonshotai-Kimi-K2.jinja": None,
+    "HuggingFaceTB-SmolLM3-3B.jinja": None,
+    "google-gemma-2-2b-it.jinja": None,
+}
+
 TEMPLATES = {
     "smollm2-135m-instruct.jinja": lambda: common_cases("<|im_start|>", "<|im_end|>") + smollm_cases(),
     "llama-3.1-8b-instruct.jinja": lambda: common_cases("<|begin_of_text|>", "<|eot_id|>") + llama_tool_cases("<|begin_of_text|>", "<|eot_id|>", True),
@@ -235,18 +293,34 @@ def write_json(path, data):
     path.write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n")
 
 
+def write_cases(directory, name, cases):
+    template = (directory / name).read_text()
+    for c in cases:
+        c.update(outcome(lambda c=c: render_chat(template, c)))
+    data = {"template": name, "fixed_now": FIXED_NOW.isoformat(), "cases": cases}
+    out = directory / name.replace(".jinja", ".cases.json")
+    write_json(out, data)
+    kinds = [next(k for k in ("expected", "raises", "error") if k in c) for c in cases]
+    print(f"{out.relative_to(FIXTURES)}: {len(cases)} cases ({kinds.count('raises')} raise, {kinds.count('error')} error)")
+
+
 def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--llama-cpp", type=pathlib.Path, help="llama.cpp checkout to copy corpus templates from")
+    args = parser.parse_args()
     extract_smollm2_template()
     for name, make_cases in TEMPLATES.items():
-        template = (FIXTURES / name).read_text()
-        cases = make_cases()
+        write_cases(FIXTURES, name, make_cases())
+    corpus = FIXTURES / "corpus"
+    corpus.mkdir(exist_ok=True)
+    for name, tools in CORPUS.items():
+        if args.llama_cpp:
+            shutil.copyfile(args.llama_cpp / "models/templates" / name, corpus / name)
+        cases = corpus_cases()
         for c in cases:
-            c.update(outcome(lambda c=c: render_chat(template, c)))
-        data = {"template": name, "fixed_now": FIXED_NOW.isoformat(), "cases": cases}
-        out = FIXTURES / name.replace(".jinja", ".cases.json")
-        write_json(out, data)
-        kinds = [next(k for k in ("expected", "raises", "error") if k in c) for c in cases]
-        print(f"{out.name}: {len(cases)} cases ({kinds.count('raises')} raise, {kinds.count('error')} error)")
+            if tools is not None:
+                c["tools"] = tools
+        write_cases(corpus, name, cases)
 
     # Snippets without a context of their own render with the shared one.
     snippets = [(s, None) for s in template_snippets.SNIPPETS] + template_snippets.SNIPPETS_WITH_CONTEXT

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Writes src/template/unicode_case_table.cpp: Python's str.upper/lower/title mappings, the
-set of cased characters and the characters str.isprintable() rejects (which repr() escapes), taken from the running Python's unicodedata, for the template
+set of cased characters, the characters str.isprintable() rejects (which repr() escapes) and the
+non-ASCII characters allowed in identifiers (jinja2 names follow str.isidentifier()), taken from the running Python's unicodedata, for the template
 interpreter's string methods and filters.
 
 Usage: python3 tools/gen_unicode_case_table.py   (from the repository root)
@@ -53,6 +54,21 @@ def non_printable_ranges():
     return ["  {0x%X, 0x%X}," % (lo, hi) for lo, hi in ranges]
 
 
+def identifier_ranges(continuing):
+    """Non-ASCII code points allowed in Python identifiers (first or later position)."""
+    ranges = []
+    for c in range(0x80, 0x110000):
+        if 0xD800 <= c < 0xE000:
+            continue
+        ok = ("a" + chr(c)).isidentifier() if continuing else chr(c).isidentifier()
+        if ok:
+            if ranges and ranges[-1][1] == c - 1:
+                ranges[-1][1] = c
+            else:
+                ranges.append([c, c])
+    return ["  {0x%X, 0x%X}," % (lo, hi) for lo, hi in ranges]
+
+
 def main():
     upper = mapping_rows(str.upper)
     lower = mapping_rows(str.lower)
@@ -93,6 +109,17 @@ const CodePointRange kNonPrintableRanges[] = {{
 {chr(10).join(non_printable_ranges())}
 }};
 const size_t kNonPrintableRangeCount = sizeof(kNonPrintableRanges) / sizeof(kNonPrintableRanges[0]);
+
+const CodePointRange kIdentifierStartRanges[] = {{
+{chr(10).join(identifier_ranges(False))}
+}};
+const size_t kIdentifierStartRangeCount = sizeof(kIdentifierStartRanges) / sizeof(kIdentifierStartRanges[0]);
+
+const CodePointRange kIdentifierContinueRanges[] = {{
+{chr(10).join(identifier_ranges(True))}
+}};
+const size_t kIdentifierContinueRangeCount =
+    sizeof(kIdentifierContinueRanges) / sizeof(kIdentifierContinueRanges[0]);
 
 }}  // namespace marlin::tmpl
 """

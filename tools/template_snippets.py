@@ -146,6 +146,7 @@ SNIPPETS = [
     "{{ '3.5' | float }} {{ 'x' | float }} {{ 2 | float }} {{ ' 1e3 ' | float }} {{ 'inf' | float }} {{ '-nan' | float }}",
     "{{ 2.567 | round(2) }} {{ 2.5 | round }} {{ 3.5 | round }} {{ 3 | round }} {{ 2.675 | round(2) }} {{ 2.1 | round(0, 'ceil') }} {{ 2.9 | round(method='floor') }} {{ -0.5 | round }} {{ 1234.5 | round(-2) }}",
     "{{ -1 | abs }} {{ -1.5 | abs }} {{ 3 | abs }}",
+    "{{ 125 | round(-2) }} {{ 150 | round(-2) }} {{ 250 | round(-2) }} {{ -150 | round(-2) }} {{ -151 | round(-2) }} {{ 7 | round(-1) }} {{ true | round }}",
     "{{ d | items | list }} {{ s | list }} {{ d | list }} {{ (1, 2) | list }} {{ undefined_name | list }}",
     "{{ 'a b a' | replace('a', 'x') }} {{ 'aaa' | replace('a', 'b', 2) }} {{ 123 | replace('1', 'x') }} {{ 'ab' | replace('', '-') }}",
     "{{ '<b>' | safe }} {{ '<a href=\"x\">&\\'' | escape }} {{ 5 | safe }}",
@@ -255,4 +256,62 @@ SNIPPETS += [
     "{{ ('<x>'|safe | trim) + '&' }} {{ ('<x>'|safe | upper) + '&' }} {{ ('<x>'|safe | replace('x', 'y')) + '&' }} {{ ['<'|safe, '<'] }}",
     "{{ 'a'|safe + 1 }}",
     "{{ ['<a>'|safe, 'x'] | join + '<' }} {{ ('<'|safe | string) + '<' }} {{ ('<%s>'|safe | format('&')) }} {{ '<' | e | e }}",
+]
+
+SNIPPETS += [
+    "{% set comma = joiner() %}{% for x in a %}{{ comma() }}{{ x }}{% endfor %} {% set j = joiner(' | ') %}{% for x in a %}{{ j() }}{{ x }}{% endfor %}",
+]
+
+SNIPPETS += [
+    "{{ d | items | list }} {% if {} | items %}truthy{% endif %} {{ é | default('unicode name') }} {% set ñ = 1 %}{{ ñ }}",
+    "{{ d | items | tojson }}",
+    "{{ (d | items) | length }}",
+]
+
+SNIPPETS += ["text\n{#", "{{ 1 }}  {#-", "{{ 1 }}{# x"]
+
+# Generator filters raise only when iterated; ranges print as range(...); macros refuse
+# arguments they do not read; "01" is two integers.
+SNIPPETS += [
+    "{% if {} | safe | items %}truthy{% endif %} {% if 5 | select %}lazy{% endif %} {% if a | map('no_such_filter') %}deferred{% endif %}",
+    "{{ 5 | select | list }}",
+    "{{ a | map('no_such_filter') | first }}",
+    "{{ [1, 'x'] | map('abs') | first }} {{ 1 in ([1, 'x'] | map('abs')) }}",
+    "{{ 'x' in ([1, 'x'] | map('abs')) }}",
+    "{{ range(3) }} {{ range(1, 10, 2) }} {{ range(10)[1:5] }} {{ range(10)[::-1] }} {{ range(3) | string }} {{ range(3) == [0, 1, 2] }} {{ range(3) == range(3) }} {{ range(5)[2] }} {{ range(5) | length }}",
+    "{{ range(3) | tojson }}",
+    "{{ range(3) + [1] }}",
+    "{% macro f(a) %}{{ a }}{% endmacro %}{{ f(1, 2) }}",
+    "{% macro f(a) %}{{ a }}{% endmacro %}{{ f(1, b=2) }}",
+    "{% macro f(a) %}{{ a }}{% endmacro %}{% call f(1) %}x{% endcall %}",
+    "{% macro f(a) %}{{ a }}{{ kwargs | length }}{{ kwargs.caller() }}{% endmacro %}{% call f(1) %}x{% endcall %}",
+    "{% macro f() %}{{ varargs }}{% endmacro %}{{ f(1, 2) }}",
+    "{{ (1, 02)[0] }}",
+    "{{ 0 }} {{ 00 }} {{ 0_0 }} {{ 0.5 }} {{ 00.5 }} {{ 0e1 }}",
+    "{{ namespace(undefined_name) }}",
+    "{{ dict(undefined_name) }}",
+]
+
+SNIPPETS += [
+    "{% if n: %}a{% elif t: %}b{% else: %}c{% endif %} {% for x in a: %}{{ x }}{% else: %}e{% endfor %} {% macro m(): %}M{% endmacro %}{{ m() }} {% set v: %}V{% endset %}{{ v }}",
+    "[{{ s[] }}] [{{ a[1, 2] }}] [{{ d['a', 'b'] }}]",
+    "{{ a[0,] }}",
+]
+
+# Unknown filters and tests fail when jinja2 compiles the template, except inside {% if %}.
+SNIPPETS += [
+    "{% if false %}{{ x | no_such_filter }}{{ x is no_such_test }}{% endif %}ok",
+    "{% if x | no_such_filter %}{% endif %}ok",
+    "{% for i in [] %}{{ i | no_such_filter }}{% endfor %}",
+    "{% if true %}{% for i in [] %}{{ i | no_such_filter }}{% endfor %}{% endif %}",
+    "{% if false %}{% macro m() %}{{ 1 | no_such_filter }}{% endmacro %}{% endif %}",
+    "{{ 1 if false else 1 | no_such_filter }}",
+    "[{{ 1 | no_such_filter if false }}] [{{ 2 if true else 3 | no_such_filter }}]",
+    "{{ x is no_such_test }}",
+    "{% if false %}{% set y %}{{ 1 | no_such_filter }}{% endset %}{% endif %}",
+    "{% if true %}{{ 1 | no_such_filter }}{% endif %}",
+    "{{ '\\é\\ü\\中' }} {{ undefined_name | int(5) }}",
+    "{{ undefined_name | float }}",
+    "{{ people | sort(attribute='missing') | map(attribute='name') | join(',') }} {{ people | sort(attribute='tag,age') | map(attribute='name') | join(',') }}",
+    "{{ [3, 1, 2] | sort(reverse=undefined_name) }}",
 ]

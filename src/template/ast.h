@@ -174,7 +174,9 @@ struct ForStmt : Stmt {
   ExprPtr filter;  // {% for x in xs if cond %}, may be null
   Body body;
   Body else_body;
-  bool recursive = false;
+  // Whether the body mentions `loop` anywhere (conservatively, nested loops included); the loop
+  // object is only built when it may be read.
+  bool uses_loop_variable = true;
 };
 
 struct SetStmt : Stmt {
@@ -197,6 +199,11 @@ struct MacroStmt : Stmt {
   std::vector<std::string> params;
   std::vector<ExprPtr> defaults;  // parallel to params; null where a parameter has no default
   Body body;
+  // Whether the body reads these names; like jinja2, a macro accepts extra positional / keyword
+  // arguments or a caller only when it does.
+  bool uses_varargs = false;
+  bool uses_kwargs = false;
+  bool uses_caller = false;
 };
 
 // {% call(params) macro(args) %}body{% endcall %}: body becomes `caller` inside the macro.

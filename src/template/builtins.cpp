@@ -34,12 +34,7 @@ Value global_range(Interpreter& in, CallArgs& args) {
   MARLIN_CHECK(count <= kMaxRange,
                "Range too big. The sandbox blocks ranges larger than MAX_RANGE ({}).", kMaxRange);
   in.charge(static_cast<uint64_t>(count));
-  std::vector<Value> items;
-  items.reserve(static_cast<size_t>(count));
-  for (int64_t i = 0, v = start; i < static_cast<int64_t>(count); ++i, v += step) {
-    items.push_back(Value::integer(v));
-  }
-  return Value::list(std::move(items));
+  return Value::range(start, stop, step);
 }
 
 // dict(mapping_or_pairs, **kwargs), as Python's dict constructor.
@@ -49,6 +44,7 @@ Dict build_dict(Interpreter& in, CallArgs& args, std::string_view function) {
   Dict d;
   if (!args.positional.empty()) {
     const Value& source = args.positional[0];
+    if (source.is_undefined()) fail("{}", source.undefined_reason());  // dict() asks it for keys()
     if (source.is_dict()) {
       for (const auto& [k, v] : source.as_dict().entries()) d.set(k, v);
     } else if (source.is_namespace()) {
@@ -101,6 +97,21 @@ Value global_strftime_now(Interpreter& in, CallArgs& args) {
   return Value::string(std::move(buffer));
 }
 
+// joiner(sep=", "): a callable that returns "" the first time and sep afterwards.
+Value global_joiner(Interpreter&, CallArgs& args) {
+  ArgReader reader(args, "joiner", {"sep"});
+  const Value sep = reader.get_or(0, Value::string(", "));
+  auto used = std::make_shared<bool>(false);
+  return Value::function("joiner", [sep, used](Interpreter&, CallArgs& call_args) {
+    ArgReader(call_args, "joiner", {});
+    if (!*used) {
+      *used = true;
+      return Value::string("");
+    }
+    return sep;
+  });
+}
+
 }  // namespace
 
 std::optional<Value> find_global(std::string_view name) {
@@ -109,11 +120,13 @@ std::optional<Value> find_global(std::string_view name) {
   static const Value kNamespace = Value::function("namespace", global_namespace);
   static const Value kRaise = Value::function("raise_exception", global_raise_exception);
   static const Value kStrftime = Value::function("strftime_now", global_strftime_now);
+  static const Value kJoiner = Value::function("joiner", global_joiner);
   if (name == "range") return kRange;
   if (name == "dict") return kDict;
   if (name == "namespace") return kNamespace;
   if (name == "raise_exception") return kRaise;
   if (name == "strftime_now") return kStrftime;
+  if (name == "joiner") return kJoiner;
   return std::nullopt;
 }
 
@@ -134,7 +147,7 @@ ArgReader::ArgReader(CallArgs& args, std::string_view function,
 
 const Value* ArgReader::get(size_t index) const { return values_[index]; }
 
-const Value& ArgReader::get_or(size_t index, const Value& fallback) const {
+Value ArgReader::get_or(size_t index, const Value& fallback) const {
   return values_[index] ? *values_[index] : fallback;
 }
 
@@ -163,6 +176,14 @@ bool ArgReader::get_bool(size_t index, bool fallback) const {
   return v ? truthy(*v) : fallback;
 }
 
+bool ArgReader::get_flag(size_t index, bool fallback) const {
+  const Value* v = values_[index];
+  if (!v) return fallback;
+  if (v->is_bool()) return v->as_bool();
+  if (v->is_int()) return v->as_int() != 0;
+  fail("'{}' object cannot be interpreted as an integer", type_name(*v));
+}
+
 std::vector<Value> iterate(Interpreter& in, const Value& v) {
   switch (v.kind()) {
     case Value::Kind::kUndefined: return {};
@@ -172,6 +193,7 @@ std::vector<Value> iterate(Interpreter& in, const Value& v) {
       if (!list.is_iterator) return list.items;
       std::vector<Value> rest(list.items.begin() + static_cast<ptrdiff_t>(list.consumed), list.items.end());
       list.consumed = list.items.size();
+      if (list.pending_error) fail("{}", *list.pending_error);
       return rest;
     }
     case Value::Kind::kDict: {
@@ -209,6 +231,7 @@ bool contains(const Value& container, const Value& needle) {
         if (list.is_iterator) list.consumed = i + 1;  // `in` consumes an iterator up to the match
         if (equals(list.items[i], needle)) return true;
       }
+      if (list.pending_error) fail("{}", *list.pending_error);
       return false;
     }
     case Value::Kind::kDict:

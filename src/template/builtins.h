@@ -1,5 +1,5 @@
 // The template language's library: filters, tests, methods of str/dict/list, and globals
-// (range, dict, namespace, raise_exception, strftime_now), matching jinja2 3.1 as configured by
+// (range, dict, namespace, joiner, raise_exception, strftime_now), matching jinja2 3.1 as configured by
 // transformers for chat templates.
 #pragma once
 
@@ -34,10 +34,12 @@ class ArgReader {
   ArgReader(CallArgs& args, std::string_view function, std::initializer_list<std::string_view> names);
   // The argument for parameter `index`, or nullptr if not given.
   const Value* get(size_t index) const;
-  const Value& get_or(size_t index, const Value& fallback) const;
+  Value get_or(size_t index, const Value& fallback) const;
   std::optional<std::string> get_string(size_t index) const;
   std::optional<int64_t> get_int(size_t index) const;
   bool get_bool(size_t index, bool fallback) const;
+  // A Python argument that must be an int or bool (sorted(reverse=...)).
+  bool get_flag(size_t index, bool fallback) const;
   [[noreturn]] void fail_arg(size_t index, std::string_view expected) const;
 
  private:

@@ -28,7 +28,9 @@ Value convert(const Json& j, uint32_t depth) {
     }
     case nlohmann::json::value_t::object: {
       Dict d;
-      for (auto it = j.begin(); it != j.end(); ++it) d.set(Value::string(it.key()), convert(it.value(), depth + 1));
+      for (auto it = j.begin(); it != j.end(); ++it) {
+        d.insert_new(Value::string(it.key()), convert(it.value(), depth + 1));  // JSON keys are unique
+      }
       return Value::dict(std::move(d));
     }
     default: fail("unsupported JSON value in template context (binary data)");
@@ -44,34 +46,32 @@ Value value_from_json(const nlohmann::json& j) { return convert(j, 0); }
 
 namespace {
 
-// transformers' _normalize_chat_messages and _alias_reasoning_fields.
-nlohmann::ordered_json normalize_messages(const nlohmann::ordered_json& messages) {
-  MARLIN_CHECK(messages.is_array(), "chat messages must be a JSON array");
-  nlohmann::ordered_json out = nlohmann::ordered_json::array();
-  for (const auto& message : messages) {
-    MARLIN_CHECK(message.is_object(), "chat messages must be objects, got {}", message.dump());
-    nlohmann::ordered_json kept = nlohmann::ordered_json::object();
-    for (auto it = message.begin(); it != message.end(); ++it) {
-      if (!it.value().is_null()) kept[it.key()] = it.value();
+using tmpl::Dict;
+using tmpl::Value;
+
+// One message as transformers passes it to templates (_normalize_chat_messages and
+// _alias_reasoning_fields): keys whose value is null are dropped, and reasoning given under
+// "reasoning_content", "thinking" or "reasoning" is also set as "thinking" (first) and
+// "reasoning_content" (last).
+Value normalize_message(const nlohmann::ordered_json& message) {
+  MARLIN_CHECK(message.is_object(), "chat messages must be objects, got {}", message.dump());
+  const nlohmann::ordered_json* reasoning = nullptr;
+  for (const char* field : {"reasoning_content", "thinking", "reasoning"}) {
+    const auto it = message.find(field);
+    if (it != message.end() && !it->is_null()) {
+      reasoning = &*it;
+      break;
     }
-    const nlohmann::ordered_json* reasoning = nullptr;
-    for (const char* field : {"reasoning_content", "thinking", "reasoning"}) {
-      if (kept.contains(field)) {
-        reasoning = &kept[field];
-        break;
-      }
-    }
-    if (reasoning) {
-      const nlohmann::ordered_json value = *reasoning;
-      nlohmann::ordered_json aliased = nlohmann::ordered_json::object();
-      aliased["thinking"] = value;
-      for (auto it = kept.begin(); it != kept.end(); ++it) aliased[it.key()] = it.value();
-      aliased["reasoning_content"] = value;
-      kept = std::move(aliased);
-    }
-    out.push_back(std::move(kept));
   }
-  return out;
+  Dict d;
+  const Value reasoning_value = reasoning ? tmpl::value_from_json(*reasoning) : Value();
+  if (reasoning) d.insert_new(Value::string("thinking"), reasoning_value);
+  for (auto it = message.begin(); it != message.end(); ++it) {
+    if (it.value().is_null()) continue;
+    d.set(Value::string(it.key()), tmpl::value_from_json(it.value()));
+  }
+  if (reasoning) d.set(Value::string("reasoning_content"), reasoning_value);
+  return Value::dict(std::move(d));
 }
 
 }  // namespace
@@ -81,7 +81,7 @@ ChatTemplate::ChatTemplate(std::string source, ChatTemplateConfig config)
   parsed_ = std::make_shared<const tmpl::ParsedTemplate>(tmpl::parse_template(source_, config_.limits.parse));
 }
 
-std::string ChatTemplate::render_value(const tmpl::Value& context) const {
+std::string ChatTemplate::render_value(const Value& context) const {
   tmpl::Interpreter interpreter(*parsed_, config_.limits.render, config_.clock);
   return interpreter.render(context);
 }
@@ -110,14 +110,21 @@ std::string ChatTemplate::apply(const std::vector<ChatMessage>& messages, bool a
 
 std::string ChatTemplate::apply(const ChatTemplateInputs& inputs) const {
   MARLIN_CHECK(inputs.variables.is_object(), "template variables must be a JSON object");
+  MARLIN_CHECK(inputs.messages.is_array(), "chat messages must be a JSON array");
   // transformers renders with the special tokens and extra variables first, then messages, tools,
   // documents and add_generation_prompt (the explicit arguments win).
-  nlohmann::ordered_json context = inputs.variables;
-  context["messages"] = normalize_messages(inputs.messages);
-  context["tools"] = inputs.tools;
-  context["documents"] = inputs.documents;
-  context["add_generation_prompt"] = inputs.add_generation_prompt;
-  return render(context);
+  Dict context;
+  for (auto it = inputs.variables.begin(); it != inputs.variables.end(); ++it) {
+    context.insert_new(Value::string(it.key()), tmpl::value_from_json(it.value()));
+  }
+  std::vector<Value> messages;
+  messages.reserve(inputs.messages.size());
+  for (const auto& message : inputs.messages) messages.push_back(normalize_message(message));
+  context.set(Value::string("messages"), Value::list(std::move(messages)));
+  context.set(Value::string("tools"), tmpl::value_from_json(inputs.tools));
+  context.set(Value::string("documents"), tmpl::value_from_json(inputs.documents));
+  context.set(Value::string("add_generation_prompt"), Value::boolean(inputs.add_generation_prompt));
+  return render_value(Value::dict(std::move(context)));
 }
 
 }  // namespace marlin

@@ -108,6 +108,14 @@ Value Interpreter::eval(const Expr& expr) {
       const List& list = object.as_list();
       const SliceRange r = resolve_slice(start, stop, step, static_cast<int64_t>(list.items.size()));
       charge(static_cast<uint64_t>(r.count()));
+      if (list.is_range) {  // a slice of a range is a range
+        const __int128 first = __int128(list.range_start) + __int128(r.start) * list.range_step;
+        const __int128 last = __int128(list.range_start) + __int128(r.stop) * list.range_step;
+        const __int128 stride = __int128(list.range_step) * r.step;
+        auto fits = [](__int128 v) { return v >= INT64_MIN && v <= INT64_MAX; };
+        MARLIN_CHECK(fits(first) && fits(last) && fits(stride), "range slice out of 64-bit range");
+        return Value::range(int64_t(first), int64_t(last), int64_t(stride));
+      }
       std::vector<Value> items;
       items.reserve(r.count());
       for (int64_t i = r.start, k = 0; k < r.count(); ++k, i += r.step) items.push_back(list.items[i]);

@@ -18,6 +18,21 @@ namespace {
 
 std::string to_text(Interpreter& in, const Value& v) { return py_str(v, in.max_string_bytes()); }
 
+// jinja2 runs map/select/unique/items... as generators, so their errors surface only when the
+// result is iterated: `produce` fills the items, and an error it raises is kept for later.
+template <typename Produce>
+Value lazy_iterator(Produce produce) {
+  std::vector<Value> items;
+  try {
+    produce(items);
+  } catch (const TemplateRaisedError&) {
+    throw;
+  } catch (const Error& e) {
+    return Value::iterator(std::move(items), e.what());
+  }
+  return Value::iterator(std::move(items));
+}
+
 // jinja2's make_attrgetter: "a.b.0" looks up a, then b, then item 0.
 Value get_path(Interpreter& in, const Value& item, const std::string& path) {
   Value v = item;
@@ -85,7 +100,7 @@ Value filter_dictsort(Interpreter& in, const Value& input, CallArgs& args) {
   const bool case_sensitive = reader.get_bool(0, false);
   const std::string by = reader.get_string(1).value_or("key");
   MARLIN_CHECK(by == "key" || by == "value", "You can only sort by either \"key\" or \"value\"");
-  const bool reverse = reader.get_bool(2, false);
+  const bool reverse = reader.get_flag(2, false);
   std::vector<std::pair<Value, Value>> entries = input.as_dict().entries();
   in.charge(entries.size());
   auto key_of = [&](const std::pair<Value, Value>& e) {
@@ -112,6 +127,7 @@ Value filter_first(Interpreter& in, const Value& input, CallArgs& args) {
   ArgReader(args, "first", {});
   if (input.is_iterator()) {  // next(): takes one item off the iterator
     const List& list = input.as_list();
+    if (list.consumed == list.items.size() && list.pending_error) fail("{}", *list.pending_error);
     if (list.consumed == list.items.size()) return Value::undefined("No first item, sequence was empty.");
     return list.items[list.consumed++];
   }
@@ -188,6 +204,7 @@ Value filter_int(Interpreter&, const Value& input, CallArgs& args) {
   ArgReader reader(args, "int", {"default", "base"});
   const Value fallback = reader.get_or(0, Value::integer(0));
   MARLIN_CHECK(reader.get_int(1).value_or(10) == 10, "int(): only base 10 is supported");
+  require_defined(input);  // int(Undefined) raises rather than falling back
   if (input.is_int()) return input;
   if (input.is_bool()) return Value::integer(input.as_bool());
   if (input.is_float()) {
@@ -207,6 +224,7 @@ Value filter_int(Interpreter&, const Value& input, CallArgs& args) {
 Value filter_float(Interpreter&, const Value& input, CallArgs& args) {
   ArgReader reader(args, "float", {"default"});
   const Value fallback = reader.get_or(0, Value::number(0.0));
+  require_defined(input);  // float(Undefined) raises rather than falling back
   if (input.is_number()) return Value::number(input.to_double());
   if (input.is_string()) {
     if (auto d = parse_python_float(input.as_string())) return Value::number(*d);
@@ -233,7 +251,7 @@ Value filter_format(Interpreter& in, const Value& input, CallArgs& args) {
 Value filter_indent(Interpreter& in, const Value& input, CallArgs& args) {
   ArgReader reader(args, "indent", {"width", "first", "blank"});
   std::string indention;
-  const Value& width = reader.get_or(0, Value::integer(4));
+  const Value width = reader.get_or(0, Value::integer(4));
   if (width.is_string()) {
     indention = width.as_string();
   } else {
@@ -261,13 +279,13 @@ Value filter_indent(Interpreter& in, const Value& input, CallArgs& args) {
 }
 
 Value filter_items(Interpreter& in, const Value& input, CallArgs& args) {
-  ArgReader(args, "items", {});
-  if (input.is_undefined()) return Value::list({});
-  MARLIN_CHECK(input.is_dict(), "Can only get item pairs from a mapping.");
-  in.charge(input.as_dict().size());
-  std::vector<Value> items;
-  for (const auto& [k, v] : input.as_dict().entries()) items.push_back(Value::list({k, v}, true));
-  return Value::list(std::move(items));
+  return lazy_iterator([&](std::vector<Value>& out) {
+    ArgReader(args, "items", {});
+    if (input.is_undefined()) return;
+    MARLIN_CHECK(input.is_dict(), "Can only get item pairs from a mapping.");
+    in.charge(input.as_dict().size());
+    for (const auto& [k, v] : input.as_dict().entries()) out.push_back(Value::list({k, v}, true));
+  });
 }
 
 Value filter_join(Interpreter& in, const Value& input, CallArgs& args) {
@@ -316,29 +334,29 @@ Value filter_upper(Interpreter& in, const Value& input, CallArgs& args) {
 }
 
 Value filter_map(Interpreter& in, const Value& input, CallArgs& args) {
-  std::vector<Value> out;
-  // jinja2 maps nothing over a falsy input (None, empty) instead of failing.
-  const std::vector<Value> items = truthy(input) ? iterate(in, input) : std::vector<Value>();
-  if (args.positional.empty()) {
-    ArgReader reader(args, "map", {"attribute", "default"});
-    const std::optional<std::string> attribute = reader.get_string(0);
-    MARLIN_CHECK(attribute, "map() requires a filter name or attribute=");
-    const Value* fallback = reader.get(1);
-    for (const Value& item : items) {
-      Value v = get_path(in, item, *attribute);
-      if (v.is_undefined() && fallback) v = *fallback;
-      out.push_back(std::move(v));
+  return lazy_iterator([&](std::vector<Value>& out) {
+    // jinja2 maps nothing over a falsy input (None, empty) instead of failing.
+    if (!truthy(input)) return;
+    if (args.positional.empty()) {
+      ArgReader reader(args, "map", {"attribute", "default"});
+      const std::optional<std::string> attribute = reader.get_string(0);
+      MARLIN_CHECK(attribute, "map() requires a filter name or attribute=");
+      const Value* fallback = reader.get(1);
+      for (const Value& item : iterate(in, input)) {
+        Value v = get_path(in, item, *attribute);
+        if (v.is_undefined() && fallback) v = *fallback;
+        out.push_back(std::move(v));
+      }
+      return;
     }
-    return Value::iterator(std::move(out));
-  }
-  MARLIN_CHECK(args.positional[0].is_string(), "map() filter name must be a string");
-  const std::string name = args.positional[0].as_string();
-  CallArgs rest{std::vector<Value>(args.positional.begin() + 1, args.positional.end()), args.keyword};
-  for (const Value& item : items) {
-    CallArgs call_args = rest;
-    out.push_back(in.apply_filter(name, item, call_args));
-  }
-  return Value::iterator(std::move(out));
+    MARLIN_CHECK(args.positional[0].is_string(), "map() filter name must be a string");
+    const std::string name = args.positional[0].as_string();
+    CallArgs rest{std::vector<Value>(args.positional.begin() + 1, args.positional.end()), args.keyword};
+    for (const Value& item : iterate(in, input)) {
+      CallArgs call_args = rest;
+      out.push_back(in.apply_filter(name, item, call_args));
+    }
+  });
 }
 
 Value min_max(Interpreter& in, const Value& input, CallArgs& args, bool want_max) {
@@ -404,6 +422,24 @@ double python_round(double x, int64_t ndigits) {
   return out;
 }
 
+// Python round(int, ndigits): for ndigits < 0, the nearest multiple of 10^-ndigits, ties to even.
+int64_t round_int(int64_t value, int64_t ndigits) {
+  if (ndigits >= 0) return value;
+  if (ndigits < -18) return 0;
+  int64_t unit = 1;
+  for (int64_t k = 0; k < -ndigits; ++k) unit *= 10;
+  int64_t q = value / unit;
+  int64_t r = value % unit;
+  if (r < 0) {  // floor division
+    r += unit;
+    --q;
+  }
+  if (2 * r > unit || (2 * r == unit && (q & 1))) ++q;
+  int64_t out = 0;
+  MARLIN_CHECK(!__builtin_mul_overflow(q, unit, &out), "integer overflow in template arithmetic (beyond 64 bits)");
+  return out;
+}
+
 Value filter_round(Interpreter&, const Value& input, CallArgs& args) {
   ArgReader reader(args, "round", {"precision", "method"});
   const int64_t precision = reader.get_int(0).value_or(0);
@@ -413,8 +449,9 @@ Value filter_round(Interpreter&, const Value& input, CallArgs& args) {
   require_defined(input);
   MARLIN_CHECK(input.is_number(), "type {} doesn't define __round__ method", type_name(input));
   if (method == "common") {
-    if (!input.is_float() && precision >= 0) return input.is_bool() ? Value::integer(input.as_bool()) : input;
-    return Value::number(python_round(input.to_double(), precision));
+    if (input.is_float()) return Value::number(python_round(input.as_float(), precision));
+    const int64_t i = input.is_bool() ? int64_t(input.as_bool()) : input.as_int();
+    return Value::integer(round_int(i, precision));
   }
   const double scale = std::pow(10.0, static_cast<double>(precision));
   const double scaled = input.to_double() * scale;
@@ -428,34 +465,34 @@ Value filter_safe(Interpreter& in, const Value& input, CallArgs& args) {
 
 // select/reject/selectattr/rejectattr.
 Value select_items(Interpreter& in, const Value& input, CallArgs& args, bool with_attribute, bool keep) {
-  size_t next = 0;
-  std::optional<std::string> attribute;
-  if (with_attribute) {
-    MARLIN_CHECK(!args.positional.empty() && args.positional[0].is_string(),
-                 "selectattr/rejectattr require an attribute name");
-    attribute = args.positional[next++].as_string();
-  }
-  std::optional<std::string> test;
-  if (next < args.positional.size()) {
-    MARLIN_CHECK(args.positional[next].is_string(), "test name must be a string");
-    test = args.positional[next++].as_string();
-  }
-  CallArgs test_args{std::vector<Value>(args.positional.begin() + next, args.positional.end()), args.keyword};
-  std::vector<Value> out;
-  // jinja2 selects nothing from a falsy input (None, empty) instead of failing.
-  const std::vector<Value> items = truthy(input) ? iterate(in, input) : std::vector<Value>();
-  for (const Value& item : items) {
-    const Value subject = attribute ? get_path(in, item, *attribute) : item;
-    bool passed;
-    if (test) {
-      CallArgs call_args = test_args;
-      passed = in.apply_test(*test, subject, call_args);
-    } else {
-      passed = truthy(subject);
+  return lazy_iterator([&](std::vector<Value>& out) {
+    // jinja2 selects nothing from a falsy input (None, empty) instead of failing.
+    if (!truthy(input)) return;
+    size_t next = 0;
+    std::optional<std::string> attribute;
+    if (with_attribute) {
+      MARLIN_CHECK(!args.positional.empty() && args.positional[0].is_string(),
+                   "selectattr/rejectattr require an attribute name");
+      attribute = args.positional[next++].as_string();
     }
-    if (passed == keep) out.push_back(item);
-  }
-  return Value::iterator(std::move(out));
+    std::optional<std::string> test;
+    if (next < args.positional.size()) {
+      MARLIN_CHECK(args.positional[next].is_string(), "test name must be a string");
+      test = args.positional[next++].as_string();
+    }
+    CallArgs test_args{std::vector<Value>(args.positional.begin() + next, args.positional.end()), args.keyword};
+    for (const Value& item : iterate(in, input)) {
+      const Value subject = attribute ? get_path(in, item, *attribute) : item;
+      bool passed;
+      if (test) {
+        CallArgs call_args = test_args;
+        passed = in.apply_test(*test, subject, call_args);
+      } else {
+        passed = truthy(subject);
+      }
+      if (passed == keep) out.push_back(item);
+    }
+  });
 }
 
 Value filter_select(Interpreter& in, const Value& input, CallArgs& args) { return select_items(in, input, args, false, true); }
@@ -463,14 +500,31 @@ Value filter_reject(Interpreter& in, const Value& input, CallArgs& args) { retur
 Value filter_selectattr(Interpreter& in, const Value& input, CallArgs& args) { return select_items(in, input, args, true, true); }
 Value filter_rejectattr(Interpreter& in, const Value& input, CallArgs& args) { return select_items(in, input, args, true, false); }
 
+// jinja2 sorts by a list of keys, one per comma-separated attribute ("age,name"); comparing lists
+// compares equal items (undefined ones included) without ordering them.
+Value multi_sort_key(Interpreter& in, const Value& item, const std::optional<std::string>& attributes,
+                     bool case_sensitive) {
+  std::vector<Value> keys;
+  if (!attributes) {
+    keys.push_back(sort_key(in, item, std::nullopt, case_sensitive));
+  } else {
+    for (const std::string& attribute : str_split(*attributes, std::string(","), -1)) {
+      keys.push_back(sort_key(in, item, attribute, case_sensitive));
+    }
+  }
+  return Value::list(std::move(keys));
+}
+
 Value filter_sort(Interpreter& in, const Value& input, CallArgs& args) {
   ArgReader reader(args, "sort", {"reverse", "case_sensitive", "attribute"});
-  const bool reverse = reader.get_bool(0, false);
+  const bool reverse = reader.get_flag(0, false);
   const bool case_sensitive = reader.get_bool(1, false);
   const std::optional<std::string> attribute = reader.get_string(2);
   std::vector<Value> items = iterate(in, input);
   std::vector<std::pair<Value, size_t>> keyed;
-  for (size_t i = 0; i < items.size(); ++i) keyed.emplace_back(sort_key(in, items[i], attribute, case_sensitive), i);
+  for (size_t i = 0; i < items.size(); ++i) {
+    keyed.emplace_back(multi_sort_key(in, items[i], attribute, case_sensitive), i);
+  }
   std::stable_sort(keyed.begin(), keyed.end(), [&](const auto& a, const auto& b) {
     return reverse ? less_than(b.first, a.first) : less_than(a.first, b.first);
   });
@@ -534,19 +588,19 @@ Value filter_trim(Interpreter& in, const Value& input, CallArgs& args) {
 }
 
 Value filter_unique(Interpreter& in, const Value& input, CallArgs& args) {
-  ArgReader reader(args, "unique", {"case_sensitive", "attribute"});
-  const bool case_sensitive = reader.get_bool(0, false);
-  const std::optional<std::string> attribute = reader.get_string(1);
-  std::vector<Value> out;
-  std::vector<Value> seen;
-  for (const Value& item : iterate(in, input)) {
-    Value key = sort_key(in, item, attribute, case_sensitive);
-    in.charge(seen.size());
-    if (std::any_of(seen.begin(), seen.end(), [&](const Value& s) { return equals(s, key); })) continue;
-    seen.push_back(std::move(key));
-    out.push_back(item);
-  }
-  return Value::iterator(std::move(out));
+  return lazy_iterator([&](std::vector<Value>& out) {
+    ArgReader reader(args, "unique", {"case_sensitive", "attribute"});
+    const bool case_sensitive = reader.get_bool(0, false);
+    const std::optional<std::string> attribute = reader.get_string(1);
+    std::vector<Value> seen;
+    for (const Value& item : iterate(in, input)) {
+      Value key = sort_key(in, item, attribute, case_sensitive);
+      in.charge(seen.size());
+      if (std::any_of(seen.begin(), seen.end(), [&](const Value& s) { return equals(s, key); })) continue;
+      seen.push_back(std::move(key));
+      out.push_back(item);
+    }
+  });
 }
 
 Value filter_wordcount(Interpreter& in, const Value& input, CallArgs& args) {

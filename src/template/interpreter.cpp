@@ -254,24 +254,7 @@ void Interpreter::exec_for(const ForStmt& stmt) {
     }
     auto frame = std::make_shared<Frame>(outer);
     bind(*frame, items[i]);
-    Dict loop;
-    loop.set(Value::string("index"), Value::integer(i + 1));
-    loop.set(Value::string("index0"), Value::integer(i));
-    loop.set(Value::string("revindex"), Value::integer(length - i));
-    loop.set(Value::string("revindex0"), Value::integer(length - i - 1));
-    loop.set(Value::string("first"), Value::boolean(i == 0));
-    loop.set(Value::string("last"), Value::boolean(i == length - 1));
-    loop.set(Value::string("length"), Value::integer(length));
-    loop.set(Value::string("depth"), Value::integer(1));
-    loop.set(Value::string("depth0"), Value::integer(0));
-    if (i > 0) loop.set(Value::string("previtem"), items[i - 1]);
-    if (i + 1 < length) loop.set(Value::string("nextitem"), items[i + 1]);
-    const int64_t index = i;
-    loop.set(Value::string("cycle"), Value::function("loop.cycle", [index](Interpreter&, CallArgs& args) {
-               MARLIN_CHECK(!args.positional.empty(), "no items for cycling given");
-               return args.positional[static_cast<size_t>(index) % args.positional.size()];
-             }));
-    frame->set("loop", Value::dict(std::move(loop)));
+    if (stmt.uses_loop_variable) frame->set("loop", make_loop_object(items, i));
     frame_ = frame;
     Flow flow;
     try {
@@ -283,6 +266,34 @@ void Interpreter::exec_for(const ForStmt& stmt) {
     frame_ = outer;
     if (flow == Flow::kBreak) break;
   }
+}
+
+// jinja2's LoopContext as a dict (recursive loops are not supported, so depth is always 1).
+Value Interpreter::make_loop_object(const std::vector<Value>& items, int64_t i) {
+  static const Value kIndex = Value::string("index"), kIndex0 = Value::string("index0"),
+                     kRevindex = Value::string("revindex"), kRevindex0 = Value::string("revindex0"),
+                     kFirst = Value::string("first"), kLast = Value::string("last"),
+                     kLength = Value::string("length"), kDepth = Value::string("depth"),
+                     kDepth0 = Value::string("depth0"), kPrevitem = Value::string("previtem"),
+                     kNextitem = Value::string("nextitem"), kCycle = Value::string("cycle");
+  const int64_t length = static_cast<int64_t>(items.size());
+  Dict loop;
+  loop.insert_new(kIndex, Value::integer(i + 1));
+  loop.insert_new(kIndex0, Value::integer(i));
+  loop.insert_new(kRevindex, Value::integer(length - i));
+  loop.insert_new(kRevindex0, Value::integer(length - i - 1));
+  loop.insert_new(kFirst, Value::boolean(i == 0));
+  loop.insert_new(kLast, Value::boolean(i == length - 1));
+  loop.insert_new(kLength, Value::integer(length));
+  loop.insert_new(kDepth, Value::integer(1));
+  loop.insert_new(kDepth0, Value::integer(0));
+  if (i > 0) loop.insert_new(kPrevitem, items[i - 1]);
+  if (i + 1 < length) loop.insert_new(kNextitem, items[i + 1]);
+  loop.insert_new(kCycle, Value::function("loop.cycle", [i](Interpreter&, CallArgs& args) {
+                    MARLIN_CHECK(!args.positional.empty(), "no items for cycling given");
+                    return args.positional[static_cast<size_t>(i) % args.positional.size()];
+                  }));
+  return Value::dict(std::move(loop));
 }
 
 std::string Interpreter::capture(const Body& body) {
@@ -320,6 +331,13 @@ Value Interpreter::call_macro(const MacroStmt& macro, const std::shared_ptr<Fram
   auto frame = std::make_shared<Frame>(closure);
   std::vector<bool> bound(macro.params.size(), false);
   std::vector<Value> extra_positional;
+  auto refuse = [&](const std::string& message) {
+    --call_depth_;
+    fail("{}", message);
+  };
+  if (args.positional.size() > macro.params.size() && !macro.uses_varargs) {
+    refuse(fmt::format("macro '{}' takes not more than {} argument(s)", macro.name, macro.params.size()));
+  }
   for (size_t i = 0; i < args.positional.size(); ++i) {
     if (i < macro.params.size()) {
       frame->set(macro.params[i], args.positional[i]);
@@ -334,14 +352,16 @@ Value Interpreter::call_macro(const MacroStmt& macro, const std::shared_ptr<Fram
     const auto it = std::find(macro.params.begin(), macro.params.end(), name);
     if (it != macro.params.end()) {
       const size_t i = static_cast<size_t>(it - macro.params.begin());
-      MARLIN_CHECK(!bound[i], "macro '{}' got multiple values for argument '{}'", macro.name, name);
+      if (bound[i]) refuse(fmt::format("macro '{}' got multiple values for argument '{}'", macro.name, name));
       frame->set(name, value);
       bound[i] = true;
-    } else if (name == "caller") {
+    } else if (name == "caller" && macro.uses_caller) {
       frame->set("caller", value);
       has_caller = true;
-    } else {
+    } else if (macro.uses_kwargs) {
       extra_keyword.set(Value::string(name), value);
+    } else {
+      refuse(fmt::format("macro '{}' takes no keyword argument '{}'", macro.name, name));
     }
   }
   std::shared_ptr<Frame> saved = frame_;

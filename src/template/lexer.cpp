@@ -40,8 +40,37 @@ size_t whitespace_run(std::string_view s, size_t pos) {
   return end - pos;
 }
 
+// The code point starting at s[pos] and its length in bytes (invalid UTF-8 gives length 1 and a
+// code point that is no identifier character).
+std::pair<char32_t, size_t> code_point_at(std::string_view s, size_t pos) {
+  const auto b = static_cast<unsigned char>(s[pos]);
+  if (b < 0x80) return {b, 1};
+  size_t len = (b & 0xE0) == 0xC0 ? 2 : (b & 0xF0) == 0xE0 ? 3 : (b & 0xF8) == 0xF0 ? 4 : 1;
+  len = std::min(len, s.size() - pos);
+  const std::u32string cp = utf8_decode(s.substr(pos, len));
+  if (cp.size() != 1) return {0xDC00, 1};
+  return {cp[0], len};
+}
+
+// Length of the name (Python identifier, as jinja2 allows) starting at s[pos], or 0.
+size_t name_length(std::string_view s, size_t pos) {
+  auto [first, len] = code_point_at(s, pos);
+  if (!is_identifier_start(first)) return 0;
+  size_t end = pos + len;
+  while (end < s.size()) {
+    auto [c, n] = code_point_at(s, end);
+    if (!is_identifier_continue(c)) break;
+    end += n;
+  }
+  return end - pos;
+}
+
 // Python's str.rstrip() on UTF-8 text.
 std::string_view rstrip_view(std::string_view s) {
+  size_t end = s.size();
+  while (end > 0 && static_cast<unsigned char>(s[end - 1]) < 0x80 && is_python_space(s[end - 1])) --end;
+  if (end == 0 || static_cast<unsigned char>(s[end - 1]) < 0x80) return s.substr(0, end);
+  // A non-ASCII character ends the text: it may be Unicode whitespace.
   const std::u32string cps = utf8_decode(s);
   size_t keep = cps.size();
   while (keep > 0 && is_python_space(cps[keep - 1])) --keep;
@@ -202,6 +231,7 @@ class Lexer {
 
   void lex_comment(size_t tag) {
     const std::string_view src = result_.source;
+    if (pos_ == src.size()) return;  // jinja2 quietly drops a "{#" that ends the template
     for (size_t at = src.find('#', pos_); at != std::string_view::npos; at = src.find('#', at + 1)) {
       if (at + 1 >= src.size() || src[at + 1] != '}') continue;
       size_t close = at + 2;
@@ -234,11 +264,9 @@ class Lexer {
       const char c = src[pos_];
       if (is_digit(c)) {
         lex_number();
-      } else if (is_name_start(c)) {
-        size_t end = pos_;
-        while (end < src.size() && is_name_char(src[end])) ++end;
-        push(TokenKind::kName, std::string(src.substr(pos_, end - pos_)), pos_);
-        pos_ = end;
+      } else if (const size_t len = name_length(src, pos_)) {
+        push(TokenKind::kName, std::string(src.substr(pos_, len)), pos_);
+        pos_ += len;
       } else if (c == '\'' || c == '"') {
         lex_string();
       } else {
@@ -342,6 +370,19 @@ class Lexer {
         is_float = true;
       }
     }
+    if (!is_float && src[pos_] == '0') {
+      // A decimal integer starting with 0 is zeros only ("01" lexes as 0 then 1, as in jinja2).
+      p = pos_ + 1;
+      while (p < src.size()) {
+        if (src[p] == '0') {
+          ++p;
+        } else if (src[p] == '_' && p + 1 < src.size() && src[p + 1] == '0') {
+          p += 2;
+        } else {
+          break;
+        }
+      }
+    }
     std::string text(src.substr(pos_, p - pos_));
     text.erase(std::remove(text.begin(), text.end(), '_'), text.end());
     push(is_float ? TokenKind::kFloat : TokenKind::kInteger, std::move(text), start);
@@ -398,6 +439,14 @@ class Lexer {
       utf8_append(out, value);
       return q;
     }
+    if (static_cast<unsigned char>(e) >= 0x80) {
+      // jinja2 escapes non-ASCII text before decoding, so "\é" comes out as the text "\xe9".
+      const auto [cp, len] = code_point_at(src, p + 1);
+      out += cp <= 0xFF ? fmt::format("\\x{:02x}", static_cast<uint32_t>(cp))
+             : cp <= 0xFFFF ? fmt::format("\\u{:04x}", static_cast<uint32_t>(cp))
+                            : fmt::format("\\U{:08x}", static_cast<uint32_t>(cp));
+      return p + 1 + len;
+    }
     const int width = e == 'x' ? 2 : e == 'u' ? 4 : e == 'U' ? 8 : 0;
     if (width == 0) {
       if (e == 'N') error(start, "named unicode escapes (\\N{...}) are not supported");
@@ -428,7 +477,7 @@ class Lexer {
     const char c = src[pos_];
     static constexpr std::string_view kOneChar = "+-/*%~[](){}<>=.:|,;";
     if (kOneChar.find(c) == std::string_view::npos) {
-      error(pos_, fmt::format("unexpected char '{}'", std::string(1, c)));
+      error(pos_, fmt::format("unexpected char '{}'", src.substr(pos_, code_point_at(src, pos_).second)));
     }
     if (c == '(' || c == '[' || c == '{') {
       brackets.push_back(c == '(' ? ')' : c == '[' ? ']' : '}');

@@ -159,8 +159,8 @@ Value arithmetic(Interpreter& in, BinaryOp op, const Value& a, const Value& b) {
         return in.make_string(a.as_string() + b.as_string());
       }
       if (a.is_string()) fail("can only concatenate str (not \"{}\") to str", type_name(b));
-      if (a.is_list() && b.is_list() && !a.is_iterator() && !b.is_iterator() &&
-          a.as_list().is_tuple == b.as_list().is_tuple) {
+      if (a.is_list() && b.is_list() && !a.is_iterator() && !b.is_iterator() && !a.is_range() &&
+          !b.is_range() && a.as_list().is_tuple == b.as_list().is_tuple) {
         const auto& x = a.as_list().items;
         const auto& y = b.as_list().items;
         in.charge(x.size() + y.size());
@@ -170,13 +170,13 @@ Value arithmetic(Interpreter& in, BinaryOp op, const Value& a, const Value& b) {
         items.insert(items.end(), y.begin(), y.end());
         return Value::list(std::move(items), a.as_list().is_tuple);
       }
-      if (a.is_list() && !a.as_list().is_tuple && !a.is_iterator()) {
+      if (a.is_list() && !a.as_list().is_tuple && !a.is_iterator() && !a.is_range()) {
         fail("can only concatenate list (not \"{}\") to list", type_name(b));
       }
       break;
     case BinaryOp::kMul:
-      if ((a.is_string() || (a.is_list() && !a.is_iterator())) && is_integral(b)) return repeat(in, a, integral(b));
-      if (is_integral(a) && (b.is_string() || (b.is_list() && !b.is_iterator()))) return repeat(in, b, integral(a));
+      if ((a.is_string() || (a.is_sequence() && !a.is_range())) && is_integral(b)) return repeat(in, a, integral(b));
+      if (is_integral(a) && (b.is_string() || (b.is_sequence() && !b.is_range()))) return repeat(in, b, integral(a));
       break;
     case BinaryOp::kMod:
       if (a.is_string()) {

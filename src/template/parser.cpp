@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <charconv>
 #include <initializer_list>
+#include <unordered_map>
 
 #include "core/error.h"
 #include "template/lexer.h"
+#include "template/static_checks.h"
 
 namespace marlin::tmpl {
 namespace {
@@ -161,6 +163,13 @@ class Parser {
     }
   }
 
+  // The "%}" that opens a block's body (jinja2 allows a ":" before it), then the body.
+  Body parse_block_body(std::initializer_list<std::string_view> end_names, std::string* found) {
+    skip_op(":");
+    expect_block_end();
+    return parse_body(end_names, found);
+  }
+
   StmtPtr parse_statement() {
     const Token& t = peek();
     NestingGuard guard(*this, t.offset);
@@ -201,14 +210,10 @@ class Parser {
     std::string found = "if";
     while (true) {
       ExprPtr test = parse_tuple(false, false, {});
-      expect_block_end();
-      Body body = parse_body({"elif", "else", "endif"}, &found);
+      Body body = parse_block_body({"elif", "else", "endif"}, &found);
       node->branches.emplace_back(std::move(test), std::move(body));
       if (found == "elif") continue;
-      if (found == "else") {
-        expect_block_end();
-        node->else_body = parse_body({"endif"}, &found);
-      }
+      if (found == "else") node->else_body = parse_block_body({"endif"}, &found);
       expect_block_end();
       return node;
     }
@@ -221,15 +226,13 @@ class Parser {
     node->iterable = parse_tuple(false, false, {"recursive"});
     if (skip_name("if")) node->filter = parse_expression(true);
     if (skip_name("recursive")) error(offset, "recursive for loops are not supported");
-    expect_block_end();
     std::string found;
     ++loop_depth_;
-    node->body = parse_body({"endfor", "else"}, &found);
+    const size_t loop_refs_before = name_refs_["loop"];
+    node->body = parse_block_body({"endfor", "else"}, &found);
+    node->uses_loop_variable = name_refs_["loop"] != loop_refs_before;
     --loop_depth_;
-    if (found == "else") {
-      expect_block_end();
-      node->else_body = parse_body({"endfor"}, &found);
-    }
+    if (found == "else") node->else_body = parse_block_body({"endfor"}, &found);
     expect_block_end();
     return node;
   }
@@ -246,9 +249,8 @@ class Parser {
     auto node = std::make_unique<SetBlockStmt>(offset);
     node->target = std::move(target);
     if (at_op("|")) node->filter = parse_filters(nullptr);
-    expect_block_end();
     std::string found;
-    node->body = parse_body({"endset"}, &found);
+    node->body = parse_block_body({"endset"}, &found);
     expect_block_end();
     return node;
   }
@@ -271,16 +273,24 @@ class Parser {
     expect_op(")");
   }
 
+  // Parses a macro body and records which of the special names it reads.
+  void parse_macro_body(MacroStmt& macro, std::string_view end_name) {
+    const size_t varargs = name_refs_["varargs"], kwargs = name_refs_["kwargs"], caller = name_refs_["caller"];
+    std::string found;
+    const int saved_loop_depth = loop_depth_;
+    loop_depth_ = 0;
+    macro.body = parse_block_body({end_name}, &found);
+    loop_depth_ = saved_loop_depth;
+    macro.uses_varargs = name_refs_["varargs"] != varargs;
+    macro.uses_kwargs = name_refs_["kwargs"] != kwargs;
+    macro.uses_caller = name_refs_["caller"] != caller;
+  }
+
   StmtPtr parse_macro(size_t offset) {
     auto node = std::make_unique<MacroStmt>(offset);
     node->name = expect_name();
     parse_signature(*node);
-    expect_block_end();
-    std::string found;
-    const int saved_loop_depth = loop_depth_;
-    loop_depth_ = 0;
-    node->body = parse_body({"endmacro"}, &found);
-    loop_depth_ = saved_loop_depth;
+    parse_macro_body(*node, "endmacro");
     expect_block_end();
     return node;
   }
@@ -293,12 +303,7 @@ class Parser {
     ExprPtr call = parse_expression(true);
     if (call->kind != ExprKind::kCall) error(call->offset, "expected a macro call after 'call'");
     node->call.reset(static_cast<CallExpr*>(call.release()));
-    expect_block_end();
-    std::string found;
-    const int saved_loop_depth = loop_depth_;
-    loop_depth_ = 0;
-    node->caller->body = parse_body({"endcall"}, &found);
-    loop_depth_ = saved_loop_depth;
+    parse_macro_body(*node->caller, "endcall");
     expect_block_end();
     return node;
   }
@@ -306,24 +311,22 @@ class Parser {
   StmtPtr parse_filter_block(size_t offset) {
     auto node = std::make_unique<FilterBlockStmt>(offset);
     node->filter = parse_filter_chain(nullptr, /*first_without_pipe=*/true);
-    expect_block_end();
     std::string found;
-    node->body = parse_body({"endfilter"}, &found);
+    node->body = parse_block_body({"endfilter"}, &found);
     expect_block_end();
     return node;
   }
 
   StmtPtr parse_with(size_t offset) {
     auto node = std::make_unique<ScopeStmt>(offset);
-    while (peek().kind != TokenKind::kBlockEnd) {
+    while (peek().kind != TokenKind::kBlockEnd && !at_op(":")) {
       if (!node->assignments.empty()) expect_op(",");
       AssignTarget target = parse_assign_target(/*with_tuple=*/false, /*with_namespace=*/false);
       expect_op("=");
       node->assignments.emplace_back(std::move(target), parse_expression(true));
     }
-    expect_block_end();
     std::string found;
-    node->body = parse_body({"endwith"}, &found);
+    node->body = parse_block_body({"endwith"}, &found);
     expect_block_end();
     return node;
   }
@@ -331,9 +334,8 @@ class Parser {
   // transformers' AssistantTracker tag: renders its body in a scope of its own.
   StmtPtr parse_generation(size_t offset) {
     auto node = std::make_unique<ScopeStmt>(offset);
-    expect_block_end();
     std::string found;
-    node->body = parse_body({"endgeneration"}, &found);
+    node->body = parse_block_body({"endgeneration"}, &found);
     expect_block_end();
     return node;
   }
@@ -555,6 +557,7 @@ class Parser {
         if (t.text == "true" || t.text == "True") return std::make_unique<LiteralExpr>(t.offset, Value::boolean(true));
         if (t.text == "false" || t.text == "False") return std::make_unique<LiteralExpr>(t.offset, Value::boolean(false));
         if (t.text == "none" || t.text == "None") return std::make_unique<LiteralExpr>(t.offset, Value::none());
+        ++name_refs_[t.text];
         return std::make_unique<NameExpr>(t.offset, t.text);
       }
       case TokenKind::kString: {
@@ -673,11 +676,30 @@ class Parser {
       node->object = std::move(object);
       return with_depth(std::move(node), d);
     }
-    // "[": an index or a slice.
+    // "[": an index, a tuple of indices ("a[]" and "a[1, 2]", as jinja2 allows) or a slice.
     ExprPtr start;
+    if (at_op("]")) {
+      auto empty = std::make_unique<ListExpr>(peek().offset, /*tuple=*/true);
+      next();
+      auto node = std::make_unique<SubscriptExpr>(t.offset);
+      const uint32_t d = object->depth;
+      node->object = std::move(object);
+      node->index = std::move(empty);
+      return with_depth(std::move(node), d);
+    }
     if (!at_op(":")) {
       start = parse_expression(true);
-      if (at_op(",")) error(peek().offset, "tuple subscripts are not supported");
+      if (at_op(",")) {
+        auto tuple = std::make_unique<ListExpr>(start->offset, /*tuple=*/true);
+        uint32_t d = start->depth;
+        tuple->items.push_back(std::move(start));
+        while (skip_op(",")) {  // no trailing comma, as in jinja2
+          tuple->items.push_back(parse_expression(true));
+          d = std::max(d, tuple->items.back()->depth);
+        }
+        start = with_depth(std::move(tuple), d);
+        if (!at_op("]")) unexpected("']'");
+      }
       if (skip_op("]")) {
         auto node = std::make_unique<SubscriptExpr>(t.offset);
         const uint32_t d = std::max(object->depth, start->depth);
@@ -778,12 +800,15 @@ class Parser {
   size_t pos_ = 0;
   int nesting_ = 0;
   int loop_depth_ = 0;
+  std::unordered_map<std::string, size_t> name_refs_;  // NameExpr parsed so far, by name
 };
 
 }  // namespace
 
 ParsedTemplate parse_template(std::string_view source, const ParseLimits& limits) {
-  return Parser(lex_template(source), limits).run();
+  ParsedTemplate tpl = Parser(lex_template(source), limits).run();
+  check_filter_and_test_names(tpl);
+  return tpl;
 }
 
 }  // namespace marlin::tmpl

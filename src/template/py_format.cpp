@@ -95,6 +95,11 @@ void append_repr(std::string& out, const Value& v, int depth, size_t max_bytes) 
         out += "<generator object>";
         return;
       }
+      if (list.is_range) {
+        out += fmt::format("range({}, {}", list.range_start, list.range_stop);
+        out += list.range_step == 1 ? ")" : fmt::format(", {})", list.range_step);
+        return;
+      }
       out.push_back(list.is_tuple ? '(' : '[');
       for (size_t i = 0; i < list.items.size(); ++i) {
         if (i) out += ", ";
@@ -177,7 +182,7 @@ class JsonWriter {
       case Value::Kind::kFloat: out_ += json_float(v.as_float()); return;
       case Value::Kind::kString: append_json_string(out_, v.as_string(), options_.ensure_ascii); return;
       case Value::Kind::kList:
-        if (v.is_iterator()) break;
+        if (v.is_iterator() || v.is_range()) break;
         write_list(v.as_list(), depth);
         return;
       case Value::Kind::kDict: write_dict(v.as_dict(), depth); return;

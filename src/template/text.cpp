@@ -149,6 +149,16 @@ bool is_python_printable(char32_t c) {
   return !in_ranges(kNonPrintableRanges, kNonPrintableRangeCount, c);
 }
 
+bool is_identifier_start(char32_t c) {
+  if (c < 0x80) return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+  return in_ranges(kIdentifierStartRanges, kIdentifierStartRangeCount, c);
+}
+
+bool is_identifier_continue(char32_t c) {
+  if (c < 0x80) return is_identifier_start(c) || (c >= '0' && c <= '9');
+  return in_ranges(kIdentifierContinueRanges, kIdentifierContinueRangeCount, c);
+}
+
 std::string str_upper(std::string_view text) {
   std::string out;
   out.reserve(text.size());

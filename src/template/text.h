@@ -22,6 +22,9 @@ size_t utf8_length(std::string_view text);
 bool is_python_space(char32_t c);
 // Python str.isprintable() for one code point (repr() escapes the others).
 bool is_python_printable(char32_t c);
+// Whether c may start / continue a Python identifier (as jinja2 names).
+bool is_identifier_start(char32_t c);
+bool is_identifier_continue(char32_t c);
 
 // Python's full case mappings (str.upper/lower, including one-to-many ones such as
 // "ß".upper() == "SS"); Greek final-sigma context is not applied.

@@ -29,5 +29,10 @@ extern const size_t kCasedRangeCount;
 // Characters for which Python's str.isprintable() is false (repr() escapes them), sorted.
 extern const CodePointRange kNonPrintableRanges[];
 extern const size_t kNonPrintableRangeCount;
+// Non-ASCII characters Python allows at the start / later in identifiers (XID_Start/XID_Continue).
+extern const CodePointRange kIdentifierStartRanges[];
+extern const size_t kIdentifierStartRangeCount;
+extern const CodePointRange kIdentifierContinueRanges[];
+extern const size_t kIdentifierContinueRangeCount;
 
 }  // namespace marlin::tmpl

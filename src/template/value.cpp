@@ -7,8 +7,9 @@
 namespace marlin::tmpl {
 namespace {
 
-// Dicts this size or larger keep a hash index of their string keys.
-constexpr size_t kIndexThreshold = 8;
+// Dicts this size or larger keep a hash index of their string keys (smaller ones, such as
+// messages and loop objects, are searched linearly).
+constexpr size_t kIndexThreshold = 16;
 
 }  // namespace
 
@@ -19,15 +20,23 @@ uint32_t nesting_of(const Value& v) {
 }
 
 void Dict::set(Value key, Value value) {
+  const size_t at = find_index(key);
+  if (at != entries_.size()) {
+    const uint32_t nesting = 1 + nesting_of(value);
+    MARLIN_CHECK(nesting <= kMaxValueNesting, "template value nesting limit exceeded ({} levels)",
+                 kMaxValueNesting);
+    nesting_ = std::max(nesting_, nesting);
+    entries_[at].second = std::move(value);
+    return;
+  }
+  insert_new(std::move(key), std::move(value));
+}
+
+void Dict::insert_new(Value key, Value value) {
   const uint32_t nesting = 1 + std::max(nesting_of(key), nesting_of(value));
   MARLIN_CHECK(nesting <= kMaxValueNesting, "template value nesting limit exceeded ({} levels)",
                kMaxValueNesting);
   nesting_ = std::max(nesting_, nesting);
-  const size_t at = find_index(key);
-  if (at != entries_.size()) {
-    entries_[at].second = std::move(value);
-    return;
-  }
   entries_.emplace_back(std::move(key), std::move(value));
   if (entries_.size() == kIndexThreshold) {
     for (size_t i = 0; i < entries_.size(); ++i) {
@@ -78,13 +87,32 @@ Value Value::list(std::vector<Value> items, bool is_tuple) {
   for (const Value& item : items) nesting = std::max(nesting, 1 + nesting_of(item));
   MARLIN_CHECK(nesting <= kMaxValueNesting, "template value nesting limit exceeded ({} levels)",
                kMaxValueNesting);
-  return Value(Data(std::make_shared<const List>(List{std::move(items), is_tuple, nesting})));
+  auto l = std::make_shared<List>();
+  l->items = std::move(items);
+  l->is_tuple = is_tuple;
+  l->nesting = nesting;
+  return Value(Data(std::shared_ptr<const List>(std::move(l))));
 }
 
-Value Value::iterator(std::vector<Value> items) {
+Value Value::iterator(std::vector<Value> items, std::string pending_error) {
   Value v = list(std::move(items));
-  const_cast<List&>(v.as_list()).is_iterator = true;  // freshly made, not yet shared
+  List& l = const_cast<List&>(v.as_list());  // freshly made, not yet shared
+  l.is_iterator = true;
+  if (!pending_error.empty()) l.pending_error = std::make_shared<const std::string>(std::move(pending_error));
   return v;
+}
+
+Value Value::range(int64_t start, int64_t stop, int64_t step) {
+  std::vector<Value> items;
+  for (int64_t v = start; step > 0 ? v < stop : v > stop; v += step) {
+    items.push_back(Value::integer(v));
+    if (step > 0 ? v > INT64_MAX - step : v < INT64_MIN - step) break;
+  }
+  Value r = list(std::move(items));
+  List& l = const_cast<List&>(r.as_list());  // freshly made, not yet shared
+  l.is_range = true;
+  l.range_start = start, l.range_stop = stop, l.range_step = step;
+  return r;
 }
 
 Value Value::dict(Dict d) { return Value(Data(std::make_shared<const Dict>(std::move(d)))); }
@@ -122,6 +150,7 @@ std::string type_name(const Value& v) {
     case Value::Kind::kString: return v.is_markup() ? "Markup" : "str";
     case Value::Kind::kList:
       if (v.as_list().is_iterator) return "generator";
+      if (v.as_list().is_range) return "range";
       return v.as_list().is_tuple ? "tuple" : "list";
     case Value::Kind::kDict: return "dict";
     case Value::Kind::kNamespace: return "Namespace";
@@ -162,6 +191,7 @@ bool equals(const Value& a, const Value& b) {
       const List& x = a.as_list();
       const List& y = b.as_list();
       if (x.is_iterator || y.is_iterator) return &x == &y;
+      if (x.is_range != y.is_range) return false;
       if (x.is_tuple != y.is_tuple || x.items.size() != y.items.size()) return false;
       for (size_t i = 0; i < x.items.size(); ++i) {
         if (!equals(x.items[i], y.items[i])) return false;
@@ -195,8 +225,8 @@ bool less_than(const Value& a, const Value& b) {
     // UTF-8 byte order equals code-point order.
     return a.as_string() < b.as_string();
   }
-  if (a.is_list() && b.is_list() && !a.is_iterator() && !b.is_iterator() &&
-      a.as_list().is_tuple == b.as_list().is_tuple) {
+  if (a.is_list() && b.is_list() && !a.is_iterator() && !b.is_iterator() && !a.is_range() &&
+      !b.is_range() && a.as_list().is_tuple == b.as_list().is_tuple) {
     const auto& x = a.as_list().items;
     const auto& y = b.as_list().items;
     for (size_t i = 0; i < std::min(x.size(), y.size()); ++i) {

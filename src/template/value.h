@@ -36,6 +36,12 @@ struct List {
   // len(), no indexing, not JSON-serializable, and iterating again yields only what is left.
   bool is_iterator = false;
   mutable size_t consumed = 0;
+  // An error the generator raised after yielding `items`, reported when it is iterated that far.
+  std::shared_ptr<const std::string> pending_error;
+  // A Python range (what range() returns): prints as "range(start, stop[, step])", is not
+  // JSON-serializable, and equals only ranges. `items` holds its values.
+  bool is_range = false;
+  int64_t range_start = 0, range_stop = 0, range_step = 1;
 };
 
 struct TransparentStringHash {
@@ -47,6 +53,8 @@ struct TransparentStringHash {
 class Dict {
  public:
   void set(Value key, Value value);
+  // Appends an entry whose key the caller knows is not present yet (JSON objects, loop objects).
+  void insert_new(Value key, Value value);
   const Value* find(const Value& key) const;
   const Value* find(std::string_view key) const;
   const std::vector<std::pair<Value, Value>>& entries() const { return entries_; }
@@ -94,7 +102,9 @@ class Value {
   static Value number(double d) { return Value(Data(d)); }
   static Value string(std::string s, bool markup = false);
   static Value list(std::vector<Value> items, bool is_tuple = false);
-  static Value iterator(std::vector<Value> items);
+  static Value iterator(std::vector<Value> items, std::string pending_error = "");
+  // range(start, stop, step) with step != 0; the caller bounds its length.
+  static Value range(int64_t start, int64_t stop, int64_t step);
   static Value dict(Dict d);
   static Value make_namespace(Dict attributes);
   static Value function(std::string name, std::function<Value(Interpreter&, CallArgs&)> call);
@@ -109,6 +119,9 @@ class Value {
   bool is_string() const { return kind() == Kind::kString; }
   bool is_list() const { return kind() == Kind::kList; }
   bool is_iterator() const { return is_list() && as_list().is_iterator; }
+  bool is_range() const { return is_list() && as_list().is_range; }
+  // A list, tuple or range: a sequence that can be indexed and iterated again.
+  bool is_sequence() const { return is_list() && !as_list().is_iterator; }
   bool is_dict() const { return kind() == Kind::kDict; }
   bool is_namespace() const { return kind() == Kind::kNamespace; }
   bool is_function() const { return kind() == Kind::kFunction; }

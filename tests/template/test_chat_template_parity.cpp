@@ -70,22 +70,41 @@ void check_outcome(const Json& expected, RenderFn render, const std::string& lab
   }
 }
 
-class ModelTemplateParity : public testing::TestWithParam<std::string> {};
-
-TEST_P(ModelTemplateParity, MatchesTransformers) {
-  const Json fixture = read_json(kDir + GetParam() + ".cases.json");
+// Renders every case of a <template>.cases.json fixture; returns how many cases it holds.
+size_t check_cases_file(const std::string& dir, const std::string& name) {
+  const Json fixture = read_json(dir + name + ".cases.json");
   ChatTemplateConfig config;
   config.clock = fixed_clock(fixture["fixed_now"].get<std::string>());
-  const ChatTemplate tpl(read_file(kDir + fixture["template"].get<std::string>()), config);
-  ASSERT_GE(fixture["cases"].size(), 30u);
+  const ChatTemplate tpl(read_file(dir + fixture["template"].get<std::string>()), config);
   for (const Json& c : fixture["cases"]) {
     ChatTemplateInputs inputs;
     inputs.messages = c["messages"];
     inputs.tools = c["tools"];
+    inputs.documents = c.value("documents", Json(nullptr));
     inputs.add_generation_prompt = c["add_generation_prompt"].get<bool>();
     inputs.variables = c["variables"];
-    check_outcome(c, [&] { return tpl.apply(inputs); }, GetParam() + "/" + c["name"].get<std::string>());
+    check_outcome(c, [&] { return tpl.apply(inputs); }, name + "/" + c["name"].get<std::string>());
   }
+  return fixture["cases"].size();
+}
+
+class ModelTemplateParity : public testing::TestWithParam<std::string> {};
+
+TEST_P(ModelTemplateParity, MatchesTransformers) { EXPECT_GE(check_cases_file(kDir, GetParam()), 30u); }
+
+// Further real templates (from llama.cpp's models/templates) that use macros, Markup, generators
+// and various tool-call formats.
+TEST(CorpusTemplateParity, MatchesTransformers) {
+  const char* kCorpus[] = {
+      "openai-gpt-oss-120b", "meetkai-functionary-medium-v3.1", "meetkai-functionary-medium-v3.2",
+      "CohereForAI-c4ai-command-r-plus-tool_use", "NousResearch-Hermes-3-Llama-3.1-8B-tool_use",
+      "mistralai-Mistral-Nemo-Instruct-2407", "microsoft-Phi-3.5-mini-instruct",
+      "deepseek-ai-DeepSeek-R1-Distill-Qwen-32B", "ibm-granite-granite-3.3-2B-Instruct", "Qwen3-Coder",
+      "GLM-4.6", "moonshotai-Kimi-K2", "HuggingFaceTB-SmolLM3-3B", "google-gemma-2-2b-it",
+  };
+  size_t cases = 0;
+  for (const char* name : kCorpus) cases += check_cases_file(kDir + "corpus/", name);
+  EXPECT_GE(cases, 150u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Templates, ModelTemplateParity,
