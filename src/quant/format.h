@@ -1,0 +1,97 @@
+// Every weight format marlin stores or runs: one row of one table (format.cpp), plus the concrete
+// format of one tensor (kind + group size + options) and a view of its bytes for kernels.
+//
+// Storage of a quantized rows × cols matrix W (rows = output features, cols = K = input features),
+// "planar" like GPTQ/AWQ checkpoints:
+//   codes  rows × code_row_bytes: row-major; within a row, value k occupies bits
+//          [k·bits, (k+1)·bits) of the row's little-endian bit stream (int3: 8 values in 3 bytes).
+//   scales rows × groups, one per `group_size` values along K (fp16, or E8M0 / E4M3 bytes).
+//   zeros  rows × groups unsigned codes (asymmetric integer formats only).
+//   perm   K int32 (act-order only): the kernel multiplies x[perm[k]] with column k.
+// Values: int, symmetric   w = s·(q − 2^(bits−1))         int, asymmetric  w = s·(q − z)
+//         fp8 (E4M3)       w = s·e4m3(q)                   fp4 (E2M1)       w = s·e2m1(q)
+//         mxfp4            w = 2^(e−127)·e2m1(q), 32/group  nvfp4           w = t·e4m3(s)·e2m1(q), 16/group
+// (t: one fp32 scale per tensor). GGML block formats keep their GGUF blocks as `codes`.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "quant/ggml_types.h"
+
+namespace marlin {
+
+enum class FormatKind : uint8_t {
+  kF32,
+  kF16,
+  kBF16,
+  kGgml,  // a GGUF block format; TensorFormat::ggml says which
+  kInt8,
+  kInt4,
+  kInt3,
+  kInt2,
+  kFp8E4M3,
+  kFp4,    // E2M1 codes, fp16 group scales
+  kMxFp4,  // E2M1 codes, E8M0 scale per 32 (OCP microscaling)
+  kNvFp4,  // E2M1 codes, E4M3 scale per 16, fp32 tensor scale
+};
+
+enum class ScaleType : uint8_t { kNone, kF16, kE8M0, kE4M3 };
+
+// One row of the format table.
+struct FormatInfo {
+  FormatKind kind;
+  std::string_view name;  // as written in format names: "int4", "fp8", "mxfp4", ...
+  int code_bits;          // bits per stored value (32/16 for unquantized)
+  ScaleType scale;
+  bool zero_points;       // an asymmetric (zero-point) variant exists
+  int fixed_group;        // the group size the format prescribes; 0: chosen per tensor
+  bool sparse_24;         // a 2:4 structured-sparse variant exists
+};
+
+const FormatInfo& format_info(FormatKind kind);
+
+// Group sizes a tensor may use when its format does not prescribe one (0 = per channel).
+inline constexpr int kGroupSizes[] = {32, 64, 128, 0};
+
+// The concrete format of one tensor.
+struct TensorFormat {
+  FormatKind kind = FormatKind::kF32;
+  GgmlType ggml = GgmlType::F32;  // kind == kGgml only
+  int group_size = 0;             // values per scale along K; 0: one scale per row
+  bool asymmetric = false;        // zero points stored
+  bool act_order = false;         // columns permuted (GPTQ desc_act)
+  bool sparse_24 = false;         // 2 of every 4 values along K stored
+
+  // "int4-g128", "int4-g128-asym", "int8-pc" (per channel), "mxfp4", "fp8-g128", "f16",
+  // "q4_1" (GGML), with "-act" / "-24" suffixes for act-order and 2:4 sparsity.
+  std::string name() const;
+  // Inverse of name(); marlin::Error naming the problem for anything unknown or inconsistent
+  // (e.g. "int4-g100", "mxfp4-g64", "fp8-asym").
+  static TensorFormat parse(std::string_view name);
+
+  // Average storage bits per weight, scales and zero points included (for K = a multiple of
+  // the group size; per-channel formats count their scale as 0).
+  double bits_per_weight() const;
+  bool quantized() const { return kind != FormatKind::kF32 && kind != FormatKind::kF16 && kind != FormatKind::kBF16; }
+  friend bool operator==(const TensorFormat&, const TensorFormat&) = default;
+};
+
+// A weight matrix as kernels see it: views into mapped or owned memory, never owning.
+struct QuantTensor {
+  TensorFormat format;
+  int64_t rows = 0;
+  int64_t cols = 0;
+  const uint8_t* codes = nullptr;  // GGML blocks, raw floats, or packed codes
+  uint64_t code_row_bytes = 0;
+  const uint8_t* scales = nullptr;  // rows × groups(cols) entries
+  const uint8_t* zeros = nullptr;   // rows × groups(cols) codes, one byte each
+  const int32_t* perm = nullptr;    // cols entries when act_order
+  float tensor_scale = 1.0f;        // nvfp4
+
+  int64_t groups() const;  // scale groups per row
+};
+
+}  // namespace marlin
