@@ -1,4 +1,4 @@
-// Hyper-parameters of a Llama-family decoder, read from GGUF metadata.
+// Hyper-parameters of a Llama-family decoder (sources fill them from GGUF metadata or config.json).
 #pragma once
 
 #include <cstdint>
@@ -43,7 +43,8 @@ struct ModelConfig {
   RopeConfig rope;
 };
 
-// Reads the `<arch>.*` keys; throws marlin::Error naming a missing or inconsistent key.
-ModelConfig read_model_config(const GgufFile& file);
+// From GGUF metadata (the `<arch>.*` keys); throws marlin::Error naming a missing or
+// inconsistent key. GGUF Llama files store Q/K rows for adjacent-pair RoPE.
+ModelConfig model_config_from_gguf(const GgufFile& file);
 
 }  // namespace marlin

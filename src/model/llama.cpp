@@ -7,10 +7,9 @@
 
 #include "backend/cpu/matmul.h"
 #include "backend/cpu/ops.h"
-#include "formats/gguf.h"
 #include "model/attention.h"
-#include "model/gguf_weights.h"
 #include "model/rope.h"
+#include "model/weights.h"
 #include "quant/ggml_dequant.h"
 
 namespace marlin {
@@ -22,7 +21,7 @@ constexpr int64_t kMaxChunk = 256;
 
 struct Layer {
   std::vector<float> attn_norm, ffn_norm;
-  cpu::QuantMatrix wq, wk, wv, wo, w_gate, w_up, w_down;
+  QuantTensor wq, wk, wv, wo, w_gate, w_up, w_down;
 };
 
 // Activations for one chunk of tokens.
@@ -45,33 +44,32 @@ struct Scratch {
 
 class LlamaModel final : public Model {
  public:
-  LlamaModel(const GgufFile& file, ThreadPool& pool) : pool_(pool), config_(read_model_config(file)) {
+  LlamaModel(const ModelSource& source, ThreadPool& pool) : pool_(pool), config_(source.config()) {
     ModelConfig& c = config_;
-    const auto& embd = file.find_tensor("token_embd.weight");
-    MARLIN_CHECK(embd && embd->shape.size() == 2, "model: tensor 'token_embd.weight' is missing or not 2-D");
-    if (c.vocab_size == 0) c.vocab_size = int(embd->shape[1]);
-    if (gguf_has_tensor(file, "rope_freqs.weight"))
-      c.rope.freq_factors = gguf_vector(file, "rope_freqs.weight", c.rope.dim / 2);
+    const auto embd = source.tensor("model.embed_tokens.weight");
+    MARLIN_CHECK(embd.has_value(), "model: tensor 'model.embed_tokens.weight' is missing from {}",
+                 source.description());
+    if (c.vocab_size == 0) c.vocab_size = int(embd->rows);
     rope_ = std::make_unique<Rope>(c.rope, c.head_dim);
 
     const int64_t d = c.d_model, qd = int64_t(c.n_heads) * c.head_dim, kvd = int64_t(c.n_kv_heads) * c.head_dim;
-    embedding_ = gguf_matrix(file, "token_embd.weight", c.vocab_size, d);
-    output_ = gguf_has_tensor(file, "output.weight") ? gguf_matrix(file, "output.weight", c.vocab_size, d)
-                                                      : embedding_;  // tied embeddings
-    output_norm_ = gguf_vector(file, "output_norm.weight", d);
+    embedding_ = require_matrix(source, "model.embed_tokens.weight", c.vocab_size, d);
+    // Without an lm_head the output projection is the embedding (tied weights).
+    output_ = source.tensor("lm_head.weight") ? require_matrix(source, "lm_head.weight", c.vocab_size, d) : embedding_;
+    output_norm_ = require_vector(source, "model.norm.weight", d);
     layers_.resize(size_t(c.n_layers));
     for (int i = 0; i < c.n_layers; ++i) {
-      const std::string p = "blk." + std::to_string(i) + ".";
+      const std::string p = "model.layers." + std::to_string(i) + ".";
       Layer& l = layers_[size_t(i)];
-      l.attn_norm = gguf_vector(file, p + "attn_norm.weight", d);
-      l.ffn_norm = gguf_vector(file, p + "ffn_norm.weight", d);
-      l.wq = gguf_matrix(file, p + "attn_q.weight", qd, d);
-      l.wk = gguf_matrix(file, p + "attn_k.weight", kvd, d);
-      l.wv = gguf_matrix(file, p + "attn_v.weight", kvd, d);
-      l.wo = gguf_matrix(file, p + "attn_output.weight", d, qd);
-      l.w_gate = gguf_matrix(file, p + "ffn_gate.weight", c.d_ffn, d);
-      l.w_up = gguf_matrix(file, p + "ffn_up.weight", c.d_ffn, d);
-      l.w_down = gguf_matrix(file, p + "ffn_down.weight", d, c.d_ffn);
+      l.attn_norm = require_vector(source, p + "input_layernorm.weight", d);
+      l.ffn_norm = require_vector(source, p + "post_attention_layernorm.weight", d);
+      l.wq = require_matrix(source, p + "self_attn.q_proj.weight", qd, d);
+      l.wk = require_matrix(source, p + "self_attn.k_proj.weight", kvd, d);
+      l.wv = require_matrix(source, p + "self_attn.v_proj.weight", kvd, d);
+      l.wo = require_matrix(source, p + "self_attn.o_proj.weight", d, qd);
+      l.w_gate = require_matrix(source, p + "mlp.gate_proj.weight", c.d_ffn, d);
+      l.w_up = require_matrix(source, p + "mlp.up_proj.weight", c.d_ffn, d);
+      l.w_down = require_matrix(source, p + "mlp.down_proj.weight", d, c.d_ffn);
     }
   }
 
@@ -107,9 +105,7 @@ class LlamaModel final : public Model {
     const int64_t pos0 = cache.length();
     s_.reserve(c, n);
 
-    for (int64_t t = 0; t < n; ++t)
-      dequantize_row(embedding_.type, embedding_.data + uint64_t(tokens[size_t(t)]) * embedding_.row_bytes,
-                     &s_.x[size_t(t * d)], d);
+    for (int64_t t = 0; t < n; ++t) embed(tokens[size_t(t)], &s_.x[size_t(t * d)]);
     for (int64_t t = 0; t < n; ++t) rope_->angles(pos0 + t, &s_.rope[size_t(t * c.head_dim)]);
 
     for (int li = 0; li < c.n_layers; ++li) {
@@ -149,10 +145,22 @@ class LlamaModel final : public Model {
     cpu::matmul(output_, s_.h.data(), rows, logits, pool_);
   }
 
+  // The embedding row of one token in fp32.
+  void embed(int32_t token, float* out) const {
+    const uint8_t* row = embedding_.codes + uint64_t(token) * embedding_.code_row_bytes;
+    switch (embedding_.format.kind) {
+      case FormatKind::kF32: dequantize_row(GgmlType::F32, row, out, config_.d_model); break;
+      case FormatKind::kF16: dequantize_row(GgmlType::F16, row, out, config_.d_model); break;
+      case FormatKind::kBF16: dequantize_row(GgmlType::BF16, row, out, config_.d_model); break;
+      case FormatKind::kGgml: dequantize_row(embedding_.format.ggml, row, out, config_.d_model); break;
+      default: fail("model: embeddings in format {} are not supported yet", int(embedding_.format.kind));
+    }
+  }
+
   ThreadPool& pool_;
   ModelConfig config_;
   std::unique_ptr<Rope> rope_;
-  cpu::QuantMatrix embedding_{}, output_{};
+  QuantTensor embedding_{}, output_{};
   std::vector<float> output_norm_;
   std::vector<Layer> layers_;
   Scratch s_;
@@ -160,8 +168,8 @@ class LlamaModel final : public Model {
 
 }  // namespace
 
-std::unique_ptr<Model> load_llama(const GgufFile& file, ThreadPool& pool) {
-  return std::make_unique<LlamaModel>(file, pool);
+std::unique_ptr<Model> load_llama(const ModelSource& source, ThreadPool& pool) {
+  return std::make_unique<LlamaModel>(source, pool);
 }
 
 }  // namespace marlin

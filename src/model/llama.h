@@ -8,6 +8,6 @@
 
 namespace marlin {
 
-std::unique_ptr<Model> load_llama(const GgufFile& file, ThreadPool& pool);
+std::unique_ptr<Model> load_llama(const ModelSource& source, ThreadPool& pool);
 
 }  // namespace marlin

@@ -3,14 +3,14 @@
 #include <string>
 
 #include "core/error.h"
-#include "formats/gguf.h"
 #include "model/llama.h"
+#include "model/model_source.h"
 
 namespace marlin {
 
-std::unique_ptr<Model> load_model(const GgufFile& file, ThreadPool& pool) {
-  const std::string arch = file.get_string("general.architecture").value_or("");
-  if (arch == "llama") return load_llama(file, pool);
+std::unique_ptr<Model> load_model(const ModelSource& source, ThreadPool& pool) {
+  const std::string& arch = source.config().architecture;
+  if (arch == "llama") return load_llama(source, pool);
   fail("model: architecture '{}' is not supported yet (supported: llama)", arch);
 }
 

@@ -11,7 +11,7 @@
 
 namespace marlin {
 
-class GgufFile;
+class ModelSource;
 
 class Model {
  public:
@@ -26,7 +26,8 @@ class Model {
   virtual void forward(std::span<const int32_t> tokens, KvCache& cache, float* logits, bool all_logits) = 0;
 };
 
-// Builds the model the file describes. The file must outlive the model (weights stay mapped).
-std::unique_ptr<Model> load_model(const GgufFile& file, ThreadPool& pool);
+// Builds the network the source describes. The source must outlive the model (weights stay
+// where the source keeps them, usually a mapped file).
+std::unique_ptr<Model> load_model(const ModelSource& source, ThreadPool& pool);
 
 }  // namespace marlin

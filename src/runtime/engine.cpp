@@ -1,6 +1,6 @@
 #include "runtime/engine.h"
 
-#include "formats/gguf.h"
+#include "model/model_source.h"
 #include "tokenizer/tokenizer.h"
 
 namespace marlin {
@@ -15,12 +15,12 @@ constexpr const char* kChatMlTemplate =
 
 Engine::Engine(const EngineOptions& options)
     : pool_(std::make_unique<ThreadPool>(options.threads)),
-      file_(GgufFile::open(options.model_path)),
-      tokenizer_(Tokenizer::from_gguf(*file_)),
-      model_(load_model(*file_, *pool_)) {
-  auto source = file_->get_string("tokenizer.chat_template");
-  has_own_template_ = source.has_value() && !source->empty();
-  template_ = std::make_unique<ChatTemplate>(has_own_template_ ? *source : std::string(kChatMlTemplate));
+      source_(open_model_source(options.model_path)),
+      tokenizer_(source_->tokenizer()),
+      model_(load_model(*source_, *pool_)) {
+  const std::string own = source_->chat_template();
+  has_own_template_ = !own.empty();
+  template_ = std::make_unique<ChatTemplate>(has_own_template_ ? own : std::string(kChatMlTemplate));
 }
 
 Engine::~Engine() = default;

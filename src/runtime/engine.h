@@ -1,5 +1,5 @@
-// Everything needed to run one model file: the mapped file, the network, its tokenizer and chat
-// template, and the threads that run it.
+// Everything needed to run one model: its source (a mapped file), the network, its tokenizer and
+// chat template, and the threads that run it.
 #pragma once
 
 #include <memory>
@@ -12,11 +12,11 @@
 
 namespace marlin {
 
-class GgufFile;
+class ModelSource;
 class Tokenizer;
 
 struct EngineOptions {
-  std::string model_path;
+  std::string model_path;  // a .gguf file (see open_model_source)
   int threads = 0;  // 0: one per core
 };
 
@@ -27,7 +27,7 @@ class Engine {
 
   Model& model() { return *model_; }
   const Tokenizer& tokenizer() const { return *tokenizer_; }
-  const GgufFile& file() const { return *file_; }
+  const ModelSource& source() const { return *source_; }
   ThreadPool& pool() { return *pool_; }
 
   // The prompt tokens for a conversation, formatted by the model's chat template (ChatML when
@@ -39,7 +39,7 @@ class Engine {
 
  private:
   std::unique_ptr<ThreadPool> pool_;
-  std::unique_ptr<GgufFile> file_;
+  std::unique_ptr<ModelSource> source_;
   std::unique_ptr<Tokenizer> tokenizer_;
   std::unique_ptr<Model> model_;
   std::unique_ptr<ChatTemplate> template_;

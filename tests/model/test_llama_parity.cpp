@@ -4,8 +4,8 @@
 #include <algorithm>
 #include <cmath>
 
-#include "formats/gguf.h"
 #include "model/model.h"
+#include "model/model_source.h"
 #include "reference.h"
 
 namespace marlin {
@@ -27,10 +27,10 @@ class TinyLlamaParity : public ::testing::TestWithParam<std::string> {};
 TEST_P(TinyLlamaParity, EveryPositionInOneBatch) {
   const auto ref = testing::load_reference(kDir, GetParam());
   ASSERT_FALSE(ref.logits.empty());
-  auto file = GgufFile::open(kDir + "/" + GetParam() + ".gguf");
+  auto source = open_model_source(kDir + "/" + GetParam() + ".gguf");
   for (int threads : {1, 3}) {
     ThreadPool pool(threads);
-    auto model = load_model(*file, pool);
+    auto model = load_model(*source, pool);
     ASSERT_EQ(model->config().vocab_size, ref.vocab);
     auto cache = model->new_cache(int64_t(ref.tokens.size()));
     std::vector<float> logits(static_cast<size_t>(ref.positions) * size_t(ref.vocab));
@@ -42,9 +42,9 @@ TEST_P(TinyLlamaParity, EveryPositionInOneBatch) {
 
 TEST_P(TinyLlamaParity, PrefillThenTokenByToken) {
   const auto ref = testing::load_reference(kDir, GetParam());
-  auto file = GgufFile::open(kDir + "/" + GetParam() + ".gguf");
+  auto source = open_model_source(kDir + "/" + GetParam() + ".gguf");
   ThreadPool pool(2);
-  auto model = load_model(*file, pool);
+  auto model = load_model(*source, pool);
   auto cache = model->new_cache(int64_t(ref.tokens.size()));
   std::vector<float> logits(static_cast<size_t>(ref.vocab));
   const size_t prefill = 37;
@@ -58,9 +58,9 @@ TEST_P(TinyLlamaParity, PrefillThenTokenByToken) {
 }
 
 TEST(TinyLlama, RejectsTokensOutsideTheVocabulary) {
-  auto file = GgufFile::open(kDir + "/tiny_llama.gguf");
+  auto source = open_model_source(kDir + "/tiny_llama.gguf");
   ThreadPool pool(1);
-  auto model = load_model(*file, pool);
+  auto model = load_model(*source, pool);
   auto cache = model->new_cache(8);
   std::vector<float> logits(static_cast<size_t>(model->config().vocab_size));
   const std::vector<int32_t> bad = {1, 100000};

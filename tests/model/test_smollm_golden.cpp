@@ -12,8 +12,8 @@
 #include <filesystem>
 
 #include "backend/cpu/matmul.h"
-#include "formats/gguf.h"
 #include "model/model.h"
+#include "model/model_source.h"
 #include "reference.h"
 
 namespace marlin {
@@ -45,9 +45,9 @@ TEST_P(SmolLmGolden, LastTokenLogits) {
   if (!std::filesystem::exists(kModel)) GTEST_FAIL() << kModel << " is missing: run scripts/setup.sh";
   const auto ref = testing::load_reference(kDir, GetParam());
   ASSERT_FALSE(ref.logits.empty());
-  auto file = GgufFile::open(kModel);
+  auto source = open_model_source(kModel);
   ThreadPool pool(2);
-  auto model = load_model(*file, pool);
+  auto model = load_model(*source, pool);
   auto cache = model->new_cache(int64_t(ref.tokens.size()));
   std::vector<float> logits(static_cast<size_t>(ref.vocab));
   model->forward(ref.tokens, *cache, logits.data(), false);
@@ -63,9 +63,9 @@ TEST_P(SmolLmGolden, LastTokenLogits) {
 TEST_P(SmolLmGolden, LastTokenLogitsWithExactActivations) {
   if (!std::filesystem::exists(kModel)) GTEST_FAIL() << kModel << " is missing: run scripts/setup.sh";
   const auto ref = testing::load_reference(kDir, GetParam());
-  auto file = GgufFile::open(kModel);
+  auto source = open_model_source(kModel);
   ThreadPool pool(2);
-  auto model = load_model(*file, pool);
+  auto model = load_model(*source, pool);
   auto cache = model->new_cache(int64_t(ref.tokens.size()));
   std::vector<float> logits(static_cast<size_t>(ref.vocab));
   cpu::set_exact_activations(true);

@@ -83,6 +83,18 @@ void matmul(const QuantMatrix& w, const float* x, int64_t m, float* y, ThreadPoo
   pool.parallel_for(w.rows, kRowGrain, [&](int64_t begin, int64_t end) { kernels.int8(w, act_data, m, begin, end, y); });
 }
 
+void matmul(const QuantTensor& w, const float* x, int64_t m, float* y, ThreadPool& pool) {
+  GgmlType type = GgmlType::F32;
+  switch (w.format.kind) {
+    case FormatKind::kF32: type = GgmlType::F32; break;
+    case FormatKind::kF16: type = GgmlType::F16; break;
+    case FormatKind::kBF16: type = GgmlType::BF16; break;
+    case FormatKind::kGgml: type = w.format.ggml; break;
+    default: fail("cpu matmul: format {} has no CPU kernel yet", int(w.format.kind));
+  }
+  matmul(QuantMatrix{type, w.rows, w.cols, w.codes, w.code_row_bytes}, x, m, y, pool);
+}
+
 void set_exact_activations(bool exact) { g_exact_activations.store(exact, std::memory_order_relaxed); }
 
 }  // namespace marlin::cpu

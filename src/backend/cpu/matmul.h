@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "core/thread_pool.h"
+#include "quant/format.h"
 #include "quant/ggml_types.h"
 
 namespace marlin::cpu {
@@ -23,6 +24,9 @@ struct QuantMatrix {
 // (as llama.cpp does) where the weight type's fast kernel needs it; the error of that step is
 // bounded by the tests against the fp64 oracle.
 void matmul(const QuantMatrix& w, const float* x, int64_t m, float* y, ThreadPool& pool);
+
+// The same for a weight in any stored format (for now: unquantized floats and GGML blocks).
+void matmul(const QuantTensor& w, const float* x, int64_t m, float* y, ThreadPool& pool);
 
 // With exact activations on, matmul keeps activations in fp32 and accumulates in fp64 (weights
 // dequantized row by row): many times slower, but its only error is the fp32 rounding of the

@@ -33,12 +33,10 @@ RopeScaling parse_scaling(const std::string& type) {
 
 }  // namespace
 
-ModelConfig read_model_config(const GgufFile& file) {
+ModelConfig model_config_from_gguf(const GgufFile& file) {
   ModelConfig c;
   c.architecture = file.get_string("general.architecture").value_or("");
   MARLIN_CHECK(!c.architecture.empty(), "model: metadata key 'general.architecture' is missing");
-  MARLIN_CHECK(c.architecture == "llama", "model: architecture '{}' is not supported yet (supported: llama)",
-               c.architecture);
   c.name = file.get_string("general.name").value_or(c.architecture);
   const std::string a = c.architecture + ".";
 
@@ -62,6 +60,7 @@ ModelConfig read_model_config(const GgufFile& file) {
   c.vocab_size = optional_int(file, a + "vocab_size", 0, 0, 1 << 24);
 
   RopeConfig& r = c.rope;
+  r.pairing = RopePairing::kAdjacent;
   r.theta = optional_float(file, a + "rope.freq_base", 10000.0f);
   MARLIN_CHECK(r.theta > 1.0f, "model: rope.freq_base {} is out of range", r.theta);
   r.dim = optional_int(file, a + "rope.dimension_count", c.head_dim, 2, c.head_dim);
