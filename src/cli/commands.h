@@ -10,5 +10,7 @@ void register_chat(CLI::App& app);
 void register_inspect(CLI::App& app);
 void register_tokenize(CLI::App& app);
 void register_bench(CLI::App& app);
+void register_perplexity(CLI::App& app);
+void register_compare(CLI::App& app);
 
 }  // namespace marlin::cli

@@ -4,6 +4,8 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <random>
 
 #include "core/error.h"
@@ -12,6 +14,7 @@ namespace marlin::cli {
 namespace {
 
 constexpr const char* kDefaultModel = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+constexpr const char* kDefaultCorpus = "tests/fixtures/corpus/gnu_manuals.txt";
 
 // The directory holding the marlin executable (build/), via /proc/self/exe.
 std::filesystem::path executable_dir() {
@@ -20,15 +23,27 @@ std::filesystem::path executable_dir() {
   return ec ? std::filesystem::current_path() : exe.parent_path();
 }
 
-}  // namespace
-
-std::string default_model_path() {
-  // build/marlin -> <repo>/models/...; fall back to the working directory.
+// `relative` under the repository (build/marlin -> <repo>/...), else under the working directory.
+std::string repository_file(const char* relative) {
   for (const auto& base : {executable_dir().parent_path(), std::filesystem::current_path()}) {
-    auto candidate = base / kDefaultModel;
+    auto candidate = base / relative;
     if (std::filesystem::exists(candidate)) return candidate.string();
   }
-  return (executable_dir().parent_path() / kDefaultModel).string();
+  return (executable_dir().parent_path() / relative).string();
+}
+
+}  // namespace
+
+std::string default_model_path() { return repository_file(kDefaultModel); }
+
+std::string default_corpus_path() { return repository_file(kDefaultCorpus); }
+
+std::string read_text_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  MARLIN_CHECK(in.good(), "cannot read '{}'", path);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  MARLIN_CHECK(!in.bad(), "cannot read '{}'", path);
+  return text;
 }
 
 std::string resolve_model_path(const std::string& path) {

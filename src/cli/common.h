@@ -18,6 +18,12 @@ std::string default_model_path();
 std::string resolve_model_path(const std::string& path);
 
 
+// The evaluation text shipped with the repository (tests/fixtures/corpus/gnu_manuals.txt).
+std::string default_corpus_path();
+
+// The whole contents of a file; marlin::Error naming the path when it cannot be read.
+std::string read_text_file(const std::string& path);
+
 // Options every generating command shares.
 struct GenerateOptions {
   std::string model;

@@ -36,6 +36,8 @@ int main(int argc, char** argv) {
   marlin::cli::register_bench(app);
   marlin::cli::register_inspect(app);
   marlin::cli::register_tokenize(app);
+  marlin::cli::register_perplexity(app);
+  marlin::cli::register_compare(app);
 
   if (argc > 1 && argv[1][0] != '-') {
     bool known = false;
