@@ -10,7 +10,7 @@
 #include "model/attention.h"
 #include "model/rope.h"
 #include "model/weights.h"
-#include "quant/ggml_dequant.h"
+#include "quant/dequant.h"
 
 namespace marlin {
 namespace {
@@ -105,7 +105,7 @@ class LlamaModel final : public Model {
     const int64_t pos0 = cache.length();
     s_.reserve(c, n);
 
-    for (int64_t t = 0; t < n; ++t) embed(tokens[size_t(t)], &s_.x[size_t(t * d)]);
+    for (int64_t t = 0; t < n; ++t) dequantize_row(embedding_, tokens[size_t(t)], &s_.x[size_t(t * d)]);
     for (int64_t t = 0; t < n; ++t) rope_->angles(pos0 + t, &s_.rope[size_t(t * c.head_dim)]);
 
     for (int li = 0; li < c.n_layers; ++li) {
@@ -143,18 +143,6 @@ class LlamaModel final : public Model {
     for (int64_t t = first; t < n; ++t)
       cpu::rms_norm(&s_.x[t * d], output_norm_.data(), c.rms_eps, d, &s_.h[(t - first) * d]);
     cpu::matmul(output_, s_.h.data(), rows, logits, pool_);
-  }
-
-  // The embedding row of one token in fp32.
-  void embed(int32_t token, float* out) const {
-    const uint8_t* row = embedding_.codes + uint64_t(token) * embedding_.code_row_bytes;
-    switch (embedding_.format.kind) {
-      case FormatKind::kF32: dequantize_row(GgmlType::F32, row, out, config_.d_model); break;
-      case FormatKind::kF16: dequantize_row(GgmlType::F16, row, out, config_.d_model); break;
-      case FormatKind::kBF16: dequantize_row(GgmlType::BF16, row, out, config_.d_model); break;
-      case FormatKind::kGgml: dequantize_row(embedding_.format.ggml, row, out, config_.d_model); break;
-      default: fail("model: embeddings in format {} are not supported yet", int(embedding_.format.kind));
-    }
   }
 
   ThreadPool& pool_;

@@ -1,10 +1,7 @@
 #include "model/weights.h"
 
-#include <cstring>
-
 #include "core/error.h"
-#include "core/half.h"
-#include "quant/ggml_dequant.h"
+#include "quant/dequant.h"
 
 namespace marlin {
 namespace {
@@ -28,19 +25,7 @@ std::vector<float> require_vector(const ModelSource& source, const std::string& 
   const QuantTensor t = require(source, name);
   MARLIN_CHECK(t.rows * t.cols == n, "model: tensor '{}' has {} values, expected {}", name, t.rows * t.cols, n);
   std::vector<float> out(static_cast<size_t>(n));
-  const uint8_t* p = t.codes;
-  switch (t.format.kind) {
-    case FormatKind::kF32: std::memcpy(out.data(), p, size_t(n) * sizeof(float)); break;
-    case FormatKind::kF16:
-    case FormatKind::kBF16:
-      for (int64_t i = 0; i < n; ++i) {
-        const uint16_t bits = uint16_t(p[2 * i] | (p[2 * i + 1] << 8));
-        out[size_t(i)] = t.format.kind == FormatKind::kF16 ? fp16_to_fp32(bits) : bf16_to_fp32(bits);
-      }
-      break;
-    case FormatKind::kGgml: dequantize_row(t.format.ggml, p, out.data(), n); break;
-    default: fail("model: vector '{}' is stored quantized, which is not supported", name);
-  }
+  for (int64_t r = 0; r < t.rows; ++r) dequantize_row(t, r, out.data() + r * t.cols);
   return out;
 }
 
