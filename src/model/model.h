@@ -2,8 +2,11 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
+#include <string>
+#include <vector>
 
 #include "core/thread_pool.h"
 #include "model/config.h"
@@ -12,6 +15,15 @@
 namespace marlin {
 
 class ModelSource;
+struct QuantTensor;
+
+// Linear layers of one block that read the same input (for calibration: one Hessian serves all).
+struct LinearGroup {
+  std::vector<std::string> weights;  // Hugging Face names, e.g. "model.layers.3.self_attn.q_proj.weight"
+};
+
+// Receives the input rows of linear group `group` (an index into linear_groups(layer)).
+using LinearInputObserver = std::function<void(int group, const float* x, int64_t rows, int64_t cols)>;
 
 class Model {
  public:
@@ -24,6 +36,16 @@ class Model {
   // Feeds `tokens` at positions cache.length() onwards and appends them to the cache.
   // Writes vocab_size logits for the last token, or for every token when `all_logits`.
   virtual void forward(std::span<const int32_t> tokens, KvCache& cache, float* logits, bool all_logits) = 0;
+
+  // Layer-wise execution, for calibrating quantizers block by block (marlin quantize).
+  virtual std::vector<LinearGroup> linear_groups(int layer) const = 0;
+  // Hidden states of `tokens` entering the first block (tokens.size() × d_model).
+  virtual void embed(std::span<const int32_t> tokens, float* x) const = 0;
+  // Runs block `layer` in place on the hidden states of one sequence (positions 0..n_tokens-1,
+  // using `cache`, which must be empty), reporting each linear group's input to `observer`.
+  virtual void run_layer(int layer, float* x, int64_t n_tokens, KvCache& cache, const LinearInputObserver& observer) = 0;
+  // From now on the linear `name` uses `weight` (same shape; its storage must outlive the model).
+  virtual void replace_weight(const std::string& name, const QuantTensor& weight) = 0;
 };
 
 // Builds the network the source describes. The source must outlive the model (weights stay

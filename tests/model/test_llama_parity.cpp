@@ -4,8 +4,11 @@
 #include <algorithm>
 #include <cmath>
 
+#include "backend/cpu/matmul.h"
+#include "backend/cpu/ops.h"
 #include "model/model.h"
 #include "model/model_source.h"
+#include "model/weights.h"
 #include "reference.h"
 
 namespace marlin {
@@ -67,6 +70,46 @@ TEST(TinyLlama, RejectsTokensOutsideTheVocabulary) {
   EXPECT_THROW(model->forward(bad, *cache, logits.data(), false), Error);
   const std::vector<int32_t> too_long(9, 1);
   EXPECT_THROW(model->forward(too_long, *cache, logits.data(), false), Error);
+}
+
+// Layer by layer (the calibration path of marlin quantize) computes what forward computes: the
+// final hidden states, put through the final norm and lm_head here, give the reference logits.
+TEST(TinyLlama, LayerByLayerReportsEveryLinearInput) {
+  const auto ref = testing::load_reference(kDir, "tiny_llama");
+  auto source = open_model_source(kDir + "/tiny_llama.gguf");
+  ThreadPool pool(2);
+  auto model = load_model(*source, pool);
+  const auto& c = model->config();
+  const int64_t n = 20;
+  std::vector<float> x(static_cast<size_t>(n * c.d_model));
+  model->embed(std::span(ref.tokens).first(n), x.data());
+  auto cache = model->new_cache(n);
+  for (int layer = 0; layer < c.n_layers; ++layer) {
+    const auto groups = model->linear_groups(layer);
+    ASSERT_EQ(groups.size(), 4u);
+    std::vector<int64_t> cols_seen(groups.size(), 0);
+    cache->clear();
+    model->run_layer(layer, x.data(), n, *cache, [&](int group, const float*, int64_t rows, int64_t cols) {
+      EXPECT_EQ(rows, n);
+      cols_seen[size_t(group)] = cols;
+    });
+    EXPECT_EQ(cols_seen, (std::vector<int64_t>{c.d_model, c.n_heads * c.head_dim, c.d_model, c.d_ffn}));
+    EXPECT_EQ(groups[0].weights.size(), 3u);
+  }
+  // Replacing a weight by itself changes nothing; a wrong shape or name is refused.
+  auto q = source->tensor("model.layers.0.self_attn.q_proj.weight");
+  model->replace_weight("model.layers.0.self_attn.q_proj.weight", *q);
+  EXPECT_THROW(model->replace_weight("model.layers.0.self_attn.k_proj.weight", *q), Error);
+  EXPECT_THROW(model->replace_weight("model.layers.9.self_attn.q_proj.weight", *q), Error);
+  EXPECT_THROW(model->replace_weight("model.layers.01.self_attn.q_proj.weight", *q), Error);
+
+  const auto norm = require_vector(*source, "model.norm.weight", c.d_model);
+  const auto lm_head = require_matrix(*source, "lm_head.weight", c.vocab_size, c.d_model);
+  std::vector<float> h(x.size()), logits(static_cast<size_t>(n) * size_t(ref.vocab));
+  for (int64_t t = 0; t < n; ++t)
+    cpu::rms_norm(&x[size_t(t * c.d_model)], norm.data(), c.rms_eps, c.d_model, &h[size_t(t * c.d_model)]);
+  cpu::matmul(lm_head, h.data(), n, logits.data(), pool);
+  for (int64_t i = 0; i < n * ref.vocab; ++i) ASSERT_NEAR(logits[size_t(i)], ref.logits[size_t(i)], 2 * ref.fp32_error);
 }
 
 INSTANTIATE_TEST_SUITE_P(Variants, TinyLlamaParity,
