@@ -1,10 +1,15 @@
 #!/usr/bin/env python3
-"""Builds the fixed English evaluation corpus from GNU manuals shipped by Debian (info files).
+"""Builds the fixed English texts from GNU manuals shipped by Debian (info files).
 
-The text is the plain prose of the grep, sed, gzip and diffutils manuals (GFDL), with Info's node
-separators and navigation lines removed, cut at a paragraph boundary near --bytes. The result is
-committed as tests/fixtures/corpus/gnu_manuals.txt with its sha256 beside it, so nobody needs to
-rebuild it; the script documents where it came from (Debian 12 packages grep, sed, gzip, diffutils).
+  evaluation corpus (perplexity, compare): the grep, sed, gzip and diffutils manuals
+      python3 tools/make_corpus.py
+  calibration text (GPTQ), disjoint from it: the coreutils and findutils manuals
+      python3 tools/make_corpus.py --manuals coreutils find --bytes 200000 \
+          --out tests/fixtures/corpus/calibration.txt
+
+The text is the manuals' plain prose (GFDL), with Info's node separators and navigation lines
+removed, cut at a paragraph boundary near --bytes. Results are committed with their sha256 beside
+them, so nobody needs to rebuild them; the script documents where they came from (Debian 12).
 """
 import argparse
 import gzip
@@ -12,7 +17,6 @@ import hashlib
 import pathlib
 import re
 
-MANUALS = ["grep", "sed", "gzip", "diffutils"]
 
 
 def info_text(name: str) -> str:
@@ -31,10 +35,11 @@ def info_text(name: str) -> str:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--manuals", nargs="+", default=["grep", "sed", "gzip", "diffutils"])
     ap.add_argument("--bytes", type=int, default=300_000)
     ap.add_argument("--out", type=pathlib.Path, default=pathlib.Path("tests/fixtures/corpus/gnu_manuals.txt"))
     args = ap.parse_args()
-    text = "\n\n".join(info_text(m) for m in MANUALS)
+    text = "\n\n".join(info_text(m) for m in args.manuals)
     text = re.sub(r"[ \t]+\n", "\n", text)
     text = re.sub(r"\n{3,}", "\n\n", text)
     cut = text.rfind("\n\n", 0, args.bytes)
