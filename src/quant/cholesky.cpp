@@ -46,12 +46,15 @@ bool cholesky_lower(std::vector<double>& a, int64_t n, ThreadPool* pool) {
 
 }  // namespace
 
-bool inverse_hessian_factor(const std::vector<double>& h, int64_t n, std::vector<double>& u, ThreadPool* pool) {
+bool inverse_hessian_factor(const std::vector<double>& h, int64_t n, double damping, std::vector<double>& u,
+                            ThreadPool* pool) {
   // Reversal J (index i -> n−1−i): J·H·J = L·Lᵀ gives H = (J·L·J)(J·L·J)ᵀ with J·L·J upper, so
-  // U = (J·L·J)⁻¹ = J·L⁻¹·J.
+  // U = (J·L·J)⁻¹ = J·L⁻¹·J. (H stands for H + λI from here on.)
   std::vector<double> a(size_t(n * n));
-  for (int64_t i = 0; i < n; ++i)
+  for (int64_t i = 0; i < n; ++i) {
     for (int64_t j = 0; j <= i; ++j) a[size_t(i * n + j)] = h[size_t((n - 1 - i) * n + (n - 1 - j))];
+    a[size_t(i * n + i)] += damping;
+  }
   if (!cholesky_lower(a, n, pool)) return false;
 
   // X = (L⁻¹)ᵀ: row j of X is column j of L⁻¹, the solution of L·x = e_j:

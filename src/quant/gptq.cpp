@@ -159,14 +159,13 @@ GptqResult quantize_gptq(const float* w, int64_t rows, int64_t cols, const Tenso
   std::vector<double> factor;
   double percdamp = options.percdamp;
   for (int attempt = 0;; ++attempt, percdamp *= 10.0) {
-    std::vector<double> damped = h;
-    for (int64_t i = 0; i < n; ++i) damped[size_t(i * n + i)] += percdamp * mean_diag;
-    if (inverse_hessian_factor(damped, n, factor, options.pool)) break;
+    if (inverse_hessian_factor(h, n, percdamp * mean_diag, factor, options.pool)) break;
     MARLIN_CHECK(attempt < options.damping_retries,
                  "GPTQ: the Hessian of {} columns is not positive definite even with dampening {}·mean(diag H)", n,
                  percdamp);
   }
   result.percdamp = percdamp;
+  h = {};
   const std::vector<float> u(factor.begin(), factor.end());
   factor = {};
 

@@ -16,7 +16,8 @@ constexpr int64_t kChunk = 64;
 }  // namespace
 
 HessianAccumulator::HessianAccumulator(int64_t cols) : cols_(cols) {
-  MARLIN_CHECK(cols > 0 && cols <= (int64_t(1) << 17), "Hessian of {} columns is out of range", cols);
+  MARLIN_CHECK(cols > 0 && cols <= kMaxHessianCols, "Hessian of {} columns is out of range (1..{})", cols,
+               kMaxHessianCols);
   sum_.assign(size_t(cols * cols), 0.0);
 }
 

@@ -9,9 +9,12 @@ namespace marlin {
 
 class ThreadPool;
 
+// The widest layer input accepted: 32768 features need an 8 GiB Hessian.
+inline constexpr int64_t kMaxHessianCols = 32768;
+
 class HessianAccumulator {
  public:
-  // cols: the layer's input features (K). Memory: cols² doubles.
+  // cols: the layer's input features (K), 1..kMaxHessianCols. Memory: cols² doubles.
   explicit HessianAccumulator(int64_t cols);
 
   // Adds n activation rows (row-major n × cols). Sums in double, split over `pool` by rows of H;

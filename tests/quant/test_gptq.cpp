@@ -144,8 +144,7 @@ std::vector<float> reference_gptq(const Layer& l, const TensorFormat& f) {
   std::vector<double> h = l.h, factor;
   double mean = 0;
   for (int64_t i = 0; i < n; ++i) mean += h[size_t(i * n + i)] / double(n);
-  for (int64_t i = 0; i < n; ++i) h[size_t(i * n + i)] += 0.01 * mean;
-  EXPECT_TRUE(inverse_hessian_factor(h, n, factor));
+  EXPECT_TRUE(inverse_hessian_factor(h, n, 0.01 * mean, factor));
   const GroupQuantizer quantizer(f);
   std::vector<float> q(l.w.size());
   for (int64_t r = 0; r < l.rows; ++r) {
@@ -291,9 +290,9 @@ TEST(Cholesky, FactorOfTheInverse) {
       h[size_t(i * n + j)] = s;
     }
   std::vector<double> u, u2;
-  ASSERT_TRUE(inverse_hessian_factor(h, n, u));
+  ASSERT_TRUE(inverse_hessian_factor(h, n, 0.0, u));
   ThreadPool pool(2);
-  ASSERT_TRUE(inverse_hessian_factor(h, n, u2, &pool));
+  ASSERT_TRUE(inverse_hessian_factor(h, n, 0.0, u2, &pool));
   EXPECT_EQ(u, u2);
   // Uᵀ·U·H = I and U upper with a positive diagonal.
   double worst = 0.0;
@@ -312,8 +311,9 @@ TEST(Cholesky, FactorOfTheInverse) {
       worst = std::max(worst, std::fabs(s - (i == j ? 1.0 : 0.0)));
     }
   EXPECT_LT(worst, 1e-10);
-  std::vector<double> bad = {1, 2, 2, 1};
-  EXPECT_FALSE(inverse_hessian_factor(bad, 2, u));
+  std::vector<double> bad = {1, 2, 2, 1};  // eigenvalues 3 and −1
+  EXPECT_FALSE(inverse_hessian_factor(bad, 2, 0.5, u));
+  EXPECT_TRUE(inverse_hessian_factor(bad, 2, 1.5, u));
 }
 
 TEST(Hessian, MatchesTheDefinitionAndIgnoresThreads) {
