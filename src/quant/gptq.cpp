@@ -19,7 +19,7 @@ namespace {
 constexpr int64_t kTile = 8;  // rows that share each pass over a block of U
 
 struct Problem {
-  int64_t rows, cols;
+  int64_t cols;
   const TensorFormat& format;
   const std::vector<float>& u;  // upper factor of H⁻¹, float, cols × cols
   int64_t block;
@@ -86,10 +86,11 @@ void quantize_rows(const Problem& p, const GroupQuantizer& quantizer, std::vecto
           for (int64_t j = i + 1; j < b1; ++j) row[j] -= err * ui[j];
         }
       }
-      if (b1 < n)
+      // The block's errors reach the later columns: 4 rows of U at a time, shared by the tile.
+      for (int64_t k = b0; k < b1 && b1 < n; k += 4)
         for (int64_t t = 0; t < tile; ++t)
-          subtract_combination(rows[t] + b1, &errors[size_t(t * p.block)], &p.u[size_t(b0 * n + b1)], n, b1 - b0,
-                               n - b1);
+          subtract_combination(rows[t] + b1, &errors[size_t(t * p.block + (k - b0))], &p.u[size_t(k * n + b1)], n,
+                               std::min<int64_t>(4, b1 - k), n - b1);
     }
     for (int64_t t = 0; t < tile; ++t) {
       pack_codes(&codes[size_t(t * stored)], stored, bits, &out.codes[size_t(r0 + t) * out.code_row_bytes]);
@@ -173,7 +174,7 @@ GptqResult quantize_gptq(const float* w, int64_t rows, int64_t cols, const Tenso
   if (format.act_order) out.perm = perm;
   if (format.kind == FormatKind::kNvFp4) out.tensor_scale = nvfp4_tensor_scale(wq.data(), rows * cols);
   const GroupQuantizer quantizer(format, out.tensor_scale);
-  const Problem problem{rows, cols, format, u, options.block_size};
+  const Problem problem{cols, format, u, options.block_size};
   std::vector<double> row_loss(static_cast<size_t>(rows));
   parallel_ranges(options.pool, rows, kTile, [&](int64_t begin, int64_t end) {
     quantize_rows(problem, quantizer, wq, begin, end, out, row_loss);
