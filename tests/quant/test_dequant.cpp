@@ -53,11 +53,11 @@ TEST(Dequantize, EveryFormatMatchesTheIndependentReference) {
     t.sparse_meta = meta.empty() ? nullptr : meta.data();
     t.tensor_scale = entry["tensor_scale"];
     // Act-order does not change what comes out: values stay in stored order.
-    std::vector<int32_t> perm(size_t(t.cols));
+    std::vector<int32_t> perm(static_cast<size_t>(t.cols));
     std::iota(perm.rbegin(), perm.rend(), 0);
     if (t.format.act_order) t.perm = perm.data();
 
-    std::vector<float> row(size_t(t.cols));
+    std::vector<float> row(static_cast<size_t>(t.cols));
     int mismatches = 0;
     for (int64_t r = 0; r < t.rows; ++r) {
       dequantize_row(t, r, row.data());
@@ -82,7 +82,7 @@ TEST(Dequantize, GgmlAndPlainKindsDelegate) {
     t.cols = int64_t(expected.size() / 2);
     t.codes = blocks.data();
     t.code_row_bytes = blocks.size() / 2;
-    std::vector<float> row(size_t(t.cols));
+    std::vector<float> row(static_cast<size_t>(t.cols));
     for (int64_t r = 0; r < 2; ++r) {
       dequantize_row(t, r, row.data());
       for (int64_t k = 0; k < t.cols; ++k)

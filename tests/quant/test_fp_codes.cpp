@@ -73,9 +73,15 @@ TEST(FpCodes, EdgeCases) {
   EXPECT_TRUE(std::isnan(e8m0_to_float(255)));
   // Every code decodes and re-encodes to itself (NaN codes aside).
   for (int c = 0; c < 256; ++c) {
-    if ((c & 0x7f) != 0x7f) EXPECT_EQ(float_to_e4m3(e4m3_to_float(uint8_t(c))), c);
-    if (c < 255) EXPECT_EQ(float_to_e8m0(e8m0_to_float(uint8_t(c))), c);
-    if (c < 16) EXPECT_EQ(float_to_e2m1(e2m1_to_float(uint8_t(c))), c);
+    if ((c & 0x7f) != 0x7f) {
+      EXPECT_EQ(float_to_e4m3(e4m3_to_float(uint8_t(c))), c);
+    }
+    if (c < 255) {
+      EXPECT_EQ(float_to_e8m0(e8m0_to_float(uint8_t(c))), c);
+    }
+    if (c < 16) {
+      EXPECT_EQ(float_to_e2m1(e2m1_to_float(uint8_t(c))), c);
+    }
   }
 }
 
