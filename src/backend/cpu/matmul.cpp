@@ -6,6 +6,7 @@
 #include "backend/cpu/cpu_isa.h"
 #include "backend/cpu/kernels.h"
 #include "core/error.h"
+#include "quant/dequant.h"
 #include "quant/ggml_dequant.h"
 
 namespace marlin::cpu {
@@ -90,7 +91,21 @@ void matmul(const QuantTensor& w, const float* x, int64_t m, float* y, ThreadPoo
     case FormatKind::kF16: type = GgmlType::F16; break;
     case FormatKind::kBF16: type = GgmlType::BF16; break;
     case FormatKind::kGgml: type = w.format.ggml; break;
-    default: fail("cpu matmul: format {} has no CPU kernel yet", int(w.format.kind));
+    default:
+      // Planar formats have no fast kernel yet: the reference path (dequantized rows, fp64 sums).
+      pool.parallel_for(w.rows, kRowGrain, [&](int64_t begin, int64_t end) {
+        std::vector<float> row(static_cast<size_t>(w.cols));
+        for (int64_t r = begin; r < end; ++r) {
+          dequantize_row(w, r, row.data());
+          for (int64_t c = 0; c < m; ++c) {
+            double acc = 0;
+            const float* xc = x + c * w.cols;
+            for (int64_t k = 0; k < w.cols; ++k) acc += double(xc[w.perm ? w.perm[k] : k]) * double(row[size_t(k)]);
+            y[c * w.rows + r] = float(acc);
+          }
+        }
+      });
+      return;
   }
   matmul(QuantMatrix{type, w.rows, w.cols, w.codes, w.code_row_bytes}, x, m, y, pool);
 }

@@ -1,0 +1,206 @@
+#include "runtime/quantize_model.h"
+
+#include <chrono>
+#include <cstring>
+#include <set>
+
+#include "core/error.h"
+#include "model/model.h"
+#include "quant/dequant.h"
+#include "quant/ggml_repack.h"
+#include "quant/hessian.h"
+#include "quant/quant_buffers.h"
+#include "quant/rtn.h"
+
+namespace marlin {
+namespace {
+
+// Source row of each output row for tensors whose rows must be reordered, else empty. GGUF Llama
+// files store Q/K rows so that RoPE pairs (i, i + D/2) of a head are adjacent; the Hugging Face
+// layout keeps the halves apart: output row r of a head comes from source row 2·(r mod D/2) + r div D/2.
+std::vector<int64_t> source_rows(std::string_view name, int64_t rows, const ModelConfig& c) {
+  if (c.rope.pairing != RopePairing::kAdjacent) return {};
+  const bool qk = name.ends_with("self_attn.q_proj.weight") || name.ends_with("self_attn.k_proj.weight");
+  if (!qk) return {};
+  const int64_t d = c.head_dim, half = d / 2;
+  MARLIN_CHECK(rows % d == 0, "quantize: '{}' has {} rows, not whole heads of {}", name, rows, d);
+  std::vector<int64_t> order(static_cast<size_t>(rows));
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t head = r / d, i = r % d;
+    order[size_t(r)] = head * d + (i % half) * 2 + i / half;
+  }
+  return order;
+}
+
+int64_t source_row(const std::vector<int64_t>& order, int64_t r) { return order.empty() ? r : order[size_t(r)]; }
+
+// The whole matrix in fp32, rows in output order.
+std::vector<float> dequantize_matrix(const QuantTensor& t, const std::vector<int64_t>& order) {
+  std::vector<float> w(static_cast<size_t>(t.rows * t.cols));
+  for (int64_t r = 0; r < t.rows; ++r) dequantize_row(t, source_row(order, r), &w[size_t(r * t.cols)]);
+  return w;
+}
+
+// The tensor as stored, rows reordered (byte copies: every format stores rows independently).
+QuantBuffers permute_rows(const QuantTensor& t, const std::vector<int64_t>& order) {
+  QuantBuffers out = QuantBuffers::allocate(t.format, t.rows, t.cols);
+  const uint64_t scale_row = out.scales.size() / size_t(t.rows), zero_row = out.zeros.size() / size_t(t.rows);
+  const uint64_t meta_row = out.sparse_meta.size() / size_t(t.rows);
+  for (int64_t r = 0; r < t.rows; ++r) {
+    const uint64_t s = uint64_t(source_row(order, r));
+    std::memcpy(&out.codes[size_t(uint64_t(r) * out.code_row_bytes)], t.codes + s * t.code_row_bytes, out.code_row_bytes);
+    if (scale_row) std::memcpy(&out.scales[size_t(uint64_t(r) * scale_row)], t.scales + s * scale_row, scale_row);
+    if (zero_row) std::memcpy(&out.zeros[size_t(uint64_t(r) * zero_row)], t.zeros + s * zero_row, zero_row);
+    if (meta_row) std::memcpy(&out.sparse_meta[size_t(uint64_t(r) * meta_row)], t.sparse_meta + s * meta_row, meta_row);
+  }
+  if (t.perm) out.perm.assign(t.perm, t.perm + t.cols);
+  out.tensor_scale = t.tensor_scale;
+  return out;
+}
+
+class Quantizer {
+ public:
+  Quantizer(const ModelSource& source, const QuantizeOptions& options, ThreadPool& pool, const TensorSink& sink,
+            const QuantizeProgress& progress)
+      : source_(source), options_(options), pool_(pool), sink_(sink), progress_(progress),
+        names_(source.tensor_names()) {}
+
+  QuantizeReport run() {
+    const auto start = std::chrono::steady_clock::now();
+    std::set<std::string> calibrated;
+    std::unique_ptr<Model> model;
+    if (options_.gptq) {
+      MARLIN_CHECK(!options_.calibration.empty(), "quantize: GPTQ needs calibration text");
+      model = load_model(source_, pool_);
+      for (int layer = 0; layer < source_.config().n_layers; ++layer)
+        for (const auto& group : model->linear_groups(layer))
+          calibrated.insert(group.weights.begin(), group.weights.end());
+    }
+    for (const auto& name : names_)
+      if (!calibrated.count(name)) emit_rtn(name);
+    if (model) run_gptq(*model);
+    report_.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return std::move(report_);
+  }
+
+ private:
+  QuantTensor stored(const std::string& name) const {
+    auto t = source_.tensor(name);
+    MARLIN_CHECK(t.has_value(), "quantize: tensor '{}' is listed but missing", name);
+    return *t;
+  }
+
+  void emit(const std::string& name, const QuantTensor& t, double loss = -1) {
+    sink_(name, t);
+    report_.tensors.push_back({name, t.format, t.rows, t.cols, loss});
+    if (progress_) progress_(int64_t(report_.tensors.size()), int64_t(names_.size()));
+  }
+
+  // Round to nearest (or keep / repack losslessly) one tensor.
+  void emit_rtn(const std::string& name) {
+    const QuantTensor t = stored(name);
+    const auto order = source_rows(name, t.rows, source_.config());
+    const auto format = choose_format(name, t.rows, options_.format, options_.rules);
+    if (!format || *format == t.format) {
+      if (order.empty()) return emit(name, t);
+      return emit(name, permute_rows(t, order).view());
+    }
+    if (t.format.kind == FormatKind::kGgml && lossless_planar_format(t.format.ggml) == *format)
+      return emit(name, permute_rows(repack_ggml(t).view(), order).view());
+    MARLIN_CHECK(!format->act_order, "quantize: '{}': act-order ({}) needs GPTQ (--method gptq)", name, format->name());
+    const auto w = dequantize_matrix(t, order);
+    emit(name, quantize_rtn(w.data(), t.rows, t.cols, *format, {}, &pool_).view());
+  }
+
+  // GPTQ block by block: each block's linear inputs are collected on the calibration sequences as
+  // the already-quantized blocks before it produce them, its linears quantized with the Hessian of
+  // their input, and the sequences moved on through the quantized block.
+  void run_gptq(Model& model) {
+    const ModelConfig& c = model.config();
+    std::vector<std::vector<float>> hidden;
+    int64_t longest = 0;
+    for (const auto& tokens : options_.calibration) {
+      hidden.emplace_back(tokens.size() * size_t(c.d_model));
+      model.embed(tokens, hidden.back().data());
+      longest = std::max<int64_t>(longest, int64_t(tokens.size()));
+    }
+    auto cache = model.new_cache(longest);
+    std::vector<float> scratch;
+    GptqOptions gptq = options_.gptq_options;
+    gptq.pool = &pool_;
+    for (int layer = 0; layer < c.n_layers; ++layer) {
+      const auto groups = model.linear_groups(layer);
+      std::vector<HessianAccumulator> hessians;
+      for (const auto& g : groups) hessians.emplace_back(stored(g.weights.front()).cols);
+      for (size_t s = 0; s < hidden.size(); ++s) {
+        scratch = hidden[s];
+        cache->clear();
+        model.run_layer(layer, scratch.data(), int64_t(options_.calibration[s].size()), *cache,
+                        [&](int group, const float* x, int64_t rows, int64_t) { hessians[size_t(group)].add(x, rows, &pool_); });
+      }
+      // The quantized weights, dequantized in the model's own row order, stand in for the
+      // originals while the sequences move on through this block.
+      std::vector<std::vector<float>> replacements;
+      for (size_t g = 0; g < groups.size(); ++g) {
+        const auto h = hessians[g].hessian();
+        for (const auto& name : groups[g].weights) replacements.push_back(quantize_linear(model, name, h, gptq));
+      }
+      for (size_t s = 0; s < hidden.size(); ++s) {
+        cache->clear();
+        model.run_layer(layer, hidden[s].data(), int64_t(options_.calibration[s].size()), *cache, {});
+      }
+    }
+  }
+
+  std::vector<float> quantize_linear(Model& model, const std::string& name, const std::vector<double>& hessian,
+                                     const GptqOptions& gptq) {
+    const QuantTensor t = stored(name);
+    const auto order = source_rows(name, t.rows, source_.config());
+    const auto format = choose_format(name, t.rows, options_.format, options_.rules);
+    if (!format || *format == t.format || !format->quantized() || format->kind == FormatKind::kGgml) {
+      emit_rtn(name);  // kept, converted or repacked: nothing for GPTQ to do
+      return {};
+    }
+    const auto w = dequantize_matrix(t, order);
+    const GptqResult result = quantize_gptq(w.data(), t.rows, t.cols, *format, hessian, gptq);
+    const QuantTensor q = result.weights.view();
+    emit(name, q, result.loss);
+    // Dequantized back into the model's row order.
+    std::vector<float> replacement(w.size());
+    std::vector<float> row(static_cast<size_t>(t.cols));
+    for (int64_t r = 0; r < t.rows; ++r) {
+      dequantize_row(q, r, row.data());
+      float* dst = &replacement[size_t(source_row(order, r) * t.cols)];
+      if (q.perm) {
+        for (int64_t k = 0; k < t.cols; ++k) dst[q.perm[k]] = row[size_t(k)];
+      } else {
+        std::copy(row.begin(), row.end(), dst);
+      }
+    }
+    QuantTensor f32;
+    f32.format.kind = FormatKind::kF32;
+    f32.rows = t.rows;
+    f32.cols = t.cols;
+    f32.codes = reinterpret_cast<const uint8_t*>(replacement.data());
+    f32.code_row_bytes = uint64_t(t.cols) * sizeof(float);
+    model.replace_weight(name, f32);
+    return replacement;
+  }
+
+  const ModelSource& source_;
+  const QuantizeOptions& options_;
+  ThreadPool& pool_;
+  const TensorSink& sink_;
+  const QuantizeProgress& progress_;
+  std::vector<std::string> names_;
+  QuantizeReport report_;
+};
+
+}  // namespace
+
+QuantizeReport quantize_model(const ModelSource& source, const QuantizeOptions& options, ThreadPool& pool,
+                              const TensorSink& sink, const QuantizeProgress& progress) {
+  return Quantizer(source, options, pool, sink, progress).run();
+}
+
+}  // namespace marlin

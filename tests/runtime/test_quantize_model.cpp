@@ -1,0 +1,159 @@
+// Whole-model quantization of a tiny Llama checkpoint: formats chosen by the rules, Q/K rows moved
+// to the Hugging Face layout, RTN and GPTQ, judged by how far the result's logits move.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <map>
+
+#include "model/model.h"
+#include "model/model_source.h"
+#include "quant/quant_buffers.h"
+#include "runtime/evaluation.h"
+#include "runtime/quantize_model.h"
+#include "tokenizer/tokenizer.h"
+#include "../model/reference.h"
+
+namespace marlin {
+namespace {
+
+const std::string kDir = std::string(MARLIN_FIXTURES_DIR) + "/model";
+
+QuantBuffers copy_of(const QuantTensor& t) {
+  QuantBuffers b = QuantBuffers::allocate(t.format, t.rows, t.cols);
+  b.codes.assign(t.codes, t.codes + b.codes.size());
+  if (t.scales) b.scales.assign(t.scales, t.scales + b.scales.size());
+  if (t.zeros) b.zeros.assign(t.zeros, t.zeros + b.zeros.size());
+  if (t.sparse_meta) b.sparse_meta.assign(t.sparse_meta, t.sparse_meta + b.sparse_meta.size());
+  if (t.perm) b.perm.assign(t.perm, t.perm + t.cols);
+  b.tensor_scale = t.tensor_scale;
+  return b;
+}
+
+// What quantize_model wrote, as a source in the Hugging Face layout.
+class MemorySource final : public ModelSource {
+ public:
+  MemorySource(ModelConfig config, std::map<std::string, QuantBuffers> tensors)
+      : config_(std::move(config)), tensors_(std::move(tensors)) {
+    config_.rope.pairing = RopePairing::kHalfSplit;
+  }
+  const ModelConfig& config() const override { return config_; }
+  std::unique_ptr<Tokenizer> tokenizer() const override { return nullptr; }
+  std::string chat_template() const override { return {}; }
+  std::optional<QuantTensor> tensor(std::string_view name) const override {
+    auto it = tensors_.find(std::string(name));
+    if (it == tensors_.end()) return std::nullopt;
+    return it->second.view();
+  }
+  std::vector<std::string> tensor_names() const override {
+    std::vector<std::string> names;
+    for (const auto& [name, t] : tensors_) names.push_back(name);
+    return names;
+  }
+  std::string description() const override { return "memory"; }
+
+ private:
+  ModelConfig config_;
+  std::map<std::string, QuantBuffers> tensors_;
+};
+
+struct Quantized {
+  std::unique_ptr<MemorySource> source;
+  QuantizeReport report;
+};
+
+Quantized quantize(const ModelSource& source, QuantizeOptions options, ThreadPool& pool) {
+  std::map<std::string, QuantBuffers> out;
+  auto report = quantize_model(source, options, pool, [&](const std::string& name, const QuantTensor& t) {
+    EXPECT_EQ(out.count(name), 0u) << name << " written twice";
+    out.emplace(name, copy_of(t));
+  });
+  return {std::make_unique<MemorySource>(source.config(), std::move(out)), std::move(report)};
+}
+
+class QuantizeModel : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ref_ = testing::load_reference(kDir, "tiny_llama");
+    source_ = open_model_source(kDir + "/tiny_llama.gguf");
+  }
+  // KL of `model` from the original over the reference tokens (ctx 100: one chunk, 50 scored).
+  double kl_from_original(const ModelSource& quantized) {
+    auto a = load_model(*source_, pool_), b = load_model(quantized, pool_);
+    EvaluationOptions options;
+    options.ctx = 100;
+    return compare_models(*a, *b, ref_.tokens, options).mean_kl;
+  }
+  testing::ReferenceLogits ref_;
+  std::unique_ptr<ModelSource> source_;
+  ThreadPool pool_{2};
+};
+
+TEST_F(QuantizeModel, KeepingEverythingChangesNothingButTheQkLayout) {
+  auto q = quantize(*source_, {}, pool_);
+  EXPECT_EQ(q.report.tensors.size(), source_->tensor_names().size());
+  // Same weights, Q/K rows in the Hugging Face order, half-split RoPE: the same logits.
+  auto model = load_model(*q.source, pool_);
+  auto cache = model->new_cache(int64_t(ref_.tokens.size()));
+  std::vector<float> logits(ref_.tokens.size() * size_t(ref_.vocab));
+  model->forward(ref_.tokens, *cache, logits.data(), true);
+  for (size_t i = 0; i < logits.size(); ++i) ASSERT_NEAR(logits[i], ref_.logits[i], 2 * ref_.fp32_error) << i;
+}
+
+TEST_F(QuantizeModel, RulesPickEachTensorsFormat) {
+  QuantizeOptions options;
+  options.format = TensorFormat::parse("int4-g32");
+  options.rules = parse_quant_rules("*.mlp.down_proj.weight=int8-pc, layers.1.self_attn=keep");
+  auto q = quantize(*source_, options, pool_);
+  auto format_of = [&](const std::string& name) { return q.source->tensor(name)->format.name(); };
+  EXPECT_EQ(format_of("model.layers.0.mlp.up_proj.weight"), "int4-g32");
+  EXPECT_EQ(format_of("model.layers.0.mlp.down_proj.weight"), "int8-pc");
+  EXPECT_EQ(format_of("model.layers.1.self_attn.q_proj.weight"), "f32");
+  EXPECT_EQ(format_of("model.layers.0.input_layernorm.weight"), "f32");  // vectors stay
+  EXPECT_EQ(format_of("model.embed_tokens.weight"), "int8-g32");         // 8 bits for embeddings
+  EXPECT_EQ(format_of("lm_head.weight"), "int8-g32");
+  EXPECT_LT(kl_from_original(*q.source), 0.05);
+}
+
+TEST_F(QuantizeModel, GptqMovesLogitsLessThanRtn) {
+  QuantizeOptions options;
+  options.format = TensorFormat::parse("int3-g32");
+  options.rules = parse_quant_rules("embed_tokens=keep,lm_head=keep");
+  const double rtn = kl_from_original(*quantize(*source_, options, pool_).source);
+  options.gptq = true;
+  // Calibrate on other token sequences than the ones the KL is measured on.
+  for (int s = 0; s < 8; ++s) {
+    std::vector<int32_t> tokens;
+    for (int i = 0; i < 64; ++i) tokens.push_back(int32_t((s * 131 + i * 17 + i * i) % 128));
+    options.calibration.push_back(tokens);
+  }
+  auto q = quantize(*source_, options, pool_);
+  const double gptq = kl_from_original(*q.source);
+  EXPECT_LT(gptq, rtn);
+  int calibrated = 0;
+  for (const auto& t : q.report.tensors) calibrated += t.gptq_loss >= 0;
+  EXPECT_EQ(calibrated, 2 * 7);  // every linear of both blocks
+  std::cout << "KL from the original: RTN " << rtn << ", GPTQ " << gptq << "\n";
+}
+
+TEST_F(QuantizeModel, ActOrderNeedsGptq) {
+  QuantizeOptions options;
+  options.format = TensorFormat::parse("int4-g32-act");
+  EXPECT_THROW(quantize(*source_, options, pool_), Error);
+}
+
+TEST(QuantRules, Parse) {
+  auto rules = parse_quant_rules("  embed_tokens = int8-pc # 8 bits\nlm_head=keep,,*.down_proj.*=int4-g64");
+  ASSERT_EQ(rules.size(), 3u);
+  EXPECT_EQ(rules[0].pattern, "embed_tokens");
+  EXPECT_EQ(rules[0].format->name(), "int8-pc");
+  EXPECT_FALSE(rules[1].format.has_value());
+  EXPECT_TRUE(rule_matches(rules[2], "model.layers.3.mlp.down_proj.weight"));
+  EXPECT_FALSE(rule_matches(rules[2], "model.layers.3.mlp.up_proj.weight"));
+  EXPECT_TRUE(rule_matches(rules[0], "model.embed_tokens.weight"));
+  EXPECT_THROW(parse_quant_rules("nonsense"), Error);
+  EXPECT_THROW(parse_quant_rules("x=int5"), Error);
+  EXPECT_THROW(parse_quant_rules("=int4"), Error);
+}
+
+}  // namespace
+}  // namespace marlin
