@@ -9,6 +9,7 @@
 #include "quant/cholesky.h"
 #include "quant/dense_kernels.h"
 #include "quant/group_grid.h"
+#include "quant/hessian.h"
 #include "quant/pack.h"
 #include "quant/parallel.h"
 #include "quant/rtn.h"
@@ -101,6 +102,53 @@ void quantize_rows(const Problem& p, const GroupQuantizer& quantizer, std::vecto
   }
 }
 
+// Inputs that never fire (H_ii = 0) get H_ii = 1 and weight 0, as in GPTQ; returns their count.
+int64_t drop_dead_inputs(std::vector<double>& h, std::vector<float>& w, int64_t rows, int64_t n) {
+  int64_t dead = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    if (h[size_t(i * n + i)] != 0.0) continue;
+    ++dead;
+    h[size_t(i * n + i)] = 1.0;
+    for (int64_t r = 0; r < rows; ++r) w[size_t(r * n + i)] = 0.0f;
+  }
+  return dead;
+}
+
+// Act-order: permutes H and the columns of w by decreasing diag H (stable); returns the order.
+std::vector<int32_t> sort_by_activation(std::vector<double>& h, std::vector<float>& w, int64_t rows, int64_t n) {
+  std::vector<int32_t> perm(static_cast<size_t>(n));
+  std::iota(perm.begin(), perm.end(), 0);
+  std::stable_sort(perm.begin(), perm.end(),
+                   [&](int32_t a, int32_t b) { return h[size_t(a) * size_t(n + 1)] > h[size_t(b) * size_t(n + 1)]; });
+  std::vector<double> hp(h.size());
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < n; ++j) hp[size_t(i * n + j)] = h[size_t(perm[size_t(i)]) * n + perm[size_t(j)]];
+  h.swap(hp);
+  std::vector<float> row(static_cast<size_t>(n));
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t k = 0; k < n; ++k) row[size_t(k)] = w[size_t(r * n + perm[size_t(k)])];
+    std::copy(row.begin(), row.end(), w.begin() + r * n);
+  }
+  return perm;
+}
+
+// The factor of (H + λI)⁻¹ with λ = percdamp·mean(diag H), percdamp growing 10× per failed try;
+// returns the percdamp that worked.
+double factor_with_dampening(const std::vector<double>& h, int64_t n, const GptqOptions& options,
+                             std::vector<double>& factor) {
+  double mean_diag = 0.0;
+  for (int64_t i = 0; i < n; ++i) mean_diag += h[size_t(i * n + i)];
+  mean_diag /= double(n);
+  MARLIN_CHECK(mean_diag > 0.0, "GPTQ: the Hessian's mean diagonal is {}, not positive", mean_diag);
+  double percdamp = options.percdamp;
+  for (int attempt = 0;; ++attempt, percdamp *= 10.0) {
+    if (inverse_hessian_factor(h, n, percdamp * mean_diag, factor, options.pool)) return percdamp;
+    MARLIN_CHECK(attempt < options.damping_retries,
+                 "GPTQ: the Hessian of {} columns is not positive definite even with dampening {}·mean(diag H)", n,
+                 percdamp);
+  }
+}
+
 }  // namespace
 
 GptqResult quantize_gptq(const float* w, int64_t rows, int64_t cols, const TensorFormat& format,
@@ -109,6 +157,8 @@ GptqResult quantize_gptq(const float* w, int64_t rows, int64_t cols, const Tenso
   MARLIN_CHECK(format.quantized() && format.kind != FormatKind::kGgml, "GPTQ cannot quantize into {}",
                format.name());
   MARLIN_CHECK(w != nullptr, "GPTQ: no weights");
+  MARLIN_CHECK(cols <= kMaxHessianCols, "GPTQ: {} columns, more than the {} a Hessian may have", cols,
+               kMaxHessianCols);
   MARLIN_CHECK(int64_t(hessian.size()) == cols * cols, "GPTQ: Hessian has {} entries, {} columns need {}",
                hessian.size(), cols, cols * cols);
   MARLIN_CHECK(options.percdamp > 0.0 && std::isfinite(options.percdamp), "GPTQ: dampening {} is not positive",
@@ -128,44 +178,11 @@ GptqResult quantize_gptq(const float* w, int64_t rows, int64_t cols, const Tenso
   GptqResult result;
   std::vector<double> h(hessian.begin(), hessian.end());
   std::vector<float> wq(w, w + rows * cols);
-  for (int64_t i = 0; i < n; ++i) {
-    if (h[size_t(i * n + i)] != 0.0) continue;
-    ++result.dead_columns;
-    h[size_t(i * n + i)] = 1.0;
-    for (int64_t r = 0; r < rows; ++r) wq[size_t(r * n + i)] = 0.0f;
-  }
-
+  result.dead_columns = drop_dead_inputs(h, wq, rows, n);
   std::vector<int32_t> perm;
-  if (format.act_order) {
-    perm.resize(size_t(n));
-    std::iota(perm.begin(), perm.end(), 0);
-    std::stable_sort(perm.begin(), perm.end(),
-                     [&](int32_t a, int32_t b) { return h[size_t(a) * (n + 1)] > h[size_t(b) * (n + 1)]; });
-    std::vector<double> hp(h.size());
-    for (int64_t i = 0; i < n; ++i)
-      for (int64_t j = 0; j < n; ++j) hp[size_t(i * n + j)] = h[size_t(perm[size_t(i)]) * n + perm[size_t(j)]];
-    h.swap(hp);
-    std::vector<float> row(static_cast<size_t>(n));
-    for (int64_t r = 0; r < rows; ++r) {
-      for (int64_t k = 0; k < n; ++k) row[size_t(k)] = wq[size_t(r * n + perm[size_t(k)])];
-      std::copy(row.begin(), row.end(), wq.begin() + r * n);
-    }
-  }
-
-  double mean_diag = 0.0;
-  for (int64_t i = 0; i < n; ++i) mean_diag += h[size_t(i * n + i)];
-  mean_diag /= double(n);
-  MARLIN_CHECK(mean_diag > 0.0, "GPTQ: the Hessian's mean diagonal is {}, not positive", mean_diag);
-
+  if (format.act_order) perm = sort_by_activation(h, wq, rows, n);
   std::vector<double> factor;
-  double percdamp = options.percdamp;
-  for (int attempt = 0;; ++attempt, percdamp *= 10.0) {
-    if (inverse_hessian_factor(h, n, percdamp * mean_diag, factor, options.pool)) break;
-    MARLIN_CHECK(attempt < options.damping_retries,
-                 "GPTQ: the Hessian of {} columns is not positive definite even with dampening {}·mean(diag H)", n,
-                 percdamp);
-  }
-  result.percdamp = percdamp;
+  result.percdamp = factor_with_dampening(h, n, options, factor);
   h = {};
   const std::vector<float> u(factor.begin(), factor.end());
   factor = {};
