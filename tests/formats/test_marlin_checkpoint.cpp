@@ -6,9 +6,11 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <numeric>
 #include <random>
 
+#include "core/half.h"
 #include "formats/hf_json.h"
 #include "formats/hf_source.h"
 #include "formats/marlin_checkpoint.h"
@@ -375,6 +377,57 @@ TEST(MarlinCheckpointErrors, StoredTensors) {
   auto with_perm = valid_tensors();
   with_perm.push_back({"w.perm", SafetensorsDtype::kI32, {64}, {}});  // all zeros
   expect_error(open_error(doc, with_perm), "tensor 'w': column permutation repeats column 0");
+}
+
+}  // namespace
+}  // namespace marlin
+
+namespace marlin {
+namespace {
+
+// For tests/python/test_checkpoints_safetensors.py: a .marlin file and the weights marlin's
+// dequantizer gives for two of its tensors, which the Python test recomputes from the layout
+// docs/formats.md documents. Runs as a plain round trip without MARLIN_SAFETENSORS_EXPORT_DIR.
+TEST(MarlinExport, CheckpointForThePythonPackage) {
+  test::TempDir scratch;
+  const char* env = std::getenv("MARLIN_SAFETENSORS_EXPORT_DIR");
+  const std::string dir = env ? env : scratch.path().string();
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> scale(0.01f, 1.0f);
+  nlohmann::json manifest;
+  {
+    MarlinWriter w(dir + "/export.marlin", tiny_info());
+    for (const char* format : {"int4-g32-asym-act", "int8-pc", "int3-g64", "f16"}) {
+      QuantBuffers b = random_tensor(format, 5, 128, uint64_t(format[3]));
+      for (size_t i = 0; i + 1 < b.scales.size(); i += 2) {
+        const uint16_t h = fp32_to_fp16(scale(rng));
+        b.scales[i] = uint8_t(h);
+        b.scales[i + 1] = uint8_t(h >> 8);
+      }
+      if (b.format.kind == FormatKind::kF16) {
+        for (size_t i = 0; i + 1 < b.codes.size(); i += 2) {
+          const uint16_t h = fp32_to_fp16(scale(rng) - 0.5f);
+          b.codes[i] = uint8_t(h);
+          b.codes[i + 1] = uint8_t(h >> 8);
+        }
+      }
+      const std::string name = std::string("w.") + format;
+      w.add(name, b.view());
+      std::vector<float> stored(128), logical(128), all;
+      const QuantTensor t = b.view();
+      for (int64_t r = 0; r < t.rows; ++r) {
+        dequantize_row(t, r, stored.data());
+        for (int64_t j = 0; j < 128; ++j) logical[size_t(t.perm ? t.perm[j] : j)] = stored[size_t(j)];
+        all.insert(all.end(), logical.begin(), logical.end());
+      }
+      manifest["dequantized"][name] = all;
+    }
+    w.finish();
+  }
+  manifest["tokenizer_json"] = read_side_file(kTiny + "/tokenizer.json");
+  std::ofstream(dir + "/export.marlin.json") << manifest.dump();
+  auto source = MarlinSource::open(dir + "/export.marlin");
+  EXPECT_EQ(source->tensor_names().size(), 4u);
 }
 
 }  // namespace
