@@ -68,7 +68,8 @@ QuantBuffers import_awq_linear(const SafetensorsShards& shards, const std::strin
   const auto wbytes = shards.data(qweight);
   l.q.resize(size_t(l.k * l.n));
   for (int64_t k = 0; k < l.k; ++k)
-    for (int64_t col = 0; col < l.n; ++col) l.q[size_t(k * l.n + col)] = uint8_t(awq_code(wbytes, k, words_per_row, col));
+    for (int64_t col = 0; col < l.n; ++col)
+      l.q[size_t(k * l.n + col)] = uint8_t(awq_code(wbytes, k, words_per_row, col));
   const auto zbytes = shards.data(qzeros);
   l.zeros.resize(size_t(groups * l.n));
   for (int64_t g = 0; g < groups; ++g)

@@ -42,8 +42,8 @@ GptqConfig gptq_config_from_json(const nlohmann::json& j, std::string_view sourc
   auto format = json_string(j, "checkpoint_format", source);
   if (!format) format = json_string(j, "format", source);
   const std::string f = format.value_or("gptq");
-  MARLIN_CHECK(f == "gptq" || f == "gptq_v2",
-               "{}: GPTQ checkpoint format {} is not supported (gptq or gptq_v2)", source, gguf_quote(f));
+  MARLIN_CHECK(f == "gptq" || f == "gptq_v2", "{}: GPTQ checkpoint format {} is not supported (gptq or gptq_v2)",
+               source, gguf_quote(f));
   c.zeros_minus_one = f == "gptq";
   if (auto pack = json_string(j, "pack_dtype", source)) {
     MARLIN_CHECK(pack->find("int32") != std::string::npos, "{}: pack_dtype {} is not supported (int32)", source,

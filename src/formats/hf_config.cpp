@@ -39,9 +39,10 @@ const Architecture& find_architecture(const Json& j) {
     if (hf_class ? *hf_class == a.hf_class : model_type == a.model_type) return a;
   }
   MARLIN_CHECK(hf_class || model_type, "config.json: neither 'architectures' nor 'model_type' names the model");
-  fail("config.json: architecture {} is not supported (supported: LlamaForCausalLM, MistralForCausalLM, "
-       "Qwen2ForCausalLM)",
-       gguf_quote(hf_class ? *hf_class : *model_type));
+  fail(
+      "config.json: architecture {} is not supported (supported: LlamaForCausalLM, MistralForCausalLM, "
+      "Qwen2ForCausalLM)",
+      gguf_quote(hf_class ? *hf_class : *model_type));
 }
 
 int required_int(const Json& j, std::string_view key, int64_t low, int64_t high) {
@@ -120,12 +121,14 @@ void read_rope(ModelConfig& c, const Json& j) {
   const double partial = rope_number(rope, j, "partial_rotary_factor").value_or(1.0);
   MARLIN_CHECK(partial > 0 && partial <= 1, "config.json: partial_rotary_factor {} is outside (0, 1]", partial);
   r.dim = int(c.head_dim * partial);
-  MARLIN_CHECK(r.dim >= 2 && r.dim % 2 == 0, "config.json: rotary dimension {} (head_dim {} x {}) is not even",
-               r.dim, c.head_dim, partial);
+  MARLIN_CHECK(r.dim >= 2 && r.dim % 2 == 0, "config.json: rotary dimension {} (head_dim {} x {}) is not even", r.dim,
+               c.head_dim, partial);
 
   std::string type = "default";
-  if (auto t = json_string(rope, "rope_type", kSource)) type = *t;
-  else if (auto t2 = json_string(rope, "type", kSource)) type = *t2;
+  if (auto t = json_string(rope, "rope_type", kSource))
+    type = *t;
+  else if (auto t2 = json_string(rope, "type", kSource))
+    type = *t2;
   // Phi-3 style configs keep the pretraining length beside the rope dict; it wins there.
   auto original = json_int(j, "original_max_position_embeddings", kSource);
   if (!original) original = json_int(rope, "original_max_position_embeddings", kSource);

@@ -1,10 +1,11 @@
 #include "formats/hf_json.h"
 
+#include <sys/stat.h>
+
 #include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <fstream>
-#include <sys/stat.h>
 
 #include "core/error.h"
 #include "formats/gguf_text.h"

@@ -12,11 +12,16 @@ namespace {
 
 FormatKind kind_for_bits(int bits, const std::string& name) {
   switch (bits) {
-    case 2: return FormatKind::kInt2;
-    case 3: return FormatKind::kInt3;
-    case 4: return FormatKind::kInt4;
-    case 8: return FormatKind::kInt8;
-    default: fail("{}: {}-bit codes have no marlin format (2, 3, 4 or 8)", name, bits);
+    case 2:
+      return FormatKind::kInt2;
+    case 3:
+      return FormatKind::kInt3;
+    case 4:
+      return FormatKind::kInt4;
+    case 8:
+      return FormatKind::kInt8;
+    default:
+      fail("{}: {}-bit codes have no marlin format (2, 3, 4 or 8)", name, bits);
   }
 }
 
@@ -98,8 +103,8 @@ const SafetensorsShards::Entry& require_tensor(const SafetensorsShards& shards, 
 
 void expect_tensor(const SafetensorsTensor& t, SafetensorsDtype dtype, int64_t rows, int64_t cols,
                    std::string_view source) {
-  const bool shape_ok = t.shape.size() == 2 && (rows < 0 || t.shape[0] == uint64_t(rows)) &&
-                        (cols < 0 || t.shape[1] == uint64_t(cols));
+  const bool shape_ok =
+      t.shape.size() == 2 && (rows < 0 || t.shape[0] == uint64_t(rows)) && (cols < 0 || t.shape[1] == uint64_t(cols));
   if (t.dtype == dtype && shape_ok) return;
   auto dim = [](int64_t d) { return d < 0 ? std::string("*") : std::to_string(d); };
   fail("{}: tensor {} is {} {}, expected {} [{}, {}]", source, gguf_quote(t.name), safetensors_dtype_name(t.dtype),

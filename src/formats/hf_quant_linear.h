@@ -18,13 +18,13 @@ namespace marlin {
 
 struct UnpackedLinear {
   int bits = 4;
-  int64_t k = 0;                  // input features
-  int64_t n = 0;                  // output features
-  int64_t group_size = 0;         // inputs per group; 0: one group per output
-  std::vector<uint8_t> q;         // [k][n] codes
-  std::vector<uint16_t> zeros;    // [groups][n] zero points (AutoGPTQ v1 can reach 2^bits)
-  std::vector<uint16_t> scales;   // [groups][n] fp16 bits
-  std::vector<int32_t> g_idx;     // [k] group of each input feature; empty: k / group_size
+  int64_t k = 0;                 // input features
+  int64_t n = 0;                 // output features
+  int64_t group_size = 0;        // inputs per group; 0: one group per output
+  std::vector<uint8_t> q;        // [k][n] codes
+  std::vector<uint16_t> zeros;   // [groups][n] zero points (AutoGPTQ v1 can reach 2^bits)
+  std::vector<uint16_t> scales;  // [groups][n] fp16 bits
+  std::vector<int32_t> g_idx;    // [k] group of each input feature; empty: k / group_size
 
   int64_t groups() const { return group_size == 0 ? 1 : (k + group_size - 1) / group_size; }
 };

@@ -25,8 +25,10 @@ std::string weights_path(const std::string& dir) {
   std::vector<std::string> indexes, files;
   for (const auto& entry : fs::directory_iterator(dir)) {
     const std::string name = entry.path().filename().string();
-    if (ends_with(name, ".safetensors.index.json")) indexes.push_back(entry.path().string());
-    else if (ends_with(name, ".safetensors")) files.push_back(entry.path().string());
+    if (ends_with(name, ".safetensors.index.json"))
+      indexes.push_back(entry.path().string());
+    else if (ends_with(name, ".safetensors"))
+      files.push_back(entry.path().string());
   }
   if (indexes.size() == 1) return indexes.front();
   MARLIN_CHECK(indexes.empty(), "'{}' has {} safetensors index files; expected one", dir, indexes.size());
@@ -59,9 +61,15 @@ std::string template_of(const nlohmann::json& holder) {
 QuantTensor plain_tensor_view(const SafetensorsTensor& t, std::span<const uint8_t> data, std::string_view source) {
   QuantTensor q;
   switch (t.dtype) {
-    case SafetensorsDtype::kF32: q.format.kind = FormatKind::kF32; break;
-    case SafetensorsDtype::kF16: q.format.kind = FormatKind::kF16; break;
-    case SafetensorsDtype::kBF16: q.format.kind = FormatKind::kBF16; break;
+    case SafetensorsDtype::kF32:
+      q.format.kind = FormatKind::kF32;
+      break;
+    case SafetensorsDtype::kF16:
+      q.format.kind = FormatKind::kF16;
+      break;
+    case SafetensorsDtype::kBF16:
+      q.format.kind = FormatKind::kBF16;
+      break;
     default:
       fail("{}: tensor {} has dtype {}, which marlin cannot use as a weight (F32, F16 or BF16)", source,
            gguf_quote(t.name), safetensors_dtype_name(t.dtype));

@@ -1,7 +1,6 @@
 #include "formats/marlin_checkpoint.h"
 
 #include <filesystem>
-#include <regex>
 
 #include "core/error.h"
 
@@ -10,10 +9,14 @@ namespace {
 
 SafetensorsDtype scale_dtype(ScaleType type) {
   switch (type) {
-    case ScaleType::kF16: return SafetensorsDtype::kF16;
-    case ScaleType::kE8M0: return SafetensorsDtype::kF8E8M0;
-    case ScaleType::kE4M3: return SafetensorsDtype::kF8E4M3;
-    default: fail("marlin checkpoint: scale type {} has no stored dtype", int(type));
+    case ScaleType::kF16:
+      return SafetensorsDtype::kF16;
+    case ScaleType::kE8M0:
+      return SafetensorsDtype::kF8E8M0;
+    case ScaleType::kE4M3:
+      return SafetensorsDtype::kF8E4M3;
+    default:
+      fail("marlin checkpoint: scale type {} has no stored dtype", int(type));
   }
 }
 
@@ -30,10 +33,14 @@ std::vector<MarlinPart> marlin_parts(const TensorFormat& format, int64_t rows, i
   format.check_shape(rows, cols);
   const auto r = uint64_t(rows), c = uint64_t(cols);
   switch (format.kind) {
-    case FormatKind::kF32: return {{"codes", SafetensorsDtype::kF32, logical_shape, ""}};
-    case FormatKind::kF16: return {{"codes", SafetensorsDtype::kF16, logical_shape, ""}};
-    case FormatKind::kBF16: return {{"codes", SafetensorsDtype::kBF16, logical_shape, ""}};
-    default: break;
+    case FormatKind::kF32:
+      return {{"codes", SafetensorsDtype::kF32, logical_shape, ""}};
+    case FormatKind::kF16:
+      return {{"codes", SafetensorsDtype::kF16, logical_shape, ""}};
+    case FormatKind::kBF16:
+      return {{"codes", SafetensorsDtype::kBF16, logical_shape, ""}};
+    default:
+      break;
   }
   std::vector<MarlinPart> parts = {{"codes", SafetensorsDtype::kU8, {r, format.min_code_row_bytes(cols)}, ".codes"}};
   if (format.kind == FormatKind::kGgml) return parts;
@@ -54,11 +61,17 @@ std::string marlin_shard_name(const std::string& path, int index, int count) {
 }
 
 std::optional<std::string> marlin_first_shard(const std::string& path) {
-  static const std::regex pattern(R"((.*)-(\d{5})-of-(\d{5})\.marlin)");
-  const std::string name = std::filesystem::path(path).filename().string();
-  std::smatch m;
-  if (!std::regex_match(name, m, pattern) || m[2] == "00001") return std::nullopt;
-  const std::string first = fmt::format("{}-00001-of-{}.marlin", m[1].str(), m[3].str());
+  // NAME-kkkkk-of-nnnnn.marlin: 5 digits, "-of-", 5 digits, ".marlin" (22 characters).
+  const std::string file = std::filesystem::path(path).filename().string();
+  if (file.size() <= 22 || !file.ends_with(".marlin")) return std::nullopt;
+  const std::string_view tail = std::string_view(file).substr(file.size() - 22);
+  auto digits = [](std::string_view d) { return d.find_first_not_of("0123456789") == std::string_view::npos; };
+  if (tail[0] != '-' || !digits(tail.substr(1, 5)) || tail.substr(6, 4) != "-of-" || !digits(tail.substr(10, 5)) ||
+      tail.substr(1, 5) == "00001") {
+    return std::nullopt;
+  }
+  const std::string first =
+      file.substr(0, file.size() - 22) + "-00001-of-" + std::string(tail.substr(10, 5)) + ".marlin";
   return (std::filesystem::path(path).parent_path() / first).string();
 }
 

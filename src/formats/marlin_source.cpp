@@ -108,8 +108,7 @@ void MarlinSource::open_shards(const Json& doc, std::unique_ptr<SafetensorsFile>
                        fs::path(name.get<std::string>()).filename() == fs::path(name.get<std::string>()),
                    "{}shard {} is {}, not a file name", prefix_, i, gguf_quote(name.dump(), 60));
       const std::string shard_path = (fs::path(path_).parent_path() / name.get<std::string>()).string();
-      MARLIN_CHECK(fs::exists(shard_path), "{}shard {} of {} ('{}') does not exist", prefix_, i + 1, count,
-                   shard_path);
+      MARLIN_CHECK(fs::exists(shard_path), "{}shard {} of {} ('{}') does not exist", prefix_, i + 1, count, shard_path);
       auto file = SafetensorsFile::open(shard_path);
       const auto tag = file->metadata(kMarlinShardKey);
       MARLIN_CHECK(tag.has_value(), "{}'{}' is not a marlin shard (no '{}' metadata)", prefix_, shard_path,
@@ -159,7 +158,8 @@ void MarlinSource::read_tensors(const Json& tensors) {
     auto parts = entry.find("parts");
     MARLIN_CHECK(parts != entry.end() && parts->is_object(), "{}: 'parts' is missing or not an object", where);
     for (const auto& [role, stored] : parts->items()) {
-      const bool known = std::any_of(expected.begin(), expected.end(), [&](const MarlinPart& p) { return p.role == role; });
+      const bool known =
+          std::any_of(expected.begin(), expected.end(), [&](const MarlinPart& p) { return p.role == role; });
       MARLIN_CHECK(known, "{}: format {} has no part {}", where, *format_name, gguf_quote(role));
     }
     for (const auto& p : expected) {
@@ -169,8 +169,8 @@ void MarlinSource::read_tensors(const Json& tensors) {
       MARLIN_CHECK(e != nullptr, "{}: part '{}' names tensor {}, which is not stored", where, p.role,
                    gguf_quote(it->get<std::string>()));
       const SafetensorsTensor& s = *e->tensor;
-      MARLIN_CHECK(s.dtype == p.dtype && s.shape == p.shape, "{}: part '{}' ({}) is {} {}, format {} needs {} {}", where,
-                   p.role, gguf_quote(s.name), safetensors_dtype_name(s.dtype), safetensors_shape_text(s.shape),
+      MARLIN_CHECK(s.dtype == p.dtype && s.shape == p.shape, "{}: part '{}' ({}) is {} {}, format {} needs {} {}",
+                   where, p.role, gguf_quote(s.name), safetensors_dtype_name(s.dtype), safetensors_shape_text(s.shape),
                    *format_name, safetensors_dtype_name(p.dtype), safetensors_shape_text(p.shape));
       MARLIN_CHECK(s.offset % alignment_of(s.dtype) == 0, "{}: part '{}' starts at offset {}, not {}-byte aligned",
                    where, p.role, s.offset, alignment_of(s.dtype));
@@ -206,12 +206,12 @@ void MarlinSource::read_tensors(const Json& tensors) {
   for (const auto& e : shards_->entries()) {
     const std::string& n = e.tensor->name;
     if (n == kMarlinTokenizerTensor || n == kMarlinTokenizerConfigTensor) {
-      MARLIN_CHECK(e.tensor->dtype == SafetensorsDtype::kU8 && e.tensor->shape.size() == 1,
-                   "{}{} is not a U8 vector", prefix_, n);
+      MARLIN_CHECK(e.tensor->dtype == SafetensorsDtype::kU8 && e.tensor->shape.size() == 1, "{}{} is not a U8 vector",
+                   prefix_, n);
       continue;
     }
-    MARLIN_CHECK(used.contains(e.tensor) || n.starts_with("__padding_"),
-                 "{}stored tensor {} belongs to no weight", prefix_, gguf_quote(n));
+    MARLIN_CHECK(used.contains(e.tensor) || n.starts_with("__padding_"), "{}stored tensor {} belongs to no weight",
+                 prefix_, gguf_quote(n));
   }
   std::sort(order.begin(), order.end());
   for (auto& [shard, offset, name] : order) names_.push_back(std::move(name));

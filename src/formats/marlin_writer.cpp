@@ -63,9 +63,9 @@ void MarlinWriter::open_shard() {
   const uint64_t text = info_.config.dump().size() + info_.chat_template.size();
   const uint64_t reserve = *checked_align_up(64 * 1024 + 3 * text + options_.expected_tensors * 1536, 8);
   const size_t index = shards_.size();
-  shards_.push_back({"", std::make_unique<SafetensorsWriter>(
-                             temp_path(path_, index), SafetensorsWriter::Options{.header_reserve = reserve,
-                                                                                 .align_tensors = true})});
+  shards_.push_back(
+      {"", std::make_unique<SafetensorsWriter>(
+               temp_path(path_, index), SafetensorsWriter::Options{.header_reserve = reserve, .align_tensors = true})});
 }
 
 SafetensorsWriter& MarlinWriter::shard_for(uint64_t bytes) {
@@ -107,11 +107,12 @@ void MarlinWriter::add(const std::string& name, const QuantTensor& t, std::vecto
       if (row_bytes == t.code_row_bytes) {
         writer.write(bytes_of(t.codes, p.bytes()));
       } else {
-        for (int64_t r = 0; r < t.rows; ++r) writer.write(bytes_of(t.codes + uint64_t(r) * t.code_row_bytes, row_bytes));
+        for (int64_t r = 0; r < t.rows; ++r)
+          writer.write(bytes_of(t.codes + uint64_t(r) * t.code_row_bytes, row_bytes));
       }
       writer.end();
     } else {
-      const void* data = p.role == "scales" ? static_cast<const void*>(t.scales)
+      const void* data = p.role == "scales"  ? static_cast<const void*>(t.scales)
                          : p.role == "zeros" ? static_cast<const void*>(t.zeros)
                          : p.role == "perm"  ? static_cast<const void*>(t.perm)
                                              : static_cast<const void*>(t.sparse_meta);
@@ -128,7 +129,8 @@ void MarlinWriter::add(const std::string& name, const QuantTensor& t, std::vecto
 std::vector<std::string> MarlinWriter::finish() {
   MARLIN_CHECK(!finished_, "marlin writer: '{}' is already finished", path_);
   const int count = int(shards_.size());
-  for (int i = 0; i < count; ++i) shards_[size_t(i)].final_path = count == 1 ? path_ : marlin_shard_name(path_, i, count);
+  for (int i = 0; i < count; ++i)
+    shards_[size_t(i)].final_path = count == 1 ? path_ : marlin_shard_name(path_, i, count);
 
   nlohmann::ordered_json doc;
   doc["format_version"] = kMarlinFormatVersion;

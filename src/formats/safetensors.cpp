@@ -226,7 +226,17 @@ class HeaderHandler : public nlohmann::json_sax<Json> {
 
  private:
   enum class State {
-    kStart, kTop, kTopValue, kMetadata, kMetadataValue, kTensor, kTensorValue, kShape, kOffsets, kSkipping, kDone,
+    kStart,
+    kTop,
+    kTopValue,
+    kMetadata,
+    kMetadataValue,
+    kTensor,
+    kTensorValue,
+    kShape,
+    kOffsets,
+    kSkipping,
+    kDone,
   };
   enum class Field { kDtype, kShape, kOffsets, kOther };
 
@@ -268,18 +278,26 @@ class HeaderHandler : public nlohmann::json_sax<Json> {
 
   static const char* field_text(Field field) {
     switch (field) {
-      case Field::kDtype: return "dtype";
-      case Field::kShape: return "shape";
-      case Field::kOffsets: return "data_offsets";
-      default: return "field";
+      case Field::kDtype:
+        return "dtype";
+      case Field::kShape:
+        return "shape";
+      case Field::kOffsets:
+        return "data_offsets";
+      default:
+        return "field";
     }
   }
 
   bool tensor_key(const std::string& key) {
-    if (key == "dtype") field_ = Field::kDtype;
-    else if (key == "shape") field_ = Field::kShape;
-    else if (key == "data_offsets") field_ = Field::kOffsets;
-    else field_ = Field::kOther;
+    if (key == "dtype")
+      field_ = Field::kDtype;
+    else if (key == "shape")
+      field_ = Field::kShape;
+    else if (key == "data_offsets")
+      field_ = Field::kOffsets;
+    else
+      field_ = Field::kOther;
     if (field_ != Field::kOther) {
       const unsigned bit = 1u << unsigned(field_);
       if (seen_fields_ & bit) fail("{}{}: field '{}' appears twice", prefix_, entry_name(), key);
@@ -320,8 +338,8 @@ class HeaderHandler : public nlohmann::json_sax<Json> {
     const int bits = safetensors_dtype_bits(tensor_.dtype);
     auto total_bits = checked_mul(elements, uint64_t(bits));
     if (!total_bits) {
-      fail("{}{}: shape {} of {} is too large to address", prefix_, entry_name(),
-           safetensors_shape_text(tensor_.shape), safetensors_dtype_name(tensor_.dtype));
+      fail("{}{}: shape {} of {} is too large to address", prefix_, entry_name(), safetensors_shape_text(tensor_.shape),
+           safetensors_dtype_name(tensor_.dtype));
     }
     if (*total_bits % 8 != 0) {
       fail("{}{}: shape {} of {} is not a whole number of bytes", prefix_, entry_name(),
@@ -409,8 +427,7 @@ std::string safetensors_shape_text(std::span<const uint64_t> shape) {
 
 SafetensorsHeader parse_safetensors_header(std::span<const uint8_t> file, std::string_view source) {
   const std::string prefix = fmt::format("safetensors: {}: ", source);
-  MARLIN_CHECK(file.size() >= 8, "{}the file has {} bytes, too few for the 8-byte header length", prefix,
-               file.size());
+  MARLIN_CHECK(file.size() >= 8, "{}the file has {} bytes, too few for the 8-byte header length", prefix, file.size());
   uint64_t header_bytes = 0;
   for (int i = 7; i >= 0; --i) header_bytes = (header_bytes << 8) | file[size_t(i)];
   MARLIN_CHECK(header_bytes <= kSafetensorsMaxHeaderBytes, "{}header length {} exceeds the limit of {} bytes", prefix,

@@ -50,8 +50,8 @@ SafetensorsWriter::~SafetensorsWriter() {
 
 void SafetensorsWriter::set_metadata(const std::string& key, std::string value) {
   MARLIN_CHECK(!finished_, "safetensors writer: '{}' is already finished", path_);
-  MARLIN_CHECK(tok::utf8_is_valid(key) && tok::utf8_is_valid(value), "safetensors writer: metadata {} is not valid UTF-8",
-               gguf_quote(key));
+  MARLIN_CHECK(tok::utf8_is_valid(key) && tok::utf8_is_valid(value),
+               "safetensors writer: metadata {} is not valid UTF-8", gguf_quote(key));
   for (auto& [k, v] : metadata_) {
     if (k == key) {
       v = std::move(value);
@@ -97,7 +97,8 @@ void SafetensorsWriter::begin(const std::string& name, SafetensorsDtype dtype, s
 
 void SafetensorsWriter::write(std::span<const uint8_t> bytes) {
   MARLIN_CHECK(open_tensor_, "safetensors writer: write() outside begin()/end()");
-  MARLIN_CHECK(bytes.size() <= open_remaining_, "safetensors writer: tensor {}: more bytes written than its shape holds",
+  MARLIN_CHECK(bytes.size() <= open_remaining_,
+               "safetensors writer: tensor {}: more bytes written than its shape holds",
                gguf_quote(entries_.back().name));
   write_at(options_.header_reserve + data_bytes_, bytes);
   data_bytes_ += bytes.size();
@@ -118,7 +119,8 @@ std::string SafetensorsWriter::header_text() const {
     for (const auto& [k, v] : metadata_) meta[k] = v;
   }
   for (const auto& e : entries_) {
-    header[e.name] = {{"dtype", safetensors_dtype_name(e.dtype)}, {"shape", e.shape}, {"data_offsets", {e.begin, e.end}}};
+    header[e.name] = {
+        {"dtype", safetensors_dtype_name(e.dtype)}, {"shape", e.shape}, {"data_offsets", {e.begin, e.end}}};
   }
   return header.dump();
 }

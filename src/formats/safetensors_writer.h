@@ -42,8 +42,7 @@ class SafetensorsWriter {
   void set_metadata(const std::string& key, std::string value);
 
   // Writes one tensor; `data` must hold exactly the bytes its shape and dtype need.
-  void add(const std::string& name, SafetensorsDtype dtype, std::vector<uint64_t> shape,
-           std::span<const uint8_t> data);
+  void add(const std::string& name, SafetensorsDtype dtype, std::vector<uint64_t> shape, std::span<const uint8_t> data);
 
   // The same in pieces: begin(), any number of write()s adding up to the tensor's size, end().
   void begin(const std::string& name, SafetensorsDtype dtype, std::vector<uint64_t> shape);

@@ -26,7 +26,7 @@ const std::string kFixtures = std::string(MARLIN_FIXTURES_DIR) + "/formats/";
 
 struct Variant {
   const char* dir;
-  const char* format;       // of every linear except where K = 96 meets g64 (still int4-g64)
+  const char* format;  // of every linear except where K = 96 meets g64 (still int4-g64)
 };
 
 class QuantImport : public testing::TestWithParam<Variant> {};
@@ -72,19 +72,17 @@ TEST_P(QuantImport, DequantizesExactlyToThePublishedFormula) {
   EXPECT_EQ(source->tensor(expected->tensors()[0].name)->codes, source->tensor(expected->tensors()[0].name)->codes);
 }
 
-INSTANTIATE_TEST_SUITE_P(Variants, QuantImport,
-                         testing::Values(Variant{"gptq/int4_act_asym_v1", "int4-g32-asym-act"},
-                                         Variant{"gptq/int4_sym_v2", "int4-g64"},
-                                         Variant{"gptq/int8_asym_v1", "int8-g32-asym"},
-                                         Variant{"gptq/int3_act_sym", "int3-g32-act"},
-                                         Variant{"gptq/int2_pc_asym_v2", "int2-pc-asym"},
-                                         Variant{"awq/int4_gemm", "int4-g32-asym"}),
-                         [](const auto& info) {
-                           std::string name = info.param.dir;
-                           for (char& c : name)
-                             if (c == '/') c = '_';
-                           return name;
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Variants, QuantImport,
+    testing::Values(Variant{"gptq/int4_act_asym_v1", "int4-g32-asym-act"}, Variant{"gptq/int4_sym_v2", "int4-g64"},
+                    Variant{"gptq/int8_asym_v1", "int8-g32-asym"}, Variant{"gptq/int3_act_sym", "int3-g32-act"},
+                    Variant{"gptq/int2_pc_asym_v2", "int2-pc-asym"}, Variant{"awq/int4_gemm", "int4-g32-asym"}),
+    [](const auto& info) {
+      std::string name = info.param.dir;
+      for (char& c : name)
+        if (c == '/') c = '_';
+      return name;
+    });
 
 // --- malformed checkpoints -------------------------------------------------------------------
 
@@ -110,8 +108,12 @@ class FakeCheckpoint {
   }
 
   std::string write(const std::map<std::string, Stored>& parts) {
-    nlohmann::json config = {{"architectures", {"LlamaForCausalLM"}}, {"hidden_size", 64}, {"intermediate_size", 64},
-                             {"num_hidden_layers", 1}, {"num_attention_heads", 4}, {"vocab_size", 64}};
+    nlohmann::json config = {{"architectures", {"LlamaForCausalLM"}},
+                             {"hidden_size", 64},
+                             {"intermediate_size", 64},
+                             {"num_hidden_layers", 1},
+                             {"num_attention_heads", 4},
+                             {"vocab_size", 64}};
     if (!quantization_.is_null()) config["quantization_config"] = quantization_;
     std::ofstream(dir_.file("config.json")) << config.dump();
     SafetensorsWriter w(dir_.file("model.safetensors"));
@@ -225,7 +227,8 @@ TEST(QuantImportErrors, BadTensors) {
     parts["qzeros"].shape = {4, 8};
     parts["scales"].shape = {4, 64};
     parts.erase("g_idx");
-    expect_error(import_error(c.write(parts)), "group size 16 has no marlin format (32, 64, 128 or one group per output)");
+    expect_error(import_error(c.write(parts)),
+                 "group size 16 has no marlin format (32, 64, 128 or one group per output)");
   }
   {
     // AutoGPTQ v1 8-bit: a stored zero of 255 means 256, which no byte holds.
@@ -243,7 +246,8 @@ TEST(QuantImportErrors, BadConfigs) {
     FakeCheckpoint c(std::move(q));
     return import_error(c.write(FakeCheckpoint::gptq4()));
   };
-  expect_error(config_error({{"quant_method", "gptq"}, {"bits", 5}}), "GPTQ with 5 bits is not supported (2, 3, 4 or 8)");
+  expect_error(config_error({{"quant_method", "gptq"}, {"bits", 5}}),
+               "GPTQ with 5 bits is not supported (2, 3, 4 or 8)");
   expect_error(config_error({{"quant_method", "gptq"}}), "quantization_config: 'bits' is missing");
   expect_error(config_error({{"quant_method", "gptq"}, {"bits", 4}, {"checkpoint_format", "marlin"}}),
                "GPTQ checkpoint format 'marlin' is not supported (gptq or gptq_v2)");

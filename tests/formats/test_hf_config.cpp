@@ -81,8 +81,12 @@ TEST(HfConfig, TieWordEmbeddings) {
 }
 
 Json base_config() {
-  return Json{{"architectures", {"LlamaForCausalLM"}}, {"hidden_size", 64},       {"intermediate_size", 96},
-              {"num_hidden_layers", 2},                {"num_attention_heads", 4}, {"vocab_size", 128}};
+  return Json{{"architectures", {"LlamaForCausalLM"}},
+              {"hidden_size", 64},
+              {"intermediate_size", 96},
+              {"num_hidden_layers", 2},
+              {"num_attention_heads", 4},
+              {"vocab_size", 128}};
 }
 
 std::string rejection(const Json& config) {
@@ -124,10 +128,11 @@ TEST(HfConfig, BadConfigs) {
   expect_rejected(with("rope_scaling", {{"rope_type", "dynamic"}, {"factor", 2.0}}),
                   "rope type 'dynamic' is not supported (supported: default, linear, llama3, yarn)");
   expect_rejected(with("rope_scaling", {{"rope_type", "linear"}}), "rope 'factor' is missing");
-  expect_rejected(with("rope_scaling", {{"rope_type", "linear"}, {"factor", -2}}), "rope 'factor' = -2 is not a positive");
-  expect_rejected(with("rope_scaling", {{"rope_type", "llama3"}, {"factor", 8}, {"low_freq_factor", 4},
-                                        {"high_freq_factor", 1}}),
-                  "high_freq_factor 1 is not above low_freq_factor 4");
+  expect_rejected(with("rope_scaling", {{"rope_type", "linear"}, {"factor", -2}}),
+                  "rope 'factor' = -2 is not a positive");
+  expect_rejected(
+      with("rope_scaling", {{"rope_type", "llama3"}, {"factor", 8}, {"low_freq_factor", 4}, {"high_freq_factor", 1}}),
+      "high_freq_factor 1 is not above low_freq_factor 4");
   expect_rejected(with("rope_scaling", {{"rope_type", "yarn"}, {"factor", 2}, {"truncate", false}}),
                   "yarn with truncate=false is not supported");
   expect_rejected(with("rope_scaling", 3), "'rope_scaling' is number, not an object");

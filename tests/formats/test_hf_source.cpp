@@ -140,8 +140,9 @@ TEST(HfSource, NonFloatTensorsAreNamedNotUsed) {
   }
   auto source = HfSource::open(copy.path());
   EXPECT_EQ(source->tensor_names(), std::vector<std::string>{"model.position_ids"});
-  EXPECT_NE(error_of([&] { source->tensor("model.position_ids"); })
-                .find("tensor 'model.position_ids' has dtype I64, which marlin cannot use as a weight"),
+  EXPECT_NE(error_of([&] {
+              source->tensor("model.position_ids");
+            }).find("tensor 'model.position_ids' has dtype I64, which marlin cannot use as a weight"),
             std::string::npos);
 }
 

@@ -58,22 +58,14 @@ struct Case {
 };
 
 std::vector<Case> all_cases() {
-  return {{"model.norm.weight", "f32", 1, 33, {33}},
-          {"model.embed_tokens.weight", "f16", 7, 13, {}},
-          {"lm_head.weight", "bf16", 5, 9, {}},
-          {"a.int4_act.weight", "int4-g32-asym-act", 6, 96, {}},
-          {"a.int4.weight", "int4-g128", 3, 200, {}},
-          {"a.int8.weight", "int8-pc", 5, 17, {}},
-          {"a.int3.weight", "int3-g64-asym", 7, 130, {}},
-          {"a.int2.weight", "int2-g32", 2, 64, {}},
-          {"a.fp8.weight", "fp8-g128", 3, 256, {}},
-          {"a.fp4.weight", "fp4-g32", 4, 96, {}},
-          {"a.mxfp4.weight", "mxfp4", 3, 64, {}},
-          {"a.nvfp4.weight", "nvfp4", 5, 48, {}},
-          {"a.sparse.weight", "int4-g64-24", 3, 128, {}},
-          {"a.q4_1.weight", "q4_1", 3, 64, {}},
-          {"a.q6_k.weight", "q6_k", 2, 256, {}},
-          {"experts.weight", "int4-g32", 2 * 3, 64, {2, 3, 64}}};
+  return {{"model.norm.weight", "f32", 1, 33, {33}},      {"model.embed_tokens.weight", "f16", 7, 13, {}},
+          {"lm_head.weight", "bf16", 5, 9, {}},           {"a.int4_act.weight", "int4-g32-asym-act", 6, 96, {}},
+          {"a.int4.weight", "int4-g128", 3, 200, {}},     {"a.int8.weight", "int8-pc", 5, 17, {}},
+          {"a.int3.weight", "int3-g64-asym", 7, 130, {}}, {"a.int2.weight", "int2-g32", 2, 64, {}},
+          {"a.fp8.weight", "fp8-g128", 3, 256, {}},       {"a.fp4.weight", "fp4-g32", 4, 96, {}},
+          {"a.mxfp4.weight", "mxfp4", 3, 64, {}},         {"a.nvfp4.weight", "nvfp4", 5, 48, {}},
+          {"a.sparse.weight", "int4-g64-24", 3, 128, {}}, {"a.q4_1.weight", "q4_1", 3, 64, {}},
+          {"a.q6_k.weight", "q6_k", 2, 256, {}},          {"experts.weight", "int4-g32", 2 * 3, 64, {2, 3, 64}}};
 }
 
 void expect_same_bytes(const uint8_t* a, const uint8_t* b, size_t n, const char* what) {
@@ -186,7 +178,8 @@ TEST(MarlinCheckpoint, Shards) {
     auto source = MarlinSource::open(open_path);
     EXPECT_EQ(source->shard_paths(), files);
     ASSERT_EQ(source->tensor_names().size(), 6u);
-    for (int i = 0; i < 6; ++i) expect_same_tensor(*source->tensor("layer." + std::to_string(i) + ".weight"), written[size_t(i)]);
+    for (int i = 0; i < 6; ++i)
+      expect_same_tensor(*source->tensor("layer." + std::to_string(i) + ".weight"), written[size_t(i)]);
     EXPECT_NE(source->description().find(fmt::format("{} shards", files.size())), std::string::npos);
   }
 
@@ -215,11 +208,14 @@ TEST(MarlinCheckpoint, WriterMisuse) {
   EXPECT_NE(error_of([&] { w.add("x", b.view()); }).find("tensor 'x' is added twice"), std::string::npos);
   EXPECT_NE(error_of([&] { w.add("__tokenizer_json__", b.view()); }).find("not a usable tensor name"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { w.add("y", b.view(), {3, 64}); }).find("shape [3, 64] does not match 2 rows × 64 columns"),
+  EXPECT_NE(error_of([&] {
+              w.add("y", b.view(), {3, 64});
+            }).find("shape [3, 64] does not match 2 rows × 64 columns"),
             std::string::npos);
   QuantTensor broken = b.view();
   broken.scales = nullptr;
-  EXPECT_NE(error_of([&] { w.add("z", broken); }).find("tensor 'z': int4-g32 tensor without scales"), std::string::npos);
+  EXPECT_NE(error_of([&] { w.add("z", broken); }).find("tensor 'z': int4-g32 tensor without scales"),
+            std::string::npos);
   MarlinCheckpointInfo bad = tiny_info();
   bad.config = nlohmann::json::array();
   EXPECT_NE(error_of([&] { MarlinWriter(dir.file("v.marlin"), bad); }).find("not a config.json object"),
@@ -264,10 +260,12 @@ struct StoredTensor {
 
 // A valid document with one int4-g32 weight "w" of 4 × 64 stored as w.codes and w.scales.
 nlohmann::json valid_doc() {
-  return {{"format_version", 1},
-          {"config", read_json_object(kTiny + "/config.json")},
-          {"tensors", {{"w", {{"format", "int4-g32"}, {"shape", {4, 64}},
-                              {"parts", {{"codes", "w.codes"}, {"scales", "w.scales"}}}}}}}};
+  return {
+      {"format_version", 1},
+      {"config", read_json_object(kTiny + "/config.json")},
+      {"tensors",
+       {{"w",
+         {{"format", "int4-g32"}, {"shape", {4, 64}}, {"parts", {{"codes", "w.codes"}, {"scales", "w.scales"}}}}}}}};
 }
 
 std::vector<StoredTensor> valid_tensors() {
@@ -342,8 +340,9 @@ TEST(MarlinCheckpointErrors, Entries) {
   expect_error(open_error(with("format", "int4-g32-asym"), tensors), "tensor 'w': part 'zeros' is missing");
   expect_error(open_error(with("parts", {{"codes", "w.codes"}, {"scales", "nope"}}), tensors),
                "part 'scales' names tensor 'nope', which is not stored");
-  expect_error(open_error(with("parts", {{"codes", "w.codes"}, {"scales", "w.scales"}, {"zeros", "w.scales"}}), tensors),
-               "format int4-g32 has no part 'zeros'");
+  expect_error(
+      open_error(with("parts", {{"codes", "w.codes"}, {"scales", "w.scales"}, {"zeros", "w.scales"}}), tensors),
+      "format int4-g32 has no part 'zeros'");
   expect_error(open_error(with("shape", {4, 66}), tensors),
                "part 'codes' ('w.codes') is U8 [4, 32], format int4-g32 needs U8 [4, 33]");
   expect_error(open_error(with("parts", {{"codes", "w.codes"}, {"scales", "w.codes"}}), tensors),
@@ -428,6 +427,22 @@ TEST(MarlinExport, CheckpointForThePythonPackage) {
   std::ofstream(dir + "/export.marlin.json") << manifest.dump();
   auto source = MarlinSource::open(dir + "/export.marlin");
   EXPECT_EQ(source->tensor_names().size(), 4u);
+}
+
+}  // namespace
+}  // namespace marlin
+
+namespace marlin {
+namespace {
+
+TEST(MarlinCheckpoint, ShardNames) {
+  EXPECT_EQ(marlin_shard_name("/a/m.marlin", 0, 3), "/a/m-00001-of-00003.marlin");
+  EXPECT_EQ(marlin_shard_name("m", 11, 12), "m-00012-of-00012.marlin");
+  EXPECT_EQ(marlin_first_shard("/a/m-00002-of-00003.marlin"), "/a/m-00001-of-00003.marlin");
+  EXPECT_EQ(marlin_first_shard("/a/m-00001-of-00003.marlin"), std::nullopt);
+  EXPECT_EQ(marlin_first_shard("/a/m.marlin"), std::nullopt);
+  EXPECT_EQ(marlin_first_shard("/a/m-0000x-of-00003.marlin"), std::nullopt);
+  EXPECT_EQ(marlin_first_shard("-00002-of-00003.marlin"), std::nullopt);
 }
 
 }  // namespace

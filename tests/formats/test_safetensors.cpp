@@ -72,8 +72,9 @@ TEST(SafetensorsReader, NullMetadataAndEmptyFile) {
 TEST(SafetensorsReader, OpensAFile) {
   TempDir dir;
   const std::string path = dir.file("x.safetensors");
-  test::write_file(path, safetensors_bytes(R"({"__metadata__":{"k":"v"},"w":{"dtype":"U8","shape":[3],"data_offsets":[0,3]}})",
-                                           {1, 2, 3}));
+  test::write_file(
+      path, safetensors_bytes(R"({"__metadata__":{"k":"v"},"w":{"dtype":"U8","shape":[3],"data_offsets":[0,3]}})",
+                              {1, 2, 3}));
   auto file = SafetensorsFile::open(path);
   EXPECT_EQ(file->path(), path);
   const auto* w = file->find("w");
@@ -99,7 +100,8 @@ TEST(SafetensorsWriter, RoundTrip) {
     w.set_metadata("format", "np");  // replaces
     w.add("empty", SafetensorsDtype::kF16, {0}, {});
     w.begin("c", SafetensorsDtype::kI16, {10, 50});
-    for (size_t at = 0; at < c.size(); at += 300) w.write(std::span(c).subspan(at, std::min<size_t>(300, c.size() - at)));
+    for (size_t at = 0; at < c.size(); at += 300)
+      w.write(std::span(c).subspan(at, std::min<size_t>(300, c.size() - at)));
     w.end();
     EXPECT_EQ(w.data_bytes(), 24u + 3 + 1000);
     EXPECT_FALSE(std::filesystem::exists(path));
@@ -175,7 +177,9 @@ TEST(SafetensorsWriter, UnfinishedWriterLeavesNothing) {
 TEST(SafetensorsWriter, MisuseIsAnError) {
   TempDir dir;
   SafetensorsWriter w(dir.file("bad.safetensors"));
-  EXPECT_NE(error_of([&] { w.add("a", SafetensorsDtype::kF32, {2}, iota_bytes(7)); }).find("7 bytes given, its shape needs 8"),
+  EXPECT_NE(error_of([&] {
+              w.add("a", SafetensorsDtype::kF32, {2}, iota_bytes(7));
+            }).find("7 bytes given, its shape needs 8"),
             std::string::npos);
   SafetensorsWriter w2(dir.file("bad2.safetensors"));
   w2.add("a", SafetensorsDtype::kU8, {1}, iota_bytes(1));
@@ -185,12 +189,14 @@ TEST(SafetensorsWriter, MisuseIsAnError) {
             std::string::npos);
   EXPECT_NE(error_of([&] { w2.add("bad\xff", SafetensorsDtype::kU8, {1}, iota_bytes(1)); }).find("not a usable"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { w2.add("f4", SafetensorsDtype::kF4, {3}, iota_bytes(2)); }).find("not a whole number of bytes"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of([&] { w2.add("f4", SafetensorsDtype::kF4, {3}, iota_bytes(2)); }).find("not a whole number of bytes"),
+      std::string::npos);
   w2.begin("p", SafetensorsDtype::kU8, {4});
   w2.write(iota_bytes(2));
   EXPECT_NE(error_of([&] { w2.end(); }).find("2 bytes short"), std::string::npos);
-  EXPECT_NE(error_of([&] { w2.write(iota_bytes(3)); }).find("more bytes written than its shape holds"), std::string::npos);
+  EXPECT_NE(error_of([&] { w2.write(iota_bytes(3)); }).find("more bytes written than its shape holds"),
+            std::string::npos);
   EXPECT_NE(error_of([] { SafetensorsWriter bad("/nonexistent-dir/x.safetensors"); }).find("cannot create"),
             std::string::npos);
 }
@@ -236,11 +242,13 @@ TEST(SafetensorsShards, BrokenIndexes) {
   EXPECT_NE(rejected(R"({"weight_map":{"a":"s1.safetensors","x":"gone.safetensors"}})")
                 .find("shard 'gone.safetensors' (holding 'x') does not exist"),
             std::string::npos);
-  EXPECT_NE(rejected(R"({"weight_map":{"q":"s1.safetensors"}})").find("tensor 'q' is not in its shard 's1.safetensors'"),
-            std::string::npos);
+  EXPECT_NE(
+      rejected(R"({"weight_map":{"q":"s1.safetensors"}})").find("tensor 'q' is not in its shard 's1.safetensors'"),
+      std::string::npos);
   EXPECT_NE(rejected(R"({"weight_map":{"a":"s1.safetensors","b":"s2.safetensors"}})").find("tensor 'b' is in both"),
             std::string::npos);
-  EXPECT_NE(rejected(R"({"weight_map":{"a":"../s1.safetensors"}})").find("is not a file name inside"), std::string::npos);
+  EXPECT_NE(rejected(R"({"weight_map":{"a":"../s1.safetensors"}})").find("is not a file name inside"),
+            std::string::npos);
   EXPECT_NE(rejected(R"({"weight_map":{"a":"/etc/passwd"}})").find("is not a file name inside"), std::string::npos);
   EXPECT_NE(rejected(R"({"weight_map":{"a":3}})").find("weight_map entry 'a' is number, not a file name"),
             std::string::npos);

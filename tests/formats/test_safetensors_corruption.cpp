@@ -80,8 +80,8 @@ TEST(SafetensorsCorruption, WrongTypes) {
   expect_rejected("{\"__metadata__\":[]}", "__metadata__ is an array, not an object of strings");
   expect_rejected("{\"__metadata__\":{\"k\":1}}", "__metadata__ 'k': value is a number, not a string");
   expect_rejected("{\"__metadata__\":{\"k\":{}}}", "__metadata__ 'k': value is an object, not a string");
-  expect_rejected("{\"a\":{\"dtype\":5,\"shape\":[1],\"data_offsets\":[0,1]}}", "tensor 'a': dtype is a number, not a string",
-                  1);
+  expect_rejected("{\"a\":{\"dtype\":5,\"shape\":[1],\"data_offsets\":[0,1]}}",
+                  "tensor 'a': dtype is a number, not a string", 1);
   expect_rejected("{\"a\":{\"dtype\":\"U8\",\"shape\":\"1\",\"data_offsets\":[0,1]}}",
                   "tensor 'a': shape is a string, not an array of integers", 1);
   expect_rejected("{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":{}}}",
@@ -109,7 +109,8 @@ TEST(SafetensorsCorruption, MissingAndBadFields) {
                   "tensor 'a': data_offsets has 1 values, not [begin, end]", 1);
   expect_rejected("{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1,2]}}",
                   "tensor 'a': data_offsets has more than 2 values", 1);
-  expect_rejected("{" + entry("a", "U8", "[0]", 1, 0) + "}", "tensor 'a': data_offsets [1, 0] end before they begin", 1);
+  expect_rejected("{" + entry("a", "U8", "[0]", 1, 0) + "}", "tensor 'a': data_offsets [1, 0] end before they begin",
+                  1);
   expect_rejected("{\"a\":{\"dtype\":\"U8\",\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}",
                   "tensor 'a': field 'dtype' appears twice", 1);
   std::string rank = "[";
@@ -128,8 +129,8 @@ TEST(SafetensorsCorruption, SizeMismatch) {
   expect_rejected("{" + entry("w", "F32", "[2,3]", 0, 20) + "}",
                   "tensor 'w': shape [2, 3] of F32 needs 24 bytes but data_offsets [0, 20] span 20", 20);
   expect_rejected("{" + entry("w", "BF16", "[4]", 0, 4) + "}", "shape [4] of BF16 needs 8 bytes", 4);
-  expect_rejected("{" + entry("w", "F4", "[3]", 0, 2) + "}", "tensor 'w': shape [3] of F4 is not a whole number of bytes",
-                  2);
+  expect_rejected("{" + entry("w", "F4", "[3]", 0, 2) + "}",
+                  "tensor 'w': shape [3] of F4 is not a whole number of bytes", 2);
   expect_rejected("{" + entry("w", "F6_E2M3", "[3]", 0, 3) + "}", "not a whole number of bytes", 3);
 }
 
@@ -138,7 +139,8 @@ TEST(SafetensorsCorruption, HugeDimensions) {
                   "tensor 'w': shape [4294967296, 4294967296, 16] has more elements than 64 bits count", 1);
   expect_rejected("{" + entry("w", "F64", "[4611686018427387904]", 0, 8) + "}",
                   "tensor 'w': shape [4611686018427387904] of F64 is too large to address", 8);
-  expect_rejected("{" + entry("w", "U8", "[2305843009213693951]", 0, 1) + "}", "needs 2305843009213693951 bytes but data_offsets [0, 1] span 1", 1);
+  expect_rejected("{" + entry("w", "U8", "[2305843009213693951]", 0, 1) + "}",
+                  "needs 2305843009213693951 bytes but data_offsets [0, 1] span 1", 1);
 }
 
 TEST(SafetensorsCorruption, OffsetsAndCoverage) {
@@ -150,16 +152,16 @@ TEST(SafetensorsCorruption, OffsetsAndCoverage) {
   expect_rejected("{" + entry("a", "U8", "[4]", 0, 4) + "," + entry("b", "U8", "[4]", 0, 4) + "}", "overlap", 4);
   expect_rejected("{" + entry("a", "U8", "[4]", 0, 4) + "," + entry("b", "U8", "[2]", 6, 8) + "}",
                   "bytes [4, 6) of the data section belong to no tensor (before tensor 'b')", 8);
-  expect_rejected("{" + entry("a", "U8", "[4]", 0, 4) + "}", "the data section has 6 bytes but the tensors cover only 4",
-                  6);
+  expect_rejected("{" + entry("a", "U8", "[4]", 0, 4) + "}",
+                  "the data section has 6 bytes but the tensors cover only 4", 6);
   expect_rejected("{}", "the data section has 1 bytes but the tensors cover only 0", 1);
 }
 
 TEST(SafetensorsCorruption, DeepNestingInUnknownFieldsIsSkipped) {
   // Unknown fields are ignored as the reference does; nesting must not recurse or blow up.
   const std::string deep = std::string(100000, '[') + std::string(100000, ']');
-  auto bytes = safetensors_bytes("{\"a\":{\"x\":" + deep + ",\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}",
-                                 {7});
+  auto bytes =
+      safetensors_bytes("{\"a\":{\"x\":" + deep + ",\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}", {7});
   auto header = parse_safetensors_header(bytes, "f");
   ASSERT_EQ(header.tensors.size(), 1u);
   expect_rejected(std::string(100000, '['), "header is");

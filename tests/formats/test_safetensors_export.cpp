@@ -27,11 +27,13 @@ std::vector<Written> sample_tensors() {
   std::mt19937 rng(7);
   std::vector<Written> out;
   const SafetensorsDtype all[] = {
-      SafetensorsDtype::kBool,   SafetensorsDtype::kU8,     SafetensorsDtype::kI8,         SafetensorsDtype::kF8E4M3,
-      SafetensorsDtype::kF8E5M2, SafetensorsDtype::kF8E8M0, SafetensorsDtype::kF4,         SafetensorsDtype::kI16,
-      SafetensorsDtype::kU16,    SafetensorsDtype::kF16,    SafetensorsDtype::kBF16,       SafetensorsDtype::kI32,
-      SafetensorsDtype::kU32,    SafetensorsDtype::kF32,    SafetensorsDtype::kI64,        SafetensorsDtype::kU64,
-      SafetensorsDtype::kF64,    SafetensorsDtype::kC64,    SafetensorsDtype::kF8E4M3Fnuz, SafetensorsDtype::kF8E5M2Fnuz,
+      SafetensorsDtype::kBool,       SafetensorsDtype::kU8,         SafetensorsDtype::kI8,
+      SafetensorsDtype::kF8E4M3,     SafetensorsDtype::kF8E5M2,     SafetensorsDtype::kF8E8M0,
+      SafetensorsDtype::kF4,         SafetensorsDtype::kI16,        SafetensorsDtype::kU16,
+      SafetensorsDtype::kF16,        SafetensorsDtype::kBF16,       SafetensorsDtype::kI32,
+      SafetensorsDtype::kU32,        SafetensorsDtype::kF32,        SafetensorsDtype::kI64,
+      SafetensorsDtype::kU64,        SafetensorsDtype::kF64,        SafetensorsDtype::kC64,
+      SafetensorsDtype::kF8E4M3Fnuz, SafetensorsDtype::kF8E5M2Fnuz,
   };
   for (size_t i = 0; i < std::size(all); ++i) {
     Written w{"t" + std::to_string(i) + "." + std::string(safetensors_dtype_name(all[i])), all[i], {3, 2 + i % 4}, {}};
@@ -88,7 +90,8 @@ TEST(SafetensorsExport, WriterOutputForThePythonPackage) {
     entry["aligned"] = v.options.align_tensors;
     entry["metadata"] = {{"format", "pt"}, {"marlin", "{\"format_version\": 1, \"text\": \"ünïcode\"}"}};
     for (const auto& t : tensors) {
-      entry["tensors"][t.name] = {{"dtype", safetensors_dtype_name(t.dtype)}, {"shape", t.shape}, {"hex", hex(t.bytes)}};
+      entry["tensors"][t.name] = {
+          {"dtype", safetensors_dtype_name(t.dtype)}, {"shape", t.shape}, {"hex", hex(t.bytes)}};
     }
     manifest[v.file] = entry;
   }
