@@ -51,7 +51,7 @@ QuantBuffers import_awq_linear(const SafetensorsShards& shards, const std::strin
                                std::string_view source) {
   const auto& qweight = require_tensor(shards, prefix, "qweight", source);
   expect_tensor(*qweight.tensor, SafetensorsDtype::kI32, -1, -1, source);
-  UnpackedLinear l;
+  ImportedLinear l;
   l.bits = 4;
   l.k = int64_t(qweight.tensor->shape[0]);
   const int64_t words_per_row = int64_t(qweight.tensor->shape[1]);
@@ -65,17 +65,26 @@ QuantBuffers import_awq_linear(const SafetensorsShards& shards, const std::strin
   const auto& qzeros = require_tensor(shards, prefix, "qzeros", source);
   expect_tensor(*qzeros.tensor, SafetensorsDtype::kI32, groups, words_per_row, source);
 
+  // Output-major packed codes; a tile of outputs at a time keeps the strided writes in cache.
   const auto wbytes = shards.data(qweight);
-  l.q.resize(size_t(l.k * l.n));
-  for (int64_t k = 0; k < l.k; ++k)
-    for (int64_t col = 0; col < l.n; ++col)
-      l.q[size_t(k * l.n + col)] = uint8_t(awq_code(wbytes, k, words_per_row, col));
+  l.codes.assign(size_t(l.row_bytes() * uint64_t(l.n)), 0);
+  const uint64_t row_bytes = l.row_bytes();
+  constexpr int64_t kTile = 64;
+  for (int64_t c0 = 0; c0 < l.n; c0 += kTile) {
+    const int64_t c1 = std::min(l.n, c0 + kTile);
+    for (int64_t k = 0; k < l.k; ++k) {
+      for (int64_t col = c0; col < c1; ++col) {
+        l.codes[size_t(uint64_t(col) * row_bytes + uint64_t(k / 2))] |=
+            uint8_t(awq_code(wbytes, k, words_per_row, col) << (4 * (k % 2)));
+      }
+    }
+  }
   const auto zbytes = shards.data(qzeros);
   l.zeros.resize(size_t(groups * l.n));
   for (int64_t g = 0; g < groups; ++g)
     for (int64_t col = 0; col < l.n; ++col) l.zeros[size_t(g * l.n + col)] = awq_code(zbytes, g, words_per_row, col);
   l.scales = read_f16(shards.data(scales));
-  return planar_from_unpacked(l, fmt::format("{}: '{}'", source, prefix));
+  return planar_from_imported(l, fmt::format("{}: '{}'", source, prefix));
 }
 
 }  // namespace marlin

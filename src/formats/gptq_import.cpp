@@ -1,23 +1,29 @@
 #include "formats/gptq_import.h"
 
+#include <algorithm>
+#include <cstring>
+
 #include "core/error.h"
 #include "formats/gguf_text.h"
 #include "formats/hf_json.h"
 #include "formats/hf_quant_linear.h"
+#include "quant/pack.h"
 
 namespace marlin {
 namespace {
 
-// Code `index` of the little-endian bit stream of `bits`-bit values whose 32-bit words are
-// words(0), words(1), ...
-template <typename Words>
-uint16_t stream_code(const Words& words, int64_t index, int bits) {
-  const uint64_t bit = uint64_t(index) * uint64_t(bits);
-  const uint64_t word = bit / 32;
-  const unsigned shift = unsigned(bit % 32);
-  uint64_t v = words(word) >> shift;
-  if (shift + unsigned(bits) > 32) v |= uint64_t(words(word + 1)) << (32 - shift);
-  return uint16_t(v & ((1u << bits) - 1));
+// Column c of a [rows, cols] int32 tensor is the little-endian bit stream of output c's codes,
+// which is marlin's codes row: copy the words of each column into row c of `out`. A tile of
+// columns at a time keeps both the reads (256 contiguous bytes per row) and the writes in cache.
+void columns_to_rows(std::span<const uint8_t> words, int64_t rows, int64_t cols, uint8_t* out) {
+  constexpr int64_t kTile = 64;
+  for (int64_t c0 = 0; c0 < cols; c0 += kTile) {
+    const int64_t tile = std::min(kTile, cols - c0);
+    for (int64_t r = 0; r < rows; ++r) {
+      const uint8_t* src = words.data() + size_t((r * cols + c0) * 4);
+      for (int64_t c = 0; c < tile; ++c) std::memcpy(out + size_t(((c0 + c) * rows + r) * 4), src + c * 4, 4);
+    }
+  }
 }
 
 }  // namespace
@@ -64,7 +70,7 @@ QuantBuffers import_gptq_linear(const SafetensorsShards& shards, const std::stri
   MARLIN_CHECK((n * c.bits) % 32 == 0, "{}: {} outputs of '{}' do not pack into whole {}-bit qzeros words", source, n,
                prefix, c.bits);
 
-  UnpackedLinear l;
+  ImportedLinear l;
   l.bits = c.bits;
   l.k = packed_rows * 32 / c.bits;
   l.n = n;
@@ -77,20 +83,16 @@ QuantBuffers import_gptq_linear(const SafetensorsShards& shards, const std::stri
   const auto& qzeros = require_tensor(shards, prefix, "qzeros", source);
   expect_tensor(*qzeros.tensor, SafetensorsDtype::kI32, groups, zero_words, source);
 
-  const auto wbytes = shards.data(qweight);
-  l.q.resize(size_t(l.k * n));
-  for (int64_t k = 0; k < l.k; ++k) {
-    for (int64_t col = 0; col < n; ++col) {
-      auto column_word = [&](uint64_t row) { return word_at(wbytes, size_t(int64_t(row) * n + col)); };
-      l.q[size_t(k * n + col)] = uint8_t(stream_code(column_word, k, c.bits));
-    }
-  }
+  l.codes.resize(size_t(l.row_bytes() * uint64_t(n)));
+  columns_to_rows(shards.data(qweight), packed_rows, n, l.codes.data());
+  // qzeros: row g is the stream of the N zero points of group g.
   const auto zbytes = shards.data(qzeros);
+  std::vector<uint8_t> zero_codes(static_cast<size_t>(n));
   l.zeros.resize(size_t(groups * n));
   for (int64_t g = 0; g < groups; ++g) {
-    auto row_word = [&](uint64_t w) { return word_at(zbytes, size_t(g * zero_words + int64_t(w))); };
+    unpack_codes(zbytes.data() + size_t(g * zero_words * 4), n, c.bits, zero_codes.data());
     for (int64_t col = 0; col < n; ++col) {
-      l.zeros[size_t(g * n + col)] = uint16_t(stream_code(row_word, col, c.bits) + (c.zeros_minus_one ? 1 : 0));
+      l.zeros[size_t(g * n + col)] = uint16_t(zero_codes[size_t(col)] + (c.zeros_minus_one ? 1 : 0));
     }
   }
   l.scales = read_f16(shards.data(scales));
@@ -104,7 +106,7 @@ QuantBuffers import_gptq_linear(const SafetensorsShards& shards, const std::stri
     l.g_idx.resize(size_t(l.k));
     for (int64_t k = 0; k < l.k; ++k) l.g_idx[size_t(k)] = int32_t(word_at(bytes, size_t(k)));
   }
-  return planar_from_unpacked(l, fmt::format("{}: '{}'", source, prefix));
+  return planar_from_imported(l, fmt::format("{}: '{}'", source, prefix));
 }
 
 }  // namespace marlin

@@ -1,6 +1,7 @@
 #include "formats/hf_quant_linear.h"
 
 #include <algorithm>
+#include <cstring>
 #include <numeric>
 
 #include "core/error.h"
@@ -27,7 +28,7 @@ FormatKind kind_for_bits(int bits, const std::string& name) {
 
 // The order that makes groups contiguous (inputs sorted by group, stable), or empty when the
 // inputs already are in that order. Each group must then be a run of group_size inputs.
-std::vector<int32_t> act_order_perm(const UnpackedLinear& l, const std::string& name) {
+std::vector<int32_t> act_order_perm(const ImportedLinear& l, const std::string& name) {
   if (l.g_idx.empty()) return {};
   const int64_t groups = l.groups();
   bool trivial = true;
@@ -51,11 +52,11 @@ std::vector<int32_t> act_order_perm(const UnpackedLinear& l, const std::string& 
 
 }  // namespace
 
-QuantBuffers planar_from_unpacked(const UnpackedLinear& l, const std::string& name) {
+QuantBuffers planar_from_imported(const ImportedLinear& l, const std::string& name) {
   const int64_t groups = l.groups();
-  MARLIN_CHECK(l.q.size() == size_t(l.k * l.n) && l.scales.size() == size_t(groups * l.n) &&
+  MARLIN_CHECK(l.codes.size() == l.row_bytes() * uint64_t(l.n) && l.scales.size() == size_t(groups * l.n) &&
                    l.zeros.size() == l.scales.size() && (l.g_idx.empty() || l.g_idx.size() == size_t(l.k)),
-               "{}: unpacked sizes disagree", name);
+               "{}: imported sizes disagree", name);
   TensorFormat format;
   format.kind = kind_for_bits(l.bits, name);
   if (l.group_size == 32 || l.group_size == 64 || l.group_size == 128) {
@@ -72,13 +73,25 @@ QuantBuffers planar_from_unpacked(const UnpackedLinear& l, const std::string& na
 
   QuantBuffers out = QuantBuffers::allocate(format, l.n, l.k);
   if (format.act_order) out.perm = perm;
-  std::vector<uint8_t> row(size_t(l.k));
+  const uint64_t row_bytes = l.row_bytes();  // == out.code_row_bytes
+  std::vector<uint8_t> row(perm.empty() || l.bits == 4 || l.bits == 8 ? 0 : size_t(l.k));
   for (int64_t n = 0; n < l.n; ++n) {
-    for (int64_t j = 0; j < l.k; ++j) {
-      const int64_t k = perm.empty() ? j : perm[size_t(j)];
-      row[size_t(j)] = l.q[size_t(k * l.n + n)];
+    const uint8_t* src = l.codes.data() + size_t(n) * row_bytes;
+    uint8_t* dst = out.codes.data() + size_t(n) * out.code_row_bytes;
+    if (perm.empty()) {
+      std::memcpy(dst, src, row_bytes);
+    } else if (l.bits == 4) {
+      auto nibble = [src](int32_t k) { return (src[k >> 1] >> ((k & 1) * 4)) & 15; };
+      for (int64_t j = 0; j < l.k; j += 2) {
+        const int high = j + 1 < l.k ? nibble(perm[size_t(j + 1)]) : 0;
+        dst[j / 2] = uint8_t(nibble(perm[size_t(j)]) | high << 4);
+      }
+    } else if (l.bits == 8) {
+      for (int64_t j = 0; j < l.k; ++j) dst[j] = src[perm[size_t(j)]];
+    } else {
+      for (int64_t j = 0; j < l.k; ++j) row[size_t(j)] = packed_code(src, perm[size_t(j)], l.bits);
+      pack_codes(row.data(), l.k, l.bits, dst);
     }
-    pack_codes(row.data(), l.k, l.bits, out.codes.data() + size_t(n) * out.code_row_bytes);
     for (int64_t g = 0; g < groups; ++g) {
       const uint16_t s = l.scales[size_t(g * l.n + n)];
       out.scales[size_t(n * groups + g) * 2] = uint8_t(s);

@@ -1,6 +1,6 @@
-// What GPTQ and AWQ checkpoints have in common: a linear layer of integer codes q[k][n] (K input
+// What GPTQ and AWQ checkpoints have in common: a linear layer of integer codes q (K input
 // features × N outputs), zero points and fp16 scales per group of K, and (GPTQ act-order) the
-// group of every input feature. The importers unpack their packings into UnpackedLinear; this
+// group of every input feature. The importers repack their layouts into ImportedLinear; this
 // file turns that into marlin's planar layout (quant/format.h) and checks stored tensors.
 #pragma once
 
@@ -16,25 +16,27 @@
 
 namespace marlin {
 
-struct UnpackedLinear {
+struct ImportedLinear {
   int bits = 4;
   int64_t k = 0;                 // input features
   int64_t n = 0;                 // output features
   int64_t group_size = 0;        // inputs per group; 0: one group per output
-  std::vector<uint8_t> q;        // [k][n] codes
+  std::vector<uint8_t> codes;    // [n][row_bytes()]: each output's codes in input order, packed as
+                                 // a little-endian bit stream (marlin's codes row layout)
   std::vector<uint16_t> zeros;   // [groups][n] zero points (AutoGPTQ v1 can reach 2^bits)
   std::vector<uint16_t> scales;  // [groups][n] fp16 bits
   std::vector<int32_t> g_idx;    // [k] group of each input feature; empty: k / group_size
 
   int64_t groups() const { return group_size == 0 ? 1 : (k + group_size - 1) / group_size; }
+  uint64_t row_bytes() const { return (uint64_t(k) * uint64_t(bits) + 7) / 8; }
 };
 
-// marlin planar int2/3/4/8 for w[n][k] = scale[g(k)][n] · (q[k][n] − zero[g(k)][n]): symmetric when
+// marlin planar int2/3/4/8 for w[n][k] = scale[g(k)][n] · (q[n][k] − zero[g(k)][n]): symmetric when
 // every zero is 2^(bits−1), asymmetric otherwise; with an act-order g_idx, inputs are reordered so
 // groups are contiguous and `perm` records the order. Errors name `name`: group sizes marlin has
 // no format for, a g_idx whose groups are not contiguous runs of group_size inputs after sorting,
 // zero points over 255.
-QuantBuffers planar_from_unpacked(const UnpackedLinear& linear, const std::string& name);
+QuantBuffers planar_from_imported(const ImportedLinear& linear, const std::string& name);
 
 // The stored tensor PREFIX + "." + PART; marlin::Error "<source>: tensor 'x' is missing" when absent.
 const SafetensorsShards::Entry& require_tensor(const SafetensorsShards& shards, const std::string& prefix,
