@@ -4,7 +4,9 @@
 //
 // f32/f16/bf16 tensors come back as they are stored (kinds kF32/kF16/kBF16, views into the
 // mapping; safetensors does not promise alignment, so read them as bytes: files written by the
-// reference package keep them aligned to their element size). GPTQ and AWQ checkpoints (config.json "quantization_config", or quantize_config.json /
+// reference package keep them aligned to their element size).
+//
+// GPTQ and AWQ checkpoints (config.json "quantization_config", or quantize_config.json /
 // quant_config.json beside it) hide each linear's qweight/qzeros/scales/g_idx behind one
 // PREFIX.weight that comes back as a planar int2/3/4/8 tensor, converted on first use and kept
 // while the source lives.
