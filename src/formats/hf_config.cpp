@@ -1,0 +1,267 @@
+#include "formats/hf_config.h"
+
+#include <cmath>
+#include <numbers>
+#include <optional>
+
+#include "core/error.h"
+#include "formats/gguf_text.h"
+#include "formats/hf_json.h"
+
+namespace marlin {
+namespace {
+
+using Json = nlohmann::json;
+constexpr std::string_view kSource = "config.json";
+
+struct Architecture {
+  std::string_view hf_class;
+  std::string_view model_type;
+  std::string_view family;  // ModelConfig::architecture, GGUF's name
+  int default_context;      // transformers' default max_position_embeddings
+};
+
+constexpr Architecture kArchitectures[] = {
+    {"LlamaForCausalLM", "llama", "llama", 2048},
+    {"MistralForCausalLM", "mistral", "llama", 4096 * 32},
+    {"Qwen2ForCausalLM", "qwen2", "qwen2", 32768},
+};
+
+const Architecture& find_architecture(const Json& j) {
+  std::optional<std::string> hf_class;
+  if (auto it = j.find("architectures"); it != j.end() && !it->is_null()) {
+    MARLIN_CHECK(it->is_array() && !it->empty() && (*it)[0].is_string(),
+                 "config.json: 'architectures' is not a list of class names");
+    hf_class = (*it)[0].get<std::string>();
+  }
+  const auto model_type = json_string(j, "model_type", kSource);
+  for (const auto& a : kArchitectures) {
+    if (hf_class ? *hf_class == a.hf_class : model_type == a.model_type) return a;
+  }
+  MARLIN_CHECK(hf_class || model_type, "config.json: neither 'architectures' nor 'model_type' names the model");
+  fail(
+      "config.json: architecture {} is not supported (supported: LlamaForCausalLM, MistralForCausalLM, "
+      "Qwen2ForCausalLM)",
+      gguf_quote(hf_class ? *hf_class : *model_type));
+}
+
+int required_int(const Json& j, std::string_view key, int64_t low, int64_t high) {
+  auto value = json_int(j, key, kSource);
+  MARLIN_CHECK(value.has_value(), "config.json: '{}' is missing", key);
+  MARLIN_CHECK(*value >= low && *value <= high, "config.json: '{}' = {} is outside [{}, {}]", key, *value, low, high);
+  return int(*value);
+}
+
+int optional_int(const Json& j, std::string_view key, int fallback, int64_t low, int64_t high) {
+  if (!json_int(j, key, kSource)) return fallback;
+  return required_int(j, key, low, high);
+}
+
+// A RoPE setting looked up in the rope dict first, then beside it in the config (transformers'
+// order of precedence for rope_theta and partial_rotary_factor).
+std::optional<double> rope_number(const Json& rope, const Json& config, std::string_view key) {
+  if (auto v = json_number(rope, key, "config.json rope parameters")) return v;
+  return json_number(config, key, kSource);
+}
+
+double positive(std::optional<double> value, std::string_view what) {
+  MARLIN_CHECK(value.has_value(), "config.json: rope '{}' is missing", what);
+  MARLIN_CHECK(std::isfinite(*value) && *value > 0, "config.json: rope '{}' = {} is not a positive number", what,
+               *value);
+  return *value;
+}
+
+// transformers' Llama-3 frequency scaling, as per-frequency divisors of the frequencies marlin's
+// Rope computes (so Rope's division gives back the frequencies transformers uses). Like
+// transformers it works in fp32 on the fp32 unscaled frequencies.
+std::vector<float> llama3_freq_factors(const RopeConfig& r, const Json& rope, int original_context) {
+  const float factor = float(positive(json_number(rope, "factor", kSource), "factor"));
+  const float low = float(positive(json_number(rope, "low_freq_factor", kSource), "low_freq_factor"));
+  const float high = float(positive(json_number(rope, "high_freq_factor", kSource), "high_freq_factor"));
+  MARLIN_CHECK(high > low, "config.json: rope high_freq_factor {} is not above low_freq_factor {}", high, low);
+  const float low_wavelen = float(original_context) / low;
+  const float high_wavelen = float(original_context) / high;
+  std::vector<float> factors;
+  for (int i = 0; i < r.dim / 2; ++i) {
+    const float base = float(1.0 / std::pow(double(r.theta), 2.0 * i / r.dim));  // as Rope computes it
+    const float inv_freq = 1.0f / std::pow(r.theta, float(2 * i) / float(r.dim));
+    const float wavelen = float(2 * std::numbers::pi) / inv_freq;
+    float scaled = inv_freq;
+    if (wavelen > low_wavelen) {
+      scaled = inv_freq / factor;
+    } else if (!(wavelen < high_wavelen)) {
+      const float smooth = (float(original_context) / wavelen - low) / (high - low);
+      scaled = (1 - smooth) * inv_freq / factor + smooth * inv_freq;
+    }
+    factors.push_back(float(double(base) / double(scaled)));
+  }
+  return factors;
+}
+
+double yarn_mscale(double scale, double mscale) { return scale <= 1 ? 1.0 : 0.1 * mscale * std::log(scale) + 1.0; }
+
+void read_rope(ModelConfig& c, const Json& j) {
+  RopeConfig& r = c.rope;
+  r.pairing = RopePairing::kHalfSplit;
+  Json rope = Json::object();
+  for (const char* key : {"rope_scaling", "rope_parameters"}) {
+    auto it = j.find(key);
+    if (it == j.end() || it->is_null()) continue;
+    MARLIN_CHECK(it->is_object(), "config.json: '{}' is {}, not an object", key, it->type_name());
+    if (!it->empty()) {
+      rope = *it;
+      break;
+    }
+  }
+  for (const char* nested : {"full_attention", "sliding_attention"}) {
+    MARLIN_CHECK(!rope.contains(nested), "config.json: per-layer-type RoPE parameters are not supported");
+  }
+  r.theta = float(rope_number(rope, j, "rope_theta").value_or(10000.0));
+  MARLIN_CHECK(std::isfinite(r.theta) && r.theta > 1.0f, "config.json: rope_theta {} is out of range", r.theta);
+  const double partial = rope_number(rope, j, "partial_rotary_factor").value_or(1.0);
+  MARLIN_CHECK(partial > 0 && partial <= 1, "config.json: partial_rotary_factor {} is outside (0, 1]", partial);
+  r.dim = int(c.head_dim * partial);
+  MARLIN_CHECK(r.dim >= 2 && r.dim % 2 == 0, "config.json: rotary dimension {} (head_dim {} x {}) is not even", r.dim,
+               c.head_dim, partial);
+
+  std::string type = "default";
+  if (auto t = json_string(rope, "rope_type", kSource))
+    type = *t;
+  else if (auto t2 = json_string(rope, "type", kSource))
+    type = *t2;
+  // Phi-3 style configs keep the pretraining length beside the rope dict; it wins there.
+  auto original = json_int(j, "original_max_position_embeddings", kSource);
+  if (!original) original = json_int(rope, "original_max_position_embeddings", kSource);
+  const int original_context = original ? int(*original) : c.context_length;
+  MARLIN_CHECK(original_context >= 1 && original_context <= (1 << 24),
+               "config.json: original_max_position_embeddings {} is out of range", original_context);
+
+  if (type == "default") return;
+  if (type == "linear") {
+    r.scaling = RopeScaling::kLinear;
+    r.factor = float(positive(json_number(rope, "factor", kSource), "factor"));
+  } else if (type == "llama3") {
+    r.freq_factors = llama3_freq_factors(r, rope, original_context);
+  } else if (type == "yarn") {
+    r.scaling = RopeScaling::kYarn;
+    r.original_context = original_context;
+    auto factor = json_number(rope, "factor", kSource);
+    if (!factor) factor = double(c.context_length) / original_context;
+    r.factor = float(positive(factor, "factor"));
+    // transformers: `beta_fast or 32`, `beta_slow or 1`.
+    const double fast = json_number(rope, "beta_fast", kSource).value_or(0);
+    const double slow = json_number(rope, "beta_slow", kSource).value_or(0);
+    r.yarn_beta_fast = float(fast != 0 ? fast : 32.0);
+    r.yarn_beta_slow = float(slow != 0 ? slow : 1.0);
+    MARLIN_CHECK(json_bool(rope, "truncate", kSource).value_or(true),
+                 "config.json: yarn with truncate=false is not supported");
+    double attention = 0;
+    if (auto a = json_number(rope, "attention_factor", kSource)) {
+      attention = positive(a, "attention_factor");
+    } else {
+      const double mscale = json_number(rope, "mscale", kSource).value_or(0);
+      const double mscale_all = json_number(rope, "mscale_all_dim", kSource).value_or(0);
+      attention = mscale != 0 && mscale_all != 0 ? yarn_mscale(*factor, mscale) / yarn_mscale(*factor, mscale_all)
+                                                 : yarn_mscale(*factor, 1.0);
+    }
+    r.yarn_attn_factor = float(attention);
+  } else {
+    fail("config.json: rope type {} is not supported (supported: default, linear, llama3, yarn)", gguf_quote(type));
+  }
+}
+
+}  // namespace
+
+ModelConfig model_config_from_hf(const Json& j) {
+  MARLIN_CHECK(j.is_object(), "config.json: the JSON is {}, not an object", j.type_name());
+  const Architecture& arch = find_architecture(j);
+  ModelConfig c;
+  c.architecture = std::string(arch.family);
+  c.name = json_string(j, "_name_or_path", kSource).value_or("");
+  if (c.name.empty()) c.name = std::string(arch.hf_class);
+
+  const std::string act = json_string(j, "hidden_act", kSource).value_or("silu");
+  MARLIN_CHECK(act == "silu" || act == "swish", "config.json: hidden_act {} is not supported (expected silu)",
+               gguf_quote(act));
+
+  constexpr int64_t kMaxDim = 1 << 20;
+  c.n_layers = required_int(j, "num_hidden_layers", 1, 4096);
+  c.d_model = required_int(j, "hidden_size", 1, kMaxDim);
+  c.d_ffn = required_int(j, "intermediate_size", 1, kMaxDim);
+  c.n_heads = required_int(j, "num_attention_heads", 1, 4096);
+  c.n_kv_heads = optional_int(j, "num_key_value_heads", c.n_heads, 1, 4096);
+  MARLIN_CHECK(c.n_heads % c.n_kv_heads == 0,
+               "config.json: num_attention_heads {} is not a multiple of num_key_value_heads {}", c.n_heads,
+               c.n_kv_heads);
+  if (json_int(j, "head_dim", kSource)) {
+    c.head_dim = required_int(j, "head_dim", 1, 4096);
+  } else {
+    MARLIN_CHECK(c.d_model % c.n_heads == 0, "config.json: hidden_size {} is not a multiple of num_attention_heads {}",
+                 c.d_model, c.n_heads);
+    c.head_dim = c.d_model / c.n_heads;
+  }
+  c.vocab_size = required_int(j, "vocab_size", 1, 1 << 24);
+  c.context_length = optional_int(j, "max_position_embeddings", arch.default_context, 1, 1 << 24);
+  c.rms_eps = float(json_number(j, "rms_norm_eps", kSource).value_or(1e-6));
+  MARLIN_CHECK(c.rms_eps > 0 && c.rms_eps < 1, "config.json: rms_norm_eps {} is out of range", c.rms_eps);
+
+  read_rope(c, j);
+
+  // Within the window, sliding-window attention is full attention: cap the context there.
+  std::optional<int64_t> window;
+  if (arch.model_type == "mistral") {
+    window = j.contains("sliding_window") ? json_int(j, "sliding_window", kSource) : std::optional<int64_t>(4096);
+  } else if (arch.model_type == "qwen2" && json_bool(j, "use_sliding_window", kSource).value_or(false)) {
+    window = j.contains("sliding_window") ? json_int(j, "sliding_window", kSource) : std::optional<int64_t>(4096);
+  }
+  if (window) {
+    MARLIN_CHECK(*window >= 1, "config.json: sliding_window {} is not positive", *window);
+    if (*window < c.context_length) c.context_length = int(*window);
+  }
+  return c;
+}
+
+bool hf_tie_word_embeddings(const Json& j) { return json_bool(j, "tie_word_embeddings", kSource).value_or(false); }
+
+Json hf_config_from_model_config(const ModelConfig& c) {
+  const bool qwen2 = c.architecture == "qwen2";
+  MARLIN_CHECK(qwen2 || c.architecture == "llama", "config.json: architecture '{}' has no Hugging Face form here",
+               c.architecture);
+  MARLIN_CHECK(c.rope.freq_factors.empty(),
+               "config.json: RoPE frequency factors cannot be written as config.json fields");
+  Json j = {
+      {"architectures", {qwen2 ? "Qwen2ForCausalLM" : "LlamaForCausalLM"}},
+      {"model_type", qwen2 ? "qwen2" : "llama"},
+      {"_name_or_path", c.name},
+      {"hidden_act", "silu"},
+      {"hidden_size", c.d_model},
+      {"intermediate_size", c.d_ffn},
+      {"num_hidden_layers", c.n_layers},
+      {"num_attention_heads", c.n_heads},
+      {"num_key_value_heads", c.n_kv_heads},
+      {"head_dim", c.head_dim},
+      {"vocab_size", c.vocab_size},
+      {"max_position_embeddings", c.context_length},
+      {"rms_norm_eps", double(c.rms_eps)},
+      {"rope_theta", double(c.rope.theta)},
+  };
+  if (c.rope.dim != c.head_dim) {
+    // Readers truncate head_dim × factor; keep the product from landing just below dim.
+    double partial = double(c.rope.dim) / c.head_dim;
+    if (int(c.head_dim * partial) != c.rope.dim) partial = (c.rope.dim + 0.5) / c.head_dim;
+    j["partial_rotary_factor"] = partial;
+  }
+  if (c.rope.scaling == RopeScaling::kLinear) {
+    j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", double(c.rope.factor)}};
+  } else if (c.rope.scaling == RopeScaling::kYarn) {
+    j["rope_scaling"] = {{"rope_type", "yarn"},
+                         {"factor", double(c.rope.factor)},
+                         {"original_max_position_embeddings", c.rope.original_context},
+                         {"beta_fast", double(c.rope.yarn_beta_fast)},
+                         {"beta_slow", double(c.rope.yarn_beta_slow)}};
+    if (c.rope.yarn_attn_factor > 0) j["rope_scaling"]["attention_factor"] = double(c.rope.yarn_attn_factor);
+  }
+  return j;
+}
+
+}  // namespace marlin
