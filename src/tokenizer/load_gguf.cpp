@@ -1,11 +1,13 @@
 // Tokenizer::from_gguf: llama.cpp's tokenizer.ggml.* metadata, built the way transformers'
-// GGUF integration (integrations/gguf/gguf_tokenizer_mapping.py) builds the HF tokenizer.
+// GGUF integration (integrations/gguf/gguf_tokenizer_mapping.py) builds the HF tokenizer; the
+// normalizer, pre-tokenizer and decoder come from tokenizer/gguf_pipeline.h.
 #include <algorithm>
-#include <array>
 
 #include "core/error.h"
 #include "formats/gguf.h"
 #include "tokenizer/byte_level.h"
+#include "tokenizer/gguf_pipeline.h"
+#include "tokenizer/hf_json_sections.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/tokenizer_parts.h"
 #include "tokenizer/utf8.h"
@@ -18,38 +20,6 @@ using tok::TokenizerParts;
 
 constexpr int64_t kTokenTypeControl = 3;
 constexpr int64_t kTokenTypeUserDefined = 4;
-
-// Split patterns by tokenizer.ggml.pre (transformers' GGUF_PRE_TOKENIZER_SPLITS, which follow
-// the pre-tokenizer each model's own tokenizer.json uses).
-constexpr std::string_view kLlama3Split =
-    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
-constexpr std::string_view kQwen2Split =
-    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
-constexpr std::string_view kQwen35Split =
-    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
-constexpr std::string_view kTekkenSplit =
-    R"([^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
-constexpr std::string_view kGpt4oSplit =
-    R"([^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
-
-struct SplitByPre {
-  std::string_view pre;
-  std::string_view pattern;
-};
-constexpr std::array kSplits = {
-    SplitByPre{"llama3", kLlama3Split},      SplitByPre{"llama-v3", kLlama3Split},
-    SplitByPre{"llama-bpe", kLlama3Split},   SplitByPre{"falcon3", kLlama3Split},
-    SplitByPre{"falcon-h1", kLlama3Split},   SplitByPre{"pixtral", kLlama3Split},
-    SplitByPre{"midm-2.0", kLlama3Split},    SplitByPre{"lfm2", kLlama3Split},
-    SplitByPre{"jina-v5-nano", kLlama3Split}, SplitByPre{"dbrx", kLlama3Split},
-    SplitByPre{"smaug-bpe", kLlama3Split},   SplitByPre{"tekken", kTekkenSplit},
-    SplitByPre{"qwen2", kQwen2Split},        SplitByPre{"deepseek-r1-qwen", kQwen2Split},
-    SplitByPre{"kormo", kQwen2Split},        SplitByPre{"f2llmv2", kQwen2Split},
-    SplitByPre{"megrez", kQwen2Split},       SplitByPre{"qwen35", kQwen35Split},
-    SplitByPre{"gpt-4o", kGpt4oSplit},       SplitByPre{"llama4", kGpt4oSplit},
-    SplitByPre{"kanana2", kGpt4oSplit},      SplitByPre{"talkie", kGpt4oSplit},
-    SplitByPre{"minimax-m2", kGpt4oSplit},
-};
 
 // Python's str.isspace.
 bool is_python_space(uint32_t cp) {
@@ -93,13 +63,9 @@ std::optional<int32_t> token_id(const GgufFile& gguf, std::string_view key, int3
 }  // namespace
 
 std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const GgufFile& gguf) {
-  const std::string model = gguf.get_string("tokenizer.ggml.model").value_or("");
-  MARLIN_CHECK(model == "gpt2" || model == "llama",
-               "gguf tokenizer: tokenizer.ggml.model '{}' is not supported (supported: gpt2, llama)", model);
-  const bool byte_level = model == "gpt2";
-  const std::string arch = gguf.get_string("general.architecture").value_or("");
-  const bool gemma = !byte_level && (arch == "gemma" || arch == "gemma2" || arch == "gemma3");
-  const std::string pre = gguf.get_string("tokenizer.ggml.pre").value_or("default");
+  const tok::GgufPipeline pipeline = tok::gguf_pipeline(gguf);
+  const bool byte_level = pipeline.kind == tok::GgufVocabKind::kByteLevel;
+  const bool gemma = pipeline.kind == tok::GgufVocabKind::kGemma;
 
   const auto& tokens = string_array(gguf, "tokenizer.ggml.tokens");
   MARLIN_CHECK(!tokens.empty() && tokens.size() < (size_t{1} << 24), "gguf tokenizer: {} tokens is not a valid vocabulary",
@@ -162,40 +128,12 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const GgufFile& gguf) {
   auto parts = std::make_unique<TokenizerParts>();
   tok::BpeOptions options;
   options.byte_level = byte_level;
-  if (byte_level) {
-    bool found = false;
-    for (const auto& s : kSplits) {
-      if (s.pre != pre) continue;
-      parts->pre_tokenizer.add(tok::make_regex_split(s.pattern, tok::SplitBehavior::kIsolated, false));
-      parts->pre_tokenizer.add(tok::make_byte_level(false, false));
-      found = true;
-    }
-    if (!found) {
-      // SmolLM2's own tokenizer.json splits digits individually before the GPT-2 split.
-      MARLIN_CHECK(pre == "smollm" || pre == "default" || pre == "gpt2",
-                   "gguf tokenizer: tokenizer.ggml.pre '{}' is not supported", pre);
-      if (pre == "smollm") parts->pre_tokenizer.add(tok::make_digits(true));
-      parts->pre_tokenizer.add(tok::make_byte_level(false, true));
-    }
-    parts->decoder.add_byte_level();
-  } else {
-    options.byte_fallback = true;
-    options.fuse_unk = true;
-    if (gemma) {
-      options.unk_id = vocab.find("<unk>");
-      parts->normalizer.add_replace(" ", "\u2581");
-      parts->pre_tokenizer.add(tok::make_literal_split(" ", tok::SplitBehavior::kMergedWithPrevious, false));
-    } else if (arch == "phi3") {
-      parts->normalizer.add_prepend("\u2581");
-      parts->normalizer.add_replace(" ", "\u2581");
-    } else {
-      parts->pre_tokenizer.add(tok::make_metaspace("\u2581", tok::PrependScheme::kFirst, false));
-    }
-    parts->decoder.add_replace("\u2581", " ");
-    parts->decoder.add_byte_fallback();
-    parts->decoder.add_fuse();
-    if (!gemma) parts->decoder.add_strip(" ", 1, 0);
-  }
+  options.byte_fallback = pipeline.byte_fallback;
+  options.fuse_unk = pipeline.fuse_unk;
+  if (pipeline.unk_token) options.unk_id = vocab.find(*pipeline.unk_token);
+  tok::add_hf_normalizer(nlohmann::json(pipeline.normalizer), "gguf pipeline", parts->normalizer);
+  tok::add_hf_pre_tokenizer(nlohmann::json(pipeline.pre_tokenizer), "gguf pipeline", parts->pre_tokenizer);
+  tok::add_hf_decoder(nlohmann::json(pipeline.decoder), "gguf pipeline", parts->decoder);
 
   // Control tokens become special added tokens (in a byte-level vocabulary only those spelled in
   // the byte alphabet: others are llama.cpp mislabels); user-defined ones plain added tokens.

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "tokenizer/hf_json_sections.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/tokenizer_parts.h"
 
@@ -323,4 +324,21 @@ std::unique_ptr<Tokenizer> Tokenizer::from_hf_json(const std::string& path) {
   return from_hf_json_text(text, config, path);
 }
 
+namespace tok {
+
+void add_hf_normalizer(const json& section, std::string_view source, Normalizer& out) {
+  load_normalizer(Context{std::string(source)}, section, out);
+}
+
+bool add_hf_pre_tokenizer(const json& section, std::string_view source, PreTokenizer& out) {
+  bool byte_level = false;
+  return load_pre_tokenizer(Context{std::string(source)}, section, out, byte_level);
+}
+
+void add_hf_decoder(const json& section, std::string_view source, Decoder& out) {
+  if (section.is_null()) return;
+  load_decoder(Context{std::string(source)}, section, out);
+}
+
+}  // namespace tok
 }  // namespace marlin

@@ -70,6 +70,9 @@ class Tokenizer {
   // Spaces a streaming decoder drops from the start of the text (SentencePiece prefix space).
   size_t stream_leading_spaces_to_strip() const;
 
+  // The pieces it is built from (for the tokenizer.json exporter).
+  const tok::TokenizerParts& parts() const { return *parts_; }
+
  private:
   explicit Tokenizer(std::unique_ptr<tok::TokenizerParts> parts);
   void encode_segment(std::string_view segment, bool at_text_start, std::vector<int32_t>& out) const;

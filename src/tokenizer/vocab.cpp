@@ -1,5 +1,6 @@
 #include "tokenizer/vocab.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "core/error.h"
@@ -116,6 +117,16 @@ const MergeTable::Entry* MergeTable::find(int32_t left, int32_t right) const {
     if (slots_[i].key == k) return &slots_[i].entry;
   }
   return nullptr;
+}
+
+std::vector<MergeTable::Merge> MergeTable::by_rank() const {
+  std::vector<Merge> merges;
+  merges.reserve(count_);
+  for (const auto& slot : slots_) {
+    if (slot.key != kEmptyKey) merges.push_back({int32_t(slot.key >> 32), int32_t(slot.key & 0xFFFFFFFF), slot.entry});
+  }
+  std::sort(merges.begin(), merges.end(), [](const Merge& a, const Merge& b) { return a.entry.rank < b.entry.rank; });
+  return merges;
 }
 
 }  // namespace marlin::tok

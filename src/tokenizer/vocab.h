@@ -59,6 +59,12 @@ class MergeTable {
   void insert(int32_t left, int32_t right, Entry entry);
   const Entry* find(int32_t left, int32_t right) const;
   size_t size() const { return count_; }
+  struct Merge {
+    int32_t left, right;
+    Entry entry;
+  };
+  // Every merge, lowest rank first.
+  std::vector<Merge> by_rank() const;
 
  private:
   static uint64_t key(int32_t l, int32_t r) {
