@@ -39,10 +39,10 @@ class HfSource final : public ModelSource {
   std::vector<std::string> tensor_names() const override { return names_; }
   std::string description() const override;
 
-  // The checkpoint's own files, for writers that carry them into a .marlin checkpoint.
-  const nlohmann::json& config_json() const { return config_json_; }
-  std::string tokenizer_json() const;         // "" when the folder has none
-  std::string tokenizer_config_json() const;  // "" when the folder has none
+  // The checkpoint's own files ("" when the folder has none).
+  nlohmann::json hf_config() const override { return config_json_; }
+  std::string tokenizer_json() const override;
+  std::string tokenizer_config_json() const override;
   const SafetensorsShards& shards() const { return *shards_; }
 
  private:

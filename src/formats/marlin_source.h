@@ -27,9 +27,9 @@ class MarlinSource final : public ModelSource {
   std::string description() const override;
 
   // The stored config.json and tokenizer files ("" when absent).
-  const nlohmann::json& config_json() const { return config_json_; }
-  std::string tokenizer_json() const;
-  std::string tokenizer_config_json() const;
+  nlohmann::json hf_config() const override { return config_json_; }
+  std::string tokenizer_json() const override;
+  std::string tokenizer_config_json() const override;
   const std::vector<std::string>& shard_paths() const { return shard_paths_; }
 
  private:

@@ -2,11 +2,14 @@
 
 #include <array>
 #include <charconv>
+#include <mutex>
 #include <utility>
 
 #include "core/error.h"
 #include "formats/gguf.h"
+#include "formats/hf_config.h"
 #include "quant/ggml_dequant.h"
+#include "tokenizer/export_hf_json.h"
 #include "tokenizer/tokenizer.h"
 
 namespace marlin {
@@ -74,6 +77,16 @@ class GgufSource final : public ModelSource {
     return q;
   }
 
+  nlohmann::json hf_config() const override {
+    ModelConfig c = config_;
+    c.rope.freq_factors.clear();  // config.json has no form for them (see ModelSource)
+    nlohmann::json j = hf_config_from_model_config(c);
+    j["tie_word_embeddings"] = file_->find_tensor("output.weight") == nullptr;
+    return j;
+  }
+  std::string tokenizer_json() const override { return tokenizer_files().tokenizer_json; }
+  std::string tokenizer_config_json() const override { return tokenizer_files().tokenizer_config_json; }
+
   std::vector<std::string> tensor_names() const override {
     std::vector<std::string> names;
     for (const auto& t : file_->tensors()) names.push_back(hf_name(t.name));
@@ -95,8 +108,16 @@ class GgufSource final : public ModelSource {
     return gguf_name;
   }
 
+  // Built once on first use: exporting a large vocabulary takes a while.
+  const HfTokenizerFiles& tokenizer_files() const {
+    std::call_once(tokenizer_once_, [this] { tokenizer_files_ = hf_tokenizer_files_from_gguf(*file_); });
+    return tokenizer_files_;
+  }
+
   std::unique_ptr<GgufFile> file_;
   ModelConfig config_;
+  mutable std::once_flag tokenizer_once_;
+  mutable HfTokenizerFiles tokenizer_files_;
 };
 
 }  // namespace

@@ -3,6 +3,8 @@
 // weights named as Hugging Face names them ("model.layers.0.self_attn.q_proj.weight").
 #pragma once
 
+#include <nlohmann/json.hpp>
+
 #include <memory>
 #include <optional>
 #include <string>
@@ -33,6 +35,13 @@ class ModelSource {
   virtual std::vector<std::string> tensor_names() const = 0;
   // A short description for messages: the path and its kind.
   virtual std::string description() const = 0;
+
+  // The Hugging Face files a checkpoint written from this source carries — config.json,
+  // tokenizer.json, tokenizer_config.json — converted by sources that store something else.
+  // config.json cannot express Llama-3 frequency factors: those stay in config().rope.
+  virtual nlohmann::json hf_config() const = 0;
+  virtual std::string tokenizer_json() const = 0;
+  virtual std::string tokenizer_config_json() const = 0;
 };
 
 // Opens PATH by what it is: a .gguf file, a .marlin checkpoint (or its first shard), or a

@@ -229,7 +229,7 @@ TEST(MarlinCheckpoint, GptqImportConvertsToMarlin) {
   ASSERT_NE(hf, nullptr);
   {
     MarlinCheckpointInfo info;
-    info.config = hf->config_json();
+    info.config = hf->hf_config();
     info.config.erase("quantization_config");
     MarlinWriter w(dir.file("g.marlin"), std::move(info));
     for (const auto& name : gptq->tensor_names()) w.add(name, *gptq->tensor(name));

@@ -50,6 +50,9 @@ class MemorySource final : public ModelSource {
     return names;
   }
   std::string description() const override { return "memory"; }
+  nlohmann::json hf_config() const override { return {}; }
+  std::string tokenizer_json() const override { return {}; }
+  std::string tokenizer_config_json() const override { return {}; }
 
  private:
   ModelConfig config_;
