@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "backend/cpu/kernels.h"
+#include "backend/cpu/planar.h"
 
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,f16c")
@@ -19,6 +20,6 @@
 
 namespace marlin::cpu::detail {
 
-KernelSet kernels_avx2(GgmlType type, bool vnni) { return vnni ? kernels_avx2_vnni(type) : kernels_avx2_plain(type); }
+KernelSet kernels_avx2(const TensorFormat& f, bool vnni) { return vnni ? kernels_avx2_vnni(f) : kernels_avx2_plain(f); }
 
 }  // namespace marlin::cpu::detail

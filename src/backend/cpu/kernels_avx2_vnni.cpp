@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "backend/cpu/kernels.h"
+#include "backend/cpu/planar.h"
 
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,f16c,avxvnni")

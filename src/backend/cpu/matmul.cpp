@@ -5,43 +5,95 @@
 
 #include "backend/cpu/cpu_isa.h"
 #include "backend/cpu/kernels.h"
+#include "backend/cpu/planar.h"
 #include "core/error.h"
 #include "quant/ggml_dequant.h"
 
 namespace marlin::cpu {
+
+namespace detail {
+
+std::optional<FormatKind> float_element(const TensorFormat& f) {
+  switch (f.kind) {
+    case FormatKind::kF32:
+    case FormatKind::kF16:
+    case FormatKind::kBF16:
+    case FormatKind::kFp8E4M3: return f.kind;
+    case FormatKind::kGgml:
+      if (f.ggml == GgmlType::F32) return FormatKind::kF32;
+      if (f.ggml == GgmlType::F16) return FormatKind::kF16;
+      if (f.ggml == GgmlType::BF16) return FormatKind::kBF16;
+      return std::nullopt;
+    default: return std::nullopt;
+  }
+}
+
+}  // namespace detail
+
 namespace {
 
-detail::KernelSet kernels_for(CpuIsa isa, GgmlType type) {
+detail::KernelSet kernels_for(CpuIsa isa, const TensorFormat& f) {
   detail::KernelSet set{};
   switch (isa) {
-    case CpuIsa::Avx512: set = detail::kernels_avx512(type); break;
-    case CpuIsa::Avx2Vnni: set = detail::kernels_avx2(type, true); break;
-    case CpuIsa::Avx2: set = detail::kernels_avx2(type, false); break;
+    case CpuIsa::Avx512: set = detail::kernels_avx512(f); break;
+    case CpuIsa::Avx2Vnni: set = detail::kernels_avx2(f, true); break;
+    case CpuIsa::Avx2: set = detail::kernels_avx2(f, false); break;
     case CpuIsa::Scalar: break;
   }
-  if (!set.int8 && !set.floating) set = detail::kernels_scalar(type);
+  if (!set.int8 && !set.floating) set = detail::kernels_scalar(f);
   return set;
 }
 
-void check_matrix(const QuantMatrix& w, int64_t m) {
-  const GgmlTypeInfo& info = ggml_type_info(w.type);
+void check_ggml(const QuantTensor& w) {
+  const GgmlTypeInfo& info = ggml_type_info(w.format.ggml);
   MARLIN_CHECK(info.supported, "cpu matmul: weight type {} is not supported", info.name);
-  MARLIN_CHECK(w.rows >= 0 && w.cols > 0 && m >= 0, "cpu matmul: bad shape rows={} cols={} m={}", w.rows,
-               w.cols, m);
-  const auto row_bytes = ggml_row_bytes(w.type, uint64_t(w.cols));
+  const auto row_bytes = ggml_row_bytes(w.format.ggml, uint64_t(w.cols));
   MARLIN_CHECK(row_bytes, "cpu matmul: {} columns is not a whole number of {} blocks of {}", w.cols, info.name,
                info.block_elements);
-  MARLIN_CHECK(w.row_bytes >= *row_bytes, "cpu matmul: row stride {} is less than the {} bytes of a {} row",
-               w.row_bytes, *row_bytes, info.name);
-  MARLIN_CHECK(w.data || w.rows == 0, "cpu matmul: null weight data");
+  MARLIN_CHECK(w.code_row_bytes >= *row_bytes, "cpu matmul: row stride {} is less than the {} bytes of a {} row",
+               w.code_row_bytes, *row_bytes, info.name);
+}
+
+void check_tensor(const QuantTensor& w, int64_t m) {
+  MARLIN_CHECK(w.rows >= 0 && w.cols > 0 && m >= 0, "cpu matmul: bad shape rows={} cols={} m={}", w.rows,
+               w.cols, m);
+  const FormatKind kind = w.format.kind;
+  if (kind == FormatKind::kGgml) {
+    check_ggml(w);
+  } else if (kind == FormatKind::kF32 || kind == FormatKind::kF16 || kind == FormatKind::kBF16) {
+    const uint64_t row_bytes = uint64_t(w.cols) * (kind == FormatKind::kF32 ? 4 : 2);
+    MARLIN_CHECK(w.code_row_bytes >= row_bytes, "cpu matmul: row stride {} is less than the {} bytes of a row",
+                 w.code_row_bytes, row_bytes);
+  } else {
+    check_planar(w);
+  }
+  MARLIN_CHECK(w.codes || w.rows == 0, "cpu matmul: null weight data");
+  MARLIN_CHECK(!w.format.act_order || w.perm, "cpu matmul: act-order weights without a permutation");
+}
+
+// Act order: x'[i][k] = x[i][perm[k]], built once per call (perm checked first, so a bad entry
+// fails before any work).
+const float* permuted_activations(const QuantTensor& w, const float* x, int64_t m, ThreadPool& pool) {
+  for (int64_t k = 0; k < w.cols; ++k)
+    MARLIN_CHECK(w.perm[k] >= 0 && w.perm[k] < w.cols, "cpu matmul: act-order permutation entry {} = {} is outside [0, {})",
+                 k, w.perm[k], w.cols);
+  thread_local std::vector<float> permuted;
+  permuted.resize(size_t(m * w.cols));
+  float* out = permuted.data();
+  pool.parallel_for(m, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i)
+      for (int64_t k = 0; k < w.cols; ++k) out[i * w.cols + k] = x[i * w.cols + w.perm[k]];
+  });
+  return out;
 }
 
 std::atomic<bool> g_exact_activations{false};
 
-void exact_rows(const QuantMatrix& w, const float* x, int64_t m, int64_t r0, int64_t r1, float* y) {
+void exact_rows(const QuantTensor& w, const float* x, int64_t m, int64_t r0, int64_t r1, float* y) {
   std::vector<float> row(static_cast<size_t>(w.cols));
   for (int64_t r = r0; r < r1; ++r) {
-    dequantize_row(w.type, w.data + r * w.row_bytes, row.data(), w.cols);
+    if (w.format.kind == FormatKind::kGgml) dequantize_row(w.format.ggml, w.codes + r * w.code_row_bytes, row.data(), w.cols);
+    else dequantize_planar_row(w, r, row.data());
     for (int64_t c = 0; c < m; ++c) {
       double acc = 0;
       for (int64_t k = 0; k < w.cols; ++k) acc += double(x[c * w.cols + k]) * double(row[size_t(k)]);
@@ -56,14 +108,26 @@ constexpr int64_t kRowGrain = 16;
 
 }  // namespace
 
-void matmul(const QuantMatrix& w, const float* x, int64_t m, float* y, ThreadPool& pool) {
-  check_matrix(w, m);
+QuantTensor to_quant_tensor(const QuantMatrix& w) {
+  QuantTensor t;
+  t.format.kind = FormatKind::kGgml;
+  t.format.ggml = w.type;
+  t.rows = w.rows;
+  t.cols = w.cols;
+  t.codes = w.data;
+  t.code_row_bytes = w.row_bytes;
+  return t;
+}
+
+void matmul(const QuantTensor& w, const float* x, int64_t m, float* y, ThreadPool& pool) {
+  check_tensor(w, m);
   if (m == 0 || w.rows == 0) return;
+  if (w.format.act_order) x = permuted_activations(w, x, m, pool);
   if (g_exact_activations.load(std::memory_order_relaxed)) {
     pool.parallel_for(w.rows, kRowGrain, [&](int64_t begin, int64_t end) { exact_rows(w, x, m, begin, end, y); });
     return;
   }
-  const detail::KernelSet kernels = kernels_for(active_cpu_isa(), w.type);
+  const detail::KernelSet kernels = kernels_for(active_cpu_isa(), w.format);
   if (kernels.floating) {
     pool.parallel_for(w.rows, kRowGrain, [&](int64_t begin, int64_t end) { kernels.floating(w, x, m, begin, end, y); });
     return;
@@ -74,10 +138,10 @@ void matmul(const QuantMatrix& w, const float* x, int64_t m, float* y, ThreadPoo
   act.resize(size_t(m * groups));
   ActGroup* act_data = act.data();
   if (m == 1) {
-    kernels.quantize(w.type, x, 1, w.cols, act_data);
+    kernels.quantize(kernels.form, x, 1, w.cols, act_data);
   } else {
     pool.parallel_for(m, 1, [&](int64_t begin, int64_t end) {
-      kernels.quantize(w.type, x + begin * w.cols, end - begin, w.cols, act_data + begin * groups);
+      kernels.quantize(kernels.form, x + begin * w.cols, end - begin, w.cols, act_data + begin * groups);
     });
   }
   pool.parallel_for(w.rows, kRowGrain, [&](int64_t begin, int64_t end) { kernels.int8(w, act_data, m, begin, end, y); });

@@ -1,0 +1,201 @@
+// AVX-512 kernels for planar integer and fp4-family weights (planar.h) in the int8 form.
+//
+// A 128-value group's codes are 16·bits consecutive bytes. In Nibble32 order every qword of a
+// step holds 8 consecutive elements, i.e. `bits` consecutive code bytes: one vpermb moves those
+// bytes into the qword and one vpmultishiftqb pulls each element's bits to its own byte, for any
+// width up to 4 (int8 codes are bytes already: one vpermt2b per step). fp4 codes then map to
+// u = 2·e2m1 + 12 by one vpshufb. Scales (fp16, E8M0 or E4M3, 1-8 per group) are converted in a
+// register and spread over the lanes by vpermps.
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "backend/cpu/kernels.h"
+#include "backend/cpu/planar.h"
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c,bmi2")
+// See kernels_avx512.cpp.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+
+#include "backend/cpu/kernels_avx512_int8.h"
+
+namespace marlin::cpu::detail {
+namespace {
+
+enum class Codes { Int, Fp4 };
+
+// kWide: 8-bit codes (else 2, 3 or 4 bits, chosen at run time by the tables).
+template <bool kWide, Codes kCodes, ScaleType kScale, bool kZeroPoints, bool kSharedLanes>
+struct PlanarPolicy {
+  static constexpr bool kShared = kSharedLanes, kAsym = kZeroPoints;
+
+  struct Row {
+    const PlanarPolicy* p;
+    const uint8_t* codes;
+    const uint8_t* scales;
+    const uint8_t* zeros;
+
+    template <bool kTail>
+    W512 group(int64_t g) const {
+      W512 w;
+      unpack_codes<kTail>(codes + g * p->group_bytes, w);
+      const __m512 s = load_scales(scales + g * p->entry_step * p->scale_bytes, kTail ? p->tail_entries : p->entries);
+      w.scale0 = _mm512_permutexvar_ps(p->lane0, s);
+      w.scale1 = kShared ? w.scale0 : _mm512_permutexvar_ps(p->lane1, s);
+      if constexpr (kAsym) {
+        // min = −s·z: s has 11 significant bits and z 8, so the product is exact in fp32.
+        const __m128i zb = _mm_maskz_loadu_epi8(kTail ? p->tail_entries : p->entries, zeros + g * p->entry_step);
+        const __m512 neg_z = _mm512_sub_ps(_mm512_setzero_ps(), _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(zb)));
+        const __m512 m = _mm512_mul_ps(s, neg_z);
+        w.min0 = _mm512_permutexvar_ps(p->lane0, m);
+        w.min1 = kShared ? w.min0 : _mm512_permutexvar_ps(p->lane1, m);
+      } else {
+        w.min0 = w.scale0;
+        w.min1 = w.scale1;
+      }
+      return w;
+    }
+
+    template <bool kTail>
+    void unpack_codes(const uint8_t* c, W512& w) const {
+      if constexpr (kWide) {
+        const __m512i z0 = _mm512_maskz_loadu_epi8(kTail ? p->tail_mask0 : ~__mmask64(0), c);
+        const __m512i z1 = _mm512_maskz_loadu_epi8(kTail ? p->tail_mask1 : ~__mmask64(0), c + 64);
+        w.q0 = _mm512_permutex2var_epi8(z0, p->perm0, z1);
+        w.q1 = _mm512_permutex2var_epi8(z0, p->perm1, z1);
+      } else {
+        const __m512i z = _mm512_maskz_loadu_epi8(kTail ? p->tail_mask0 : p->code_mask, c);
+        w.q0 = _mm512_and_si512(_mm512_multishift_epi64_epi8(p->shift, _mm512_permutexvar_epi8(p->perm0, z)), p->low);
+        w.q1 = _mm512_and_si512(_mm512_multishift_epi64_epi8(p->shift, _mm512_permutexvar_epi8(p->perm1, z)), p->low);
+      }
+      if constexpr (kCodes == Codes::Fp4) {
+        w.q0 = _mm512_shuffle_epi8(p->fp4_u, w.q0);
+        w.q1 = _mm512_shuffle_epi8(p->fp4_u, w.q1);
+      }
+    }
+
+    // Entries [0, n) of the scales at `s` in the int8 form (the rest of the vector is unused).
+    __m512 load_scales(const uint8_t* s, __mmask16 n) const {
+      if constexpr (kScale == ScaleType::kF16) {
+        const __m512 v = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(n, s));
+        return kCodes == Codes::Fp4 ? _mm512_mul_ps(v, _mm512_set1_ps(0.5f)) : v;
+      } else if constexpr (kScale == ScaleType::kE8M0) {
+        // 2^(e−127) as fp32 bits e << 23, except e = 0 (2^-127, subnormal) and 0xff (NaN).
+        const __m512i e = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(n, s));
+        __m512i bits = _mm512_slli_epi32(e, 23);
+        bits = _mm512_mask_mov_epi32(bits, _mm512_cmpeq_epi32_mask(e, _mm512_setzero_si512()), _mm512_set1_epi32(0x00400000));
+        bits = _mm512_mask_mov_epi32(bits, _mm512_cmpeq_epi32_mask(e, _mm512_set1_epi32(255)), _mm512_set1_epi32(0x7fc00000));
+        return _mm512_mul_ps(_mm512_castsi512_ps(bits), _mm512_set1_ps(0.5f));
+      } else {
+        return _mm512_mul_ps(e4m3_over_256(_mm_maskz_loadu_epi8(n, s)), _mm512_set1_ps(p->scale_mul));
+      }
+    }
+
+    void prefetch(int64_t g) const {
+      const uint8_t* pf = codes + g * p->group_bytes + kPrefetchBytes;
+      prefetch_t0(pf);
+      if constexpr (kWide) prefetch_t0(pf + 64);
+    }
+  };
+
+  explicit PlanarPolicy(const QuantTensor& w) {
+    const PlanarGeometry geo = planar_geometry(w);
+    codes = w.codes;
+    scales = w.scales;
+    zeros = w.zeros;
+    row_bytes = w.code_row_bytes;
+    scale_bytes = geo.scale_bytes;
+    groups = geo.groups;
+    group_bytes = 16 * geo.bits;
+    const bool per_row = geo.group >= w.cols && geo.groups == 1;
+    entry_step = per_row ? 0 : kGroup / geo.group;
+    entries = __mmask16((1u << (per_row ? 1 : entry_step)) - 1);
+    full_groups = w.cols / kGroup;
+    const int64_t tail_values = w.cols % kGroup;
+    tail = tail_values != 0;
+    const int64_t tail_bytes = (tail_values * geo.bits + 7) / 8;
+    tail_mask0 = byte_mask(tail_bytes);
+    tail_mask1 = byte_mask(tail_bytes - 64);
+    code_mask = byte_mask(group_bytes);
+    tail_entries = per_row ? entries : __mmask16((1u << ((tail_values + geo.group - 1) / geo.group)) - 1);
+    scale_mul = kScale == ScaleType::kE4M3 ? w.tensor_scale * 128.0f : 1.0f;  // t·e4m3/2, e4m3 read as /256
+
+    Idx64 perm[2], ctrl;
+    alignas(64) int32_t lane[2][16];
+    for (int t = 0; t < 2; ++t) {
+      for (int j = 0; j < 8; ++j) {
+        const int first = element_at(LaneLayout::Nibble32, 64 * t + 8 * j);  // 8 consecutive elements
+        for (int i = 0; i < 8; ++i) {
+          if (kWide) perm[t].v[8 * j + i] = uint8_t(first + i);
+          else perm[t].v[8 * j + i] = uint8_t(first * geo.bits / 8 + (i < geo.bits ? i : 0));
+          ctrl.v[8 * j + i] = uint8_t(geo.bits * i);
+        }
+      }
+      for (int l = 0; l < 16; ++l)
+        lane[t][l] = per_row ? 0 : element_at(LaneLayout::Nibble32, 64 * t + 4 * l) / int(geo.group);
+    }
+    perm0 = load_idx(perm[0]);
+    perm1 = load_idx(perm[1]);
+    shift = load_idx(ctrl);
+    lane0 = _mm512_load_si512(lane[0]);
+    lane1 = _mm512_load_si512(lane[1]);
+    low = _mm512_set1_epi8(int8_t((1 << geo.bits) - 1));
+    alignas(16) uint8_t u[16];
+    std::memcpy(u, kFp4U, 16);
+    fp4_u = _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(u)));
+  }
+
+  Row row(int64_t r) const {
+    // The scale and zero rows are short side streams; fetch a few rows ahead of the codes.
+    prefetch_t0(scales + (r + 16) * groups * scale_bytes);
+    return {this, codes + r * row_bytes, scales + r * groups * scale_bytes, zeros ? zeros + r * groups : nullptr};
+  }
+
+  const uint8_t* codes;
+  const uint8_t* scales;
+  const uint8_t* zeros;
+  uint64_t row_bytes;
+  int64_t scale_bytes, groups, group_bytes, entry_step;
+  __mmask16 entries, tail_entries;
+  __mmask64 code_mask, tail_mask0, tail_mask1;
+  float scale_mul;
+  int64_t full_groups;
+  bool tail;
+  __m512i perm0, perm1, shift, low, fp4_u;
+  __m512i lane0, lane1;
+};
+
+template <class P>
+KernelSet planar_set(const TensorFormat& f) {
+  KernelSet set;
+  set.int8 = int8_rows<P>;
+  set.quantize = quantize_activations_avx512;
+  set.form = planar_int8_format(f);
+  return set;
+}
+
+}  // namespace
+
+KernelSet kernels_avx512_planar(const TensorFormat& f) {
+  switch (f.kind) {
+    case FormatKind::kInt8:
+      return f.asymmetric ? planar_set<PlanarPolicy<true, Codes::Int, ScaleType::kF16, true, true>>(f)
+                          : planar_set<PlanarPolicy<true, Codes::Int, ScaleType::kF16, false, true>>(f);
+    case FormatKind::kInt4:
+    case FormatKind::kInt3:
+    case FormatKind::kInt2:
+      return f.asymmetric ? planar_set<PlanarPolicy<false, Codes::Int, ScaleType::kF16, true, true>>(f)
+                          : planar_set<PlanarPolicy<false, Codes::Int, ScaleType::kF16, false, true>>(f);
+    case FormatKind::kFp4: return planar_set<PlanarPolicy<false, Codes::Fp4, ScaleType::kF16, false, true>>(f);
+    case FormatKind::kMxFp4: return planar_set<PlanarPolicy<false, Codes::Fp4, ScaleType::kE8M0, false, true>>(f);
+    case FormatKind::kNvFp4: return planar_set<PlanarPolicy<false, Codes::Fp4, ScaleType::kE4M3, false, false>>(f);
+    default: return {};
+  }
+}
+
+}  // namespace marlin::cpu::detail
+
+#pragma GCC pop_options
