@@ -12,6 +12,21 @@
 //         fp8 (E4M3)       w = s·e4m3(q)                   fp4 (E2M1)       w = s·e2m1(q)
 //         mxfp4            w = 2^(e−127)·e2m1(q), 32/group  nvfp4           w = t·e4m3(s)·e2m1(q), 16/group
 // (t: one fp32 scale per tensor). GGML block formats keep their GGUF blocks as `codes`.
+//
+// Details (docs/quantization.md has the full description):
+// - Groups: group g of a row covers columns [g·group_size, (g+1)·group_size); groups() =
+//   ceil(cols / group_size), so the last group may be partial (K = 576 with g128: 4 full groups and
+//   one of 64). Per channel (group_size 0): one group per row.
+// - Act-order: codes, scales and zeros are all in the stored (permuted) column order; groups are
+//   contiguous in that order. Stored column k holds the weight of input feature perm[k].
+// - 2:4 sparsity: of every 4 consecutive stored columns 2 are kept; `codes` holds only the kept
+//   values (cols/2 per row, in column order) and `sparse_meta` says which: rows ×
+//   sparse_meta_row_bytes(cols) bytes, 4 bits per 4 columns at bits [4j, 4j+4) of the row's
+//   little-endian bit stream (low nibble first), the low 2 bits the index (0..3) of the first kept
+//   column and the high 2 bits that of the second, first < second. Dropped columns are exactly 0.
+//   Groups count stored (uncompressed) columns, so scales/zeros have the dense shape.
+// - Unquantized f32/f16/bf16 store their raw little-endian values as `codes`.
+// - nvfp4 is evaluated as (t·e4m3(s))·e2m1(q): the two scales first, as fp32.
 #pragma once
 
 #include <cstdint>
@@ -44,7 +59,7 @@ enum class ScaleType : uint8_t { kNone, kF16, kE8M0, kE4M3 };
 struct FormatInfo {
   FormatKind kind;
   std::string_view name;  // as written in format names: "int4", "fp8", "mxfp4", ...
-  int code_bits;          // bits per stored value (32/16 for unquantized)
+  int code_bits;          // bits per stored value (32/16 for unquantized; 0 for kGgml: see its block table)
   ScaleType scale;
   bool zero_points;       // an asymmetric (zero-point) variant exists
   int fixed_group;        // the group size the format prescribes; 0: chosen per tensor
@@ -52,6 +67,12 @@ struct FormatInfo {
 };
 
 const FormatInfo& format_info(FormatKind kind);
+
+// Bytes of one stored scale entry (0 for kNone).
+int scale_bytes(ScaleType type);
+
+// Bytes of one row of 2:4 metadata for a row of `cols` stored columns (4 bits per 4 columns).
+inline uint64_t sparse_meta_row_bytes(int64_t cols) { return (uint64_t(cols) / 4 + 1) / 2; }
 
 // Group sizes a tensor may use when its format does not prescribe one (0 = per channel).
 inline constexpr int kGroupSizes[] = {32, 64, 128, 0};
@@ -75,6 +96,18 @@ struct TensorFormat {
   // Average storage bits per weight, scales and zero points included (for K = a multiple of
   // the group size; per-channel formats count their scale as 0).
   double bits_per_weight() const;
+
+  // Throws marlin::Error naming the problem when the fields contradict the table (what parse
+  // rejects): a group size not in kGroupSizes, options the kind does not have, a ggml type that is
+  // not a block format, ...
+  void validate() const;
+  // validate(), and that a rows × cols tensor can have this format (cols a whole number of ggml
+  // blocks, a multiple of 4 for 2:4, sizes in range).
+  void check_shape(int64_t rows, int64_t cols) const;
+  // Scale groups per row: ceil(cols / group_size), 1 per channel, 0 for unquantized and ggml kinds.
+  int64_t groups(int64_t cols) const;
+  // The least code_row_bytes a row of `cols` values needs (2:4: only the cols/2 kept values).
+  uint64_t min_code_row_bytes(int64_t cols) const;
   bool quantized() const { return kind != FormatKind::kF32 && kind != FormatKind::kF16 && kind != FormatKind::kBF16; }
   friend bool operator==(const TensorFormat&, const TensorFormat&) = default;
 };
@@ -90,8 +123,12 @@ struct QuantTensor {
   const uint8_t* zeros = nullptr;   // rows × groups(cols) codes, one byte each
   const int32_t* perm = nullptr;    // cols entries when act_order
   float tensor_scale = 1.0f;        // nvfp4
+  const uint8_t* sparse_meta = nullptr;  // 2:4 only: rows × sparse_meta_row_bytes(cols) bytes
 
   int64_t groups() const;  // scale groups per row
+  // Throws marlin::Error naming the problem when the shape, a stride or a required pointer does not
+  // fit the format (kernels call it at their entry). Does not read the data.
+  void validate() const;
 };
 
 }  // namespace marlin

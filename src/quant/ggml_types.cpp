@@ -41,6 +41,8 @@ const GgmlTypeInfo& ggml_type_info(GgmlType type) {
   fail("unknown ggml type id {}", uint32_t(type));
 }
 
+std::span<const GgmlTypeInfo> ggml_type_table() { return kTypes; }
+
 std::optional<uint64_t> ggml_row_bytes(GgmlType type, uint64_t elements) {
   const auto& info = ggml_type_info(type);
   if (elements % info.block_elements != 0) return std::nullopt;

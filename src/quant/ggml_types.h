@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string_view>
 
 namespace marlin {
@@ -35,6 +36,8 @@ struct GgmlTypeInfo {
 // The table row for a type id read from a file; nullopt for ids this build does not know.
 std::optional<GgmlTypeInfo> ggml_type_info(uint32_t type_id);
 const GgmlTypeInfo& ggml_type_info(GgmlType type);
+// Every row of the table, in id order.
+std::span<const GgmlTypeInfo> ggml_type_table();
 
 // Bytes taken by one row of `elements` weights; nullopt when `elements` is not a whole
 // number of blocks or the size overflows.
