@@ -38,8 +38,8 @@ KernelSet kernels_avx512_planar(const TensorFormat& f);
 KernelSet kernels_avx512_float(const TensorFormat& f);
 void quantize_activations_avx512(const Int8Format& fmt, const float* x, int64_t rows, int64_t cols, ActGroup* out);
 
-// The element type of a format multiplied in fp32: kF32, kF16, kBF16 or kFp8E4M3 (GGML F32/F16/BF16
-// map to the first three); nullopt for the others.
+// The element type of a format multiplied in fp32: kF32, kF16, kBF16 or kFp8E4M3; nullopt for the
+// others.
 std::optional<FormatKind> float_element(const TensorFormat& f);
 
 }  // namespace marlin::cpu::detail

@@ -6,6 +6,7 @@
 
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/planar.h"
+#include "quant/fp_codes.h"
 
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,f16c")

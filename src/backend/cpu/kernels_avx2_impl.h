@@ -96,13 +96,13 @@ struct GgmlUnpacker {
 };
 
 // The int8 loops' unpacker for planar formats (planar.h): SIMD for 4- and 8-bit codes in whole
-// groups, the scalar reference for 2/3-bit codes and the last, partial group.
+// groups, the scalar reference for 2/3-bit codes, 2:4 sparsity and the last, partial group.
 template <bool kWide>
 struct PlanarUnpacker {
   static constexpr bool kWideU = kWide;
   explicit PlanarUnpacker(const QuantTensor& w) : w(w), geo(planar_geometry(w)) {
     fp4 = w.format.kind == FormatKind::kFp4 || w.format.kind == FormatKind::kMxFp4 || w.format.kind == FormatKind::kNvFp4;
-    simd = geo.bits == 4 || geo.bits == 8;
+    simd = (geo.bits == 4 || geo.bits == 8) && !w.format.sparse_24;
     for (int lane = 0; lane < 32; ++lane) {
       const int e = element_at(LaneLayout::Nibble32, 4 * lane);
       lane_entry[lane] = geo.group >= w.cols ? 0 : e / int(geo.group);
@@ -317,7 +317,7 @@ inline float weight_at(const uint8_t* row, int64_t k) {
     std::memcpy(&v, row + 4 * k, 4);
     return v;
   } else if constexpr (E == FormatKind::kFp8E4M3) {
-    return e4m3_to_float(row[k]) / 256.0f;
+    return e4m3_to_float(row[k]) * (1.0f / 256.0f);
   } else {
     const uint16_t h = uint16_t(row[2 * k] | (row[2 * k + 1] << 8));
     if constexpr (E == FormatKind::kF16) return _cvtsh_ss(h);

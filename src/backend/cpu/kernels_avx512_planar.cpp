@@ -180,6 +180,7 @@ KernelSet planar_set(const TensorFormat& f) {
 }  // namespace
 
 KernelSet kernels_avx512_planar(const TensorFormat& f) {
+  if (f.sparse_24) return {};
   switch (f.kind) {
     case FormatKind::kInt8:
       return f.asymmetric ? planar_set<PlanarPolicy<true, Codes::Int, ScaleType::kF16, true, true>>(f)

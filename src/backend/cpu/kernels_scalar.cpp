@@ -6,7 +6,7 @@
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/planar.h"
 #include "core/error.h"
-#include "quant/ggml_dequant.h"
+#include "quant/dequant.h"
 
 namespace marlin::cpu::detail {
 namespace {
@@ -43,10 +43,7 @@ void float_rows(const QuantTensor& w, const float* x, int64_t m, int64_t r0, int
   thread_local std::vector<float> row_values;
   row_values.resize(size_t(w.cols));
   for (int64_t r = r0; r < r1; ++r) {
-    if (w.format.kind == FormatKind::kGgml)
-      dequantize_row(w.format.ggml, w.codes + r * w.code_row_bytes, row_values.data(), w.cols);
-    else
-      dequantize_planar_row(w, r, row_values.data());
+    dequantize_row(w, r, row_values.data());
     for (int64_t c = 0; c < m; ++c) {
       const float* xc = x + c * w.cols;
       float acc = 0.0f;

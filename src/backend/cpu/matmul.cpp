@@ -5,9 +5,8 @@
 
 #include "backend/cpu/cpu_isa.h"
 #include "backend/cpu/kernels.h"
-#include "backend/cpu/planar.h"
 #include "core/error.h"
-#include "quant/ggml_dequant.h"
+#include "quant/dequant.h"
 
 namespace marlin::cpu {
 
@@ -19,11 +18,6 @@ std::optional<FormatKind> float_element(const TensorFormat& f) {
     case FormatKind::kF16:
     case FormatKind::kBF16:
     case FormatKind::kFp8E4M3: return f.kind;
-    case FormatKind::kGgml:
-      if (f.ggml == GgmlType::F32) return FormatKind::kF32;
-      if (f.ggml == GgmlType::F16) return FormatKind::kF16;
-      if (f.ggml == GgmlType::BF16) return FormatKind::kBF16;
-      return std::nullopt;
     default: return std::nullopt;
   }
 }
@@ -44,31 +38,14 @@ detail::KernelSet kernels_for(CpuIsa isa, const TensorFormat& f) {
   return set;
 }
 
-void check_ggml(const QuantTensor& w) {
-  const GgmlTypeInfo& info = ggml_type_info(w.format.ggml);
-  MARLIN_CHECK(info.supported, "cpu matmul: weight type {} is not supported", info.name);
-  const auto row_bytes = ggml_row_bytes(w.format.ggml, uint64_t(w.cols));
-  MARLIN_CHECK(row_bytes, "cpu matmul: {} columns is not a whole number of {} blocks of {}", w.cols, info.name,
-               info.block_elements);
-  MARLIN_CHECK(w.code_row_bytes >= *row_bytes, "cpu matmul: row stride {} is less than the {} bytes of a {} row",
-               w.code_row_bytes, *row_bytes, info.name);
-}
-
 void check_tensor(const QuantTensor& w, int64_t m) {
   MARLIN_CHECK(w.rows >= 0 && w.cols > 0 && m >= 0, "cpu matmul: bad shape rows={} cols={} m={}", w.rows,
                w.cols, m);
-  const FormatKind kind = w.format.kind;
-  if (kind == FormatKind::kGgml) {
-    check_ggml(w);
-  } else if (kind == FormatKind::kF32 || kind == FormatKind::kF16 || kind == FormatKind::kBF16) {
-    const uint64_t row_bytes = uint64_t(w.cols) * (kind == FormatKind::kF32 ? 4 : 2);
-    MARLIN_CHECK(w.code_row_bytes >= row_bytes, "cpu matmul: row stride {} is less than the {} bytes of a row",
-                 w.code_row_bytes, row_bytes);
-  } else {
-    check_planar(w);
-  }
-  MARLIN_CHECK(w.codes || w.rows == 0, "cpu matmul: null weight data");
-  MARLIN_CHECK(!w.format.act_order || w.perm, "cpu matmul: act-order weights without a permutation");
+  if (w.rows == 0) return;
+  w.validate();
+  if (w.format.kind == FormatKind::kGgml)
+    MARLIN_CHECK(ggml_type_info(w.format.ggml).supported, "cpu matmul: weight type {} is not supported",
+                 ggml_type_info(w.format.ggml).name);
 }
 
 // Act order: x'[i][k] = x[i][perm[k]], built once per call (perm checked first, so a bad entry
@@ -92,8 +69,7 @@ std::atomic<bool> g_exact_activations{false};
 void exact_rows(const QuantTensor& w, const float* x, int64_t m, int64_t r0, int64_t r1, float* y) {
   std::vector<float> row(static_cast<size_t>(w.cols));
   for (int64_t r = r0; r < r1; ++r) {
-    if (w.format.kind == FormatKind::kGgml) dequantize_row(w.format.ggml, w.codes + r * w.code_row_bytes, row.data(), w.cols);
-    else dequantize_planar_row(w, r, row.data());
+    dequantize_row(w, r, row.data());
     for (int64_t c = 0; c < m; ++c) {
       double acc = 0;
       for (int64_t k = 0; k < w.cols; ++k) acc += double(x[c * w.cols + k]) * double(row[size_t(k)]);
@@ -110,8 +86,14 @@ constexpr int64_t kRowGrain = 16;
 
 QuantTensor to_quant_tensor(const QuantMatrix& w) {
   QuantTensor t;
-  t.format.kind = FormatKind::kGgml;
-  t.format.ggml = w.type;
+  switch (w.type) {
+    case GgmlType::F32: t.format.kind = FormatKind::kF32; break;
+    case GgmlType::F16: t.format.kind = FormatKind::kF16; break;
+    case GgmlType::BF16: t.format.kind = FormatKind::kBF16; break;
+    default:
+      t.format.kind = FormatKind::kGgml;
+      t.format.ggml = w.type;
+  }
   t.rows = w.rows;
   t.cols = w.cols;
   t.codes = w.data;
