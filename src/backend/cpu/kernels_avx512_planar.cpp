@@ -6,6 +6,10 @@
 // width up to 4 (int8 codes are bytes already: one vpermt2b per step). fp4 codes then map to
 // u = 2·e2m1 + 12 by one vpshufb. Scales (fp16, E8M0 or E4M3, 1-8 per group) are converted in a
 // register and spread over the lanes by vpermps.
+// 2:4 sparse int4 expands each group's 64 kept codes to the dense 128 positions: per position, a
+// vpermb/vpmultishiftqb pair fetches its quad's 4-bit pattern, a 64-entry vpermb table keyed by
+// (pattern, column in quad) says whether the column is kept and which of the quad's two codes it
+// takes, a vpermb picks that code, and dropped columns get the u of a zero weight.
 #include <immintrin.h>
 
 #include <cstdint>
@@ -27,8 +31,20 @@ namespace {
 
 enum class Codes { Int, Fp4 };
 
-// kWide: 8-bit codes (else 2, 3 or 4 bits, chosen at run time by the tables).
-template <bool kWide, Codes kCodes, ScaleType kScale, bool kZeroPoints, bool kSharedLanes>
+// The vpermb table of 2:4 expansion: entry (pattern | column << 4) is 0x80 | (0 or 1) when the
+// pattern keeps the column (as the quad's first or second code), 0 when it drops it.
+constexpr Idx64 sparse_table() {
+  Idx64 t{};
+  for (int i = 0; i < 64; ++i) {
+    const int pattern = i & 15, column = i >> 4;
+    if (sparse_keep_mask(unsigned(pattern)) >> column & 1) t.v[i] = uint8_t(0x80 | (column == pattern >> 2 ? 1 : 0));
+  }
+  return t;
+}
+constexpr Idx64 kSparseTable = sparse_table();
+
+// kWide: 8-bit codes (else 2, 3 or 4 bits, chosen at run time by the tables). kSparse: 2:4 int4.
+template <bool kWide, Codes kCodes, ScaleType kScale, bool kZeroPoints, bool kSharedLanes, bool kSparse = false>
 struct PlanarPolicy {
   static constexpr bool kShared = kSharedLanes, kAsym = kZeroPoints;
 
@@ -37,11 +53,13 @@ struct PlanarPolicy {
     const uint8_t* codes;
     const uint8_t* scales;
     const uint8_t* zeros;
+    const uint8_t* meta;
 
     template <bool kTail>
     W512 group(int64_t g) const {
       W512 w;
-      unpack_codes<kTail>(codes + g * p->group_bytes, w);
+      if constexpr (kSparse) unpack_sparse<kTail>(g, w);
+      else unpack_codes<kTail>(codes + g * p->group_bytes, w);
       const __m512 s = load_scales(scales + g * p->entry_step * p->scale_bytes, kTail ? p->tail_entries : p->entries);
       w.scale0 = _mm512_permutexvar_ps(p->lane0, s);
       w.scale1 = kShared ? w.scale0 : _mm512_permutexvar_ps(p->lane1, s);
@@ -77,6 +95,33 @@ struct PlanarPolicy {
       }
     }
 
+    template <bool kTail>
+    void unpack_sparse(int64_t g, W512& w) const {
+      const __m512i low4 = _mm512_set1_epi8(0x0f);
+      const __m512i packed = _mm512_maskz_loadu_epi8(kTail ? p->tail_mask0 : p->code_mask, codes + g * p->group_bytes);
+      const __m512i kept = _mm512_and_si512(_mm512_multishift_epi64_epi8(p->shift, _mm512_permutexvar_epi8(p->perm0, packed)), low4);
+      const __m128i patterns = _mm_maskz_loadu_epi8(kTail ? p->tail_meta_mask : 0xffff, meta + 16 * g);
+      __m512i fill = _mm512_set1_epi8(8);  // u of a zero weight: 2^(bits−1), or the zero point
+      if constexpr (kAsym) fill = _mm512_permutexvar_epi8(p->zero_of_position0, _mm512_castsi128_si512(
+                                  _mm_maskz_loadu_epi8(kTail ? p->tail_entries : p->entries, zeros + g * p->entry_step)));
+      w.q0 = expand_step(kept, patterns, 0, fill);
+      if constexpr (kAsym) fill = _mm512_permutexvar_epi8(p->zero_of_position1, _mm512_castsi128_si512(
+                                  _mm_maskz_loadu_epi8(kTail ? p->tail_entries : p->entries, zeros + g * p->entry_step)));
+      w.q1 = expand_step(kept, patterns, 1, fill);
+    }
+
+    // Dense u of step t from the 64 kept codes (in order) and the group's 32 patterns.
+    __m512i expand_step(__m512i kept, __m128i patterns, int t, __m512i fill) const {
+      const __m512i meta_rep = _mm512_permutexvar_epi8(t ? p->meta_byte1 : p->meta_byte0, _mm512_castsi128_si512(patterns));
+      // (nibble & 15) | column << 4: ternary-logic (a & b) | c.
+      const __m512i key = _mm512_ternarylogic_epi32(_mm512_multishift_epi64_epi8(p->nibble_shift, meta_rep),
+                                                    _mm512_set1_epi8(0x0f), p->column_key, 0xea);
+      const __m512i sel = _mm512_permutexvar_epi8(key, load_idx(kSparseTable));
+      // Code index = 2·quad + (0 or 1): (sel & 1) | base.
+      const __m512i index = _mm512_ternarylogic_epi32(sel, _mm512_set1_epi8(1), t ? p->quad_base1 : p->quad_base0, 0xea);
+      return _mm512_mask_mov_epi8(fill, _mm512_movepi8_mask(sel), _mm512_permutexvar_epi8(index, kept));
+    }
+
     // Entries [0, n) of the scales at `s` in the int8 form (the rest of the vector is unused).
     __m512 load_scales(const uint8_t* s, __mmask16 n) const {
       if constexpr (kScale == ScaleType::kF16) {
@@ -98,6 +143,7 @@ struct PlanarPolicy {
       const uint8_t* pf = codes + g * p->group_bytes + kPrefetchBytes;
       prefetch_t0(pf);
       if constexpr (kWide) prefetch_t0(pf + 64);
+      if constexpr (kSparse) prefetch_t0(meta + 16 * g + kPrefetchBytes / 2);
     }
   };
 
@@ -109,34 +155,53 @@ struct PlanarPolicy {
     row_bytes = w.code_row_bytes;
     scale_bytes = geo.scale_bytes;
     groups = geo.groups;
-    group_bytes = 16 * geo.bits;
+    group_bytes = kSparse ? 8 * geo.bits : 16 * geo.bits;  // 2:4: 64 kept codes per 128 columns
+    meta_rows = w.sparse_meta;
+    meta_row_bytes = geo.meta_row_bytes;
     const bool per_row = geo.group >= w.cols && geo.groups == 1;
     entry_step = per_row ? 0 : kGroup / geo.group;
     entries = __mmask16((1u << (per_row ? 1 : entry_step)) - 1);
     full_groups = w.cols / kGroup;
     const int64_t tail_values = w.cols % kGroup;
     tail = tail_values != 0;
-    const int64_t tail_bytes = (tail_values * geo.bits + 7) / 8;
+    const int64_t tail_bytes = ((kSparse ? tail_values / 2 : tail_values) * geo.bits + 7) / 8;
+    tail_meta_mask = __mmask16((1u << ((tail_values / 4 + 1) / 2)) - 1);
     tail_mask0 = byte_mask(tail_bytes);
     tail_mask1 = byte_mask(tail_bytes - 64);
     code_mask = byte_mask(group_bytes);
     tail_entries = per_row ? entries : __mmask16((1u << ((tail_values + geo.group - 1) / geo.group)) - 1);
     scale_mul = kScale == ScaleType::kE4M3 ? w.tensor_scale * 128.0f : 1.0f;  // t·e4m3/2, e4m3 read as /256
 
-    Idx64 perm[2], ctrl;
+    Idx64 perm[2], ctrl, meta_byte[2], nibble, column, quad_base[2], zero_of_position[2];
     alignas(64) int32_t lane[2][16];
     for (int t = 0; t < 2; ++t) {
       for (int j = 0; j < 8; ++j) {
-        const int first = element_at(LaneLayout::Nibble32, 64 * t + 8 * j);  // 8 consecutive elements
+        // Qword j of step t holds 8 consecutive elements (kSparse: kept codes 8j..8j+7 in order).
+        const int first = kSparse ? 8 * j : element_at(LaneLayout::Nibble32, 64 * t + 8 * j);
         for (int i = 0; i < 8; ++i) {
-          if (kWide) perm[t].v[8 * j + i] = uint8_t(first + i);
-          else perm[t].v[8 * j + i] = uint8_t(first * geo.bits / 8 + (i < geo.bits ? i : 0));
-          ctrl.v[8 * j + i] = uint8_t(geo.bits * i);
+          const int pos = 8 * j + i, e = first + i;
+          if (kWide) perm[t].v[pos] = uint8_t(e);
+          else perm[t].v[pos] = uint8_t(first * geo.bits / 8 + (i < geo.bits ? i : 0));
+          ctrl.v[pos] = uint8_t(geo.bits * i);
+          const int dense = element_at(LaneLayout::Nibble32, 64 * t + pos);
+          meta_byte[t].v[pos] = uint8_t(dense / 8);  // the byte holding the pattern of quad dense/4
+          nibble.v[pos] = uint8_t(8 * i + 4 * (dense / 4 % 2));
+          column.v[pos] = uint8_t((dense % 4) << 4);
+          quad_base[t].v[pos] = uint8_t(2 * (dense / 4));
+          zero_of_position[t].v[pos] = uint8_t(per_row ? 0 : dense / int(geo.group));
         }
       }
       for (int l = 0; l < 16; ++l)
         lane[t][l] = per_row ? 0 : element_at(LaneLayout::Nibble32, 64 * t + 4 * l) / int(geo.group);
     }
+    meta_byte0 = load_idx(meta_byte[0]);
+    meta_byte1 = load_idx(meta_byte[1]);
+    nibble_shift = load_idx(nibble);
+    column_key = load_idx(column);
+    quad_base0 = load_idx(quad_base[0]);
+    quad_base1 = load_idx(quad_base[1]);
+    zero_of_position0 = load_idx(zero_of_position[0]);
+    zero_of_position1 = load_idx(zero_of_position[1]);
     perm0 = load_idx(perm[0]);
     perm1 = load_idx(perm[1]);
     shift = load_idx(ctrl);
@@ -151,21 +216,25 @@ struct PlanarPolicy {
   Row row(int64_t r) const {
     // The scale and zero rows are short side streams; fetch a few rows ahead of the codes.
     prefetch_t0(scales + (r + 16) * groups * scale_bytes);
-    return {this, codes + r * row_bytes, scales + r * groups * scale_bytes, zeros ? zeros + r * groups : nullptr};
+    return {this, codes + r * row_bytes, scales + r * groups * scale_bytes, zeros ? zeros + r * groups : nullptr,
+            meta_rows ? meta_rows + r * meta_row_bytes : nullptr};
   }
 
   const uint8_t* codes;
   const uint8_t* scales;
   const uint8_t* zeros;
-  uint64_t row_bytes;
+  const uint8_t* meta_rows;
+  uint64_t row_bytes, meta_row_bytes;
   int64_t scale_bytes, groups, group_bytes, entry_step;
-  __mmask16 entries, tail_entries;
+  __mmask16 entries, tail_entries, tail_meta_mask;
   __mmask64 code_mask, tail_mask0, tail_mask1;
   float scale_mul;
   int64_t full_groups;
   bool tail;
   __m512i perm0, perm1, shift, low, fp4_u;
   __m512i lane0, lane1;
+  // 2:4 expansion (see expand_step).
+  __m512i meta_byte0, meta_byte1, nibble_shift, column_key, quad_base0, quad_base1, zero_of_position0, zero_of_position1;
 };
 
 template <class P>
@@ -180,7 +249,11 @@ KernelSet planar_set(const TensorFormat& f) {
 }  // namespace
 
 KernelSet kernels_avx512_planar(const TensorFormat& f) {
-  if (f.sparse_24) return {};
+  if (f.sparse_24) {
+    if (f.kind != FormatKind::kInt4) return {};
+    return f.asymmetric ? planar_set<PlanarPolicy<false, Codes::Int, ScaleType::kF16, true, true, true>>(f)
+                        : planar_set<PlanarPolicy<false, Codes::Int, ScaleType::kF16, false, true, true>>(f);
+  }
   switch (f.kind) {
     case FormatKind::kInt8:
       return f.asymmetric ? planar_set<PlanarPolicy<true, Codes::Int, ScaleType::kF16, true, true>>(f)
