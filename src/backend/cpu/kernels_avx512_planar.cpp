@@ -128,12 +128,15 @@ struct PlanarPolicy {
         const __m512 v = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(n, s));
         return kCodes == Codes::Fp4 ? _mm512_mul_ps(v, _mm512_set1_ps(0.5f)) : v;
       } else if constexpr (kScale == ScaleType::kE8M0) {
-        // 2^(e−127) as fp32 bits e << 23, except e = 0 (2^-127, subnormal) and 0xff (NaN).
+        // Half the scale, 2^(e−128), as fp32 bits: (e − 1) << 23, except the subnormals (e = 1, 0)
+        // and NaN (0xff). Built as integers: a float multiply by 0.5 would meet the zero-filled
+        // unused entries as subnormals, and subnormal operands cost a microcode assist each.
         const __m512i e = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(n, s));
-        __m512i bits = _mm512_slli_epi32(e, 23);
-        bits = _mm512_mask_mov_epi32(bits, _mm512_cmpeq_epi32_mask(e, _mm512_setzero_si512()), _mm512_set1_epi32(0x00400000));
+        __m512i bits = _mm512_slli_epi32(_mm512_sub_epi32(e, _mm512_set1_epi32(1)), 23);
+        bits = _mm512_mask_mov_epi32(bits, _mm512_cmpeq_epi32_mask(e, _mm512_set1_epi32(1)), _mm512_set1_epi32(0x00400000));
+        bits = _mm512_mask_mov_epi32(bits, _mm512_cmpeq_epi32_mask(e, _mm512_setzero_si512()), _mm512_set1_epi32(0x00200000));
         bits = _mm512_mask_mov_epi32(bits, _mm512_cmpeq_epi32_mask(e, _mm512_set1_epi32(255)), _mm512_set1_epi32(0x7fc00000));
-        return _mm512_mul_ps(_mm512_castsi512_ps(bits), _mm512_set1_ps(0.5f));
+        return _mm512_castsi512_ps(_mm512_maskz_mov_epi32(n, bits));
       } else {
         return _mm512_mul_ps(e4m3_over_256(_mm_maskz_loadu_epi8(n, s)), _mm512_set1_ps(p->scale_mul));
       }
