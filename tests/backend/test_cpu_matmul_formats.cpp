@@ -37,7 +37,7 @@ std::vector<double> int8_term_magnitudes(const QuantTensor& t) {
     for (int64_t g = 0; g < groups_for(t.cols); ++g) {
       unpack_planar_group_scalar(t, geo, r, g, wg);
       for (int p = 0; p < kGroup; ++p) {
-        const int64_t k = g * kGroup + element_at(LaneLayout::Nibble32, p);
+        const int64_t k = g * kGroup + element_at(form.layout, p);
         if (k < t.cols)
           mag[size_t(r * t.cols + k)] = std::fabs(double(wg.scale[p / 4]) * wg.u[p]) + std::fabs(wg.min[p / 4]) * factor;
       }
@@ -237,7 +237,7 @@ TEST(FormatMatmulUnpack, UnpackReproducesReference) {
       for (int64_t g = 0; g < groups_for(cols); ++g) {
         unpack_planar_group_scalar(t, geo, r, g, wg);
         for (int p = 0; p < kGroup; ++p) {
-          const int64_t k = g * kGroup + element_at(LaneLayout::Nibble32, p);
+          const int64_t k = g * kGroup + element_at(form.layout, p);
           const double scale = wg.scale[p / 4], min = wg.min[p / 4];
           if (k >= cols) {
             EXPECT_EQ(wg.u[p] * scale, 0.0) << "padding must not contribute";
@@ -252,10 +252,10 @@ TEST(FormatMatmulUnpack, UnpackReproducesReference) {
 }
 
 // Every SIMD activation quantizer reproduces the scalar one bit for bit for the planar forms too
-// (symmetric offsets, zero points, and nvfp4's unshared lanes), including partial 32-value blocks.
+// (EvenOdd and Nibble32 orders, symmetric offsets, zero points), including partial 32-value blocks.
 TEST(FormatMatmulUnpack, SimdActivationQuantizersMatchScalar) {
   std::mt19937 rng(5);
-  for (const char* name : {"int4-g128", "int8-pc", "int3-g64-asym", "fp4-g32", "nvfp4"}) {
+  for (const char* name : {"int4-g128", "int4-g32-asym", "int8-pc", "int3-g64-asym", "fp4-g32", "nvfp4", "int4-g128-24"}) {
     const TensorFormat f = TensorFormat::parse(name);
     for (CpuIsa isa : {CpuIsa::Avx2, CpuIsa::Avx2Vnni, CpuIsa::Avx512}) {
       if (!cpu_supports(isa)) continue;

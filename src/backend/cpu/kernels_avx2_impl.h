@@ -103,8 +103,9 @@ struct PlanarUnpacker {
   explicit PlanarUnpacker(const QuantTensor& w) : w(w), geo(planar_geometry(w)) {
     fp4 = w.format.kind == FormatKind::kFp4 || w.format.kind == FormatKind::kMxFp4 || w.format.kind == FormatKind::kNvFp4;
     simd = (geo.bits == 4 || geo.bits == 8) && !w.format.sparse_24;
+    const LaneLayout layout = planar_int8_format(w.format).layout;
     for (int lane = 0; lane < 32; ++lane) {
-      const int e = element_at(LaneLayout::Nibble32, 4 * lane);
+      const int e = element_at(layout, 4 * lane);
       lane_entry[lane] = geo.group >= w.cols ? 0 : e / int(geo.group);
     }
   }
@@ -115,23 +116,23 @@ struct PlanarUnpacker {
     }
     const uint8_t* c = w.codes + r * w.code_row_bytes + g * 16 * geo.bits;
     if (geo.bits == 8) {
-      for (int b = 0; b < 4; ++b) {  // step t of block b = its bytes 16t..16t+15
+      for (int b = 0; b < 4; ++b) {  // Nibble32: step t of block b = its bytes 16t..16t+15
         std::memcpy(out.u + 16 * b, c + 32 * b, 16);
         std::memcpy(out.u + 64 + 16 * b, c + 32 * b + 16, 16);
       }
     } else {
+      // EvenOdd: step 0 = the low nibbles of the 64 code bytes, step 1 = the high nibbles.
       const __m256i low4 = _mm256_set1_epi8(0x0f);
       const __m256i lut = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kFp4U)));
-      for (int pair = 0; pair < 2; ++pair) {  // blocks 2·pair, 2·pair + 1 (one per 128-bit lane)
-        const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + 32 * pair));
-        const __m256i lo = _mm256_and_si256(bytes, low4), hi = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), low4);
-        __m256i first = _mm256_unpacklo_epi8(lo, hi), second = _mm256_unpackhi_epi8(lo, hi);  // elements 0..15, 16..31
+      for (int half = 0; half < 2; ++half) {
+        const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + 32 * half));
+        __m256i lo = _mm256_and_si256(bytes, low4), hi = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), low4);
         if (fp4) {
-          first = _mm256_shuffle_epi8(lut, first);
-          second = _mm256_shuffle_epi8(lut, second);
+          lo = _mm256_shuffle_epi8(lut, lo);
+          hi = _mm256_shuffle_epi8(lut, hi);
         }
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.u + 32 * pair), first);
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.u + 64 + 32 * pair), second);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.u + 32 * half), lo);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.u + 64 + 32 * half), hi);
       }
     }
     const int64_t per_group = geo.group >= w.cols ? 1 : kGroup / geo.group;

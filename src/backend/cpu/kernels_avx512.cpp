@@ -327,6 +327,7 @@ constexpr LayoutTables layout_tables(LaneLayout layout) {
 constexpr LayoutTables kNibble32Tables = layout_tables(LaneLayout::Nibble32);
 constexpr LayoutTables kNaturalTables = layout_tables(LaneLayout::Natural);
 constexpr LayoutTables kKNibbleTables = layout_tables(LaneLayout::KNibble);
+constexpr LayoutTables kEvenOddTables = layout_tables(LaneLayout::EvenOdd);
 
 // 32 values -> 32 int8 (in the low 256 bits' order) with d = max|x| / 127.
 inline __m256i quantize32(const float* x, __mmask32 valid, float& d) {
@@ -343,8 +344,9 @@ inline __m256i quantize32(const float* x, __mmask32 valid, float& d) {
 }  // namespace
 
 void quantize_activations_avx512(const Int8Format& fmt, const float* x, int64_t rows, int64_t cols, ActGroup* out) {
-  const LayoutTables& tables = fmt.layout == LaneLayout::Nibble32 ? kNibble32Tables
+  const LayoutTables& tables = fmt.layout == LaneLayout::Nibble32  ? kNibble32Tables
                                : fmt.layout == LaneLayout::Natural ? kNaturalTables
+                               : fmt.layout == LaneLayout::EvenOdd ? kEvenOddTables
                                                                    : kKNibbleTables;
   const __m512i perm_lo = load_idx(tables.lo), perm_hi = load_idx(tables.hi);
   const __m512i lane_block0 = _mm512_load_si512(tables.lane_block);

@@ -1,10 +1,10 @@
 // AVX-512 kernels for planar integer and fp4-family weights (planar.h) in the int8 form.
 //
-// A 128-value group's codes are 16·bits consecutive bytes. In Nibble32 order every qword of a
-// step holds 8 consecutive elements, i.e. `bits` consecutive code bytes: one vpermb moves those
-// bytes into the qword and one vpmultishiftqb pulls each element's bits to its own byte, for any
-// width up to 4 (int8 codes are bytes already: one vpermt2b per step). fp4 codes then map to
-// u = 2·e2m1 + 12 by one vpshufb. Scales (fp16, E8M0 or E4M3, 1-8 per group) are converted in a
+// A 128-value group's codes are 16·bits consecutive bytes. 4-bit codes (EvenOdd order) unpack by
+// a nibble split. For 2 and 3 bits (Nibble32 order) every qword of a step holds 8 consecutive
+// elements, i.e. `bits` consecutive code bytes: one vpermb moves those bytes into the qword and one
+// vpmultishiftqb pulls each element's bits to its own byte; int8 codes are bytes already (one
+// vpermt2b per step). fp4 codes then map to u = 2·e2m1 + 12 by one vpshufb. Scales (fp16, E8M0 or E4M3, 1-8 per group) are converted in a
 // register and spread over the lanes by vpermps.
 // 2:4 sparse int4 expands each group's 64 kept codes to the dense 128 positions: per position, a
 // vpermb/vpmultishiftqb pair fetches its quad's 4-bit pattern, a 64-entry vpermb table keyed by
@@ -43,10 +43,14 @@ constexpr Idx64 sparse_table() {
 }
 constexpr Idx64 kSparseTable = sparse_table();
 
-// kWide: 8-bit codes (else 2, 3 or 4 bits, chosen at run time by the tables). kSparse: 2:4 int4.
-template <bool kWide, Codes kCodes, ScaleType kScale, bool kZeroPoints, bool kSharedLanes, bool kSparse = false>
+// How a group's codes become its u: kBits: 2 or 3 bits (chosen at run time by the tables), kBytes:
+// 8 bits, kNibbles: 4 bits, kSparse: 2:4 int4.
+enum class Unpack { kBits, kBytes, kNibbles, kSparse };
+
+template <Unpack kUnpack, Codes kCodes, ScaleType kScale, bool kZeroPoints>
 struct PlanarPolicy {
-  static constexpr bool kShared = kSharedLanes, kAsym = kZeroPoints;
+  static constexpr bool kShared = true, kAsym = kZeroPoints;
+  static constexpr bool kWide = kUnpack == Unpack::kBytes, kSparse = kUnpack == Unpack::kSparse;
 
   struct Row {
     const PlanarPolicy* p;
@@ -62,14 +66,14 @@ struct PlanarPolicy {
       else unpack_codes<kTail>(codes + g * p->group_bytes, w);
       const __m512 s = load_scales(scales + g * p->entry_step * p->scale_bytes, kTail ? p->tail_entries : p->entries);
       w.scale0 = _mm512_permutexvar_ps(p->lane0, s);
-      w.scale1 = kShared ? w.scale0 : _mm512_permutexvar_ps(p->lane1, s);
+      w.scale1 = w.scale0;
       if constexpr (kAsym) {
         // min = −s·z: s has 11 significant bits and z 8, so the product is exact in fp32.
         const __m128i zb = _mm_maskz_loadu_epi8(kTail ? p->tail_entries : p->entries, zeros + g * p->entry_step);
         const __m512 neg_z = _mm512_sub_ps(_mm512_setzero_ps(), _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(zb)));
         const __m512 m = _mm512_mul_ps(s, neg_z);
         w.min0 = _mm512_permutexvar_ps(p->lane0, m);
-        w.min1 = kShared ? w.min0 : _mm512_permutexvar_ps(p->lane1, m);
+        w.min1 = w.min0;
       } else {
         w.min0 = w.scale0;
         w.min1 = w.scale1;
@@ -80,10 +84,15 @@ struct PlanarPolicy {
     template <bool kTail>
     void unpack_codes(const uint8_t* c, W512& w) const {
       if constexpr (kWide) {
-        const __m512i z0 = _mm512_maskz_loadu_epi8(kTail ? p->tail_mask0 : ~__mmask64(0), c);
-        const __m512i z1 = _mm512_maskz_loadu_epi8(kTail ? p->tail_mask1 : ~__mmask64(0), c + 64);
+        const __m512i z0 = kTail ? _mm512_maskz_loadu_epi8(p->tail_mask0, c) : _mm512_loadu_si512(c);
+        const __m512i z1 = kTail ? _mm512_maskz_loadu_epi8(p->tail_mask1, c + 64) : _mm512_loadu_si512(c + 64);
         w.q0 = _mm512_permutex2var_epi8(z0, p->perm0, z1);
         w.q1 = _mm512_permutex2var_epi8(z0, p->perm1, z1);
+      } else if constexpr (kUnpack == Unpack::kNibbles) {
+        const __m512i z = kTail ? _mm512_maskz_loadu_epi8(p->tail_mask0, c) : _mm512_loadu_si512(c);
+        const __m512i low4 = _mm512_set1_epi8(0x0f);
+        w.q0 = _mm512_and_si512(z, low4);
+        w.q1 = _mm512_and_si512(_mm512_srli_epi16(z, 4), low4);
       } else {
         const __m512i z = _mm512_maskz_loadu_epi8(kTail ? p->tail_mask0 : p->code_mask, c);
         w.q0 = _mm512_and_si512(_mm512_multishift_epi64_epi8(p->shift, _mm512_permutexvar_epi8(p->perm0, z)), p->low);
@@ -175,18 +184,20 @@ struct PlanarPolicy {
     tail_entries = per_row ? entries : __mmask16((1u << ((tail_values + geo.group - 1) / geo.group)) - 1);
     scale_mul = kScale == ScaleType::kE4M3 ? w.tensor_scale * 128.0f : 1.0f;  // t·e4m3/2, e4m3 read as /256
 
+    const LaneLayout layout = planar_int8_format(w.format).layout;
     Idx64 perm[2], ctrl, meta_byte[2], nibble, column, quad_base[2], zero_of_position[2];
-    alignas(64) int32_t lane[2][16];
+    alignas(64) int32_t lane[16];  // scale entry of each lane (both steps' lane l cover the same elements)
     for (int t = 0; t < 2; ++t) {
       for (int j = 0; j < 8; ++j) {
-        // Qword j of step t holds 8 consecutive elements (kSparse: kept codes 8j..8j+7 in order).
-        const int first = kSparse ? 8 * j : element_at(LaneLayout::Nibble32, 64 * t + 8 * j);
+        // kBits, kBytes (Nibble32): qword j of step t holds 8 consecutive elements; kSparse: the
+        // kept codes 8j..8j+7 in order.
+        const int first = kSparse ? 8 * j : element_at(layout, 64 * t + 8 * j);
         for (int i = 0; i < 8; ++i) {
           const int pos = 8 * j + i, e = first + i;
           if (kWide) perm[t].v[pos] = uint8_t(e);
           else perm[t].v[pos] = uint8_t(first * geo.bits / 8 + (i < geo.bits ? i : 0));
           ctrl.v[pos] = uint8_t(geo.bits * i);
-          const int dense = element_at(LaneLayout::Nibble32, 64 * t + pos);
+          const int dense = element_at(layout, 64 * t + pos);
           meta_byte[t].v[pos] = uint8_t(dense / 8);  // the byte holding the pattern of quad dense/4
           nibble.v[pos] = uint8_t(8 * i + 4 * (dense / 4 % 2));
           column.v[pos] = uint8_t((dense % 4) << 4);
@@ -194,9 +205,8 @@ struct PlanarPolicy {
           zero_of_position[t].v[pos] = uint8_t(per_row ? 0 : dense / int(geo.group));
         }
       }
-      for (int l = 0; l < 16; ++l)
-        lane[t][l] = per_row ? 0 : element_at(LaneLayout::Nibble32, 64 * t + 4 * l) / int(geo.group);
     }
+    for (int l = 0; l < 16; ++l) lane[l] = per_row ? 0 : element_at(layout, 4 * l) / int(geo.group);
     meta_byte0 = load_idx(meta_byte[0]);
     meta_byte1 = load_idx(meta_byte[1]);
     nibble_shift = load_idx(nibble);
@@ -208,8 +218,7 @@ struct PlanarPolicy {
     perm0 = load_idx(perm[0]);
     perm1 = load_idx(perm[1]);
     shift = load_idx(ctrl);
-    lane0 = _mm512_load_si512(lane[0]);
-    lane1 = _mm512_load_si512(lane[1]);
+    lane0 = _mm512_load_si512(lane);
     low = _mm512_set1_epi8(int8_t((1 << geo.bits) - 1));
     alignas(16) uint8_t u[16];
     std::memcpy(u, kFp4U, 16);
@@ -235,7 +244,7 @@ struct PlanarPolicy {
   int64_t full_groups;
   bool tail;
   __m512i perm0, perm1, shift, low, fp4_u;
-  __m512i lane0, lane1;
+  __m512i lane0;
   // 2:4 expansion (see expand_step).
   __m512i meta_byte0, meta_byte1, nibble_shift, column_key, quad_base0, quad_base1, zero_of_position0, zero_of_position1;
 };
@@ -252,23 +261,27 @@ KernelSet planar_set(const TensorFormat& f) {
 }  // namespace
 
 KernelSet kernels_avx512_planar(const TensorFormat& f) {
+  using enum Unpack;
+  constexpr ScaleType kF16 = ScaleType::kF16;
   if (f.sparse_24) {
     if (f.kind != FormatKind::kInt4) return {};
-    return f.asymmetric ? planar_set<PlanarPolicy<false, Codes::Int, ScaleType::kF16, true, true, true>>(f)
-                        : planar_set<PlanarPolicy<false, Codes::Int, ScaleType::kF16, false, true, true>>(f);
+    return f.asymmetric ? planar_set<PlanarPolicy<kSparse, Codes::Int, kF16, true>>(f)
+                        : planar_set<PlanarPolicy<kSparse, Codes::Int, kF16, false>>(f);
   }
   switch (f.kind) {
     case FormatKind::kInt8:
-      return f.asymmetric ? planar_set<PlanarPolicy<true, Codes::Int, ScaleType::kF16, true, true>>(f)
-                          : planar_set<PlanarPolicy<true, Codes::Int, ScaleType::kF16, false, true>>(f);
+      return f.asymmetric ? planar_set<PlanarPolicy<kBytes, Codes::Int, kF16, true>>(f)
+                          : planar_set<PlanarPolicy<kBytes, Codes::Int, kF16, false>>(f);
     case FormatKind::kInt4:
+      return f.asymmetric ? planar_set<PlanarPolicy<kNibbles, Codes::Int, kF16, true>>(f)
+                          : planar_set<PlanarPolicy<kNibbles, Codes::Int, kF16, false>>(f);
     case FormatKind::kInt3:
     case FormatKind::kInt2:
-      return f.asymmetric ? planar_set<PlanarPolicy<false, Codes::Int, ScaleType::kF16, true, true>>(f)
-                          : planar_set<PlanarPolicy<false, Codes::Int, ScaleType::kF16, false, true>>(f);
-    case FormatKind::kFp4: return planar_set<PlanarPolicy<false, Codes::Fp4, ScaleType::kF16, false, true>>(f);
-    case FormatKind::kMxFp4: return planar_set<PlanarPolicy<false, Codes::Fp4, ScaleType::kE8M0, false, true>>(f);
-    case FormatKind::kNvFp4: return planar_set<PlanarPolicy<false, Codes::Fp4, ScaleType::kE4M3, false, false>>(f);
+      return f.asymmetric ? planar_set<PlanarPolicy<kBits, Codes::Int, kF16, true>>(f)
+                          : planar_set<PlanarPolicy<kBits, Codes::Int, kF16, false>>(f);
+    case FormatKind::kFp4: return planar_set<PlanarPolicy<kNibbles, Codes::Fp4, kF16, false>>(f);
+    case FormatKind::kMxFp4: return planar_set<PlanarPolicy<kNibbles, Codes::Fp4, ScaleType::kE8M0, false>>(f);
+    case FormatKind::kNvFp4: return planar_set<PlanarPolicy<kNibbles, Codes::Fp4, ScaleType::kE4M3, false>>(f);
     default: return {};
   }
 }

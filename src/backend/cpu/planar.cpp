@@ -22,18 +22,12 @@ PlanarGeometry planar_geometry(const QuantTensor& w) {
 }
 
 Int8Format planar_int8_format(const TensorFormat& f) {
-  switch (f.kind) {
-    case FormatKind::kInt8:
-    case FormatKind::kInt4:
-    case FormatKind::kInt3:
-    case FormatKind::kInt2:
-      if (f.asymmetric) return {LaneLayout::Nibble32, 0, true, true};
-      return {LaneLayout::Nibble32, -(1 << (format_info(f.kind).code_bits - 1)), false, true};
-    case FormatKind::kFp4:
-    case FormatKind::kMxFp4: return {LaneLayout::Nibble32, -12, false, true};
-    case FormatKind::kNvFp4: return {LaneLayout::Nibble32, -12, false, false};  // a scale per 16 values
-    default: fail("cpu matmul: format {} has no int8 form", f.name());
-  }
+  MARLIN_CHECK(is_planar_int8(f.kind), "cpu matmul: format {} has no int8 form", f.name());
+  const int bits = format_info(f.kind).code_bits;
+  const LaneLayout layout = bits == 4 && !f.sparse_24 ? LaneLayout::EvenOdd : LaneLayout::Nibble32;
+  if (f.kind == FormatKind::kFp4 || f.kind == FormatKind::kMxFp4 || f.kind == FormatKind::kNvFp4) return {layout, -12, false, true};
+  if (f.asymmetric) return {layout, 0, true, true};
+  return {layout, -(1 << (bits - 1)), false, true};
 }
 
 float planar_scale(const QuantTensor& w, const PlanarGeometry& geo, int64_t r, int64_t gi) {
@@ -53,8 +47,9 @@ void unpack_planar_group_scalar(const QuantTensor& w, const PlanarGeometry& geo,
   const uint8_t* row = w.codes + r * w.code_row_bytes;
   const uint8_t* meta = w.format.sparse_24 ? w.sparse_meta + r * geo.meta_row_bytes : nullptr;
   const uint8_t* zeros = w.format.asymmetric ? w.zeros + r * geo.groups : nullptr;
+  const LaneLayout layout = planar_int8_format(w.format).layout;
   for (int p = 0; p < kGroup; ++p) {
-    const int64_t k = g * kGroup + element_at(LaneLayout::Nibble32, p);
+    const int64_t k = g * kGroup + element_at(layout, p);
     if (k >= w.cols) {
       out.u[p] = 0;
       continue;
@@ -72,7 +67,7 @@ void unpack_planar_group_scalar(const QuantTensor& w, const PlanarGeometry& geo,
     out.u[p] = fp4 ? kFp4U[code] : code;
   }
   for (int lane = 0; lane < 32; ++lane) {
-    const int64_t k = g * kGroup + element_at(LaneLayout::Nibble32, 4 * lane);
+    const int64_t k = g * kGroup + element_at(layout, 4 * lane);
     if (k >= w.cols) {
       out.scale[lane] = out.min[lane] = 0.0f;
       continue;

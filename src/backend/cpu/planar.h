@@ -1,7 +1,8 @@
 // The CPU kernels' view of marlin's planar weight formats (quant/format.h).
 //
 // Integer formats (int2/3/4/8, symmetric or with zero points) and the fp4 family (fp4, mxfp4,
-// nvfp4) run in the int8 form (int8_layout.h), Nibble32 order:
+// nvfp4) run in the int8 form (int8_layout.h), in EvenOdd order for 4-bit codes (a nibble split)
+// and Nibble32 for the others and for 2:4 sparse int4:
 //   int, symmetric     u = q,                 scale = s,    w = scale·(u − 2^(bits−1))
 //   int, asymmetric    u = q,                 scale = s,    min = −s·z   (exact in fp32: 11 × 8 bits)
 //   fp4 family         u = 2·e2m1(q) + 12,    scale = s/2,  w = scale·(u − 12)
