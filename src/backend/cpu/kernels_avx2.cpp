@@ -1,6 +1,7 @@
-// Plain AVX2 + FMA + F16C kernels (see kernels_avx2_impl.h).
+// Plain AVX2 + FMA + F16C + BMI2 kernels (see kernels_avx2_impl.h).
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 
@@ -9,7 +10,7 @@
 #include "quant/fp_codes.h"
 
 #pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c")
+#pragma GCC target("avx2,fma,f16c,bmi2")
 // GCC 12's intrinsic headers build "undefined" vectors from themselves, which -Wall reports as
 // (maybe-)uninitialized in every caller; the warning says nothing about this code.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"

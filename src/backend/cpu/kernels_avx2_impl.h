@@ -4,8 +4,8 @@
 // (true/false) and MARLIN_AVX2_ENTRY (the exported function name) and includes this after every other
 // header.
 //
-// A weight group is unpacked into a WeightGroup in L1 (SIMD for Q4_0, Q4_1, Q8_0 and planar 4- and
-// 8-bit codes, the scalar reference for the other types) and then multiplied with up to 4
+// A weight group is unpacked into a WeightGroup in L1 (SIMD for Q4_0, Q4_1, Q8_0 and dense planar
+// codes, the scalar reference for the other types) and then multiplied with up to 4
 // activation rows; each 64-byte step is handled as two 256-bit halves.
 namespace marlin::cpu::detail {
 namespace {
@@ -95,62 +95,120 @@ struct GgmlUnpacker {
   const QuantTensor& w;
 };
 
-// The int8 loops' unpacker for planar formats (planar.h): SIMD for 4- and 8-bit codes in whole
-// groups, the scalar reference for 2/3-bit codes, 2:4 sparsity and the last, partial group.
+// Codes of one Nibble32 group of b-bit codes (b = 2, 3) into u: each qword of positions is 8
+// consecutive elements, i.e. b consecutive bytes, spread to 8 bytes by one pdep. `c` must be
+// readable 4 bytes past each qword's b bytes (the caller pads 3-bit groups).
+template <int kBits>
+inline void unpack_bits_nibble32(const uint8_t* c, uint8_t* u) {
+  constexpr uint64_t kFields = kBits == 2 ? 0x0303030303030303ull : 0x0707070707070707ull;
+  for (int q = 0; q < 16; ++q) {
+    const int first = element_at(LaneLayout::Nibble32, 8 * q);
+    uint32_t bytes;
+    if constexpr (kBits == 2) {
+      uint16_t two;
+      std::memcpy(&two, c + first / 4, 2);
+      bytes = two;
+    } else {
+      std::memcpy(&bytes, c + first * 3 / 8, 4);
+    }
+    const uint64_t spread = _pdep_u64(bytes, kFields);
+    std::memcpy(u + 8 * q, &spread, 8);
+  }
+}
+
+// The int8 loops' unpacker for planar formats (planar.h): SIMD (pdep for 2/3 bits), a last partial
+// group through a zero-padded copy; the scalar reference for 2:4 sparsity.
 template <bool kWide>
 struct PlanarUnpacker {
   static constexpr bool kWideU = kWide;
   explicit PlanarUnpacker(const QuantTensor& w) : w(w), geo(planar_geometry(w)) {
-    fp4 = w.format.kind == FormatKind::kFp4 || w.format.kind == FormatKind::kMxFp4 || w.format.kind == FormatKind::kNvFp4;
-    simd = (geo.bits == 4 || geo.bits == 8) && !w.format.sparse_24;
-    const LaneLayout layout = planar_int8_format(w.format).layout;
+    const FormatKind kind = w.format.kind;
+    fp4 = kind == FormatKind::kFp4 || kind == FormatKind::kMxFp4 || kind == FormatKind::kNvFp4;
+    layout = planar_int8_format(w.format).layout;
+    per_row = geo.group >= w.cols;
+    per_group = per_row ? 1 : kGroup / geo.group;
     for (int lane = 0; lane < 32; ++lane) {
-      const int e = element_at(layout, 4 * lane);
-      lane_entry[lane] = geo.group >= w.cols ? 0 : e / int(geo.group);
+      lane_first[lane] = element_at(layout, 4 * lane);
+      lane_entry[lane] = per_row ? 0 : lane_first[lane] / int(geo.group);
     }
   }
   void operator()(int64_t r, int64_t g, WeightGroup& out) const {
-    if (!simd || (g + 1) * kGroup > w.cols) {
+    if (w.format.sparse_24) {
       unpack_planar_group_scalar(w, geo, r, g, out);
       return;
     }
-    const uint8_t* c = w.codes + r * w.code_row_bytes + g * 16 * geo.bits;
-    if (geo.bits == 8) {
-      for (int b = 0; b < 4; ++b) {  // Nibble32: step t of block b = its bytes 16t..16t+15
-        std::memcpy(out.u + 16 * b, c + 32 * b, 16);
-        std::memcpy(out.u + 64 + 16 * b, c + 32 * b + 16, 16);
-      }
-    } else {
-      // EvenOdd: step 0 = the low nibbles of the 64 code bytes, step 1 = the high nibbles.
-      const __m256i low4 = _mm256_set1_epi8(0x0f);
-      const __m256i lut = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kFp4U)));
-      for (int half = 0; half < 2; ++half) {
-        const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + 32 * half));
-        __m256i lo = _mm256_and_si256(bytes, low4), hi = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), low4);
-        if (fp4) {
-          lo = _mm256_shuffle_epi8(lut, lo);
-          hi = _mm256_shuffle_epi8(lut, hi);
+    const int64_t group_bytes = 16 * geo.bits, valid = std::min<int64_t>(kGroup, w.cols - g * kGroup);
+    const uint8_t* c = w.codes + r * w.code_row_bytes + g * group_bytes;
+    alignas(32) uint8_t padded[kGroup];
+    if (valid < kGroup || geo.bits == 3) {  // never read past the row (3 bits: 4-byte loads)
+      const int64_t bytes = valid < kGroup ? (valid * geo.bits + 7) / 8 : group_bytes;
+      std::memset(padded, 0, sizeof padded);
+      std::memcpy(padded, c, size_t(bytes));
+      c = padded;
+    }
+    switch (geo.bits) {
+      case 8:
+        for (int b = 0; b < 4; ++b) {  // Nibble32: step t of block b = its bytes 16t..16t+15
+          std::memcpy(out.u + 16 * b, c + 32 * b, 16);
+          std::memcpy(out.u + 64 + 16 * b, c + 32 * b + 16, 16);
         }
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.u + 32 * half), lo);
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.u + 64 + 32 * half), hi);
+        break;
+      case 4: unpack_nibbles(c, out.u); break;
+      case 3: unpack_bits_nibble32<3>(c, out.u); break;
+      default: unpack_bits_nibble32<2>(c, out.u); break;
+    }
+    // The group's (up to 8) scales and mins, spread over the lanes by vpermps; lanes past cols get 0.
+    const int64_t first_entry = per_row ? 0 : g * per_group;
+    // Built in registers: a vector load of just-stored floats would stall on store forwarding.
+    __m256 s8 = _mm256_setzero_ps(), m8 = _mm256_setzero_ps();
+    const __m256i lane_index = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (int64_t i = 0; i < per_group && first_entry + i < geo.groups; ++i) {
+      const float scale = scale_at(r * geo.groups + first_entry + i);
+      const float min = w.format.asymmetric ? -scale * float(w.zeros[r * geo.groups + first_entry + i]) : scale;
+      const __m256 at_i = _mm256_castsi256_ps(_mm256_cmpeq_epi32(lane_index, _mm256_set1_epi32(int(i))));
+      s8 = _mm256_blendv_ps(s8, _mm256_set1_ps(scale), at_i);
+      m8 = _mm256_blendv_ps(m8, _mm256_set1_ps(min), at_i);
+    }
+    const __m256i valid8 = _mm256_set1_epi32(int(valid));
+    for (int j = 0; j < 4; ++j) {
+      const __m256i entry = _mm256_load_si256(reinterpret_cast<const __m256i*>(lane_entry + 8 * j));
+      const __m256 inside = _mm256_castsi256_ps(
+          _mm256_cmpgt_epi32(valid8, _mm256_load_si256(reinterpret_cast<const __m256i*>(lane_first + 8 * j))));
+      _mm256_store_ps(out.scale + 8 * j, _mm256_and_ps(inside, _mm256_permutevar8x32_ps(s8, entry)));
+      _mm256_store_ps(out.min + 8 * j, _mm256_and_ps(inside, _mm256_permutevar8x32_ps(m8, entry)));
+    }
+  }
+  // Scale entry i of the tensor in the int8 form (planar_scale, inlined).
+  float scale_at(int64_t i) const {
+    switch (w.format.kind) {
+      case FormatKind::kMxFp4: return e8m0_to_float(w.scales[i]) * 0.5f;
+      case FormatKind::kNvFp4: return w.tensor_scale * e4m3_to_float(w.scales[i]) * 0.5f;
+      case FormatKind::kFp4: return fp16_at(w.scales + 2 * i) * 0.5f;
+      default: return fp16_at(w.scales + 2 * i);
+    }
+  }
+  // EvenOdd: step 0 = the low nibbles of the 64 code bytes, step 1 = the high nibbles.
+  void unpack_nibbles(const uint8_t* c, uint8_t* u) const {
+    const __m256i low4 = _mm256_set1_epi8(0x0f);
+    const __m256i lut = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kFp4U)));
+    for (int half = 0; half < 2; ++half) {
+      const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + 32 * half));
+      __m256i lo = _mm256_and_si256(bytes, low4), hi = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), low4);
+      if (fp4) {
+        lo = _mm256_shuffle_epi8(lut, lo);
+        hi = _mm256_shuffle_epi8(lut, hi);
       }
-    }
-    const int64_t per_group = geo.group >= w.cols ? 1 : kGroup / geo.group;
-    const int64_t first_entry = geo.group >= w.cols ? 0 : g * per_group;
-    float scale[8], min[8];
-    for (int64_t i = 0; i < per_group; ++i) {
-      scale[i] = planar_scale(w, geo, r, first_entry + i);
-      min[i] = w.format.asymmetric ? -scale[i] * float(w.zeros[r * geo.groups + first_entry + i]) : scale[i];
-    }
-    for (int lane = 0; lane < 32; ++lane) {
-      out.scale[lane] = scale[lane_entry[lane]];
-      out.min[lane] = min[lane_entry[lane]];
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(u + 32 * half), lo);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(u + 64 + 32 * half), hi);
     }
   }
   const QuantTensor& w;
   PlanarGeometry geo;
-  bool fp4 = false, simd = false;
-  int lane_entry[32];
+  LaneLayout layout;
+  bool fp4 = false, per_row = false;
+  int64_t per_group = 1;
+  alignas(32) int32_t lane_first[32];  // first element of each lane
+  alignas(32) int32_t lane_entry[32];  // its scale entry within the group
 };
 
 // Σ over each 4-byte lane of u·a (u unsigned, a signed), exact.
