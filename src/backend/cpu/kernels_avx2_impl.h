@@ -163,7 +163,7 @@ struct PlanarUnpacker {
     __m256 s8 = _mm256_setzero_ps(), m8 = _mm256_setzero_ps();
     const __m256i lane_index = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     for (int64_t i = 0; i < per_group && first_entry + i < geo.groups; ++i) {
-      const float scale = scale_at(r * geo.groups + first_entry + i);
+      const float scale = planar_scale(w, geo, r, first_entry + i);
       const float min = w.format.asymmetric ? -scale * float(w.zeros[r * geo.groups + first_entry + i]) : scale;
       const __m256 at_i = _mm256_castsi256_ps(_mm256_cmpeq_epi32(lane_index, _mm256_set1_epi32(int(i))));
       s8 = _mm256_blendv_ps(s8, _mm256_set1_ps(scale), at_i);
@@ -176,15 +176,6 @@ struct PlanarUnpacker {
           _mm256_cmpgt_epi32(valid8, _mm256_load_si256(reinterpret_cast<const __m256i*>(lane_first + 8 * j))));
       _mm256_store_ps(out.scale + 8 * j, _mm256_and_ps(inside, _mm256_permutevar8x32_ps(s8, entry)));
       _mm256_store_ps(out.min + 8 * j, _mm256_and_ps(inside, _mm256_permutevar8x32_ps(m8, entry)));
-    }
-  }
-  // Scale entry i of the tensor in the int8 form (planar_scale, inlined).
-  float scale_at(int64_t i) const {
-    switch (w.format.kind) {
-      case FormatKind::kMxFp4: return e8m0_to_float(w.scales[i]) * 0.5f;
-      case FormatKind::kNvFp4: return w.tensor_scale * e4m3_to_float(w.scales[i]) * 0.5f;
-      case FormatKind::kFp4: return fp16_at(w.scales + 2 * i) * 0.5f;
-      default: return fp16_at(w.scales + 2 * i);
     }
   }
   // EvenOdd: step 0 = the low nibbles of the 64 code bytes, step 1 = the high nibbles.

@@ -1,8 +1,6 @@
 #include "backend/cpu/planar.h"
 
 #include "core/error.h"
-#include "core/half.h"
-#include "quant/fp_codes.h"
 #include "quant/pack.h"
 
 namespace marlin::cpu {
@@ -28,16 +26,6 @@ Int8Format planar_int8_format(const TensorFormat& f) {
   if (f.kind == FormatKind::kFp4 || f.kind == FormatKind::kMxFp4 || f.kind == FormatKind::kNvFp4) return {layout, -12, false, true};
   if (f.asymmetric) return {layout, 0, true, true};
   return {layout, -(1 << (bits - 1)), false, true};
-}
-
-float planar_scale(const QuantTensor& w, const PlanarGeometry& geo, int64_t r, int64_t gi) {
-  const uint8_t* entry = w.scales + (r * geo.groups + gi) * geo.scale_bytes;
-  switch (w.format.kind) {
-    case FormatKind::kMxFp4: return e8m0_to_float(entry[0]) * 0.5f;
-    case FormatKind::kNvFp4: return w.tensor_scale * e4m3_to_float(entry[0]) * 0.5f;
-    case FormatKind::kFp4: return fp16_to_fp32(uint16_t(entry[0] | entry[1] << 8)) * 0.5f;
-    default: return fp16_to_fp32(uint16_t(entry[0] | entry[1] << 8));
-  }
 }
 
 void unpack_planar_group_scalar(const QuantTensor& w, const PlanarGeometry& geo, int64_t r, int64_t g,

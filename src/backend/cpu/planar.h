@@ -17,7 +17,9 @@
 #include <cstdint>
 
 #include "backend/cpu/int8_layout.h"
+#include "core/half.h"
 #include "quant/format.h"
+#include "quant/fp_codes.h"
 
 namespace marlin::cpu {
 
@@ -51,7 +53,15 @@ inline constexpr uint8_t sparse_keep_mask(unsigned pattern) {
 }
 
 // Scale entry `gi` of row r in the int8 form (fp4 family: half the format's scale).
-float planar_scale(const QuantTensor& w, const PlanarGeometry& geo, int64_t r, int64_t gi);
+inline float planar_scale(const QuantTensor& w, const PlanarGeometry& geo, int64_t r, int64_t gi) {
+  const uint8_t* entry = w.scales + (r * geo.groups + gi) * geo.scale_bytes;
+  switch (w.format.kind) {
+    case FormatKind::kMxFp4: return e8m0_to_float(entry[0]) * 0.5f;
+    case FormatKind::kNvFp4: return w.tensor_scale * e4m3_to_float(entry[0]) * 0.5f;
+    case FormatKind::kFp4: return fp16_to_fp32(uint16_t(entry[0] | entry[1] << 8)) * 0.5f;
+    default: return fp16_to_fp32(uint16_t(entry[0] | entry[1] << 8));
+  }
+}
 
 // Scalar unpacking of the 128-value group g of row r (values past cols unpack with zero scale).
 // The reference for every SIMD unpacker of planar formats.
