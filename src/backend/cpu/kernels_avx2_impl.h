@@ -163,11 +163,26 @@ struct PlanarUnpacker {
     __m256 s8 = _mm256_setzero_ps(), m8 = _mm256_setzero_ps();
     const __m256i lane_index = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     for (int64_t i = 0; i < per_group && first_entry + i < geo.groups; ++i) {
-      const float scale = planar_scale(w, geo, r, first_entry + i);
-      const float min = w.format.asymmetric ? -scale * float(w.zeros[r * geo.groups + first_entry + i]) : scale;
+      const int64_t entry = r * geo.groups + first_entry + i;
+      // fp16 scales by F16C (planar_scale converts in software); E8M0 / E4M3 by planar_scale.
+      const float scale = geo.scale_bytes == 2 ? fp16_at(w.scales + 2 * entry) * (fp4 ? 0.5f : 1.0f)
+                                               : planar_scale(w, geo, r, first_entry + i);
+      const float min = w.format.asymmetric ? -scale * float(w.zeros[entry]) : scale;
+      if (per_group == 1) {
+        s8 = _mm256_set1_ps(scale);
+        m8 = _mm256_set1_ps(min);
+        break;
+      }
       const __m256 at_i = _mm256_castsi256_ps(_mm256_cmpeq_epi32(lane_index, _mm256_set1_epi32(int(i))));
       s8 = _mm256_blendv_ps(s8, _mm256_set1_ps(scale), at_i);
       m8 = _mm256_blendv_ps(m8, _mm256_set1_ps(min), at_i);
+    }
+    if (per_group == 1 && valid == kGroup) {  // one scale for the whole group
+      for (int j = 0; j < 4; ++j) {
+        _mm256_store_ps(out.scale + 8 * j, s8);
+        _mm256_store_ps(out.min + 8 * j, m8);
+      }
+      return;
     }
     const __m256i valid8 = _mm256_set1_epi32(int(valid));
     for (int j = 0; j < 4; ++j) {
