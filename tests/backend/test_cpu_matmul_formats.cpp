@@ -313,6 +313,19 @@ TEST(FormatMatmulSparse, MalformedPatternsDropTheirColumns) {
   }
 }
 
+// The exact path's reference dequantizer rejects a malformed 2:4 pattern: a clean error, not a
+// throw inside a pool worker.
+TEST(FormatMatmulSparse, ExactPathRejectsMalformedPatterns) {
+  std::mt19937 rng(31);
+  QuantBuffers b = test::random_tensor(TensorFormat::parse("int4-g32-24"), 3, 64, rng);
+  b.sparse_meta[b.sparse_meta.size() - 1] = uint8_t(sparse_pattern(2, 1));
+  const auto x = test::random_activations(64, rng);
+  std::vector<float> y(3);
+  set_exact_activations(true);
+  EXPECT_THROW(matmul(b.view(), x.data(), 1, y.data(), pool(2)), Error);
+  set_exact_activations(false);
+}
+
 // Exact activations: fp32 weights from the reference dequantizer, fp64 sums; the only error is the
 // final rounding to fp32 (plus fp64 rounding of the sum, far below it).
 TEST(FormatMatmulExact, ExactActivationsMatchOracle) {

@@ -7,6 +7,7 @@
 #include "backend/cpu/kernels.h"
 #include "core/error.h"
 #include "quant/dequant.h"
+#include "quant/pack.h"
 
 namespace marlin::cpu {
 
@@ -66,6 +67,18 @@ const float* permuted_activations(const QuantTensor& w, const float* x, int64_t 
 
 std::atomic<bool> g_exact_activations{false};
 
+// The reference dequantizer throws on a malformed 2:4 pattern; pool workers must not throw, so the
+// exact path checks every pattern on the calling thread first.
+void check_sparse_patterns(const QuantTensor& w) {
+  const uint64_t meta_row = sparse_meta_row_bytes(w.cols);
+  for (int64_t r = 0; r < w.rows; ++r)
+    for (int64_t j = 0; j < w.cols / 4; ++j) {
+      int first, second;
+      MARLIN_CHECK(sparse_positions(packed_code(w.sparse_meta + uint64_t(r) * meta_row, j, 4), first, second),
+                   "cpu matmul: row {}: malformed 2:4 pattern at columns {}..{}", r, 4 * j, 4 * j + 3);
+    }
+}
+
 void exact_rows(const QuantTensor& w, const float* x, int64_t m, int64_t r0, int64_t r1, float* y) {
   std::vector<float> row(static_cast<size_t>(w.cols));
   for (int64_t r = r0; r < r1; ++r) {
@@ -106,6 +119,7 @@ void matmul(const QuantTensor& w, const float* x, int64_t m, float* y, ThreadPoo
   if (m == 0 || w.rows == 0) return;
   if (w.format.act_order) x = permuted_activations(w, x, m, pool);
   if (g_exact_activations.load(std::memory_order_relaxed)) {
+    if (w.format.sparse_24) check_sparse_patterns(w);
     pool.parallel_for(w.rows, kRowGrain, [&](int64_t begin, int64_t end) { exact_rows(w, x, m, begin, end, y); });
     return;
   }
