@@ -1,16 +1,24 @@
 // CPU matmul benchmark at the default model's shapes (SmolLM2-135M: hidden 576, FFN 1536,
-// 3 KV heads × 64, vocab 49152 tied Q8_0 embeddings). Prints one JSON document.
+// 3 KV heads × 64, vocab 49152) in every weight format. Prints one JSON document on stdout and a
+// table of the figures on stderr.
 //
-// "matrices": each shape alone, with enough distinct copies of the weights that a pass streams
-// at least 64 MiB (so the figure is not an L2-resident one). "decode_model": every matmul of one
-// decode step of the whole model (30 layers + lm_head, 96 MB of weights) at m = 1.
+// "matrices": each shape × format × m alone, with enough distinct copies of the weights that a pass
+// streams at least 256 MiB (more than the L3 of the dev machine, 105 MiB, so every figure is one
+// of weights streamed from DRAM). "decode_model": every matmul of
+// one decode step of the whole model (30 layers + lm_head) at m = 1, all in one format ("q4_1" is
+// the real model: Q4_1 layers and a Q8_0 lm_head).
+// Weight GB/s counts every byte a call reads for its weights: codes, scales, zero points, 2:4
+// metadata. Planar weights are random codes with sane scales (the kernels' speed does not depend
+// on the values); GGML weights are quantized from random normals.
 //
-// Usage: bench_cpu_matmul [--quick] [--threads 1,2] [--isa NAME]
+// Usage: bench_cpu_matmul [--quick] [--threads 1,2] [--isa NAME] [--formats a,b] [--m 1,512]
+//                         [--no-model]
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <random>
 #include <string>
@@ -19,7 +27,10 @@
 #include "backend/cpu/cpu_isa.h"
 #include "backend/cpu/matmul.h"
 #include "core/error.h"
+#include "core/half.h"
 #include "quant/ggml_quantize.h"
+#include "quant/pack.h"
+#include "quant/quant_buffers.h"
 
 using namespace marlin;
 using Clock = std::chrono::steady_clock;
@@ -28,28 +39,75 @@ namespace {
 
 struct Shape {
   const char* name;
-  GgmlType type;
   int64_t cols, rows;
 };
 
 constexpr Shape kShapes[] = {
-    {"attn_q/attn_output 576->576", GgmlType::Q4_1, 576, 576},
-    {"attn_k/attn_v 576->192", GgmlType::Q4_1, 576, 192},
-    {"ffn_gate/ffn_up 576->1536", GgmlType::Q4_1, 576, 1536},
-    {"ffn_down 1536->576", GgmlType::Q4_1, 1536, 576},
-    {"lm_head 576->49152", GgmlType::Q8_0, 576, 49152},
+    {"attn_q/attn_output 576->576", 576, 576},
+    {"attn_k/attn_v 576->192", 576, 192},
+    {"ffn_gate/ffn_up 576->1536", 576, 1536},
+    {"ffn_down 1536->576", 1536, 576},
+    {"lm_head 576->49152", 576, 49152},
 };
 
-std::vector<uint8_t> make_weights(GgmlType type, int64_t rows, int64_t cols, std::mt19937& rng) {
-  std::normal_distribution<float> normal(0.0f, 0.05f);
-  std::vector<float> row(static_cast<size_t>(cols));
-  const uint64_t row_bytes = *ggml_row_bytes(type, uint64_t(cols));
-  std::vector<uint8_t> out(row_bytes * uint64_t(rows));
-  for (int64_t r = 0; r < rows; ++r) {
-    for (auto& v : row) v = normal(rng);
-    quantize_row(type, row.data(), out.data() + r * row_bytes, cols);
+const char* const kDefaultFormats[] = {"q4_1",     "int4-g128", "int4-g128-asym", "int8-pc", "f16",  "fp8-pc",
+                                       "int3-g128", "int2-g128", "fp4-g128",       "mxfp4",   "nvfp4", "int4-g128-24"};
+
+std::vector<std::string> split_commas(const char* s) {
+  std::vector<std::string> out;
+  std::string cur;
+  for (const char* p = s;; ++p) {
+    if (*p == ',' || *p == 0) {
+      if (!cur.empty()) out.push_back(cur);
+      cur.clear();
+      if (*p == 0) return out;
+    } else {
+      cur += *p;
+    }
   }
-  return out;
+}
+
+// One rows × cols tensor of format f with plausible contents.
+QuantBuffers make_weights(const TensorFormat& f, int64_t rows, int64_t cols, std::mt19937& rng) {
+  QuantBuffers b = QuantBuffers::allocate(f, rows, cols);
+  std::normal_distribution<float> normal(0.0f, 0.05f);
+  std::uniform_int_distribution<int> byte(0, 255);
+  if (f.kind == FormatKind::kGgml) {
+    std::vector<float> row(static_cast<size_t>(cols));
+    for (int64_t r = 0; r < rows; ++r) {
+      for (auto& v : row) v = normal(rng);
+      quantize_row(f.ggml, row.data(), b.codes.data() + r * b.code_row_bytes, cols);
+    }
+    return b;
+  }
+  if (!f.quantized()) {
+    for (int64_t i = 0; i < rows * cols; ++i) {
+      const float v = normal(rng);
+      const uint16_t h = f.kind == FormatKind::kBF16 ? fp32_to_bf16(v) : fp32_to_fp16(v);
+      if (f.kind == FormatKind::kF32) std::memcpy(&b.codes[size_t(4 * i)], &v, 4);
+      else std::memcpy(&b.codes[size_t(2 * i)], &h, 2);
+    }
+    return b;
+  }
+  const FormatInfo& info = format_info(f.kind);
+  for (auto& c : b.codes) c = uint8_t(byte(rng) & (f.kind == FormatKind::kFp8E4M3 ? 0xf7 : 0xff));  // no NaN codes
+  const int entry = scale_bytes(info.scale);
+  for (size_t i = 0; i < b.scales.size() / size_t(entry); ++i) {
+    if (info.scale == ScaleType::kF16) {
+      const uint16_t h = fp32_to_fp16(0.002f + 0.01f * float(byte(rng)) / 255.0f);
+      std::memcpy(&b.scales[2 * i], &h, 2);
+    } else {
+      b.scales[i] = uint8_t(info.scale == ScaleType::kE8M0 ? 118 + byte(rng) % 8 : 0x28 + byte(rng) % 16);
+    }
+  }
+  for (auto& z : b.zeros) z = uint8_t(byte(rng) % (1 << info.code_bits));
+  for (auto& m : b.sparse_meta) m = uint8_t(sparse_pattern(0, 2) | sparse_pattern(1, 3) << 4);
+  if (f.act_order) std::shuffle(b.perm.begin(), b.perm.end(), rng);
+  return b;
+}
+
+uint64_t weight_bytes(const QuantBuffers& b) {
+  return b.codes.size() + b.scales.size() + b.zeros.size() + b.sparse_meta.size();
 }
 
 struct Timing {
@@ -90,28 +148,138 @@ double load_average() {
   return load;
 }
 
+// Distinct copies of a tensor totalling at least `bytes` (the first made, the rest copied).
+std::vector<QuantBuffers> copies_of(QuantBuffers first, uint64_t bytes) {
+  const int n = int(std::max<uint64_t>(1, bytes / weight_bytes(first)));
+  std::vector<QuantBuffers> out(size_t(n), first);
+  out[0] = std::move(first);
+  return out;
+}
+
+void bench_matrices(const std::vector<std::string>& formats, const std::vector<int64_t>& ms,
+                    const std::vector<int>& thread_counts, double budget, std::mt19937& rng, nlohmann::json& out) {
+  for (const Shape& s : kShapes)
+    for (const std::string& name : formats) {
+      const TensorFormat f = TensorFormat::parse(name);
+      const auto weights = copies_of(make_weights(f, s.rows, s.cols, rng), 256u << 20);
+      const uint64_t bytes = weight_bytes(weights[0]);
+      for (int64_t m : ms) {
+        std::vector<float> x(static_cast<size_t>(m * s.cols)), y(static_cast<size_t>(m * s.rows));
+        std::normal_distribution<float> normal;
+        for (auto& v : x) v = normal(rng);
+        for (int threads : thread_counts) {
+          ThreadPool pool(threads);
+          size_t next = 0;
+          const Timing t = time_calls(
+              [&] {
+                cpu::matmul(weights[next].view(), x.data(), m, y.data(), pool);
+                next = (next + 1) % weights.size();
+              },
+              m == 1 ? budget : budget * 2);
+          out.push_back({{"shape", s.name},
+                         {"format", name},
+                         {"bits_per_weight", 8.0 * double(bytes) / double(s.rows * s.cols)},
+                         {"k", s.cols},
+                         {"n", s.rows},
+                         {"m", m},
+                         {"threads", threads},
+                         {"best_us", t.best * 1e6},
+                         {"median_us", t.median * 1e6},
+                         {"cpu_us", t.cpu * 1e6},
+                         {"weight_gb_per_s", double(bytes) / t.best / 1e9},
+                         {"gflop_per_s", 2.0 * double(m) * double(s.cols) * double(s.rows) / t.best / 1e9}});
+        }
+      }
+    }
+}
+
+// One decode step of the whole model: 30 layers of q, k, v, o, gate, up, down, then lm_head.
+void bench_model(const std::vector<std::string>& formats, const std::vector<int>& thread_counts, double budget,
+                 std::mt19937& rng, nlohmann::json& out) {
+  struct Matrix {
+    int64_t rows, cols;
+  };
+  const Matrix layer[] = {{576, 576}, {192, 576}, {192, 576}, {576, 576}, {1536, 576}, {1536, 576}, {576, 1536}};
+  for (const std::string& name : formats) {
+    const TensorFormat f = TensorFormat::parse(name);
+    const TensorFormat head = f == TensorFormat::parse("q4_1") ? TensorFormat::parse("q8_0") : f;
+    std::vector<QuantBuffers> weights;
+    for (const Matrix& m : layer) {  // one random tensor per shape, copied into every layer
+      const QuantBuffers first = make_weights(f, m.rows, m.cols, rng);
+      for (int l = 0; l < 30; ++l) weights.push_back(first);
+    }
+    weights.push_back(make_weights(head, 49152, 576, rng));
+    uint64_t total = 0;
+    for (const auto& w : weights) total += weight_bytes(w);
+    std::vector<float> x(1536, 0.5f), y(49152);
+    for (int threads : thread_counts) {
+      ThreadPool pool(threads);
+      const Timing t = time_calls(
+          [&] {
+            for (int l = 0; l < 30; ++l)
+              for (size_t i = 0; i < 7; ++i) cpu::matmul(weights[i * 30 + size_t(l)].view(), x.data(), 1, y.data(), pool);
+            cpu::matmul(weights.back().view(), x.data(), 1, y.data(), pool);
+          },
+          budget * 4);
+      out.push_back({{"format", name},
+                     {"lm_head_format", head.name()},
+                     {"threads", threads},
+                     {"weight_mb", double(total) / 1e6},
+                     {"best_ms_per_token", t.best * 1e3},
+                     {"median_ms_per_token", t.median * 1e3},
+                     {"cpu_ms_per_token", t.cpu * 1e3},
+                     {"tokens_per_s_matmul_only", 1.0 / t.best},
+                     {"weight_gb_per_s", double(total) / t.best / 1e9}});
+    }
+  }
+}
+
+void print_summary(const nlohmann::json& report) {
+  std::fprintf(stderr, "isa %s, load average %.2f -> %.2f\n", report["isa"].get<std::string>().c_str(),
+               report["load_average_at_start"].get<double>(), report["load_average_at_end"].get<double>());
+  std::fprintf(stderr, "%-30s %-15s %5s %3s %10s %8s %8s\n", "shape", "format", "m", "thr", "best_us", "GB/s",
+               "GFLOP/s");
+  for (const auto& r : report["matrices"])
+    std::fprintf(stderr, "%-30s %-15s %5lld %3d %10.1f %8.2f %8.1f\n", r["shape"].get<std::string>().c_str(),
+                 r["format"].get<std::string>().c_str(), (long long)r["m"].get<int64_t>(), r["threads"].get<int>(),
+                 r["best_us"].get<double>(), r["weight_gb_per_s"].get<double>(), r["gflop_per_s"].get<double>());
+  for (const auto& r : report["decode_model"])
+    std::fprintf(stderr, "decode step %-15s thr %d: %.2f ms/token (%.1f MB, %.2f GB/s)\n",
+                 r["format"].get<std::string>().c_str(), r["threads"].get<int>(), r["best_ms_per_token"].get<double>(),
+                 r["weight_mb"].get<double>(), r["weight_gb_per_s"].get<double>());
+}
+
 }  // namespace
 
 int main(int argc, char** argv) try {
-  bool quick = false;
+  bool quick = false, model = true;
   std::vector<int> thread_counts = {1, 2};
+  std::vector<int64_t> ms = {1, 512};
+  std::vector<std::string> formats(std::begin(kDefaultFormats), std::end(kDefaultFormats));
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--quick") {
       quick = true;
+    } else if (arg == "--no-model") {
+      model = false;
     } else if (arg == "--threads" && i + 1 < argc) {
       thread_counts.clear();
-      for (const char* p = argv[++i]; *p;) {
-        thread_counts.push_back(std::atoi(p));
-        while (*p && *p != ',') ++p;
-        if (*p == ',') ++p;
-      }
+      for (const auto& t : split_commas(argv[++i])) thread_counts.push_back(std::stoi(t));
+    } else if (arg == "--m" && i + 1 < argc) {
+      ms.clear();
+      for (const auto& m : split_commas(argv[++i])) ms.push_back(std::stoll(m));
+    } else if (arg == "--formats" && i + 1 < argc) {
+      formats = split_commas(argv[++i]);
+      for (const auto& f : formats) TensorFormat::parse(f);  // fail early on a bad name
     } else if (arg == "--isa" && i + 1 < argc) {
       auto isa = cpu::parse_cpu_isa(argv[++i]);
       MARLIN_CHECK(isa, "unknown ISA {}", argv[i]);
       cpu::set_cpu_isa_override(*isa);
     } else {
-      std::fprintf(stderr, "usage: %s [--quick] [--threads 1,2] [--isa scalar|avx2|avx2vnni|avx512]\n", argv[0]);
+      std::fprintf(stderr,
+                   "usage: %s [--quick] [--threads 1,2] [--isa scalar|avx2|avx2vnni|avx512] [--formats a,b] "
+                   "[--m 1,512] [--no-model]\n",
+                   argv[0]);
       return 2;
     }
   }
@@ -121,90 +289,12 @@ int main(int argc, char** argv) try {
   report["isa"] = std::string(cpu::cpu_isa_name(cpu::active_cpu_isa()));
   report["load_average_at_start"] = load_average();
   report["matrices"] = nlohmann::json::array();
-
-  for (const Shape& s : kShapes) {
-    const uint64_t row_bytes = *ggml_row_bytes(s.type, uint64_t(s.cols));
-    const uint64_t bytes = row_bytes * uint64_t(s.rows);
-    const int copies = int(std::max<uint64_t>(1, (64u << 20) / bytes));
-    std::vector<std::vector<uint8_t>> weights;
-    for (int i = 0; i < copies; ++i) weights.push_back(make_weights(s.type, s.rows, s.cols, rng));
-    for (int64_t m : {int64_t(1), int64_t(512)}) {
-      std::vector<float> x(static_cast<size_t>(m * s.cols)), y(static_cast<size_t>(m * s.rows));
-      std::normal_distribution<float> normal;
-      for (auto& v : x) v = normal(rng);
-      for (int threads : thread_counts) {
-        ThreadPool pool(threads);
-        int next = 0;
-        const Timing t = time_calls(
-            [&] {
-              const cpu::QuantMatrix w{s.type, s.rows, s.cols, weights[size_t(next)].data(), row_bytes};
-              next = (next + 1) % copies;
-              cpu::matmul(w, x.data(), m, y.data(), pool);
-            },
-            m == 1 ? budget : budget * 2);
-        report["matrices"].push_back({{"shape", s.name},
-                                      {"type", std::string(ggml_type_info(s.type).name)},
-                                      {"k", s.cols},
-                                      {"n", s.rows},
-                                      {"m", m},
-                                      {"threads", threads},
-                                      {"best_us", t.best * 1e6},
-                                      {"median_us", t.median * 1e6},
-                                      {"cpu_us", t.cpu * 1e6},
-                                      {"weight_gb_per_s", double(bytes) / t.best / 1e9},
-                                      {"gflop_per_s", 2.0 * double(m) * double(s.cols) * double(s.rows) / t.best / 1e9}});
-      }
-    }
-  }
-
-  // One decode step of the whole model: 30 layers of q, k, v, o, gate, up, down, then lm_head.
-  struct Layer {
-    std::vector<uint8_t> q, k, v, o, gate, up, down;
-  };
-  std::vector<Layer> layers(30);
-  for (auto& l : layers) {
-    l.q = make_weights(GgmlType::Q4_1, 576, 576, rng);
-    l.k = make_weights(GgmlType::Q4_1, 192, 576, rng);
-    l.v = make_weights(GgmlType::Q4_1, 192, 576, rng);
-    l.o = make_weights(GgmlType::Q4_1, 576, 576, rng);
-    l.gate = make_weights(GgmlType::Q4_1, 1536, 576, rng);
-    l.up = make_weights(GgmlType::Q4_1, 1536, 576, rng);
-    l.down = make_weights(GgmlType::Q4_1, 576, 1536, rng);
-  }
-  const auto head = make_weights(GgmlType::Q8_0, 49152, 576, rng);
-  uint64_t total_bytes = head.size();
-  for (const auto& l : layers)
-    total_bytes += l.q.size() + l.k.size() + l.v.size() + l.o.size() + l.gate.size() + l.up.size() + l.down.size();
-  std::vector<float> x(1536, 0.5f), y(49152);
   report["decode_model"] = nlohmann::json::array();
-  for (int threads : thread_counts) {
-    ThreadPool pool(threads);
-    auto mm = [&](const std::vector<uint8_t>& w, int64_t rows, int64_t cols, GgmlType t) {
-      cpu::matmul({t, rows, cols, w.data(), *ggml_row_bytes(t, uint64_t(cols))}, x.data(), 1, y.data(), pool);
-    };
-    const Timing t = time_calls(
-        [&] {
-          for (const auto& l : layers) {
-            mm(l.q, 576, 576, GgmlType::Q4_1);
-            mm(l.k, 192, 576, GgmlType::Q4_1);
-            mm(l.v, 192, 576, GgmlType::Q4_1);
-            mm(l.o, 576, 576, GgmlType::Q4_1);
-            mm(l.gate, 1536, 576, GgmlType::Q4_1);
-            mm(l.up, 1536, 576, GgmlType::Q4_1);
-            mm(l.down, 576, 1536, GgmlType::Q4_1);
-          }
-          mm(head, 49152, 576, GgmlType::Q8_0);
-        },
-        budget * 4);
-    report["decode_model"].push_back({{"threads", threads},
-                                      {"best_ms_per_token", t.best * 1e3},
-                                      {"median_ms_per_token", t.median * 1e3},
-                                      {"cpu_ms_per_token", t.cpu * 1e3},
-                                      {"tokens_per_s_matmul_only", 1.0 / t.best},
-                                      {"weight_gb_per_s", double(total_bytes) / t.best / 1e9}});
-  }
+  bench_matrices(formats, ms, thread_counts, budget, rng, report["matrices"]);
+  if (model) bench_model(formats, thread_counts, budget, rng, report["decode_model"]);
   report["load_average_at_end"] = load_average();
   std::printf("%s\n", report.dump(2).c_str());
+  print_summary(report);
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "bench_cpu_matmul: %s\n", e.what());

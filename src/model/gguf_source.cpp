@@ -33,17 +33,6 @@ constexpr std::array<std::pair<std::string_view, std::string_view>, 9> kLayerNam
     {"mlp.down_proj.weight", "ffn_down.weight"},
 }};
 
-TensorFormat format_of(GgmlType type) {
-  TensorFormat f;
-  switch (type) {
-    case GgmlType::F32: f.kind = FormatKind::kF32; break;
-    case GgmlType::F16: f.kind = FormatKind::kF16; break;
-    case GgmlType::BF16: f.kind = FormatKind::kBF16; break;
-    default: f.kind = FormatKind::kGgml; f.ggml = type; break;
-  }
-  return f;
-}
-
 class GgufSource final : public ModelSource {
  public:
   explicit GgufSource(const std::string& path) : file_(GgufFile::open(path)), config_(model_config_from_gguf(*file_)) {
@@ -68,7 +57,7 @@ class GgufSource final : public ModelSource {
     MARLIN_CHECK(t->shape.size() <= 2, "model: tensor '{}' has {} dimensions (at most 2 expected)", t->name,
                  t->shape.size());
     QuantTensor q;
-    q.format = format_of(t->type);
+    q.format = format_of_ggml(t->type);
     q.cols = int64_t(t->shape[0]);
     q.rows = t->shape.size() == 2 ? int64_t(t->shape[1]) : 1;
     auto data = file_->tensor_data(*t);

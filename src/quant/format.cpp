@@ -243,4 +243,17 @@ void QuantTensor::validate() const {
   MARLIN_CHECK(!format.sparse_24 || sparse_meta != nullptr, "{} tensor without 2:4 metadata", format.name());
 }
 
+TensorFormat format_of_ggml(GgmlType type) {
+  TensorFormat f;
+  switch (type) {
+    case GgmlType::F32: f.kind = FormatKind::kF32; break;
+    case GgmlType::F16: f.kind = FormatKind::kF16; break;
+    case GgmlType::BF16: f.kind = FormatKind::kBF16; break;
+    default:
+      f.kind = FormatKind::kGgml;
+      f.ggml = type;
+  }
+  return f;
+}
+
 }  // namespace marlin

@@ -112,6 +112,9 @@ struct TensorFormat {
   friend bool operator==(const TensorFormat&, const TensorFormat&) = default;
 };
 
+// The format of a tensor stored as GGUF type `type` (F32/F16/BF16 map to the plain kinds).
+TensorFormat format_of_ggml(GgmlType type);
+
 // A weight matrix as kernels see it: views into mapped or owned memory, never owning.
 struct QuantTensor {
   TensorFormat format;

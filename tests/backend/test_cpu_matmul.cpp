@@ -13,25 +13,10 @@
 namespace marlin::cpu {
 namespace {
 
-constexpr double kUnit = 0x1p-24;  // fp32 unit roundoff
-
-std::vector<CpuIsa> supported_isas() {
-  std::vector<CpuIsa> out;
-  for (CpuIsa isa : {CpuIsa::Scalar, CpuIsa::Avx2, CpuIsa::Avx2Vnni, CpuIsa::Avx512})
-    if (cpu_supports(isa)) out.push_back(isa);
-  return out;
-}
-
-ThreadPool& pool(int threads) {
-  static std::unique_ptr<ThreadPool> pools[4];
-  if (!pools[threads]) pools[threads] = std::make_unique<ThreadPool>(threads);
-  return *pools[threads];
-}
-
-struct IsaGuard {
-  explicit IsaGuard(CpuIsa isa) { set_cpu_isa_override(isa); }
-  ~IsaGuard() { set_cpu_isa_override(std::nullopt); }
-};
+using test::IsaGuard;
+using test::kUnit;
+using test::pool;
+using test::supported_isas;
 
 bool is_float_type(GgmlType t) { return t == GgmlType::F32 || t == GgmlType::F16 || t == GgmlType::BF16; }
 
@@ -58,13 +43,16 @@ std::vector<double> int8_term_magnitudes(GgmlType type, const std::vector<uint8_
 
 // Longest chain of fp32 roundings any product goes through before reaching y, per path:
 // scalar kernels add every term into one float in sequence; SIMD kernels keep one chain per
-// 4-value lane (at most 2 fmas per 128-value group in a chain, plus the conversion, the mul by
-// the activation scale, the combine of two chains and a ≤ 32-lane tree reduction) — 2·groups + 10,
-// rounded up to 2·groups + 16. Two more cover the oracle's own rounding of dequantized weights.
+// 4-value lane (AVX-512: at most 2 fmas per 128-value group in a chain; AVX2: 4, one per 32-value
+// quarter sharing the 8-lane accumulator), plus the conversion, the mul by the activation scale,
+// the combine of two chains and a ≤ 32-lane tree reduction — at most 10 more, rounded up to 16
+// (scalar: the conversion and the two scale multiplies, 8).
+// Two more cover the oracle's own rounding of dequantized weights.
 double rounding_steps(CpuIsa isa, GgmlType type, int64_t cols) {
   if (is_float_type(type)) return isa == CpuIsa::Scalar ? double(cols) + 2 : double(cols) / 8.0 + 16;
   const double groups = double(groups_for(cols));
-  return (isa == CpuIsa::Scalar ? 64.0 * groups + 8 : 2.0 * groups + 16) + 2;
+  const double per_group = isa == CpuIsa::Scalar ? 64.0 : isa == CpuIsa::Avx512 ? 2.0 : 4.0;
+  return per_group * groups + (isa == CpuIsa::Scalar ? 8 : 16) + 2;
 }
 
 struct Case {
@@ -84,7 +72,12 @@ void check_case(const Case& c, std::mt19937& rng) {
   const auto xq = quantized ? test::q8_roundtrip(x, c.cols, step) : x;
   const auto mag = quantized ? int8_term_magnitudes(c.type, bytes, c.rows, c.cols) : std::vector<double>{};
 
-  const QuantMatrix mat{c.type, c.rows, c.cols, bytes.data(), *ggml_row_bytes(c.type, uint64_t(c.cols))};
+  QuantTensor mat;
+  mat.format = format_of_ggml(c.type);
+  mat.rows = c.rows;
+  mat.cols = c.cols;
+  mat.codes = bytes.data();
+  mat.code_row_bytes = *ggml_row_bytes(c.type, uint64_t(c.cols));
   std::vector<float> y(size_t(c.m * c.rows));
   for (CpuIsa isa : supported_isas()) {
     SCOPED_TRACE(std::string(cpu_isa_name(isa)));

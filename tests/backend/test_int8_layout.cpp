@@ -51,8 +51,11 @@ TEST(Int8Layout, SimdActivationQuantizersMatchScalar) {
     if (!cpu_supports(isa)) continue;
     for (GgmlType type : kQuantTypes) {
       SCOPED_TRACE(std::string(cpu_isa_name(isa)) + " " + std::string(ggml_type_info(type).name));
-      const detail::KernelSet set = isa == CpuIsa::Avx512 ? detail::kernels_avx512(type)
-                                                          : detail::kernels_avx2(type, isa == CpuIsa::Avx2Vnni);
+      TensorFormat f;
+      f.kind = FormatKind::kGgml;
+      f.ggml = type;
+      const detail::KernelSet set = isa == CpuIsa::Avx512 ? detail::kernels_avx512(f)
+                                                          : detail::kernels_avx2(f, isa == CpuIsa::Avx2Vnni);
       if (!set.quantize) continue;
       for (int64_t cols : {32, 160, 576, 1536}) {
         const int64_t rows = 3;
@@ -60,8 +63,8 @@ TEST(Int8Layout, SimdActivationQuantizersMatchScalar) {
         for (int j = 0; j < 32; ++j) x[size_t(j)] = 0.0f;  // an all-zero block
         const int64_t n = rows * groups_for(cols);
         std::vector<ActGroup> want(static_cast<size_t>(n)), got(static_cast<size_t>(n));
-        quantize_activations(type, x.data(), rows, cols, want.data());
-        set.quantize(type, x.data(), rows, cols, got.data());
+        quantize_activations(set.form, x.data(), rows, cols, want.data());
+        set.quantize(set.form, x.data(), rows, cols, got.data());
         for (int64_t i = 0; i < n; ++i)
           ASSERT_EQ(std::memcmp(&want[size_t(i)], &got[size_t(i)], sizeof(ActGroup)), 0) << "cols " << cols << " group " << i;
       }

@@ -10,7 +10,7 @@ namespace {
 bool detect(CpuIsa isa) {
   __builtin_cpu_init();
   const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                    __builtin_cpu_supports("f16c");
+                    __builtin_cpu_supports("f16c") && __builtin_cpu_supports("bmi2");
   switch (isa) {
     case CpuIsa::Scalar: return true;
     case CpuIsa::Avx2: return avx2;

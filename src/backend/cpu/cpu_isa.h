@@ -8,9 +8,9 @@ namespace marlin::cpu {
 
 enum class CpuIsa {
   Scalar,    // portable C++
-  Avx2,      // AVX2 + FMA + F16C
+  Avx2,      // AVX2 + FMA + F16C + BMI2
   Avx2Vnni,  // the above + AVX-VNNI (vpdpbusd on 256-bit registers)
-  Avx512,    // AVX-512 F/BW/VL/VNNI/VBMI + FMA + F16C
+  Avx512,    // AVX-512 F/BW/VL/VNNI/VBMI + FMA + F16C + BMI2
 };
 
 std::string_view cpu_isa_name(CpuIsa isa);

@@ -138,8 +138,7 @@ void unpack_group_scalar(GgmlType type, const uint8_t* row, int64_t cols, int64_
   }
 }
 
-void quantize_activations(GgmlType type, const float* x, int64_t rows, int64_t cols, ActGroup* out) {
-  const Int8Format fmt = int8_format(type);
+void quantize_activations(const Int8Format& fmt, const float* x, int64_t rows, int64_t cols, ActGroup* out) {
   const int64_t groups = groups_for(cols);
   float padded[kGroup];
   for (int64_t r = 0; r < rows; ++r) {

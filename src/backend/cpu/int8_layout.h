@@ -14,8 +14,13 @@
 //   Natural   (Q8_0, Q6_K): position p holds element p.
 //   KNibble   (Q4_K, Q5_K; group = half a super-block): step t holds sub-block t in positions
 //             64t..64t+31 and sub-block t + 2 in 64t+32..64t+63 — the nibbles of two 32-byte chunks.
-// In Nibble32 both steps map lane l to the same block, so kernels may add the two steps' integer
-// sums; the activation stores the combined sum in lanes 0..15 and zero in lanes 16..31.
+//   EvenOdd   (planar 4-bit codes): step t holds element 2i + t at position 64t + i — the low and
+//             high nibbles of the group's 64 code bytes.
+// Other planar formats (planar.h) use Nibble32: every run of 8 positions is 8 consecutive
+// elements, which AVX-512 gathers from any bit width with one vpermb and one vpmultishiftqb.
+// In Nibble32 and EvenOdd both steps map lane l to the same 16 (EvenOdd: 8) elements, which share
+// one block and one weight scale (weight groups are ≥ 16 values), so kernels may add the two
+// steps' integer sums; the activation stores the combined sum in lanes 0..15 and zero in 16..31.
 #pragma once
 
 #include <cstdint>
@@ -26,7 +31,7 @@ namespace marlin::cpu {
 
 constexpr int kGroup = 128;
 
-enum class LaneLayout { Nibble32, Natural, KNibble };
+enum class LaneLayout { Nibble32, Natural, KNibble, EvenOdd };
 
 struct Int8Format {
   LaneLayout layout;
@@ -45,6 +50,7 @@ constexpr int element_at(LaneLayout layout, int p) {
     case LaneLayout::Nibble32: return 32 * (i / 16) + 16 * step + i % 16;
     case LaneLayout::Natural: return p;
     case LaneLayout::KNibble: return 32 * (2 * (i / 32) + step) + i % 32;
+    case LaneLayout::EvenOdd: return 2 * i + step;
   }
   return p;
 }
@@ -67,8 +73,8 @@ struct alignas(64) WeightGroup {
 inline int64_t groups_for(int64_t cols) { return (cols + kGroup - 1) / kGroup; }
 
 // Quantizes `rows` rows of `cols` fp32 activations (row stride `cols`) into rows · groups_for(cols)
-// groups for weights of type `type`; values past `cols` are zero.
-void quantize_activations(GgmlType type, const float* x, int64_t rows, int64_t cols, ActGroup* out);
+// groups for weights of int8 form `fmt`; values past `cols` are zero.
+void quantize_activations(const Int8Format& fmt, const float* x, int64_t rows, int64_t cols, ActGroup* out);
 
 // Scalar unpacking of group g of a weight row of `cols` values (missing blocks of a last partial
 // group unpack as zeros). The reference for every SIMD unpacker.

@@ -1,13 +1,16 @@
-// AVX2 + FMA + F16C + AVX-VNNI kernels (see kernels_avx2_impl.h).
+// AVX2 + FMA + F16C + BMI2 + AVX-VNNI kernels (see kernels_avx2_impl.h).
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 
 #include "backend/cpu/kernels.h"
+#include "backend/cpu/planar.h"
+#include "quant/fp_codes.h"
 
 #pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c,avxvnni")
+#pragma GCC target("avx2,fma,f16c,bmi2,avxvnni")
 // See kernels_avx2.cpp.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"

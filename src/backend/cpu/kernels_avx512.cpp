@@ -1,6 +1,7 @@
-// AVX-512 kernels (F/BW/VL/VNNI/VBMI): weight groups are unpacked in registers straight from the
-// GGML bytes (vpermt2b gathers a group's nibbles/scales from two 64-byte loads), multiplied with
-// int8 activations by vpdpbusd, and scaled per 4-value lane in fp32.
+// AVX-512 kernels (F/BW/VL/VNNI/VBMI) for GGML block types, the activation quantizer, and the
+// AVX-512 dispatch: weight groups are unpacked in registers straight from the GGML bytes (vpermt2b
+// gathers a group's nibbles/scales from two 64-byte loads), multiplied with int8 activations by
+// vpdpbusd, and scaled per 4-value lane in fp32 (kernels_avx512_int8.h).
 //
 // Every header is included before the target pragma so that no inline library code is compiled
 // for AVX-512 (it could be picked by the linker for other translation units).
@@ -10,6 +11,7 @@
 #include <cstring>
 
 #include "backend/cpu/kernels.h"
+#include "backend/cpu/planar.h"
 #include "quant/ggml_dequant.h"
 
 #pragma GCC push_options
@@ -19,14 +21,12 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
 
+#include "backend/cpu/kernels_avx512_int8.h"
+
 namespace marlin::cpu::detail {
 namespace {
 
 // ---- permutation tables (built at compile time) ----
-
-struct Idx64 {
-  alignas(64) uint8_t v[64];
-};
 
 // vpermt2b index selecting byte `src` of a group whose bytes [0, 64) are in the first register and
 // [second, second + 64) in the second.
@@ -78,19 +78,7 @@ constexpr Idx64 kQ8_0Step0 = q8_0_bytes(0);
 constexpr Idx64 kQ8_0Step1 = q8_0_bytes(1);
 constexpr Idx64 kQ8_0Scales = q8_0_scale_bytes();
 
-inline __m512i load_idx(const Idx64& t) { return _mm512_load_si512(t.v); }
-
-inline __mmask64 byte_mask(int64_t valid) {
-  if (valid <= 0) return 0;
-  return valid >= 64 ? ~__mmask64(0) : (__mmask64(1) << valid) - 1;
-}
-
-// ---- unpacked weight group in registers ----
-
-struct W512 {
-  __m512i q0, q1;
-  __m512 scale0, scale1, min0, min1;
-};
+// ---- GGML blocks unpacked into registers ----
 
 inline __m512 lo_half_ph(__m512i words) { return _mm512_cvtph_ps(_mm512_castsi512_si256(words)); }
 inline __m512 hi_half_ph(__m512i words) { return _mm512_cvtph_ps(_mm512_extracti64x4_epi64(words, 1)); }
@@ -259,63 +247,13 @@ constexpr bool shared_lanes(GgmlType t) {
   return t == GgmlType::Q4_0 || t == GgmlType::Q4_1 || t == GgmlType::Q5_0 || t == GgmlType::Q5_1;
 }
 
-// ---- dot products ----
-
-// Accumulators of C activation rows; two chains per row hide the fma latency.
-template <int C>
-struct Acc {
-  __m512 a[C], b[C];
-};
-
 constexpr bool asymmetric(GgmlType t) {
   return t == GgmlType::Q4_1 || t == GgmlType::Q5_1 || t == GgmlType::Q4_K || t == GgmlType::Q5_K;
-}
-
-// scale·(d·dot) + min·s per lane; for symmetric types min = scale, so scale·(d·dot + s).
-template <GgmlType T>
-inline __m512 lane_terms(__m512 acc_in, __m512i dot, const float* d, const float* s, __m512 scale, __m512 min,
-                         __m512& acc_min) {
-  if constexpr (asymmetric(T)) {
-    acc_min = _mm512_fmadd_ps(min, _mm512_load_ps(s), acc_min);
-    return _mm512_fmadd_ps(scale, _mm512_mul_ps(_mm512_cvtepi32_ps(dot), _mm512_load_ps(d)), acc_in);
-  } else {
-    return _mm512_fmadd_ps(scale, _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_load_ps(d), _mm512_load_ps(s)), acc_in);
-  }
-}
-
-template <GgmlType T, int C>
-inline void dot_group(const W512& w, const ActGroup* act, int64_t stride, Acc<C>& acc) {
-  for (int c = 0; c < C; ++c) {
-    const ActGroup& a = act[c * stride];
-    const __m512i a0 = _mm512_load_si512(a.q), a1 = _mm512_load_si512(a.q + 64);
-    if constexpr (shared_lanes(T)) {
-      const __m512i dot = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), w.q0, a0), w.q1, a1);
-      acc.a[c] = lane_terms<T>(acc.a[c], dot, a.d, a.s, w.scale0, w.min0, acc.b[c]);
-    } else {
-      const __m512i dot0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w.q0, a0);
-      const __m512i dot1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w.q1, a1);
-      acc.a[c] = lane_terms<T>(acc.a[c], dot0, a.d, a.s, w.scale0, w.min0, acc.b[c]);
-      acc.b[c] = lane_terms<T>(acc.b[c], dot1, a.d + 16, a.s + 16, w.scale1, w.min1, acc.a[c]);
-    }
-  }
 }
 
 constexpr bool blocks32(GgmlType t) {
   return t == GgmlType::Q4_0 || t == GgmlType::Q4_1 || t == GgmlType::Q5_0 || t == GgmlType::Q5_1 ||
          t == GgmlType::Q8_0;
-}
-
-// One weight row against C activation rows starting at `act` (row stride `groups`).
-template <GgmlType T, int C>
-inline void row_dot(const uint8_t* row, int64_t cols, const ActGroup* act, int64_t groups, float* y,
-                    int64_t y_stride) {
-  Acc<C> acc;
-  for (int c = 0; c < C; ++c) acc.a[c] = acc.b[c] = _mm512_setzero_ps();
-  const int tail_blocks = blocks32(T) ? int((cols / 32) % 4) : 0;
-  const int64_t full = tail_blocks ? groups - 1 : groups;
-  for (int64_t g = 0; g < full; ++g) dot_group<T, C>(unpack<T, false>(row, g, 4), act + g, groups, acc);
-  if (tail_blocks) dot_group<T, C>(unpack<T, true>(row, full, tail_blocks), act + full, groups, acc);
-  for (int c = 0; c < C; ++c) y[c * y_stride] = _mm512_reduce_add_ps(_mm512_add_ps(acc.a[c], acc.b[c]));
 }
 
 // Bytes of one group (4 blocks, or half a k-quant super-block).
@@ -333,95 +271,41 @@ constexpr int64_t group_bytes(GgmlType t) {
   }
 }
 
-// How far ahead of the group being computed the decode loop prefetches. Measured on the 2-core
-// Sapphire Rapids VM: DRAM-streamed Q4_1 rows go from ~6 to ~10-12 GB/s per core (the raw read
-// bandwidth of one core there is ~12 GB/s); 2-8 KB all do about equally well.
-constexpr int64_t kPrefetchBytes = 4096;
-
-// Decode (one activation row): R consecutive weight rows per pass share the activation loads and
-// the loop and tail overhead, and their R sums are reduced together.
-template <GgmlType T, int R>
-inline void rows_dot_m1(const uint8_t* row, uint64_t row_bytes, int64_t cols, const ActGroup* act,
-                        int64_t groups, float* y) {
-  Acc<R> acc;  // acc.*[i] belongs to weight row i
-  for (int i = 0; i < R; ++i) acc.a[i] = acc.b[i] = _mm512_setzero_ps();
-  const int tail_blocks = blocks32(T) ? int((cols / 32) % 4) : 0;
-  const int64_t full = tail_blocks ? groups - 1 : groups;
-  constexpr int64_t kGroupBytes = group_bytes(T);
-  for (int64_t g = 0; g < full; ++g)
-    for (int i = 0; i < R; ++i) {
-      // Software prefetch a few KB ahead keeps DRAM busy while this group computes (rows are
-      // streamed in order; prefetches past the matrix are harmless hints).
-      const uint8_t* pf = row + i * row_bytes + g * kGroupBytes + kPrefetchBytes;
-      _mm_prefetch(reinterpret_cast<const char*>(pf), _MM_HINT_T0);
-      if constexpr (kGroupBytes > 64) _mm_prefetch(reinterpret_cast<const char*>(pf + 64), _MM_HINT_T0);
-      if constexpr (kGroupBytes > 128) _mm_prefetch(reinterpret_cast<const char*>(pf + 128), _MM_HINT_T0);
-      Acc<1> one{{acc.a[i]}, {acc.b[i]}};
-      dot_group<T, 1>(unpack<T, false>(row + i * row_bytes, g, 4), act + g, groups, one);
-      acc.a[i] = one.a[0];
-      acc.b[i] = one.b[0];
-    }
-  if (tail_blocks)
-    for (int i = 0; i < R; ++i) {
-      Acc<1> one{{acc.a[i]}, {acc.b[i]}};
-      dot_group<T, 1>(unpack<T, true>(row + i * row_bytes, full, tail_blocks), act + full, groups, one);
-      acc.a[i] = one.a[0];
-      acc.b[i] = one.b[0];
-    }
-  if constexpr (R == 4) {
-    // Transposing reduction: 4 vectors -> 4 sums with 3 levels of adds.
-    __m512 v[4];
-    for (int i = 0; i < 4; ++i) v[i] = _mm512_add_ps(acc.a[i], acc.b[i]);
-    const __m512 v01 = _mm512_add_ps(_mm512_shuffle_f32x4(v[0], v[1], 0x44), _mm512_shuffle_f32x4(v[0], v[1], 0xee));
-    const __m512 v23 = _mm512_add_ps(_mm512_shuffle_f32x4(v[2], v[3], 0x44), _mm512_shuffle_f32x4(v[2], v[3], 0xee));
-    // v01 = [r0 (2 chunks), r1 (2 chunks)], v23 likewise; fold chunk pairs.
-    const __m512 w = _mm512_add_ps(_mm512_shuffle_f32x4(v01, v23, 0x88), _mm512_shuffle_f32x4(v01, v23, 0xdd));
-    // w = 4 chunks of 4 floats: r0, r1, r2, r3. Sum each chunk.
-    const __m512 h1 = _mm512_add_ps(w, _mm512_permute_ps(w, 0x4e));
-    const __m512 h2 = _mm512_add_ps(h1, _mm512_permute_ps(h1, 0xb1));
-    const __m128 sums = _mm512_castps512_ps128(_mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), h2));
-    _mm_storeu_ps(y, sums);
-  } else {
-    for (int i = 0; i < R; ++i) y[i] = _mm512_reduce_add_ps(_mm512_add_ps(acc.a[i], acc.b[i]));
-  }
-}
-
-// Rows are visited in blocks that fit in L2 so that every chunk of activation rows reuses them.
-constexpr int64_t kRowBlockBytes = 256 * 1024;
-
+// The int8 loops' policy for a GGML type (kernels_avx512_int8.h).
 template <GgmlType T>
-void int8_rows(const QuantMatrix& w, const ActGroup* act, int64_t m, int64_t r0, int64_t r1, float* y) {
-  const int64_t groups = groups_for(w.cols);
-  if (m == 1) {
-    int64_t r = r0;
-    for (; r + 4 <= r1; r += 4) rows_dot_m1<T, 4>(w.data + r * w.row_bytes, w.row_bytes, w.cols, act, groups, y + r);
-    for (; r < r1; ++r) rows_dot_m1<T, 1>(w.data + r * w.row_bytes, w.row_bytes, w.cols, act, groups, y + r);
-    return;
-  }
-  int64_t block_rows = kRowBlockBytes / int64_t(w.row_bytes);
-  if (block_rows < 1) block_rows = 1;
-  for (int64_t rb = r0; rb < r1; rb += block_rows) {
-    const int64_t re = rb + block_rows < r1 ? rb + block_rows : r1;
-    for (int64_t c = 0; c < m;) {
-      const ActGroup* a = act + c * groups;
-      float* yc = y + c * w.rows;
-      const int64_t left = m - c;
-      if (left >= 8) {
-        for (int64_t r = rb; r < re; ++r) row_dot<T, 8>(w.data + r * w.row_bytes, w.cols, a, groups, yc + r, w.rows);
-        c += 8;
-      } else if (left >= 4) {
-        for (int64_t r = rb; r < re; ++r) row_dot<T, 4>(w.data + r * w.row_bytes, w.cols, a, groups, yc + r, w.rows);
-        c += 4;
-      } else if (left >= 2) {
-        for (int64_t r = rb; r < re; ++r) row_dot<T, 2>(w.data + r * w.row_bytes, w.cols, a, groups, yc + r, w.rows);
-        c += 2;
-      } else {
-        for (int64_t r = rb; r < re; ++r) row_dot<T, 1>(w.data + r * w.row_bytes, w.cols, a, groups, yc + r, w.rows);
-        c += 1;
-      }
+struct GgmlPolicy {
+  static constexpr bool kShared = shared_lanes(T), kAsym = asymmetric(T);
+
+  struct Row {
+    const uint8_t* p;
+    int tail_blocks;
+    template <bool kTail>
+    W512 group(int64_t g) const {
+      return unpack<T, kTail>(p, g, kTail ? tail_blocks : 4);
     }
-  }
-}
+    void prefetch(int64_t g) const {
+      constexpr int64_t kGroupBytes = group_bytes(T);
+      const uint8_t* pf = p + g * kGroupBytes + kPrefetchBytes;
+      prefetch_t0(pf);
+      if constexpr (kGroupBytes > 64) prefetch_t0(pf + 64);
+      if constexpr (kGroupBytes > 128) prefetch_t0(pf + 128);
+    }
+  };
+
+  explicit GgmlPolicy(const QuantTensor& w)
+      : codes(w.codes),
+        row_bytes(w.code_row_bytes),
+        tail_blocks(blocks32(T) ? int((w.cols / 32) % 4) : 0),
+        full_groups(groups_for(w.cols) - (tail_blocks ? 1 : 0)),
+        tail(tail_blocks != 0) {}
+  Row row(int64_t r) const { return {codes + r * row_bytes, tail_blocks}; }
+
+  const uint8_t* codes;
+  uint64_t row_bytes;
+  int tail_blocks;
+  int64_t full_groups;
+  bool tail;
+};
 
 // ---- activation quantization (bit-identical to quantize_activations) ----
 
@@ -443,6 +327,7 @@ constexpr LayoutTables layout_tables(LaneLayout layout) {
 constexpr LayoutTables kNibble32Tables = layout_tables(LaneLayout::Nibble32);
 constexpr LayoutTables kNaturalTables = layout_tables(LaneLayout::Natural);
 constexpr LayoutTables kKNibbleTables = layout_tables(LaneLayout::KNibble);
+constexpr LayoutTables kEvenOddTables = layout_tables(LaneLayout::EvenOdd);
 
 // 32 values -> 32 int8 (in the low 256 bits' order) with d = max|x| / 127.
 inline __m256i quantize32(const float* x, __mmask32 valid, float& d) {
@@ -456,10 +341,12 @@ inline __m256i quantize32(const float* x, __mmask32 valid, float& d) {
   return _mm256_inserti128_si256(_mm256_castsi128_si256(q0), q1, 1);
 }
 
-void quantize_activations_avx512(GgmlType type, const float* x, int64_t rows, int64_t cols, ActGroup* out) {
-  const Int8Format fmt = int8_format(type);
-  const LayoutTables& tables = fmt.layout == LaneLayout::Nibble32 ? kNibble32Tables
+}  // namespace
+
+void quantize_activations_avx512(const Int8Format& fmt, const float* x, int64_t rows, int64_t cols, ActGroup* out) {
+  const LayoutTables& tables = fmt.layout == LaneLayout::Nibble32  ? kNibble32Tables
                                : fmt.layout == LaneLayout::Natural ? kNaturalTables
+                               : fmt.layout == LaneLayout::EvenOdd ? kEvenOddTables
                                                                    : kKNibbleTables;
   const __m512i perm_lo = load_idx(tables.lo), perm_hi = load_idx(tables.hi);
   const __m512i lane_block0 = _mm512_load_si512(tables.lane_block);
@@ -501,60 +388,33 @@ void quantize_activations_avx512(GgmlType type, const float* x, int64_t rows, in
   }
 }
 
-// ---- float weights ----
-
 template <GgmlType T>
-inline __m512 load_weights16(const uint8_t* row, int64_t k, __mmask16 mask) {
-  if constexpr (T == GgmlType::F32) return _mm512_maskz_loadu_ps(mask, row + 4 * k);
-  if constexpr (T == GgmlType::F16) return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, row + 2 * k));
-  if constexpr (T == GgmlType::BF16)
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mask, row + 2 * k)), 16));
+KernelSet ggml_set() {
+  KernelSet set;
+  set.int8 = int8_rows<GgmlPolicy<T>>;
+  set.quantize = quantize_activations_avx512;
+  set.form = int8_format(T);
+  return set;
 }
 
-template <GgmlType T, int C>
-inline void float_row(const uint8_t* row, int64_t cols, const float* x, float* y, int64_t y_stride) {
-  __m512 acc[C];
-  for (int c = 0; c < C; ++c) acc[c] = _mm512_setzero_ps();
-  for (int64_t k = 0; k < cols; k += 16) {
-    const __mmask16 mask = cols - k >= 16 ? __mmask16(0xffff) : __mmask16((1u << (cols - k)) - 1);
-    const __m512 wv = load_weights16<T>(row, k, mask);
-    for (int c = 0; c < C; ++c) acc[c] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(mask, x + c * cols + k), acc[c]);
-  }
-  for (int c = 0; c < C; ++c) y[c * y_stride] = _mm512_reduce_add_ps(acc[c]);
-}
-
-template <GgmlType T>
-void float_rows(const QuantMatrix& w, const float* x, int64_t m, int64_t r0, int64_t r1, float* y) {
-  for (int64_t c = 0; c < m;) {
-    const float* xc = x + c * w.cols;
-    float* yc = y + c * w.rows;
-    if (m - c >= 4) {
-      for (int64_t r = r0; r < r1; ++r) float_row<T, 4>(w.data + r * w.row_bytes, w.cols, xc, yc + r, w.rows);
-      c += 4;
-    } else {
-      for (int64_t r = r0; r < r1; ++r) float_row<T, 1>(w.data + r * w.row_bytes, w.cols, xc, yc + r, w.rows);
-      c += 1;
-    }
-  }
-}
-
-}  // namespace
-
-KernelSet kernels_avx512(GgmlType type) {
+KernelSet kernels_avx512_ggml(GgmlType type) {
   switch (type) {
-    case GgmlType::F32: return {nullptr, float_rows<GgmlType::F32>, nullptr};
-    case GgmlType::F16: return {nullptr, float_rows<GgmlType::F16>, nullptr};
-    case GgmlType::BF16: return {nullptr, float_rows<GgmlType::BF16>, nullptr};
-    case GgmlType::Q4_0: return {int8_rows<GgmlType::Q4_0>, nullptr, quantize_activations_avx512};
-    case GgmlType::Q4_1: return {int8_rows<GgmlType::Q4_1>, nullptr, quantize_activations_avx512};
-    case GgmlType::Q5_0: return {int8_rows<GgmlType::Q5_0>, nullptr, quantize_activations_avx512};
-    case GgmlType::Q5_1: return {int8_rows<GgmlType::Q5_1>, nullptr, quantize_activations_avx512};
-    case GgmlType::Q8_0: return {int8_rows<GgmlType::Q8_0>, nullptr, quantize_activations_avx512};
-    case GgmlType::Q4_K: return {int8_rows<GgmlType::Q4_K>, nullptr, quantize_activations_avx512};
-    case GgmlType::Q5_K: return {int8_rows<GgmlType::Q5_K>, nullptr, quantize_activations_avx512};
-    case GgmlType::Q6_K: return {int8_rows<GgmlType::Q6_K>, nullptr, quantize_activations_avx512};
+    case GgmlType::Q4_0: return ggml_set<GgmlType::Q4_0>();
+    case GgmlType::Q4_1: return ggml_set<GgmlType::Q4_1>();
+    case GgmlType::Q5_0: return ggml_set<GgmlType::Q5_0>();
+    case GgmlType::Q5_1: return ggml_set<GgmlType::Q5_1>();
+    case GgmlType::Q8_0: return ggml_set<GgmlType::Q8_0>();
+    case GgmlType::Q4_K: return ggml_set<GgmlType::Q4_K>();
+    case GgmlType::Q5_K: return ggml_set<GgmlType::Q5_K>();
+    case GgmlType::Q6_K: return ggml_set<GgmlType::Q6_K>();
     default: return {};  // the caller reports unsupported types
   }
+}
+
+KernelSet kernels_avx512(const TensorFormat& f) {
+  if (float_element(f)) return kernels_avx512_float(f);
+  if (f.kind == FormatKind::kGgml) return kernels_avx512_ggml(f.ggml);
+  return kernels_avx512_planar(f);
 }
 
 }  // namespace marlin::cpu::detail
