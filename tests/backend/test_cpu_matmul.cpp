@@ -61,6 +61,16 @@ struct Case {
   int threads;
 };
 
+QuantTensor ggml_tensor(GgmlType type, int64_t rows, int64_t cols, const uint8_t* data, uint64_t row_bytes) {
+  QuantTensor t;
+  t.format = format_of_ggml(type);
+  t.rows = rows;
+  t.cols = cols;
+  t.codes = data;
+  t.code_row_bytes = row_bytes;
+  return t;
+}
+
 void check_case(const Case& c, std::mt19937& rng) {
   SCOPED_TRACE(::testing::Message() << ggml_type_info(c.type).name << " m=" << c.m << " K=" << c.cols
                                     << " rows=" << c.rows << " threads=" << c.threads);
@@ -72,12 +82,7 @@ void check_case(const Case& c, std::mt19937& rng) {
   const auto xq = quantized ? test::q8_roundtrip(x, c.cols, step) : x;
   const auto mag = quantized ? int8_term_magnitudes(c.type, bytes, c.rows, c.cols) : std::vector<double>{};
 
-  QuantTensor mat;
-  mat.format = format_of_ggml(c.type);
-  mat.rows = c.rows;
-  mat.cols = c.cols;
-  mat.codes = bytes.data();
-  mat.code_row_bytes = *ggml_row_bytes(c.type, uint64_t(c.cols));
+  const QuantTensor mat = ggml_tensor(c.type, c.rows, c.cols, bytes.data(), *ggml_row_bytes(c.type, uint64_t(c.cols)));
   std::vector<float> y(size_t(c.m * c.rows));
   for (CpuIsa isa : supported_isas()) {
     SCOPED_TRACE(std::string(cpu_isa_name(isa)));
@@ -155,12 +160,12 @@ TEST(Matmul, RejectsBadInput) {
   std::vector<uint8_t> bytes(4096);
   std::vector<float> x(1024), y(1024);
   ThreadPool& p = pool(1);
-  EXPECT_THROW(matmul({GgmlType::Q4_1, 2, 48, bytes.data(), 40}, x.data(), 1, y.data(), p), Error);
-  EXPECT_THROW(matmul({GgmlType::Q4_1, 2, 64, bytes.data(), 39}, x.data(), 1, y.data(), p), Error);
-  EXPECT_THROW(matmul({GgmlType::Q2_K, 2, 256, bytes.data(), 84}, x.data(), 1, y.data(), p), Error);
-  EXPECT_THROW(matmul({GgmlType::Q4_1, -1, 64, bytes.data(), 40}, x.data(), 1, y.data(), p), Error);
-  EXPECT_THROW(matmul({GgmlType::Q4_1, 2, 64, nullptr, 40}, x.data(), 1, y.data(), p), Error);
-  EXPECT_NO_THROW(matmul({GgmlType::Q4_1, 2, 64, bytes.data(), 40}, x.data(), 0, y.data(), p));
+  EXPECT_THROW(matmul(ggml_tensor(GgmlType::Q4_1, 2, 48, bytes.data(), 40), x.data(), 1, y.data(), p), Error);
+  EXPECT_THROW(matmul(ggml_tensor(GgmlType::Q4_1, 2, 64, bytes.data(), 39), x.data(), 1, y.data(), p), Error);
+  EXPECT_THROW(matmul(ggml_tensor(GgmlType::Q2_K, 2, 256, bytes.data(), 84), x.data(), 1, y.data(), p), Error);
+  EXPECT_THROW(matmul(ggml_tensor(GgmlType::Q4_1, -1, 64, bytes.data(), 40), x.data(), 1, y.data(), p), Error);
+  EXPECT_THROW(matmul(ggml_tensor(GgmlType::Q4_1, 2, 64, nullptr, 40), x.data(), 1, y.data(), p), Error);
+  EXPECT_NO_THROW(matmul(ggml_tensor(GgmlType::Q4_1, 2, 64, bytes.data(), 40), x.data(), 0, y.data(), p));
 }
 
 // A row stride larger than the packed row (a view into a wider tensor) is honoured.
@@ -173,8 +178,8 @@ TEST(Matmul, HonoursRowStride) {
   for (int64_t r = 0; r < rows; ++r) std::copy_n(&packed[r * row_bytes], row_bytes, &strided[r * stride]);
   const auto x = test::random_activations(cols, rng);
   std::vector<float> a(rows), b(rows);
-  matmul({GgmlType::Q8_0, rows, cols, packed.data(), row_bytes}, x.data(), 1, a.data(), pool(1));
-  matmul({GgmlType::Q8_0, rows, cols, strided.data(), stride}, x.data(), 1, b.data(), pool(1));
+  matmul(ggml_tensor(GgmlType::Q8_0, rows, cols, packed.data(), row_bytes), x.data(), 1, a.data(), pool(1));
+  matmul(ggml_tensor(GgmlType::Q8_0, rows, cols, strided.data(), stride), x.data(), 1, b.data(), pool(1));
   EXPECT_EQ(a, b);
 }
 

@@ -80,7 +80,9 @@ std::optional<TokenizerMetadata> smollm2_metadata() {
   m.pre = gguf->get_string("tokenizer.ggml.pre");
   m.tokens = *gguf->get_string_array("tokenizer.ggml.tokens");
   m.merges = *gguf->get_string_array("tokenizer.ggml.merges");
-  for (int64_t t : *gguf->get_int_array("tokenizer.ggml.token_type")) m.types.push_back(static_cast<int32_t>(t));
+  // Held in a named variable: a range-for over *temporary_optional would read freed memory.
+  const auto types = gguf->get_int_array("tokenizer.ggml.token_type");
+  for (int64_t t : *types) m.types.push_back(static_cast<int32_t>(t));
   m.bos = 1;
   m.eos = 2;
   m.add_bos = false;
