@@ -12,5 +12,6 @@ void register_tokenize(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_perplexity(CLI::App& app);
 void register_compare(CLI::App& app);
+void register_quantize(CLI::App& app);
 
 }  // namespace marlin::cli

@@ -23,7 +23,8 @@ std::filesystem::path executable_dir() {
   return ec ? std::filesystem::current_path() : exe.parent_path();
 }
 
-// `relative` under the repository (build/marlin -> <repo>/...), else under the working directory.
+}  // namespace
+
 std::string repository_file(const char* relative) {
   for (const auto& base : {executable_dir().parent_path(), std::filesystem::current_path()}) {
     auto candidate = base / relative;
@@ -31,8 +32,6 @@ std::string repository_file(const char* relative) {
   }
   return (executable_dir().parent_path() / relative).string();
 }
-
-}  // namespace
 
 std::string default_model_path() { return repository_file(kDefaultModel); }
 

@@ -18,7 +18,9 @@ std::string default_model_path();
 std::string resolve_model_path(const std::string& path);
 
 
-// The evaluation text shipped with the repository (tests/fixtures/corpus/gnu_manuals.txt).
+// A file of the repository (`relative` to its root, found from the executable's path or the
+// working directory), e.g. the evaluation text tests/fixtures/corpus/gnu_manuals.txt.
+std::string repository_file(const char* relative);
 std::string default_corpus_path();
 
 // The whole contents of a file; marlin::Error naming the path when it cannot be read.

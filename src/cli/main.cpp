@@ -38,6 +38,7 @@ int main(int argc, char** argv) {
   marlin::cli::register_tokenize(app);
   marlin::cli::register_perplexity(app);
   marlin::cli::register_compare(app);
+  marlin::cli::register_quantize(app);
 
   if (argc > 1 && argv[1][0] != '-') {
     bool known = false;
