@@ -39,6 +39,29 @@ void dot_rows(const double* const* rows, int count, const double* v, int64_t n, 
 }
 
 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+void add_gram_block(const double* x, int64_t n, int64_t stride, int64_t i0, int64_t j0, double* sum) {
+  // 4 rows × 2 vectors of 8 in registers; per row of x: 4 broadcasts, 2 loads, 8 fused multiply-adds.
+  typedef double V8 __attribute__((vector_size(64), aligned(8), may_alias));
+  V8 acc[4][2] = {};
+  for (int64_t t = 0; t < n; ++t) {
+    const double* row = x + t * stride;
+    const V8 b0 = *reinterpret_cast<const V8*>(row + j0), b1 = *reinterpret_cast<const V8*>(row + j0 + 8);
+    for (int r = 0; r < 4; ++r) {
+      const double a = row[i0 + r];
+      acc[r][0] += a * b0;
+      acc[r][1] += a * b1;
+    }
+  }
+  for (int r = 0; r < 4; ++r) {
+    double* out = sum + (i0 + r) * stride + j0;
+    for (int k = 0; k < 8; ++k) {
+      out[k] += acc[r][0][k];
+      out[k + 8] += acc[r][1][k];
+    }
+  }
+}
+
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 void subtract_combination(float* __restrict w, const float* e, const float* u, int64_t stride, int64_t count,
                           int64_t len) {
   int64_t k = 0;

@@ -19,6 +19,11 @@ inline double dot(const double* a, const double* b, int64_t n) {
   return out;
 }
 
+// Adds the 4 × 16 block of Σ_t x[t][i]·x[t][j] for i in [i0, i0+4), j in [j0, j0+16) to
+// sum[i·stride + j], over t < n rows of x (row-major, `stride` doubles per row; every index must be
+// inside the row). Each element is accumulated over t in order, whatever block it is computed in.
+void add_gram_block(const double* x, int64_t n, int64_t stride, int64_t i0, int64_t j0, double* sum);
+
 // w[j] −= Σ_k e[k]·u[k·stride + j] for j < len, k < count.
 void subtract_combination(float* w, const float* e, const float* u, int64_t stride, int64_t count, int64_t len);
 

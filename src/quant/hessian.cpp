@@ -10,15 +10,17 @@
 namespace marlin {
 namespace {
 
-// Activation rows per pass: their transpose (cols × kChunk doubles) is what every dot reads.
+// Activation rows per pass, converted to double (kChunk × stride doubles, L2-resident).
 constexpr int64_t kChunk = 64;
+// The Gram blocks are 4 rows × 16 columns (add_gram_block).
+constexpr int64_t kRowBlock = 4, kColBlock = 16;
 
 }  // namespace
 
-HessianAccumulator::HessianAccumulator(int64_t cols) : cols_(cols) {
+HessianAccumulator::HessianAccumulator(int64_t cols) : cols_(cols), stride_((cols + kColBlock - 1) / kColBlock * kColBlock) {
   MARLIN_CHECK(cols > 0 && cols <= kMaxHessianCols, "Hessian of {} columns is out of range (1..{})", cols,
                kMaxHessianCols);
-  sum_.assign(size_t(cols * cols), 0.0);
+  sum_.assign(size_t(stride_ * stride_), 0.0);
 }
 
 void HessianAccumulator::add(const float* x, int64_t n, ThreadPool* pool) {
@@ -27,31 +29,25 @@ void HessianAccumulator::add(const float* x, int64_t n, ThreadPool* pool) {
   for (int64_t t = 0; t < n; ++t)
     for (int64_t i = 0; i < c; ++i)
       MARLIN_CHECK(std::isfinite(x[t * c + i]), "activation row {}, feature {} is {}", t, i, x[t * c + i]);
-  std::vector<double> xt(size_t(c * kChunk));  // transposed chunk: feature-major
+  // Zero padding to whole blocks: padded features contribute nothing.
+  const int64_t stride = stride_;
+  std::vector<double> xd(static_cast<size_t>(kChunk * stride), 0.0);
   for (int64_t start = 0; start < n; start += kChunk) {
     const int64_t m = std::min(kChunk, n - start);
-    for (int64_t t = 0; t < m; ++t) {
-      for (int64_t i = 0; i < c; ++i) xt[size_t(i * kChunk + t)] = x[(start + t) * c + i];
-    }
-    // Rows of the upper triangle 4 at a time, sharing each pass over a feature's column; group p
-    // (cost ~ c − 4p) is paired with the mirrored one to balance the threads.
-    const int64_t groups = (c + 3) / 4;
-    auto add_group = [&](int64_t g) {
-      const int64_t i0 = 4 * g;
-      const int count = int(std::min<int64_t>(4, c - i0));
-      const double* rows[4];
-      for (int r = 0; r < count; ++r) rows[r] = &xt[size_t((i0 + r) * kChunk)];
-      double sums[4];
-      for (int64_t j = i0; j < c; ++j) {
-        dot_rows(rows, count, &xt[size_t(j * kChunk)], m, sums);
-        for (int r = 0; r < count; ++r)
-          if (j >= i0 + r) sum_[size_t((i0 + r) * c + j)] += sums[r];
-      }
+    for (int64_t t = 0; t < m; ++t)
+      for (int64_t i = 0; i < c; ++i) xd[size_t(t * stride + i)] = x[(start + t) * c + i];
+    // Blocks of 4 rows of the upper triangle; block p (cost ~ c − 4p) is paired with the mirrored
+    // one to balance the threads. Every element sums over t in order, so threads do not change it.
+    const int64_t blocks = stride / kRowBlock;
+    auto add_rows = [&](int64_t p) {
+      const int64_t i0 = p * kRowBlock;
+      for (int64_t j0 = i0 / kColBlock * kColBlock; j0 < stride; j0 += kColBlock)
+        add_gram_block(xd.data(), m, stride, i0, j0, sum_.data());
     };
-    parallel_ranges(pool, (groups + 1) / 2, 1, [&](int64_t begin, int64_t end) {
+    parallel_ranges(pool, (blocks + 1) / 2, 1, [&](int64_t begin, int64_t end) {
       for (int64_t p = begin; p < end; ++p) {
-        add_group(p);
-        if (groups - 1 - p != p) add_group(groups - 1 - p);
+        add_rows(p);
+        if (blocks - 1 - p != p) add_rows(blocks - 1 - p);
       }
     });
   }
@@ -65,7 +61,7 @@ std::vector<double> HessianAccumulator::hessian() const {
   const double f = 2.0 / double(samples_);
   for (int64_t i = 0; i < c; ++i) {
     for (int64_t j = i; j < c; ++j) {
-      const double v = f * sum_[size_t(i * c + j)];
+      const double v = f * sum_[size_t(i * stride_ + j)];
       h[size_t(i * c + j)] = v;
       h[size_t(j * c + i)] = v;
     }

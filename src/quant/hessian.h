@@ -30,7 +30,8 @@ class HessianAccumulator {
  private:
   int64_t cols_;
   int64_t samples_ = 0;
-  std::vector<double> sum_;  // Σ xᵀx, upper triangle (row i, columns j >= i)
+  int64_t stride_;           // cols rounded up to whole 16-column blocks
+  std::vector<double> sum_;  // Σ xᵀx, stride_ × stride_, upper triangle (row i, columns j >= i) used
 };
 
 }  // namespace marlin

@@ -138,9 +138,9 @@ class Quantizer {
         model.run_layer(layer, scratch.data(), int64_t(options_.calibration[s].size()), *cache,
                         [&](int group, const float* x, int64_t rows, int64_t) { hessians[size_t(group)].add(x, rows, &pool_); });
       }
-      // The quantized weights, dequantized in the model's own row order, stand in for the
-      // originals while the sequences move on through this block.
-      std::vector<std::vector<float>> replacements;
+      // The quantized weights stand in for the originals while the sequences move on through
+      // this block (the model never runs it again, so they may go afterwards).
+      std::vector<QuantBuffers> replacements;
       for (size_t g = 0; g < groups.size(); ++g) {
         const auto h = hessians[g].hessian();
         for (const auto& name : groups[g].weights) replacements.push_back(quantize_linear(model, name, h, gptq));
@@ -152,8 +152,10 @@ class Quantizer {
     }
   }
 
-  std::vector<float> quantize_linear(Model& model, const std::string& name, const std::vector<double>& hessian,
-                                     const GptqOptions& gptq) {
+  // Quantizes one linear with GPTQ and writes it; returns what the model runs until the block's
+  // sequences have moved on (the quantized weight itself, rows in the source's order).
+  QuantBuffers quantize_linear(Model& model, const std::string& name, const std::vector<double>& hessian,
+                               const GptqOptions& gptq) {
     const QuantTensor t = stored(name);
     const auto order = source_rows(name, t.rows, source_.config());
     const auto format = choose_format(name, t.rows, options_.format, options_.rules);
@@ -162,29 +164,17 @@ class Quantizer {
       return {};
     }
     const auto w = dequantize_matrix(t, order);
-    const GptqResult result = quantize_gptq(w.data(), t.rows, t.cols, *format, hessian, gptq);
-    const QuantTensor q = result.weights.view();
-    emit(name, q, result.loss);
-    // Dequantized back into the model's row order.
-    std::vector<float> replacement(w.size());
-    std::vector<float> row(static_cast<size_t>(t.cols));
-    for (int64_t r = 0; r < t.rows; ++r) {
-      dequantize_row(q, r, row.data());
-      float* dst = &replacement[size_t(source_row(order, r) * t.cols)];
-      if (q.perm) {
-        for (int64_t k = 0; k < t.cols; ++k) dst[q.perm[k]] = row[size_t(k)];
-      } else {
-        std::copy(row.begin(), row.end(), dst);
-      }
-    }
-    QuantTensor f32;
-    f32.format.kind = FormatKind::kF32;
-    f32.rows = t.rows;
-    f32.cols = t.cols;
-    f32.codes = reinterpret_cast<const uint8_t*>(replacement.data());
-    f32.code_row_bytes = uint64_t(t.cols) * sizeof(float);
-    model.replace_weight(name, f32);
-    return replacement;
+    GptqResult result = quantize_gptq(w.data(), t.rows, t.cols, *format, hessian, gptq);
+    emit(name, result.weights.view(), result.loss);
+    QuantBuffers in_model_order = order.empty() ? std::move(result.weights) : permute_rows(result.weights.view(), inverse(order));
+    model.replace_weight(name, in_model_order.view());
+    return in_model_order;
+  }
+
+  static std::vector<int64_t> inverse(const std::vector<int64_t>& order) {
+    std::vector<int64_t> inv(order.size());
+    for (size_t i = 0; i < order.size(); ++i) inv[size_t(order[i])] = int64_t(i);
+    return inv;
   }
 
   const ModelSource& source_;
