@@ -78,6 +78,8 @@ void quantize(const QuantizeCliOptions& o) {
   options.gptq_options.percdamp = o.damp;
   if (!o.rules.empty())
     options.rules = parse_quant_rules(o.rules[0] == '@' ? read_text_file(o.rules.substr(1)) : o.rules);
+  MARLIN_CHECK(options.gptq || !options.format || !options.format->act_order,
+               "act-order ({}) needs --method gptq", options.format ? options.format->name() : "");
   if (options.gptq) {
     MARLIN_CHECK(options.format.has_value(), "--method gptq needs a --format to quantize to");
     options.calibration = calibration_sequences(*source, o);

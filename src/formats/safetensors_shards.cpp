@@ -72,6 +72,8 @@ std::unique_ptr<SafetensorsShards> SafetensorsShards::from_files(std::vector<std
 void SafetensorsShards::index(const std::string& description) {
   for (const auto& file : files_) {
     for (const auto& tensor : file->tensors()) {
+      // Alignment filler (SafetensorsWriter's __padding_N__) is numbered per file and never read.
+      if (tensor.name.starts_with("__padding_")) continue;
       auto [it, inserted] = by_name_.emplace(tensor.name, entries_.size());
       MARLIN_CHECK(inserted, "{}: tensor {} is in both '{}' and '{}'", description, gguf_quote(tensor.name),
                    entries_[it->second].file->path(), file->path());

@@ -1,0 +1,124 @@
+"""marlin quantize on the default model: formats, conversion without loss, and errors."""
+import json
+import subprocess
+
+import gguf
+import numpy as np
+import pytest
+from safetensors import deserialize, safe_open
+
+
+def marlin(binary, *args, timeout=600):
+    return subprocess.run([str(binary), *map(str, args)], capture_output=True, text=True, timeout=timeout)
+
+
+def perplexity(binary, model, chunks=2):
+    r = marlin(binary, "perplexity", model, "--chunks", chunks, "--json")
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)["perplexity"]
+
+
+@pytest.fixture(scope="module")
+def int4_rtn(marlin_bin, default_model, tmp_path_factory):
+    out = tmp_path_factory.mktemp("q") / "int4.marlin"
+    r = marlin(marlin_bin, "quantize", default_model, out, "--format", "int4", "--group-size", "128")
+    assert r.returncode == 0, r.stderr
+    assert "210 int4-g128" in r.stdout and "int8-g32" in r.stdout
+    return out
+
+
+def test_quantized_model_answers(marlin_bin, int4_rtn):
+    r = marlin(marlin_bin, "run", "--model", int4_rtn, "--temperature", "0", "What is the capital of France?")
+    assert r.returncode == 0, r.stderr
+    assert "Paris" in r.stdout
+
+
+HF_TO_GGUF = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
+              "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
+              "mlp.down_proj": "ffn_down", "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm"}
+
+
+def gguf_name(hf: str) -> str:
+    if hf == "model.embed_tokens.weight":
+        return "token_embd.weight"
+    if hf == "model.norm.weight":
+        return "output_norm.weight"
+    _, _, layer, rest = hf.split(".", 3)
+    return f"blk.{layer}.{HF_TO_GGUF[rest.removesuffix('.weight')]}.weight"
+
+
+def hf_rows_from_gguf(rows: np.ndarray, heads: int) -> np.ndarray:
+    """GGUF stores each Q/K head's rotary pairs adjacent (2j, 2j+1); HF pairs row j with j + D/2."""
+    d = rows.shape[0] // heads
+    i = np.arange(d)
+    within = 2 * (i % (d // 2)) + i // (d // 2)
+    return rows[(np.arange(heads)[:, None] * d + within[None, :]).reshape(-1)]
+
+
+def test_keep_converts_without_loss(marlin_bin, default_model, tmp_path):
+    out = tmp_path / "keep.marlin"
+    r = marlin(marlin_bin, "quantize", default_model, out, "--format", "keep")
+    assert r.returncode == 0, r.stderr
+    assert "210 q4_1" in r.stdout and "1 q8_0" in r.stdout
+    # Independent check with the reference readers: every stored byte is the GGUF's, Q/K rows reordered.
+    reader = gguf.GGUFReader(str(default_model))
+    source = {t.name: t for t in reader.tensors}
+    heads = {"attn_q": int(reader.fields["llama.attention.head_count"].parts[-1][0]),
+             "attn_k": int(reader.fields["llama.attention.head_count_kv"].parts[-1][0])}
+    stored = dict(deserialize(out.read_bytes()))
+    with safe_open(str(out), framework="numpy") as f:
+        doc = json.loads(f.metadata()["marlin"])
+    assert len(doc["tensors"]) == len(source)
+    for name, entry in doc["tensors"].items():
+        t = source[gguf_name(name)]
+        assert entry["format"] == t.tensor_type.name.lower(), name
+        want = np.ascontiguousarray(t.data)
+        kind = gguf_name(name).split(".")[-2]
+        if kind in heads:
+            want = hf_rows_from_gguf(want, heads[kind])
+        assert bytes(stored[entry["parts"]["codes"]]["data"]) == want.tobytes(), name
+
+
+def test_int8_stays_close_and_int4_is_smaller(marlin_bin, default_model, int4_rtn, tmp_path):
+    out = tmp_path / "int8.marlin"
+    assert marlin(marlin_bin, "quantize", default_model, out, "--format", "int8-pc").returncode == 0
+    base = perplexity(marlin_bin, default_model)
+    assert perplexity(marlin_bin, out) == pytest.approx(base, rel=0.02)
+    assert int4_rtn.stat().st_size < default_model.stat().st_size < out.stat().st_size
+
+
+def test_gptq_runs_with_rules_and_sharding(marlin_bin, default_model, tmp_path):
+    out = tmp_path / "gptq.marlin"
+    r = marlin(marlin_bin, "quantize", default_model, out, "--format", "int4-g64-act", "--method", "gptq",
+               "--calibration-samples", "2", "--calibration-ctx", "64", "--rules", "layers.0.=int8-pc",
+               "--shard-size", "0.03")
+    assert r.returncode == 0, r.stderr
+    files = sorted(tmp_path.glob("gptq-*.marlin"))
+    assert len(files) >= 2, r.stdout
+    assert "int4-g64-act" in r.stdout and "int8-pc" in r.stdout
+    r = marlin(marlin_bin, "run", "--model", files[0], "--temperature", "0", "--max-tokens", "8", "Hello")
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("args", [
+    ["OUT.bin", "--format", "int4"],
+    ["OUT.marlin", "--format", "int5"],
+    ["OUT.marlin", "--format", "int4-g64", "--group-size", "128"],
+    ["OUT.marlin", "--format", "int4-g128-act"],
+    ["OUT.marlin", "--format", "keep", "--method", "gptq"],
+    ["OUT.marlin", "--format", "int4", "--method", "awq"],
+    ["OUT.marlin", "--format", "int4", "--rules", "nonsense"],
+    ["OUT.marlin", "--format", "int4", "--group-size", "100"],
+])
+def test_bad_quantize_invocations(marlin_bin, default_model, tmp_path, args):
+    args = [str(tmp_path / a) if a.startswith("OUT") else a for a in args]
+    r = marlin(marlin_bin, "quantize", default_model, *args)
+    assert r.returncode != 0
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    assert not list(tmp_path.iterdir())  # nothing left behind
+
+
+def test_missing_input(marlin_bin, tmp_path):
+    r = marlin(marlin_bin, "quantize", tmp_path / "nope.gguf", tmp_path / "x.marlin", "--format", "int4")
+    assert r.returncode != 0 and r.stderr.startswith("error: ")
