@@ -1,0 +1,182 @@
+// Host side of the int4 GEMM: entry checks, workspace, choice of kernel variant, launch.
+#include "backend/cuda/int4_gemm.h"
+
+#include <algorithm>
+#include <climits>
+
+#include "backend/cuda/int4_gemm_kernels.h"
+#include "core/error.h"
+
+namespace marlin::cuda {
+
+namespace {
+
+using int4_detail::KernelConfig;
+
+void check_cuda(cudaError_t err, const char* what) {
+  MARLIN_CHECK(err == cudaSuccess, "int4 gemm: {}: {}", what, cudaGetErrorString(err));
+}
+
+int device_attribute(cudaDeviceAttr attr) {
+  int device = 0, value = 0;
+  check_cuda(cudaGetDevice(&device), "cudaGetDevice");
+  check_cuda(cudaDeviceGetAttribute(&value, attr, device), "cudaDeviceGetAttribute");
+  return value;
+}
+
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+// The largest block_rows × chunk_tokens and the smallest block_rows and chunk over all variants,
+// for sizing the workspace.
+struct VariantExtremes {
+  int64_t max_slot = 0;
+  int min_rows = INT_MAX;
+  int min_chunk = INT_MAX;
+};
+
+VariantExtremes variant_extremes() {
+  int count = 0;
+  const KernelConfig* configs = int4_detail::kernel_configs(&count);
+  VariantExtremes e;
+  for (int i = 0; i < count; ++i) {
+    e.max_slot = std::max<int64_t>(e.max_slot, int64_t(configs[i].block_rows()) * configs[i].chunk_tokens());
+    e.min_rows = std::min(e.min_rows, configs[i].block_rows());
+    e.min_chunk = std::min(e.min_chunk, configs[i].chunk_tokens());
+  }
+  return e;
+}
+
+// The variant with this shape and format, or -1.
+int find_variant(int row_tiles, int frags_n, int frags_m, const Int4TileShape& shape) {
+  int count = 0;
+  const KernelConfig* configs = int4_detail::kernel_configs(&count);
+  for (int i = 0; i < count; ++i) {
+    const KernelConfig& c = configs[i];
+    if (c.math && c.row_tiles == row_tiles && c.frags_n == frags_n && c.frags_m == frags_m &&
+        c.groups_per_tile == shape.groups_per_tile && c.asymmetric == shape.asymmetric)
+      return i;
+  }
+  return -1;
+}
+
+}  // namespace
+
+Int4DeviceWeights::Int4DeviceWeights(const QuantTensor& planar) {
+  const std::vector<uint8_t> packed = pack_int4_tiles(planar);
+  shape_ = int4_tile_shape(planar.format, planar.rows, planar.cols);
+  check_cuda(cudaMalloc(&tiles_, packed.size()), "cudaMalloc(weights)");
+  const cudaError_t err = cudaMemcpy(tiles_, packed.data(), packed.size(), cudaMemcpyHostToDevice);
+  if (err != cudaSuccess) {
+    cudaFree(tiles_);
+    check_cuda(err, "cudaMemcpy(weights)");
+  }
+}
+
+Int4DeviceWeights::~Int4DeviceWeights() { cudaFree(tiles_); }
+
+Int4GemmWorkspace::~Int4GemmWorkspace() {
+  cudaFree(partials_);
+  cudaFree(counters_);
+}
+
+void Int4GemmWorkspace::reserve(int64_t max_n, int64_t max_m) {
+  MARLIN_CHECK(max_n > 0 && max_m > 0, "int4 gemm workspace: bad size n {} m {}", max_n, max_m);
+  const VariantExtremes e = variant_extremes();
+  const int64_t floats = int64_t(device_attribute(cudaDevAttrMultiProcessorCount)) * 2 * e.max_slot;
+  const int64_t counters = (max_n / e.min_rows + 1) * ((max_m + e.min_chunk - 1) / e.min_chunk);
+  if (floats > partial_floats_) {
+    cudaFree(partials_);
+    partials_ = nullptr;
+    partial_floats_ = 0;
+    check_cuda(cudaMalloc(&partials_, size_t(floats) * sizeof(float)), "cudaMalloc(partials)");
+    partial_floats_ = floats;
+  }
+  if (counters > counter_count_) {
+    cudaFree(counters_);
+    counters_ = nullptr;
+    counter_count_ = 0;
+    check_cuda(cudaMalloc(&counters_, size_t(counters) * sizeof(int)), "cudaMalloc(counters)");
+    check_cuda(cudaMemset(counters_, 0, size_t(counters) * sizeof(int)), "cudaMemset(counters)");
+    counter_count_ = counters;
+  }
+}
+
+int int4_gemm_pick_variant(const Int4TileShape& shape, int64_t m) {
+  const bool wide = shape.rows % 256 == 0;
+  const bool plain = shape.groups_per_tile == 1 && !shape.asymmetric;
+  int v = -1;
+  if (plain) {
+    if (m <= 8)
+      v = find_variant(2, 1, 1, shape);
+    else if (m <= 16)
+      v = find_variant(2, 1, 2, shape);
+    else if (m <= 32)
+      v = wide ? find_variant(4, 2, 4, shape) : find_variant(2, 2, 4, shape);
+    else
+      v = wide ? find_variant(4, 2, 8, shape) : find_variant(2, 2, 8, shape);
+  } else {
+    v = find_variant(2, 2, m <= 16 ? 2 : 8, shape);
+  }
+  MARLIN_CHECK(v >= 0, "int4 gemm: no kernel for {} groups per tile{}", shape.groups_per_tile,
+               shape.asymmetric ? ", asymmetric" : "");
+  return v;
+}
+
+void int4_gemm(const Int4Weights& w, const __half* a, __half* c, int64_t m, Int4GemmWorkspace& workspace,
+               cudaStream_t stream, const Int4GemmTuning& tuning) {
+  const int variant = tuning.variant >= 0 ? tuning.variant : int4_gemm_pick_variant(w.shape, m);
+  int count = 0;
+  const KernelConfig* configs = int4_detail::kernel_configs(&count);
+  MARLIN_CHECK(variant >= 0 && variant < count, "int4 gemm: no variant {}", variant);
+  const KernelConfig& cfg = configs[variant];
+  const Int4TileShape& s = w.shape;
+  MARLIN_CHECK(cfg.groups_per_tile == s.groups_per_tile && cfg.asymmetric == s.asymmetric,
+               "int4 gemm: variant {} is for another weight format", variant);
+  MARLIN_CHECK(s.rows > 0 && s.rows % cfg.block_rows() == 0, "int4 gemm: n = {} is not a multiple of {}", s.rows,
+               cfg.block_rows());
+  MARLIN_CHECK(s.cols > 0 && s.cols % 128 == 0, "int4 gemm: k = {} is not a multiple of 128", s.cols);
+  MARLIN_CHECK(s.rows < INT_MAX && s.cols < INT_MAX && m >= 0 && m < INT_MAX, "int4 gemm: sizes too large");
+  if (m == 0) return;
+  MARLIN_CHECK(w.tiles && aligned16(w.tiles), "int4 gemm: weights missing or not 16-byte aligned");
+  MARLIN_CHECK(a && aligned16(a), "int4 gemm: activations missing or not 16-byte aligned");
+  MARLIN_CHECK(c != nullptr, "int4 gemm: no output");
+  MARLIN_CHECK(device_attribute(cudaDevAttrComputeCapabilityMajor) == 9, "int4 gemm: needs an sm_90 GPU");
+
+  int4_detail::GemmParams p;
+  p.tiles = w.tiles;
+  p.a = a;
+  p.c = c;
+  p.m = int(m);
+  p.n = int(s.rows);
+  p.k = int(s.cols);
+  p.m_chunks = int((m + cfg.chunk_tokens() - 1) / cfg.chunk_tokens());
+  p.k_tiles = int(s.cols / 128);
+  const int64_t out_tiles = s.rows / cfg.block_rows() * p.m_chunks;
+  const int64_t items = out_tiles * p.k_tiles;
+  MARLIN_CHECK(items < INT_MAX, "int4 gemm: problem too large ({} work items)", items);
+  p.items = items;
+  p.weights_evict_first = p.m_chunks == 1;
+
+  const int sms = device_attribute(cudaDevAttrMultiProcessorCount);
+  const int grid = int(std::min<int64_t>(sms, items));
+  const int smem_limit = device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin);
+  const int fit = (smem_limit - 16) / (cfg.stage_bytes() + 16);
+  p.stages = tuning.stages > 0 ? std::min(tuning.stages, fit) : std::min(fit, 16);
+  MARLIN_CHECK(p.stages >= 2, "int4 gemm: variant {} does not fit in shared memory", variant);
+
+  if (out_tiles > workspace.counter_count() || int64_t(grid) * 2 * cfg.block_rows() * cfg.chunk_tokens() >
+                                                   workspace.partial_floats()) {
+    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+    check_cuda(cudaStreamIsCapturing(stream, &capture), "cudaStreamIsCapturing");
+    MARLIN_CHECK(capture == cudaStreamCaptureStatusNone,
+                 "int4 gemm: workspace too small while capturing a graph (reserve n {} m {} first)", s.rows, m);
+    workspace.reserve(s.rows, m);
+  }
+  p.partials = workspace.partials();
+  p.counters = workspace.counters();
+  check_cuda(int4_detail::launch_int4_gemm(variant, p, grid, int4_detail::smem_bytes(cfg, p.stages),
+                                           tuning.overlap_previous_kernel, stream),
+             "launch");
+}
+
+}  // namespace marlin::cuda
