@@ -12,7 +12,8 @@
 // dequantized weights (same m, k, n). Bytes: the int4 tile stream (codes + scales) per launch.
 //
 // Build: bench/gpu/build.sh OUT_DIR. Run: int4_gemm [--json FILE] [--quick] [--skip-check] [--smoke]
-// (--smoke: a few small checks only, for compute-sanitizer).
+// [--no-wgmma] (--smoke: a few small checks only, for compute-sanitizer; --no-wgmma: without the
+// wgmma variants).
 #include <cublas_v2.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -267,9 +268,10 @@ static double time_graph(cudaStream_t stream, int launches, int reps, const std:
 }
 
 static std::string variant_name(const KernelConfig& c) {
+  static const char* const kPaths[] = {"stream", "mma", "wgmma"};
   char buf[96];
-  snprintf(buf, sizeof buf, "R%d-FN%d-FM%d-g%d%s", c.row_tiles, c.frags_n, c.frags_m, 128 / c.groups_per_tile,
-           c.asymmetric ? "-asym" : "");
+  snprintf(buf, sizeof buf, "%s-R%d-FN%d-FM%d-g%d%s", kPaths[c.path], c.row_tiles, c.frags_n, c.frags_m,
+           128 / c.groups_per_tile, c.asymmetric ? "-asym" : "");
   return buf;
 }
 
@@ -302,6 +304,7 @@ struct Json {
 
 static Json json;
 static int failures = 0;
+static bool no_wgmma = false;  // --no-wgmma: leave the wgmma variants out (to salvage a run)
 static cublasHandle_t blas;
 static cudaStream_t stream;
 static cuda::Int4GemmWorkspace workspace;
@@ -311,7 +314,8 @@ static std::vector<int> variants_for_format(const Int4TileShape& s) {
   const KernelConfig* configs = cuda::int4_detail::kernel_configs(&count);
   std::vector<int> out;
   for (int i = 0; i < count; ++i)
-    if (configs[i].math && configs[i].groups_per_tile == s.groups_per_tile && configs[i].asymmetric == s.asymmetric &&
+    if (configs[i].path != cuda::int4_detail::kPathStream && !(no_wgmma && configs[i].path == cuda::int4_detail::kPathWgmma) &&
+        configs[i].groups_per_tile == s.groups_per_tile && configs[i].asymmetric == s.asymmetric &&
         s.rows % configs[i].block_rows() == 0)
       out.push_back(i);
   return out;
@@ -514,32 +518,35 @@ static void time_layer(int m, bool quick, double l2_bytes, int sms, uint32_t* si
     for (int v = 0; v < count; ++v) {
       const KernelConfig& cfg = configs[v];
       if (cfg.groups_per_tile != 1 || cfg.asymmetric || n % cfg.block_rows() != 0) continue;
-      // Chunks as small as fit m and the next size up, and the largest for m > 64.
+      // Chunks as small as fit m and the next size up (and every chunk of 64+ for m > 64).
       const int chunk = cfg.chunk_tokens();
-      if (chunk < chunk_goal || chunk > 2 * std::max(chunk_goal, 8)) continue;
-      std::vector<int> stage_list = {0};
-      if (!quick && m <= 16) stage_list = {3, 4, 6, 8, 12, 16};
-      for (int stages : stage_list) {
-        for (bool pdl : {true, false}) {
-          if (!cfg.math && m > 16) continue;
-          const double us = time_variant(v, stages, pdl);
-          const std::string name = (cfg.math ? "" : "streamonly-") + variant_name(cfg);
-          report(name, stages, pdl, us);
-          if (!cfg.math) {
-            if (pdl) out.stream_only[si] = out.stream_only[si] > 0 ? std::min(out.stream_only[si], us) : us;
-            continue;
-          }
-          double& best = pdl ? out.best[si] : out.best_serial[si];
-          if (us < best) {
-            best = us;
-            if (pdl) out.best_name[si] = variant_name(cfg) + "-s" + std::to_string(stages);
-          }
+      if (chunk < chunk_goal || (m <= 64 && chunk > 2 * std::max(chunk_goal, 8))) continue;
+      const bool stream_only = cfg.path == cuda::int4_detail::kPathStream;
+      if (no_wgmma && cfg.path == cuda::int4_detail::kPathWgmma) continue;
+      if (stream_only && m > 16) continue;
+      std::vector<std::pair<int, bool>> runs = {{0, true}, {0, false}};  // (stages, pdl); 0: default depth
+      if (!quick && (m <= 16 || cfg.path == cuda::int4_detail::kPathWgmma))
+        for (int stages : {3, 4, 6}) runs.push_back({stages, true});
+      for (auto [stages, pdl] : runs) {
+        const double us = time_variant(v, stages, pdl);
+        report(variant_name(cfg), stages, pdl, us);
+        if (stream_only) {
+          if (pdl) out.stream_only[si] = out.stream_only[si] > 0 ? std::min(out.stream_only[si], us) : us;
+          continue;
+        }
+        double& best = pdl ? out.best[si] : out.best_serial[si];
+        if (us < best) {
+          best = us;
+          if (pdl) out.best_name[si] = variant_name(cfg) + "-s" + std::to_string(stages);
         }
       }
     }
-    out.picked[si] = time_graph(stream, launches, reps, [&](int i) {
-      cuda::int4_gemm({tiles[size_t(i % copies)], shape}, a, c, m, workspace, stream);
-    });
+    const int pick = cuda::int4_gemm_pick_variant(shape, m);
+    out.picked[si] = no_wgmma && configs[pick].path == cuda::int4_detail::kPathWgmma
+                         ? out.best[si]
+                         : time_graph(stream, launches, reps, [&](int i) {
+                             cuda::int4_gemm({tiles[size_t(i % copies)], shape}, a, c, m, workspace, stream);
+                           });
     report("picked", 0, true, out.picked[si]);
     out.read[si] = time_read(tiles, packed.size(), sink, sms);
     report("read_only", 0, false, out.read[si]);
@@ -582,8 +589,10 @@ int main(int argc, char** argv) {
       skip_check = true;
     else if (!strcmp(argv[i], "--smoke"))
       smoke = true;
+    else if (!strcmp(argv[i], "--no-wgmma"))
+      no_wgmma = true;
     else {
-      fprintf(stderr, "usage: %s [--json FILE] [--quick] [--skip-check] [--smoke]\n", argv[0]);
+      fprintf(stderr, "usage: %s [--json FILE] [--quick] [--skip-check] [--smoke] [--no-wgmma]\n", argv[0]);
       return 2;
     }
   }

@@ -46,18 +46,22 @@ VariantExtremes variant_extremes() {
   return e;
 }
 
-// The variant with this shape and format, or -1.
-int find_variant(int row_tiles, int frags_n, int frags_m, const Int4TileShape& shape) {
+// The variant with this shape, path and format, or -1.
+int find_variant(int row_tiles, int frags_n, int frags_m, int path, const Int4TileShape& shape) {
   int count = 0;
   const KernelConfig* configs = int4_detail::kernel_configs(&count);
   for (int i = 0; i < count; ++i) {
     const KernelConfig& c = configs[i];
-    if (c.math && c.row_tiles == row_tiles && c.frags_n == frags_n && c.frags_m == frags_m &&
+    if (c.path == path && c.row_tiles == row_tiles && c.frags_n == frags_n && c.frags_m == frags_m &&
         c.groups_per_tile == shape.groups_per_tile && c.asymmetric == shape.asymmetric)
       return i;
   }
   return -1;
 }
+
+// Pipeline depth when the caller does not choose: shallow for the streaming (small-m) variants,
+// which then also leave room for the next kernel's block on the SM; deeper for the wgmma ones.
+int default_stages(const KernelConfig& cfg) { return cfg.path == int4_detail::kPathWgmma ? 6 : 4; }
 
 }  // namespace
 
@@ -102,20 +106,24 @@ void Int4GemmWorkspace::reserve(int64_t max_n, int64_t max_m) {
 }
 
 int int4_gemm_pick_variant(const Int4TileShape& shape, int64_t m) {
+  using int4_detail::kPathMma;
+  using int4_detail::kPathWgmma;
   const bool wide = shape.rows % 256 == 0;
   const bool plain = shape.groups_per_tile == 1 && !shape.asymmetric;
   int v = -1;
   if (plain) {
     if (m <= 8)
-      v = find_variant(2, 1, 1, shape);
+      v = wide ? find_variant(4, 2, 1, kPathMma, shape) : find_variant(2, 2, 1, kPathMma, shape);
     else if (m <= 16)
-      v = find_variant(2, 1, 2, shape);
+      v = wide ? find_variant(4, 2, 2, kPathMma, shape) : find_variant(2, 1, 2, kPathMma, shape);
     else if (m <= 32)
-      v = wide ? find_variant(4, 2, 4, shape) : find_variant(2, 2, 4, shape);
+      v = find_variant(2, 1, 4, kPathWgmma, shape);
+    else if (m <= 64)
+      v = find_variant(2, 1, 8, kPathWgmma, shape);
     else
-      v = wide ? find_variant(4, 2, 8, shape) : find_variant(2, 2, 8, shape);
+      v = find_variant(2, 1, 16, kPathWgmma, shape);
   } else {
-    v = find_variant(2, 2, m <= 16 ? 2 : 8, shape);
+    v = m <= 16 ? find_variant(2, 2, 2, kPathMma, shape) : find_variant(2, 1, 8, kPathWgmma, shape);
   }
   MARLIN_CHECK(v >= 0, "int4 gemm: no kernel for {} groups per tile{}", shape.groups_per_tile,
                shape.asymmetric ? ", asymmetric" : "");
@@ -161,7 +169,7 @@ void int4_gemm(const Int4Weights& w, const __half* a, __half* c, int64_t m, Int4
   const int grid = int(std::min<int64_t>(sms, items));
   const int smem_limit = device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin);
   const int fit = (smem_limit - 16) / (cfg.stage_bytes() + 16);
-  p.stages = tuning.stages > 0 ? std::min(tuning.stages, fit) : std::min(fit, 16);
+  p.stages = std::min(tuning.stages > 0 ? tuning.stages : default_stages(cfg), fit);
   MARLIN_CHECK(p.stages >= 2, "int4 gemm: variant {} does not fit in shared memory", variant);
 
   if (out_tiles > workspace.counter_count() || int64_t(grid) * 2 * cfg.block_rows() * cfg.chunk_tokens() >

@@ -1,8 +1,9 @@
 // The int4 × fp16 GEMM kernel (Hopper): C = A · Wᵀ with W in int4 tiles (backend/int4_tiles.h).
 //
-// Computed transposed, Cᵀ = W · Aᵀ, so the weights are the tensor cores' 16-row A operand (each
-// warp dequantizes its strip of 16 rows straight into registers) and the tokens are the 8-column
-// B operand: a decode step with one token wastes 7/8 of an m16n8k16 product instead of 15/16.
+// Computed transposed, Cᵀ = W · Aᵀ: the weights are the tensor cores' 16-row (mma.sync) or 64-row
+// (wgmma) A operand, dequantized by each warp straight into registers, and the tokens are the
+// narrow B operand read from shared memory: one decode token wastes 7/8 of an m16n8k16 product
+// instead of 15/16.
 //
 // Work: the (row block, token chunk, 128-column step) items of the problem are numbered with the
 // column step fastest and cut into gridDim.x equal stripes, one per block (one block per SM), so
@@ -11,141 +12,31 @@
 // output tile to finish (an atomic counter) adds all partials in stripe order — deterministic —
 // and writes fp16.
 //
-// Pipeline: one producer warp streams each step's weight tiles and activation rows into a ring of
-// shared-memory stages with bulk copies (TMA) that complete on an mbarrier; the consumer warps wait
-// on it, compute, and release the stage through a second mbarrier.
+// Pipeline: one producer warp fills a ring of shared-memory stages: weight tiles by bulk copy
+// (TMA, L2 evict-first when read once), activations by 16-byte cp.async; both complete on the
+// stage's "full" mbarrier. Consumer warps wait on it, compute, and release the stage through its
+// "empty" mbarrier. Under programmatic dependent launch the first stages' weights are requested
+// before waiting for the previous kernel.
+//
+// Activations in a stage: chunk × 128 fp16 as [chunk/8][16][8 tokens][8 values] — 16-byte rows of
+// 8 k-values, 8 tokens per 128-byte core matrix, so both ldmatrix (mma.sync) and wgmma's
+// no-swizzle descriptor read them without bank conflicts.
 #pragma once
 
 #include <cuda_fp16.h>
 
 #include <cstdint>
 
+#include "backend/cuda/int4_dequant.cuh"
 #include "backend/cuda/int4_gemm_kernels.h"
+#include "backend/cuda/ptx.cuh"
+#include "backend/cuda/wgmma.cuh"
 
 namespace marlin::cuda::int4_detail {
 
 constexpr int kTileCols = 128;
 constexpr int kCodeBytes = 4096;
-// Activation rows in shared memory are padded by 16 bytes so the 8 row addresses of an ldmatrix
-// phase fall in distinct banks.
-constexpr int kActRowBytes = kTileCols * 2 + 16;
-
-__device__ __forceinline__ uint32_t smem_addr(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-__device__ __forceinline__ void mbar_init(uint64_t* bar, int count) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_addr(bar)), "r"(count));
-}
-
-__device__ __forceinline__ void mbar_expect_tx(uint64_t* bar, uint32_t bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_addr(bar)), "r"(bytes)
-               : "memory");
-}
-
-__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
-  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(smem_addr(bar)) : "memory");
-}
-
-__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
-  asm volatile(
-      "{\n"
-      ".reg .pred done;\n"
-      "WAIT:\n"
-      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
-      "@!done bra WAIT;\n"
-      "}\n" ::"r"(smem_addr(bar)),
-      "r"(parity)
-      : "memory");
-}
-
-__device__ __forceinline__ uint64_t l2_policy(bool evict_first) {
-  uint64_t policy;
-  if (evict_first)
-    asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
-  else
-    asm volatile("createpolicy.fractional.L2::evict_normal.b64 %0, 1.0;" : "=l"(policy));
-  return policy;
-}
-
-// Bulk copy (TMA) of `bytes` (a multiple of 16, both addresses 16-byte aligned) into this block's
-// shared memory, completing on `bar`.
-__device__ __forceinline__ void bulk_load(void* dst, const void* src, uint32_t bytes, uint64_t* bar,
-                                          uint64_t policy) {
-  asm volatile(
-      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint [%0], [%1], %2, [%3], %4;" ::
-          "r"(smem_addr(dst)),
-      "l"(src), "r"(bytes), "r"(smem_addr(bar)), "l"(policy)
-      : "memory");
-}
-
-// 16-byte asynchronous copy into shared memory (the activations: many short rows, where one bulk
-// copy per row costs far more than its bytes).
-__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(src) : "memory");
-}
-
-// One arrival on `bar` once all of this thread's earlier cp.async copies have landed.
-__device__ __forceinline__ void cp_async_arrive(uint64_t* bar) {
-  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" ::"r"(smem_addr(bar)) : "memory");
-}
-
-// Programmatic dependent launch: wait for the previous kernel's results / let the next kernel start.
-__device__ __forceinline__ void grid_dependency_wait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
-__device__ __forceinline__ void allow_dependent_launch() { asm volatile("griddepcontrol.launch_dependents;"); }
-
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t addr) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr));
-}
-
-__device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-// (a & b) | c in one instruction.
-__device__ __forceinline__ uint32_t and_or(uint32_t a, uint32_t b, uint32_t c) {
-  uint32_t r;
-  asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(r) : "r"(a), "r"(b), "r"(c));
-  return r;
-}
-
-__device__ __forceinline__ half2 as_half2(uint32_t bits) { return *reinterpret_cast<half2*>(&bits); }
-__device__ __forceinline__ uint32_t as_bits(half2 h) { return *reinterpret_cast<uint32_t*>(&h); }
-
-// Per-row constants of one group: the scale, and the zero point folded into the two exponent
-// tricks below (0x6400|z is 1024 + z; 0xd400|16z is −(64 + z)).
-struct RowQuant {
-  half2 scale;
-  half2 lo_offset;  // 1024 + z
-  half2 hi_offset;  // −(64 + z)
-};
-
-__device__ __forceinline__ RowQuant row_quant(__half scale, uint32_t zero) {
-  return {__half2half2(scale), as_half2((0x6400u | zero) * 0x10001u), as_half2((0xd400u | (zero << 4)) * 0x10001u)};
-}
-
-// The four A registers of one m16n8k16 product from one fragment word: a nibble q becomes the
-// fp16 1024 + q (low nibble of a byte) or 1024 + 16q (high nibble) by OR-ing in the exponent of
-// 1024, and one subtraction or fused multiply-add turns that into q − z exactly; the scale
-// multiply is the only rounding.
-__device__ __forceinline__ void dequant(uint32_t word, const RowQuant& top, const RowQuant& bottom,
-                                        uint32_t (&a)[4]) {
-  const uint32_t kLowMask = 0x000f000f, kHighMask = 0x00f000f0, kExp1024 = 0x64006400;
-  const half2 kSixteenth = as_half2(0x2c002c00);
-  const uint32_t shifted = word >> 8;
-  const half2 r0 = __hsub2(as_half2(and_or(word, kLowMask, kExp1024)), top.lo_offset);
-  const half2 r1 = __hfma2(as_half2(and_or(word, kHighMask, kExp1024)), kSixteenth, bottom.hi_offset);
-  const half2 r2 = __hsub2(as_half2(and_or(shifted, kLowMask, kExp1024)), top.lo_offset);
-  const half2 r3 = __hfma2(as_half2(and_or(shifted, kHighMask, kExp1024)), kSixteenth, bottom.hi_offset);
-  a[0] = as_bits(__hmul2(r0, top.scale));
-  a[1] = as_bits(__hmul2(r1, bottom.scale));
-  a[2] = as_bits(__hmul2(r2, top.scale));
-  a[3] = as_bits(__hmul2(r3, bottom.scale));
-}
+constexpr int kActBytesPerToken = kTileCols * 2;
 
 // First item of block b's stripe, and the block whose stripe holds item i.
 __device__ __forceinline__ long long stripe_begin(long long b, long long items) { return b * items / gridDim.x; }
@@ -157,8 +48,7 @@ __device__ __forceinline__ void consumer_barrier(int threads) {
   asm volatile("bar.sync 1, %0;" ::"r"(threads) : "memory");
 }
 
-// kMath false: a diagnostic that streams and releases every stage but does no arithmetic.
-template <int kRowTiles, int kFragsN, int kFragsM, int kGroupsPerTile, bool kAsym, bool kMath>
+template <int kRowTiles, int kFragsN, int kFragsM, int kGroupsPerTile, bool kAsym, int kPath>
 struct Int4Gemm {
   static constexpr int kStrips = 4 * kRowTiles;
   static constexpr int kWarps = kStrips / kFragsN;  // consumer warps
@@ -169,9 +59,11 @@ struct Int4Gemm {
   static constexpr int kZeroBytes = kAsym ? kGroupsPerTile * 64 : 0;
   static constexpr int kTileBytes = kScaleBytes + kZeroBytes + kCodeBytes;
   static constexpr int kWeightBytes = kRowTiles * kTileBytes;
-  static constexpr int kStageBytes = kWeightBytes + kChunk * kActRowBytes;
+  static constexpr int kStageBytes = kWeightBytes + kChunk * kActBytesPerToken;
   static constexpr int kSlotFloats = kBlockRows * kChunk;
   static_assert(kStrips % kFragsN == 0, "strips split evenly over warps");
+  static_assert(kPath != kPathWgmma || kFragsN == 1, "wgmma: each warp owns one strip of its warpgroup's tile");
+  static_assert(kWeightBytes % 128 == 0, "activations start 128-byte aligned");
 
   // Position of a work item, advanced step by step (no division in the main loop).
   struct Item {
@@ -211,6 +103,24 @@ struct Int4Gemm {
                 policy);
   }
 
+  // Copies the chunk's activations for one k-step. 16-byte piece c: values 8·kc .. 8·kc + 7 of
+  // token 8·tg + r with kc = 2·((c / 16) % 8) + c % 2, r = (c / 2) % 8, tg = c / 128: two lanes read
+  // one 32-byte sector of a row, and a phase of 8 lanes writes at most 2-way bank conflicts.
+  static __device__ __forceinline__ void load_activations(const GemmParams& p, uint8_t* stage, const Item& w,
+                                                          int lane) {
+    const int rows = min(kChunk, p.m - w.mc * kChunk);
+    const __half* src = p.a + static_cast<long long>(w.mc * kChunk) * p.k + w.kt * kTileCols;
+    const uint32_t dst = smem_addr(stage + kWeightBytes);
+    const int pieces = (rows + 7) / 8 * 128;
+    for (int c = lane; c < pieces; c += 32) {
+      const int kc = 2 * ((c >> 4) & 7) + (c & 1), r = (c >> 1) & 7, tg = c >> 7;
+      const int row = 8 * tg + r;
+      if (row < rows)
+        cp_async16(dst + tg * kActGroupBytes + kc * kCoreMatrixBytes + r * 16,
+                   src + static_cast<long long>(row) * p.k + kc * 8);
+    }
+  }
+
   // Stage s is full once lane 0's expect-tx arrival, the weights' bytes and all 32 lanes'
   // cp.async arrivals (activations) are in: 33 arrivals.
   static constexpr int kFullArrivals = 33;
@@ -230,26 +140,21 @@ struct Int4Gemm {
     grid_dependency_wait();
     Ring ring;
     for (long long i = 0; i < count; ++i, advance(w, p), ring.advance(p.stages)) {
-      const int slot = ring.slot;
-      uint8_t* stage = smem + slot * kStageBytes;
+      uint8_t* stage = smem + ring.slot * kStageBytes;
       if (i >= prefetch) {
-        mbar_wait(&empty[slot], (ring.round - 1) & 1);
-        if (lane == 0) load_weights(p, stage, w, &full[slot], weight_policy);
+        mbar_wait(&empty[ring.slot], (ring.round - 1) & 1);
+        if (lane == 0) load_weights(p, stage, w, &full[ring.slot], weight_policy);
       }
-      // Activation rows: lanes 16·j .. 16·j + 15 copy row j's 256 bytes (coalesced, and
-      // conflict-free into the padded rows).
-      const int rows = min(kChunk, p.m - w.mc * kChunk);
-      const __half* src = p.a + static_cast<long long>(w.mc * kChunk) * p.k + w.kt * kTileCols;
-      const uint32_t dst = smem_addr(stage + kWeightBytes);
-      for (int c = lane; c < rows * 16; c += 32)
-        cp_async16(dst + (c / 16) * kActRowBytes + (c % 16) * 16, src + static_cast<long long>(c / 16) * p.k + (c % 16) * 8);
-      cp_async_arrive(&full[slot]);
+      load_activations(p, stage, w, lane);
+      cp_async_arrive(&full[ring.slot]);
     }
   }
 
+  using Acc = float[kFragsN][kFragsM][4];
+
   // Stores this thread's accumulators into C (fp16), skipping tokens past m.
   static __device__ __forceinline__ void store_c(const GemmParams& p, const Item& w, int warp, int lane,
-                                                 const float (&acc)[kFragsN][kFragsM][4]) {
+                                                 const Acc& acc) {
     const int g = lane / 4, t = lane % 4;
 #pragma unroll
     for (int fn = 0; fn < kFragsN; ++fn) {
@@ -270,10 +175,36 @@ struct Int4Gemm {
     }
   }
 
+  static __device__ __forceinline__ float* slot_of(const GemmParams& p, long long block, int slot, int warp,
+                                                   int fn, int fm, int lane) {
+    return p.partials + (block * 2 + slot) * kSlotFloats + (((warp * kFragsN + fn) * kFragsM + fm) * 32 + lane) * 4;
+  }
+
+  // acc += the partials of stripes [b0, b1] of the tile starting at item `first`, in stripe order.
+  static __device__ __forceinline__ void add_partials(const GemmParams& p, long long b0, long long b1, long long first,
+                                                      int warp, int lane, Acc& acc) {
+#pragma unroll 4
+    for (long long b = b0; b <= b1; ++b) {
+      const int slot = stripe_begin(b, p.items) < first ? 1 : 0;
+#pragma unroll
+      for (int fn = 0; fn < kFragsN; ++fn)
+#pragma unroll
+        for (int fm = 0; fm < kFragsM; ++fm) {
+          const float4 v = __ldcg(reinterpret_cast<const float4*>(slot_of(p, b, slot, warp, fn, fm, lane)));
+          acc[fn][fm][0] += v.x;
+          acc[fn][fm][1] += v.y;
+          acc[fn][fm][2] += v.z;
+          acc[fn][fm][3] += v.w;
+        }
+    }
+  }
+
   // Writes the output tile the block just finished: directly when its stripe covered the tile's
-  // whole K range, else through the partial-sum slots (see the file comment).
+  // whole K range, else through the partial-sum slots. Slot 1 of a stripe holds its partial of the
+  // tile it ends in, slot 0 of the tile it starts in. The sum is always (((p_first + p_2) + p_3) …)
+  // in stripe order, whichever stripe finishes last, so the result does not depend on timing.
   static __device__ void finish_tile(const GemmParams& p, const Item& w, long long begin, int warp, int lane,
-                                     int* flag, float (&acc)[kFragsN][kFragsM][4]) {
+                                     int* flag, Acc& acc) {
     const long long out_tile = static_cast<long long>(w.nb) * p.m_chunks + w.mc;
     const long long first = out_tile * p.k_tiles;
     const long long b_first = stripe_of(first, p.items), b_last = stripe_of(first + p.k_tiles - 1, p.items);
@@ -281,44 +212,41 @@ struct Int4Gemm {
       store_c(p, w, warp, lane, acc);
       return;
     }
-    // Slot 1 holds a partial of the tile a stripe ends in, slot 0 of the tile it starts in.
-    const int my_slot = begin < first ? 1 : 0;
-    float* mine = p.partials + (static_cast<long long>(blockIdx.x) * 2 + my_slot) * kSlotFloats;
-#pragma unroll
-    for (int fn = 0; fn < kFragsN; ++fn)
-#pragma unroll
-      for (int fm = 0; fm < kFragsM; ++fm)
-        __stcg(reinterpret_cast<float4*>(mine + (((warp * kFragsN + fn) * kFragsM + fm) * 32 + lane) * 4),
-               make_float4(acc[fn][fm][0], acc[fn][fm][1], acc[fn][fm][2], acc[fn][fm][3]));
-    __threadfence();
+    const int others = int(b_last - b_first);
+    consumer_barrier(kWarps * 32);  // everyone has read the flag of the previous tile
+    // The stripe holding the tile's first k-steps finishes them at the very end of its run, after
+    // the later stripes stored theirs: then it adds those in place and skips storing its own.
+    if (threadIdx.x == 0) *flag = blockIdx.x == b_first && ld_acquire(&p.counters[out_tile]) == others;
     consumer_barrier(kWarps * 32);
-    if (threadIdx.x == 0) {
-      const int arrived = atomicAdd(&p.counters[out_tile], 1);
-      *flag = arrived == int(b_last - b_first);
-    }
-    consumer_barrier(kWarps * 32);
-    if (!*flag) return;
-    __threadfence();
+    if (*flag) {
+      __threadfence();
+      add_partials(p, b_first + 1, b_last, first, warp, lane, acc);
+    } else {
+      const int my_slot = begin < first ? 1 : 0;
 #pragma unroll
-    for (int fn = 0; fn < kFragsN; ++fn)
+      for (int fn = 0; fn < kFragsN; ++fn)
 #pragma unroll
-      for (int fm = 0; fm < kFragsM; ++fm)
-#pragma unroll
-        for (int i = 0; i < 4; ++i) acc[fn][fm][i] = 0.0f;
-    for (long long b = b_first; b <= b_last; ++b) {
-      const int slot = stripe_begin(b, p.items) < first ? 1 : 0;
-      const float* part = p.partials + (b * 2 + slot) * kSlotFloats;
+        for (int fm = 0; fm < kFragsM; ++fm)
+          __stcg(reinterpret_cast<float4*>(slot_of(p, blockIdx.x, my_slot, warp, fn, fm, lane)),
+                 make_float4(acc[fn][fm][0], acc[fn][fm][1], acc[fn][fm][2], acc[fn][fm][3]));
+      __threadfence();
+      consumer_barrier(kWarps * 32);
+      if (threadIdx.x == 0) *flag = atomicAdd(&p.counters[out_tile], 1) == others;
+      consumer_barrier(kWarps * 32);
+      if (!*flag) return;
+      __threadfence();
+      const int slot = stripe_begin(b_first, p.items) < first ? 1 : 0;
 #pragma unroll
       for (int fn = 0; fn < kFragsN; ++fn)
 #pragma unroll
         for (int fm = 0; fm < kFragsM; ++fm) {
-          const float4 v =
-              __ldcg(reinterpret_cast<const float4*>(part + (((warp * kFragsN + fn) * kFragsM + fm) * 32 + lane) * 4));
-          acc[fn][fm][0] += v.x;
-          acc[fn][fm][1] += v.y;
-          acc[fn][fm][2] += v.z;
-          acc[fn][fm][3] += v.w;
+          const float4 v = __ldcg(reinterpret_cast<const float4*>(slot_of(p, b_first, slot, warp, fn, fm, lane)));
+          acc[fn][fm][0] = v.x;
+          acc[fn][fm][1] = v.y;
+          acc[fn][fm][2] = v.z;
+          acc[fn][fm][3] = v.w;
         }
+      add_partials(p, b_first + 1, b_last, first, warp, lane, acc);
     }
     store_c(p, w, warp, lane, acc);
     if (threadIdx.x == 0) p.counters[out_tile] = 0;
@@ -327,9 +255,8 @@ struct Int4Gemm {
   static __device__ void consume(const GemmParams& p, const uint8_t* smem, uint64_t* full, uint64_t* empty,
                                  long long begin, long long end, int warp, int lane, int* flag) {
     const int g = lane / 4;
-    float acc[kFragsN][kFragsM][4];
-    // Byte offsets of this lane's strips inside a stage, and its ldmatrix row address (token
-    // lane % 8, columns 8·(lane / 8) onward: four 8×8 matrices covering two k-steps).
+    Acc acc;
+    // Byte offsets of this warp's strips inside a stage, and this lane's rows in the tile.
     int tile_off[kFragsN], row_off[kFragsN];
 #pragma unroll
     for (int fn = 0; fn < kFragsN; ++fn) {
@@ -337,12 +264,10 @@ struct Int4Gemm {
       tile_off[fn] = (strip / 4) * kTileBytes;
       row_off[fn] = (strip % 4) * 16 + g;
     }
-    const int act_lane_off = kWeightBytes + (lane % 8) * kActRowBytes + (lane / 8) * 16;
     grid_dependency_wait();  // C, the partials and the counters may still be in use before
     Item w = decode(begin, p);
     Ring ring;
     for (long long item = begin; item < end; ++item, advance(w, p), ring.advance(p.stages)) {
-      const int slot = ring.slot;
       if (item == begin || w.kt == 0) {
 #pragma unroll
         for (int fn = 0; fn < kFragsN; ++fn)
@@ -351,52 +276,67 @@ struct Int4Gemm {
 #pragma unroll
             for (int i = 0; i < 4; ++i) acc[fn][fm][i] = 0.0f;
       }
-      mbar_wait(&full[slot], ring.round & 1);
-      const uint8_t* stage = smem + slot * kStageBytes;
-      if constexpr (kMath) compute_stage(stage, tile_off, row_off, act_lane_off, lane, acc);
+      mbar_wait(&full[ring.slot], ring.round & 1);
+      const uint8_t* stage = smem + ring.slot * kStageBytes;
+      if constexpr (kPath == kPathMma) mma_stage(stage, tile_off, row_off, lane, acc);
+      if constexpr (kPath == kPathWgmma) wgmma_stage(stage, tile_off[0], row_off[0], lane, acc);
       __syncwarp();
-      if (lane == 0) mbar_arrive(&empty[slot]);
+      if (lane == 0) mbar_arrive(&empty[ring.slot]);
       if (w.kt == p.k_tiles - 1 || item == end - 1) finish_tile(p, w, begin, warp, lane, flag, acc);
     }
   }
 
-  // The products of one stage: this warp's strips × the chunk's tokens × 128 columns.
-  static __device__ __forceinline__ void compute_stage(const uint8_t* stage, const int (&tile_off)[kFragsN],
-                                                       const int (&row_off)[kFragsN], int act_lane_off, int lane,
-                                                       float (&acc)[kFragsN][kFragsM][4]) {
-    RowQuant quant[kGroupsPerTile][kFragsN][2];
+  // This lane's scale and zero-point constants for every group of the stage and each of its strips
+  // (rows g and g + 8).
+  static __device__ __forceinline__ void load_quant(const uint8_t* stage, int tile_off, int row_off,
+                                                    RowQuant (&quant)[kGroupsPerTile][2]) {
 #pragma unroll
-    for (int j = 0; j < kGroupsPerTile; ++j)
-#pragma unroll
-      for (int fn = 0; fn < kFragsN; ++fn) {
-        const __half* scales = reinterpret_cast<const __half*>(stage + tile_off[fn]) + j * 64 + row_off[fn];
-        const uint8_t* zeros = stage + tile_off[fn] + kScaleBytes + j * 64 + row_off[fn];
-        quant[j][fn][0] = row_quant(scales[0], kAsym ? zeros[0] : 8u);
-        quant[j][fn][1] = row_quant(scales[8], kAsym ? zeros[8] : 8u);
-      }
+    for (int j = 0; j < kGroupsPerTile; ++j) {
+      const __half* scales = reinterpret_cast<const __half*>(stage + tile_off) + j * 64 + row_off;
+      const uint8_t* zeros = stage + tile_off + kScaleBytes + j * 64 + row_off;
+      quant[j][0] = row_quant(scales[0], kAsym ? zeros[0] : 8u);
+      quant[j][1] = row_quant(scales[8], kAsym ? zeros[8] : 8u);
+    }
+  }
 
-    const uint32_t act_base = smem_addr(stage) + act_lane_off;
+  // This lane's 16 bytes of codes of half h (k-steps 4h .. 4h + 3) of a strip.
+  static __device__ __forceinline__ uint4 load_codes(const uint8_t* stage, int tile_off, int row_off, int h,
+                                                     int lane) {
+    return *reinterpret_cast<const uint4*>(stage + tile_off + kScaleBytes + kZeroBytes + (row_off / 16) * 1024 +
+                                           h * 512 + lane * 16);
+  }
+
+  static __device__ __forceinline__ uint32_t word_of(const uint4& codes, int i) {
+    return i == 0 ? codes.x : i == 1 ? codes.y : i == 2 ? codes.z : codes.w;
+  }
+
+  // mma.sync: this warp's strips × the chunk's tokens × 128 columns.
+  static __device__ __forceinline__ void mma_stage(const uint8_t* stage, const int (&tile_off)[kFragsN],
+                                                   const int (&row_off)[kFragsN], int lane, Acc& acc) {
+    RowQuant quant[kFragsN][kGroupsPerTile][2];
+#pragma unroll
+    for (int fn = 0; fn < kFragsN; ++fn) load_quant(stage, tile_off[fn], row_off[fn], quant[fn]);
+    // ldmatrix.x4 of token group fm and k-steps ks, ks + 1: lane l addresses row l % 8 of core
+    // matrix 2·ks + l / 8, i.e. 512 contiguous bytes.
+    const uint32_t act = smem_addr(stage + kWeightBytes) + lane * 16;
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       uint4 codes[kFragsN];
 #pragma unroll
-      for (int fn = 0; fn < kFragsN; ++fn)
-        codes[fn] = *reinterpret_cast<const uint4*>(stage + tile_off[fn] + kScaleBytes + kZeroBytes +
-                                                    (row_off[fn] / 16) * 1024 + h * 512 + lane * 16);
+      for (int fn = 0; fn < kFragsN; ++fn) codes[fn] = load_codes(stage, tile_off[fn], row_off[fn], h, lane);
 #pragma unroll
       for (int kp = 0; kp < 2; ++kp) {
         const int ks0 = 4 * h + 2 * kp;
         uint32_t b[kFragsM][4];
 #pragma unroll
-        for (int fm = 0; fm < kFragsM; ++fm) ldmatrix_x4(b[fm], act_base + fm * 8 * kActRowBytes + ks0 * 32);
+        for (int fm = 0; fm < kFragsM; ++fm) ldmatrix_x4(b[fm], act + fm * kActGroupBytes + ks0 * 2 * kCoreMatrixBytes);
 #pragma unroll
         for (int j = 0; j < 2; ++j) {
           const int group = (ks0 + j) * kGroupsPerTile / 8;
 #pragma unroll
           for (int fn = 0; fn < kFragsN; ++fn) {
-            const uint32_t word = kp == 0 ? (j == 0 ? codes[fn].x : codes[fn].y) : (j == 0 ? codes[fn].z : codes[fn].w);
             uint32_t a[4];
-            dequant(word, quant[group][fn][0], quant[group][fn][1], a);
+            dequant(word_of(codes[fn], 2 * kp + j), quant[fn][group][0], quant[fn][group][1], a);
 #pragma unroll
             for (int fm = 0; fm < kFragsM; ++fm) mma_16816(acc[fn][fm], a, b[fm][2 * j], b[fm][2 * j + 1]);
           }
@@ -404,12 +344,43 @@ struct Int4Gemm {
       }
     }
   }
+
+  // wgmma: the warpgroup's 64-row tile × the chunk's tokens × 128 columns. All 8 k-steps are
+  // dequantized first (the registers stay untouched while the asynchronous products read them),
+  // then issued as one group; the other warpgroup's dequantization overlaps this one's products.
+  static __device__ __forceinline__ void wgmma_stage(const uint8_t* stage, int tile_off, int row_off, int lane,
+                                                     Acc& acc) {
+    RowQuant quant[kGroupsPerTile][2];
+    load_quant(stage, tile_off, row_off, quant);
+    uint32_t a[8][4];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const uint4 codes = load_codes(stage, tile_off, row_off, h, lane);
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int ks = 4 * h + i, group = ks * kGroupsPerTile / 8;
+        dequant(word_of(codes, i), quant[group][0], quant[group][1], a[ks]);
+      }
+    }
+    fence_proxy_async_shared();  // the activations arrived through cp.async
+    const uint32_t act = smem_addr(stage + kWeightBytes);
+    float(&d)[kFragsM * 4] = reinterpret_cast<float(&)[kFragsM * 4]>(acc[0]);
+    fence_registers(d);
+    fence_registers(a);
+    wgmma_fence();
+#pragma unroll
+    for (int ks = 0; ks < 8; ++ks) wgmma_f16<kChunk>(d, a[ks], wgmma_desc(act + ks * 2 * kCoreMatrixBytes));
+    wgmma_commit();
+    wgmma_wait_all();
+    fence_registers(d);
+    fence_registers(a);
+  }
 };
 
-template <int kRowTiles, int kFragsN, int kFragsM, int kGroupsPerTile, bool kAsym, bool kMath>
-__global__ void __launch_bounds__(Int4Gemm<kRowTiles, kFragsN, kFragsM, kGroupsPerTile, kAsym, kMath>::kThreads, 1)
+template <int kRowTiles, int kFragsN, int kFragsM, int kGroupsPerTile, bool kAsym, int kPath>
+__global__ void __launch_bounds__(Int4Gemm<kRowTiles, kFragsN, kFragsM, kGroupsPerTile, kAsym, kPath>::kThreads, 1)
     int4_gemm_kernel(const __grid_constant__ GemmParams p) {
-  using K = Int4Gemm<kRowTiles, kFragsN, kFragsM, kGroupsPerTile, kAsym, kMath>;
+  using K = Int4Gemm<kRowTiles, kFragsN, kFragsM, kGroupsPerTile, kAsym, kPath>;
   allow_dependent_launch();
   extern __shared__ __align__(128) uint8_t smem[];
   uint64_t* full = reinterpret_cast<uint64_t*>(smem + p.stages * K::kStageBytes);

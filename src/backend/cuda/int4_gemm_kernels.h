@@ -24,16 +24,22 @@ struct GemmParams {
   int weights_evict_first = 1;  // weights are read once (m_chunks == 1): stream them past L2
 };
 
+// How a variant multiplies: not at all (a diagnostic that only streams the operands), with
+// mma.sync m16n8k16 per warp, or with wgmma m64nNk16 per warpgroup.
+constexpr int kPathStream = 0;
+constexpr int kPathMma = 1;
+constexpr int kPathWgmma = 2;
+
 // A kernel variant: block_rows = 64·row_tiles weight rows per block, each consumer warp owning
 // frags_n strips of 16 rows; chunk_tokens = 8·frags_m tokens per pass; groups per 128-column tile
-// and zero points as in Int4TileShape. math false: a diagnostic that only streams the operands.
+// and zero points as in Int4TileShape; path: kPath*.
 struct KernelConfig {
   int row_tiles;
   int frags_n;
   int frags_m;
   int groups_per_tile;
   bool asymmetric;
-  bool math;
+  int path;
 
   int block_rows() const { return 64 * row_tiles; }
   int chunk_tokens() const { return 8 * frags_m; }
