@@ -12,13 +12,15 @@ host_flags="-std=c++20 -O2 -Wall -Wextra -Wno-unused-parameter -DFMT_HEADER_ONLY
 for f in backend/int4_tiles.cpp quant/format.cpp quant/ggml_types.cpp backend/cuda/int4_gemm.cpp; do
   g++ $host_flags -I/usr/local/cuda/include -c "$root/src/$f" -o "$out/obj/$(basename "$f" .cpp).o" &
 done
-nvcc -std=c++17 -O3 -lineinfo $arch -Xptxas -v -I"$root/src" -c "$root/src/backend/cuda/int4_gemm_kernels.cu" \
-  -o "$out/obj/int4_gemm_kernels.o" 2> "$out/ptxas.log" &
+for f in int4_gemm_kernels int4_gemv_kernels; do
+  nvcc -std=c++17 -O3 -lineinfo $arch -Xptxas -v -I"$root/src" -c "$root/src/backend/cuda/$f.cu" \
+    -o "$out/obj/$f.o" 2> "$out/ptxas_$f.log" &
+done
 wait
 nvcc -std=c++20 -O3 -lineinfo $arch -DFMT_HEADER_ONLY -I"$root/src" -c "$root/bench/gpu/int4_gemm.cu" \
   -o "$out/obj/int4_gemm_bench.o"
 nvcc $arch "$out"/obj/*.o -lcublas -o "$out/int4_gemm"
-if grep -E "spill (stores|loads)" "$out/ptxas.log" | grep -vq " 0 bytes spill stores, 0 bytes spill loads"; then
-  echo "warning: register spills (see $out/ptxas.log)"
+if cat "$out"/ptxas_*.log | grep -E "spill (stores|loads)" | grep -vq " 0 bytes spill stores, 0 bytes spill loads"; then
+  echo "warning: register spills (see $out/ptxas_*.log)"
 fi
 echo "built $out/int4_gemm"

@@ -321,6 +321,25 @@ static std::vector<int> variants_for_format(const Int4TileShape& s) {
   return out;
 }
 
+static std::string gemv_name(const cuda::int4_detail::GemvConfig& c) {
+  char buf[96];
+  snprintf(buf, sizeof buf, "gemv-W%d-S%d-FM%d-g%d%s", c.warps, c.strips_per_warp, c.frags_m, 128 / c.groups_per_tile,
+           c.asymmetric ? "-asym" : "");
+  return buf;
+}
+
+// Few-token variants for the format that take m tokens.
+static std::vector<int> gemv_variants_for_format(const Int4TileShape& s, int m) {
+  int count = 0;
+  const cuda::int4_detail::GemvConfig* configs = cuda::int4_detail::gemv_configs(&count);
+  std::vector<int> out;
+  for (int i = 0; i < count; ++i)
+    if (configs[i].groups_per_tile == s.groups_per_tile && configs[i].asymmetric == s.asymmetric &&
+        m <= 8 * configs[i].frags_m)
+      out.push_back(i);
+  return out;
+}
+
 // fp64 CPU product of the planar weights and fp16 activations, against the v0 reference.
 static void check_reference_small() {
   Rng rng{7};
@@ -387,27 +406,36 @@ static void check_format(const std::string& format, const std::vector<std::pair<
       CK(cudaStreamSynchronize(stream));
       const double blas_err = rel_error(c, ref, int64_t(m) * n);
       const double tol = 2.0 * blas_err;
+      // Striped-kernel variants at two pipeline depths, then the few-token variants that take m.
+      std::vector<std::pair<std::string, cuda::Int4GemmTuning>> runs;
       for (int v : variants_for_format(w.shape)) {
         int count = 0;
         const KernelConfig& cfg = cuda::int4_detail::kernel_configs(&count)[v];
-        for (int stages : {0, 2}) {
+        for (int stages : {0, 2}) runs.push_back({variant_name(cfg), {v, -1, stages, true}});
+      }
+      for (int v : gemv_variants_for_format(w.shape, m)) {
+        int count = 0;
+        runs.push_back({gemv_name(cuda::int4_detail::gemv_configs(&count)[v]), {-1, v, 0, true}});
+      }
+      for (const auto& [name, tuning] : runs) {
+        const int stages = tuning.stages;
+        {
           CK(cudaMemset(c, 0xff, size_t(m) * n * 2));
           CK(cudaMemset(c2, 0xff, size_t(m) * n * 2));
-          cuda::int4_gemm(w, a, c, m, workspace, stream, {v, stages, true});
-          cuda::int4_gemm(w, a, c2, m, workspace, stream, {v, stages, true});
+          cuda::int4_gemm(w, a, c, m, workspace, stream, tuning);
+          cuda::int4_gemm(w, a, c2, m, workspace, stream, tuning);
           CK(cudaStreamSynchronize(stream));
           const double err = rel_error(c, ref, int64_t(m) * n);
           const bool same = same_bits(c, c2, int64_t(m) * n);
           const bool ok = err <= tol && same;
           failures += !ok;
-          if (!ok || (stages == 0 && v == variants_for_format(w.shape)[0]))
-            printf("check %-16s k %5d n %5d m %4d %-22s stages %2d: err %.2e (cuBLAS %.2e) %s%s\n", format.c_str(),
-                   k, n, m, variant_name(cfg).c_str(), stages, err, blas_err, ok ? "ok" : "FAIL",
-                   same ? "" : " (reruns differ)");
+          if (!ok || &name == &runs.front().first)
+            printf("check %-16s k %5d n %5d m %4d %-26s stages %2d: err %.2e (cuBLAS %.2e) %s%s\n", format.c_str(),
+                   k, n, m, name.c_str(), stages, err, blas_err, ok ? "ok" : "FAIL", same ? "" : " (reruns differ)");
           json.record(
               "{\"kind\":\"check\",\"format\":\"%s\",\"k\":%d,\"n\":%d,\"m\":%d,\"variant\":\"%s\",\"stages\":%d,"
               "\"rel_err\":%.3e,\"cublas_rel_err\":%.3e,\"deterministic\":%s,\"ok\":%s}",
-              format.c_str(), k, n, m, variant_name(cfg).c_str(), stages, err, blas_err, same ? "true" : "false",
+              format.c_str(), k, n, m, name.c_str(), stages, err, blas_err, same ? "true" : "false",
               ok ? "true" : "false");
         }
       }
@@ -507,11 +535,12 @@ static void time_layer(int m, bool quick, double l2_bytes, int sms, uint32_t* si
           k, n, m, name.c_str(), stages, pdl ? "true" : "false", us, wbytes / (us * 1e-6) / 1e12, out.blas[si],
           out.blas[si] / us);
     };
-    auto time_variant = [&](int v, int stages, bool pdl) {
+    auto time_tuning = [&](const cuda::Int4GemmTuning& tuning) {
       return time_graph(stream, launches, reps, [&](int i) {
-        cuda::int4_gemm({tiles[size_t(i % copies)], shape}, a, c, m, workspace, stream, {v, stages, pdl});
+        cuda::int4_gemm({tiles[size_t(i % copies)], shape}, a, c, m, workspace, stream, tuning);
       });
     };
+    auto time_variant = [&](int v, int stages, bool pdl) { return time_tuning({v, -1, stages, pdl}); };
     report("cublas_fp16", 0, false, out.blas[si]);
     out.best[si] = out.best_serial[si] = 1e30;
     const int chunk_goal = std::min(m, 64);
@@ -541,8 +570,24 @@ static void time_layer(int m, bool quick, double l2_bytes, int sms, uint32_t* si
         }
       }
     }
-    const int pick = cuda::int4_gemm_pick_variant(shape, m);
-    out.picked[si] = no_wgmma && configs[pick].path == cuda::int4_detail::kPathWgmma
+    if (m <= 32) {
+      int gemv_count = 0;
+      const auto* gemv = cuda::int4_detail::gemv_configs(&gemv_count);
+      for (int v : gemv_variants_for_format(shape, m)) {
+        if (gemv[v].frags_m > 1 && m <= 8 * (gemv[v].frags_m / 2)) continue;  // a smaller one fits
+        for (bool pdl : {true, false}) {
+          const double us = time_tuning({-1, v, 0, pdl});
+          report(gemv_name(gemv[v]), 0, pdl, us);
+          double& best = pdl ? out.best[si] : out.best_serial[si];
+          if (us < best) {
+            best = us;
+            if (pdl) out.best_name[si] = gemv_name(gemv[v]);
+          }
+        }
+      }
+    }
+    const cuda::Int4GemmTuning pick = cuda::int4_gemm_pick(shape, m);
+    out.picked[si] = no_wgmma && pick.variant >= 0 && configs[pick.variant].path == cuda::int4_detail::kPathWgmma
                          ? out.best[si]
                          : time_graph(stream, launches, reps, [&](int i) {
                              cuda::int4_gemm({tiles[size_t(i % copies)], shape}, a, c, m, workspace, stream);
@@ -624,7 +669,7 @@ int main(int argc, char** argv) {
       check_reference_small();
       Rng rng{42};
       const std::vector<int> ms = {1, 3, 16, 17, 64, 130};
-      check_format("int4-g128", {{128, 256}, {384, 512}, {1152, 768}, {4096, 4096}, {14336, 4096}, {4096, 28672}}, ms, rng);
+      check_format("int4-g128", {{128, 256}, {384, 512}, {1152, 768}, {4096, 4096}, {4096, 6144}, {14336, 4096}, {4096, 28672}}, ms, rng);
       check_format("int4-g128", {{256, 128}, {640, 384}}, ms, rng);
       for (const char* f : {"int4-g64", "int4-g32", "int4-g128-asym", "int4-g32-asym", "int4-pc"})
         check_format(f, {{384, 256}, {4096, 4096}}, {1, 17, 130}, rng);

@@ -105,43 +105,78 @@ void Int4GemmWorkspace::reserve(int64_t max_n, int64_t max_m) {
   }
 }
 
-int int4_gemm_pick_variant(const Int4TileShape& shape, int64_t m) {
+namespace {
+
+// The few-token variant with this shape and format, or -1.
+int find_gemv(int warps, int strips_per_warp, int frags_m, const Int4TileShape& shape) {
+  int count = 0;
+  const int4_detail::GemvConfig* configs = int4_detail::gemv_configs(&count);
+  for (int i = 0; i < count; ++i) {
+    const int4_detail::GemvConfig& c = configs[i];
+    if (c.warps == warps && c.strips_per_warp == strips_per_warp && c.frags_m == frags_m &&
+        c.groups_per_tile == shape.groups_per_tile && c.asymmetric == shape.asymmetric)
+      return i;
+  }
+  return -1;
+}
+
+void run_gemv(int variant, const Int4Weights& w, const __half* a, __half* c, int64_t m, bool pdl,
+              cudaStream_t stream) {
+  int count = 0;
+  const int4_detail::GemvConfig& cfg = int4_detail::gemv_configs(&count)[variant];
+  MARLIN_CHECK(cfg.groups_per_tile == w.shape.groups_per_tile && cfg.asymmetric == w.shape.asymmetric,
+               "int4 gemm: gemv variant {} is for another weight format", variant);
+  MARLIN_CHECK(m <= 8 * cfg.frags_m, "int4 gemm: gemv variant {} takes at most {} tokens, not {}", variant,
+               8 * cfg.frags_m, m);
+  int4_detail::GemvParams p;
+  p.tiles = w.tiles;
+  p.a = a;
+  p.c = c;
+  p.m = int(m);
+  p.n = int(w.shape.rows);
+  p.k = int(w.shape.cols);
+  p.k_tiles = int(w.shape.cols / 128);
+  // Spread the strips over the SMs; a block's warps split its strips, then its K range.
+  const int strips = p.n / 16;
+  const int sms = device_attribute(cudaDevAttrMultiProcessorCount);
+  p.strips_per_block = std::min((strips + sms - 1) / sms, cfg.warps * cfg.strips_per_warp);
+  p.strip_split = (p.strips_per_block + cfg.strips_per_warp - 1) / cfg.strips_per_warp;
+  p.k_split = std::max(1, cfg.warps / p.strip_split);
+  const int grid = (strips + p.strips_per_block - 1) / p.strips_per_block;
+  check_cuda(int4_detail::launch_int4_gemv(variant, p, grid, pdl, stream), "launch");
+}
+
+}  // namespace
+
+Int4GemmTuning int4_gemm_pick(const Int4TileShape& shape, int64_t m) {
   using int4_detail::kPathMma;
   using int4_detail::kPathWgmma;
-  const bool wide = shape.rows % 256 == 0;
-  const bool plain = shape.groups_per_tile == 1 && !shape.asymmetric;
-  int v = -1;
-  if (plain) {
-    if (m <= 8)
-      v = wide ? find_variant(4, 2, 1, kPathMma, shape) : find_variant(2, 2, 1, kPathMma, shape);
-    else if (m <= 16)
-      v = wide ? find_variant(4, 2, 2, kPathMma, shape) : find_variant(2, 1, 2, kPathMma, shape);
-    else if (m <= 32)
-      v = find_variant(2, 1, 4, kPathWgmma, shape);
-    else if (m <= 64)
-      v = find_variant(2, 1, 8, kPathWgmma, shape);
-    else
-      v = find_variant(2, 1, 16, kPathWgmma, shape);
-  } else {
-    v = m <= 16 ? find_variant(2, 2, 2, kPathMma, shape) : find_variant(2, 1, 8, kPathWgmma, shape);
+  Int4GemmTuning t;
+  if (m <= 16) {
+    t.gemv_variant = find_gemv(8, 2, m <= 8 ? 1 : 2, shape);
+    if (t.gemv_variant >= 0) return t;
   }
-  MARLIN_CHECK(v >= 0, "int4 gemm: no kernel for {} groups per tile{}", shape.groups_per_tile,
+  const bool plain = shape.groups_per_tile == 1 && !shape.asymmetric;
+  if (plain) {
+    if (m <= 32)
+      t.variant = find_variant(2, 1, 4, kPathWgmma, shape);
+    else
+      t.variant = shape.rows % 256 == 0 ? find_variant(4, 1, 8, kPathWgmma, shape)
+                                        : find_variant(2, 1, 8, kPathWgmma, shape);
+  } else {
+    t.variant = m <= 16 ? find_variant(2, 2, 2, kPathMma, shape) : find_variant(2, 1, 8, kPathWgmma, shape);
+  }
+  MARLIN_CHECK(t.variant >= 0, "int4 gemm: no kernel for {} groups per tile{}", shape.groups_per_tile,
                shape.asymmetric ? ", asymmetric" : "");
-  return v;
+  return t;
 }
 
 void int4_gemm(const Int4Weights& w, const __half* a, __half* c, int64_t m, Int4GemmWorkspace& workspace,
                cudaStream_t stream, const Int4GemmTuning& tuning) {
-  const int variant = tuning.variant >= 0 ? tuning.variant : int4_gemm_pick_variant(w.shape, m);
-  int count = 0;
-  const KernelConfig* configs = int4_detail::kernel_configs(&count);
-  MARLIN_CHECK(variant >= 0 && variant < count, "int4 gemm: no variant {}", variant);
-  const KernelConfig& cfg = configs[variant];
+  MARLIN_CHECK(tuning.variant < 0 || tuning.gemv_variant < 0, "int4 gemm: both a gemm and a gemv variant given");
+  const Int4GemmTuning pick = tuning.variant < 0 && tuning.gemv_variant < 0 ? int4_gemm_pick(w.shape, m) : tuning;
   const Int4TileShape& s = w.shape;
-  MARLIN_CHECK(cfg.groups_per_tile == s.groups_per_tile && cfg.asymmetric == s.asymmetric,
-               "int4 gemm: variant {} is for another weight format", variant);
-  MARLIN_CHECK(s.rows > 0 && s.rows % cfg.block_rows() == 0, "int4 gemm: n = {} is not a multiple of {}", s.rows,
-               cfg.block_rows());
+  MARLIN_CHECK(s.rows > 0 && s.rows % 64 == 0, "int4 gemm: n = {} is not a multiple of 64", s.rows);
   MARLIN_CHECK(s.cols > 0 && s.cols % 128 == 0, "int4 gemm: k = {} is not a multiple of 128", s.cols);
   MARLIN_CHECK(s.rows < INT_MAX && s.cols < INT_MAX && m >= 0 && m < INT_MAX, "int4 gemm: sizes too large");
   if (m == 0) return;
@@ -149,6 +184,22 @@ void int4_gemm(const Int4Weights& w, const __half* a, __half* c, int64_t m, Int4
   MARLIN_CHECK(a && aligned16(a), "int4 gemm: activations missing or not 16-byte aligned");
   MARLIN_CHECK(c != nullptr, "int4 gemm: no output");
   MARLIN_CHECK(device_attribute(cudaDevAttrComputeCapabilityMajor) == 9, "int4 gemm: needs an sm_90 GPU");
+  if (pick.gemv_variant >= 0) {
+    int gemv_count = 0;
+    int4_detail::gemv_configs(&gemv_count);
+    MARLIN_CHECK(pick.gemv_variant < gemv_count, "int4 gemm: no gemv variant {}", pick.gemv_variant);
+    run_gemv(pick.gemv_variant, w, a, c, m, tuning.overlap_previous_kernel, stream);
+    return;
+  }
+  const int variant = pick.variant;
+  int count = 0;
+  const KernelConfig* configs = int4_detail::kernel_configs(&count);
+  MARLIN_CHECK(variant >= 0 && variant < count, "int4 gemm: no variant {}", variant);
+  const KernelConfig& cfg = configs[variant];
+  MARLIN_CHECK(cfg.groups_per_tile == s.groups_per_tile && cfg.asymmetric == s.asymmetric,
+               "int4 gemm: variant {} is for another weight format", variant);
+  MARLIN_CHECK(s.rows % cfg.block_rows() == 0, "int4 gemm: n = {} is not a multiple of {} (variant {})", s.rows,
+               cfg.block_rows(), variant);
 
   int4_detail::GemmParams p;
   p.tiles = w.tiles;

@@ -69,9 +69,12 @@ class Int4GemmWorkspace {
 
 // How int4_gemm runs; the defaults are what the benchmarks found best.
 struct Int4GemmTuning {
-  int variant = -1;  // kernel variant (an index into int4_detail::kernel_configs(), format matching
-                     // the weights'); -1: int4_gemm_pick_variant
-  int stages = 0;    // pipeline depth; 0: the variant's default
+  // At most one of the two: a variant of the striped kernel (an index into
+  // int4_detail::kernel_configs()) or of the few-token kernel (int4_detail::gemv_configs()), its
+  // format matching the weights'. Both -1: int4_gemm_pick().
+  int variant = -1;
+  int gemv_variant = -1;
+  int stages = 0;  // pipeline depth of the striped kernel; 0: the variant's default
   // Programmatic dependent launch: the kernel may start, and stream its first weights, while the
   // previous kernel on the stream is still running; it waits for that kernel before touching A, C
   // or the workspace. The weights themselves must therefore not be written by the previous kernel.
@@ -83,7 +86,7 @@ struct Int4GemmTuning {
 void int4_gemm(const Int4Weights& w, const __half* a, __half* c, int64_t m, Int4GemmWorkspace& workspace,
                cudaStream_t stream, const Int4GemmTuning& tuning = {});
 
-// The variant int4_gemm() picks for this weight format, n and m.
-int int4_gemm_pick_variant(const Int4TileShape& shape, int64_t m);
+// The kernel int4_gemm() picks for this weight format and m (variant or gemv_variant set).
+Int4GemmTuning int4_gemm_pick(const Int4TileShape& shape, int64_t m);
 
 }  // namespace marlin::cuda

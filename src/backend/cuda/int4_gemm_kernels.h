@@ -57,6 +57,33 @@ const KernelConfig* kernel_configs(int* count);
 cudaError_t launch_int4_gemm(int config, const GemmParams& params, int grid, int smem, bool pdl,
                              cudaStream_t stream);
 
+// The few-token kernel (int4_gemv_kernel.cuh): rows across SMs, K split inside the block.
+struct GemvParams {
+  const uint8_t* tiles = nullptr;
+  const __half* a = nullptr;
+  __half* c = nullptr;
+  int m = 0, n = 0, k = 0;
+  int k_tiles = 0;           // k / 128
+  int strips_per_block = 0;  // 16-row strips per block
+  int strip_split = 0;       // warp groups, each owning every strip_split-th strip of the block
+  int k_split = 0;           // warps per group, each owning 1/k_split of K
+};
+
+struct GemvConfig {
+  int warps;
+  int strips_per_warp;
+  int frags_m;  // tokens ≤ 8·frags_m
+  int groups_per_tile;
+  bool asymmetric;
+};
+
+const GemvConfig* gemv_configs(int* count);
+
+// Launches GEMV variant `config` on `grid` blocks (dynamic shared memory: the partial sums).
+cudaError_t launch_int4_gemv(int config, const GemvParams& params, int grid, bool pdl, cudaStream_t stream);
+
+inline int gemv_smem_bytes(const GemvConfig& cfg) { return cfg.warps * 32 * cfg.strips_per_warp * cfg.frags_m * 16; }
+
 // Dynamic shared memory the variant needs for `stages` stages.
 inline int smem_bytes(const KernelConfig& cfg, int stages) { return stages * (cfg.stage_bytes() + 16) + 16; }
 
