@@ -52,16 +52,7 @@ template <int kRowTiles, int kFragsN, int kFragsM, int kGroupsPerTile, bool kAsy
 struct Int4Gemm {
   static constexpr int kStrips = 4 * kRowTiles;
   static constexpr int kWarps = kStrips / kFragsN;  // consumer warps
-  // wgmma variants have a whole producer warpgroup (one warp works, all four hand their registers
-  // to the consumers); mma.sync variants a single producer warp.
-  static constexpr int kProducerWarps = kPath == kPathWgmma ? 4 : 1;
-  static constexpr int kThreads = (kWarps + kProducerWarps) * 32;
-  // Registers per thread after the hand-over: each SM sub-partition (16384 registers) runs one warp
-  // of every warpgroup; the producer keeps kProducerRegs.
-  static constexpr int kProducerRegs = 40;
-  static constexpr int kConsumerRegs = (512 - kProducerRegs) / (kWarps / 4) / 8 * 8 > 256
-                                           ? 256
-                                           : (512 - kProducerRegs) / (kWarps / 4) / 8 * 8;
+  static constexpr int kThreads = (kWarps + 1) * 32;
   static constexpr int kBlockRows = 64 * kRowTiles;
   static constexpr int kChunk = 8 * kFragsM;  // tokens per pass
   static constexpr int kScaleBytes = kGroupsPerTile * 128;
@@ -71,19 +62,8 @@ struct Int4Gemm {
   static constexpr int kStageBytes = kWeightBytes + kChunk * kActBytesPerToken;
   static constexpr int kSlotFloats = kBlockRows * kChunk;
   static_assert(kStrips % kFragsN == 0, "strips split evenly over warps");
-  static_assert(kPath != kPathWgmma || kWarps % 4 == 0, "wgmma: whole warpgroups");
+  static_assert(kPath != kPathWgmma || kFragsN == 1, "wgmma: each warp owns one strip of its warpgroup's tile");
   static_assert(kWeightBytes % 128 == 0, "activations start 128-byte aligned");
-
-  // The block-relative 16-row strip of a warp's fn-th fragment. mma.sync: a warp's strips are
-  // consecutive. wgmma: warpgroup wg's fn-th 64-row tile is tile fn·(warpgroups) + wg, and warp
-  // w of it holds that tile's strip w % 4.
-  static constexpr int kWarpgroups = kWarps / 4;
-  static __device__ __forceinline__ int strip_of(int warp, int fn) {
-    if constexpr (kPath == kPathWgmma)
-      return (fn * kWarpgroups + warp / 4) * 4 + warp % 4;
-    else
-      return warp * kFragsN + fn;
-  }
 
   // Position of a work item, advanced step by step (no division in the main loop).
   struct Item {
@@ -178,7 +158,7 @@ struct Int4Gemm {
     const int g = lane / 4, t = lane % 4;
 #pragma unroll
     for (int fn = 0; fn < kFragsN; ++fn) {
-      const int n = w.nb * kBlockRows + strip_of(warp, fn) * 16 + g;
+      const int n = w.nb * kBlockRows + (warp * kFragsN + fn) * 16 + g;
 #pragma unroll
       for (int fm = 0; fm < kFragsM; ++fm) {
         const int tok = w.mc * kChunk + fm * 8 + 2 * t;
@@ -203,9 +183,7 @@ struct Int4Gemm {
   // acc += the partials of stripes [b0, b1] of the tile starting at item `first`, in stripe order.
   static __device__ __forceinline__ void add_partials(const GemmParams& p, long long b0, long long b1, long long first,
                                                       int warp, int lane, Acc& acc) {
-    // Several stripes' loads in flight at once, unless the accumulators alone fill the registers.
-    constexpr int kUnroll = kFragsN * kFragsM >= 16 ? 1 : 4;
-#pragma unroll kUnroll
+#pragma unroll 4
     for (long long b = b0; b <= b1; ++b) {
       const int slot = stripe_begin(b, p.items) < first ? 1 : 0;
 #pragma unroll
@@ -282,7 +260,7 @@ struct Int4Gemm {
     int tile_off[kFragsN], row_off[kFragsN];
 #pragma unroll
     for (int fn = 0; fn < kFragsN; ++fn) {
-      const int strip = strip_of(warp, fn);
+      const int strip = warp * kFragsN + fn;
       tile_off[fn] = (strip / 4) * kTileBytes;
       row_off[fn] = (strip % 4) * 16 + g;
     }
@@ -301,7 +279,7 @@ struct Int4Gemm {
       mbar_wait(&full[ring.slot], ring.round & 1);
       const uint8_t* stage = smem + ring.slot * kStageBytes;
       if constexpr (kPath == kPathMma) mma_stage(stage, tile_off, row_off, lane, acc);
-      if constexpr (kPath == kPathWgmma) wgmma_stage(stage, tile_off, row_off, lane, acc);
+      if constexpr (kPath == kPathWgmma) wgmma_stage(stage, tile_off[0], row_off[0], lane, acc);
       __syncwarp();
       if (lane == 0) mbar_arrive(&empty[ring.slot]);
       if (w.kt == p.k_tiles - 1 || item == end - 1) finish_tile(p, w, begin, warp, lane, flag, acc);
@@ -367,66 +345,35 @@ struct Int4Gemm {
     }
   }
 
-  // wgmma: the warpgroup's 64-row tile(s) × the chunk's tokens × 128 columns. One tile: all 8
-  // k-steps are dequantized first (the registers stay untouched while the asynchronous products
-  // read them) and issued as one group. Several tiles: k-step by k-step, the next one dequantized
-  // while the previous group runs (two register buffers). The other warpgroup's dequantization
-  // overlaps this one's products either way.
-  static __device__ __forceinline__ void wgmma_stage(const uint8_t* stage, const int (&tile_off)[kFragsN],
-                                                     const int (&row_off)[kFragsN], int lane, Acc& acc) {
-    RowQuant quant[kFragsN][kGroupsPerTile][2];
+  // wgmma: the warpgroup's 64-row tile × the chunk's tokens × 128 columns. All 8 k-steps are
+  // dequantized first (the registers stay untouched while the asynchronous products read them),
+  // then issued as one group; the other warpgroup's dequantization overlaps this one's products.
+  static __device__ __forceinline__ void wgmma_stage(const uint8_t* stage, int tile_off, int row_off, int lane,
+                                                     Acc& acc) {
+    RowQuant quant[kGroupsPerTile][2];
+    load_quant(stage, tile_off, row_off, quant);
+    uint32_t a[8][4];
 #pragma unroll
-    for (int fn = 0; fn < kFragsN; ++fn) load_quant(stage, tile_off[fn], row_off[fn], quant[fn]);
-    uint4 codes[kFragsN][2];
+    for (int h = 0; h < 2; ++h) {
+      const uint4 codes = load_codes(stage, tile_off, row_off, h, lane);
 #pragma unroll
-    for (int fn = 0; fn < kFragsN; ++fn)
-#pragma unroll
-      for (int h = 0; h < 2; ++h) codes[fn][h] = load_codes(stage, tile_off[fn], row_off[fn], h, lane);
+      for (int i = 0; i < 4; ++i) {
+        const int ks = 4 * h + i, group = ks * kGroupsPerTile / 8;
+        dequant(word_of(codes, i), quant[group][0], quant[group][1], a[ks]);
+      }
+    }
     fence_proxy_async_shared();  // the activations arrived through cp.async
     const uint32_t act = smem_addr(stage + kWeightBytes);
-    if constexpr (kFragsN == 1) {
-      uint32_t a[8][4];
+    float(&d)[kFragsM * 4] = reinterpret_cast<float(&)[kFragsM * 4]>(acc[0]);
+    fence_registers(d);
+    fence_registers(a);
+    wgmma_fence();
 #pragma unroll
-      for (int ks = 0; ks < 8; ++ks)
-        dequant(word_of(codes[0][ks / 4], ks % 4), quant[0][ks * kGroupsPerTile / 8][0],
-                quant[0][ks * kGroupsPerTile / 8][1], a[ks]);
-      float(&d)[kFragsM * 4] = reinterpret_cast<float(&)[kFragsM * 4]>(acc[0]);
-      fence_registers(d);
-      fence_registers(a);
-      wgmma_fence();
-#pragma unroll
-      for (int ks = 0; ks < 8; ++ks) wgmma_f16<kChunk>(d, a[ks], wgmma_desc(act + ks * 2 * kCoreMatrixBytes));
-      wgmma_commit();
-      wgmma_wait_all();
-      fence_registers(d);
-      fence_registers(a);
-    } else {
-      uint32_t a[2][kFragsN][4];
-#pragma unroll
-      for (int fn = 0; fn < kFragsN; ++fn) fence_registers(reinterpret_cast<float(&)[kFragsM * 4]>(acc[fn]));
-#pragma unroll
-      for (int ks = 0; ks < 8; ++ks) {
-        uint32_t(&buf)[kFragsN][4] = a[ks % 2];
-#pragma unroll
-        for (int fn = 0; fn < kFragsN; ++fn)
-          dequant(word_of(codes[fn][ks / 4], ks % 4), quant[fn][ks * kGroupsPerTile / 8][0],
-                  quant[fn][ks * kGroupsPerTile / 8][1], buf[fn]);
-        fence_registers(buf);
-        wgmma_fence();
-#pragma unroll
-        for (int fn = 0; fn < kFragsN; ++fn)
-          wgmma_f16<kChunk>(reinterpret_cast<float(&)[kFragsM * 4]>(acc[fn]), buf[fn],
-                            wgmma_desc(act + ks * 2 * kCoreMatrixBytes));
-        wgmma_commit();
-        wgmma_wait_one();  // k-step ks − 1 is done: its buffer may be refilled
-        fence_registers(a[(ks + 1) % 2]);
-      }
-      wgmma_wait_all();
-#pragma unroll
-      for (int fn = 0; fn < kFragsN; ++fn) fence_registers(reinterpret_cast<float(&)[kFragsM * 4]>(acc[fn]));
-      fence_registers(a[0]);
-      fence_registers(a[1]);
-    }
+    for (int ks = 0; ks < 8; ++ks) wgmma_f16<kChunk>(d, a[ks], wgmma_desc(act + ks * 2 * kCoreMatrixBytes));
+    wgmma_commit();
+    wgmma_wait_all();
+    fence_registers(d);
+    fence_registers(a);
   }
 };
 
@@ -449,13 +396,10 @@ __global__ void __launch_bounds__(Int4Gemm<kRowTiles, kFragsN, kFragsM, kGroupsP
   }
   __syncthreads();
   const long long begin = stripe_begin(blockIdx.x, p.items), end = stripe_begin(blockIdx.x + 1, p.items);
-  if (warp >= K::kWarps) {
-    if constexpr (kPath == kPathWgmma) shrink_registers<K::kProducerRegs>();
-    if (warp == K::kWarps) K::produce(p, smem, full, empty, begin, end, lane);
-  } else {
-    if constexpr (kPath == kPathWgmma) grow_registers<K::kConsumerRegs>();
+  if (warp == K::kWarps)
+    K::produce(p, smem, full, empty, begin, end, lane);
+  else
     K::consume(p, smem, full, empty, begin, end, warp, lane, flag);
-  }
 }
 
 }  // namespace marlin::cuda::int4_detail

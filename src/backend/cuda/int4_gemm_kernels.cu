@@ -19,9 +19,6 @@ namespace marlin::cuda::int4_detail {
   X(2, 1, 8, 1, false, kPathWgmma)      \
   X(2, 1, 16, 1, false, kPathWgmma)     \
   X(4, 1, 8, 1, false, kPathWgmma)      \
-  X(4, 2, 8, 1, false, kPathWgmma)      \
-  X(8, 4, 4, 1, false, kPathWgmma)      \
-  X(8, 4, 8, 1, false, kPathWgmma)      \
   X(2, 2, 2, 2, false, kPathMma)        \
   X(2, 2, 2, 4, false, kPathMma)        \
   X(2, 2, 2, 1, true, kPathMma)         \

@@ -66,38 +66,6 @@ struct Int4Gemv {
     }
   }
 
-  // Step h of every valid strip of this warp (nothing past h_end).
-  static __device__ __forceinline__ void load_weights(const uint8_t* const (&tile_base)[kStripsPerWarp],
-                                                      const int (&strip_in_tile)[kStripsPerWarp],
-                                                      const bool (&valid)[kStripsPerWarp], int h, int h_end,
-                                                      int lane, Step (&steps)[kStripsPerWarp]) {
-#pragma unroll
-    for (int j = 0; j < kStripsPerWarp; ++j)
-      if (h < h_end && valid[j])
-        load_step(tile_base[j] + static_cast<long long>(h / 2) * kTileBytes, strip_in_tile[j], h % 2, lane, steps[j]);
-  }
-
-  static __device__ __forceinline__ void multiply(const Step (&steps)[kStripsPerWarp], const uint32_t (&b)[4][kFragsM][2],
-                                                  const bool (&valid)[kStripsPerWarp],
-                                                  float (&acc)[kStripsPerWarp][kFragsM][4]) {
-#pragma unroll
-    for (int j = 0; j < kStripsPerWarp; ++j) {
-      if (!valid[j]) continue;
-#pragma unroll
-      for (int ks = 0; ks < 4; ++ks) {
-        const int q = ks * kHalfGroups / 4;
-        const uint32_t word = ks == 0   ? steps[j].codes.x
-                              : ks == 1 ? steps[j].codes.y
-                              : ks == 2 ? steps[j].codes.z
-                                        : steps[j].codes.w;
-        uint32_t a[4];
-        dequant(word, steps[j].quant[q][0], steps[j].quant[q][1], a);
-#pragma unroll
-        for (int fm = 0; fm < kFragsM; ++fm) mma_16816(acc[j][fm], a, b[ks][fm][0], b[ks][fm][1]);
-      }
-    }
-  }
-
   static __device__ void run(const GemvParams& p, float* red) {
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int group = warp / p.k_split, piece = warp % p.k_split;
@@ -120,28 +88,46 @@ struct Int4Gemv {
     const int h_begin = piece * halves / p.k_split, h_end = (piece + 1) * halves / p.k_split;
 
     float acc[kStripsPerWarp][kFragsM][4] = {};
-    // A rolling window of kDepth half-k-tiles in registers: slot d holds step h + d; after step
-    // h + d is multiplied, slot d is refilled with step h + d + kDepth, so kDepth steps are always
-    // in flight. The weights of the first window are requested before waiting for the previous
-    // kernel (they do not depend on it; A does).
-    Step steps[kDepth][kStripsPerWarp];
-    uint32_t b[kDepth][4][kFragsM][2];
+    bool waited = false;
+    for (int h0 = h_begin; h0 < h_end; h0 += kDepth) {
+      Step steps[kDepth][kStripsPerWarp];
 #pragma unroll
-    for (int d = 0; d < kDepth; ++d) load_weights(tile_base, strip_in_tile, valid, h_begin + d, h_end, lane, steps[d]);
-    grid_dependency_wait();
+      for (int d = 0; d < kDepth; ++d)
 #pragma unroll
-    for (int d = 0; d < kDepth; ++d)
-      if (h_begin + d < h_end) load_acts(p, h_begin + d, lane, b[d]);
-    for (int h = h_begin; h < h_end; h += kDepth) {
+        for (int j = 0; j < kStripsPerWarp; ++j)
+          if (h0 + d < h_end && valid[j])
+            load_step(tile_base[j] + static_cast<long long>((h0 + d) / 2) * kTileBytes, strip_in_tile[j], (h0 + d) % 2,
+                      lane, steps[d][j]);
+      if (!waited) {  // the weights above do not depend on the previous kernel; A does
+        grid_dependency_wait();
+        waited = true;
+      }
+      uint32_t b[kDepth][4][kFragsM][2];
+#pragma unroll
+      for (int d = 0; d < kDepth; ++d)
+        if (h0 + d < h_end) load_acts(p, h0 + d, lane, b[d]);
 #pragma unroll
       for (int d = 0; d < kDepth; ++d) {
-        if (h + d >= h_end) break;
-        multiply(steps[d], b[d], valid, acc);
-        const int next = h + d + kDepth;
-        load_weights(tile_base, strip_in_tile, valid, next, h_end, lane, steps[d]);
-        if (next < h_end) load_acts(p, next, lane, b[d]);
+        if (h0 + d >= h_end) break;
+#pragma unroll
+        for (int j = 0; j < kStripsPerWarp; ++j) {
+          if (!valid[j]) continue;
+#pragma unroll
+          for (int ks = 0; ks < 4; ++ks) {
+            const int q = ks * kHalfGroups / 4;
+            const uint32_t word = ks == 0 ? steps[d][j].codes.x
+                                  : ks == 1 ? steps[d][j].codes.y
+                                  : ks == 2 ? steps[d][j].codes.z
+                                            : steps[d][j].codes.w;
+            uint32_t a[4];
+            dequant(word, steps[d][j].quant[q][0], steps[d][j].quant[q][1], a);
+#pragma unroll
+            for (int fm = 0; fm < kFragsM; ++fm) mma_16816(acc[j][fm], a, b[d][ks][fm][0], b[d][ks][fm][1]);
+          }
+        }
       }
     }
+    if (!waited) grid_dependency_wait();
 
     // Partial sums of the k_split pieces of a strip group, added in piece order.
     float* mine = red + (static_cast<long long>(warp) * 32 + lane) * kRedFloats;

@@ -11,7 +11,7 @@ namespace marlin::cuda::int4_detail {
   X(8, 1, 2, 1, false)               \
   X(16, 1, 1, 1, false)              \
   X(16, 1, 2, 1, false)              \
-  X(8, 1, 4, 1, false)               \
+  X(8, 2, 4, 1, false)               \
   X(8, 2, 1, 2, false)               \
   X(8, 2, 2, 2, false)               \
   X(8, 2, 1, 4, false)               \

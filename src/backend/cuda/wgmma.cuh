@@ -46,28 +46,6 @@ __device__ __forceinline__ void wgmma_wait_all() {
 #endif
 }
 
-// Waits until at most one committed wgmma group of this warp is still running.
-__device__ __forceinline__ void wgmma_wait_one() {
-#ifdef MARLIN_HAVE_WGMMA
-  asm volatile("wgmma.wait_group.sync.aligned 1;" ::: "memory");
-#endif
-}
-
-// Hands registers between warpgroups (sm_90a): the producer warpgroup gives up most of its
-// registers so the consumer warpgroups can hold their accumulators. Each warpgroup runs exactly one.
-template <int kRegs>
-__device__ __forceinline__ void shrink_registers() {
-#ifdef MARLIN_HAVE_WGMMA
-  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(kRegs));
-#endif
-}
-template <int kRegs>
-__device__ __forceinline__ void grow_registers() {
-#ifdef MARLIN_HAVE_WGMMA
-  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(kRegs));
-#endif
-}
-
 // Orders this thread's view of shared memory written through the generic proxy (cp.async) before
 // later reads by the async proxy (wgmma's B operand).
 __device__ __forceinline__ void fence_proxy_async_shared() {
