@@ -1,0 +1,180 @@
+// The int4 × fp16 product for few tokens (decode): C = A · Wᵀ, m ≤ 8·kFragsM, W in int4 tiles.
+//
+// Rows across SMs, K inside the block: block b owns `strips_per_block` consecutive 16-row strips
+// and their whole K range, so no partial sum ever leaves the block (no workspace, no atomics, no
+// end-of-kernel reduction chain). Its warps split the strips into `strip_split` groups and each
+// group's K range into `k_split` pieces; every lane loads its own 16 bytes of fragment words
+// straight into registers (the tile layout is already in register order, so a warp's load is one
+// coalesced 512-byte run), kDepth half-k-tiles ahead, and takes its activation fragments from
+// global memory (L1/L2). The k_split partial sums are added in shared memory in a fixed order.
+#pragma once
+
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+#include "backend/cuda/int4_dequant.cuh"
+#include "backend/cuda/int4_gemm_kernels.h"
+#include "backend/cuda/ptx.cuh"
+
+namespace marlin::cuda::int4_detail {
+
+template <int kWarps, int kStripsPerWarp, int kFragsM, int kGroupsPerTile, bool kAsym>
+struct Int4Gemv {
+  static constexpr int kDepth = 4;  // half-k-tiles (64 columns) loaded ahead per strip
+  static constexpr int kScaleBytes = kGroupsPerTile * 128;
+  static constexpr int kZeroBytes = kAsym ? kGroupsPerTile * 64 : 0;
+  static constexpr int kTileBytes = kScaleBytes + kZeroBytes + 4096;
+  // Groups of a half-k-tile (64 columns): 1 for g128 and g64, 2 for g32.
+  static constexpr int kHalfGroups = kGroupsPerTile > 2 ? kGroupsPerTile / 2 : 1;
+  static constexpr int kRedFloats = kStripsPerWarp * kFragsM * 4;
+
+  // One half-k-tile of one strip, as this lane needs it.
+  struct Step {
+    uint4 codes;
+    RowQuant quant[kHalfGroups][2];
+  };
+
+  static __device__ __forceinline__ void load_step(const uint8_t* tile, int strip_in_tile, int half, int lane,
+                                                   Step& s) {
+    s.codes = __ldcs(reinterpret_cast<const uint4*>(tile + kScaleBytes + kZeroBytes + strip_in_tile * 1024 +
+                                                     half * 512 + lane * 16));
+    const int row = strip_in_tile * 16 + lane / 4;
+#pragma unroll
+    for (int j = 0; j < kHalfGroups; ++j) {
+      const int group = half * kGroupsPerTile / 2 + j;
+      const __half* scales = reinterpret_cast<const __half*>(tile) + group * 64 + row;
+      const uint8_t* zeros = tile + kScaleBytes + group * 64 + row;
+      s.quant[j][0] = row_quant(__ldg(scales), kAsym ? __ldg(zeros) : 8u);
+      s.quant[j][1] = row_quant(__ldg(scales + 8), kAsym ? __ldg(zeros + 8) : 8u);
+    }
+  }
+
+  // B fragments of k-step ks of half-k-tile h for token group fm (zero past m).
+  static __device__ __forceinline__ void load_acts(const GemvParams& p, int h, int lane,
+                                                   uint32_t (&b)[4][kFragsM][2]) {
+    const int g = lane / 4, t = lane % 4;
+#pragma unroll
+    for (int fm = 0; fm < kFragsM; ++fm) {
+      const int tok = fm * 8 + g;
+      const __half* row = p.a + static_cast<long long>(tok) * p.k + h * 64 + 2 * t;
+#pragma unroll
+      for (int ks = 0; ks < 4; ++ks) {
+        b[ks][fm][0] = tok < p.m ? __ldg(reinterpret_cast<const uint32_t*>(row + ks * 16)) : 0u;
+        b[ks][fm][1] = tok < p.m ? __ldg(reinterpret_cast<const uint32_t*>(row + ks * 16 + 8)) : 0u;
+      }
+    }
+  }
+
+  static __device__ void run(const GemvParams& p, float* red) {
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int group = warp / p.k_split, piece = warp % p.k_split;
+    const int block_strip0 = blockIdx.x * p.strips_per_block;
+    const int strips = p.n / 16;
+    // This warp's strips (block-relative index group + j·strip_split) and its half-k-tile range.
+    const uint8_t* tile_base[kStripsPerWarp];
+    int strip_in_tile[kStripsPerWarp];
+    bool valid[kStripsPerWarp];
+#pragma unroll
+    for (int j = 0; j < kStripsPerWarp; ++j) {
+      const int local = group + j * p.strip_split;
+      const int strip = block_strip0 + local;
+      valid[j] = group < p.strip_split && local < p.strips_per_block && strip < strips;
+      const int s = valid[j] ? strip : 0;
+      tile_base[j] = p.tiles + static_cast<long long>(s / 4) * p.k_tiles * kTileBytes;
+      strip_in_tile[j] = s % 4;
+    }
+    const int halves = 2 * p.k_tiles;
+    const int h_begin = piece * halves / p.k_split, h_end = (piece + 1) * halves / p.k_split;
+
+    float acc[kStripsPerWarp][kFragsM][4] = {};
+    bool waited = false;
+    for (int h0 = h_begin; h0 < h_end; h0 += kDepth) {
+      Step steps[kDepth][kStripsPerWarp];
+#pragma unroll
+      for (int d = 0; d < kDepth; ++d)
+#pragma unroll
+        for (int j = 0; j < kStripsPerWarp; ++j)
+          if (h0 + d < h_end && valid[j])
+            load_step(tile_base[j] + static_cast<long long>((h0 + d) / 2) * kTileBytes, strip_in_tile[j], (h0 + d) % 2,
+                      lane, steps[d][j]);
+      if (!waited) {  // the weights above do not depend on the previous kernel; A does
+        grid_dependency_wait();
+        waited = true;
+      }
+      uint32_t b[kDepth][4][kFragsM][2];
+#pragma unroll
+      for (int d = 0; d < kDepth; ++d)
+        if (h0 + d < h_end) load_acts(p, h0 + d, lane, b[d]);
+#pragma unroll
+      for (int d = 0; d < kDepth; ++d) {
+        if (h0 + d >= h_end) break;
+#pragma unroll
+        for (int j = 0; j < kStripsPerWarp; ++j) {
+          if (!valid[j]) continue;
+#pragma unroll
+          for (int ks = 0; ks < 4; ++ks) {
+            const int q = ks * kHalfGroups / 4;
+            const uint32_t word = ks == 0 ? steps[d][j].codes.x
+                                  : ks == 1 ? steps[d][j].codes.y
+                                  : ks == 2 ? steps[d][j].codes.z
+                                            : steps[d][j].codes.w;
+            uint32_t a[4];
+            dequant(word, steps[d][j].quant[q][0], steps[d][j].quant[q][1], a);
+#pragma unroll
+            for (int fm = 0; fm < kFragsM; ++fm) mma_16816(acc[j][fm], a, b[d][ks][fm][0], b[d][ks][fm][1]);
+          }
+        }
+      }
+    }
+    if (!waited) grid_dependency_wait();
+
+    // Partial sums of the k_split pieces of a strip group, added in piece order.
+    float* mine = red + (static_cast<long long>(warp) * 32 + lane) * kRedFloats;
+#pragma unroll
+    for (int j = 0; j < kStripsPerWarp; ++j)
+#pragma unroll
+      for (int fm = 0; fm < kFragsM; ++fm)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) mine[(j * kFragsM + fm) * 4 + i] = acc[j][fm][i];
+    __syncthreads();
+    if (piece != 0 || group >= p.strip_split) return;
+    for (int other = 1; other < p.k_split; ++other) {
+      const float* theirs = red + (static_cast<long long>(warp + other) * 32 + lane) * kRedFloats;
+#pragma unroll
+      for (int j = 0; j < kStripsPerWarp; ++j)
+#pragma unroll
+        for (int fm = 0; fm < kFragsM; ++fm)
+#pragma unroll
+          for (int i = 0; i < 4; ++i) acc[j][fm][i] += theirs[(j * kFragsM + fm) * 4 + i];
+    }
+    const int g = lane / 4, t = lane % 4;
+#pragma unroll
+    for (int j = 0; j < kStripsPerWarp; ++j) {
+      if (!valid[j]) continue;
+      const int n = (block_strip0 + group + j * p.strip_split) * 16 + g;
+#pragma unroll
+      for (int fm = 0; fm < kFragsM; ++fm) {
+        const int tok = fm * 8 + 2 * t;
+        __half* c = p.c + static_cast<long long>(tok) * p.n + n;
+        if (tok < p.m) {
+          c[0] = __float2half_rn(acc[j][fm][0]);
+          c[8] = __float2half_rn(acc[j][fm][2]);
+        }
+        if (tok + 1 < p.m) {
+          c[p.n] = __float2half_rn(acc[j][fm][1]);
+          c[p.n + 8] = __float2half_rn(acc[j][fm][3]);
+        }
+      }
+    }
+  }
+};
+
+template <int kWarps, int kStripsPerWarp, int kFragsM, int kGroupsPerTile, bool kAsym>
+__global__ void __launch_bounds__(kWarps * 32, 1) int4_gemv_kernel(const __grid_constant__ GemvParams p) {
+  allow_dependent_launch();
+  extern __shared__ __align__(16) float red[];
+  Int4Gemv<kWarps, kStripsPerWarp, kFragsM, kGroupsPerTile, kAsym>::run(p, red);
+}
+
+}  // namespace marlin::cuda::int4_detail
