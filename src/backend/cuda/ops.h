@@ -1,0 +1,80 @@
+// Transformer ops on the GPU, besides the weight matmuls (int4_gemm.h, dense_matmul.h).
+//
+// Activations: the residual stream is fp32 (rows × d_model); everything a matmul reads or writes
+// is fp16. Every op launches on `stream` and returns at once: it never synchronizes, allocates
+// nothing and reads per-step values (token ids, positions, sequence lengths, cache slots) from
+// device memory, so a decode step can be captured into a CUDA graph and replayed. Pointers are
+// device pointers; fp16 rows are 16-byte aligned (their lengths are multiples of 8).
+//
+// The KV cache is paged: a layer's keys (and, alike, its values) live in a pool of pages of
+// `page_size` positions, page p at element p · n_kv_heads · page_size · head_dim, laid out
+// [kv_head][position in page][head_dim]. Page numbers are the same in every layer. A sequence's
+// block table row lists its pages in order; a cache slot is page · page_size + position in page.
+#pragma once
+
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace marlin::cuda {
+
+// out[r] = fp16(x[r] / sqrt(mean(x[r]²) + eps) · weight), for rows × n values (x fp32).
+void rms_norm(const float* x, const float* weight, float eps, int64_t rows, int64_t n, __half* out,
+              cudaStream_t stream);
+
+// The residual add fused with the following norm: x[r] += delta[r]; out[r] = rms_norm(x[r]).
+void add_rms_norm(float* x, const __half* delta, const float* weight, float eps, int64_t rows, int64_t n,
+                  __half* out, cudaStream_t stream);
+
+// gate_up holds rows × 2f values, each row [gate (f) | up (f)]; out[r][i] = silu(gate) · up.
+void silu_mul(const __half* gate_up, int64_t rows, int64_t f, __half* out, cudaStream_t stream);
+
+// x[t] = fp32(table[tokens[t]]) for t < n; table is vocab × d fp16. Ids are checked on the host.
+void embed(const __half* table, int64_t d, const int32_t* tokens, int64_t n, float* x, cudaStream_t stream);
+
+// fp16 → fp32, count values (logits).
+void half_to_float(const __half* in, int64_t count, float* out, cudaStream_t stream);
+
+struct AttentionGeometry {
+  int n_heads = 0;
+  int n_kv_heads = 0;  // divides n_heads; query head h reads KV head h / (n_heads / n_kv_heads)
+  int head_dim = 0;    // 64, 128 or 256
+  int rotary_dim = 0;  // even, ≤ head_dim: the first rotary_dim values of a head are rotated
+  bool rope_half_split = true;  // pair i with i + rotary_dim/2 (Hugging Face); else 2i with 2i+1
+  int page_size = 0;   // positions per KV page (16, 32 or 64)
+};
+
+struct KvLayer {
+  __half* keys = nullptr;
+  __half* values = nullptr;
+};
+
+// For each of `rows` tokens: rotates the q and k heads of its qkv row in place (qkv rows are
+// [q: n_heads·head_dim | k: n_kv_heads·head_dim | v: n_kv_heads·head_dim]) with the angles of
+// positions[t] from cos_sin (per position rotary_dim/2 cosines then rotary_dim/2 sines, already
+// scaled: see Rope::angles), then writes k and v to cache slot slots[t].
+void rope_store_kv(__half* qkv, int64_t rows, const int32_t* positions, const int32_t* slots,
+                   const float* cos_sin, const AttentionGeometry& g, KvLayer cache, cudaStream_t stream);
+
+// Causal attention of one sequence's `rows` new tokens (positions pos0 .. pos0+rows-1, already in
+// the cache) over its cache: token t attends to positions [0, pos0 + t]. q comes from the qkv rows
+// (row stride (n_heads + 2·n_kv_heads)·head_dim); out is rows × n_heads·head_dim. Scores are
+// scaled by `scale`; softmax in fp32. For prompts (flash-attention style, tensor cores).
+void attention_prefill(const __half* qkv, int64_t rows, int64_t pos0, const int32_t* block_table,
+                       const AttentionGeometry& g, KvLayer cache, float scale, __half* out, cudaStream_t stream);
+
+// One new token for each of `batch` sequences: query b (qkv row b) attends to positions
+// [0, seq_lens[b]) of sequence b, whose pages are block_tables[b · max_pages ...]. The grid is
+// sized by max_len (an upper bound of every seq_lens[b], e.g. the cache capacity) so the launch
+// does not depend on the current lengths; long contexts are split across blocks (flash-decoding)
+// and combined through `workspace` (attention_decode_workspace_floats(...) floats).
+void attention_decode(const __half* qkv, int batch, const int32_t* seq_lens, const int32_t* block_tables,
+                      int max_pages, int64_t max_len, const AttentionGeometry& g, KvLayer cache, float scale,
+                      __half* out, float* workspace, cudaStream_t stream);
+int64_t attention_decode_workspace_floats(int batch, int64_t max_len, const AttentionGeometry& g);
+
+// Greedy sampling: tokens[b] = argmax of logits row b (vocab fp32 values; lowest index on ties).
+void argmax(const float* logits, int batch, int64_t vocab, int32_t* tokens, cudaStream_t stream);
+
+}  // namespace marlin::cuda
