@@ -1,9 +1,8 @@
-// Key/value cache of one sequence: per layer, per KV head, a contiguous run of positions.
-// Memory is reserved for `capacity` positions up front but only touched as positions fill.
+// Key/value cache of one sequence: how many positions it holds, out of a fixed capacity. Each
+// backend derives its own storage (backend/cpu/cpu_kv_cache.h, the CUDA backend's paged cache).
 #pragma once
 
 #include <cstdint>
-#include <memory>
 
 #include "core/error.h"
 
@@ -11,12 +10,10 @@ namespace marlin {
 
 class KvCache {
  public:
-  KvCache(int n_layers, int n_kv_heads, int head_dim, int64_t capacity)
-      : n_layers_(n_layers), n_kv_heads_(n_kv_heads), head_dim_(head_dim), capacity_(capacity) {
-    const size_t floats = size_t(n_layers) * size_t(n_kv_heads) * size_t(capacity) * size_t(head_dim);
-    keys_.reset(new float[floats]);  // left uninitialized: pages are committed on first write
-    values_.reset(new float[floats]);
-  }
+  explicit KvCache(int64_t capacity) : capacity_(capacity) {}
+  virtual ~KvCache() = default;
+  KvCache(const KvCache&) = delete;
+  KvCache& operator=(const KvCache&) = delete;
 
   int64_t length() const { return length_; }
   int64_t capacity() const { return capacity_; }
@@ -28,21 +25,9 @@ class KvCache {
     length_ += count;
   }
 
-  // Row of `head_dim` floats for (layer, kv_head, position).
-  float* key(int layer, int head, int64_t pos) { return keys_.get() + offset(layer, head, pos); }
-  float* value(int layer, int head, int64_t pos) { return values_.get() + offset(layer, head, pos); }
-  const float* key(int layer, int head, int64_t pos) const { return keys_.get() + offset(layer, head, pos); }
-  const float* value(int layer, int head, int64_t pos) const { return values_.get() + offset(layer, head, pos); }
-
  private:
-  size_t offset(int layer, int head, int64_t pos) const {
-    return ((size_t(layer) * size_t(n_kv_heads_) + size_t(head)) * size_t(capacity_) + size_t(pos)) *
-           size_t(head_dim_);
-  }
-  int n_layers_, n_kv_heads_, head_dim_;
   int64_t capacity_;
   int64_t length_ = 0;
-  std::unique_ptr<float[]> keys_, values_;
 };
 
 }  // namespace marlin

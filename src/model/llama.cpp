@@ -1,17 +1,12 @@
 #include "model/llama.h"
 
 #include <algorithm>
-#include <cmath>
 #include <cstdlib>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
-#include "backend/cpu/matmul.h"
-#include "backend/cpu/ops.h"
-#include "model/attention.h"
-#include "model/rope.h"
 #include "model/weights.h"
 #include "quant/dequant.h"
 
@@ -22,61 +17,55 @@ namespace {
 // reuse each weight across many rows, small enough to bound activation memory.
 constexpr int64_t kMaxChunk = 256;
 
-struct Layer {
-  std::vector<float> attn_norm, ffn_norm;
-  QuantTensor wq, wk, wv, wo, w_gate, w_up, w_down;
-};
+// Activation slots of the backend.
+enum Slot : int { kX, kNormed, kQkv, kAttn, kDelta, kGateUp, kHidden, kLogits };
 
-// Activations for one chunk of tokens.
-struct Scratch {
-  std::vector<float> x, h, q, k, v, attn, gate, up;
-  std::vector<float> rope;  // cos/sin per token
-  void reserve(const ModelConfig& c, int64_t tokens) {
-    const size_t t = size_t(tokens);
-    x.resize(t * c.d_model);
-    h.resize(t * c.d_model);
-    q.resize(t * c.n_heads * c.head_dim);
-    k.resize(t * c.n_kv_heads * c.head_dim);
-    v.resize(t * c.n_kv_heads * c.head_dim);
-    attn.resize(t * c.n_heads * c.head_dim);
-    gate.resize(t * c.d_ffn);
-    up.resize(t * c.d_ffn);
-    rope.resize(t * c.head_dim);
-  }
+// The weights of one block as stored (views into the source) and as uploaded to the backend.
+// Projections that read the same input are stacked: q, k, v → qkv; gate, up → gate_up.
+struct Layer {
+  std::unique_ptr<BackendTensor> attn_norm, ffn_norm;
+  std::vector<QuantTensor> qkv_parts, wo_parts, gate_up_parts, down_parts;
+  std::unique_ptr<BackendLinear> qkv, wo, gate_up, down;
 };
 
 class LlamaModel final : public Model {
  public:
-  LlamaModel(const ModelSource& source, ThreadPool& pool) : pool_(pool), config_(source.config()) {
+  LlamaModel(const ModelSource& source, std::unique_ptr<Backend> backend)
+      : be_(std::move(backend)), config_(source.config()) {
     ModelConfig& c = config_;
     const auto embd = source.tensor("model.embed_tokens.weight");
     MARLIN_CHECK(embd.has_value(), "model: tensor 'model.embed_tokens.weight' is missing from {}",
                  source.description());
     if (c.vocab_size == 0) c.vocab_size = int(embd->rows);
-    rope_ = std::make_unique<Rope>(c.rope, c.head_dim);
+    be_->configure(c, kMaxChunk);
 
     const int64_t d = c.d_model, qd = int64_t(c.n_heads) * c.head_dim, kvd = int64_t(c.n_kv_heads) * c.head_dim;
-    embedding_ = require_matrix(source, "model.embed_tokens.weight", c.vocab_size, d);
+    embedding_table_ = require_matrix(source, "model.embed_tokens.weight", c.vocab_size, d);
+    embedding_ = be_->embedding(embedding_table_);
     // Without an lm_head the output projection is the embedding (tied weights).
-    output_ = source.tensor("lm_head.weight") ? require_matrix(source, "lm_head.weight", c.vocab_size, d) : embedding_;
-    output_norm_ = require_vector(source, "model.norm.weight", d);
+    output_parts_ = {source.tensor("lm_head.weight") ? require_matrix(source, "lm_head.weight", c.vocab_size, d)
+                                                     : embedding_table_};
+    output_ = be_->linear(output_parts_);
+    output_norm_ = be_->vector(require_vector(source, "model.norm.weight", d));
     layers_.resize(size_t(c.n_layers));
     for (int i = 0; i < c.n_layers; ++i) {
       const std::string p = "model.layers." + std::to_string(i) + ".";
       Layer& l = layers_[size_t(i)];
-      l.attn_norm = require_vector(source, p + "input_layernorm.weight", d);
-      l.ffn_norm = require_vector(source, p + "post_attention_layernorm.weight", d);
-      l.wq = require_matrix(source, p + "self_attn.q_proj.weight", qd, d);
-      l.wk = require_matrix(source, p + "self_attn.k_proj.weight", kvd, d);
-      l.wv = require_matrix(source, p + "self_attn.v_proj.weight", kvd, d);
-      l.wo = require_matrix(source, p + "self_attn.o_proj.weight", d, qd);
-      l.w_gate = require_matrix(source, p + "mlp.gate_proj.weight", c.d_ffn, d);
-      l.w_up = require_matrix(source, p + "mlp.up_proj.weight", c.d_ffn, d);
-      l.w_down = require_matrix(source, p + "mlp.down_proj.weight", d, c.d_ffn);
+      l.attn_norm = be_->vector(require_vector(source, p + "input_layernorm.weight", d));
+      l.ffn_norm = be_->vector(require_vector(source, p + "post_attention_layernorm.weight", d));
+      l.qkv_parts = {require_matrix(source, p + "self_attn.q_proj.weight", qd, d),
+                     require_matrix(source, p + "self_attn.k_proj.weight", kvd, d),
+                     require_matrix(source, p + "self_attn.v_proj.weight", kvd, d)};
+      l.wo_parts = {require_matrix(source, p + "self_attn.o_proj.weight", d, qd)};
+      l.gate_up_parts = {require_matrix(source, p + "mlp.gate_proj.weight", c.d_ffn, d),
+                         require_matrix(source, p + "mlp.up_proj.weight", c.d_ffn, d)};
+      l.down_parts = {require_matrix(source, p + "mlp.down_proj.weight", d, c.d_ffn)};
+      upload(l);
     }
   }
 
   const ModelConfig& config() const override { return config_; }
+  std::string device_description() const override { return be_->description(); }
 
   std::vector<LinearGroup> linear_groups(int layer) const override {
     MARLIN_CHECK(layer >= 0 && layer < config_.n_layers, "model: no layer {}", layer);
@@ -89,34 +78,42 @@ class LlamaModel final : public Model {
   }
 
   void embed(std::span<const int32_t> tokens, float* x) const override {
-    for (size_t t = 0; t < tokens.size(); ++t) {
-      MARLIN_CHECK(tokens[t] >= 0 && tokens[t] < config_.vocab_size, "token id {} is outside the vocabulary", tokens[t]);
-      dequantize_row(embedding_, tokens[t], x + t * size_t(config_.d_model));
-    }
+    check_tokens(tokens);
+    for (size_t t = 0; t < tokens.size(); ++t)
+      dequantize_row(embedding_table_, tokens[t], x + t * size_t(config_.d_model));
   }
 
   void run_layer(int layer, float* x, int64_t n, KvCache& cache, const LinearInputObserver& observer) override {
     MARLIN_CHECK(layer >= 0 && layer < config_.n_layers, "model: no layer {}", layer);
     MARLIN_CHECK(cache.length() == 0 && n <= cache.capacity(), "run_layer: needs an empty cache of {} positions", n);
     const int64_t d = config_.d_model;
-    s_.reserve(config_, n);
-    std::copy_n(x, n * d, s_.x.data());
-    for (int64_t t = 0; t < n; ++t) rope_->angles(t, &s_.rope[size_t(t * config_.head_dim)]);
-    block(layer, n, 0, cache, observer ? &observer : nullptr);
-    std::copy_n(s_.x.data(), n * d, x);
+    std::vector<int32_t> positions_only(size_t(n), 0);
+    be_->begin_step({positions_only, 0}, cache);
+    const Act xa = be_->activations(kX, n, d, ActType::kF32);
+    float* host = be_->host_data(xa);
+    MARLIN_CHECK(host != nullptr, "layer-wise calibration runs on the CPU backend only");
+    std::copy_n(x, n * d, host);
+    block(layer, xa, cache, observer ? &observer : nullptr);
+    std::copy_n(host, n * d, x);
   }
 
   void replace_weight(const std::string& name, const QuantTensor& weight) override {
-    QuantTensor* w = linear(name);
-    MARLIN_CHECK(w != nullptr, "model: no linear weight '{}'", name);
-    MARLIN_CHECK(weight.rows == w->rows && weight.cols == w->cols, "model: '{}' is {} x {}, the replacement {} x {}",
-                 name, w->rows, w->cols, weight.rows, weight.cols);
-    *w = weight;
+    auto [layer, part] = find_linear(name);
+    MARLIN_CHECK(part != nullptr, "model: no linear weight '{}'", name);
+    MARLIN_CHECK(weight.rows == part->rows && weight.cols == part->cols,
+                 "model: '{}' is {} x {}, the replacement {} x {}", name, part->rows, part->cols, weight.rows,
+                 weight.cols);
+    *part = weight;
+    if (layer) {
+      upload(*layer);
+    } else {
+      output_ = be_->linear(output_parts_);
+    }
   }
 
   std::unique_ptr<KvCache> new_cache(int64_t capacity) const override {
     MARLIN_CHECK(capacity > 0, "context size must be positive");
-    return std::make_unique<KvCache>(config_.n_layers, config_.n_kv_heads, config_.head_dim, capacity);
+    return be_->new_cache(capacity);
   }
 
   void forward(std::span<const int32_t> tokens, KvCache& cache, float* logits, bool all_logits) override {
@@ -124,9 +121,7 @@ class LlamaModel final : public Model {
     MARLIN_CHECK(cache.length() + int64_t(tokens.size()) <= cache.capacity(),
                  "the prompt and answer need {} tokens but the context holds {}",
                  cache.length() + int64_t(tokens.size()), cache.capacity());
-    for (int32_t t : tokens)
-      MARLIN_CHECK(t >= 0 && t < config_.vocab_size, "token id {} is outside the vocabulary (size {})", t,
-                   config_.vocab_size);
+    check_tokens(tokens);
     for (size_t begin = 0; begin < tokens.size(); begin += size_t(kMaxChunk)) {
       const size_t count = std::min(tokens.size() - begin, size_t(kMaxChunk));
       const bool last_chunk = begin + count == tokens.size();
@@ -137,97 +132,105 @@ class LlamaModel final : public Model {
   }
 
  private:
+  void check_tokens(std::span<const int32_t> tokens) const {
+    for (int32_t t : tokens)
+      MARLIN_CHECK(t >= 0 && t < config_.vocab_size, "token id {} is outside the vocabulary (size {})", t,
+                   config_.vocab_size);
+  }
+
+  void upload(Layer& l) {
+    l.qkv = be_->linear(l.qkv_parts);
+    l.wo = be_->linear(l.wo_parts);
+    l.gate_up = be_->linear(l.gate_up_parts);
+    l.down = be_->linear(l.down_parts);
+  }
+
   void forward_chunk(std::span<const int32_t> tokens, KvCache& cache, float* logits, bool all_logits) {
     const ModelConfig& c = config_;
-    const int64_t n = int64_t(tokens.size()), d = c.d_model;
-    const int64_t pos0 = cache.length();
-    s_.reserve(c, n);
-
-    embed(tokens, s_.x.data());
-    for (int64_t t = 0; t < n; ++t) rope_->angles(pos0 + t, &s_.rope[size_t(t * c.head_dim)]);
-
-    for (int li = 0; li < c.n_layers; ++li) block(li, n, pos0, cache, nullptr);
-    cache.advance(n);
-    if (!logits) return;
-
+    const int64_t n = int64_t(tokens.size());
+    be_->begin_step({tokens, cache.length()}, cache);
     // Logits for every token of the chunk, or only for the last one.
     const int64_t first = all_logits ? 0 : n - 1, rows = n - first;
-    for (int64_t t = first; t < n; ++t)
-      cpu::rms_norm(&s_.x[t * d], output_norm_.data(), c.rms_eps, d, &s_.h[(t - first) * d]);
-    cpu::matmul(output_, s_.h.data(), rows, logits, pool_);
+    // A single-token step has the same shape every time: the backend may record it once.
+    be_->run(n == 1 && logits ? 1 : -1, [&] {
+      const Act x = be_->activations(kX, n, c.d_model, ActType::kF32);
+      be_->embed(*embedding_, x);
+      for (int li = 0; li < c.n_layers; ++li) block(li, x, cache, nullptr);
+      if (!logits) return;
+      const Act h = be_->activations(kNormed, rows, c.d_model, ActType::kF16);
+      be_->rms_norm(act_rows(x, first, rows), *output_norm_, c.rms_eps, h);
+      be_->matmul(*output_, h, be_->activations(kLogits, rows, c.vocab_size, ActType::kF32));
+    });
+    cache.advance(n);
+    if (logits) be_->to_host(be_->activations(kLogits, rows, c.vocab_size, ActType::kF32), logits);
   }
 
-  // One transformer block on the chunk's hidden states s_.x (n tokens at positions pos0...).
-  void block(int li, int64_t n, int64_t pos0, KvCache& cache, const LinearInputObserver* observer) {
+  // One transformer block on the step's hidden states x (rows × d_model), in place.
+  void block(int li, Act x, KvCache& cache, const LinearInputObserver* observer) {
     const ModelConfig& c = config_;
-    const int64_t d = c.d_model, qd = int64_t(c.n_heads) * c.head_dim, kvd = int64_t(c.n_kv_heads) * c.head_dim;
+    const int64_t n = x.rows, d = c.d_model, qd = int64_t(c.n_heads) * c.head_dim;
+    const int64_t kvd = int64_t(c.n_kv_heads) * c.head_dim;
     const Layer& l = layers_[size_t(li)];
-    auto observe = [&](int group, const std::vector<float>& x, int64_t cols) {
-      if (observer) (*observer)(group, x.data(), n, cols);
+    auto observe = [&](int group, const Act& a) {
+      if (observer) (*observer)(group, be_->host_data(a), a.rows, a.cols);
     };
-    for (int64_t t = 0; t < n; ++t) cpu::rms_norm(&s_.x[t * d], l.attn_norm.data(), c.rms_eps, d, &s_.h[t * d]);
-    observe(0, s_.h, d);
-    cpu::matmul(l.wq, s_.h.data(), n, s_.q.data(), pool_);
-    cpu::matmul(l.wk, s_.h.data(), n, s_.k.data(), pool_);
-    cpu::matmul(l.wv, s_.h.data(), n, s_.v.data(), pool_);
-    for (int64_t t = 0; t < n; ++t) {
-      const float* cs = &s_.rope[size_t(t * c.head_dim)];
-      rope_->rotate(&s_.q[t * qd], c.n_heads, cs);
-      rope_->rotate(&s_.k[t * kvd], c.n_kv_heads, cs);
-      for (int h = 0; h < c.n_kv_heads; ++h) {
-        std::copy_n(&s_.k[t * kvd + h * c.head_dim], c.head_dim, cache.key(li, h, pos0 + t));
-        std::copy_n(&s_.v[t * kvd + h * c.head_dim], c.head_dim, cache.value(li, h, pos0 + t));
-      }
-    }
-    causal_attention(AttentionShape{c.n_heads, c.n_kv_heads, c.head_dim}, s_.q.data(), n, pos0, cache, li,
-                     s_.attn.data(), pool_);
-    observe(1, s_.attn, qd);
-    cpu::matmul(l.wo, s_.attn.data(), n, s_.h.data(), pool_);
-    cpu::add_inplace(s_.x.data(), s_.h.data(), n * d);
+    const Act h = be_->activations(kNormed, n, d, ActType::kF16);
+    const Act qkv = be_->activations(kQkv, n, qd + 2 * kvd, ActType::kF16);
+    const Act attn = be_->activations(kAttn, n, qd, ActType::kF16);
+    const Act delta = be_->activations(kDelta, n, d, ActType::kF16);
+    const Act gate_up = be_->activations(kGateUp, n, 2 * c.d_ffn, ActType::kF16);
+    const Act hidden = be_->activations(kHidden, n, c.d_ffn, ActType::kF16);
 
-    for (int64_t t = 0; t < n; ++t) cpu::rms_norm(&s_.x[t * d], l.ffn_norm.data(), c.rms_eps, d, &s_.h[t * d]);
-    observe(2, s_.h, d);
-    cpu::matmul(l.w_gate, s_.h.data(), n, s_.gate.data(), pool_);
-    cpu::matmul(l.w_up, s_.h.data(), n, s_.up.data(), pool_);
-    cpu::silu_mul(s_.gate.data(), s_.up.data(), n * c.d_ffn);
-    observe(3, s_.gate, c.d_ffn);
-    cpu::matmul(l.w_down, s_.gate.data(), n, s_.h.data(), pool_);
-    cpu::add_inplace(s_.x.data(), s_.h.data(), n * d);
+    be_->rms_norm(x, *l.attn_norm, c.rms_eps, h);
+    observe(0, h);
+    be_->matmul(*l.qkv, h, qkv);
+    be_->rope_store_kv(qkv, cache, li);
+    be_->attention(qkv, cache, li, attn);
+    observe(1, attn);
+    be_->matmul(*l.wo, attn, delta);
+    be_->add_rms_norm(x, delta, *l.ffn_norm, c.rms_eps, h);
+    observe(2, h);
+    be_->matmul(*l.gate_up, h, gate_up);
+    be_->silu_mul(gate_up, hidden);
+    observe(3, hidden);
+    be_->matmul(*l.down, hidden, delta);
+    be_->add(x, delta);
   }
 
-  // The linear weight called `name` (Hugging Face naming), or nullptr.
-  QuantTensor* linear(const std::string& name) {
-    if (name == "lm_head.weight") return &output_;
+  // The layer and stored part of the linear weight `name` (Hugging Face naming); the layer is
+  // nullptr for lm_head, the part nullptr when there is no such weight.
+  std::pair<Layer*, QuantTensor*> find_linear(const std::string& name) {
+    if (name == "lm_head.weight") return {nullptr, &output_parts_[0]};
     constexpr std::string_view kLayers = "model.layers.";
-    if (name.rfind(kLayers, 0) != 0) return nullptr;
+    if (name.rfind(kLayers, 0) != 0) return {nullptr, nullptr};
     const size_t dot = name.find('.', kLayers.size());
-    if (dot == std::string::npos) return nullptr;
+    if (dot == std::string::npos) return {nullptr, nullptr};
     const int li = std::atoi(name.substr(kLayers.size(), dot - kLayers.size()).c_str());
     if (li < 0 || li >= config_.n_layers || name.substr(kLayers.size(), dot - kLayers.size()) != std::to_string(li))
-      return nullptr;
+      return {nullptr, nullptr};
     Layer& l = layers_[size_t(li)];
     const std::string suffix = name.substr(dot + 1);
-    for (auto [n, w] : {std::pair{"self_attn.q_proj.weight", &l.wq}, {"self_attn.k_proj.weight", &l.wk},
-                        {"self_attn.v_proj.weight", &l.wv}, {"self_attn.o_proj.weight", &l.wo},
-                        {"mlp.gate_proj.weight", &l.w_gate}, {"mlp.up_proj.weight", &l.w_up},
-                        {"mlp.down_proj.weight", &l.w_down}})
-      if (suffix == n) return w;
-    return nullptr;
+    for (auto [n, w] : {std::pair{"self_attn.q_proj.weight", &l.qkv_parts[0]},
+                        {"self_attn.k_proj.weight", &l.qkv_parts[1]}, {"self_attn.v_proj.weight", &l.qkv_parts[2]},
+                        {"self_attn.o_proj.weight", &l.wo_parts[0]}, {"mlp.gate_proj.weight", &l.gate_up_parts[0]},
+                        {"mlp.up_proj.weight", &l.gate_up_parts[1]}, {"mlp.down_proj.weight", &l.down_parts[0]}})
+      if (suffix == n) return {&l, w};
+    return {nullptr, nullptr};
   }
 
-  ThreadPool& pool_;
+  std::unique_ptr<Backend> be_;
   ModelConfig config_;
-  std::unique_ptr<Rope> rope_;
-  QuantTensor embedding_{}, output_{};
-  std::vector<float> output_norm_;
+  QuantTensor embedding_table_{};
+  std::unique_ptr<BackendTensor> embedding_, output_norm_;
+  std::vector<QuantTensor> output_parts_;
+  std::unique_ptr<BackendLinear> output_;
   std::vector<Layer> layers_;
-  Scratch s_;
 };
 
 }  // namespace
 
-std::unique_ptr<Model> load_llama(const ModelSource& source, ThreadPool& pool) {
-  return std::make_unique<LlamaModel>(source, pool);
+std::unique_ptr<Model> load_llama(const ModelSource& source, std::unique_ptr<Backend> backend) {
+  return std::make_unique<LlamaModel>(source, std::move(backend));
 }
 
 }  // namespace marlin

@@ -4,10 +4,11 @@
 
 #include <memory>
 
+#include "backend/backend.h"
 #include "model/model.h"
 
 namespace marlin {
 
-std::unique_ptr<Model> load_llama(const ModelSource& source, ThreadPool& pool);
+std::unique_ptr<Model> load_llama(const ModelSource& source, std::unique_ptr<Backend> backend);
 
 }  // namespace marlin

@@ -8,9 +8,9 @@
 
 namespace marlin {
 
-std::unique_ptr<Model> load_model(const ModelSource& source, ThreadPool& pool) {
+std::unique_ptr<Model> load_model(const ModelSource& source, ThreadPool& pool, DeviceKind device) {
   const std::string& arch = source.config().architecture;
-  if (arch == "llama") return load_llama(source, pool);
+  if (arch == "llama") return load_llama(source, make_backend(device, pool));
   fail("model: architecture '{}' is not supported yet (supported: llama)", arch);
 }
 

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/backend.h"
 #include "core/thread_pool.h"
 #include "model/config.h"
 #include "model/kv_cache.h"
@@ -37,7 +38,10 @@ class Model {
   // Writes vocab_size logits for the last token, or for every token when `all_logits`.
   virtual void forward(std::span<const int32_t> tokens, KvCache& cache, float* logits, bool all_logits) = 0;
 
-  // Layer-wise execution, for calibrating quantizers block by block (marlin quantize).
+  // Where the model runs, e.g. "CPU, 2 threads".
+  virtual std::string device_description() const = 0;
+
+  // Layer-wise execution, for calibrating quantizers block by block (marlin quantize; CPU only).
   virtual std::vector<LinearGroup> linear_groups(int layer) const = 0;
   // Hidden states of `tokens` entering the first block (tokens.size() × d_model).
   virtual void embed(std::span<const int32_t> tokens, float* x) const = 0;
@@ -48,8 +52,9 @@ class Model {
   virtual void replace_weight(const std::string& name, const QuantTensor& weight) = 0;
 };
 
-// Builds the network the source describes. The source must outlive the model (weights stay
-// where the source keeps them, usually a mapped file).
-std::unique_ptr<Model> load_model(const ModelSource& source, ThreadPool& pool);
+// Builds the network the source describes on `device` (the CPU backend runs on `pool`). The source
+// and the pool must outlive the model (on the CPU, weights stay where the source keeps them,
+// usually a mapped file).
+std::unique_ptr<Model> load_model(const ModelSource& source, ThreadPool& pool, DeviceKind device = DeviceKind::kCpu);
 
 }  // namespace marlin

@@ -27,6 +27,9 @@ void rms_norm(const float* x, const float* weight, float eps, int64_t rows, int6
 void add_rms_norm(float* x, const __half* delta, const float* weight, float eps, int64_t rows, int64_t n,
                   __half* out, cudaStream_t stream);
 
+// x[i] += fp32(delta[i]) for count values (the residual add when no norm follows).
+void add_residual(float* x, const __half* delta, int64_t count, cudaStream_t stream);
+
 // gate_up holds rows × 2f values, each row [gate (f) | up (f)]; out[r][i] = silu(gate) · up.
 void silu_mul(const __half* gate_up, int64_t rows, int64_t f, __half* out, cudaStream_t stream);
 

@@ -1,4 +1,4 @@
-#include "model/attention.h"
+#include "backend/cpu/attention.h"
 
 #include <algorithm>
 #include <cmath>
@@ -8,8 +8,8 @@
 
 namespace marlin {
 
-void causal_attention(const AttentionShape& shape, const float* q, int64_t n_tokens, int64_t pos0,
-                      const KvCache& cache, int layer, float* out, ThreadPool& pool) {
+void causal_attention(const AttentionShape& shape, const float* q, int64_t q_stride, int64_t n_tokens,
+                      int64_t pos0, const CpuKvCache& cache, int layer, float* out, ThreadPool& pool) {
   const int group = shape.n_heads / shape.n_kv_heads;
   const int64_t hd = shape.head_dim, items = n_tokens * shape.n_heads;
   const float scale = 1.0f / std::sqrt(float(hd));
@@ -21,7 +21,7 @@ void causal_attention(const AttentionShape& shape, const float* q, int64_t n_tok
     for (int64_t item = items * index / count; item < items * (index + 1) / count; ++item) {
       const int64_t t = item / shape.n_heads;
       const int head = int(item % shape.n_heads), kv_head = head / group;
-      const float* qv = q + item * hd;
+      const float* qv = q + t * q_stride + head * hd;
       const int64_t ctx = pos0 + t + 1;
       // A head's keys (and values) are consecutive rows in the cache.
       cpu::dot_rows(qv, cache.key(layer, kv_head, 0), ctx, hd, scale, scores.data());

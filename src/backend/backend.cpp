@@ -1,0 +1,28 @@
+#include "backend/backend.h"
+
+#include "backend/cpu/cpu_backend.h"
+#include "core/error.h"
+#ifdef MARLIN_HAVE_CUDA
+#include "backend/cuda/cuda_backend.h"
+#endif
+
+namespace marlin {
+
+DeviceKind parse_device(const std::string& name) {
+  if (name == "cpu") return DeviceKind::kCpu;
+  if (name == "cuda") return DeviceKind::kCuda;
+  fail("unknown device '{}' (choose cpu or cuda)", name);
+}
+
+const char* device_name(DeviceKind kind) { return kind == DeviceKind::kCpu ? "cpu" : "cuda"; }
+
+std::unique_ptr<Backend> make_backend(DeviceKind kind, ThreadPool& pool) {
+  if (kind == DeviceKind::kCpu) return make_cpu_backend(pool);
+#ifdef MARLIN_HAVE_CUDA
+  return make_cuda_backend();
+#else
+  fail("this build of marlin has no CUDA backend (nvcc was not found when it was configured)");
+#endif
+}
+
+}  // namespace marlin

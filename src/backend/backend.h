@@ -1,0 +1,119 @@
+// The ops a transformer's forward pass calls, on one device (CPU or CUDA). Model code (src/model/)
+// is written once against this interface; each backend owns its memory, its weight layouts and
+// its kernels. No CUDA header is visible from here.
+//
+// Activations are backend memory named by Act views. The residual stream is kF32; other
+// activations are requested as kF16, which a backend may widen (the CPU keeps everything fp32).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "model/config.h"
+#include "model/kv_cache.h"
+#include "quant/format.h"
+
+namespace marlin {
+
+class ThreadPool;
+
+enum class DeviceKind { kCpu, kCuda };
+
+// "cpu" or "cuda"; throws marlin::Error naming the choices otherwise.
+DeviceKind parse_device(const std::string& name);
+const char* device_name(DeviceKind kind);
+
+enum class ActType { kF32, kF16 };
+
+// rows × cols activations in a backend's memory, row-major.
+struct Act {
+  void* data = nullptr;
+  int64_t rows = 0;
+  int64_t cols = 0;
+  ActType type = ActType::kF32;
+};
+
+// Rows [first, first + count) of `a`.
+inline Act act_rows(const Act& a, int64_t first, int64_t count) {
+  const int64_t bytes = a.type == ActType::kF32 ? 4 : 2;
+  return {static_cast<char*>(a.data) + first * a.cols * bytes, count, a.cols, a.type};
+}
+
+// A weight matrix uploaded to a backend (possibly several stacked: q, k, v → one qkv).
+class BackendLinear {
+ public:
+  virtual ~BackendLinear() = default;
+  int64_t rows = 0;  // output features
+  int64_t cols = 0;  // input features
+};
+
+// A vector (norm weights) or embedding table uploaded to a backend.
+class BackendTensor {
+ public:
+  virtual ~BackendTensor() = default;
+};
+
+// The tokens of one forward step: `count` tokens of one sequence at positions pos0 onwards.
+struct StepTokens {
+  std::span<const int32_t> ids;
+  int64_t pos0 = 0;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual DeviceKind kind() const = 0;
+  virtual std::string description() const = 0;  // e.g. "CPU, 2 threads" or "NVIDIA H100 80GB HBM3"
+
+  // --- Model setup -------------------------------------------------------------------------
+  // Attention geometry and rotary embeddings of the model (once, before any other op).
+  // Steps carry at most max_step_tokens tokens.
+  virtual void configure(const ModelConfig& config, int64_t max_step_tokens) = 0;
+  // `parts` stacked by rows into one matrix of the same input width. The views must stay valid
+  // as long as the backend may read them (the CPU backend reads them in place).
+  virtual std::unique_ptr<BackendLinear> linear(std::span<const QuantTensor> parts) = 0;
+  virtual std::unique_ptr<BackendTensor> vector(std::span<const float> values) = 0;
+  virtual std::unique_ptr<BackendTensor> embedding(const QuantTensor& table) = 0;
+  virtual std::unique_ptr<KvCache> new_cache(int64_t capacity) = 0;
+
+  // --- Activations -------------------------------------------------------------------------
+  // Room for `rows` × `cols` values; an Act stays valid until the next reserve call with `slot`.
+  virtual Act activations(int slot, int64_t rows, int64_t cols, ActType type) = 0;
+  // Host fp32 pointer to an Act's data on backends whose activations live in host memory
+  // (calibration reads them); nullptr elsewhere.
+  virtual float* host_data(const Act& a) = 0;
+
+  // --- Ops (activations in, activations out) -----------------------------------------------
+  // Uploads the step's token ids and positions; every op below refers to the current step.
+  virtual void begin_step(const StepTokens& step, KvCache& cache) = 0;
+  virtual void embed(const BackendTensor& table, Act x) = 0;
+  virtual void rms_norm(Act x, const BackendTensor& weight, float eps, Act out) = 0;
+  // x += delta, then out = rms_norm(x) (the residual add fused with the next norm).
+  virtual void add_rms_norm(Act x, Act delta, const BackendTensor& weight, float eps, Act out) = 0;
+  virtual void add(Act x, Act delta) = 0;
+  // out = in · Wᵀ
+  virtual void matmul(const BackendLinear& w, Act in, Act out) = 0;
+  // Rotates the q and k heads of the qkv rows and stores k and v in `cache` for `layer`.
+  virtual void rope_store_kv(Act qkv, KvCache& cache, int layer) = 0;
+  // Causal attention of the step's queries (from qkv) over the cache; out: rows × n_heads·head_dim.
+  virtual void attention(Act qkv, KvCache& cache, int layer, Act out) = 0;
+  // gate_up rows are [gate | up]; out = silu(gate) · up.
+  virtual void silu_mul(Act gate_up, Act out) = 0;
+  // Copies fp32 values of `a` (rows × cols) to host memory.
+  virtual void to_host(Act a, float* out) = 0;
+
+  // Runs `ops` (calls of the ops above for the current step). A backend may record them the
+  // first time a step of this `shape_key` comes and replay the recording afterwards (CUDA
+  // graphs); `shape_key` < 0 means never record.
+  virtual void run(int64_t shape_key, const std::function<void()>& ops) { ops(); }
+};
+
+// The backend for `kind` (the CPU one runs on `pool`, which must outlive it). Throws
+// marlin::Error when this build or machine cannot provide it.
+std::unique_ptr<Backend> make_backend(DeviceKind kind, ThreadPool& pool);
+
+}  // namespace marlin

@@ -1,0 +1,170 @@
+#include "backend/cpu/cpu_backend.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "backend/cpu/attention.h"
+#include "backend/cpu/cpu_kv_cache.h"
+#include "backend/cpu/matmul.h"
+#include "backend/cpu/ops.h"
+#include "core/thread_pool.h"
+#include "model/rope.h"
+#include "quant/dequant.h"
+
+namespace marlin {
+namespace {
+
+struct CpuLinear final : BackendLinear {
+  std::vector<QuantTensor> parts;  // views into the model source, stacked by rows
+};
+
+struct CpuVector final : BackendTensor {
+  std::vector<float> values;
+};
+
+struct CpuEmbedding final : BackendTensor {
+  QuantTensor table;
+};
+
+float* f32(Act a) { return static_cast<float*>(a.data); }
+
+class CpuBackend final : public Backend {
+ public:
+  explicit CpuBackend(ThreadPool& pool) : pool_(pool) {}
+
+  DeviceKind kind() const override { return DeviceKind::kCpu; }
+  std::string description() const override { return fmt::format("CPU, {} threads", pool_.size()); }
+
+  void configure(const ModelConfig& config, int64_t) override {
+    config_ = config;
+    rope_ = std::make_unique<Rope>(config.rope, config.head_dim);
+  }
+
+  std::unique_ptr<BackendLinear> linear(std::span<const QuantTensor> parts) override {
+    MARLIN_CHECK(!parts.empty(), "cpu backend: a linear layer needs at least one weight");
+    auto w = std::make_unique<CpuLinear>();
+    w->cols = parts[0].cols;
+    for (const QuantTensor& p : parts) {
+      MARLIN_CHECK(p.cols == w->cols, "cpu backend: stacked weights of {} and {} columns", w->cols, p.cols);
+      w->rows += p.rows;
+      w->parts.push_back(p);
+    }
+    return w;
+  }
+
+  std::unique_ptr<BackendTensor> vector(std::span<const float> values) override {
+    auto v = std::make_unique<CpuVector>();
+    v->values.assign(values.begin(), values.end());
+    return v;
+  }
+
+  std::unique_ptr<BackendTensor> embedding(const QuantTensor& table) override {
+    auto e = std::make_unique<CpuEmbedding>();
+    e->table = table;
+    return e;
+  }
+
+  std::unique_ptr<KvCache> new_cache(int64_t capacity) override {
+    return std::make_unique<CpuKvCache>(config_.n_layers, config_.n_kv_heads, config_.head_dim, capacity);
+  }
+
+  Act activations(int slot, int64_t rows, int64_t cols, ActType) override {
+    if (size_t(slot) >= buffers_.size()) buffers_.resize(size_t(slot) + 1);
+    auto& b = buffers_[size_t(slot)];
+    if (b.size() < size_t(rows * cols)) b.resize(size_t(rows * cols));
+    return {b.data(), rows, cols, ActType::kF32};
+  }
+  float* host_data(const Act& a) override { return f32(a); }
+
+  void begin_step(const StepTokens& step, KvCache&) override {
+    ids_.assign(step.ids.begin(), step.ids.end());
+    pos0_ = step.pos0;
+    angles_.resize(ids_.size() * size_t(config_.head_dim));
+    for (size_t t = 0; t < ids_.size(); ++t) rope_->angles(pos0_ + int64_t(t), &angles_[t * size_t(config_.head_dim)]);
+  }
+
+  void embed(const BackendTensor& table, Act x) override {
+    const auto& e = static_cast<const CpuEmbedding&>(table);
+    for (size_t t = 0; t < ids_.size(); ++t) dequantize_row(e.table, ids_[t], f32(x) + t * size_t(x.cols));
+  }
+
+  void rms_norm(Act x, const BackendTensor& weight, float eps, Act out) override {
+    const float* w = static_cast<const CpuVector&>(weight).values.data();
+    for (int64_t r = 0; r < x.rows; ++r) cpu::rms_norm(f32(x) + r * x.cols, w, eps, x.cols, f32(out) + r * x.cols);
+  }
+
+  void add_rms_norm(Act x, Act delta, const BackendTensor& weight, float eps, Act out) override {
+    add(x, delta);
+    rms_norm(x, weight, eps, out);
+  }
+
+  void add(Act x, Act delta) override { cpu::add_inplace(f32(x), f32(delta), x.rows * x.cols); }
+
+  void matmul(const BackendLinear& w, Act in, Act out) override {
+    const auto& l = static_cast<const CpuLinear&>(w);
+    if (l.parts.size() == 1) return cpu::matmul(l.parts[0], f32(in), in.rows, f32(out), pool_);
+    // Stacked weights: each part's rows land in its column range of `out`.
+    int64_t col0 = 0;
+    for (const QuantTensor& p : l.parts) {
+      part_out_.resize(size_t(in.rows * p.rows));
+      cpu::matmul(p, f32(in), in.rows, part_out_.data(), pool_);
+      for (int64_t r = 0; r < in.rows; ++r)
+        std::copy_n(&part_out_[size_t(r * p.rows)], p.rows, f32(out) + r * out.cols + col0);
+      col0 += p.rows;
+    }
+  }
+
+  void rope_store_kv(Act qkv, KvCache& cache, int layer) override {
+    auto& kv = static_cast<CpuKvCache&>(cache);
+    const int64_t hd = config_.head_dim, qd = config_.n_heads * hd, kvd = config_.n_kv_heads * hd;
+    for (int64_t t = 0; t < qkv.rows; ++t) {
+      float* row = f32(qkv) + t * qkv.cols;
+      const float* cs = &angles_[size_t(t * hd)];
+      rope_->rotate(row, config_.n_heads, cs);
+      rope_->rotate(row + qd, config_.n_kv_heads, cs);
+      for (int h = 0; h < config_.n_kv_heads; ++h) {
+        std::copy_n(row + qd + h * hd, hd, kv.key(layer, h, pos0_ + t));
+        std::copy_n(row + qd + kvd + h * hd, hd, kv.value(layer, h, pos0_ + t));
+      }
+    }
+  }
+
+  void attention(Act qkv, KvCache& cache, int layer, Act out) override {
+    causal_attention(AttentionShape{config_.n_heads, config_.n_kv_heads, config_.head_dim}, f32(qkv), qkv.cols,
+                     qkv.rows, pos0_, static_cast<const CpuKvCache&>(cache), layer, f32(out), pool_);
+  }
+
+  void silu_mul(Act gate_up, Act out) override {
+    const int64_t f = out.cols;
+    for (int64_t r = 0; r < gate_up.rows; ++r) {
+      float* gate = f32(gate_up) + r * gate_up.cols;
+      cpu::silu_mul(gate, gate + f, f);
+      std::copy_n(gate, f, f32(out) + r * f);
+    }
+  }
+
+  void to_host(Act a, float* out) override {
+    if (out != a.data) std::copy_n(f32(a), a.rows * a.cols, out);
+  }
+
+ private:
+  ThreadPool& pool_;
+  ModelConfig config_;
+  std::unique_ptr<Rope> rope_;
+  std::vector<std::vector<float>> buffers_;
+  std::vector<float> part_out_;
+  std::vector<int32_t> ids_;
+  int64_t pos0_ = 0;
+  std::vector<float> angles_;  // cos/sin per step token
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend(ThreadPool& pool) { return std::make_unique<CpuBackend>(pool); }
+
+}  // namespace marlin

@@ -1,0 +1,290 @@
+#include "backend/cuda/cuda_backend.h"
+
+#include <climits>
+#include <cmath>
+#include <cstdlib>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "backend/cuda/cuda_linear.h"
+#include "backend/cuda/device_info.h"
+#include "backend/cuda/device_memory.h"
+#include "backend/cuda/ops.h"
+#include "core/half.h"
+#include "model/rope.h"
+#include "quant/dequant.h"
+
+namespace marlin {
+namespace {
+
+using cuda::check_cuda;
+using cuda::DeviceArray;
+
+// Positions per KV page.
+constexpr int kPageSize = 32;
+// cuBLAS's workspace, given up front so that its calls can be captured into graphs.
+constexpr size_t kCublasWorkspaceBytes = size_t(32) << 20;
+
+struct CudaVector final : BackendTensor {
+  DeviceArray<float> values;
+};
+
+struct CudaEmbedding final : BackendTensor {
+  DeviceArray<__half> table;
+};
+
+// Pages of every layer in one allocation; a single sequence owns pages 0.. in order.
+class CudaKvCache final : public KvCache {
+ public:
+  CudaKvCache(const ModelConfig& c, int64_t capacity, uint64_t id)
+      : KvCache(capacity), id_(id), pages_(int((capacity + kPageSize - 1) / kPageSize)),
+        layer_elems_(size_t(pages_) * size_t(c.n_kv_heads) * kPageSize * size_t(c.head_dim)),
+        keys_(layer_elems_ * size_t(c.n_layers)), values_(layer_elems_ * size_t(c.n_layers)),
+        block_table_(size_t(pages_)) {
+    std::vector<int32_t> identity(static_cast<size_t>(pages_));
+    for (int p = 0; p < pages_; ++p) identity[size_t(p)] = p;
+    block_table_.upload(identity.data(), identity.size());
+  }
+  uint64_t id() const { return id_; }
+  int pages() const { return pages_; }
+  const int32_t* block_table() const { return block_table_.get(); }
+  cuda::KvLayer layer(int l) const {
+    return {keys_.get() + size_t(l) * layer_elems_, values_.get() + size_t(l) * layer_elems_};
+  }
+
+ private:
+  uint64_t id_;
+  int pages_;
+  size_t layer_elems_;
+  DeviceArray<__half> keys_, values_;
+  DeviceArray<int32_t> block_table_;
+};
+
+__half* f16(const Act& a) { return static_cast<__half*>(a.data); }
+float* f32(const Act& a) { return static_cast<float*>(a.data); }
+
+class CudaBackend final : public Backend {
+ public:
+  CudaBackend() {
+    MARLIN_CHECK(cuda::device_count() > 0, "no CUDA device is available (use --device cpu)");
+    check_cuda(cudaGetDevice(&device_), "cudaGetDevice");
+    name_ = cuda::device_name(device_);
+    check_cuda(cudaStreamCreateWithFlags(&ctx_.stream, cudaStreamNonBlocking), "cudaStreamCreate");
+    MARLIN_CHECK(cublasCreate(&ctx_.cublas) == CUBLAS_STATUS_SUCCESS, "cublas: cannot create a handle");
+    cublas_workspace_ = DeviceArray<uint8_t>(kCublasWorkspaceBytes);
+    cublasSetStream(ctx_.cublas, ctx_.stream);
+    cublasSetWorkspace(ctx_.cublas, cublas_workspace_.get(), kCublasWorkspaceBytes);
+    const char* graphs = std::getenv("MARLIN_CUDA_GRAPHS");  // "0": run every step directly (debugging)
+    graphs_enabled_ = graphs == nullptr || std::string(graphs) != "0";
+  }
+  ~CudaBackend() override {
+    for (auto& [key, graph] : graphs_) cudaGraphExecDestroy(graph);
+    cublasDestroy(ctx_.cublas);
+    cudaStreamDestroy(ctx_.stream);
+  }
+
+  DeviceKind kind() const override { return DeviceKind::kCuda; }
+  std::string description() const override { return name_; }
+
+  void configure(const ModelConfig& config, int64_t max_step_tokens) override {
+    config_ = config;
+    rope_ = std::make_unique<Rope>(config.rope, config.head_dim);
+    geometry_ = {config.n_heads, config.n_kv_heads, config.head_dim, rope_->rotary_dim(),
+                 config.rope.pairing == RopePairing::kHalfSplit, kPageSize};
+    ctx_.max_rows = max_step_tokens;
+    ids_ = DeviceArray<int32_t>(size_t(max_step_tokens));
+    positions_ = DeviceArray<int32_t>(size_t(max_step_tokens));
+    slots_ = DeviceArray<int32_t>(size_t(max_step_tokens));
+    seq_len_ = DeviceArray<int32_t>(1);
+  }
+
+  std::unique_ptr<BackendLinear> linear(std::span<const QuantTensor> parts) override {
+    return cuda::CudaLinear::upload(parts, ctx_);
+  }
+
+  std::unique_ptr<BackendTensor> vector(std::span<const float> values) override {
+    auto v = std::make_unique<CudaVector>();
+    v->values = DeviceArray<float>(values.size());
+    v->values.upload(values.data(), values.size());
+    return v;
+  }
+
+  std::unique_ptr<BackendTensor> embedding(const QuantTensor& table) override {
+    auto e = std::make_unique<CudaEmbedding>();
+    std::vector<float> row(size_t(table.cols));
+    std::vector<uint16_t> host(size_t(table.rows * table.cols));
+    for (int64_t r = 0; r < table.rows; ++r) {
+      dequantize_row(table, r, row.data());
+      for (int64_t k = 0; k < table.cols; ++k) host[size_t(r * table.cols + k)] = fp32_to_fp16(row[size_t(k)]);
+    }
+    e->table = DeviceArray<__half>(host.size());
+    e->table.upload(reinterpret_cast<const __half*>(host.data()), host.size());
+    return e;
+  }
+
+  std::unique_ptr<KvCache> new_cache(int64_t capacity) override {
+    MARLIN_CHECK(capacity <= INT32_MAX / 2, "context of {} tokens is too long for the CUDA backend", capacity);
+    if (capacity > rope_positions_) {  // angles of every position the cache can hold
+      const int rd = rope_->rotary_dim();
+      std::vector<float> table(size_t(capacity) * size_t(rd));
+      for (int64_t p = 0; p < capacity; ++p) rope_->angles(p, &table[size_t(p) * size_t(rd)]);
+      replace(rope_table_, DeviceArray<float>(table.size()));
+      rope_table_.upload(table.data(), table.size());
+      rope_positions_ = capacity;
+    }
+    const auto floats = size_t(cuda::attention_decode_workspace_floats(1, capacity, geometry_));
+    if (floats > decode_workspace_.size()) replace(decode_workspace_, DeviceArray<float>(floats));
+    return std::make_unique<CudaKvCache>(config_, capacity, next_cache_id_++);
+  }
+
+  Act activations(int slot, int64_t rows, int64_t cols, ActType type) override {
+    MARLIN_CHECK(rows <= ctx_.max_rows, "cuda backend: {} rows in one step (at most {})", rows, ctx_.max_rows);
+    if (size_t(slot) >= buffers_.size()) buffers_.resize(size_t(slot) + 1);
+    auto& b = buffers_[size_t(slot)];
+    const size_t bytes = size_t(ctx_.max_rows * cols) * (type == ActType::kF32 ? 4 : 2);
+    if (b.size() < bytes) replace(b, DeviceArray<uint8_t>(bytes));
+    return {b.get(), rows, cols, type};
+  }
+  float* host_data(const Act&) override { return nullptr; }
+
+  void begin_step(const StepTokens& step, KvCache& cache) override {
+    const auto n = int64_t(step.ids.size());
+    MARLIN_CHECK(n <= ctx_.max_rows, "cuda backend: {} tokens in one step (at most {})", n, ctx_.max_rows);
+    step_rows_ = n;
+    pos0_ = step.pos0;
+    cache_ = static_cast<CudaKvCache*>(&cache);
+    host_positions_.resize(size_t(n));
+    for (int64_t t = 0; t < n; ++t) host_positions_[size_t(t)] = int32_t(pos0_ + t);
+    const int32_t seq_len = int32_t(pos0_ + n);
+    // Pageable sources: each copy returns once the source has been read, so the host vectors may
+    // change right after (the single sequence's pages are in order: slot = position).
+    copy_to_device(ids_.get(), step.ids.data(), n);
+    copy_to_device(positions_.get(), host_positions_.data(), n);
+    copy_to_device(slots_.get(), host_positions_.data(), n);
+    copy_to_device(seq_len_.get(), &seq_len, 1);
+  }
+
+  void embed(const BackendTensor& table, Act x) override {
+    cuda::embed(static_cast<const CudaEmbedding&>(table).table.get(), x.cols, ids_.get(), x.rows, f32(x), ctx_.stream);
+  }
+
+  void rms_norm(Act x, const BackendTensor& weight, float eps, Act out) override {
+    cuda::rms_norm(f32(x), static_cast<const CudaVector&>(weight).values.get(), eps, x.rows, x.cols, f16(out),
+                   ctx_.stream);
+  }
+
+  void add_rms_norm(Act x, Act delta, const BackendTensor& weight, float eps, Act out) override {
+    cuda::add_rms_norm(f32(x), f16(delta), static_cast<const CudaVector&>(weight).values.get(), eps, x.rows, x.cols,
+                       f16(out), ctx_.stream);
+  }
+
+  void add(Act x, Act delta) override { cuda::add_residual(f32(x), f16(delta), x.rows * x.cols, ctx_.stream); }
+
+  void matmul(const BackendLinear& w, Act in, Act out) override {
+    static_cast<const cuda::CudaLinear&>(w).forward(f16(in), in.rows, out.data, out.type == ActType::kF32, ctx_);
+  }
+
+  void rope_store_kv(Act qkv, KvCache& cache, int layer) override {
+    const auto& kv = static_cast<const CudaKvCache&>(cache);
+    cuda::rope_store_kv(f16(qkv), qkv.rows, positions_.get(), slots_.get(), rope_table_.get(), geometry_, kv.layer(layer),
+                        ctx_.stream);
+  }
+
+  void attention(Act qkv, KvCache& cache, int layer, Act out) override {
+    const auto& kv = static_cast<const CudaKvCache&>(cache);
+    const float scale = 1.0f / std::sqrt(float(config_.head_dim));
+    if (qkv.rows == 1) {
+      cuda::attention_decode(f16(qkv), 1, seq_len_.get(), kv.block_table(), kv.pages(), kv.capacity(), geometry_,
+                             kv.layer(layer), scale, f16(out), decode_workspace_.get(), ctx_.stream);
+    } else {
+      cuda::attention_prefill(f16(qkv), qkv.rows, pos0_, kv.block_table(), geometry_, kv.layer(layer), scale, f16(out),
+                              ctx_.stream);
+    }
+  }
+
+  void silu_mul(Act gate_up, Act out) override {
+    cuda::silu_mul(f16(gate_up), gate_up.rows, out.cols, f16(out), ctx_.stream);
+  }
+
+  void to_host(Act a, float* out) override {
+    MARLIN_CHECK(a.type == ActType::kF32, "cuda backend: only fp32 activations are copied to the host");
+    check_cuda(cudaMemcpyAsync(out, a.data, size_t(a.rows * a.cols) * sizeof(float), cudaMemcpyDeviceToHost,
+                               ctx_.stream),
+               "cudaMemcpyAsync(to host)");
+    check_cuda(cudaStreamSynchronize(ctx_.stream), "forward pass");
+  }
+
+  // A step of a shape seen before, on the same cache, replays the graph recorded the first time.
+  void run(int64_t shape_key, const std::function<void()>& ops) override {
+    if (shape_key < 0 || !graphs_enabled_) {
+      ops();
+      return;
+    }
+    const std::pair<int64_t, uint64_t> key{shape_key, cache_->id()};
+    auto it = graphs_.find(key);
+    if (it == graphs_.end()) {
+      cudaGraph_t graph = nullptr;
+      check_cuda(cudaStreamBeginCapture(ctx_.stream, cudaStreamCaptureModeRelaxed), "cudaStreamBeginCapture");
+      try {
+        ops();
+      } catch (...) {
+        cudaStreamEndCapture(ctx_.stream, &graph);
+        if (graph) cudaGraphDestroy(graph);
+        throw;
+      }
+      check_cuda(cudaStreamEndCapture(ctx_.stream, &graph), "cudaStreamEndCapture");
+      cudaGraphExec_t exec = nullptr;
+      const cudaError_t err = cudaGraphInstantiate(&exec, graph, 0);
+      cudaGraphDestroy(graph);
+      check_cuda(err, "cudaGraphInstantiate");
+      it = graphs_.emplace(key, exec).first;
+    }
+    check_cuda(cudaGraphLaunch(it->second, ctx_.stream), "cudaGraphLaunch");
+  }
+
+ private:
+  template <typename T>
+  void copy_to_device(T* dst, const T* src, int64_t count) {
+    check_cuda(cudaMemcpyAsync(dst, src, size_t(count) * sizeof(T), cudaMemcpyHostToDevice, ctx_.stream),
+               "cudaMemcpyAsync(step)");
+  }
+
+  // Recorded graphs point at device buffers: replacing one drops them.
+  template <typename T>
+  void replace(DeviceArray<T>& buffer, DeviceArray<T>&& fresh) {
+    check_cuda(cudaStreamSynchronize(ctx_.stream), "cudaStreamSynchronize");
+    for (auto& [key, graph] : graphs_) cudaGraphExecDestroy(graph);
+    graphs_.clear();
+    buffer = std::move(fresh);
+  }
+
+  int device_ = 0;
+  std::string name_;
+  cuda::LinearContext ctx_;
+  DeviceArray<uint8_t> cublas_workspace_;
+  ModelConfig config_;
+  std::unique_ptr<Rope> rope_;
+  cuda::AttentionGeometry geometry_;
+  DeviceArray<float> rope_table_;
+  int64_t rope_positions_ = 0;
+  DeviceArray<float> decode_workspace_;
+  uint64_t next_cache_id_ = 1;
+  std::vector<DeviceArray<uint8_t>> buffers_;
+  // The current step.
+  DeviceArray<int32_t> ids_, positions_, slots_, seq_len_;
+  std::vector<int32_t> host_positions_;
+  int64_t step_rows_ = 0, pos0_ = 0;
+  CudaKvCache* cache_ = nullptr;
+  bool graphs_enabled_ = true;
+  std::map<std::pair<int64_t, uint64_t>, cudaGraphExec_t> graphs_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cuda_backend() { return std::make_unique<CudaBackend>(); }
+
+}  // namespace marlin

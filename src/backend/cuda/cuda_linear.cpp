@@ -1,0 +1,118 @@
+#include "backend/cuda/cuda_linear.h"
+
+#include <cstring>
+#include <vector>
+
+#include "backend/cuda/device_memory.h"
+#include "backend/cuda/ops.h"
+#include "backend/int4_tiles.h"
+#include "core/half.h"
+#include "quant/dequant.h"
+#include "quant/quant_buffers.h"
+
+namespace marlin::cuda {
+namespace {
+
+void check_cublas(cublasStatus_t status, const char* what) {
+  MARLIN_CHECK(status == CUBLAS_STATUS_SUCCESS, "cublas: {} failed (status {})", what, int(status));
+}
+
+// The parts stacked into one planar tensor (host copy).
+QuantBuffers stack_rows(std::span<const QuantTensor> parts) {
+  int64_t rows = 0;
+  for (const QuantTensor& p : parts) rows += p.rows;
+  const TensorFormat& f = parts[0].format;
+  const int64_t cols = parts[0].cols, groups = f.groups(cols);
+  QuantBuffers out = QuantBuffers::allocate(f, rows, cols);
+  const size_t scale_row = size_t(groups) * size_t(scale_bytes(format_info(f.kind).scale));
+  int64_t r0 = 0;
+  for (const QuantTensor& p : parts) {
+    for (int64_t r = 0; r < p.rows; ++r) {
+      std::memcpy(&out.codes[size_t(r0 + r) * out.code_row_bytes], p.codes + size_t(r) * p.code_row_bytes,
+                  out.code_row_bytes);
+      std::memcpy(&out.scales[size_t(r0 + r) * scale_row], p.scales + size_t(r) * scale_row, scale_row);
+      if (f.asymmetric)
+        std::memcpy(&out.zeros[size_t(r0 + r) * size_t(groups)], p.zeros + size_t(r) * size_t(groups), size_t(groups));
+    }
+    r0 += p.rows;
+  }
+  return out;
+}
+
+bool int4_kernel_runs(std::span<const QuantTensor> parts) {
+  int64_t rows = 0;
+  for (const QuantTensor& p : parts) {
+    if (!(p.format == parts[0].format)) return false;
+    rows += p.rows;
+  }
+  const TensorFormat& f = parts[0].format;
+  return f.kind == FormatKind::kInt4 && !f.act_order && !f.sparse_24 && rows % kInt4TileRows == 0 &&
+         parts[0].cols % kInt4TileCols == 0;
+}
+
+class Int4Linear final : public CudaLinear {
+ public:
+  Int4Linear(std::span<const QuantTensor> parts, LinearContext& ctx)
+      : weights_(stack_rows(parts).view()) {
+    rows = weights_.view().shape.rows;
+    cols = weights_.view().shape.cols;
+    ctx.int4_workspace.reserve(rows, ctx.max_rows);
+    const size_t scratch = size_t(ctx.max_rows * rows);
+    if (ctx.f16_scratch.size() < scratch) ctx.f16_scratch = DeviceArray<__half>(scratch);
+  }
+  void forward(const __half* in, int64_t m, void* out, bool out_f32, LinearContext& ctx) const override {
+    if (!out_f32) return int4_gemm(weights_.view(), in, static_cast<__half*>(out), m, ctx.int4_workspace, ctx.stream);
+    int4_gemm(weights_.view(), in, ctx.f16_scratch.get(), m, ctx.int4_workspace, ctx.stream);
+    half_to_float(ctx.f16_scratch.get(), m * rows, static_cast<float*>(out), ctx.stream);
+  }
+  const char* kernel_name() const override { return "int4"; }
+
+ private:
+  Int4DeviceWeights weights_;
+};
+
+class DenseLinear final : public CudaLinear {
+ public:
+  explicit DenseLinear(std::span<const QuantTensor> parts) {
+    cols = parts[0].cols;
+    for (const QuantTensor& p : parts) rows += p.rows;
+    weights_ = DeviceArray<__half>(size_t(rows * cols));
+    std::vector<float> row(static_cast<size_t>(cols));
+    std::vector<uint16_t> host(size_t(rows * cols));
+    int64_t r0 = 0;
+    for (const QuantTensor& p : parts) {
+      for (int64_t r = 0; r < p.rows; ++r) {
+        dequantize_row(p, r, row.data());
+        for (int64_t k = 0; k < cols; ++k) host[size_t((r0 + r) * cols + k)] = fp32_to_fp16(row[size_t(k)]);
+      }
+      r0 += p.rows;
+    }
+    weights_.upload(reinterpret_cast<const __half*>(host.data()), host.size());
+  }
+  // Row-major out (m × rows) = in (m × cols) · Wᵀ is, column-major, W(cols × rows)ᵀ · in(cols × m).
+  void forward(const __half* in, int64_t m, void* out, bool out_f32, LinearContext& ctx) const override {
+    const float one = 1.0f, zero = 0.0f;
+    check_cublas(cublasGemmEx(ctx.cublas, CUBLAS_OP_T, CUBLAS_OP_N, int(rows), int(m), int(cols), &one, weights_.get(),
+                              CUDA_R_16F, int(cols), in, CUDA_R_16F, int(cols), &zero, out,
+                              out_f32 ? CUDA_R_32F : CUDA_R_16F, int(rows), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                 "cublasGemmEx");
+  }
+  const char* kernel_name() const override { return "fp16"; }
+
+ private:
+  DeviceArray<__half> weights_;
+};
+
+}  // namespace
+
+std::unique_ptr<CudaLinear> CudaLinear::upload(std::span<const QuantTensor> parts, LinearContext& ctx) {
+  MARLIN_CHECK(!parts.empty(), "cuda backend: a linear layer needs at least one weight");
+  for (const QuantTensor& p : parts) {
+    p.validate();
+    MARLIN_CHECK(p.cols == parts[0].cols, "cuda backend: stacked weights of {} and {} columns", parts[0].cols, p.cols);
+  }
+  if (int4_kernel_runs(parts)) return std::make_unique<Int4Linear>(parts, ctx);
+  return std::make_unique<DenseLinear>(parts);
+}
+
+}  // namespace marlin::cuda

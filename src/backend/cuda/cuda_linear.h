@@ -1,0 +1,38 @@
+// Linear layers on the GPU. Every format runs: int4 (symmetric or asymmetric, g32/g64/g128/per
+// channel, no act-order or 2:4) through the fused int4 kernel (int4_gemm.h) when the shape fits it
+// (rows a multiple of 64, cols of 128); everything else is dequantized once, at upload, to fp16
+// and multiplied by cuBLAS.
+#pragma once
+
+#include <cublas_v2.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <memory>
+#include <span>
+
+#include "backend/backend.h"
+#include "backend/cuda/device_memory.h"
+#include "backend/cuda/int4_gemm.h"
+
+namespace marlin::cuda {
+
+// What the linear layers of one backend share: the stream and the scratch of their kernels.
+struct LinearContext {
+  cudaStream_t stream = nullptr;
+  cublasHandle_t cublas = nullptr;
+  Int4GemmWorkspace int4_workspace;
+  DeviceArray<__half> f16_scratch;  // an int4 product on its way to fp32 (logits)
+  int64_t max_rows = 0;  // the most activation rows of one call (sizes the workspaces)
+};
+
+class CudaLinear : public BackendLinear {
+ public:
+  // `parts` stacked by rows (same column count; int4 needs the same format in every part).
+  static std::unique_ptr<CudaLinear> upload(std::span<const QuantTensor> parts, LinearContext& ctx);
+  // out = in · Wᵀ for m rows of fp16 input; out is fp16, or fp32 when `out_f32`.
+  virtual void forward(const __half* in, int64_t m, void* out, bool out_f32, LinearContext& ctx) const = 0;
+  virtual const char* kernel_name() const = 0;
+};
+
+}  // namespace marlin::cuda
