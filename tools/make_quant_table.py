@@ -7,7 +7,7 @@ Q4_1; the baseline is those weights as they are), then on the fixed corpus
 (KL divergence, top-1 agreement) and `marlin bench` (CPU decode tokens/s). The table replaces the
 text between the markers in docs/quantization.md.
 
-  python3 tools/make_quant_table.py [--chunks 16] [--threads 2] [--formats int4-g128 ...]
+  python3 tools/make_quant_table.py [--chunks 16] [--threads 2] [--formats int4-g128 ...] [--marlin BIN]
 
 Runs on the CPU; expect a few minutes per format on a 2-core machine.
 """
@@ -64,11 +64,15 @@ def measure(model, args):
 
 
 def main():
+    global MARLIN
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--chunks", type=int, default=16)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--formats", nargs="*", help="labels to run (default: all)")
+    ap.add_argument("--marlin", type=pathlib.Path, default=ROOT / "build" / "marlin",
+                    help="the marlin binary (default: build/marlin; pass a copy to rebuild meanwhile)")
     args = ap.parse_args()
+    MARLIN = args.marlin
     rows = [("Q4_1 (original, baseline)", MODEL.stat().st_size, measure(MODEL, args))]
     with tempfile.TemporaryDirectory() as tmp:
         for label, fmt, method in FORMATS:
