@@ -21,6 +21,7 @@ struct BenchOptions {
   int prompt_tokens = 512;
   int gen_tokens = 128;
   int threads = 0;
+  std::string device = "cpu";
   int reps = 3;
   bool json = false;
 };
@@ -38,7 +39,7 @@ double seconds(Fn&& fn) {
 }
 
 void bench(const BenchOptions& o) {
-  Engine engine({resolve_model_path(o.model), o.threads});
+  Engine engine({resolve_model_path(o.model), o.threads, parse_device(o.device)});
   Model& model = engine.model();
   const int vocab = model.config().vocab_size;
   std::vector<float> logits(static_cast<size_t>(vocab));
@@ -101,6 +102,7 @@ void register_bench(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::Range(0, 1 << 16));
   c->add_option("-t,--threads", options->threads, "Worker threads (default: one per core)")->check(CLI::Range(0, 1024));
+  add_device_option(c, options->device);
   c->add_option("-r,--reps", options->reps, "Repetitions (after one warm-up run)")->capture_default_str()->check(CLI::Range(1, 1000));
   c->add_flag("--json", options->json, "Print one JSON object");
   c->callback([options] { bench(*options); });

@@ -39,7 +39,7 @@ bool read_message(std::string& message, bool interactive) {
 
 void chat(ChatOptions& o) {
   finish_generate_options(o.common);
-  Engine engine({resolve_model_path(o.common.model), o.common.threads});
+  Engine engine({resolve_model_path(o.common.model), o.common.threads, parse_device(o.common.device)});
   const int64_t context = std::min<int64_t>(o.common.context, engine.model().config().context_length);
   Session session(engine.model(), engine.tokenizer(), context);
   const bool interactive = isatty(STDIN_FILENO);

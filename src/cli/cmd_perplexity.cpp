@@ -22,6 +22,7 @@ struct EvalOptions {
   int ctx = 512;
   int chunks = 0;
   int threads = 0;
+  std::string device = "cpu";
   bool json = false;
 };
 
@@ -32,6 +33,7 @@ void add_eval_options(CLI::App* c, EvalOptions& o) {
       ->check(CLI::Range(4, 1 << 20));
   c->add_option("--chunks", o.chunks, "Evaluate at most this many chunks (0: all)")->capture_default_str()->check(CLI::NonNegativeNumber);
   c->add_option("-t,--threads", o.threads, "Worker threads (default: one per core)")->check(CLI::Range(0, 1024));
+  add_device_option(c, o.device);
   c->add_flag("--json", o.json, "Print one JSON object");
 }
 
@@ -54,7 +56,7 @@ nlohmann::json to_json(const PerplexityResult& r) {
 }
 
 void run_perplexity(const EvalOptions& o) {
-  Engine engine({resolve_model_path(o.model), o.threads});
+  Engine engine({resolve_model_path(o.model), o.threads, parse_device(o.device)});
   const auto tokens = corpus_tokens(engine, o);
   const auto options = evaluation_options(engine, o);
   ProgressBar bar("perplexity", evaluation_chunks(tokens.size(), options));
@@ -75,8 +77,8 @@ void run_perplexity(const EvalOptions& o) {
 }
 
 void run_compare(const EvalOptions& o) {
-  Engine a({resolve_model_path(o.model), o.threads});
-  Engine b({resolve_model_path(o.other), o.threads});
+  Engine a({resolve_model_path(o.model), o.threads, parse_device(o.device)});
+  Engine b({resolve_model_path(o.other), o.threads, parse_device(o.device)});
   const auto tokens = corpus_tokens(a, o);
   const auto options = evaluation_options(a, o);
   ProgressBar bar("compare", evaluation_chunks(tokens.size(), options));

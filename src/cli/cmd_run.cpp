@@ -23,7 +23,7 @@ struct RunOptions {
 void run(RunOptions& o) {
   finish_generate_options(o.common);
   if (o.prompt == "-") o.prompt.assign(std::istreambuf_iterator<char>(std::cin), {});
-  Engine engine({resolve_model_path(o.common.model), o.common.threads});
+  Engine engine({resolve_model_path(o.common.model), o.common.threads, parse_device(o.common.device)});
   std::vector<int32_t> prompt;
   if (o.raw) {
     prompt = engine.raw_prompt(o.prompt);

@@ -58,11 +58,19 @@ std::string resolve_model_path(const std::string& path) {
 }
 
 
+void add_device_option(CLI::App* c, std::string& device) {
+  c->add_option("-d,--device", device,
+                "Where the model runs: cpu, or cuda (the first NVIDIA GPU; weights are uploaded at start)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"cpu", "cuda"}));
+}
+
 void add_generate_options(CLI::App* c, GenerateOptions& o) {
   auto& g = o.generation;
   auto& s = g.sampling;
   c->add_option("-m,--model", o.model, "GGUF model file (default: the model scripts/setup.sh fetches)");
   c->add_option("-t,--threads", o.threads, "Worker threads (default: one per core)")->check(CLI::Range(0, 1024));
+  add_device_option(c, o.device);
   c->add_option("-c,--ctx", o.context, "Context size in tokens (prompt + answer; capped at the model's)")
       ->capture_default_str()
       ->check(CLI::Range(16, 1 << 20));

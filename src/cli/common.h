@@ -30,12 +30,16 @@ std::string read_text_file(const std::string& path);
 struct GenerateOptions {
   std::string model;
   int threads = 0;
+  std::string device = "cpu";
   int context = 4096;
   GenerationParams generation;
   bool seed_given = false;
 };
 
-// Adds --model, --threads, --ctx, sampling and length options to a subcommand.
+// Adds --device (cpu or cuda) to a subcommand.
+void add_device_option(CLI::App* command, std::string& device);
+
+// Adds --model, --threads, --device, --ctx, sampling and length options to a subcommand.
 void add_generate_options(CLI::App* command, GenerateOptions& options);
 
 // Fills in a random seed when none was given and checks the sampling parameters.

@@ -17,7 +17,7 @@ Engine::Engine(const EngineOptions& options)
     : pool_(std::make_unique<ThreadPool>(options.threads)),
       source_(open_model_source(options.model_path)),
       tokenizer_(source_->tokenizer()),
-      model_(load_model(*source_, *pool_)) {
+      model_(load_model(*source_, *pool_, options.device)) {
   const std::string own = source_->chat_template();
   has_own_template_ = !own.empty();
   template_ = std::make_unique<ChatTemplate>(has_own_template_ ? own : std::string(kChatMlTemplate));

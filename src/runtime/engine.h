@@ -18,6 +18,7 @@ class Tokenizer;
 struct EngineOptions {
   std::string model_path;  // a .gguf file (see open_model_source)
   int threads = 0;  // 0: one per core
+  DeviceKind device = DeviceKind::kCpu;
 };
 
 class Engine {

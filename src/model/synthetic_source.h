@@ -1,0 +1,23 @@
+// Models of a known shape with random weights, for benchmarks (nothing is read from disk): the
+// speed of an 8B model without fetching one. The weights are noise scaled to keep activations
+// bounded; the outputs mean nothing and there is no tokenizer.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "model/model_source.h"
+
+namespace marlin {
+
+// Shape names make_synthetic_source knows: "llama3-8b" (Llama-3.1-8B), "tiny" (2 layers, for tests).
+std::vector<std::string> synthetic_shapes();
+
+// Linear weights in `format` (f16, or a planar integer format: int8/int4/int3/int2 with any group
+// size, symmetric or asymmetric); embeddings and norms are f16/f32. Throws marlin::Error for an
+// unknown shape or an unsupported format.
+std::unique_ptr<ModelSource> make_synthetic_source(const std::string& shape, const TensorFormat& format,
+                                                   uint64_t seed = 1);
+
+}  // namespace marlin
