@@ -1,0 +1,125 @@
+// Timings of the attention kernels on the Llama-3.1-8B shape (32 query heads, 8 KV heads, head_dim
+// 128), printed for the record (cudaEvent timing over repeated launches). They assert only that
+// the kernels run; the figures go to bench/README.md-style notes by hand.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "backend/cuda/device_info.h"
+#include "backend/cuda/ops.h"
+#include "device_buffer.h"
+#include "test_util.h"
+
+namespace marlin::test {
+namespace {
+
+// Mean milliseconds per call of `launch` over `iterations` back-to-back launches, after warm-up.
+template <typename F>
+float time_ms(F launch, int iterations) {
+  for (int i = 0; i < 3; ++i) launch();
+  cudaEvent_t start, stop;
+  cuda_ok(cudaEventCreate(&start), "event");
+  cuda_ok(cudaEventCreate(&stop), "event");
+  cuda_ok(cudaEventRecord(start), "record");
+  for (int i = 0; i < iterations; ++i) launch();
+  cuda_ok(cudaEventRecord(stop), "record");
+  cuda_ok(cudaEventSynchronize(stop), "sync");
+  float ms = 0;
+  cuda_ok(cudaEventElapsedTime(&ms, start, stop), "elapsed");
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  return ms / float(iterations);
+}
+
+cuda::AttentionGeometry llama8b(int head_dim = 128, int n_heads = 32, int n_kv_heads = 8) {
+  cuda::AttentionGeometry g;
+  g.n_heads = n_heads;
+  g.n_kv_heads = n_kv_heads;
+  g.head_dim = head_dim;
+  g.rotary_dim = head_dim;
+  g.page_size = 16;
+  return g;
+}
+
+// `n` fp16 values in [-1, 1]: a random block repeated (generating a GiB value by value is slow).
+std::vector<uint16_t> filler(size_t n, std::mt19937& rng) {
+  const std::vector<uint16_t> block = random_halves(size_t(1) << 20, -1.0f, 1.0f, rng);
+  std::vector<uint16_t> v(n);
+  for (size_t i = 0; i < n; i += block.size()) std::copy_n(block.begin(), std::min(block.size(), n - i), v.begin() + long(i));
+  return v;
+}
+
+// A cache of `pages` pages and shuffled block tables.
+struct PerfCache {
+  DeviceBuffer<uint16_t> keys, values;
+  DeviceBuffer<int32_t> tables;
+  PerfCache(const cuda::AttentionGeometry& g, int pages, std::mt19937& rng)
+      : keys(filler(size_t(pages) * g.n_kv_heads * g.page_size * g.head_dim, rng)),
+        values(filler(keys.size(), rng)),
+        tables(shuffled(pages, rng)) {}
+  static std::vector<int32_t> shuffled(int pages, std::mt19937& rng) {
+    std::vector<int32_t> t(size_t(pages));
+    std::iota(t.begin(), t.end(), 0);
+    std::shuffle(t.begin(), t.end(), rng);
+    return t;
+  }
+};
+
+TEST(CudaAttentionPerf, Prefill) {
+  MARLIN_REQUIRE_GPU();
+  std::printf("device: %s\n", cuda::device_name(0).c_str());
+  for (auto [hd, heads, kv_heads] : {std::tuple{128, 32, 8}, std::tuple{64, 9, 3}, std::tuple{64, 32, 8}}) {
+    const cuda::AttentionGeometry g = llama8b(hd, heads, kv_heads);
+    const int rows = 2048, pages = rows / g.page_size;
+    std::mt19937 rng(1);
+    PerfCache cache(g, pages, rng);
+    DeviceBuffer<uint16_t> qkv(random_halves(size_t(rows) * (heads + 2 * kv_heads) * hd, -1.0f, 1.0f, rng)),
+        out(size_t(rows) * heads * hd);
+    const float ms = time_ms(
+        [&] {
+          cuda::attention_prefill(as_half(qkv), rows, 0, cache.tables.get(), g,
+                                  {as_half(cache.keys), as_half(cache.values)}, 1.0f / std::sqrt(float(hd)),
+                                  as_half(out), nullptr);
+        },
+        20);
+    // Two products of 2 FLOP per (query, visible key, head, dim): the causal triangle.
+    const double flops = 4.0 * heads * hd * (double(rows) * (rows + 1) / 2);
+    std::printf("prefill %d tokens, %d/%d heads, hd %d: %.1f us, %.1f TFLOP/s\n", rows, heads, kv_heads, hd,
+                ms * 1e3, flops / (ms * 1e-3) / 1e12);
+  }
+}
+
+TEST(CudaAttentionPerf, Decode) {
+  MARLIN_REQUIRE_GPU();
+  const cuda::AttentionGeometry g = llama8b();
+  for (int batch : {1, 32}) {
+    for (int ctx : {2048, 8192}) {
+      const int max_pages = ctx / g.page_size;
+      std::mt19937 rng(2);
+      PerfCache cache(g, batch * max_pages, rng);
+      DeviceBuffer<uint16_t> qkv(random_halves(size_t(batch) * (g.n_heads + 2 * g.n_kv_heads) * g.head_dim, -1.0f,
+                                               1.0f, rng)),
+          out(size_t(batch) * g.n_heads * g.head_dim);
+      DeviceBuffer<int32_t> lens(std::vector<int32_t>(size_t(batch), ctx));
+      DeviceBuffer<float> workspace(size_t(std::max<int64_t>(1, cuda::attention_decode_workspace_floats(batch, ctx, g))));
+      const float ms = time_ms(
+          [&] {
+            cuda::attention_decode(as_half(qkv), batch, lens.get(), cache.tables.get(), max_pages, ctx, g,
+                                   {as_half(cache.keys), as_half(cache.values)}, 1.0f / std::sqrt(128.0f),
+                                   as_half(out), workspace.get(), nullptr);
+          },
+          50);
+      const double bytes = 2.0 * batch * ctx * g.n_kv_heads * g.head_dim * sizeof(uint16_t);  // K and V
+      std::printf("decode batch %d, context %d: %.1f us, %.0f GB/s of KV\n", batch, ctx, ms * 1e3,
+                  bytes / (ms * 1e-3) / 1e9);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace marlin::test
