@@ -39,7 +39,7 @@ struct HostPagedCache {
   // (values in [-1, 1]); entries past the sequence's pages name a NaN page.
   std::vector<int32_t> add_sequence(int64_t len, int table_len, std::mt19937& rng) {
     const int needed = int((len + page_size - 1) / page_size);
-    std::vector<int32_t> table(size_t(table_len));
+    std::vector<int32_t> table(static_cast<size_t>(table_len));
     for (int i = 0; i < needed; ++i) {
       table[size_t(i)] = unused_pages.back();
       unused_pages.pop_back();
@@ -74,7 +74,7 @@ struct ReferenceHead {
 inline ReferenceHead reference_attention(const HostPagedCache& cache, const std::vector<int32_t>& table,
                                          int kv_head, const float* q, int64_t ctx, double scale) {
   const int hd = cache.head_dim;
-  std::vector<double> scores(size_t(ctx));
+  std::vector<double> scores(static_cast<size_t>(ctx));
   double max_score = -INFINITY, max_abs_dot = 0;
   for (int64_t j = 0; j < ctx; ++j) {
     const size_t base = cache.at(table[size_t(j / cache.page_size)], kv_head, int(j % cache.page_size));

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <numeric>
 #include <random>
+#include <tuple>
 #include <vector>
 
 #include "backend/cuda/device_info.h"
@@ -63,7 +64,7 @@ struct PerfCache {
         values(filler(keys.size(), rng)),
         tables(shuffled(pages, rng)) {}
   static std::vector<int32_t> shuffled(int pages, std::mt19937& rng) {
-    std::vector<int32_t> t(size_t(pages));
+    std::vector<int32_t> t(static_cast<size_t>(pages));
     std::iota(t.begin(), t.end(), 0);
     std::shuffle(t.begin(), t.end(), rng);
     return t;
@@ -73,8 +74,10 @@ struct PerfCache {
 TEST(CudaAttentionPerf, Prefill) {
   MARLIN_REQUIRE_GPU();
   std::printf("device: %s\n", cuda::device_name(0).c_str());
-  for (auto [hd, heads, kv_heads] : {std::tuple{128, 32, 8}, std::tuple{64, 9, 3}, std::tuple{64, 32, 8}}) {
+  for (auto shape : {std::tuple{128, 32, 8}, std::tuple{64, 9, 3}, std::tuple{64, 32, 8}}) {
+    const auto [hd, heads, kv_heads] = shape;
     const cuda::AttentionGeometry g = llama8b(hd, heads, kv_heads);
+    const float scale = 1.0f / std::sqrt(float(hd));
     const int rows = 2048, pages = rows / g.page_size;
     std::mt19937 rng(1);
     PerfCache cache(g, pages, rng);
@@ -83,8 +86,8 @@ TEST(CudaAttentionPerf, Prefill) {
     const float ms = time_ms(
         [&] {
           cuda::attention_prefill(as_half(qkv), rows, 0, cache.tables.get(), g,
-                                  {as_half(cache.keys), as_half(cache.values)}, 1.0f / std::sqrt(float(hd)),
-                                  as_half(out), nullptr);
+                                  {as_half(cache.keys), as_half(cache.values)}, scale, as_half(out),
+                                  nullptr);
         },
         20);
     // Two products of 2 FLOP per (query, visible key, head, dim): the causal triangle.

@@ -38,7 +38,7 @@ void check_rms_norm(int64_t rows, int64_t n, bool fused) {
   SCOPED_TRACE(testing::Message() << "rows " << rows << " n " << n << (fused ? " fused" : ""));
   std::mt19937 rng(uint32_t(rows * 7919 + n));
   std::vector<float> x = random_rows(rows, n, rng);
-  std::vector<float> weight(size_t(n));
+  std::vector<float> weight(static_cast<size_t>(n));
   std::uniform_real_distribution<float> wdist(0.5f, 1.5f);
   for (auto& w : weight) w = wdist(rng);
   const std::vector<uint16_t> delta = random_halves(size_t(rows * n), -2.0f, 2.0f, rng);
@@ -59,7 +59,7 @@ void check_rms_norm(int64_t rows, int64_t n, bool fused) {
   EXPECT_EQ(x_after, expected_x) << "the residual stream after the op";
 
   std::vector<double> ref(x.size());
-  std::vector<float> row(size_t(n));
+  std::vector<float> row(static_cast<size_t>(n));
   for (int64_t r = 0; r < rows; ++r) {
     cpu::rms_norm(expected_x.data() + r * n, weight.data(), eps, n, row.data());
     for (int64_t i = 0; i < n; ++i) ref[size_t(r * n + i)] = row[size_t(i)];
@@ -124,7 +124,7 @@ TEST(CudaOps, Embed) {
 TEST(CudaOps, HalfToFloat) {
   MARLIN_REQUIRE_GPU();
   for (int64_t count : {1, 7, 8, 1001, 3 * 49152 + 5}) {
-    std::mt19937 rng(uint32_t(count));
+    std::mt19937 rng(static_cast<uint32_t>(count));
     std::vector<uint16_t> in = random_halves(size_t(count) + 1, -100.0f, 100.0f, rng);
     in[0] = 0x7c00;  // +inf
     DeviceBuffer<uint16_t> din(in);
@@ -153,7 +153,7 @@ TEST(CudaOps, Argmax) {
   for (int64_t vocab : {1, 1001, 49152, 128256}) {
     SCOPED_TRACE(testing::Message() << "vocab " << vocab);
     const int batch = 7;
-    std::mt19937 rng(uint32_t(vocab));
+    std::mt19937 rng(static_cast<uint32_t>(vocab));
     std::uniform_real_distribution<float> dist(-20.0f, 20.0f);
     std::vector<float> logits(size_t(batch * vocab));
     for (auto& v : logits) v = dist(rng);
@@ -172,7 +172,7 @@ TEST(CudaOps, Argmax) {
     row(6)[vocab - 1] = 1e30f;
 
     DeviceBuffer<float> dlogits(logits);
-    DeviceBuffer<int32_t> dtokens(size_t(batch));
+    DeviceBuffer<int32_t> dtokens(static_cast<size_t>(batch));
     cuda::argmax(dlogits.get(), batch, vocab, dtokens.get(), nullptr);
     const std::vector<int32_t> tokens = dtokens.download();
     for (int b = 0; b < batch; ++b) EXPECT_EQ(tokens[size_t(b)], reference_argmax(row(b), vocab)) << "row " << b;
