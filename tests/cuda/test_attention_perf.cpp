@@ -1,6 +1,6 @@
 // Timings of the attention kernels on the Llama-3.1-8B shape (32 query heads, 8 KV heads, head_dim
-// 128), printed for the record (cudaEvent timing over repeated launches). They assert only that
-// the kernels run; the figures go to bench/README.md-style notes by hand.
+// 128), printed for the record (cudaEvent timing of repeated calls, replayed from a CUDA graph).
+// They assert only that the kernels run; the figures are noted in docs/kernels.md.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -19,21 +19,41 @@
 namespace marlin::test {
 namespace {
 
-// Mean milliseconds per call of `launch` over `iterations` back-to-back launches, after warm-up.
+// Mean milliseconds per call of `launch(stream)`: `iterations` calls captured into one CUDA graph
+// (GPU time, as a graph-replayed decode step sees it), or launched one by one (adds host overhead).
 template <typename F>
-float time_ms(F launch, int iterations) {
-  for (int i = 0; i < 3; ++i) launch();
+float time_ms(F launch, int iterations, bool graph) {
+  cudaStream_t stream;
+  cuda_ok(cudaStreamCreate(&stream), "stream");
+  cudaGraphExec_t exec = nullptr;
+  if (graph) {
+    cudaGraph_t g;
+    cuda_ok(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal), "begin capture");
+    for (int i = 0; i < iterations; ++i) launch(stream);
+    cuda_ok(cudaStreamEndCapture(stream, &g), "end capture");
+    cuda_ok(cudaGraphInstantiate(&exec, g, 0), "instantiate");
+    cudaGraphDestroy(g);
+  }
+  auto run = [&] {
+    if (graph)
+      cuda_ok(cudaGraphLaunch(exec, stream), "graph launch");
+    else
+      for (int i = 0; i < iterations; ++i) launch(stream);
+  };
+  run();  // warm-up
   cudaEvent_t start, stop;
   cuda_ok(cudaEventCreate(&start), "event");
   cuda_ok(cudaEventCreate(&stop), "event");
-  cuda_ok(cudaEventRecord(start), "record");
-  for (int i = 0; i < iterations; ++i) launch();
-  cuda_ok(cudaEventRecord(stop), "record");
+  cuda_ok(cudaEventRecord(start, stream), "record");
+  run();
+  cuda_ok(cudaEventRecord(stop, stream), "record");
   cuda_ok(cudaEventSynchronize(stop), "sync");
   float ms = 0;
   cuda_ok(cudaEventElapsedTime(&ms, start, stop), "elapsed");
   cudaEventDestroy(start);
   cudaEventDestroy(stop);
+  if (exec) cudaGraphExecDestroy(exec);
+  cudaStreamDestroy(stream);
   return ms / float(iterations);
 }
 
@@ -84,12 +104,11 @@ TEST(CudaAttentionPerf, Prefill) {
     DeviceBuffer<uint16_t> qkv(random_halves(size_t(rows) * (heads + 2 * kv_heads) * hd, -1.0f, 1.0f, rng)),
         out(size_t(rows) * heads * hd);
     const float ms = time_ms(
-        [&] {
+        [&](cudaStream_t stream) {
           cuda::attention_prefill(as_half(qkv), rows, 0, cache.tables.get(), g,
-                                  {as_half(cache.keys), as_half(cache.values)}, scale, as_half(out),
-                                  nullptr);
+                                  {as_half(cache.keys), as_half(cache.values)}, scale, as_half(out), stream);
         },
-        20);
+        20, true);
     // Two products of 2 FLOP per (query, visible key, head, dim): the causal triangle.
     const double flops = 4.0 * heads * hd * (double(rows) * (rows + 1) / 2);
     std::printf("prefill %d tokens, %d/%d heads, hd %d: %.1f us, %.1f TFLOP/s\n", rows, heads, kv_heads, hd,
@@ -110,17 +129,66 @@ TEST(CudaAttentionPerf, Decode) {
           out(size_t(batch) * g.n_heads * g.head_dim);
       DeviceBuffer<int32_t> lens(std::vector<int32_t>(size_t(batch), ctx));
       DeviceBuffer<float> workspace(size_t(std::max<int64_t>(1, cuda::attention_decode_workspace_floats(batch, ctx, g))));
-      const float ms = time_ms(
-          [&] {
-            cuda::attention_decode(as_half(qkv), batch, lens.get(), cache.tables.get(), max_pages, ctx, g,
-                                   {as_half(cache.keys), as_half(cache.values)}, 1.0f / std::sqrt(128.0f),
-                                   as_half(out), workspace.get(), nullptr);
-          },
-          50);
+      auto launch = [&](cudaStream_t stream) {
+        cuda::attention_decode(as_half(qkv), batch, lens.get(), cache.tables.get(), max_pages, ctx, g,
+                               {as_half(cache.keys), as_half(cache.values)}, 1.0f / std::sqrt(128.0f),
+                               as_half(out), workspace.get(), stream);
+      };
+      const float graph_ms = time_ms(launch, 50, true), launch_ms = time_ms(launch, 50, false);
       const double bytes = 2.0 * batch * ctx * g.n_kv_heads * g.head_dim * sizeof(uint16_t);  // K and V
-      std::printf("decode batch %d, context %d: %.1f us, %.0f GB/s of KV\n", batch, ctx, ms * 1e3,
-                  bytes / (ms * 1e-3) / 1e9);
+      std::printf("decode batch %d, context %d: %.1f us in a graph (%.0f GB/s of KV), %.1f us launched one by one\n",
+                  batch, ctx, graph_ms * 1e3, bytes / (graph_ms * 1e-3) / 1e9, launch_ms * 1e3);
     }
+  }
+}
+
+// The small ops at Llama-3.1-8B sizes: GB/s of what each reads and writes.
+TEST(CudaOpsPerf, SmallOps) {
+  MARLIN_REQUIRE_GPU();
+  std::mt19937 rng(3);
+  auto report = [](const char* what, float ms, double bytes) {
+    std::printf("%s: %.2f us, %.0f GB/s\n", what, ms * 1e3, bytes / (ms * 1e-3) / 1e9);
+  };
+  const int64_t d = 4096, f = 14336, vocab = 128256;
+  for (int64_t rows : {1, 2048}) {
+    DeviceBuffer<float> x(std::vector<float>(size_t(rows * d), 0.5f)), w(std::vector<float>(size_t(d), 1.0f));
+    DeviceBuffer<uint16_t> delta(filler(size_t(rows * d), rng)), out(size_t(rows * d));
+    const float ms = time_ms(
+        [&](cudaStream_t stream) {
+          cuda::add_rms_norm(x.get(), as_half(delta), w.get(), 1e-5f, rows, d, as_half(out), stream);
+        },
+        50, true);
+    report(rows == 1 ? "add_rms_norm 1 x 4096" : "add_rms_norm 2048 x 4096", ms, double(rows * d) * (4 + 2 + 4 + 2));
+    DeviceBuffer<uint16_t> gate_up(filler(size_t(rows * 2 * f), rng)), act(size_t(rows * f));
+    const float silu_ms = time_ms(
+        [&](cudaStream_t stream) { cuda::silu_mul(as_half(gate_up), rows, f, as_half(act), stream); }, 50, true);
+    report(rows == 1 ? "silu_mul 1 x 14336" : "silu_mul 2048 x 14336", silu_ms, double(rows * f) * 6);
+  }
+  {
+    const cuda::AttentionGeometry g = llama8b();
+    const int rows = 2048;
+    const int64_t row_len = int64_t(g.n_heads + 2 * g.n_kv_heads) * g.head_dim;
+    PerfCache cache(g, rows / g.page_size, rng);
+    DeviceBuffer<uint16_t> qkv(filler(size_t(rows * row_len), rng));
+    std::vector<int32_t> positions(rows);
+    std::iota(positions.begin(), positions.end(), 0);
+    DeviceBuffer<int32_t> pos(positions), slots(positions);
+    DeviceBuffer<float> cos_sin(std::vector<float>(size_t(rows) * size_t(g.rotary_dim), 0.5f));
+    const float ms = time_ms(
+        [&](cudaStream_t stream) {
+          cuda::rope_store_kv(as_half(qkv), rows, pos.get(), slots.get(), cos_sin.get(), g,
+                              {as_half(cache.keys), as_half(cache.values)}, stream);
+        },
+        50, true);
+    // q and k read and written, k and v written to the cache (v read once).
+    report("rope_store_kv 2048 tokens", ms, double(rows) * g.head_dim * 2 * (2 * (g.n_heads + g.n_kv_heads) + 3 * g.n_kv_heads));
+  }
+  for (int batch : {1, 32}) {
+    DeviceBuffer<float> logits(std::vector<float>(size_t(batch * vocab), 1.0f));
+    DeviceBuffer<int32_t> tokens(static_cast<size_t>(batch));
+    const float ms = time_ms(
+        [&](cudaStream_t stream) { cuda::argmax(logits.get(), batch, vocab, tokens.get(), stream); }, 50, true);
+    report(batch == 1 ? "argmax 1 x 128256" : "argmax 32 x 128256", ms, double(batch * vocab) * 4);
   }
 }
 

@@ -1,5 +1,9 @@
 #include "backend/cuda/ops_check.h"
 
+#include <mutex>
+#include <set>
+#include <utility>
+
 #include "core/error.h"
 
 namespace marlin::cuda::ops_detail {
@@ -30,9 +34,18 @@ int check_geometry(const char* op, const AttentionGeometry& g) {
 
 void allow_shared_memory(const void* kernel, int bytes, const char* op) {
   if (bytes <= 48 * 1024) return;
+  // Once per (kernel, device): the attribute call costs microseconds of host time per launch.
+  int device = 0;
+  const cudaError_t device_err = cudaGetDevice(&device);
+  MARLIN_CHECK(device_err == cudaSuccess, "{}: cudaGetDevice: {}", op, cudaGetErrorString(device_err));
+  static std::mutex mutex;
+  static std::set<std::pair<const void*, int>> done;
+  std::lock_guard<std::mutex> lock(mutex);
+  if (done.count({kernel, device})) return;
   const cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
   MARLIN_CHECK(err == cudaSuccess, "{}: cannot reserve {} bytes of shared memory: {}", op, bytes,
                cudaGetErrorString(err));
+  done.insert({kernel, device});
 }
 
 }  // namespace marlin::cuda::ops_detail
