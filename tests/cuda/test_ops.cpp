@@ -283,8 +283,11 @@ void check_rope_store_kv(const RopeCase& c) {
         written[at] = 1;
       }
   }
-  for (size_t i = 0; i < cache_len; ++i)
-    if (!written[i]) ASSERT_TRUE(keys[i] == poison && values[i] == poison) << "cache element " << i << " overwritten";
+  for (size_t i = 0; i < cache_len; ++i) {
+    if (!written[i]) {
+      ASSERT_TRUE(keys[i] == poison && values[i] == poison) << "cache element " << i << " overwritten";
+    }
+  }
 }
 
 TEST(CudaOps, RopeStoreKv) {

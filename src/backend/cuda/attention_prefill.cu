@@ -1,7 +1,7 @@
 // Causal attention over a prompt, flash-attention style: a block takes 64 queries of one head
 // (16 per warp) and walks the keys in tiles of 64 through the paged cache. S = Q·Kᵀ and O += P·V
-// run on mma.sync m16n8k16 with fp32 accumulation; the softmax is online, in fp32. (K, V) tiles
-// stream through a 2-stage cp.async ring: tile i + 1 loads while tile i is computed.
+// run on mma.sync m16n8k16 with fp32 accumulation; the softmax is online, in fp32. K and V tiles
+// are double buffered against each other: V(i) loads while S(i) is computed, K(i+1) while P·V(i).
 #include <cuda_fp16.h>
 
 #include <cmath>
@@ -35,18 +35,9 @@ struct PrefillParams {
   int64_t out_stride;
 };
 
-constexpr int kStages = 2;  // (K, V) tiles in flight
-
-// At head_dim ≤ 128 the queries live in registers; at 256 those go to the output accumulators and
-// the queries are re-read from shared memory.
-template <int HD>
-constexpr bool kQInRegisters = HD <= 128;
-
-// The (K, V) stages, plus a Q tile of its own where Q stays in shared memory (else Q passes through
-// the last stage's K tile, which is first filled after the queries are in registers).
 template <int HD>
 constexpr int prefill_smem_bytes() {
-  return ((kQInRegisters<HD> ? 0 : kRows) + kStages * 2 * kKeys) * HD * int(sizeof(__half));
+  return (kRows + 2 * kKeys) * HD * int(sizeof(__half));
 }
 
 // Grid: (n_heads, query tiles). Tiles are taken longest first (the causal triangle's last rows).
@@ -55,11 +46,11 @@ __global__ void __launch_bounds__(kThreads) attention_prefill_kernel(PrefillPara
   constexpr int kSteps = HD / 16;  // k-steps of Q·Kᵀ
   constexpr int kChunks = HD / 8;  // 16-byte chunks per row, and 8-column output blocks
   constexpr int kScoreBlocks = kKeys / 8;
-  static_assert(kRows <= kKeys, "the Q tile borrows a K tile");
+  constexpr bool kQInRegisters = HD <= 128;  // at 256 the registers go to the output accumulators
   extern __shared__ __align__(16) __half smem[];
-  __half* stages = smem + (kQInRegisters<HD> ? 0 : kRows * HD);  // stage s: K tile, then V tile
-  auto k_stage = [&](int s) { return stages + 2 * s * kKeys * HD; };
-  __half* q_tile = kQInRegisters<HD> ? k_stage(kStages - 1) : smem;
+  __half* q_tile = smem;
+  __half* k_tile = q_tile + kRows * HD;
+  __half* v_tile = k_tile + kKeys * HD;
 
   const int head = blockIdx.x;
   const int q0 = (gridDim.y - 1 - blockIdx.y) * kRows;
@@ -69,50 +60,37 @@ __global__ void __launch_bounds__(kThreads) attention_prefill_kernel(PrefillPara
   const int key_end = p.pos0 + min(q0 + kRows, p.rows);  // keys any row of this tile sees
   const int tiles = (key_end + kKeys - 1) / kKeys;
   const int warp_first_pos = p.pos0 + q0 + row0;
-  auto load_tile = [&](int tile) {
-    __half* k = k_stage(tile % kStages);
-    load_paged_tile<HD, kKeys, kThreads>(k, p.keys, kv, tile * kKeys, key_end);
-    load_paged_tile<HD, kKeys, kThreads>(k + kKeys * HD, p.values, kv, tile * kKeys, key_end);
-  };
 
-  // Queries past `rows` are zeros; their results are not stored. They travel with tile 0.
+  // Queries past `rows` are zeros; their results are not stored.
   for (int i = threadIdx.x; i < kRows * kChunks; i += kThreads) {
     const int r = i / kChunks, c = i % kChunks;
     const bool valid = q0 + r < p.rows;
     const __half* src = valid ? p.qkv + int64_t(q0 + r) * p.row_stride + int64_t(head) * HD + 8 * c : p.qkv;
     cp_async16_zfill(smem_addr(q_tile + swizzled<HD>(r, c)), src, valid);
   }
-#pragma unroll
-  for (int s = 0; s < kStages - 1; ++s) {
-    if (s < tiles) load_tile(s);
-    cp_async_commit();
-  }
+  load_paged_tile<HD, kKeys, kThreads>(k_tile, p.keys, kv, 0, key_end);
+  cp_async_commit();
+  cp_async_wait<0>();
+  __syncthreads();
 
-  uint32_t q_frags[kQInRegisters<HD> ? kSteps : 1][4];
+  uint32_t q_frags[kQInRegisters ? kSteps : 1][4];
+  if constexpr (kQInRegisters) {
+#pragma unroll
+    for (int ks = 0; ks < kSteps; ++ks) load_a_frag<HD>(q_frags[ks], q_tile, row0, ks, lane);
+  }
   float o[kChunks][4] = {};
   OnlineSoftmax softmax;
 
   for (int tile = 0; tile < tiles; ++tile) {
-    cp_async_wait<kStages - 2>();
-    __syncthreads();  // tile `tile` has landed, and every warp is done with the stage refilled next
-    if constexpr (kQInRegisters<HD>) {
-      if (tile == 0) {
-#pragma unroll
-        for (int ks = 0; ks < kSteps; ++ks) load_a_frag<HD>(q_frags[ks], q_tile, row0, ks, lane);
-        __syncthreads();  // the Q tile is the stage refilled next
-      }
-    }
-    if (tile + kStages - 1 < tiles) load_tile(tile + kStages - 1);
-    cp_async_commit();
     const int key0 = tile * kKeys;
-    const __half* k_tile = k_stage(tile % kStages);
-    const __half* v_tile = k_tile + kKeys * HD;
+    load_paged_tile<HD, kKeys, kThreads>(v_tile, p.values, kv, key0, key_end);
+    cp_async_commit();
 
     float s[kScoreBlocks][4] = {};
 #pragma unroll
     for (int ks = 0; ks < kSteps; ++ks) {
       uint32_t a[4];
-      if constexpr (kQInRegisters<HD>) {
+      if constexpr (kQInRegisters) {
 #pragma unroll
         for (int i = 0; i < 4; ++i) a[i] = q_frags[ks][i];
       } else {
@@ -137,6 +115,13 @@ __global__ void __launch_bounds__(kThreads) attention_prefill_kernel(PrefillPara
       }
     }
     softmax.update(s, o);
+
+    cp_async_wait<0>();
+    __syncthreads();  // V(tile) has landed, and every warp is done with K(tile)
+    if (tile + 1 < tiles) {
+      load_paged_tile<HD, kKeys, kThreads>(k_tile, p.keys, kv, key0 + kKeys, key_end);
+      cp_async_commit();
+    }
 #pragma unroll
     for (int kk = 0; kk < kKeys / 16; ++kk) {
       uint32_t a[4];
@@ -149,19 +134,18 @@ __global__ void __launch_bounds__(kThreads) attention_prefill_kernel(PrefillPara
         mma_16816(o[2 * dc + 1], a, b[2], b[3]);
       }
     }
+    cp_async_wait<0>();
+    __syncthreads();  // K(tile + 1) has landed, and every warp is done with V(tile)
   }
 
-  // Normalize; stage the warp's 16 rows in stage 0 (now free); store 16-byte chunks.
+  // Normalize; stage the warp's 16 rows in its own rows of the Q tile; store 16-byte chunks.
   softmax.reduce_sums();
-  cp_async_wait<0>();
-  __syncthreads();
-  __half* staging = k_stage(0);
   const float inv0 = 1.0f / softmax.row_sum[0], inv1 = 1.0f / softmax.row_sum[1];
 #pragma unroll
   for (int ob = 0; ob < kChunks; ++ob) {
-    *reinterpret_cast<uint32_t*>(staging + swizzled<HD>(row0 + g, ob) + 2 * t) =
+    *reinterpret_cast<uint32_t*>(q_tile + swizzled<HD>(row0 + g, ob) + 2 * t) =
         pack_half2(o[ob][0] * inv0, o[ob][1] * inv0);
-    *reinterpret_cast<uint32_t*>(staging + swizzled<HD>(row0 + g + 8, ob) + 2 * t) =
+    *reinterpret_cast<uint32_t*>(q_tile + swizzled<HD>(row0 + g + 8, ob) + 2 * t) =
         pack_half2(o[ob][2] * inv1, o[ob][3] * inv1);
   }
   __syncwarp();
@@ -169,7 +153,7 @@ __global__ void __launch_bounds__(kThreads) attention_prefill_kernel(PrefillPara
     const int r = i / kChunks, c = i % kChunks, q = q0 + row0 + r;
     if (q < p.rows)
       *reinterpret_cast<uint4*>(p.out + int64_t(q) * p.out_stride + int64_t(head) * HD + 8 * c) =
-          *reinterpret_cast<const uint4*>(staging + swizzled<HD>(row0 + r, c));
+          *reinterpret_cast<const uint4*>(q_tile + swizzled<HD>(row0 + r, c));
   }
 }
 
