@@ -56,7 +56,8 @@ struct KvLayer {
 // For each of `rows` tokens: rotates the q and k heads of its qkv row in place (qkv rows are
 // [q: n_heads·head_dim | k: n_kv_heads·head_dim | v: n_kv_heads·head_dim]) with the angles of
 // positions[t] from cos_sin (per position rotary_dim/2 cosines then rotary_dim/2 sines, already
-// scaled: see Rope::angles), then writes k and v to cache slot slots[t].
+// scaled: see Rope::angles), then writes k and v to cache slot slots[t] (a negative slot: a padding
+// row, rotated but not stored).
 void rope_store_kv(__half* qkv, int64_t rows, const int32_t* positions, const int32_t* slots,
                    const float* cos_sin, const AttentionGeometry& g, KvLayer cache, cudaStream_t stream);
 
@@ -71,7 +72,8 @@ void attention_prefill(const __half* qkv, int64_t rows, int64_t pos0, const int3
 // [0, seq_lens[b]) of sequence b, whose pages are block_tables[b · max_pages ...]. The grid is
 // sized by max_len (an upper bound of every seq_lens[b], e.g. the cache capacity) so the launch
 // does not depend on the current lengths; long contexts are split across blocks (flash-decoding)
-// and combined through `workspace` (attention_decode_workspace_floats(...) floats).
+// and combined through `workspace` (attention_decode_workspace_floats(...) floats; when that is 0,
+// workspace may be null). A sequence of length 0 gets zeros.
 void attention_decode(const __half* qkv, int batch, const int32_t* seq_lens, const int32_t* block_tables,
                       int max_pages, int64_t max_len, const AttentionGeometry& g, KvLayer cache, float scale,
                       __half* out, float* workspace, cudaStream_t stream);

@@ -1,0 +1,100 @@
+// Elementwise ops: SwiGLU's silu(gate)·up, the embedding lookup, fp16 → fp32 logits.
+// Each thread moves 8 values (one 16-byte fp16 load); grid-stride loops over 64-bit indices.
+#include <cuda_fp16.h>
+
+#include <algorithm>
+
+#include "backend/cuda/ops.h"
+#include "backend/cuda/ops_check.h"
+
+namespace marlin::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+// Enough blocks to fill the GPU several times over; the loops stride over the rest.
+unsigned grid_for(int64_t items) { return unsigned(std::clamp<int64_t>((items + kThreads - 1) / kThreads, 1, 65536)); }
+
+__device__ void half8_to_float8(uint4 packed, float4& lo, float4& hi) {
+  const __half2* h = reinterpret_cast<const __half2*>(&packed);
+  const float2 a = __half22float2(h[0]), b = __half22float2(h[1]), c = __half22float2(h[2]),
+               d = __half22float2(h[3]);
+  lo = make_float4(a.x, a.y, b.x, b.y);
+  hi = make_float4(c.x, c.y, d.x, d.y);
+}
+
+__global__ void silu_mul_kernel(const __half* gate_up, int64_t rows, int64_t f, __half* out) {
+  const int64_t chunks = f / 8, items = rows * chunks;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < items; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t row = i / chunks, c = i % chunks;
+    const uint4 g = reinterpret_cast<const uint4*>(gate_up + row * 2 * f)[c];
+    const uint4 u = reinterpret_cast<const uint4*>(gate_up + row * 2 * f + f)[c];
+    const __half2* gh = reinterpret_cast<const __half2*>(&g);
+    const __half2* uh = reinterpret_cast<const __half2*>(&u);
+    uint4 result;
+    __half2* rh = reinterpret_cast<__half2*>(&result);
+    for (int k = 0; k < 4; ++k) {
+      const float2 gv = __half22float2(gh[k]), uv = __half22float2(uh[k]);
+      rh[k] = __floats2half2_rn(gv.x / (1.0f + expf(-gv.x)) * uv.x, gv.y / (1.0f + expf(-gv.y)) * uv.y);
+    }
+    reinterpret_cast<uint4*>(out + row * f)[c] = result;
+  }
+}
+
+__global__ void embed_kernel(const __half* table, int64_t d, const int32_t* tokens, int64_t n, float* x) {
+  const int64_t chunks = d / 8, items = n * chunks;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < items; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t t = i / chunks, c = i % chunks;
+    const uint4 packed = reinterpret_cast<const uint4*>(table + int64_t(tokens[t]) * d)[c];
+    float4* dst = reinterpret_cast<float4*>(x + t * d) + 2 * c;
+    half8_to_float8(packed, dst[0], dst[1]);
+  }
+}
+
+// The first `vectors` groups of 8 go as 16-byte loads, the rest (count - 8·vectors) one by one.
+__global__ void half_to_float_kernel(const __half* in, int64_t count, int64_t vectors, float* out) {
+  const int64_t items = vectors + (count - 8 * vectors);
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < items; i += int64_t(gridDim.x) * blockDim.x) {
+    if (i < vectors) {
+      float4* dst = reinterpret_cast<float4*>(out) + 2 * i;
+      half8_to_float8(reinterpret_cast<const uint4*>(in)[i], dst[0], dst[1]);
+    } else {
+      const int64_t j = 8 * vectors + (i - vectors);
+      out[j] = __half2float(in[j]);
+    }
+  }
+}
+
+}  // namespace
+
+void silu_mul(const __half* gate_up, int64_t rows, int64_t f, __half* out, cudaStream_t stream) {
+  using ops_detail::require;
+  require(f > 0 && f % 8 == 0, "silu_mul", "f must be a positive multiple of 8", f);
+  require(rows >= 0, "silu_mul", "row count must not be negative", rows);
+  require(ops_detail::aligned16(gate_up) && ops_detail::aligned16(out), "silu_mul",
+          "pointers must be 16-byte aligned", 0);
+  if (rows == 0) return;
+  silu_mul_kernel<<<grid_for(rows * f / 8), kThreads, 0, stream>>>(gate_up, rows, f, out);
+  ops_detail::check_launch("silu_mul");
+}
+
+void embed(const __half* table, int64_t d, const int32_t* tokens, int64_t n, float* x, cudaStream_t stream) {
+  using ops_detail::require;
+  require(d > 0 && d % 8 == 0, "embed", "d must be a positive multiple of 8", d);
+  require(n >= 0, "embed", "token count must not be negative", n);
+  require(ops_detail::aligned16(table) && ops_detail::aligned16(x), "embed", "pointers must be 16-byte aligned", 0);
+  if (n == 0) return;
+  embed_kernel<<<grid_for(n * d / 8), kThreads, 0, stream>>>(table, d, tokens, n, x);
+  ops_detail::check_launch("embed");
+}
+
+void half_to_float(const __half* in, int64_t count, float* out, cudaStream_t stream) {
+  ops_detail::require(count >= 0, "half_to_float", "count must not be negative", count);
+  if (count == 0) return;
+  const bool vector = ops_detail::aligned16(in) && ops_detail::aligned16(out);
+  const int64_t vectors = vector ? count / 8 : 0;
+  half_to_float_kernel<<<grid_for(vectors + count - 8 * vectors), kThreads, 0, stream>>>(in, count, vectors, out);
+  ops_detail::check_launch("half_to_float");
+}
+
+}  // namespace marlin::cuda
