@@ -11,6 +11,8 @@
 
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "model/model_source.h"
+#include "model/synthetic_source.h"
 #include "runtime/engine.h"
 
 namespace marlin::cli {
@@ -22,6 +24,8 @@ struct BenchOptions {
   int gen_tokens = 128;
   int threads = 0;
   std::string device = "cpu";
+  std::string synthetic;  // a synthetic_source shape instead of a model file
+  std::string format = "int4-g128";
   int reps = 3;
   bool json = false;
 };
@@ -38,9 +42,35 @@ double seconds(Fn&& fn) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
+// Bytes of weights one token reads: every linear layer and norm, and one embedding row.
+double weight_bytes_per_token(const ModelSource& source) {
+  double bytes = 0;
+  for (const std::string& name : source.tensor_names()) {
+    const QuantTensor t = *source.tensor(name);
+    const double row = double(t.code_row_bytes) +
+                       double(t.format.groups(t.cols)) * scale_bytes(format_info(t.format.kind).scale) +
+                       (t.format.asymmetric ? double(t.format.groups(t.cols)) : 0.0);
+    bytes += name == "model.embed_tokens.weight" ? row : row * double(t.rows);
+  }
+  return bytes;
+}
+
 void bench(const BenchOptions& o) {
-  Engine engine({resolve_model_path(o.model), o.threads, parse_device(o.device)});
-  Model& model = engine.model();
+  // A model file through the engine, or a synthetic model (random weights; no tokenizer needed).
+  std::unique_ptr<ThreadPool> own_pool;
+  std::unique_ptr<ModelSource> synthetic;
+  std::unique_ptr<Model> synthetic_model;
+  std::unique_ptr<Engine> engine;
+  if (!o.synthetic.empty()) {
+    own_pool = std::make_unique<ThreadPool>(o.threads);
+    synthetic = make_synthetic_source(o.synthetic, TensorFormat::parse(o.format));
+    synthetic_model = load_model(*synthetic, *own_pool, parse_device(o.device));
+  } else {
+    engine = std::make_unique<Engine>(EngineOptions{resolve_model_path(o.model), o.threads, parse_device(o.device)});
+  }
+  Model& model = engine ? engine->model() : *synthetic_model;
+  const ModelSource& source = engine ? engine->source() : *synthetic;
+  const int threads = engine ? engine->pool().size() : own_pool->size();
   const int vocab = model.config().vocab_size;
   std::vector<float> logits(static_cast<size_t>(vocab));
   std::mt19937 rng(42);
@@ -72,7 +102,9 @@ void bench(const BenchOptions& o) {
   const double decode_rate = decode_rates.empty() ? 0 : median(decode_rates);
   if (o.json) {
     nlohmann::json out = {{"model", model.config().name},
-                          {"threads", engine.pool().size()},
+                          {"device", model.device_description()},
+                          {"threads", threads},
+                          {"weight_bytes_per_token", weight_bytes_per_token(source)},
                           {"prompt_tokens", o.prompt_tokens},
                           {"gen_tokens", o.gen_tokens},
                           {"reps", o.reps},
@@ -82,8 +114,8 @@ void bench(const BenchOptions& o) {
                           {"decode_runs", decode_rates}};
     std::printf("%s\n", out.dump().c_str());
   } else {
-    std::printf("model %s, %d threads, %d repetitions (median)\n", model.config().name.c_str(), engine.pool().size(),
-                o.reps);
+    std::printf("model %s on %s, %d repetitions (median)\n", model.config().name.c_str(),
+                model.device_description().c_str(), o.reps);
     std::printf("prefill %5d tokens: %8.1f tokens/s\n", o.prompt_tokens, prefill_rate);
     std::printf("decode  %5d tokens: %8.1f tokens/s\n", o.gen_tokens, decode_rate);
   }
@@ -103,6 +135,11 @@ void register_bench(CLI::App& app) {
       ->check(CLI::Range(0, 1 << 16));
   c->add_option("-t,--threads", options->threads, "Worker threads (default: one per core)")->check(CLI::Range(0, 1024));
   add_device_option(c, options->device);
+  c->add_option("--synthetic", options->synthetic,
+                 "Instead of a model file, a model of this shape with random weights (llama3-8b, tiny)")
+      ->check(CLI::IsMember(synthetic_shapes()));
+  c->add_option("--format", options->format, "Weight format of the --synthetic model's linear layers (f16, int4-g128, ...)")
+      ->capture_default_str();
   c->add_option("-r,--reps", options->reps, "Repetitions (after one warm-up run)")->capture_default_str()->check(CLI::Range(1, 1000));
   c->add_flag("--json", options->json, "Print one JSON object");
   c->callback([options] { bench(*options); });

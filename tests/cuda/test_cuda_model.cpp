@@ -1,0 +1,112 @@
+// Whole models on the CUDA backend against the CPU backend: the default model (Q4_1 weights,
+// which the GPU runs as fp16) and a small random int4-g128 model (the fused int4 kernel).
+//
+// The CPU reference runs with exact activations (fp32 activations, fp64 accumulation), so its
+// error is fp32 rounding only. The GPU rounds to fp16 (unit roundoff u = 2^-11) at every matmul
+// input and output and at the cache: about 7 roundings per layer, errors that add up in
+// quadrature, so after L layers the relative rms error of the logits is about u·sqrt(7·L):
+// 0.7% for the default model's 30 layers. The bound is twice that estimate.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <vector>
+
+#include "backend/cpu/matmul.h"
+#include "model/model.h"
+#include "model/model_source.h"
+#include "model/synthetic_source.h"
+#include "test_util.h"
+
+namespace marlin {
+namespace {
+
+const std::string kModel = std::string(MARLIN_MODELS_DIR) + "/SmolLM2-135M-Instruct.Q4_1.gguf";
+
+double relative_rms_error(const std::vector<float>& got, const std::vector<float>& ref) {
+  double err = 0, norm = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    err += (double(got[i]) - ref[i]) * (double(got[i]) - ref[i]);
+    norm += double(ref[i]) * ref[i];
+  }
+  return std::sqrt(err / norm);
+}
+
+int argmax(const float* v, int n) { return int(std::max_element(v, v + n) - v); }
+
+struct ExactActivations {
+  ExactActivations() { cpu::set_exact_activations(true); }
+  ~ExactActivations() { cpu::set_exact_activations(false); }
+};
+
+// Logits of a prompt (one prefill step) and then of `decode` single-token steps feeding back the
+// CPU's greedy choice, on both backends; checks the error bound and the greedy tokens.
+void compare_backends(const ModelSource& source, const std::vector<int32_t>& prompt, int decode) {
+  ExactActivations exact;
+  ThreadPool pool(2);
+  auto cpu = load_model(source, pool, DeviceKind::kCpu);
+  auto gpu = load_model(source, pool, DeviceKind::kCuda);
+  const int vocab = cpu->config().vocab_size;
+  const double bound = 2 * test::kHalfUlp * std::sqrt(7.0 * cpu->config().n_layers);
+  auto cache_cpu = cpu->new_cache(256), cache_gpu = gpu->new_cache(256);
+  std::vector<float> a(size_t(vocab) * prompt.size()), b(a.size());
+  cpu->forward(prompt, *cache_cpu, a.data(), true);
+  gpu->forward(prompt, *cache_gpu, b.data(), true);
+  EXPECT_LE(relative_rms_error(b, a), bound) << "prompt";
+  int agree = 0;
+  for (size_t t = 0; t < prompt.size(); ++t)
+    agree += argmax(&a[t * size_t(vocab)], vocab) == argmax(&b[t * size_t(vocab)], vocab);
+  EXPECT_GE(agree, int(prompt.size()) - 1) << "top-1 agreement over the prompt";
+
+  std::vector<float> la(static_cast<size_t>(vocab)), lb(static_cast<size_t>(vocab));
+  int32_t token = argmax(&a[(prompt.size() - 1) * size_t(vocab)], vocab);
+  for (int step = 0; step < decode; ++step) {
+    cpu->forward(std::span<const int32_t>(&token, 1), *cache_cpu, la.data(), false);
+    gpu->forward(std::span<const int32_t>(&token, 1), *cache_gpu, lb.data(), false);
+    EXPECT_LE(relative_rms_error(lb, la), bound) << "decode step " << step;
+    token = argmax(la.data(), vocab);
+  }
+}
+
+TEST(CudaModel, DefaultModelMatchesCpu) {
+  MARLIN_REQUIRE_GPU();
+  if (!std::filesystem::exists(kModel)) GTEST_FAIL() << kModel << " is missing: run scripts/setup.sh";
+  auto source = open_model_source(kModel);
+  // A prefill of 12 tokens, then 8 decode steps.
+  compare_backends(*source, {504, 3575, 282, 4649, 314, 28, 378, 1029, 3405, 30, 216, 42}, 8);
+}
+
+TEST(CudaModel, Int4ModelMatchesCpu) {
+  MARLIN_REQUIRE_GPU();
+  auto source = make_synthetic_source("tiny", TensorFormat::parse("int4-g128"));
+  compare_backends(*source, {1, 17, 400, 3, 99, 256, 7, 8, 300, 511, 2, 45, 46, 47, 100, 101, 5}, 12);
+}
+
+// Decode steps replayed from CUDA graphs give exactly what direct launches give.
+TEST(CudaModel, GraphReplayIsExact) {
+  MARLIN_REQUIRE_GPU();
+  auto source = make_synthetic_source("tiny", TensorFormat::parse("int4-g128"));
+  ThreadPool pool(1);
+  std::vector<std::vector<float>> runs;
+  for (const char* graphs : {"1", "0"}) {
+    setenv("MARLIN_CUDA_GRAPHS", graphs, 1);
+    auto gpu = load_model(*source, pool, DeviceKind::kCuda);
+    auto cache = gpu->new_cache(64);
+    std::vector<float> logits(size_t(gpu->config().vocab_size)), all;
+    std::vector<int32_t> prompt = {3, 4, 5};
+    gpu->forward(prompt, *cache, logits.data(), false);
+    for (int32_t token = 9; token < 30; ++token) {
+      gpu->forward(std::span<const int32_t>(&token, 1), *cache, logits.data(), false);
+      all.insert(all.end(), logits.begin(), logits.end());
+    }
+    runs.push_back(all);
+  }
+  unsetenv("MARLIN_CUDA_GRAPHS");
+  ASSERT_EQ(runs[0].size(), runs[1].size());
+  EXPECT_TRUE(std::equal(runs[0].begin(), runs[0].end(), runs[1].begin()));
+}
+
+}  // namespace
+}  // namespace marlin
