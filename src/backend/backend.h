@@ -71,8 +71,10 @@ class Backend {
 
   // --- Model setup -------------------------------------------------------------------------
   // Attention geometry and rotary embeddings of the model (once, before any other op).
-  // Steps carry at most max_step_tokens tokens.
-  virtual void configure(const ModelConfig& config, int64_t max_step_tokens) = 0;
+  virtual void configure(const ModelConfig& config) = 0;
+  // The most tokens one step may carry: longer prompts are fed in chunks of this size (big enough
+  // for matmuls to reuse each weight across many rows, small enough to bound activation memory).
+  virtual int64_t max_step_tokens() const = 0;
   // `parts` stacked by rows into one matrix of the same input width. The views must stay valid
   // as long as the backend may read them (the CPU backend reads them in place).
   virtual std::unique_ptr<BackendLinear> linear(std::span<const QuantTensor> parts) = 0;

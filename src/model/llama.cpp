@@ -13,10 +13,6 @@
 namespace marlin {
 namespace {
 
-// Prompts are processed in chunks of at most this many tokens: big enough for the matmul to
-// reuse each weight across many rows, small enough to bound activation memory.
-constexpr int64_t kMaxChunk = 256;
-
 // Activation slots of the backend.
 enum Slot : int { kX, kNormed, kQkv, kAttn, kDelta, kGateUp, kHidden, kLogits };
 
@@ -37,7 +33,7 @@ class LlamaModel final : public Model {
     MARLIN_CHECK(embd.has_value(), "model: tensor 'model.embed_tokens.weight' is missing from {}",
                  source.description());
     if (c.vocab_size == 0) c.vocab_size = int(embd->rows);
-    be_->configure(c, kMaxChunk);
+    be_->configure(c);
 
     const int64_t d = c.d_model, qd = int64_t(c.n_heads) * c.head_dim, kvd = int64_t(c.n_kv_heads) * c.head_dim;
     embedding_table_ = require_matrix(source, "model.embed_tokens.weight", c.vocab_size, d);
@@ -122,8 +118,9 @@ class LlamaModel final : public Model {
                  "the prompt and answer need {} tokens but the context holds {}",
                  cache.length() + int64_t(tokens.size()), cache.capacity());
     check_tokens(tokens);
-    for (size_t begin = 0; begin < tokens.size(); begin += size_t(kMaxChunk)) {
-      const size_t count = std::min(tokens.size() - begin, size_t(kMaxChunk));
+    const auto chunk = size_t(be_->max_step_tokens());
+    for (size_t begin = 0; begin < tokens.size(); begin += chunk) {
+      const size_t count = std::min(tokens.size() - begin, chunk);
       const bool last_chunk = begin + count == tokens.size();
       float* chunk_logits = all_logits ? logits + begin * size_t(config_.vocab_size) : logits;
       forward_chunk(tokens.subspan(begin, count), cache, last_chunk || all_logits ? chunk_logits : nullptr,

@@ -40,7 +40,9 @@ class CpuBackend final : public Backend {
   DeviceKind kind() const override { return DeviceKind::kCpu; }
   std::string description() const override { return fmt::format("CPU, {} threads", pool_.size()); }
 
-  void configure(const ModelConfig& config, int64_t) override {
+  int64_t max_step_tokens() const override { return 256; }
+
+  void configure(const ModelConfig& config) override {
     config_ = config;
     rope_ = std::make_unique<Rope>(config.rope, config.head_dim);
   }

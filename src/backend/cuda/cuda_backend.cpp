@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <map>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -26,6 +27,8 @@ using cuda::DeviceArray;
 
 // Positions per KV page.
 constexpr int kPageSize = 32;
+// Prompt chunk: the many-row products run as cuBLAS GEMMs, which get faster up to about this size.
+constexpr int64_t kMaxStepTokens = 2048;
 // cuBLAS's workspace, given up front so that its calls can be captured into graphs.
 constexpr size_t kCublasWorkspaceBytes = size_t(32) << 20;
 
@@ -90,15 +93,17 @@ class CudaBackend final : public Backend {
   DeviceKind kind() const override { return DeviceKind::kCuda; }
   std::string description() const override { return name_; }
 
-  void configure(const ModelConfig& config, int64_t max_step_tokens) override {
+  int64_t max_step_tokens() const override { return kMaxStepTokens; }
+
+  void configure(const ModelConfig& config) override {
     config_ = config;
     rope_ = std::make_unique<Rope>(config.rope, config.head_dim);
     geometry_ = {config.n_heads, config.n_kv_heads, config.head_dim, rope_->rotary_dim(),
                  config.rope.pairing == RopePairing::kHalfSplit, kPageSize};
-    ctx_.max_rows = max_step_tokens;
-    ids_ = DeviceArray<int32_t>(size_t(max_step_tokens));
-    positions_ = DeviceArray<int32_t>(size_t(max_step_tokens));
-    slots_ = DeviceArray<int32_t>(size_t(max_step_tokens));
+    ctx_.max_rows = kMaxStepTokens;
+    ids_ = DeviceArray<int32_t>(size_t(kMaxStepTokens));
+    positions_ = DeviceArray<int32_t>(size_t(kMaxStepTokens));
+    slots_ = DeviceArray<int32_t>(size_t(kMaxStepTokens));
     seq_len_ = DeviceArray<int32_t>(1);
   }
 
@@ -145,7 +150,7 @@ class CudaBackend final : public Backend {
     MARLIN_CHECK(rows <= ctx_.max_rows, "cuda backend: {} rows in one step (at most {})", rows, ctx_.max_rows);
     if (size_t(slot) >= buffers_.size()) buffers_.resize(size_t(slot) + 1);
     auto& b = buffers_[size_t(slot)];
-    const size_t bytes = size_t(ctx_.max_rows * cols) * (type == ActType::kF32 ? 4 : 2);
+    const size_t bytes = size_t(rows * cols) * (type == ActType::kF32 ? 4 : 2);
     if (b.size() < bytes) replace(b, DeviceArray<uint8_t>(bytes));
     return {b.get(), rows, cols, type};
   }
@@ -218,30 +223,16 @@ class CudaBackend final : public Backend {
     check_cuda(cudaStreamSynchronize(ctx_.stream), "forward pass");
   }
 
-  // A step of a shape seen before, on the same cache, replays the graph recorded the first time.
+  // A step shape runs directly the first time (sizing every buffer it needs), is recorded into
+  // a graph the second time, and replays that graph afterwards (until a buffer it uses is replaced).
   void run(int64_t shape_key, const std::function<void()>& ops) override {
-    if (shape_key < 0 || !graphs_enabled_) {
-      ops();
-      return;
-    }
+    if (graph_generation_ != generation()) drop_graphs();
+    if (shape_key < 0 || !graphs_enabled_) return ops();
     const std::pair<int64_t, uint64_t> key{shape_key, cache_->id()};
     auto it = graphs_.find(key);
     if (it == graphs_.end()) {
-      cudaGraph_t graph = nullptr;
-      check_cuda(cudaStreamBeginCapture(ctx_.stream, cudaStreamCaptureModeRelaxed), "cudaStreamBeginCapture");
-      try {
-        ops();
-      } catch (...) {
-        cudaStreamEndCapture(ctx_.stream, &graph);
-        if (graph) cudaGraphDestroy(graph);
-        throw;
-      }
-      check_cuda(cudaStreamEndCapture(ctx_.stream, &graph), "cudaStreamEndCapture");
-      cudaGraphExec_t exec = nullptr;
-      const cudaError_t err = cudaGraphInstantiate(&exec, graph, 0);
-      cudaGraphDestroy(graph);
-      check_cuda(err, "cudaGraphInstantiate");
-      it = graphs_.emplace(key, exec).first;
+      if (seen_.insert(key).second) return ops();
+      it = graphs_.emplace(key, record(ops)).first;
     }
     check_cuda(cudaGraphLaunch(it->second, ctx_.stream), "cudaGraphLaunch");
   }
@@ -253,13 +244,40 @@ class CudaBackend final : public Backend {
                "cudaMemcpyAsync(step)");
   }
 
-  // Recorded graphs point at device buffers: replacing one drops them.
+  cudaGraphExec_t record(const std::function<void()>& ops) {
+    cudaGraph_t graph = nullptr;
+    check_cuda(cudaStreamBeginCapture(ctx_.stream, cudaStreamCaptureModeRelaxed), "cudaStreamBeginCapture");
+    try {
+      ops();
+    } catch (...) {
+      cudaStreamEndCapture(ctx_.stream, &graph);
+      if (graph) cudaGraphDestroy(graph);
+      throw;
+    }
+    check_cuda(cudaStreamEndCapture(ctx_.stream, &graph), "cudaStreamEndCapture");
+    cudaGraphExec_t exec = nullptr;
+    const cudaError_t err = cudaGraphInstantiate(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    check_cuda(err, "cudaGraphInstantiate");
+    graph_generation_ = generation();
+    return exec;
+  }
+
+  void drop_graphs() {
+    for (auto& [key, graph] : graphs_) cudaGraphExecDestroy(graph);
+    graphs_.clear();
+    graph_generation_ = generation();
+  }
+
+  // Changes whenever a buffer a recorded graph may use is replaced.
+  int64_t generation() const { return own_generation_ + ctx_.generation; }
+
+  // Buffers are replaced once the stream is idle; recorded graphs that used them go stale.
   template <typename T>
   void replace(DeviceArray<T>& buffer, DeviceArray<T>&& fresh) {
     check_cuda(cudaStreamSynchronize(ctx_.stream), "cudaStreamSynchronize");
-    for (auto& [key, graph] : graphs_) cudaGraphExecDestroy(graph);
-    graphs_.clear();
     buffer = std::move(fresh);
+    ++own_generation_;
   }
 
   int device_ = 0;
@@ -281,6 +299,8 @@ class CudaBackend final : public Backend {
   CudaKvCache* cache_ = nullptr;
   bool graphs_enabled_ = true;
   std::map<std::pair<int64_t, uint64_t>, cudaGraphExec_t> graphs_;
+  std::set<std::pair<int64_t, uint64_t>> seen_;  // step shapes run once directly
+  int64_t own_generation_ = 0, graph_generation_ = 0;
 };
 
 }  // namespace

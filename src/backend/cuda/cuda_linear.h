@@ -1,7 +1,8 @@
 // Linear layers on the GPU. Every format runs: int4 (symmetric or asymmetric, g32/g64/g128/per
 // channel, no act-order or 2:4) through the fused int4 kernel (int4_gemm.h) when the shape fits it
 // (rows a multiple of 64, cols of 128); everything else is dequantized once, at upload, to fp16
-// and multiplied by cuBLAS.
+// and multiplied by cuBLAS. For products of many rows (prompts) the int4 weights are unpacked to
+// fp16 into a shared scratch and multiplied by cuBLAS, which is then the faster way.
 #pragma once
 
 #include <cublas_v2.h>
@@ -22,8 +23,11 @@ struct LinearContext {
   cudaStream_t stream = nullptr;
   cublasHandle_t cublas = nullptr;
   Int4GemmWorkspace int4_workspace;
-  DeviceArray<__half> f16_scratch;  // an int4 product on its way to fp32 (logits)
+  DeviceArray<__half> unpacked;     // the int4 weights of one layer as fp16 (many-row products)
+  DeviceArray<__half> f16_scratch;  // an int4 product on its way to fp32 (logits), grown on demand
   int64_t max_rows = 0;  // the most activation rows of one call (sizes the workspaces)
+  // Counts replacements of the buffers above after upload: recorded graphs that use them are stale.
+  int64_t generation = 0;
 };
 
 class CudaLinear : public BackendLinear {
