@@ -59,8 +59,8 @@ static std::string variant_name(const KernelConfig& c) {
 
 static std::string gemv_name(const GemvConfig& c) {
   char buf[96];
-  snprintf(buf, sizeof buf, "%s-gemv-W%d-S%d-FM%d-g%d%s%s", codec_name(c.codec), c.warps, c.strips_per_warp,
-           c.frags_m, 128 / c.groups_per_tile, c.asymmetric ? "-asym" : "", c.prefetch ? "-pf" : "");
+  snprintf(buf, sizeof buf, "%s-gemv-W%d-S%d-FM%d-g%d%s", codec_name(c.codec), c.warps, c.strips_per_warp, c.frags_m,
+           128 / c.groups_per_tile, c.asymmetric ? "-asym" : "");
   return buf;
 }
 

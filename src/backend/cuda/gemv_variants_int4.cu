@@ -5,39 +5,36 @@
 
 namespace marlin::cuda::tiled_detail {
 
-// X(codec, warps, strips_per_warp, frags_m, groups_per_tile, asymmetric, prefetch)
-#define MARLIN_GEMV_VARIANTS(X)            \
-  X(kCodecInt4, 8, 2, 1, 1, false, false)  \
-  X(kCodecInt4, 8, 2, 2, 1, false, false)  \
-  X(kCodecInt4, 8, 1, 1, 1, false, false)  \
-  X(kCodecInt4, 8, 1, 2, 1, false, false)  \
-  X(kCodecInt4, 16, 1, 1, 1, false, false) \
-  X(kCodecInt4, 16, 1, 2, 1, false, false) \
-  X(kCodecInt4, 8, 2, 4, 1, false, false)  \
-  X(kCodecInt4, 8, 2, 1, 2, false, false)  \
-  X(kCodecInt4, 8, 2, 2, 2, false, false)  \
-  X(kCodecInt4, 8, 2, 1, 4, false, false)  \
-  X(kCodecInt4, 8, 2, 2, 4, false, false)  \
-  X(kCodecInt4, 8, 2, 1, 1, true, false)   \
-  X(kCodecInt4, 8, 2, 2, 1, true, false)   \
-  X(kCodecInt4, 8, 2, 1, 2, true, false)   \
-  X(kCodecInt4, 8, 2, 2, 2, true, false)   \
-  X(kCodecInt4, 8, 2, 1, 4, true, false)   \
-  X(kCodecInt4, 8, 2, 2, 4, true, false)   \
-  X(kCodecInt4, 16, 1, 1, 1, false, true)  \
-  X(kCodecInt4, 8, 2, 1, 1, false, true)   \
-  X(kCodecInt4, 8, 2, 2, 1, false, true)
+// X(codec, warps, strips_per_warp, frags_m, groups_per_tile, asymmetric)
+#define MARLIN_GEMV_VARIANTS(X)     \
+  X(kCodecInt4, 8, 2, 1, 1, false)  \
+  X(kCodecInt4, 8, 2, 2, 1, false)  \
+  X(kCodecInt4, 8, 1, 1, 1, false)  \
+  X(kCodecInt4, 8, 1, 2, 1, false)  \
+  X(kCodecInt4, 16, 1, 1, 1, false) \
+  X(kCodecInt4, 16, 1, 2, 1, false) \
+  X(kCodecInt4, 8, 2, 4, 1, false)  \
+  X(kCodecInt4, 8, 2, 1, 2, false)  \
+  X(kCodecInt4, 8, 2, 2, 2, false)  \
+  X(kCodecInt4, 8, 2, 1, 4, false)  \
+  X(kCodecInt4, 8, 2, 2, 4, false)  \
+  X(kCodecInt4, 8, 2, 1, 1, true)   \
+  X(kCodecInt4, 8, 2, 2, 1, true)   \
+  X(kCodecInt4, 8, 2, 1, 2, true)   \
+  X(kCodecInt4, 8, 2, 2, 2, true)   \
+  X(kCodecInt4, 8, 2, 1, 4, true)   \
+  X(kCodecInt4, 8, 2, 2, 4, true)
 
 namespace {
 
-#define MARLIN_GEMV_ROW(CODEC, W, S, FM, G, Z, PF) GemvConfig{CODEC, W, S, FM, G, Z, PF},
+#define MARLIN_GEMV_ROW(CODEC, W, S, FM, G, Z) GemvConfig{CODEC, W, S, FM, G, Z},
 constexpr GemvConfig kConfigs[] = {MARLIN_GEMV_VARIANTS(MARLIN_GEMV_ROW)};
 #undef MARLIN_GEMV_ROW
 
 cudaError_t launch(int index, const GemvParams& params, int grid, bool pdl, cudaStream_t stream) {
   int i = 0;
-#define MARLIN_GEMV_CASE(CODEC, W, S, FM, G, Z, PF) \
-  if (index == i++) return launch_gemv_variant<CODEC, W, S, FM, G, Z, PF>(params, grid, pdl, stream);
+#define MARLIN_GEMV_CASE(CODEC, W, S, FM, G, Z) \
+  if (index == i++) return launch_gemv_variant<CODEC, W, S, FM, G, Z>(params, grid, pdl, stream);
   MARLIN_GEMV_VARIANTS(MARLIN_GEMV_CASE)
 #undef MARLIN_GEMV_CASE
   return cudaErrorInvalidValue;

@@ -110,9 +110,13 @@ struct TiledGemm {
 
   // Copies the chunk's activations for one k-step. 16-byte piece c: values 8·kc .. 8·kc + 7 of
   // token 8·tg + r with kc = 2·((c / 16) % 8) + c % 2, r = (c / 2) % 8, tg = c / 128: two lanes read
-  // one 32-byte sector of a row, and a phase of 8 lanes writes at most 2-way bank conflicts.
-  static __device__ __forceinline__ void load_activations(const GemmParams& p, uint8_t* stage, const Item& w,
-                                                          int lane) {
+  // one 32-byte sector of a row, and a phase of 8 lanes writes at most 2-way bank conflicts. Only
+  // the last k-step of a K that is not a multiple of 128 zero-fills its padding: the zero-filling
+  // form of cp.async (src-size operand) made every striped variant slower when used throughout
+  // (run 6: +1 µs per launch at m = 1, 2× at m = 1024).
+  template <bool kPadded>
+  static __device__ __forceinline__ void load_activation_pieces(const GemmParams& p, uint8_t* stage, const Item& w,
+                                                                int lane) {
     const int rows = min(kChunk, p.m - w.mc * kChunk);
     const __half* src = p.a + static_cast<long long>(w.mc * kChunk) * p.k + w.kt * kTileCols;
     const uint32_t dst = smem_addr(stage + kWeightBytes);
@@ -120,11 +124,24 @@ struct TiledGemm {
     for (int c = lane; c < pieces; c += 32) {
       const int kc = 2 * ((c >> 4) & 7) + (c & 1), r = (c >> 1) & 7, tg = c >> 7;
       const int row = 8 * tg + r;
-      const bool inside_k = w.kt * kTileCols + kc * 8 < p.k;
-      if (row < rows)
-        cp_async16_or_zero(dst + tg * kActGroupBytes + kc * kCoreMatrixBytes + r * 16,
-                           inside_k ? src + static_cast<long long>(row) * p.k + kc * 8 : p.a, inside_k);
+      if (row >= rows) continue;
+      const uint32_t to = dst + tg * kActGroupBytes + kc * kCoreMatrixBytes + r * 16;
+      const __half* from = src + static_cast<long long>(row) * p.k + kc * 8;
+      if constexpr (kPadded) {
+        const bool inside_k = w.kt * kTileCols + kc * 8 < p.k;
+        cp_async16_or_zero(to, inside_k ? from : p.a, inside_k);
+      } else {
+        cp_async16(to, from);
+      }
     }
+  }
+
+  static __device__ __forceinline__ void load_activations(const GemmParams& p, uint8_t* stage, const Item& w,
+                                                          int lane) {
+    if ((w.kt + 1) * kTileCols <= p.k)
+      load_activation_pieces<false>(p, stage, w, lane);
+    else
+      load_activation_pieces<true>(p, stage, w, lane);
   }
 
   // Stage s is full once lane 0's expect-tx arrival, the weights' bytes and all 32 lanes'

@@ -76,7 +76,6 @@ struct GemvConfig {
   int frags_m;  // tokens ≤ 8·frags_m
   int groups_per_tile;
   bool asymmetric;
-  bool prefetch;  // L2 prefetch of the next codes
 
   int smem_bytes() const { return warps * 32 * strips_per_warp * frags_m * 16; }
 };

@@ -3,10 +3,13 @@
 //
 //  1. The few-token kernel (GEMV: rows across SMs, K split inside each block, no split-K tail)
 //     while its activation traffic is small next to the weights and each block still has K to
-//     split: m ≤ 4 with at most 8 strips (128 rows) per SM, m ≤ 8 for small matrices, m ≤ 16 for
-//     tiny ones. Run 4, int4: the GEMV won every m ≤ 4 shape with n ≤ 6144 rows... by 10–25 %,
-//     lost 4096×28672 (14 strips per SM: one warp per strip, whole K) to the striped mma kernel;
-//     at m = 8 it won only 4096×4096 (64 KB of int4 per SM).
+//     split: m ≤ 4 with at most 8 strips (128 rows) per SM, m ≤ 8 for small matrices (≤ 80 KB of
+//     int4 or 200 KB of 8-bit tiles per SM: the activations cost the GEMV relatively half as much
+//     next to 8-bit weights), m ≤ 16 for tiny ones (≤ 16 KB per SM). Run 4, int4: the GEMV won
+//     every m ≤ 4 shape with n ≤ 14336 by 10–25 %, lost 4096×28672 (14 strips per SM: one warp
+//     per strip, whole K) to the striped mma kernel; at m = 8 it won only 4096×4096 (64 KB per
+//     SM). Run 6, int8/fp8: the GEMV won m ≤ 4 everywhere it is picked, and m = 8 at 4096×4096
+//     and 4096×6144 (131 and 196 KB per SM).
 //  2. Otherwise the striped kernel, with 256-row blocks when that still leaves every SM ≥ 6
 //     k-steps of work (else 128-row blocks split K over more SMs; run 4: R2 ahead below ~6, R4
 //     from ~8 up), 3 stages:
@@ -46,12 +49,12 @@ int find_striped(int row_tiles, int frags_n, int frags_m, int path, const Weight
   return -1;
 }
 
-int find_gemv(int warps, int strips_per_warp, int frags_m, bool prefetch, const WeightTileShape& shape) {
+int find_gemv(int warps, int strips_per_warp, int frags_m, const WeightTileShape& shape) {
   int count = 0;
   const tiled_detail::GemvConfig* configs = tiled_detail::gemv_configs(&count);
   for (int i = 0; i < count; ++i) {
     const tiled_detail::GemvConfig& c = configs[i];
-    if (c.warps == warps && c.strips_per_warp == strips_per_warp && c.frags_m == frags_m && c.prefetch == prefetch &&
+    if (c.warps == warps && c.strips_per_warp == strips_per_warp && c.frags_m == frags_m &&
         same_format(c.codec, c.groups_per_tile, c.asymmetric, shape))
       return i;
   }
@@ -62,7 +65,7 @@ int find_gemv(int warps, int strips_per_warp, int frags_m, bool prefetch, const 
 // strips share each activation load) above; the other where one is missing.
 int pick_gemv(const WeightTileShape& shape, int64_t m) {
   const int frags_m = m <= 8 ? 1 : 2;
-  const int wide = find_gemv(16, 1, frags_m, false, shape), paired = find_gemv(8, 2, frags_m, false, shape);
+  const int wide = find_gemv(16, 1, frags_m, shape), paired = find_gemv(8, 2, frags_m, shape);
   const int first = m <= 4 ? wide : paired, second = m <= 4 ? paired : wide;
   return first >= 0 ? first : second;
 }
@@ -79,9 +82,10 @@ GemmTuning tiled_gemm_pick(const WeightTileShape& shape, int64_t m, int sms) {
   GemmTuning t;
   const int64_t strips = shape.rows / 16;
   const double weight_bytes_per_sm = double(shape.total_bytes()) / sms;
-  const bool gemv_fits =
-      (m <= 4 && strips <= 8 * int64_t(sms)) || (m <= 8 && weight_bytes_per_sm <= 80e3) ||
-      (m <= 16 && weight_bytes_per_sm <= 16e3);
+  const double few_token_bytes_per_sm = shape.codec == TileCodec::kInt4 ? 80e3 : 200e3;
+  const bool gemv_fits = (m <= 4 && strips <= 8 * int64_t(sms)) ||
+                         (m <= 8 && weight_bytes_per_sm <= few_token_bytes_per_sm) ||
+                         (m <= 16 && weight_bytes_per_sm <= 16e3);
   if (gemv_fits || shape.rows % 128 != 0) {
     t.gemv_variant = pick_gemv(shape, std::min<int64_t>(m, 16));
     MARLIN_CHECK(t.gemv_variant >= 0, "tiled gemm: no few-token kernel for {} tiles with {} groups per tile{}",

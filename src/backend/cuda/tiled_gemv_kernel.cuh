@@ -9,8 +9,8 @@
 // coalesced 512-byte run), kDepth half-k-tiles ahead, and takes its activation fragments from
 // global memory (L1/L2). The k_split partial sums are added in shared memory in a fixed order.
 // K is a multiple of 64, so a half-k-tile lies wholly inside K or wholly in the last tile's
-// padding, which is skipped. With kPrefetch each lane also asks L2 for its codes of the next
-// kDepth half-k-tiles (prefetch.global.L2: no registers) while it computes on these.
+// padding, which is skipped. (An L2 prefetch of the next kDepth half-k-tiles' codes was 0–8 %
+// slower in run 6.)
 #pragma once
 
 #include <cuda_fp16.h>
@@ -23,7 +23,7 @@
 
 namespace marlin::cuda::tiled_detail {
 
-template <int kCodec, int kWarps, int kStripsPerWarp, int kFragsM, int kGroupsPerTile, bool kAsym, bool kPrefetch>
+template <int kCodec, int kWarps, int kStripsPerWarp, int kFragsM, int kGroupsPerTile, bool kAsym>
 struct TiledGemv {
   using C = Codec<kCodec>;
   using Quant = typename C::Quant;
@@ -41,14 +41,6 @@ struct TiledGemv {
     uint4 codes[C::kVecs];
     Quant quant[kHalfGroups][2];
   };
-
-  // L2 prefetch of what load_step would load of the codes.
-  static __device__ __forceinline__ void prefetch_step(const uint8_t* tile, int strip_in_tile, int half, int lane) {
-    const uint8_t* codes =
-        tile + kScaleBytes + kZeroBytes + strip_in_tile * (kCodeBytes / 4) + half * (kCodeBytes / 8) + lane * 16;
-#pragma unroll
-    for (int j = 0; j < C::kVecs; ++j) asm volatile("prefetch.global.L2 [%0];" ::"l"(codes + j * 512));
-  }
 
   static __device__ __forceinline__ void load_step(const uint8_t* tile, int strip_in_tile, int half, int lane,
                                                    Step& s) {
@@ -115,15 +107,6 @@ struct TiledGemv {
           if (h0 + d < h_end && valid[j])
             load_step(tile_base[j] + static_cast<long long>((h0 + d) / 2) * kTileBytes, strip_in_tile[j], (h0 + d) % 2,
                       lane, steps[d][j]);
-      if constexpr (kPrefetch) {
-#pragma unroll
-        for (int d = kDepth; d < 2 * kDepth; ++d)
-#pragma unroll
-          for (int j = 0; j < kStripsPerWarp; ++j)
-            if (h0 + d < h_end && valid[j])
-              prefetch_step(tile_base[j] + static_cast<long long>((h0 + d) / 2) * kTileBytes, strip_in_tile[j],
-                            (h0 + d) % 2, lane);
-      }
       if (!waited) {  // the weights above do not depend on the previous kernel; A does
         grid_dependency_wait();
         waited = true;
@@ -192,16 +175,16 @@ struct TiledGemv {
   }
 };
 
-template <int kCodec, int kWarps, int kStripsPerWarp, int kFragsM, int kGroupsPerTile, bool kAsym, bool kPrefetch>
+template <int kCodec, int kWarps, int kStripsPerWarp, int kFragsM, int kGroupsPerTile, bool kAsym>
 __global__ void __launch_bounds__(kWarps * 32, 1) tiled_gemv_kernel(const __grid_constant__ GemvParams p) {
   allow_dependent_launch();
   extern __shared__ __align__(16) float red[];
-  TiledGemv<kCodec, kWarps, kStripsPerWarp, kFragsM, kGroupsPerTile, kAsym, kPrefetch>::run(p, red);
+  TiledGemv<kCodec, kWarps, kStripsPerWarp, kFragsM, kGroupsPerTile, kAsym>::run(p, red);
 }
 
 // Launches one variant (see launch_gemv in tiled_gemm_kernels.h); dynamic shared memory holds the
 // partial sums.
-template <int kCodec, int kWarps, int kStripsPerWarp, int kFragsM, int kGroupsPerTile, bool kAsym, bool kPrefetch>
+template <int kCodec, int kWarps, int kStripsPerWarp, int kFragsM, int kGroupsPerTile, bool kAsym>
 cudaError_t launch_gemv_variant(const GemvParams& params, int grid, bool pdl, cudaStream_t stream) {
   cudaLaunchConfig_t config = {};
   config.gridDim = dim3(grid);
@@ -214,7 +197,7 @@ cudaError_t launch_gemv_variant(const GemvParams& params, int grid, bool pdl, cu
   config.attrs = &attribute;
   config.numAttrs = pdl ? 1 : 0;
   return cudaLaunchKernelEx(
-      &config, tiled_gemv_kernel<kCodec, kWarps, kStripsPerWarp, kFragsM, kGroupsPerTile, kAsym, kPrefetch>, params);
+      &config, tiled_gemv_kernel<kCodec, kWarps, kStripsPerWarp, kFragsM, kGroupsPerTile, kAsym>, params);
 }
 
 }  // namespace marlin::cuda::tiled_detail
