@@ -2,17 +2,20 @@
 // of bench/gpu (H100 runs; bench/gpu/NOTES.md). Each branch says what it was fit to.
 //
 //  1. The few-token kernel (GEMV: rows across SMs, K split inside each block, no split-K tail)
-//     while its activation traffic is small next to the weights and each block still has K to
-//     split: m ≤ 4 with at most 8 strips (128 rows) per SM, m ≤ 8 for small matrices (≤ 80 KB of
-//     int4 or 200 KB of 8-bit tiles per SM: the activations cost the GEMV relatively half as much
-//     next to 8-bit weights), m ≤ 16 for tiny ones (≤ 16 KB per SM). Run 4, int4: the GEMV won
-//     every m ≤ 4 shape with n ≤ 14336 by 10–25 %, lost 4096×28672 (14 strips per SM: one warp
-//     per strip, whole K) to the striped mma kernel; at m = 8 it won only 4096×4096 (64 KB per
-//     SM). Run 6, int8/fp8: the GEMV won m ≤ 4 everywhere it is picked, and m = 8 at 4096×4096
-//     and 4096×6144 (131 and 196 KB per SM).
-//  2. Otherwise the striped kernel, with 256-row blocks when that still leaves every SM ≥ 6
-//     k-steps of work (else 128-row blocks split K over more SMs; run 4: R2 ahead below ~6, R4
-//     from ~8 up), 3 stages:
+//     while its activation traffic is small next to the weights: m ≤ 4 (int4: only with at most
+//     8 strips of 16 rows per SM, so that each block still splits K over its warps), m ≤ 8 for
+//     small matrices (≤ 80 KB of int4 or 200 KB of 8-bit tiles per SM: next to 8-bit weights the
+//     activations cost relatively half as much), m ≤ 16 for tiny ones (≤ 16 KB per SM).
+//     Runs 4 and 7, int4: the GEMV won every m ≤ 4 shape with n ≤ 14336 by 10–25 % and lost
+//     4096×28672 (14 strips per SM: one warp per strip, whole K) to the striped mma kernel by
+//     2–6 %; at m = 8 it won only 4096×4096 (64 KB per SM). Run 7, int8/fp8: the GEMV won every
+//     m ≤ 4 shape (4096×28672 too, by 3 %: two 16-byte loads per lane and half-k-tile keep more
+//     bytes in flight), and m = 8 at 4096×4096 and 4096×6144 (131 and 196 KB per SM).
+//  2. Otherwise the striped kernel, with 256-row blocks (R4) when that still leaves every SM
+//     enough k-steps of work, else 128-row blocks (R2) that split K over more SMs; 3 stages.
+//     Enough: 6 (runs 4 and 7, int4: R2 ahead at ≤ 5.8, R4 from 7.8 up; 8-bit with wgmma, m > 32,
+//     the same), but 16 for 8-bit tiles on the mma.sync path, m ≤ 32 (run 7: R2 ahead by 3–9 % at
+//     13.6 — 4096 rows × K 14336 — R4 at 27).
 //       m ≤ 16   mma.sync, 8 or 16 tokens per pass
 //       m ≤ 32   mma.sync R4 / wgmma R2, 32 tokens per pass (run 4: the better of the two at
 //                each block size)
@@ -82,9 +85,9 @@ GemmTuning tiled_gemm_pick(const WeightTileShape& shape, int64_t m, int sms) {
   GemmTuning t;
   const int64_t strips = shape.rows / 16;
   const double weight_bytes_per_sm = double(shape.total_bytes()) / sms;
-  const double few_token_bytes_per_sm = shape.codec == TileCodec::kInt4 ? 80e3 : 200e3;
-  const bool gemv_fits = (m <= 4 && strips <= 8 * int64_t(sms)) ||
-                         (m <= 8 && weight_bytes_per_sm <= few_token_bytes_per_sm) ||
+  const bool eight_bit = shape.codec != TileCodec::kInt4;
+  const bool gemv_fits = (m <= 4 && (eight_bit || strips <= 8 * int64_t(sms))) ||
+                         (m <= 8 && weight_bytes_per_sm <= (eight_bit ? 200e3 : 80e3)) ||
                          (m <= 16 && weight_bytes_per_sm <= 16e3);
   if (gemv_fits || shape.rows % 128 != 0) {
     t.gemv_variant = pick_gemv(shape, std::min<int64_t>(m, 16));
@@ -93,7 +96,8 @@ GemmTuning tiled_gemm_pick(const WeightTileShape& shape, int64_t m, int sms) {
     return t;
   }
   const int chunk = m <= 8 ? 8 : m <= 16 ? 16 : m <= 32 ? 32 : 64;
-  const bool big_blocks = shape.rows % 256 == 0 && items_per_sm(shape, m, 256, chunk, sms) >= 6.0;
+  const double enough_items = eight_bit && m <= 32 ? 16.0 : 6.0;
+  const bool big_blocks = shape.rows % 256 == 0 && items_per_sm(shape, m, 256, chunk, sms) >= enough_items;
   const int row_tiles = big_blocks ? 4 : 2;
   if (m <= 16)
     t.variant = find_striped(row_tiles, 2, chunk / 8, kPathMma, shape);
