@@ -1,26 +1,22 @@
 #!/usr/bin/env bash
-# Runs the int4 GEMM scratchpad on the GPU machine: sanitizer smoke test, then checks and timings
-# (again without the wgmma variants if the full run fails).
-#   bench/gpu/run_device.sh BIN_DIR OUT_DIR [int4_gemm options...]
+# Runs the weight-tile GEMM scratchpad on the GPU machine: sanitizer smoke test, correctness sweep,
+# then timings. Every step has its own time limit so that one hang leaves the others' results (the
+# JSON files are written record by record).
+#   bench/gpu/run_device.sh BIN_DIR OUT_DIR [tiled_gemm timing options, e.g. --no-wgmma]
+# Limits (seconds): SMOKE_S (default 70), CHECK_S (80), TIME_S (130).
 set -uo pipefail
 bin=$1 out=$2
 shift 2
 lib=$(dirname "$(find /usr/local/cuda* /opt /usr/lib -name 'libcublas.so.13*' 2>/dev/null | head -1)")
 export LD_LIBRARY_PATH=$lib:${LD_LIBRARY_PATH:-}
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,clocks.mem,power.draw,temperature.gpu --format=csv
-timeout 120 compute-sanitizer --tool memcheck "$bin/int4_gemm" --smoke > "$out/sanitizer.txt" 2>&1
+timeout "${SMOKE_S:-70}" compute-sanitizer --tool memcheck "$bin/tiled_gemm" --smoke > "$out/sanitizer.txt" 2>&1
 echo "sanitizer rc=$?"; grep -E "FAIL|ERROR|error" "$out/sanitizer.txt" | head -10; tail -3 "$out/sanitizer.txt"
-timeout 400 "$bin/int4_gemm" --json "$out/int4.json" "$@" > "$out/log.txt" 2>&1
-rc=$?
-echo "bench rc=$rc"
-if [ $rc -ne 0 ]; then
-  tail -5 "$out/log.txt"
-  timeout 300 "$bin/int4_gemm" --no-wgmma --json "$out/int4_nowgmma.json" "$@" > "$out/log_nowgmma.txt" 2>&1
-  echo "bench --no-wgmma rc=$?"
-  grep -E "FAIL|differ" "$out/log.txt" | head -20
-  tail -25 "$out/log_nowgmma.txt"
-else
-  grep -E "FAIL|differ" "$out/log.txt" | head -20
-  tail -32 "$out/log.txt"
-fi
+timeout "${CHECK_S:-80}" "$bin/tiled_gemm" --skip-time --json "$out/check.json" "$@" > "$out/check.txt" 2>&1
+echo "checks rc=$?"
+grep -E "FAIL|differ|error" "$out/check.txt" | head -20
+grep -E "^reference|correctness" "$out/check.txt"
+timeout "${TIME_S:-130}" "$bin/tiled_gemm" --skip-check --json "$out/time.json" "$@" > "$out/time.txt" 2>&1
+echo "timings rc=$?"
+grep -vE "^check" "$out/time.txt" | tail -100
 nvidia-smi --query-gpu=clocks.sm,clocks.mem,power.draw,temperature.gpu --format=csv

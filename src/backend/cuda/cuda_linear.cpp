@@ -2,12 +2,13 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 #include <vector>
 
 #include "backend/cuda/device_memory.h"
 #include "backend/cuda/int4_unpack.h"
 #include "backend/cuda/ops.h"
-#include "backend/int4_tiles.h"
+#include "backend/weight_tiles.h"
 #include "core/half.h"
 #include "quant/dequant.h"
 #include "quant/quant_buffers.h"
@@ -57,45 +58,56 @@ QuantBuffers stack_rows(std::span<const QuantTensor> parts) {
   return out;
 }
 
-bool int4_kernel_runs(std::span<const QuantTensor> parts) {
+// The tile shape the fused kernels need for these stacked parts, or nullopt when they cannot run
+// them (a format without a tile codec, rows not a multiple of 64, ...).
+std::optional<WeightTileShape> tiled_shape(std::span<const QuantTensor> parts) {
   int64_t rows = 0;
   for (const QuantTensor& p : parts) {
-    if (!(p.format == parts[0].format)) return false;
+    if (!(p.format == parts[0].format)) return std::nullopt;
     rows += p.rows;
   }
-  const TensorFormat& f = parts[0].format;
-  return f.kind == FormatKind::kInt4 && !f.act_order && !f.sparse_24 && rows % kInt4TileRows == 0 &&
-         parts[0].cols % kInt4TileCols == 0;
+  try {
+    return weight_tile_shape(parts[0].format, rows, parts[0].cols);
+  } catch (const Error&) {
+    return std::nullopt;
+  }
 }
 
-class Int4Linear final : public CudaLinear {
+// int4 / int8 / fp8 weights in tiles, run by the fused dequantize + GEMM/GEMV kernels.
+class TiledLinear final : public CudaLinear {
  public:
-  Int4Linear(std::span<const QuantTensor> parts, LinearContext& ctx)
-      : weights_(stack_rows(parts).view()) {
-    rows = weights_.view().shape.rows;
-    cols = weights_.view().shape.cols;
-    ctx.int4_workspace.reserve(rows, std::min(ctx.max_rows, kUnpackRows));
-    if (ctx.max_rows >= kUnpackRows && ctx.unpacked.size() < size_t(rows * cols))
+  TiledLinear(std::span<const QuantTensor> parts, const WeightTileShape& shape, LinearContext& ctx)
+      : weights_(pack_weight_tiles(stack_rows(parts).view()), shape) {
+    rows = shape.rows;
+    cols = shape.cols;
+    // Reserved now for every row count the kernels will see: a workspace that grew later would
+    // leave recorded graphs pointing at freed memory.
+    ctx.workspace.reserve(rows, unpacks(ctx.max_rows) ? kUnpackRows - 1 : ctx.max_rows);
+    if (unpacks(ctx.max_rows) && ctx.unpacked.size() < size_t(rows * cols))
       ctx.unpacked = DeviceArray<__half>(size_t(rows * cols));
   }
   void forward(const __half* in, int64_t m, void* out, bool out_f32, LinearContext& ctx) const override {
-    if (m >= kUnpackRows) {
-      int4_tiles_to_half(weights_.view(), ctx.unpacked.get(), ctx.stream);
+    const TiledWeights w = weights_.view();
+    if (unpacks(m)) {
+      check_cuda(int4_tiles_to_half(w.tiles, rows, cols, w.shape.groups_per_tile, w.shape.asymmetric,
+                                    ctx.unpacked.get(), ctx.stream),
+                 "int4 unpack");
       return gemm_f16(ctx, ctx.unpacked.get(), rows, cols, in, m, out, out_f32);
     }
-    if (!out_f32) return int4_gemm(weights_.view(), in, static_cast<__half*>(out), m, ctx.int4_workspace, ctx.stream);
+    if (!out_f32) return tiled_gemm(w, in, static_cast<__half*>(out), m, ctx.workspace, ctx.stream);
     if (ctx.f16_scratch.size() < size_t(m * rows)) {
       check_cuda(cudaStreamSynchronize(ctx.stream), "cudaStreamSynchronize");
       ctx.f16_scratch = DeviceArray<__half>(size_t(m * rows));
       ++ctx.generation;
     }
-    int4_gemm(weights_.view(), in, ctx.f16_scratch.get(), m, ctx.int4_workspace, ctx.stream);
+    tiled_gemm(w, in, ctx.f16_scratch.get(), m, ctx.workspace, ctx.stream);
     half_to_float(ctx.f16_scratch.get(), m * rows, static_cast<float*>(out), ctx.stream);
   }
-  const char* kernel_name() const override { return "int4"; }
+  const char* kernel_name() const override { return tile_codec_name(weights_.view().shape.codec); }
 
  private:
-  Int4DeviceWeights weights_;
+  bool unpacks(int64_t m) const { return m >= kUnpackRows && weights_.view().shape.codec == TileCodec::kInt4; }
+  DeviceWeightTiles weights_;
 };
 
 class DenseLinear final : public CudaLinear {
@@ -133,7 +145,7 @@ std::unique_ptr<CudaLinear> CudaLinear::upload(std::span<const QuantTensor> part
     p.validate();
     MARLIN_CHECK(p.cols == parts[0].cols, "cuda backend: stacked weights of {} and {} columns", parts[0].cols, p.cols);
   }
-  if (int4_kernel_runs(parts)) return std::make_unique<Int4Linear>(parts, ctx);
+  if (const auto shape = tiled_shape(parts)) return std::make_unique<TiledLinear>(parts, *shape, ctx);
   return std::make_unique<DenseLinear>(parts);
 }
 

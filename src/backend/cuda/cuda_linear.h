@@ -1,7 +1,7 @@
-// Linear layers on the GPU. Every format runs: int4 (symmetric or asymmetric, g32/g64/g128/per
-// channel, no act-order or 2:4) through the fused int4 kernel (int4_gemm.h) when the shape fits it
-// (rows a multiple of 64, cols of 128); everything else is dequantized once, at upload, to fp16
-// and multiplied by cuBLAS. For products of many rows (prompts) the int4 weights are unpacked to
+// Linear layers on the GPU. Every format runs: int4 (symmetric or asymmetric), symmetric int8 and
+// fp8 through the fused dequantize + GEMM/GEMV kernels (tiled_gemm.h) when their tiles fit (rows a
+// multiple of 64, cols of 64); everything else is dequantized once, at upload, to fp16 and
+// multiplied by cuBLAS. For products of many rows (prompts) the int4 weights are unpacked to
 // fp16 into a shared scratch and multiplied by cuBLAS, which is then the faster way.
 #pragma once
 
@@ -14,7 +14,7 @@
 
 #include "backend/backend.h"
 #include "backend/cuda/device_memory.h"
-#include "backend/cuda/int4_gemm.h"
+#include "backend/cuda/tiled_gemm.h"
 
 namespace marlin::cuda {
 
@@ -22,7 +22,7 @@ namespace marlin::cuda {
 struct LinearContext {
   cudaStream_t stream = nullptr;
   cublasHandle_t cublas = nullptr;
-  Int4GemmWorkspace int4_workspace;
+  GemmWorkspace workspace;          // split-K scratch of the fused kernels
   DeviceArray<__half> unpacked;     // the int4 weights of one layer as fp16 (many-row products)
   DeviceArray<__half> f16_scratch;  // an int4 product on its way to fp32 (logits), grown on demand
   int64_t max_rows = 0;  // the most activation rows of one call (sizes the workspaces)

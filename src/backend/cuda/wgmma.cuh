@@ -1,4 +1,4 @@
-// Hopper warpgroup matrix multiply (wgmma, sm_90a) for the int4 GEMM: D (64 × N fp32, registers of
+// Hopper warpgroup matrix multiply (wgmma, sm_90a) for the weight-tile GEMM: D (64 × N fp32, registers of
 // the 4 warps of a warpgroup) += A (64 × 16 fp16, registers) · B (16 × N fp16, shared memory).
 //
 // A's registers are those of four m16n8k16 A fragments (warp w holds rows 16w..16w+15); D's are
@@ -15,7 +15,7 @@
 #define MARLIN_HAVE_WGMMA 1
 #endif
 
-namespace marlin::cuda::int4_detail {
+namespace marlin::cuda::tiled_detail {
 
 constexpr uint32_t kCoreMatrixBytes = 128;      // 8 rows × 16 bytes
 constexpr uint32_t kActGroupBytes = 16 * 128;   // 8 rows × 128 columns of fp16
@@ -124,4 +124,4 @@ __device__ __forceinline__ void wgmma_f16<128>(float (&d)[64], const uint32_t (&
 #endif
 }
 
-}  // namespace marlin::cuda::int4_detail
+}  // namespace marlin::cuda::tiled_detail

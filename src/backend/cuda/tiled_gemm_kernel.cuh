@@ -1,4 +1,5 @@
-// The int4 × fp16 GEMM kernel (Hopper): C = A · Wᵀ with W in int4 tiles (backend/int4_tiles.h).
+// The weight-tile × fp16 GEMM kernel (Hopper): C = A · Wᵀ with W in weight tiles
+// (backend/weight_tiles.h) of any codec (tile_codecs.cuh: int4, int8, fp8).
 //
 // Computed transposed, Cᵀ = W · Aᵀ: the weights are the tensor cores' 16-row (mma.sync) or 64-row
 // (wgmma) A operand, dequantized by each warp straight into registers, and the tokens are the
@@ -16,7 +17,8 @@
 // (TMA, L2 evict-first when read once), activations by 16-byte cp.async; both complete on the
 // stage's "full" mbarrier. Consumer warps wait on it, compute, and release the stage through its
 // "empty" mbarrier. Under programmatic dependent launch the first stages' weights are requested
-// before waiting for the previous kernel.
+// before waiting for the previous kernel. Activation columns past K (the zero-weight padding of
+// the last tile) are filled with zeros, never read.
 //
 // Activations in a stage: chunk × 128 fp16 as [chunk/8][16][8 tokens][8 values] — 16-byte rows of
 // 8 k-values, 8 tokens per 128-byte core matrix, so both ldmatrix (mma.sync) and wgmma's
@@ -27,15 +29,14 @@
 
 #include <cstdint>
 
-#include "backend/cuda/int4_dequant.cuh"
-#include "backend/cuda/int4_gemm_kernels.h"
 #include "backend/cuda/ptx.cuh"
+#include "backend/cuda/tile_codecs.cuh"
+#include "backend/cuda/tiled_gemm_kernels.h"
 #include "backend/cuda/wgmma.cuh"
 
-namespace marlin::cuda::int4_detail {
+namespace marlin::cuda::tiled_detail {
 
 constexpr int kTileCols = 128;
-constexpr int kCodeBytes = 4096;
 constexpr int kActBytesPerToken = kTileCols * 2;
 
 // First item of block b's stripe, and the block whose stripe holds item i.
@@ -48,8 +49,12 @@ __device__ __forceinline__ void consumer_barrier(int threads) {
   asm volatile("bar.sync 1, %0;" ::"r"(threads) : "memory");
 }
 
-template <int kRowTiles, int kFragsN, int kFragsM, int kGroupsPerTile, bool kAsym, int kPath>
-struct Int4Gemm {
+template <int kCodec, int kRowTiles, int kFragsN, int kFragsM, int kGroupsPerTile, bool kAsym, int kPath>
+struct TiledGemm {
+  using C = Codec<kCodec>;
+  using Quant = typename C::Quant;
+  static constexpr int kCodeBytes = C::kCodeBytes;
+  static constexpr int kVecs = C::kVecs;
   static constexpr int kStrips = 4 * kRowTiles;
   static constexpr int kWarps = kStrips / kFragsN;  // consumer warps
   static constexpr int kThreads = (kWarps + 1) * 32;
@@ -105,9 +110,13 @@ struct Int4Gemm {
 
   // Copies the chunk's activations for one k-step. 16-byte piece c: values 8·kc .. 8·kc + 7 of
   // token 8·tg + r with kc = 2·((c / 16) % 8) + c % 2, r = (c / 2) % 8, tg = c / 128: two lanes read
-  // one 32-byte sector of a row, and a phase of 8 lanes writes at most 2-way bank conflicts.
-  static __device__ __forceinline__ void load_activations(const GemmParams& p, uint8_t* stage, const Item& w,
-                                                          int lane) {
+  // one 32-byte sector of a row, and a phase of 8 lanes writes at most 2-way bank conflicts. Only
+  // the last k-step of a K that is not a multiple of 128 zero-fills its padding: the zero-filling
+  // form of cp.async (src-size operand) made every striped variant slower when used throughout
+  // (run 6: +1 µs per launch at m = 1, 2× at m = 1024).
+  template <bool kPadded>
+  static __device__ __forceinline__ void load_activation_pieces(const GemmParams& p, uint8_t* stage, const Item& w,
+                                                                int lane) {
     const int rows = min(kChunk, p.m - w.mc * kChunk);
     const __half* src = p.a + static_cast<long long>(w.mc * kChunk) * p.k + w.kt * kTileCols;
     const uint32_t dst = smem_addr(stage + kWeightBytes);
@@ -115,10 +124,24 @@ struct Int4Gemm {
     for (int c = lane; c < pieces; c += 32) {
       const int kc = 2 * ((c >> 4) & 7) + (c & 1), r = (c >> 1) & 7, tg = c >> 7;
       const int row = 8 * tg + r;
-      if (row < rows)
-        cp_async16(dst + tg * kActGroupBytes + kc * kCoreMatrixBytes + r * 16,
-                   src + static_cast<long long>(row) * p.k + kc * 8);
+      if (row >= rows) continue;
+      const uint32_t to = dst + tg * kActGroupBytes + kc * kCoreMatrixBytes + r * 16;
+      const __half* from = src + static_cast<long long>(row) * p.k + kc * 8;
+      if constexpr (kPadded) {
+        const bool inside_k = w.kt * kTileCols + kc * 8 < p.k;
+        cp_async16_or_zero(to, inside_k ? from : p.a, inside_k);
+      } else {
+        cp_async16(to, from);
+      }
     }
+  }
+
+  static __device__ __forceinline__ void load_activations(const GemmParams& p, uint8_t* stage, const Item& w,
+                                                          int lane) {
+    if ((w.kt + 1) * kTileCols <= p.k)
+      load_activation_pieces<false>(p, stage, w, lane);
+    else
+      load_activation_pieces<true>(p, stage, w, lane);
   }
 
   // Stage s is full once lane 0's expect-tx arrival, the weights' bytes and all 32 lanes'
@@ -289,31 +312,29 @@ struct Int4Gemm {
   // This lane's scale and zero-point constants for every group of the stage and each of its strips
   // (rows g and g + 8).
   static __device__ __forceinline__ void load_quant(const uint8_t* stage, int tile_off, int row_off,
-                                                    RowQuant (&quant)[kGroupsPerTile][2]) {
+                                                    Quant (&quant)[kGroupsPerTile][2]) {
 #pragma unroll
     for (int j = 0; j < kGroupsPerTile; ++j) {
       const __half* scales = reinterpret_cast<const __half*>(stage + tile_off) + j * 64 + row_off;
       const uint8_t* zeros = stage + tile_off + kScaleBytes + j * 64 + row_off;
-      quant[j][0] = row_quant(scales[0], kAsym ? zeros[0] : 8u);
-      quant[j][1] = row_quant(scales[8], kAsym ? zeros[8] : 8u);
+      quant[j][0] = C::quant(scales[0], kAsym ? zeros[0] : C::kSymmetricZero);
+      quant[j][1] = C::quant(scales[8], kAsym ? zeros[8] : C::kSymmetricZero);
     }
   }
 
-  // This lane's 16 bytes of codes of half h (k-steps 4h .. 4h + 3) of a strip.
-  static __device__ __forceinline__ uint4 load_codes(const uint8_t* stage, int tile_off, int row_off, int h,
-                                                     int lane) {
-    return *reinterpret_cast<const uint4*>(stage + tile_off + kScaleBytes + kZeroBytes + (row_off / 16) * 1024 +
-                                           h * 512 + lane * 16);
-  }
-
-  static __device__ __forceinline__ uint32_t word_of(const uint4& codes, int i) {
-    return i == 0 ? codes.x : i == 1 ? codes.y : i == 2 ? codes.z : codes.w;
+  // This lane's codes of half h (k-steps 4h .. 4h + 3) of a strip (tile_codecs.cuh).
+  static __device__ __forceinline__ void load_codes(const uint8_t* stage, int tile_off, int row_off, int h, int lane,
+                                                    uint4 (&v)[kVecs]) {
+    const uint8_t* base =
+        stage + tile_off + kScaleBytes + kZeroBytes + (row_off / 16) * (kCodeBytes / 4) + h * (kCodeBytes / 8) + lane * 16;
+#pragma unroll
+    for (int j = 0; j < kVecs; ++j) v[j] = *reinterpret_cast<const uint4*>(base + j * 512);
   }
 
   // mma.sync: this warp's strips × the chunk's tokens × 128 columns.
   static __device__ __forceinline__ void mma_stage(const uint8_t* stage, const int (&tile_off)[kFragsN],
                                                    const int (&row_off)[kFragsN], int lane, Acc& acc) {
-    RowQuant quant[kFragsN][kGroupsPerTile][2];
+    Quant quant[kFragsN][kGroupsPerTile][2];
 #pragma unroll
     for (int fn = 0; fn < kFragsN; ++fn) load_quant(stage, tile_off[fn], row_off[fn], quant[fn]);
     // ldmatrix.x4 of token group fm and k-steps ks, ks + 1: lane l addresses row l % 8 of core
@@ -321,9 +342,9 @@ struct Int4Gemm {
     const uint32_t act = smem_addr(stage + kWeightBytes) + lane * 16;
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      uint4 codes[kFragsN];
+      uint4 codes[kFragsN][kVecs];
 #pragma unroll
-      for (int fn = 0; fn < kFragsN; ++fn) codes[fn] = load_codes(stage, tile_off[fn], row_off[fn], h, lane);
+      for (int fn = 0; fn < kFragsN; ++fn) load_codes(stage, tile_off[fn], row_off[fn], h, lane, codes[fn]);
 #pragma unroll
       for (int kp = 0; kp < 2; ++kp) {
         const int ks0 = 4 * h + 2 * kp;
@@ -336,7 +357,7 @@ struct Int4Gemm {
 #pragma unroll
           for (int fn = 0; fn < kFragsN; ++fn) {
             uint32_t a[4];
-            dequant(word_of(codes[fn], 2 * kp + j), quant[fn][group][0], quant[fn][group][1], a);
+            C::dequant(codes[fn], 2 * kp + j, quant[fn][group][0], quant[fn][group][1], a);
 #pragma unroll
             for (int fm = 0; fm < kFragsM; ++fm) mma_16816(acc[fn][fm], a, b[fm][2 * j], b[fm][2 * j + 1]);
           }
@@ -350,16 +371,17 @@ struct Int4Gemm {
   // then issued as one group; the other warpgroup's dequantization overlaps this one's products.
   static __device__ __forceinline__ void wgmma_stage(const uint8_t* stage, int tile_off, int row_off, int lane,
                                                      Acc& acc) {
-    RowQuant quant[kGroupsPerTile][2];
+    Quant quant[kGroupsPerTile][2];
     load_quant(stage, tile_off, row_off, quant);
     uint32_t a[8][4];
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      const uint4 codes = load_codes(stage, tile_off, row_off, h, lane);
+      uint4 codes[kVecs];
+      load_codes(stage, tile_off, row_off, h, lane, codes);
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
         const int ks = 4 * h + i, group = ks * kGroupsPerTile / 8;
-        dequant(word_of(codes, i), quant[group][0], quant[group][1], a[ks]);
+        C::dequant(codes, i, quant[group][0], quant[group][1], a[ks]);
       }
     }
     fence_proxy_async_shared();  // the activations arrived through cp.async
@@ -377,10 +399,10 @@ struct Int4Gemm {
   }
 };
 
-template <int kRowTiles, int kFragsN, int kFragsM, int kGroupsPerTile, bool kAsym, int kPath>
-__global__ void __launch_bounds__(Int4Gemm<kRowTiles, kFragsN, kFragsM, kGroupsPerTile, kAsym, kPath>::kThreads, 1)
-    int4_gemm_kernel(const __grid_constant__ GemmParams p) {
-  using K = Int4Gemm<kRowTiles, kFragsN, kFragsM, kGroupsPerTile, kAsym, kPath>;
+template <int kCodec, int kRowTiles, int kFragsN, int kFragsM, int kGroupsPerTile, bool kAsym, int kPath>
+__global__ void __launch_bounds__(TiledGemm<kCodec, kRowTiles, kFragsN, kFragsM, kGroupsPerTile, kAsym, kPath>::kThreads, 1)
+    tiled_gemm_kernel(const __grid_constant__ GemmParams p) {
+  using K = TiledGemm<kCodec, kRowTiles, kFragsN, kFragsM, kGroupsPerTile, kAsym, kPath>;
   allow_dependent_launch();
   extern __shared__ __align__(128) uint8_t smem[];
   uint64_t* full = reinterpret_cast<uint64_t*>(smem + p.stages * K::kStageBytes);
@@ -402,4 +424,25 @@ __global__ void __launch_bounds__(Int4Gemm<kRowTiles, kFragsN, kFragsM, kGroupsP
     K::consume(p, smem, full, empty, begin, end, warp, lane, flag);
 }
 
-}  // namespace marlin::cuda::int4_detail
+// Launches one variant (see launch_gemm in tiled_gemm_kernels.h).
+template <int kCodec, int kRowTiles, int kFragsN, int kFragsM, int kGroupsPerTile, bool kAsym, int kPath>
+cudaError_t launch_gemm_variant(const GemmParams& params, int grid, int smem, bool pdl, cudaStream_t stream) {
+  auto* kernel = tiled_gemm_kernel<kCodec, kRowTiles, kFragsN, kFragsM, kGroupsPerTile, kAsym, kPath>;
+  // Raising the dynamic shared-memory limit is cheap; doing it on every launch keeps this
+  // thread-safe and correct on every device.
+  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  if (err != cudaSuccess) return err;
+  cudaLaunchConfig_t config = {};
+  config.gridDim = dim3(grid);
+  config.blockDim = dim3(TiledGemm<kCodec, kRowTiles, kFragsN, kFragsM, kGroupsPerTile, kAsym, kPath>::kThreads);
+  config.dynamicSmemBytes = size_t(smem);
+  config.stream = stream;
+  cudaLaunchAttribute attribute = {};
+  attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attribute.val.programmaticStreamSerializationAllowed = 1;
+  config.attrs = &attribute;
+  config.numAttrs = pdl ? 1 : 0;
+  return cudaLaunchKernelEx(&config, kernel, params);
+}
+
+}  // namespace marlin::cuda::tiled_detail

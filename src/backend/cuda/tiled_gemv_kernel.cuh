@@ -1,4 +1,5 @@
-// The int4 × fp16 product for few tokens (decode): C = A · Wᵀ, m ≤ 8·kFragsM, W in int4 tiles.
+// The weight-tile × fp16 product for few tokens (decode): C = A · Wᵀ, m ≤ 8·kFragsM, W in weight
+// tiles of any codec (tile_codecs.cuh).
 //
 // Rows across SMs, K inside the block: block b owns `strips_per_block` consecutive 16-row strips
 // and their whole K range, so no partial sum ever leaves the block (no workspace, no atomics, no
@@ -7,46 +8,54 @@
 // straight into registers (the tile layout is already in register order, so a warp's load is one
 // coalesced 512-byte run), kDepth half-k-tiles ahead, and takes its activation fragments from
 // global memory (L1/L2). The k_split partial sums are added in shared memory in a fixed order.
+// K is a multiple of 64, so a half-k-tile lies wholly inside K or wholly in the last tile's
+// padding, which is skipped. (An L2 prefetch of the next kDepth half-k-tiles' codes was 0–8 %
+// slower in run 6.)
 #pragma once
 
 #include <cuda_fp16.h>
 
 #include <cstdint>
 
-#include "backend/cuda/int4_dequant.cuh"
-#include "backend/cuda/int4_gemm_kernels.h"
 #include "backend/cuda/ptx.cuh"
+#include "backend/cuda/tile_codecs.cuh"
+#include "backend/cuda/tiled_gemm_kernels.h"
 
-namespace marlin::cuda::int4_detail {
+namespace marlin::cuda::tiled_detail {
 
-template <int kWarps, int kStripsPerWarp, int kFragsM, int kGroupsPerTile, bool kAsym>
-struct Int4Gemv {
+template <int kCodec, int kWarps, int kStripsPerWarp, int kFragsM, int kGroupsPerTile, bool kAsym>
+struct TiledGemv {
+  using C = Codec<kCodec>;
+  using Quant = typename C::Quant;
   static constexpr int kDepth = 4;  // half-k-tiles (64 columns) loaded ahead per strip
   static constexpr int kScaleBytes = kGroupsPerTile * 128;
   static constexpr int kZeroBytes = kAsym ? kGroupsPerTile * 64 : 0;
-  static constexpr int kTileBytes = kScaleBytes + kZeroBytes + 4096;
+  static constexpr int kCodeBytes = C::kCodeBytes;
+  static constexpr int kTileBytes = kScaleBytes + kZeroBytes + kCodeBytes;
   // Groups of a half-k-tile (64 columns): 1 for g128 and g64, 2 for g32.
   static constexpr int kHalfGroups = kGroupsPerTile > 2 ? kGroupsPerTile / 2 : 1;
   static constexpr int kRedFloats = kStripsPerWarp * kFragsM * 4;
 
   // One half-k-tile of one strip, as this lane needs it.
   struct Step {
-    uint4 codes;
-    RowQuant quant[kHalfGroups][2];
+    uint4 codes[C::kVecs];
+    Quant quant[kHalfGroups][2];
   };
 
   static __device__ __forceinline__ void load_step(const uint8_t* tile, int strip_in_tile, int half, int lane,
                                                    Step& s) {
-    s.codes = __ldcs(reinterpret_cast<const uint4*>(tile + kScaleBytes + kZeroBytes + strip_in_tile * 1024 +
-                                                     half * 512 + lane * 16));
+    const uint8_t* codes =
+        tile + kScaleBytes + kZeroBytes + strip_in_tile * (kCodeBytes / 4) + half * (kCodeBytes / 8) + lane * 16;
+#pragma unroll
+    for (int j = 0; j < C::kVecs; ++j) s.codes[j] = __ldcs(reinterpret_cast<const uint4*>(codes + j * 512));
     const int row = strip_in_tile * 16 + lane / 4;
 #pragma unroll
     for (int j = 0; j < kHalfGroups; ++j) {
       const int group = half * kGroupsPerTile / 2 + j;
       const __half* scales = reinterpret_cast<const __half*>(tile) + group * 64 + row;
       const uint8_t* zeros = tile + kScaleBytes + group * 64 + row;
-      s.quant[j][0] = row_quant(__ldg(scales), kAsym ? __ldg(zeros) : 8u);
-      s.quant[j][1] = row_quant(__ldg(scales + 8), kAsym ? __ldg(zeros + 8) : 8u);
+      s.quant[j][0] = C::quant(__ldg(scales), kAsym ? __ldg(zeros) : C::kSymmetricZero);
+      s.quant[j][1] = C::quant(__ldg(scales + 8), kAsym ? __ldg(zeros + 8) : C::kSymmetricZero);
     }
   }
 
@@ -84,7 +93,7 @@ struct Int4Gemv {
       tile_base[j] = p.tiles + static_cast<long long>(s / 4) * p.k_tiles * kTileBytes;
       strip_in_tile[j] = s % 4;
     }
-    const int halves = 2 * p.k_tiles;
+    const int halves = p.k / 64;
     const int h_begin = piece * halves / p.k_split, h_end = (piece + 1) * halves / p.k_split;
 
     float acc[kStripsPerWarp][kFragsM][4] = {};
@@ -115,12 +124,8 @@ struct Int4Gemv {
 #pragma unroll
           for (int ks = 0; ks < 4; ++ks) {
             const int q = ks * kHalfGroups / 4;
-            const uint32_t word = ks == 0 ? steps[d][j].codes.x
-                                  : ks == 1 ? steps[d][j].codes.y
-                                  : ks == 2 ? steps[d][j].codes.z
-                                            : steps[d][j].codes.w;
             uint32_t a[4];
-            dequant(word, steps[d][j].quant[q][0], steps[d][j].quant[q][1], a);
+            C::dequant(steps[d][j].codes, ks, steps[d][j].quant[q][0], steps[d][j].quant[q][1], a);
 #pragma unroll
             for (int fm = 0; fm < kFragsM; ++fm) mma_16816(acc[j][fm], a, b[d][ks][fm][0], b[d][ks][fm][1]);
           }
@@ -170,11 +175,29 @@ struct Int4Gemv {
   }
 };
 
-template <int kWarps, int kStripsPerWarp, int kFragsM, int kGroupsPerTile, bool kAsym>
-__global__ void __launch_bounds__(kWarps * 32, 1) int4_gemv_kernel(const __grid_constant__ GemvParams p) {
+template <int kCodec, int kWarps, int kStripsPerWarp, int kFragsM, int kGroupsPerTile, bool kAsym>
+__global__ void __launch_bounds__(kWarps * 32, 1) tiled_gemv_kernel(const __grid_constant__ GemvParams p) {
   allow_dependent_launch();
   extern __shared__ __align__(16) float red[];
-  Int4Gemv<kWarps, kStripsPerWarp, kFragsM, kGroupsPerTile, kAsym>::run(p, red);
+  TiledGemv<kCodec, kWarps, kStripsPerWarp, kFragsM, kGroupsPerTile, kAsym>::run(p, red);
 }
 
-}  // namespace marlin::cuda::int4_detail
+// Launches one variant (see launch_gemv in tiled_gemm_kernels.h); dynamic shared memory holds the
+// partial sums.
+template <int kCodec, int kWarps, int kStripsPerWarp, int kFragsM, int kGroupsPerTile, bool kAsym>
+cudaError_t launch_gemv_variant(const GemvParams& params, int grid, bool pdl, cudaStream_t stream) {
+  cudaLaunchConfig_t config = {};
+  config.gridDim = dim3(grid);
+  config.blockDim = dim3(kWarps * 32);
+  config.dynamicSmemBytes = size_t(kWarps * 32 * kStripsPerWarp * kFragsM * 16);
+  config.stream = stream;
+  cudaLaunchAttribute attribute = {};
+  attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attribute.val.programmaticStreamSerializationAllowed = 1;
+  config.attrs = &attribute;
+  config.numAttrs = pdl ? 1 : 0;
+  return cudaLaunchKernelEx(
+      &config, tiled_gemv_kernel<kCodec, kWarps, kStripsPerWarp, kFragsM, kGroupsPerTile, kAsym>, params);
+}
+
+}  // namespace marlin::cuda::tiled_detail

@@ -1,0 +1,98 @@
+// Fused dequantize × fp16 GEMM on Hopper (sm_90) for weights in weight tiles: C = A · Wᵀ.
+// int4_gemm.h and int8_gemm.h are the per-format entry points; this header holds what they share.
+//
+//   W  n × k weights in the tile layout of backend/weight_tiles.h (int4: int4_tiles.h; int8 and
+//      fp8: int8_tiles.h), built on the host by pack_weight_tiles() and uploaded by
+//      DeviceWeightTiles.
+//   A  m × k fp16, row-major (row stride k), 16-byte aligned.
+//   C  m × n fp16, row-major (row stride n); fp32 accumulation, one rounding at the end.
+// Limits (checked at entry, marlin::Error on violation): n a multiple of 64, k a multiple of 64
+// (the tiles pad K to 128 with zero weights; A is never read past k), 1 ≤ m < 2^31 (m = 0 does
+// nothing), n / 64 · ceil(m / 64) · k / 128 < 2^31; sm_90 only. A tensor whose N is not a
+// multiple of 64 cannot be tiled at all: weight_tile_shape() throws, and the caller keeps another
+// path (e.g. cuBLAS on dequantized weights) for it.
+//
+// One launch per call for m ≤ 16 or n a multiple of 128 (else one per 16 tokens), at most one
+// block per SM. The workspace holds split-K partial sums and per-tile counters; give each stream
+// its own and never share one between concurrent launches. The result is deterministic (independent
+// of timing; the split order depends only on the shape, the kernel picked and the SM count).
+#pragma once
+
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "backend/weight_tiles.h"
+
+namespace marlin::cuda {
+
+// A view of weight tiles in device memory.
+struct TiledWeights {
+  const uint8_t* tiles = nullptr;  // device pointer, 16-byte aligned
+  WeightTileShape shape;
+};
+
+// Owns weight tiles uploaded to the current device.
+class DeviceWeightTiles {
+ public:
+  DeviceWeightTiles(const std::vector<uint8_t>& packed, const WeightTileShape& shape);
+  ~DeviceWeightTiles();
+  DeviceWeightTiles(const DeviceWeightTiles&) = delete;
+  DeviceWeightTiles& operator=(const DeviceWeightTiles&) = delete;
+  TiledWeights view() const { return {tiles_, shape_}; }
+
+ private:
+  uint8_t* tiles_ = nullptr;
+  WeightTileShape shape_;
+};
+
+// Split-K scratch of the current device, grown on demand (not while the stream is being captured
+// into a graph: reserve() first for that).
+class GemmWorkspace {
+ public:
+  GemmWorkspace() = default;
+  ~GemmWorkspace();
+  GemmWorkspace(const GemmWorkspace&) = delete;
+  GemmWorkspace& operator=(const GemmWorkspace&) = delete;
+
+  // Makes room for any call with n ≤ max_n and m ≤ max_m.
+  void reserve(int64_t max_n, int64_t max_m);
+  float* partials() const { return partials_; }
+  int* counters() const { return counters_; }
+  int64_t partial_floats() const { return partial_floats_; }
+  int64_t counter_count() const { return counter_count_; }
+
+ private:
+  float* partials_ = nullptr;
+  int* counters_ = nullptr;
+  int64_t partial_floats_ = 0;
+  int64_t counter_count_ = 0;
+};
+
+// How a call runs; the defaults are what the benchmarks found best.
+struct GemmTuning {
+  // At most one of the two: a variant of the striped kernel (an index into
+  // tiled_detail::kernel_configs()) or of the few-token kernel (tiled_detail::gemv_configs()), its
+  // codec and format matching the weights'. Both -1: tiled_gemm_pick().
+  int variant = -1;
+  int gemv_variant = -1;
+  int stages = 0;  // pipeline depth of the striped kernel; 0: the variant's default
+  // Programmatic dependent launch: the kernel may start, and stream its first weights, while the
+  // previous kernel on the stream is still running; it waits for that kernel before touching A, C
+  // or the workspace. The weights themselves must therefore not be written by the previous kernel.
+  bool overlap_previous_kernel = true;
+};
+
+// C = A · Wᵀ for m tokens on `stream`, any codec. Throws marlin::Error for shapes outside the
+// limits above, a misaligned pointer, a variant of another weight format, or a CUDA error at launch.
+void tiled_gemm(const TiledWeights& w, const __half* a, __half* c, int64_t m, GemmWorkspace& workspace,
+                cudaStream_t stream, const GemmTuning& tuning = {});
+
+// The kernel tiled_gemm() runs for these weights and m on a device with `sms` SMs (variant or
+// gemv_variant set; tiled_gemm_pick.cpp documents the rule and the measurements behind it).
+// Throws marlin::Error when no compiled kernel takes the format.
+GemmTuning tiled_gemm_pick(const WeightTileShape& shape, int64_t m, int sms);
+
+}  // namespace marlin::cuda
