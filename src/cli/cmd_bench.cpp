@@ -47,10 +47,7 @@ double weight_bytes_per_token(const ModelSource& source) {
   double bytes = 0;
   for (const std::string& name : source.tensor_names()) {
     const QuantTensor t = *source.tensor(name);
-    const double row = double(t.code_row_bytes) +
-                       double(t.format.groups(t.cols)) * scale_bytes(format_info(t.format.kind).scale) +
-                       (t.format.asymmetric ? double(t.format.groups(t.cols)) : 0.0);
-    bytes += name == "model.embed_tokens.weight" ? row : row * double(t.rows);
+    bytes += name == "model.embed_tokens.weight" ? double(t.stored_bytes()) / double(t.rows) : double(t.stored_bytes());
   }
   return bytes;
 }

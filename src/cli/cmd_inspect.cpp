@@ -1,9 +1,11 @@
 // `marlin inspect [PATH] [--json] [--tensors] [--metadata]`: what a GGUF file holds — architecture,
 // hyper-parameters, tokenizer, parameter count, size and bits/weight, a tensor-type histogram, and
 // optionally every tensor and every metadata entry. Long arrays and strings are summarized.
+// Other sources (.marlin, Hugging Face folders) are shown by inspect_source.h.
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -13,6 +15,7 @@
 
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "cli/inspect_source.h"
 #include "formats/gguf.h"
 #include "formats/gguf_text.h"
 
@@ -225,7 +228,10 @@ void print_text(const Report& r, const InspectOptions& options) {
 }
 
 void run_inspect(const InspectOptions& options) {
-  const auto file = GgufFile::open(resolve_model_path(options.path));
+  const std::string path = resolve_model_path(options.path);
+  if (std::filesystem::is_directory(path) || !path.ends_with(".gguf"))
+    return inspect_model_source(path, options.json, options.tensors);
+  const auto file = GgufFile::open(path);
   const Report report = make_report(*file);
   if (options.json) {
     fmt::print("{}\n", json_report(report, options).dump(2, ' ', false, Json::error_handler_t::replace));
@@ -239,11 +245,12 @@ void run_inspect(const InspectOptions& options) {
 
 void register_inspect(CLI::App& app) {
   auto options = std::make_shared<InspectOptions>();
-  auto* cmd = app.add_subcommand("inspect", "Show what a GGUF model file holds (metadata, tensors, sizes)");
-  cmd->add_option("path", options->path, "GGUF file to inspect (default: the default model)")
-      ->check(CLI::ExistingFile);
+  auto* cmd = app.add_subcommand("inspect", "Show what a model holds (GGUF file, .marlin checkpoint or Hugging Face folder)");
+  cmd->add_option("path", options->path,
+                  "GGUF file, .marlin checkpoint or Hugging Face folder (default: the default model)")
+      ->check(CLI::ExistingPath);
   cmd->add_flag("--json", options->json, "Print one JSON object instead of text");
-  cmd->add_flag("--tensors", options->tensors, "Also list every tensor: name, type, shape, bytes, offset");
+  cmd->add_flag("--tensors", options->tensors, "Also list every tensor: name, type/format, shape, bytes");
   cmd->add_flag("--metadata", options->metadata,
                 "Also list every metadata entry (long strings and arrays are summarized)");
   cmd->callback([options] { run_inspect(*options); });

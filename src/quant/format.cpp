@@ -228,6 +228,15 @@ double TensorFormat::bits_per_weight() const {
 
 int64_t QuantTensor::groups() const { return format.groups(cols); }
 
+uint64_t QuantTensor::stored_bytes() const {
+  const auto r = uint64_t(rows), g = uint64_t(groups());
+  uint64_t bytes = r * format.min_code_row_bytes(cols) + r * g * uint64_t(scale_bytes(format_info(format.kind).scale));
+  if (format.asymmetric) bytes += r * g;
+  if (format.act_order) bytes += uint64_t(cols) * 4;
+  if (format.sparse_24) bytes += r * sparse_meta_row_bytes(cols);
+  return bytes;
+}
+
 void QuantTensor::validate() const {
   format.check_shape(rows, cols);
   MARLIN_CHECK(codes != nullptr, "{} tensor without codes", format.name());

@@ -129,6 +129,9 @@ struct QuantTensor {
   const uint8_t* sparse_meta = nullptr;  // 2:4 only: rows × sparse_meta_row_bytes(cols) bytes
 
   int64_t groups() const;  // scale groups per row
+  // Bytes of the stored data at the minimal row stride: codes, scales, zero points, permutation
+  // and 2:4 metadata.
+  uint64_t stored_bytes() const;
   // Throws marlin::Error naming the problem when the shape, a stride or a required pointer does not
   // fit the format (kernels call it at their entry). Does not read the data.
   void validate() const;

@@ -27,6 +27,19 @@ def int4_rtn(marlin_bin, default_model, tmp_path_factory):
     return out
 
 
+def test_inspect_shows_the_checkpoint(marlin_bin, default_model, int4_rtn):
+    r = marlin(marlin_bin, "inspect", int4_rtn, "--json", "--tensors")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    reader = gguf.GGUFReader(str(default_model))
+    assert report["parameters"] == sum(int(t.n_elements) for t in reader.tensors)
+    assert report["formats"]["int4-g128"]["tensors"] == 210
+    # 4 bits per weight plus one fp16 scale per 128 (576-wide rows: 4 full groups and one of 64).
+    int4 = [t for t in report["tensors"] if t["format"] == "int4-g128"]
+    assert all(t["bytes"] == t["rows"] * (t["cols"] // 2 + 2 * -(-t["cols"] // 128)) for t in int4)
+    assert report["tensor_bytes"] == sum(t["bytes"] for t in report["tensors"])
+
+
 def test_quantized_model_answers(marlin_bin, int4_rtn):
     r = marlin(marlin_bin, "run", "--model", int4_rtn, "--temperature", "0", "What is the capital of France?")
     assert r.returncode == 0, r.stderr
