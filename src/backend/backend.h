@@ -57,7 +57,8 @@ class BackendTensor {
   virtual ~BackendTensor() = default;
 };
 
-// The tokens of one forward step: `count` tokens of one sequence at positions pos0 onwards.
+// The tokens of one forward step: for a cache of one sequence, tokens at positions pos0 onwards;
+// for a cache of several sequences, one token per sequence (token b to sequence b), all at pos0.
 struct StepTokens {
   std::span<const int32_t> ids;
   int64_t pos0 = 0;
@@ -80,7 +81,8 @@ class Backend {
   virtual std::unique_ptr<BackendLinear> linear(std::span<const QuantTensor> parts) = 0;
   virtual std::unique_ptr<BackendTensor> vector(std::span<const float> values) = 0;
   virtual std::unique_ptr<BackendTensor> embedding(const QuantTensor& table) = 0;
-  virtual std::unique_ptr<KvCache> new_cache(int64_t capacity) = 0;
+  // A cache of `sequences` sequences of `capacity` positions each.
+  virtual std::unique_ptr<KvCache> new_cache(int64_t capacity, int sequences) = 0;
 
   // --- Activations -------------------------------------------------------------------------
   // Room for `rows` × `cols` values; an Act stays valid until the next reserve call with `slot`.

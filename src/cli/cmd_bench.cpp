@@ -27,6 +27,7 @@ struct BenchOptions {
   std::string synthetic;  // a synthetic_source shape instead of a model file
   std::string format = "int4-g128";
   int reps = 3;
+  int batch = 1;  // sequences decoded together
   bool json = false;
 };
 
@@ -74,12 +75,28 @@ void bench(const BenchOptions& o) {
   std::vector<int32_t> prompt(static_cast<size_t>(std::max(o.prompt_tokens, 1)));
   for (auto& t : prompt) t = int32_t(rng() % uint32_t(vocab));
   auto cache = model.new_cache(std::max(o.prompt_tokens, o.gen_tokens) + 1);
+  // Decoding several sequences together: one token each per step, from an empty context.
+  auto batch_cache = o.batch > 1 ? model.new_cache(o.gen_tokens + 1, o.batch) : nullptr;
+  std::vector<float> batch_logits(batch_cache ? size_t(o.batch) * size_t(vocab) : 0);
 
   auto prefill = [&] {
     cache->clear();
     model.forward(prompt, *cache, logits.data(), false);
   };
   auto decode = [&] {
+    if (batch_cache) {
+      batch_cache->clear();
+      std::vector<int32_t> tokens(prompt.begin(), prompt.begin() + std::min<size_t>(prompt.size(), size_t(o.batch)));
+      tokens.resize(size_t(o.batch), prompt[0]);
+      for (int i = 0; i < o.gen_tokens; ++i) {
+        model.decode_batch(tokens, *batch_cache, batch_logits.data());
+        for (size_t b = 0; b < tokens.size(); ++b) {
+          const float* row = &batch_logits[b * size_t(vocab)];
+          tokens[b] = int32_t(std::max_element(row, row + vocab) - row);
+        }
+      }
+      return;
+    }
     cache->clear();
     int32_t token = prompt[0];
     for (int i = 0; i < o.gen_tokens; ++i) {
@@ -93,7 +110,7 @@ void bench(const BenchOptions& o) {
     const double d = o.gen_tokens > 0 ? seconds(decode) : 0;
     if (rep == 0) continue;
     if (o.prompt_tokens > 0) prefill_rates.push_back(o.prompt_tokens / p);
-    if (o.gen_tokens > 0) decode_rates.push_back(o.gen_tokens / d);
+    if (o.gen_tokens > 0) decode_rates.push_back(double(o.gen_tokens) * o.batch / d);
   }
   const double prefill_rate = prefill_rates.empty() ? 0 : median(prefill_rates);
   const double decode_rate = decode_rates.empty() ? 0 : median(decode_rates);
@@ -104,6 +121,7 @@ void bench(const BenchOptions& o) {
                           {"weight_bytes_per_token", weight_bytes_per_token(source)},
                           {"prompt_tokens", o.prompt_tokens},
                           {"gen_tokens", o.gen_tokens},
+                          {"batch", o.batch},
                           {"reps", o.reps},
                           {"prefill_tokens_per_s", prefill_rate},
                           {"decode_tokens_per_s", decode_rate},
@@ -114,7 +132,7 @@ void bench(const BenchOptions& o) {
     std::printf("model %s on %s, %d repetitions (median)\n", model.config().name.c_str(),
                 model.device_description().c_str(), o.reps);
     std::printf("prefill %5d tokens: %8.1f tokens/s\n", o.prompt_tokens, prefill_rate);
-    std::printf("decode  %5d tokens: %8.1f tokens/s\n", o.gen_tokens, decode_rate);
+    std::printf("decode  %5d tokens x %d sequences: %8.1f tokens/s\n", o.gen_tokens, o.batch, decode_rate);
   }
 }
 
@@ -132,6 +150,10 @@ void register_bench(CLI::App& app) {
       ->check(CLI::Range(0, 1 << 16));
   c->add_option("-t,--threads", options->threads, "Worker threads (default: one per core)")->check(CLI::Range(0, 1024));
   add_device_option(c, options->device);
+  c->add_option("-b,--batch", options->batch,
+                 "Sequences decoded together in the decode test (tokens/s counts every sequence's tokens)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 256));
   c->add_option("--synthetic", options->synthetic,
                  "Instead of a model file, a model of this shape with random weights (llama3-8b, tiny)")
       ->check(CLI::IsMember(synthetic_shapes()));

@@ -107,13 +107,25 @@ class LlamaModel final : public Model {
     }
   }
 
-  std::unique_ptr<KvCache> new_cache(int64_t capacity) const override {
+  std::unique_ptr<KvCache> new_cache(int64_t capacity, int sequences) const override {
     MARLIN_CHECK(capacity > 0, "context size must be positive");
-    return be_->new_cache(capacity);
+    MARLIN_CHECK(sequences >= 1 && sequences <= be_->max_step_tokens(), "a cache holds 1 to {} sequences, not {}",
+                 be_->max_step_tokens(), sequences);
+    return be_->new_cache(capacity, sequences);
+  }
+
+  void decode_batch(std::span<const int32_t> tokens, KvCache& cache, float* logits) override {
+    MARLIN_CHECK(int64_t(tokens.size()) == cache.sequences(), "decode_batch: {} tokens for {} sequences",
+                 tokens.size(), cache.sequences());
+    MARLIN_CHECK(cache.length() < cache.capacity(), "context is full ({} tokens)", cache.capacity());
+    check_tokens(tokens);
+    forward_chunk(tokens, cache, logits, true);
   }
 
   void forward(std::span<const int32_t> tokens, KvCache& cache, float* logits, bool all_logits) override {
     MARLIN_CHECK(!tokens.empty(), "forward: no tokens");
+    MARLIN_CHECK(cache.sequences() == 1, "forward: a cache of {} sequences steps through decode_batch",
+                 cache.sequences());
     MARLIN_CHECK(cache.length() + int64_t(tokens.size()) <= cache.capacity(),
                  "the prompt and answer need {} tokens but the context holds {}",
                  cache.length() + int64_t(tokens.size()), cache.capacity());
@@ -148,8 +160,10 @@ class LlamaModel final : public Model {
     be_->begin_step({tokens, cache.length()}, cache);
     // Logits for every token of the chunk, or only for the last one.
     const int64_t first = all_logits ? 0 : n - 1, rows = n - first;
-    // A single-token step has the same shape every time: the backend may record it once.
-    be_->run(n == 1 && logits ? 1 : -1, [&] {
+    // A decode step (one token per sequence) has the same shape every time: the backend may
+    // record it once.
+    const bool decode = n == cache.sequences();
+    be_->run(decode && logits ? n : -1, [&] {
       const Act x = be_->activations(kX, n, c.d_model, ActType::kF32);
       be_->embed(*embedding_, x);
       for (int li = 0; li < c.n_layers; ++li) block(li, x, cache, nullptr);
@@ -158,7 +172,7 @@ class LlamaModel final : public Model {
       be_->rms_norm(act_rows(x, first, rows), *output_norm_, c.rms_eps, h);
       be_->matmul(*output_, h, be_->activations(kLogits, rows, c.vocab_size, ActType::kF32));
     });
-    cache.advance(n);
+    cache.advance(n / cache.sequences());
     if (logits) be_->to_host(be_->activations(kLogits, rows, c.vocab_size, ActType::kF32), logits);
   }
 

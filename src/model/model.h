@@ -31,8 +31,9 @@ class Model {
   virtual ~Model() = default;
   virtual const ModelConfig& config() const = 0;
 
-  // A cache for one sequence of at most `capacity` positions.
-  virtual std::unique_ptr<KvCache> new_cache(int64_t capacity) const = 0;
+  // A cache for one sequence of at most `capacity` positions, or for a batch of `sequences` that
+  // decode together (decode_batch).
+  virtual std::unique_ptr<KvCache> new_cache(int64_t capacity, int sequences = 1) const = 0;
 
   // Feeds `tokens` at positions cache.length() onwards and appends them to the cache.
   // Writes vocab_size logits for the last token, or for every token when `all_logits`.
@@ -40,6 +41,10 @@ class Model {
 
   // Where the model runs, e.g. "CPU, 2 threads".
   virtual std::string device_description() const = 0;
+
+  // One decode step for every sequence of a batch cache: tokens[b] is appended to sequence b;
+  // writes vocab_size logits per sequence.
+  virtual void decode_batch(std::span<const int32_t> tokens, KvCache& cache, float* logits) = 0;
 
   // Layer-wise execution, for calibrating quantizers block by block (marlin quantize; CPU only).
   virtual std::vector<LinearGroup> linear_groups(int layer) const = 0;

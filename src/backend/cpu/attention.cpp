@@ -9,7 +9,7 @@
 namespace marlin {
 
 void causal_attention(const AttentionShape& shape, const float* q, int64_t q_stride, int64_t n_tokens,
-                      int64_t pos0, const CpuKvCache& cache, int layer, float* out, ThreadPool& pool) {
+                      int64_t pos0, const CpuKvCache& cache, int seq, int layer, float* out, ThreadPool& pool) {
   const int group = shape.n_heads / shape.n_kv_heads;
   const int64_t hd = shape.head_dim, items = n_tokens * shape.n_heads;
   const float scale = 1.0f / std::sqrt(float(hd));
@@ -24,9 +24,9 @@ void causal_attention(const AttentionShape& shape, const float* q, int64_t q_str
       const float* qv = q + t * q_stride + head * hd;
       const int64_t ctx = pos0 + t + 1;
       // A head's keys (and values) are consecutive rows in the cache.
-      cpu::dot_rows(qv, cache.key(layer, kv_head, 0), ctx, hd, scale, scores.data());
+      cpu::dot_rows(qv, cache.key(seq, layer, kv_head, 0), ctx, hd, scale, scores.data());
       cpu::softmax(scores.data(), ctx);
-      cpu::weighted_row_sum(scores.data(), cache.value(layer, kv_head, 0), ctx, hd, out + item * hd);
+      cpu::weighted_row_sum(scores.data(), cache.value(seq, layer, kv_head, 0), ctx, hd, out + item * hd);
     }
   });
 }

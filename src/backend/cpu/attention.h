@@ -15,9 +15,10 @@ struct AttentionShape {
 };
 
 // q: n_tokens rows of n_heads × head_dim values, row t at q + t·q_stride: the queries of positions
-// pos0 .. pos0+n_tokens-1, whose keys and values are already in `cache` (layer `layer`). Token t attends to positions [0, pos0 + t].
+// pos0 .. pos0+n_tokens-1 of sequence `seq`, whose keys and values are already in `cache` (layer
+// `layer`). Token t attends to positions [0, pos0 + t].
 // out: n_tokens × n_heads × head_dim. Scores are scaled by 1/sqrt(head_dim).
 void causal_attention(const AttentionShape& shape, const float* q, int64_t q_stride, int64_t n_tokens,
-                      int64_t pos0, const CpuKvCache& cache, int layer, float* out, ThreadPool& pool);
+                      int64_t pos0, const CpuKvCache& cache, int seq, int layer, float* out, ThreadPool& pool);
 
 }  // namespace marlin

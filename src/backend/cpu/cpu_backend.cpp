@@ -71,8 +71,8 @@ class CpuBackend final : public Backend {
     return e;
   }
 
-  std::unique_ptr<KvCache> new_cache(int64_t capacity) override {
-    return std::make_unique<CpuKvCache>(config_.n_layers, config_.n_kv_heads, config_.head_dim, capacity);
+  std::unique_ptr<KvCache> new_cache(int64_t capacity, int sequences) override {
+    return std::make_unique<CpuKvCache>(config_.n_layers, config_.n_kv_heads, config_.head_dim, capacity, sequences);
   }
 
   Act activations(int slot, int64_t rows, int64_t cols, ActType) override {
@@ -83,11 +83,12 @@ class CpuBackend final : public Backend {
   }
   float* host_data(const Act& a) override { return f32(a); }
 
-  void begin_step(const StepTokens& step, KvCache&) override {
+  void begin_step(const StepTokens& step, KvCache& cache) override {
     ids_.assign(step.ids.begin(), step.ids.end());
     pos0_ = step.pos0;
+    batch_ = cache.sequences() > 1;
     angles_.resize(ids_.size() * size_t(config_.head_dim));
-    for (size_t t = 0; t < ids_.size(); ++t) rope_->angles(pos0_ + int64_t(t), &angles_[t * size_t(config_.head_dim)]);
+    for (size_t t = 0; t < ids_.size(); ++t) rope_->angles(position(int64_t(t)), &angles_[t * size_t(config_.head_dim)]);
   }
 
   void embed(const BackendTensor& table, Act x) override {
@@ -130,15 +131,20 @@ class CpuBackend final : public Backend {
       rope_->rotate(row, config_.n_heads, cs);
       rope_->rotate(row + qd, config_.n_kv_heads, cs);
       for (int h = 0; h < config_.n_kv_heads; ++h) {
-        std::copy_n(row + qd + h * hd, hd, kv.key(layer, h, pos0_ + t));
-        std::copy_n(row + qd + kvd + h * hd, hd, kv.value(layer, h, pos0_ + t));
+        std::copy_n(row + qd + h * hd, hd, kv.key(sequence(t), layer, h, position(t)));
+        std::copy_n(row + qd + kvd + h * hd, hd, kv.value(sequence(t), layer, h, position(t)));
       }
     }
   }
 
   void attention(Act qkv, KvCache& cache, int layer, Act out) override {
-    causal_attention(AttentionShape{config_.n_heads, config_.n_kv_heads, config_.head_dim}, f32(qkv), qkv.cols,
-                     qkv.rows, pos0_, static_cast<const CpuKvCache&>(cache), layer, f32(out), pool_);
+    const AttentionShape shape{config_.n_heads, config_.n_kv_heads, config_.head_dim};
+    const auto& kv = static_cast<const CpuKvCache&>(cache);
+    if (!batch_)
+      return causal_attention(shape, f32(qkv), qkv.cols, qkv.rows, pos0_, kv, 0, layer, f32(out), pool_);
+    for (int64_t t = 0; t < qkv.rows; ++t)  // one query per sequence
+      causal_attention(shape, f32(qkv) + t * qkv.cols, qkv.cols, 1, pos0_, kv, int(t), layer, f32(out) + t * out.cols,
+                       pool_);
   }
 
   void silu_mul(Act gate_up, Act out) override {
@@ -149,6 +155,10 @@ class CpuBackend final : public Backend {
       std::copy_n(gate, f, f32(out) + r * f);
     }
   }
+
+  // Step token t: its sequence and position.
+  int sequence(int64_t t) const { return batch_ ? int(t) : 0; }
+  int64_t position(int64_t t) const { return batch_ ? pos0_ : pos0_ + t; }
 
   void to_host(Act a, float* out) override {
     if (out != a.data) std::copy_n(f32(a), a.rows * a.cols, out);
@@ -162,6 +172,7 @@ class CpuBackend final : public Backend {
   std::vector<float> part_out_;
   std::vector<int32_t> ids_;
   int64_t pos0_ = 0;
+  bool batch_ = false;  // the step's cache holds several sequences, one token each
   std::vector<float> angles_;  // cos/sin per step token
 };
 

@@ -40,20 +40,23 @@ struct CudaEmbedding final : BackendTensor {
   DeviceArray<__half> table;
 };
 
-// Pages of every layer in one allocation; a single sequence owns pages 0.. in order.
+// Pages of every layer in one allocation; sequence b owns pages b·pages() .. (b+1)·pages() − 1 in
+// order, so the block table row of sequence b is that range and its slot of position p is
+// b·pages()·kPageSize + p.
 class CudaKvCache final : public KvCache {
  public:
-  CudaKvCache(const ModelConfig& c, int64_t capacity, uint64_t id)
-      : KvCache(capacity), id_(id), pages_(int((capacity + kPageSize - 1) / kPageSize)),
-        layer_elems_(size_t(pages_) * size_t(c.n_kv_heads) * kPageSize * size_t(c.head_dim)),
+  CudaKvCache(const ModelConfig& c, int64_t capacity, int sequences, uint64_t id)
+      : KvCache(capacity, sequences), id_(id), pages_(int((capacity + kPageSize - 1) / kPageSize)),
+        layer_elems_(size_t(sequences) * size_t(pages_) * size_t(c.n_kv_heads) * kPageSize * size_t(c.head_dim)),
         keys_(layer_elems_ * size_t(c.n_layers)), values_(layer_elems_ * size_t(c.n_layers)),
-        block_table_(size_t(pages_)) {
-    std::vector<int32_t> identity(static_cast<size_t>(pages_));
-    for (int p = 0; p < pages_; ++p) identity[size_t(p)] = p;
+        block_table_(size_t(sequences) * size_t(pages_)) {
+    std::vector<int32_t> identity(block_table_.size());
+    for (size_t p = 0; p < identity.size(); ++p) identity[p] = int32_t(p);
     block_table_.upload(identity.data(), identity.size());
   }
   uint64_t id() const { return id_; }
-  int pages() const { return pages_; }
+  int pages() const { return pages_; }  // per sequence
+  int32_t slot(int seq, int64_t pos) const { return int32_t(int64_t(seq) * pages_ * kPageSize + pos); }
   const int32_t* block_table() const { return block_table_.get(); }
   cuda::KvLayer layer(int l) const {
     return {keys_.get() + size_t(l) * layer_elems_, values_.get() + size_t(l) * layer_elems_};
@@ -104,7 +107,7 @@ class CudaBackend final : public Backend {
     ids_ = DeviceArray<int32_t>(size_t(kMaxStepTokens));
     positions_ = DeviceArray<int32_t>(size_t(kMaxStepTokens));
     slots_ = DeviceArray<int32_t>(size_t(kMaxStepTokens));
-    seq_len_ = DeviceArray<int32_t>(1);
+    seq_len_ = DeviceArray<int32_t>(size_t(kMaxStepTokens));
   }
 
   std::unique_ptr<BackendLinear> linear(std::span<const QuantTensor> parts) override {
@@ -131,8 +134,9 @@ class CudaBackend final : public Backend {
     return e;
   }
 
-  std::unique_ptr<KvCache> new_cache(int64_t capacity) override {
-    MARLIN_CHECK(capacity <= INT32_MAX / 2, "context of {} tokens is too long for the CUDA backend", capacity);
+  std::unique_ptr<KvCache> new_cache(int64_t capacity, int sequences) override {
+    MARLIN_CHECK(capacity * sequences <= INT32_MAX / 2, "{} sequences of {} tokens are too many for the CUDA backend",
+                 sequences, capacity);
     if (capacity > rope_positions_) {  // angles of every position the cache can hold
       const int rd = rope_->rotary_dim();
       std::vector<float> table(size_t(capacity) * size_t(rd));
@@ -141,9 +145,9 @@ class CudaBackend final : public Backend {
       rope_table_.upload(table.data(), table.size());
       rope_positions_ = capacity;
     }
-    const auto floats = size_t(cuda::attention_decode_workspace_floats(1, capacity, geometry_));
+    const auto floats = size_t(cuda::attention_decode_workspace_floats(sequences, capacity, geometry_));
     if (floats > decode_workspace_.size()) replace(decode_workspace_, DeviceArray<float>(floats));
-    return std::make_unique<CudaKvCache>(config_, capacity, next_cache_id_++);
+    return std::make_unique<CudaKvCache>(config_, capacity, sequences, next_cache_id_++);
   }
 
   Act activations(int slot, int64_t rows, int64_t cols, ActType type) override {
@@ -162,15 +166,21 @@ class CudaBackend final : public Backend {
     step_rows_ = n;
     pos0_ = step.pos0;
     cache_ = static_cast<CudaKvCache*>(&cache);
+    // One sequence: positions pos0, pos0+1, ...; a batch: sequence t at pos0 for token t.
+    const bool batch = cache.sequences() > 1;
     host_positions_.resize(size_t(n));
-    for (int64_t t = 0; t < n; ++t) host_positions_[size_t(t)] = int32_t(pos0_ + t);
-    const int32_t seq_len = int32_t(pos0_ + n);
+    host_slots_.resize(size_t(n));
+    host_lengths_.assign(size_t(batch ? n : 1), int32_t(pos0_ + (batch ? 1 : n)));
+    for (int64_t t = 0; t < n; ++t) {
+      host_positions_[size_t(t)] = int32_t(batch ? pos0_ : pos0_ + t);
+      host_slots_[size_t(t)] = cache_->slot(batch ? int(t) : 0, host_positions_[size_t(t)]);
+    }
     // Pageable sources: each copy returns once the source has been read, so the host vectors may
-    // change right after (the single sequence's pages are in order: slot = position).
+    // change right after.
     copy_to_device(ids_.get(), step.ids.data(), n);
     copy_to_device(positions_.get(), host_positions_.data(), n);
-    copy_to_device(slots_.get(), host_positions_.data(), n);
-    copy_to_device(seq_len_.get(), &seq_len, 1);
+    copy_to_device(slots_.get(), host_slots_.data(), n);
+    copy_to_device(seq_len_.get(), host_lengths_.data(), int64_t(host_lengths_.size()));
   }
 
   void embed(const BackendTensor& table, Act x) override {
@@ -202,9 +212,9 @@ class CudaBackend final : public Backend {
   void attention(Act qkv, KvCache& cache, int layer, Act out) override {
     const auto& kv = static_cast<const CudaKvCache&>(cache);
     const float scale = 1.0f / std::sqrt(float(config_.head_dim));
-    if (qkv.rows == 1) {
-      cuda::attention_decode(f16(qkv), 1, seq_len_.get(), kv.block_table(), kv.pages(), kv.capacity(), geometry_,
-                             kv.layer(layer), scale, f16(out), decode_workspace_.get(), ctx_.stream);
+    if (qkv.rows == kv.sequences()) {  // one new token per sequence
+      cuda::attention_decode(f16(qkv), int(qkv.rows), seq_len_.get(), kv.block_table(), kv.pages(), kv.capacity(),
+                             geometry_, kv.layer(layer), scale, f16(out), decode_workspace_.get(), ctx_.stream);
     } else {
       cuda::attention_prefill(f16(qkv), qkv.rows, pos0_, kv.block_table(), geometry_, kv.layer(layer), scale, f16(out),
                               ctx_.stream);
@@ -294,7 +304,7 @@ class CudaBackend final : public Backend {
   std::vector<DeviceArray<uint8_t>> buffers_;
   // The current step.
   DeviceArray<int32_t> ids_, positions_, slots_, seq_len_;
-  std::vector<int32_t> host_positions_;
+  std::vector<int32_t> host_positions_, host_slots_, host_lengths_;  // staging for the step buffers
   int64_t step_rows_ = 0, pos0_ = 0;
   CudaKvCache* cache_ = nullptr;
   bool graphs_enabled_ = true;
