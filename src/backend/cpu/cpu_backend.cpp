@@ -111,9 +111,14 @@ class CpuBackend final : public Backend {
   void matmul(const BackendLinear& w, Act in, Act out) override {
     const auto& l = static_cast<const CpuLinear&>(w);
     if (l.parts.size() == 1) return cpu::matmul(l.parts[0], f32(in), in.rows, f32(out), pool_);
-    // Stacked weights: each part's rows land in its column range of `out`.
+    // Stacked weights: each part's rows land in its column range of `out` (directly for one row).
     int64_t col0 = 0;
     for (const QuantTensor& p : l.parts) {
+      if (in.rows == 1) {
+        cpu::matmul(p, f32(in), 1, f32(out) + col0, pool_);
+        col0 += p.rows;
+        continue;
+      }
       part_out_.resize(size_t(in.rows * p.rows));
       cpu::matmul(p, f32(in), in.rows, part_out_.data(), pool_);
       for (int64_t r = 0; r < in.rows; ++r)

@@ -15,9 +15,7 @@
 #include "backend/cuda/device_info.h"
 #include "backend/cuda/device_memory.h"
 #include "backend/cuda/ops.h"
-#include "core/half.h"
 #include "model/rope.h"
-#include "quant/dequant.h"
 
 namespace marlin {
 namespace {
@@ -123,14 +121,7 @@ class CudaBackend final : public Backend {
 
   std::unique_ptr<BackendTensor> embedding(const QuantTensor& table) override {
     auto e = std::make_unique<CudaEmbedding>();
-    std::vector<float> row(size_t(table.cols));
-    std::vector<uint16_t> host(size_t(table.rows * table.cols));
-    for (int64_t r = 0; r < table.rows; ++r) {
-      dequantize_row(table, r, row.data());
-      for (int64_t k = 0; k < table.cols; ++k) host[size_t(r * table.cols + k)] = fp32_to_fp16(row[size_t(k)]);
-    }
-    e->table = DeviceArray<__half>(host.size());
-    e->table.upload(reinterpret_cast<const __half*>(host.data()), host.size());
+    e->table = cuda::upload_as_half(std::span(&table, 1));
     return e;
   }
 

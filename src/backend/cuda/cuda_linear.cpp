@@ -112,21 +112,9 @@ class TiledLinear final : public CudaLinear {
 
 class DenseLinear final : public CudaLinear {
  public:
-  explicit DenseLinear(std::span<const QuantTensor> parts) {
+  explicit DenseLinear(std::span<const QuantTensor> parts) : weights_(upload_as_half(parts)) {
     cols = parts[0].cols;
     for (const QuantTensor& p : parts) rows += p.rows;
-    weights_ = DeviceArray<__half>(size_t(rows * cols));
-    std::vector<float> row(static_cast<size_t>(cols));
-    std::vector<uint16_t> host(size_t(rows * cols));
-    int64_t r0 = 0;
-    for (const QuantTensor& p : parts) {
-      for (int64_t r = 0; r < p.rows; ++r) {
-        dequantize_row(p, r, row.data());
-        for (int64_t k = 0; k < cols; ++k) host[size_t((r0 + r) * cols + k)] = fp32_to_fp16(row[size_t(k)]);
-      }
-      r0 += p.rows;
-    }
-    weights_.upload(reinterpret_cast<const __half*>(host.data()), host.size());
   }
   void forward(const __half* in, int64_t m, void* out, bool out_f32, LinearContext& ctx) const override {
     gemm_f16(ctx, weights_.get(), rows, cols, in, m, out, out_f32);
@@ -138,6 +126,24 @@ class DenseLinear final : public CudaLinear {
 };
 
 }  // namespace
+
+DeviceArray<__half> upload_as_half(std::span<const QuantTensor> parts) {
+  const int64_t cols = parts[0].cols;
+  std::vector<float> row(static_cast<size_t>(cols));
+  std::vector<uint16_t> host;
+  size_t total = 0;
+  for (const QuantTensor& p : parts) total += size_t(p.rows) * size_t(cols);
+  host.reserve(total);
+  for (const QuantTensor& p : parts) {
+    for (int64_t r = 0; r < p.rows; ++r) {
+      dequantize_row(p, r, row.data());
+      for (float v : row) host.push_back(fp32_to_fp16(v));
+    }
+  }
+  DeviceArray<__half> out(host.size());
+  out.upload(reinterpret_cast<const __half*>(host.data()), host.size());
+  return out;
+}
 
 std::unique_ptr<CudaLinear> CudaLinear::upload(std::span<const QuantTensor> parts, LinearContext& ctx) {
   MARLIN_CHECK(!parts.empty(), "cuda backend: a linear layer needs at least one weight");

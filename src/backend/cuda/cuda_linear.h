@@ -30,6 +30,9 @@ struct LinearContext {
   int64_t generation = 0;
 };
 
+// `parts` (same column count) dequantized, stacked by rows and rounded to fp16 in device memory.
+DeviceArray<__half> upload_as_half(std::span<const QuantTensor> parts);
+
 class CudaLinear : public BackendLinear {
  public:
   // `parts` stacked by rows (same column count; int4 needs the same format in every part).
