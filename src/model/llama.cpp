@@ -89,7 +89,9 @@ class LlamaModel final : public Model {
     float* host = be_->host_data(xa);
     MARLIN_CHECK(host != nullptr, "layer-wise calibration runs on the CPU backend only");
     std::copy_n(x, n * d, host);
-    block(layer, xa, cache, observer ? &observer : nullptr);
+    const Act h = be_->activations(kNormed, n, d, ActType::kF16);
+    be_->rms_norm(xa, *layers_[size_t(layer)].attn_norm, config_.rms_eps, h);
+    block(layer, xa, h, cache, observer ? &observer : nullptr, nullptr);
     std::copy_n(host, n * d, x);
   }
 
@@ -166,18 +168,29 @@ class LlamaModel final : public Model {
     be_->run(decode && logits ? n : -1, [&] {
       const Act x = be_->activations(kX, n, c.d_model, ActType::kF32);
       be_->embed(*embedding_, x);
-      for (int li = 0; li < c.n_layers; ++li) block(li, x, cache, nullptr);
+      // Each block's residual add is fused with the norm that follows it: the next block's
+      // attention norm, or the output norm after the last block.
+      const Act h = be_->activations(kNormed, n, c.d_model, ActType::kF16);
+      be_->rms_norm(x, *layers_[0].attn_norm, c.rms_eps, h);
+      for (int li = 0; li < c.n_layers; ++li) {
+        const bool last = li + 1 == c.n_layers;
+        const BackendTensor* next_norm = !last   ? layers_[size_t(li) + 1].attn_norm.get()
+                                         : logits ? output_norm_.get()
+                                                  : nullptr;
+        block(li, x, h, cache, nullptr, next_norm);
+      }
       if (!logits) return;
-      const Act h = be_->activations(kNormed, rows, c.d_model, ActType::kF16);
-      be_->rms_norm(act_rows(x, first, rows), *output_norm_, c.rms_eps, h);
-      be_->matmul(*output_, h, be_->activations(kLogits, rows, c.vocab_size, ActType::kF32));
+      be_->matmul(*output_, act_rows(h, first, rows), be_->activations(kLogits, rows, c.vocab_size, ActType::kF32));
     });
     cache.advance(n / cache.sequences());
     if (logits) be_->to_host(be_->activations(kLogits, rows, c.vocab_size, ActType::kF32), logits);
   }
 
-  // One transformer block on the step's hidden states x (rows × d_model), in place.
-  void block(int li, Act x, KvCache& cache, const LinearInputObserver* observer) {
+  // One transformer block on the step's hidden states x (rows × d_model), in place; h holds x
+  // normalized by the block's attention norm on entry and, when next_norm is given, x normalized by
+  // next_norm on exit.
+  void block(int li, Act x, Act h, KvCache& cache, const LinearInputObserver* observer,
+             const BackendTensor* next_norm) {
     const ModelConfig& c = config_;
     const int64_t n = x.rows, d = c.d_model, qd = int64_t(c.n_heads) * c.head_dim;
     const int64_t kvd = int64_t(c.n_kv_heads) * c.head_dim;
@@ -185,14 +198,12 @@ class LlamaModel final : public Model {
     auto observe = [&](int group, const Act& a) {
       if (observer) (*observer)(group, be_->host_data(a), a.rows, a.cols);
     };
-    const Act h = be_->activations(kNormed, n, d, ActType::kF16);
     const Act qkv = be_->activations(kQkv, n, qd + 2 * kvd, ActType::kF16);
     const Act attn = be_->activations(kAttn, n, qd, ActType::kF16);
     const Act delta = be_->activations(kDelta, n, d, ActType::kF16);
     const Act gate_up = be_->activations(kGateUp, n, 2 * c.d_ffn, ActType::kF16);
     const Act hidden = be_->activations(kHidden, n, c.d_ffn, ActType::kF16);
 
-    be_->rms_norm(x, *l.attn_norm, c.rms_eps, h);
     observe(0, h);
     be_->matmul(*l.qkv, h, qkv);
     be_->rope_store_kv(qkv, cache, li);
@@ -205,7 +216,11 @@ class LlamaModel final : public Model {
     be_->silu_mul(gate_up, hidden);
     observe(3, hidden);
     be_->matmul(*l.down, hidden, delta);
-    be_->add(x, delta);
+    if (next_norm) {
+      be_->add_rms_norm(x, delta, *next_norm, c.rms_eps, h);
+    } else {
+      be_->add(x, delta);
+    }
   }
 
   // The layer and stored part of the linear weight `name` (Hugging Face naming); the layer is

@@ -54,7 +54,14 @@ struct Noise {
 class SyntheticSource final : public ModelSource {
  public:
   SyntheticSource(const std::string& shape, const TensorFormat& format, uint64_t seed)
-      : config_(shape_config(shape)), format_(format), seed_(seed) {
+      : config_(shape_config(shape)),
+        format_(format),
+        // lm_head as `marlin quantize` stores it by default (runtime/quant_rules.cpp): 8 bits
+        // for formats of fewer bits.
+        head_format_(format.kind == FormatKind::kF16 || format.kind == FormatKind::kInt8
+                         ? format
+                         : TensorFormat::parse("int8-g32")),
+        seed_(seed) {
     const bool planar_int = (format.kind == FormatKind::kInt8 || format.kind == FormatKind::kInt4 ||
                              format.kind == FormatKind::kInt3 || format.kind == FormatKind::kInt2) &&
                             !format.act_order && !format.sparse_24;
@@ -116,8 +123,9 @@ class SyntheticSource final : public ModelSource {
       return b;
     }
     // Weights of standard deviation about 1/sqrt(cols), so each layer keeps activations bounded.
-    const bool linear = name != "model.embed_tokens.weight" && name != "lm_head.weight";
-    const TensorFormat f = linear ? format_ : TensorFormat{FormatKind::kF16};
+    const TensorFormat f = name == "model.embed_tokens.weight" ? TensorFormat{FormatKind::kF16}
+                           : name == "lm_head.weight"        ? head_format_
+                                                             : format_;
     QuantBuffers b = QuantBuffers::allocate(f, rows, cols);
     const float sigma = 1.0f / std::sqrt(float(cols));
     if (f.kind == FormatKind::kF16) {
@@ -136,7 +144,7 @@ class SyntheticSource final : public ModelSource {
   }
 
   ModelConfig config_;
-  TensorFormat format_;
+  TensorFormat format_, head_format_;
   uint64_t seed_;
   std::map<std::string, std::pair<int64_t, int64_t>> shapes_;
   mutable std::mutex mutex_;

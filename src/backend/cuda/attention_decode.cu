@@ -12,6 +12,7 @@
 #include "backend/cuda/attention_mma.cuh"
 #include "backend/cuda/ops.h"
 #include "backend/cuda/ops_check.h"
+#include "backend/cuda/pdl_launch.cuh"
 
 namespace marlin::cuda {
 namespace {
@@ -71,6 +72,7 @@ constexpr int decode_smem_bytes() {
 // Grid: (chunks, n_kv_heads · head_tiles, batch).
 template <int HD>
 __global__ void __launch_bounds__(kThreads) attention_decode_kernel(DecodeParams p) {
+  pdl_prologue();
   constexpr int kStages = kDecodeStages<HD>;
   constexpr int kSteps = HD / 16;
   constexpr int kChunks = HD / 8;
@@ -218,6 +220,7 @@ __global__ void __launch_bounds__(kThreads) attention_decode_kernel(DecodeParams
 // Grid: batch · n_heads blocks of HD threads; merges the chunks that held any context.
 template <int HD>
 __global__ void __launch_bounds__(HD) attention_decode_combine_kernel(DecodeParams p) {
+  pdl_prologue();
   const int b = blockIdx.x / p.n_heads, head = blockIdx.x % p.n_heads;
   const int len = min(p.seq_lens[b], p.max_len);
   const int active = len > 0 ? (len + p.chunk_len - 1) / p.chunk_len : 0;
@@ -240,8 +243,8 @@ void launch_decode(const DecodeParams& p, int batch, cudaStream_t stream) {
   ops_detail::allow_shared_memory(reinterpret_cast<const void*>(&attention_decode_kernel<HD>), smem,
                                   "attention_decode");
   const dim3 grid(unsigned(p.chunks), unsigned(p.n_kv_heads * p.head_tiles), unsigned(batch));
-  attention_decode_kernel<HD><<<grid, kThreads, smem, stream>>>(p);
-  if (p.chunks > 1) attention_decode_combine_kernel<HD><<<unsigned(batch * p.n_heads), HD, 0, stream>>>(p);
+  launch_pdl(attention_decode_kernel<HD>, grid, kThreads, smem, stream, p);
+  if (p.chunks > 1) launch_pdl(attention_decode_combine_kernel<HD>, unsigned(batch * p.n_heads), HD, 0, stream, p);
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "backend/cuda/cuda_backend.h"
 
 #include <climits>
+#include <cstdio>
 #include <cmath>
 #include <cstdlib>
 #include <map>
@@ -14,6 +15,7 @@
 #include "backend/cuda/cuda_linear.h"
 #include "backend/cuda/device_info.h"
 #include "backend/cuda/device_memory.h"
+#include "backend/cuda/op_profiler.h"
 #include "backend/cuda/ops.h"
 #include "model/rope.h"
 
@@ -83,9 +85,10 @@ class CudaBackend final : public Backend {
     cublasSetStream(ctx_.cublas, ctx_.stream);
     cublasSetWorkspace(ctx_.cublas, cublas_workspace_.get(), kCublasWorkspaceBytes);
     const char* graphs = std::getenv("MARLIN_CUDA_GRAPHS");  // "0": run every step directly (debugging)
-    graphs_enabled_ = graphs == nullptr || std::string(graphs) != "0";
+    graphs_enabled_ = (graphs == nullptr || std::string(graphs) != "0") && !profiler_.enabled();
   }
   ~CudaBackend() override {
+    if (profiler_.enabled()) std::fputs(profiler_.report().c_str(), stderr);
     for (auto& [key, graph] : graphs_) cudaGraphExecDestroy(graph);
     cublasDestroy(ctx_.cublas);
     cudaStreamDestroy(ctx_.stream);
@@ -166,6 +169,7 @@ class CudaBackend final : public Backend {
       host_positions_[size_t(t)] = int32_t(batch ? pos0_ : pos0_ + t);
       host_slots_[size_t(t)] = cache_->slot(batch ? int(t) : 0, host_positions_[size_t(t)]);
     }
+    const OpTimer timer(*this, "begin_step (4 uploads)");
     // Pageable sources: each copy returns once the source has been read, so the host vectors may
     // change right after.
     copy_to_device(ids_.get(), step.ids.data(), n);
@@ -175,32 +179,41 @@ class CudaBackend final : public Backend {
   }
 
   void embed(const BackendTensor& table, Act x) override {
+    const OpTimer timer(*this, "embed");
     cuda::embed(static_cast<const CudaEmbedding&>(table).table.get(), x.cols, ids_.get(), x.rows, f32(x), ctx_.stream);
   }
 
   void rms_norm(Act x, const BackendTensor& weight, float eps, Act out) override {
+    const OpTimer timer(*this, "rms_norm");
     cuda::rms_norm(f32(x), static_cast<const CudaVector&>(weight).values.get(), eps, x.rows, x.cols, f16(out),
                    ctx_.stream);
   }
 
   void add_rms_norm(Act x, Act delta, const BackendTensor& weight, float eps, Act out) override {
+    const OpTimer timer(*this, "add_rms_norm");
     cuda::add_rms_norm(f32(x), f16(delta), static_cast<const CudaVector&>(weight).values.get(), eps, x.rows, x.cols,
                        f16(out), ctx_.stream);
   }
 
-  void add(Act x, Act delta) override { cuda::add_residual(f32(x), f16(delta), x.rows * x.cols, ctx_.stream); }
+  void add(Act x, Act delta) override {
+    const OpTimer timer(*this, "add");
+    cuda::add_residual(f32(x), f16(delta), x.rows * x.cols, ctx_.stream);
+  }
 
   void matmul(const BackendLinear& w, Act in, Act out) override {
+    const OpTimer timer(*this, profiler_.enabled() ? fmt::format("matmul {}x{} m={}", w.rows, w.cols, in.rows) : "");
     static_cast<const cuda::CudaLinear&>(w).forward(f16(in), in.rows, out.data, out.type == ActType::kF32, ctx_);
   }
 
   void rope_store_kv(Act qkv, KvCache& cache, int layer) override {
+    const OpTimer timer(*this, "rope_store_kv");
     const auto& kv = static_cast<const CudaKvCache&>(cache);
     cuda::rope_store_kv(f16(qkv), qkv.rows, positions_.get(), slots_.get(), rope_table_.get(), geometry_, kv.layer(layer),
                         ctx_.stream);
   }
 
   void attention(Act qkv, KvCache& cache, int layer, Act out) override {
+    const OpTimer timer(*this, qkv.rows == cache.sequences() ? "attention_decode" : "attention_prefill");
     const auto& kv = static_cast<const CudaKvCache&>(cache);
     const float scale = 1.0f / std::sqrt(float(config_.head_dim));
     if (qkv.rows == kv.sequences()) {  // one new token per sequence
@@ -213,15 +226,20 @@ class CudaBackend final : public Backend {
   }
 
   void silu_mul(Act gate_up, Act out) override {
+    const OpTimer timer(*this, "silu_mul");
     cuda::silu_mul(f16(gate_up), gate_up.rows, out.cols, f16(out), ctx_.stream);
   }
 
   void to_host(Act a, float* out) override {
     MARLIN_CHECK(a.type == ActType::kF32, "cuda backend: only fp32 activations are copied to the host");
-    check_cuda(cudaMemcpyAsync(out, a.data, size_t(a.rows * a.cols) * sizeof(float), cudaMemcpyDeviceToHost,
-                               ctx_.stream),
-               "cudaMemcpyAsync(to host)");
+    {
+      const OpTimer timer(*this, "to_host");
+      check_cuda(cudaMemcpyAsync(out, a.data, size_t(a.rows * a.cols) * sizeof(float), cudaMemcpyDeviceToHost,
+                                 ctx_.stream),
+                 "cudaMemcpyAsync(to host)");
+    }
     check_cuda(cudaStreamSynchronize(ctx_.stream), "forward pass");
+    profiler_.collect();
   }
 
   // A step shape runs directly the first time (sizing every buffer it needs), is recorded into
@@ -239,6 +257,17 @@ class CudaBackend final : public Backend {
   }
 
  private:
+  // Brackets one op for the profiler (when MARLIN_PROFILE_OPS is on).
+  class OpTimer {
+   public:
+    OpTimer(CudaBackend& b, std::string label) : b_(b), label_(std::move(label)) { b_.profiler_.begin(b_.ctx_.stream); }
+    ~OpTimer() { b_.profiler_.end(b_.ctx_.stream, std::move(label_)); }
+
+   private:
+    CudaBackend& b_;
+    std::string label_;
+  };
+
   template <typename T>
   void copy_to_device(T* dst, const T* src, int64_t count) {
     check_cuda(cudaMemcpyAsync(dst, src, size_t(count) * sizeof(T), cudaMemcpyHostToDevice, ctx_.stream),
@@ -301,6 +330,7 @@ class CudaBackend final : public Backend {
   bool graphs_enabled_ = true;
   std::map<std::pair<int64_t, uint64_t>, cudaGraphExec_t> graphs_;
   std::set<std::pair<int64_t, uint64_t>> seen_;  // step shapes run once directly
+  cuda::OpProfiler profiler_;
   int64_t own_generation_ = 0, graph_generation_ = 0;
 };
 

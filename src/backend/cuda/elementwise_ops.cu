@@ -6,6 +6,7 @@
 
 #include "backend/cuda/ops.h"
 #include "backend/cuda/ops_check.h"
+#include "backend/cuda/pdl_launch.cuh"
 
 namespace marlin::cuda {
 namespace {
@@ -24,6 +25,7 @@ __device__ void half8_to_float8(uint4 packed, float4& lo, float4& hi) {
 }
 
 __global__ void silu_mul_kernel(const __half* gate_up, int64_t rows, int64_t f, __half* out) {
+  pdl_prologue();
   const int64_t chunks = f / 8, items = rows * chunks;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < items; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t row = i / chunks, c = i % chunks;
@@ -42,6 +44,7 @@ __global__ void silu_mul_kernel(const __half* gate_up, int64_t rows, int64_t f, 
 }
 
 __global__ void embed_kernel(const __half* table, int64_t d, const int32_t* tokens, int64_t n, float* x) {
+  pdl_prologue();
   const int64_t chunks = d / 8, items = n * chunks;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < items; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t t = i / chunks, c = i % chunks;
@@ -53,6 +56,7 @@ __global__ void embed_kernel(const __half* table, int64_t d, const int32_t* toke
 
 // The first `vectors` groups of 8 go as 16-byte loads, the rest (count - 8·vectors) one by one.
 __global__ void half_to_float_kernel(const __half* in, int64_t count, int64_t vectors, float* out) {
+  pdl_prologue();
   const int64_t items = vectors + (count - 8 * vectors);
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < items; i += int64_t(gridDim.x) * blockDim.x) {
     if (i < vectors) {
@@ -74,7 +78,7 @@ void silu_mul(const __half* gate_up, int64_t rows, int64_t f, __half* out, cudaS
   require(ops_detail::aligned16(gate_up) && ops_detail::aligned16(out), "silu_mul",
           "pointers must be 16-byte aligned", 0);
   if (rows == 0) return;
-  silu_mul_kernel<<<grid_for(rows * f / 8), kThreads, 0, stream>>>(gate_up, rows, f, out);
+  launch_pdl(silu_mul_kernel, grid_for(rows * f / 8), kThreads, 0, stream, gate_up, rows, f, out);
   ops_detail::check_launch("silu_mul");
 }
 
@@ -84,7 +88,7 @@ void embed(const __half* table, int64_t d, const int32_t* tokens, int64_t n, flo
   require(n >= 0, "embed", "token count must not be negative", n);
   require(ops_detail::aligned16(table) && ops_detail::aligned16(x), "embed", "pointers must be 16-byte aligned", 0);
   if (n == 0) return;
-  embed_kernel<<<grid_for(n * d / 8), kThreads, 0, stream>>>(table, d, tokens, n, x);
+  launch_pdl(embed_kernel, grid_for(n * d / 8), kThreads, 0, stream, table, d, tokens, n, x);
   ops_detail::check_launch("embed");
 }
 
@@ -93,7 +97,7 @@ void half_to_float(const __half* in, int64_t count, float* out, cudaStream_t str
   if (count == 0) return;
   const bool vector = ops_detail::aligned16(in) && ops_detail::aligned16(out);
   const int64_t vectors = vector ? count / 8 : 0;
-  half_to_float_kernel<<<grid_for(vectors + count - 8 * vectors), kThreads, 0, stream>>>(in, count, vectors, out);
+  launch_pdl(half_to_float_kernel, grid_for(vectors + count - 8 * vectors), kThreads, 0, stream, in, count, vectors, out);
   ops_detail::check_launch("half_to_float");
 }
 

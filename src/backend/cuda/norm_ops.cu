@@ -4,6 +4,7 @@
 
 #include "backend/cuda/ops.h"
 #include "backend/cuda/ops_check.h"
+#include "backend/cuda/pdl_launch.cuh"
 
 namespace marlin::cuda {
 namespace {
@@ -34,6 +35,7 @@ __device__ void add_half8(float4& lo, float4& hi, uint4 packed) {
 template <bool kAdd>
 __global__ void rms_norm_kernel(float* x, const __half* delta, const float* weight, float eps, int n,
                                 __half* out) {
+  pdl_prologue();
   const int64_t row = blockIdx.x;
   float4* xr = reinterpret_cast<float4*>(x + row * n);
   const int chunks = n / 8;
@@ -75,7 +77,7 @@ void launch_rms_norm(const char* op, float* x, const __half* delta, const float*
           op, "pointers must be 16-byte aligned", 0);
   if (rows == 0) return;
   const int threads = int(std::min<int64_t>(kMaxThreads, (n / 8 + 31) / 32 * 32));
-  rms_norm_kernel<kAdd><<<unsigned(rows), threads, 0, stream>>>(x, delta, weight, eps, int(n), out);
+  launch_pdl(rms_norm_kernel<kAdd>, unsigned(rows), threads, 0, stream, x, delta, weight, eps, int(n), out);
   ops_detail::check_launch(op);
 }
 

@@ -1,14 +1,15 @@
 // RoPE on the q and k heads of each qkv row, then k and v into the paged KV cache.
-// One block per token: first every (head, pair) rotation, then 16-byte copies of k and v.
+// One block per (token, head) of head_dim/2 threads, so that a single decode token still spreads
+// over many SMs: thread j rotates pair j of a q or k head, then a k or v head is copied to its
+// cache slot in 16-byte pieces.
 #include <cuda_fp16.h>
 
 #include "backend/cuda/ops.h"
 #include "backend/cuda/ops_check.h"
+#include "backend/cuda/pdl_launch.cuh"
 
 namespace marlin::cuda {
 namespace {
-
-constexpr int kThreads = 128;
 
 struct RopeParams {
   __half* qkv;
@@ -23,17 +24,16 @@ struct RopeParams {
   __half* values;
 };
 
-__global__ void __launch_bounds__(kThreads) rope_store_kv_kernel(RopeParams p) {
-  const int64_t t = blockIdx.x;
-  __half* row = p.qkv + t * p.row_stride;
-  const float* cosines = p.cos_sin + int64_t(p.positions[t]) * 2 * p.pairs;
-  const float* sines = cosines + p.pairs;
-  // Rotation in fp32, as Rope::rotate does it.
-  const int rotations = (p.n_heads + p.n_kv_heads) * p.pairs;
-  for (int i = threadIdx.x; i < rotations; i += kThreads) {
-    const int head = i / p.pairs, j = i % p.pairs;
-    __half* x = row + int64_t(head) * p.head_dim;
-    const float c = cosines[j], s = sines[j];
+// Grid: (n_heads + 2·n_kv_heads, rows); block: head_dim / 2 threads.
+__global__ void rope_store_kv_kernel(RopeParams p) {
+  pdl_prologue();
+  const int64_t t = blockIdx.y;
+  const int head = blockIdx.x, j = threadIdx.x;
+  __half* x = p.qkv + t * p.row_stride + int64_t(head) * p.head_dim;
+  const bool rotated = head < p.n_heads + p.n_kv_heads;
+  if (rotated && j < p.pairs) {  // in fp32, as Rope::rotate does it
+    const float* cosines = p.cos_sin + int64_t(p.positions[t]) * 2 * p.pairs;
+    const float c = cosines[j], s = cosines[p.pairs + j];
     if (p.half_split) {
       const float a = __half2float(x[j]), b = __half2float(x[j + p.pairs]);
       x[j] = __float2half_rn(a * c - b * s);
@@ -44,19 +44,15 @@ __global__ void __launch_bounds__(kThreads) rope_store_kv_kernel(RopeParams p) {
       *pair = __floats2half2_rn(v.x * c - v.y * s, v.x * s + v.y * c);
     }
   }
-  __syncthreads();  // the rotated k is read back by other threads below
   const int slot = p.slots[t];
-  if (slot < 0) return;  // a padding row: nothing to store
+  if (head < p.n_heads || slot < 0) return;  // a q head, or a padding row: nothing to store
+  __syncthreads();  // the rotated k values are read back by other threads below
+  const bool is_key = head < p.n_heads + p.n_kv_heads;
+  const int kv_head = head - p.n_heads - (is_key ? 0 : p.n_kv_heads);
   const int64_t page = slot >> p.page_shift, in_page = slot & ((1 << p.page_shift) - 1);
-  const int chunks = p.head_dim / 8, kv_chunks = p.n_kv_heads * chunks;
-  const uint4* k = reinterpret_cast<const uint4*>(row + int64_t(p.n_heads) * p.head_dim);
-  const uint4* v = k + kv_chunks;
-  for (int i = threadIdx.x; i < 2 * kv_chunks; i += kThreads) {
-    const int which = i / kv_chunks, rest = i % kv_chunks, kv_head = rest / chunks, c = rest % chunks;
-    const int64_t dst = ((page * p.n_kv_heads + kv_head) << p.page_shift | in_page) * p.head_dim;
-    __half* cache = which == 0 ? p.keys : p.values;
-    reinterpret_cast<uint4*>(cache + dst)[c] = (which == 0 ? k : v)[rest];
-  }
+  const int64_t dst = ((page * p.n_kv_heads + kv_head) << p.page_shift | in_page) * p.head_dim;
+  if (j < p.head_dim / 8)
+    reinterpret_cast<uint4*>((is_key ? p.keys : p.values) + dst)[j] = reinterpret_cast<const uint4*>(x)[j];
 }
 
 }  // namespace
@@ -65,7 +61,7 @@ void rope_store_kv(__half* qkv, int64_t rows, const int32_t* positions, const in
                    const AttentionGeometry& g, KvLayer cache, cudaStream_t stream) {
   const char* op = "rope_store_kv";
   const int page_shift = ops_detail::check_geometry(op, g);
-  ops_detail::require(rows >= 0 && rows < (int64_t(1) << 31), op, "row count out of range", rows);
+  ops_detail::require(rows >= 0 && rows < 65536, op, "row count out of range", rows);
   ops_detail::require(ops_detail::aligned16(qkv) && ops_detail::aligned16(cache.keys) &&
                           ops_detail::aligned16(cache.values),
                       op, "qkv and cache pointers must be 16-byte aligned", 0);
@@ -77,7 +73,8 @@ void rope_store_kv(__half* qkv, int64_t rows, const int32_t* positions, const in
                g.rotary_dim / 2, g.rope_half_split,
                page_shift, cache.keys,
                cache.values};
-  rope_store_kv_kernel<<<unsigned(rows), kThreads, 0, stream>>>(p);
+  const dim3 grid(unsigned(g.n_heads + 2 * g.n_kv_heads), unsigned(rows));
+  launch_pdl(rope_store_kv_kernel, grid, unsigned(g.head_dim / 2), 0, stream, p);
   ops_detail::check_launch(op);
 }
 

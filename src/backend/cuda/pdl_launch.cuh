@@ -1,0 +1,39 @@
+// Programmatic dependent launch for the small transformer ops (ops.h). A decode step is a chain of
+// short kernels; launched this way, each kernel is started while its predecessor still runs, waits
+// (griddepcontrol.wait) until the predecessor's results are visible, and at once lets its own
+// successor start — so a weight GEMV that follows streams its first weights during the small op,
+// and no kernel's launch latency sits between two others.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <utility>
+
+#include "backend/cuda/ptx.cuh"
+
+namespace marlin::cuda {
+
+// The first statement of a kernel launched by launch_pdl: nothing above it may read what earlier
+// kernels wrote.
+__device__ __forceinline__ void pdl_prologue() {
+  grid_dependency_wait();
+  allow_dependent_launch();
+}
+
+template <typename... Params, typename... Args>
+cudaError_t launch_pdl(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream,
+                       Args&&... args) {
+  cudaLaunchConfig_t config = {};
+  config.gridDim = grid;
+  config.blockDim = block;
+  config.dynamicSmemBytes = shared_bytes;
+  config.stream = stream;
+  cudaLaunchAttribute attribute = {};
+  attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attribute.val.programmaticStreamSerializationAllowed = 1;
+  config.attrs = &attribute;
+  config.numAttrs = 1;
+  return cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
+}
+
+}  // namespace marlin::cuda
