@@ -27,7 +27,7 @@ struct BenchOptions {
   std::string synthetic;  // a synthetic_source shape instead of a model file
   std::string format = "int4-g128";
   int reps = 3;
-  int batch = 1;  // sequences decoded together
+  std::vector<int> batches = {1};  // sequences decoded together, one decode test each
   bool json = false;
 };
 
@@ -53,31 +53,18 @@ double weight_bytes_per_token(const ModelSource& source) {
   return bytes;
 }
 
-void bench(const BenchOptions& o) {
-  // A model file through the engine, or a synthetic model (random weights; no tokenizer needed).
-  std::unique_ptr<ThreadPool> own_pool;
-  std::unique_ptr<ModelSource> synthetic;
-  std::unique_ptr<Model> synthetic_model;
-  std::unique_ptr<Engine> engine;
-  if (!o.synthetic.empty()) {
-    own_pool = std::make_unique<ThreadPool>(o.threads);
-    synthetic = make_synthetic_source(o.synthetic, TensorFormat::parse(o.format));
-    synthetic_model = load_model(*synthetic, *own_pool, parse_device(o.device));
-  } else {
-    engine = std::make_unique<Engine>(EngineOptions{resolve_model_path(o.model), o.threads, parse_device(o.device)});
-  }
-  Model& model = engine ? engine->model() : *synthetic_model;
-  const ModelSource& source = engine ? engine->source() : *synthetic;
-  const int threads = engine ? engine->pool().size() : own_pool->size();
+// One decode test of `batch` sequences (and a prefill test of prompt_tokens, when not 0); prints
+// one line (text or JSON).
+void measure(Model& model, double weight_bytes, int threads, const BenchOptions& o, int batch, int prompt_tokens) {
   const int vocab = model.config().vocab_size;
   std::vector<float> logits(static_cast<size_t>(vocab));
   std::mt19937 rng(42);
-  std::vector<int32_t> prompt(static_cast<size_t>(std::max(o.prompt_tokens, 1)));
+  std::vector<int32_t> prompt(static_cast<size_t>(std::max(prompt_tokens, 1)));
   for (auto& t : prompt) t = int32_t(rng() % uint32_t(vocab));
-  auto cache = model.new_cache(std::max(o.prompt_tokens, o.gen_tokens) + 1);
+  auto cache = model.new_cache(std::max(prompt_tokens, o.gen_tokens) + 1);
   // Decoding several sequences together: one token each per step, from an empty context.
-  auto batch_cache = o.batch > 1 ? model.new_cache(o.gen_tokens + 1, o.batch) : nullptr;
-  std::vector<float> batch_logits(batch_cache ? size_t(o.batch) * size_t(vocab) : 0);
+  auto batch_cache = batch > 1 ? model.new_cache(o.gen_tokens + 1, batch) : nullptr;
+  std::vector<float> batch_logits(batch_cache ? size_t(batch) * size_t(vocab) : 0);
 
   auto prefill = [&] {
     cache->clear();
@@ -86,8 +73,8 @@ void bench(const BenchOptions& o) {
   auto decode = [&] {
     if (batch_cache) {
       batch_cache->clear();
-      std::vector<int32_t> tokens(prompt.begin(), prompt.begin() + std::min<size_t>(prompt.size(), size_t(o.batch)));
-      tokens.resize(size_t(o.batch), prompt[0]);
+      std::vector<int32_t> tokens(prompt.begin(), prompt.begin() + std::min<size_t>(prompt.size(), size_t(batch)));
+      tokens.resize(size_t(batch), prompt[0]);
       for (int i = 0; i < o.gen_tokens; ++i) {
         model.decode_batch(tokens, *batch_cache, batch_logits.data());
         for (size_t b = 0; b < tokens.size(); ++b) {
@@ -106,11 +93,11 @@ void bench(const BenchOptions& o) {
   };
   std::vector<double> prefill_rates, decode_rates;
   for (int rep = 0; rep <= o.reps; ++rep) {  // rep 0 warms up
-    const double p = o.prompt_tokens > 0 ? seconds(prefill) : 0;
+    const double p = prompt_tokens > 0 ? seconds(prefill) : 0;
     const double d = o.gen_tokens > 0 ? seconds(decode) : 0;
     if (rep == 0) continue;
-    if (o.prompt_tokens > 0) prefill_rates.push_back(o.prompt_tokens / p);
-    if (o.gen_tokens > 0) decode_rates.push_back(double(o.gen_tokens) * o.batch / d);
+    if (prompt_tokens > 0) prefill_rates.push_back(prompt_tokens / p);
+    if (o.gen_tokens > 0) decode_rates.push_back(double(o.gen_tokens) * batch / d);
   }
   const double prefill_rate = prefill_rates.empty() ? 0 : median(prefill_rates);
   const double decode_rate = decode_rates.empty() ? 0 : median(decode_rates);
@@ -118,10 +105,10 @@ void bench(const BenchOptions& o) {
     nlohmann::json out = {{"model", model.config().name},
                           {"device", model.device_description()},
                           {"threads", threads},
-                          {"weight_bytes_per_token", weight_bytes_per_token(source)},
-                          {"prompt_tokens", o.prompt_tokens},
+                          {"weight_bytes_per_token", weight_bytes},
+                          {"prompt_tokens", prompt_tokens},
                           {"gen_tokens", o.gen_tokens},
-                          {"batch", o.batch},
+                          {"batch", batch},
                           {"reps", o.reps},
                           {"prefill_tokens_per_s", prefill_rate},
                           {"decode_tokens_per_s", decode_rate},
@@ -131,8 +118,30 @@ void bench(const BenchOptions& o) {
   } else {
     std::printf("model %s on %s, %d repetitions (median)\n", model.config().name.c_str(),
                 model.device_description().c_str(), o.reps);
-    std::printf("prefill %5d tokens: %8.1f tokens/s\n", o.prompt_tokens, prefill_rate);
-    std::printf("decode  %5d tokens x %d sequences: %8.1f tokens/s\n", o.gen_tokens, o.batch, decode_rate);
+    if (prompt_tokens > 0) std::printf("prefill %5d tokens: %8.1f tokens/s\n", prompt_tokens, prefill_rate);
+    std::printf("decode  %5d tokens x %d sequences: %8.1f tokens/s\n", o.gen_tokens, batch, decode_rate);
+  }
+}
+
+void bench(const BenchOptions& o) {
+  // A model file through the engine, or a synthetic model (random weights; no tokenizer needed).
+  std::unique_ptr<ThreadPool> own_pool;
+  std::unique_ptr<ModelSource> synthetic;
+  std::unique_ptr<Model> synthetic_model;
+  std::unique_ptr<Engine> engine;
+  if (!o.synthetic.empty()) {
+    own_pool = std::make_unique<ThreadPool>(o.threads);
+    synthetic = make_synthetic_source(o.synthetic, TensorFormat::parse(o.format));
+    synthetic_model = load_model(*synthetic, *own_pool, parse_device(o.device));
+  } else {
+    engine = std::make_unique<Engine>(EngineOptions{resolve_model_path(o.model), o.threads, parse_device(o.device)});
+  }
+  Model& model = engine ? engine->model() : *synthetic_model;
+  const ModelSource& source = engine ? engine->source() : *synthetic;
+  const int threads = engine ? engine->pool().size() : own_pool->size();
+  for (size_t i = 0; i < o.batches.size(); ++i) {
+    // The prefill test runs once, with the first decode test.
+    measure(model, weight_bytes_per_token(source), threads, o, o.batches[i], i == 0 ? o.prompt_tokens : 0);
   }
 }
 
@@ -150,8 +159,10 @@ void register_bench(CLI::App& app) {
       ->check(CLI::Range(0, 1 << 16));
   c->add_option("-t,--threads", options->threads, "Worker threads (default: one per core)")->check(CLI::Range(0, 1024));
   add_device_option(c, options->device);
-  c->add_option("-b,--batch", options->batch,
-                 "Sequences decoded together in the decode test (tokens/s counts every sequence's tokens)")
+  c->add_option("-b,--batch", options->batches,
+                 "Sequences decoded together in the decode test (tokens/s counts every sequence's tokens); "
+                 "a list such as 1,8,32 runs one decode test per entry on the same model")
+      ->delimiter(',')
       ->capture_default_str()
       ->check(CLI::Range(1, 256));
   c->add_option("--synthetic", options->synthetic,
@@ -160,7 +171,7 @@ void register_bench(CLI::App& app) {
   c->add_option("--format", options->format, "Weight format of the --synthetic model's linear layers (f16, int4-g128, ...)")
       ->capture_default_str();
   c->add_option("-r,--reps", options->reps, "Repetitions (after one warm-up run)")->capture_default_str()->check(CLI::Range(1, 1000));
-  c->add_flag("--json", options->json, "Print one JSON object");
+  c->add_flag("--json", options->json, "Print one JSON object per decode test");
   c->callback([options] { bench(*options); });
 }
 
