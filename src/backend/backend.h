@@ -69,6 +69,9 @@ class Backend {
   virtual ~Backend() = default;
   virtual DeviceKind kind() const = 0;
   virtual std::string description() const = 0;  // e.g. "CPU, 2 threads" or "NVIDIA H100 80GB HBM3"
+  // Measured now: bytes read plus bytes written per second by a large copy in the backend's memory
+  // (the ceiling of a weight-streaming decode step). Takes a fraction of a second.
+  virtual double copy_bandwidth() = 0;
 
   // --- Model setup -------------------------------------------------------------------------
   // Attention geometry and rotary embeddings of the model (once, before any other op).

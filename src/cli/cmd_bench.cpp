@@ -55,7 +55,8 @@ double weight_bytes_per_token(const ModelSource& source) {
 
 // One decode test of `batch` sequences (and a prefill test of prompt_tokens, when not 0); prints
 // one line (text or JSON).
-void measure(Model& model, double weight_bytes, int threads, const BenchOptions& o, int batch, int prompt_tokens) {
+void measure(Model& model, double weight_bytes, double bandwidth, int threads, const BenchOptions& o, int batch,
+             int prompt_tokens) {
   const int vocab = model.config().vocab_size;
   std::vector<float> logits(static_cast<size_t>(vocab));
   std::mt19937 rng(42);
@@ -101,11 +102,17 @@ void measure(Model& model, double weight_bytes, int threads, const BenchOptions&
   }
   const double prefill_rate = prefill_rates.empty() ? 0 : median(prefill_rates);
   const double decode_rate = decode_rates.empty() ? 0 : median(decode_rates);
+  // A decode step reads every weight once, however many sequences it carries: its time cannot be
+  // below weight_bytes / bandwidth.
+  const double step_seconds = decode_rate > 0 ? batch / decode_rate : 0, bound_seconds = weight_bytes / bandwidth;
   if (o.json) {
     nlohmann::json out = {{"model", model.config().name},
                           {"device", model.device_description()},
                           {"threads", threads},
                           {"weight_bytes_per_token", weight_bytes},
+                          {"copy_bandwidth_bytes_per_s", bandwidth},
+                          {"decode_step_seconds", step_seconds},
+                          {"decode_step_vs_bandwidth_bound", step_seconds / bound_seconds},
                           {"prompt_tokens", prompt_tokens},
                           {"gen_tokens", o.gen_tokens},
                           {"batch", batch},
@@ -120,6 +127,10 @@ void measure(Model& model, double weight_bytes, int threads, const BenchOptions&
                 model.device_description().c_str(), o.reps);
     if (prompt_tokens > 0) std::printf("prefill %5d tokens: %8.1f tokens/s\n", prompt_tokens, prefill_rate);
     std::printf("decode  %5d tokens x %d sequences: %8.1f tokens/s\n", o.gen_tokens, batch, decode_rate);
+    if (decode_rate > 0)
+      std::printf("        a step takes %.2f ms, %.2fx the %.2f ms needed to read %.3g GB of weights at %.0f GB/s\n",
+                  1e3 * step_seconds, step_seconds / bound_seconds, 1e3 * bound_seconds, weight_bytes / 1e9,
+                  bandwidth / 1e9);
   }
 }
 
@@ -139,9 +150,10 @@ void bench(const BenchOptions& o) {
   Model& model = engine ? engine->model() : *synthetic_model;
   const ModelSource& source = engine ? engine->source() : *synthetic;
   const int threads = engine ? engine->pool().size() : own_pool->size();
+  const double bandwidth = model.copy_bandwidth();
   for (size_t i = 0; i < o.batches.size(); ++i) {
     // The prefill test runs once, with the first decode test.
-    measure(model, weight_bytes_per_token(source), threads, o, o.batches[i], i == 0 ? o.prompt_tokens : 0);
+    measure(model, weight_bytes_per_token(source), bandwidth, threads, o, o.batches[i], i == 0 ? o.prompt_tokens : 0);
   }
 }
 

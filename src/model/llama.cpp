@@ -62,6 +62,7 @@ class LlamaModel final : public Model {
 
   const ModelConfig& config() const override { return config_; }
   std::string device_description() const override { return be_->description(); }
+  double copy_bandwidth() override { return be_->copy_bandwidth(); }
 
   std::vector<LinearGroup> linear_groups(int layer) const override {
     MARLIN_CHECK(layer >= 0 && layer < config_.n_layers, "model: no layer {}", layer);

@@ -41,6 +41,8 @@ class Model {
 
   // Where the model runs, e.g. "CPU, 2 threads".
   virtual std::string device_description() const = 0;
+  // The backend's copy bandwidth (Backend::copy_bandwidth), bytes/s, measured now.
+  virtual double copy_bandwidth() = 0;
 
   // One decode step for every sequence of a batch cache: tokens[b] is appended to sequence b;
   // writes vocab_size logits per sequence.

@@ -68,6 +68,21 @@ def test_bench_json(marlin_bin):
     assert r.returncode == 0, r.stderr
     figures = json.loads(r.stdout)
     assert figures["prefill_tokens_per_s"] > 0 and figures["decode_tokens_per_s"] > 0
+    assert figures["copy_bandwidth_bytes_per_s"] > 1e8
+    step = figures["decode_step_seconds"]
+    assert step == pytest.approx(1 / figures["decode_tokens_per_s"])
+    bound = figures["weight_bytes_per_token"] / figures["copy_bandwidth_bytes_per_s"]
+    assert figures["decode_step_vs_bandwidth_bound"] == pytest.approx(step / bound)
+
+
+def test_bench_batch_list(marlin_bin):
+    r = marlin(marlin_bin, "bench", "--synthetic", "tiny", "--prompt-tokens", "8", "--gen-tokens", "4", "--reps", "1",
+               "--batch", "1,3", "--json")
+    assert r.returncode == 0, r.stderr
+    runs = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [run["batch"] for run in runs] == [1, 3]
+    assert runs[0]["prefill_tokens_per_s"] > 0 and runs[1]["prompt_tokens"] == 0
+    assert all(run["decode_tokens_per_s"] > 0 for run in runs)
 
 
 @pytest.mark.parametrize("args", [

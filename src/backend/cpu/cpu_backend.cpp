@@ -1,7 +1,9 @@
 #include "backend/cpu/cpu_backend.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <cstring>
 #include <string>
 #include <thread>
 #include <vector>
@@ -41,6 +43,21 @@ class CpuBackend final : public Backend {
   std::string description() const override { return fmt::format("CPU, {} threads", pool_.size()); }
 
   int64_t max_step_tokens() const override { return 256; }
+
+  // Every thread copies its slice of 256 MiB, several times; the best time counts.
+  double copy_bandwidth() override {
+    const size_t bytes = size_t(256) << 20;
+    std::vector<char> from(bytes, 1), to(bytes, 0);
+    double best = 1e30;
+    for (int rep = 0; rep < 4; ++rep) {
+      const auto start = std::chrono::steady_clock::now();
+      pool_.parallel_for(int64_t(bytes), int64_t(1) << 20, [&](int64_t begin, int64_t end) {
+        std::memcpy(to.data() + begin, from.data() + begin, size_t(end - begin));
+      });
+      best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    }
+    return 2.0 * double(bytes) / best;
+  }
 
   void configure(const ModelConfig& config) override {
     config_ = config;

@@ -99,6 +99,28 @@ class CudaBackend final : public Backend {
 
   int64_t max_step_tokens() const override { return kMaxStepTokens; }
 
+  // Device-to-device copies of 1 GiB on the backend's stream; the best of several counts.
+  double copy_bandwidth() override {
+    const size_t bytes = size_t(1) << 30;
+    DeviceArray<uint8_t> from(bytes), to(bytes);
+    cudaEvent_t start = nullptr, stop = nullptr;
+    check_cuda(cudaEventCreate(&start), "cudaEventCreate");
+    check_cuda(cudaEventCreate(&stop), "cudaEventCreate");
+    float best = 1e30f;
+    for (int rep = 0; rep < 6; ++rep) {  // the first is a warm-up
+      cudaEventRecord(start, ctx_.stream);
+      cudaMemcpyAsync(to.get(), from.get(), bytes, cudaMemcpyDeviceToDevice, ctx_.stream);
+      cudaEventRecord(stop, ctx_.stream);
+      check_cuda(cudaEventSynchronize(stop), "copy bandwidth");
+      float ms = 0;
+      cudaEventElapsedTime(&ms, start, stop);
+      if (rep > 0) best = std::min(best, ms);
+    }
+    cudaEventDestroy(start);
+    cudaEventDestroy(stop);
+    return 2.0 * double(bytes) / (double(best) * 1e-3);
+  }
+
   void configure(const ModelConfig& config) override {
     config_ = config;
     rope_ = std::make_unique<Rope>(config.rope, config.head_dim);
