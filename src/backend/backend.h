@@ -57,11 +57,36 @@ class BackendTensor {
   virtual ~BackendTensor() = default;
 };
 
-// The tokens of one forward step: for a cache of one sequence, tokens at positions pos0 onwards;
-// for a cache of several sequences, one token per sequence (token b to sequence b), all at pos0.
+// The tokens of one forward step, in one of two forms:
+//  - one sequence: ids at positions pos0, pos0 + 1, ... of sequence `seq` (a prompt, or one token);
+//  - a decode step of several sequences (seqs not empty): ids[i] at position positions[i] of
+//    sequence seqs[i], one token per sequence, each sequence at most once.
 struct StepTokens {
   std::span<const int32_t> ids;
   int64_t pos0 = 0;
+  int seq = 0;
+  std::span<const int32_t> seqs;
+  std::span<const int64_t> positions;
+
+  static StepTokens one_sequence(std::span<const int32_t> ids, int64_t pos0, int seq = 0) {
+    StepTokens s;
+    s.ids = ids;
+    s.pos0 = pos0;
+    s.seq = seq;
+    return s;
+  }
+  static StepTokens decode(std::span<const int32_t> ids, std::span<const int32_t> seqs,
+                           std::span<const int64_t> positions) {
+    StepTokens s;
+    s.ids = ids;
+    s.seqs = seqs;
+    s.positions = positions;
+    return s;
+  }
+
+  bool several() const { return !seqs.empty(); }
+  int sequence(int64_t t) const { return several() ? seqs[size_t(t)] : seq; }
+  int64_t position(int64_t t) const { return several() ? positions[size_t(t)] : pos0 + t; }
 };
 
 class Backend {

@@ -85,7 +85,7 @@ class LlamaModel final : public Model {
     MARLIN_CHECK(cache.length() == 0 && n <= cache.capacity(), "run_layer: needs an empty cache of {} positions", n);
     const int64_t d = config_.d_model;
     std::vector<int32_t> positions_only(size_t(n), 0);
-    be_->begin_step({positions_only, 0}, cache);
+    be_->begin_step(StepTokens::one_sequence(positions_only, 0), cache);
     const Act xa = be_->activations(kX, n, d, ActType::kF32);
     float* host = be_->host_data(xa);
     MARLIN_CHECK(host != nullptr, "layer-wise calibration runs on the CPU backend only");
@@ -117,29 +117,42 @@ class LlamaModel final : public Model {
     return be_->new_cache(capacity, sequences);
   }
 
-  void decode_batch(std::span<const int32_t> tokens, KvCache& cache, float* logits) override {
-    MARLIN_CHECK(int64_t(tokens.size()) == cache.sequences(), "decode_batch: {} tokens for {} sequences",
-                 tokens.size(), cache.sequences());
-    MARLIN_CHECK(cache.length() < cache.capacity(), "context is full ({} tokens)", cache.capacity());
+  void decode_sequences(std::span<const int32_t> seqs, std::span<const int32_t> tokens, KvCache& cache,
+                        float* logits) override {
+    MARLIN_CHECK(seqs.size() == tokens.size(), "decode: {} sequences for {} tokens", seqs.size(), tokens.size());
+    MARLIN_CHECK(!tokens.empty() && int64_t(tokens.size()) <= be_->max_step_tokens(),
+                 "decode: {} sequences in one step (1 to {})", tokens.size(), be_->max_step_tokens());
+    std::vector<int64_t> positions(seqs.size());
+    std::vector<bool> seen(size_t(cache.sequences()), false);
+    for (size_t i = 0; i < seqs.size(); ++i) {
+      const int s = seqs[i];
+      MARLIN_CHECK(s >= 0 && s < cache.sequences() && !seen[size_t(s)],
+                   "decode: sequence {} is not in the cache or comes twice", s);
+      seen[size_t(s)] = true;
+      positions[i] = cache.length(s);
+      MARLIN_CHECK(positions[i] < cache.capacity(), "context is full ({} tokens)", cache.capacity());
+    }
     check_tokens(tokens);
-    forward_chunk(tokens, cache, logits, true);
+    const StepTokens step = StepTokens::decode(tokens, seqs, positions);
+    forward_chunk(step, cache, logits, true);
   }
 
-  void forward(std::span<const int32_t> tokens, KvCache& cache, float* logits, bool all_logits) override {
+  void forward_sequence(int seq, std::span<const int32_t> tokens, KvCache& cache, float* logits,
+                        bool all_logits) override {
     MARLIN_CHECK(!tokens.empty(), "forward: no tokens");
-    MARLIN_CHECK(cache.sequences() == 1, "forward: a cache of {} sequences steps through decode_batch",
+    MARLIN_CHECK(seq >= 0 && seq < cache.sequences(), "forward: no sequence {} in a cache of {}", seq,
                  cache.sequences());
-    MARLIN_CHECK(cache.length() + int64_t(tokens.size()) <= cache.capacity(),
+    MARLIN_CHECK(cache.length(seq) + int64_t(tokens.size()) <= cache.capacity(),
                  "the prompt and answer need {} tokens but the context holds {}",
-                 cache.length() + int64_t(tokens.size()), cache.capacity());
+                 cache.length(seq) + int64_t(tokens.size()), cache.capacity());
     check_tokens(tokens);
     const auto chunk = size_t(be_->max_step_tokens());
     for (size_t begin = 0; begin < tokens.size(); begin += chunk) {
       const size_t count = std::min(tokens.size() - begin, chunk);
       const bool last_chunk = begin + count == tokens.size();
       float* chunk_logits = all_logits ? logits + begin * size_t(config_.vocab_size) : logits;
-      forward_chunk(tokens.subspan(begin, count), cache, last_chunk || all_logits ? chunk_logits : nullptr,
-                    all_logits);
+      const StepTokens step = StepTokens::one_sequence(tokens.subspan(begin, count), cache.length(seq), seq);
+      forward_chunk(step, cache, last_chunk || all_logits ? chunk_logits : nullptr, all_logits);
     }
   }
 
@@ -157,15 +170,15 @@ class LlamaModel final : public Model {
     l.down = be_->linear(l.down_parts);
   }
 
-  void forward_chunk(std::span<const int32_t> tokens, KvCache& cache, float* logits, bool all_logits) {
+  void forward_chunk(const StepTokens& step, KvCache& cache, float* logits, bool all_logits) {
     const ModelConfig& c = config_;
-    const int64_t n = int64_t(tokens.size());
-    be_->begin_step({tokens, cache.length()}, cache);
+    const int64_t n = int64_t(step.ids.size());
+    be_->begin_step(step, cache);
     // Logits for every token of the chunk, or only for the last one.
     const int64_t first = all_logits ? 0 : n - 1, rows = n - first;
     // A decode step (one token per sequence) has the same shape every time: the backend may
     // record it once.
-    const bool decode = n == cache.sequences();
+    const bool decode = step.several() || n == 1;
     be_->run(decode && logits ? n : -1, [&] {
       const Act x = be_->activations(kX, n, c.d_model, ActType::kF32);
       be_->embed(*embedding_, x);
@@ -183,7 +196,11 @@ class LlamaModel final : public Model {
       if (!logits) return;
       be_->matmul(*output_, act_rows(h, first, rows), be_->activations(kLogits, rows, c.vocab_size, ActType::kF32));
     });
-    cache.advance(n / cache.sequences());
+    if (step.several()) {
+      for (const int32_t s : step.seqs) cache.advance(1, s);
+    } else {
+      cache.advance(n, step.seq);
+    }
     if (logits) be_->to_host(be_->activations(kLogits, rows, c.vocab_size, ActType::kF32), logits);
   }
 

@@ -35,18 +35,27 @@ class Model {
   // decode together (decode_batch).
   virtual std::unique_ptr<KvCache> new_cache(int64_t capacity, int sequences = 1) const = 0;
 
-  // Feeds `tokens` at positions cache.length() onwards and appends them to the cache.
-  // Writes vocab_size logits for the last token, or for every token when `all_logits`.
-  virtual void forward(std::span<const int32_t> tokens, KvCache& cache, float* logits, bool all_logits) = 0;
+  // Feeds `tokens` to sequence `seq` of the cache at positions cache.length(seq) onwards and
+  // appends them to it. Writes vocab_size logits for the last token, or for every token when
+  // `all_logits`.
+  virtual void forward_sequence(int seq, std::span<const int32_t> tokens, KvCache& cache, float* logits,
+                                bool all_logits) = 0;
+  // forward_sequence of sequence 0 (the only one of a one-sequence cache).
+  void forward(std::span<const int32_t> tokens, KvCache& cache, float* logits, bool all_logits) {
+    forward_sequence(0, tokens, cache, logits, all_logits);
+  }
 
   // Where the model runs, e.g. "CPU, 2 threads".
   virtual std::string device_description() const = 0;
   // The backend's copy bandwidth (Backend::copy_bandwidth), bytes/s, measured now.
   virtual double copy_bandwidth() = 0;
 
-  // One decode step for every sequence of a batch cache: tokens[b] is appended to sequence b;
-  // writes vocab_size logits per sequence.
-  virtual void decode_batch(std::span<const int32_t> tokens, KvCache& cache, float* logits) = 0;
+  // One decode step of several sequences of a cache, each at its own length: tokens[i] is
+  // appended to sequence seqs[i] (distinct sequences); writes vocab_size logits per token.
+  virtual void decode_sequences(std::span<const int32_t> seqs, std::span<const int32_t> tokens, KvCache& cache,
+                                float* logits) = 0;
+  // decode_sequences of every sequence of the cache in order: tokens[b] to sequence b.
+  void decode_batch(std::span<const int32_t> tokens, KvCache& cache, float* logits);
 
   // Layer-wise execution, for calibrating quantizers block by block (marlin quantize; CPU only).
   virtual std::vector<LinearGroup> linear_groups(int layer) const = 0;

@@ -130,6 +130,68 @@ TEST(CudaModel, BatchDecodeMatchesCpu) {
   }
 }
 
+// Continuous batching on the GPU: sequences of one cache at their own lengths, joining and leaving
+// (a slot reused), against each sequence decoded alone on the CPU. Steps of every batch size
+// replay recorded graphs from their second use on.
+TEST(CudaModel, SequencesJoinAndLeaveMatchCpu) {
+  MARLIN_REQUIRE_GPU();
+  ExactActivations exact;
+  auto source = make_synthetic_source("tiny", TensorFormat::parse("int4-g128"));
+  ThreadPool pool(2);
+  auto cpu = load_model(*source, pool, DeviceKind::kCpu);
+  auto gpu = load_model(*source, pool, DeviceKind::kCuda);
+  const int vocab = cpu->config().vocab_size;
+  const double bound = 2 * test::kHalfUlp * std::sqrt(7.0 * cpu->config().n_layers);
+  const std::vector<std::vector<int32_t>> prompts = {{5, 9, 100, 7, 3}, {400, 2}, {1, 511, 256}, {17, 18, 19, 20}};
+  const std::vector<int> slot_of = {0, 2, 1, 0};
+  const auto feed = [](int r, int step) { return int32_t((r * 131 + step * 17 + 1) % 512); };
+  std::vector<std::unique_ptr<KvCache>> alone;
+  for (size_t r = 0; r < prompts.size(); ++r) alone.push_back(cpu->new_cache(40));
+  auto shared = gpu->new_cache(40, 3);
+  std::vector<int> steps(prompts.size(), 0);
+  std::vector<float> one(static_cast<size_t>(vocab)), got(static_cast<size_t>(vocab)), logits(3 * size_t(vocab));
+  const auto check = [&](int r, const float* gpu_logits, const char* what) {
+    const std::vector<float> row(gpu_logits, gpu_logits + vocab);
+    EXPECT_LE(relative_rms_error(row, one), bound) << what << " of request " << r << " at step " << steps[size_t(r)];
+    expect_same_choice(one.data(), row.data(), vocab, bound);
+  };
+  const auto prefill = [&](int r) {
+    cpu->forward(prompts[size_t(r)], *alone[size_t(r)], one.data(), false);
+    gpu->forward_sequence(slot_of[size_t(r)], prompts[size_t(r)], *shared, got.data(), false);
+    check(r, got.data(), "prompt");
+  };
+  const auto decode = [&](const std::vector<int>& active) {
+    std::vector<int32_t> seqs, tokens;
+    for (int r : active) {
+      seqs.push_back(slot_of[size_t(r)]);
+      tokens.push_back(feed(r, steps[size_t(r)]));
+    }
+    gpu->decode_sequences(seqs, tokens, *shared, logits.data());
+    for (size_t i = 0; i < active.size(); ++i) {
+      const int r = active[i];
+      cpu->forward(std::span<const int32_t>(&tokens[i], 1), *alone[size_t(r)], one.data(), false);
+      check(r, &logits[i * size_t(vocab)], "decode");
+      ++steps[size_t(r)];
+    }
+  };
+  prefill(1);
+  prefill(0);
+  for (int round = 0; round < 3; ++round) {  // the same batch sizes again: graph replays
+    decode({1, 0});
+    decode({0, 1});
+  }
+  prefill(2);
+  decode({2, 0, 1});
+  decode({0, 2});
+  shared->truncate(0, slot_of[3]);  // request 0 leaves; request 3 takes its slot
+  prefill(3);
+  decode({3, 1, 2});
+  decode({2, 3});
+  decode({3, 1, 2});
+  decode({3});
+  EXPECT_EQ(shared->length(0), 4 + 4);
+}
+
 // Decode steps replayed from CUDA graphs give exactly what direct launches give.
 TEST(CudaModel, GraphReplayIsExact) {
   MARLIN_REQUIRE_GPU();

@@ -102,8 +102,13 @@ class CpuBackend final : public Backend {
 
   void begin_step(const StepTokens& step, KvCache& cache) override {
     ids_.assign(step.ids.begin(), step.ids.end());
-    pos0_ = step.pos0;
-    batch_ = cache.sequences() > 1;
+    several_ = step.several();
+    seqs_.resize(ids_.size());
+    positions_.resize(ids_.size());
+    for (size_t t = 0; t < ids_.size(); ++t) {
+      seqs_[t] = step.sequence(int64_t(t));
+      positions_[t] = step.position(int64_t(t));
+    }
     angles_.resize(ids_.size() * size_t(config_.head_dim));
     for (size_t t = 0; t < ids_.size(); ++t) rope_->angles(position(int64_t(t)), &angles_[t * size_t(config_.head_dim)]);
   }
@@ -162,11 +167,11 @@ class CpuBackend final : public Backend {
   void attention(Act qkv, KvCache& cache, int layer, Act out) override {
     const AttentionShape shape{config_.n_heads, config_.n_kv_heads, config_.head_dim};
     const auto& kv = static_cast<const CpuKvCache&>(cache);
-    if (!batch_)
-      return causal_attention(shape, f32(qkv), qkv.cols, qkv.rows, pos0_, kv, 0, layer, f32(out), pool_);
+    if (!several_)
+      return causal_attention(shape, f32(qkv), qkv.cols, qkv.rows, positions_[0], kv, seqs_[0], layer, f32(out), pool_);
     for (int64_t t = 0; t < qkv.rows; ++t)  // one query per sequence
-      causal_attention(shape, f32(qkv) + t * qkv.cols, qkv.cols, 1, pos0_, kv, int(t), layer, f32(out) + t * out.cols,
-                       pool_);
+      causal_attention(shape, f32(qkv) + t * qkv.cols, qkv.cols, 1, position(t), kv, sequence(t), layer,
+                       f32(out) + t * out.cols, pool_);
   }
 
   void silu_mul(Act gate_up, Act out) override {
@@ -179,8 +184,8 @@ class CpuBackend final : public Backend {
   }
 
   // Step token t: its sequence and position.
-  int sequence(int64_t t) const { return batch_ ? int(t) : 0; }
-  int64_t position(int64_t t) const { return batch_ ? pos0_ : pos0_ + t; }
+  int sequence(int64_t t) const { return seqs_[size_t(t)]; }
+  int64_t position(int64_t t) const { return positions_[size_t(t)]; }
 
   void to_host(Act a, float* out) override {
     if (out != a.data) std::copy_n(f32(a), a.rows * a.cols, out);
@@ -193,8 +198,9 @@ class CpuBackend final : public Backend {
   std::vector<std::vector<float>> buffers_;
   std::vector<float> part_out_;
   std::vector<int32_t> ids_;
-  int64_t pos0_ = 0;
-  bool batch_ = false;  // the step's cache holds several sequences, one token each
+  std::vector<int> seqs_;          // per step token
+  std::vector<int64_t> positions_;  // per step token
+  bool several_ = false;  // a decode step of several sequences, one token each
   std::vector<float> angles_;  // cos/sin per step token
 };
 

@@ -1,5 +1,6 @@
 #include "backend/cuda/cuda_backend.h"
 
+#include <algorithm>
 #include <climits>
 #include <cstdio>
 #include <cmath>
@@ -42,14 +43,15 @@ struct CudaEmbedding final : BackendTensor {
 
 // Pages of every layer in one allocation; sequence b owns pages b·pages() .. (b+1)·pages() − 1 in
 // order, so the block table row of sequence b is that range and its slot of position p is
-// b·pages()·kPageSize + p.
+// b·pages()·kPageSize + p. A decode step reads the rows of its sequences from a step table (row i:
+// the step's i-th sequence), uploaded when the step's sequences change.
 class CudaKvCache final : public KvCache {
  public:
   CudaKvCache(const ModelConfig& c, int64_t capacity, int sequences, uint64_t id)
       : KvCache(capacity, sequences), id_(id), pages_(int((capacity + kPageSize - 1) / kPageSize)),
         layer_elems_(size_t(sequences) * size_t(pages_) * size_t(c.n_kv_heads) * kPageSize * size_t(c.head_dim)),
         keys_(layer_elems_ * size_t(c.n_layers)), values_(layer_elems_ * size_t(c.n_layers)),
-        block_table_(size_t(sequences) * size_t(pages_)) {
+        block_table_(size_t(sequences) * size_t(pages_)), step_table_(block_table_.size()) {
     std::vector<int32_t> identity(block_table_.size());
     for (size_t p = 0; p < identity.size(); ++p) identity[p] = int32_t(p);
     block_table_.upload(identity.data(), identity.size());
@@ -57,7 +59,19 @@ class CudaKvCache final : public KvCache {
   uint64_t id() const { return id_; }
   int pages() const { return pages_; }  // per sequence
   int32_t slot(int seq, int64_t pos) const { return int32_t(int64_t(seq) * pages_ * kPageSize + pos); }
-  const int32_t* block_table() const { return block_table_.get(); }
+  const int32_t* block_table(int seq) const { return block_table_.get() + size_t(seq) * size_t(pages_); }
+  const int32_t* step_table() const { return step_table_.get(); }
+  // Makes row i of the step table sequence seqs[i]'s row (an upload on `stream` when they changed).
+  void set_step_sequences(const std::vector<int32_t>& seqs, cudaStream_t stream) {
+    if (seqs == step_seqs_) return;
+    std::vector<int32_t> rows(seqs.size() * size_t(pages_));
+    for (size_t i = 0; i < seqs.size(); ++i)
+      for (int p = 0; p < pages_; ++p) rows[i * size_t(pages_) + size_t(p)] = seqs[i] * pages_ + p;
+    check_cuda(cudaMemcpyAsync(step_table_.get(), rows.data(), rows.size() * sizeof(int32_t), cudaMemcpyHostToDevice,
+                               stream),
+               "cudaMemcpyAsync(step table)");
+    step_seqs_ = seqs;
+  }
   cuda::KvLayer layer(int l) const {
     return {keys_.get() + size_t(l) * layer_elems_, values_.get() + size_t(l) * layer_elems_};
   }
@@ -67,7 +81,8 @@ class CudaKvCache final : public KvCache {
   int pages_;
   size_t layer_elems_;
   DeviceArray<__half> keys_, values_;
-  DeviceArray<int32_t> block_table_;
+  DeviceArray<int32_t> block_table_, step_table_;
+  std::vector<int32_t> step_seqs_;  // whose rows the step table holds
 };
 
 __half* f16(const Act& a) { return static_cast<__half*>(a.data); }
@@ -161,7 +176,9 @@ class CudaBackend final : public Backend {
       rope_table_.upload(table.data(), table.size());
       rope_positions_ = capacity;
     }
-    const auto floats = size_t(cuda::attention_decode_workspace_floats(sequences, capacity, geometry_));
+    size_t floats = 0;  // a decode step may carry any number of the cache's sequences
+    for (int b = 1; b <= sequences; ++b)
+      floats = std::max(floats, size_t(cuda::attention_decode_workspace_floats(b, capacity, geometry_)));
     if (floats > decode_workspace_.size()) replace(decode_workspace_, DeviceArray<float>(floats));
     return std::make_unique<CudaKvCache>(config_, capacity, sequences, next_cache_id_++);
   }
@@ -181,16 +198,24 @@ class CudaBackend final : public Backend {
     MARLIN_CHECK(n <= ctx_.max_rows, "cuda backend: {} tokens in one step (at most {})", n, ctx_.max_rows);
     step_rows_ = n;
     pos0_ = step.pos0;
+    step_seq_ = step.seq;
     cache_ = static_cast<CudaKvCache*>(&cache);
-    // One sequence: positions pos0, pos0+1, ...; a batch: sequence t at pos0 for token t.
-    const bool batch = cache.sequences() > 1;
+    // A decode step (one token per sequence) runs the decode attention over the step table.
+    decode_step_ = step.several() || n == 1;
     host_positions_.resize(size_t(n));
     host_slots_.resize(size_t(n));
-    host_lengths_.assign(size_t(batch ? n : 1), int32_t(pos0_ + (batch ? 1 : n)));
+    host_lengths_.resize(decode_step_ ? size_t(n) : 1);
+    host_seqs_.resize(decode_step_ ? size_t(n) : 1);
     for (int64_t t = 0; t < n; ++t) {
-      host_positions_[size_t(t)] = int32_t(batch ? pos0_ : pos0_ + t);
-      host_slots_[size_t(t)] = cache_->slot(batch ? int(t) : 0, host_positions_[size_t(t)]);
+      host_positions_[size_t(t)] = int32_t(step.position(t));
+      host_slots_[size_t(t)] = cache_->slot(step.sequence(t), host_positions_[size_t(t)]);
+      if (decode_step_) {
+        host_lengths_[size_t(t)] = host_positions_[size_t(t)] + 1;
+        host_seqs_[size_t(t)] = step.sequence(t);
+      }
     }
+    if (!decode_step_) host_lengths_[0] = int32_t(step.pos0 + n);
+    if (decode_step_) cache_->set_step_sequences(host_seqs_, ctx_.stream);
     const OpTimer timer(*this, "begin_step (4 uploads)");
     // Pageable sources: each copy returns once the source has been read, so the host vectors may
     // change right after.
@@ -235,15 +260,15 @@ class CudaBackend final : public Backend {
   }
 
   void attention(Act qkv, KvCache& cache, int layer, Act out) override {
-    const OpTimer timer(*this, qkv.rows == cache.sequences() ? "attention_decode" : "attention_prefill");
+    const OpTimer timer(*this, decode_step_ ? "attention_decode" : "attention_prefill");
     const auto& kv = static_cast<const CudaKvCache&>(cache);
     const float scale = 1.0f / std::sqrt(float(config_.head_dim));
-    if (qkv.rows == kv.sequences()) {  // one new token per sequence
-      cuda::attention_decode(f16(qkv), int(qkv.rows), seq_len_.get(), kv.block_table(), kv.pages(), kv.capacity(),
+    if (decode_step_) {  // one new token per sequence
+      cuda::attention_decode(f16(qkv), int(qkv.rows), seq_len_.get(), kv.step_table(), kv.pages(), kv.capacity(),
                              geometry_, kv.layer(layer), scale, f16(out), decode_workspace_.get(), ctx_.stream);
     } else {
-      cuda::attention_prefill(f16(qkv), qkv.rows, pos0_, kv.block_table(), geometry_, kv.layer(layer), scale, f16(out),
-                              ctx_.stream);
+      cuda::attention_prefill(f16(qkv), qkv.rows, pos0_, kv.block_table(step_seq_), geometry_, kv.layer(layer), scale,
+                              f16(out), ctx_.stream);
     }
   }
 
@@ -346,8 +371,10 @@ class CudaBackend final : public Backend {
   std::vector<DeviceArray<uint8_t>> buffers_;
   // The current step.
   DeviceArray<int32_t> ids_, positions_, slots_, seq_len_;
-  std::vector<int32_t> host_positions_, host_slots_, host_lengths_;  // staging for the step buffers
+  std::vector<int32_t> host_positions_, host_slots_, host_lengths_, host_seqs_;  // staging for the step buffers
   int64_t step_rows_ = 0, pos0_ = 0;
+  int step_seq_ = 0;
+  bool decode_step_ = false;
   CudaKvCache* cache_ = nullptr;
   bool graphs_enabled_ = true;
   std::map<std::pair<int64_t, uint64_t>, cudaGraphExec_t> graphs_;
