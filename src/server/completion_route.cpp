@@ -18,7 +18,7 @@ using std::chrono::milliseconds;
 // How often a waiting HTTP thread wakes up, and after how long without output it writes a
 // heartbeat (an SSE comment, or a JSON space) so that a client that left is noticed.
 constexpr milliseconds kPollInterval{100};
-constexpr milliseconds kHeartbeatAfter{1000};
+constexpr milliseconds kHeartbeatAfter{500};
 // A non-streaming request that finishes within this is answered with a plain body (and a real
 // status on failure); a longer one switches to a chunked body with heartbeats.
 constexpr milliseconds kPlainAnswerWait{2000};

@@ -143,7 +143,8 @@ struct HttpServer::Impl {
     record = RequestRecord{};
     record.id = fmt::format("req-{}", ctx.next_request++);
     if (ctx.options.api_key.empty() || req.path == "/health") return httplib::Server::HandlerResponse::Unhandled;
-    auto token = bearer_token(req.get_header_value("Authorization"));
+    const std::string authorization = req.get_header_value("Authorization");
+    auto token = bearer_token(authorization);
     if (token && constant_time_equal(ctx.options.api_key, *token)) return httplib::Server::HandlerResponse::Unhandled;
     send_error(res, ApiError(401, "a valid API key is required (Authorization: Bearer KEY)", "authentication_error", {},
                              "invalid_api_key"));
