@@ -126,6 +126,14 @@ TokenText token_text_of(const ServerContext& ctx) {
   return [&tokenizer](int32_t id) { return tokenizer.piece(id); };
 }
 
+// A write failed: the client went away, so its task is cancelled. Returns false (the provider's
+// answer that ends the response).
+bool client_left(Task& task) {
+  task.cancel();
+  current_request().client_left = true;
+  return false;
+}
+
 void record_usage(const Usage& usage) {
   current_request().prompt_tokens = usage.prompt_tokens;
   current_request().completion_tokens = usage.completion_tokens;
@@ -195,20 +203,20 @@ void answer_plain_or_chunked(ServerContext& ctx, std::shared_ptr<Task> task, std
     return;
   }
   // JSON may start with whitespace: spaces keep testing the connection while the answer grows.
+  // (cpp-httplib compresses exactly "application/json", which would hold the spaces back.)
   res.set_chunked_content_provider(
-      "application/json",
+      "application/json; charset=utf-8",
       [&ctx, task, p, results](size_t, httplib::DataSink& sink) {
         auto last_write = Clock::now();
         while (!results->done()) {
-          if (auto event = task->next(kPollInterval)) {
-            results->add(*event);
-          } else if (Clock::now() - last_write >= kHeartbeatAfter) {
-            if (!sink.write(" ", 1)) return false;
+          if (auto event = task->next(kPollInterval)) results->add(*event);
+          if (Clock::now() - last_write >= kHeartbeatAfter) {
+            if (!sink.write(" ", 1)) return client_left(*task);
             last_write = Clock::now();
           }
         }
         const std::string body = dump(final_body(ctx, *p, *results));
-        if (!sink.write(body.data(), body.size())) return false;
+        if (!sink.write(body.data(), body.size())) return client_left(*task);
         sink.done();
         return true;
       },
@@ -236,10 +244,7 @@ void handle_completion(ServerContext& ctx, Endpoint endpoint, const httplib::Req
   res.set_chunked_content_provider(
       "text/event-stream",
       [&ctx, task, prepared](size_t, httplib::DataSink& sink) {
-        if (!stream_events(ctx, *task, *prepared, sink)) {
-          task->cancel();
-          return false;
-        }
+        if (!stream_events(ctx, *task, *prepared, sink)) return client_left(*task);
         sink.done();
         return true;
       },

@@ -31,6 +31,7 @@ struct RequestRecord {
   std::string id;  // empty until a handler names it
   int64_t prompt_tokens = -1;  // -1: not a generation request
   int64_t completion_tokens = -1;
+  bool client_left = false;  // the client went away before the answer was complete
   Clock::time_point start = Clock::now();
 };
 RequestRecord& current_request();

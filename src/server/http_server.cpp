@@ -50,8 +50,8 @@ void log_request(const httplib::Request& req, const httplib::Response& res) {
   std::string tokens;
   if (r.prompt_tokens >= 0) tokens = fmt::format(" in={} out={}", r.prompt_tokens, std::max<int64_t>(r.completion_tokens, 0));
   const std::string path = req.path.size() > 200 ? req.path.substr(0, 200) + "..." : req.path;
-  fmt::print(stderr, "{} {} {} {}{} {:.3f}s\n", r.id.empty() ? "-" : r.id, req.method.empty() ? "-" : req.method,
-             path.empty() ? "-" : path, res.status, tokens, seconds);
+  fmt::print(stderr, "{} {} {} {}{}{} {:.3f}s\n", r.id.empty() ? "-" : r.id, req.method.empty() ? "-" : req.method,
+             path.empty() ? "-" : path, res.status, tokens, r.client_left ? " client-left" : "", seconds);
   std::fflush(stderr);
 }
 

@@ -378,6 +378,26 @@ def gauges(server):
                  for name in ("marlin_queue_depth", "marlin_running_sequences"))
 
 
+def test_a_client_that_leaves_a_long_plain_request_cancels_it(server):
+    end_tokens = [request(server, "POST", "/tokenize", {"prompt": t})[2]["tokens"][0] for t in ("<|im_end|>", "<|endoftext|>")]
+    max_tokens = CONTEXT - 64
+    body = json.dumps({"messages": [{"role": "user", "content": "Tell me a story."}], "max_tokens": max_tokens,
+                       "temperature": 0, "logit_bias": {str(t): -100 for t in end_tokens}}).encode()
+    tokens_before = generated_tokens(server)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + API_KEY.encode() +
+                     b"\r\nAccept-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        deadline = time.time() + 30
+        while gauges(server)[1] == 0 and time.time() < deadline:  # until it runs
+            time.sleep(0.05)
+        time.sleep(0.5)
+    deadline = time.time() + 10
+    while time.time() < deadline and gauges(server) != (0, 0):
+        time.sleep(0.1)
+    assert gauges(server) == (0, 0)
+    assert generated_tokens(server) - tokens_before < max_tokens
+
+
 def generated_tokens(server):
     text = request(server, "GET", "/metrics")[2]
     return int(re.search(r"^marlin_generation_tokens_total (\d+)$", text, re.M).group(1))
