@@ -245,6 +245,10 @@ CompletionRequest parse_completion_request(const json& body, const RequestLimits
     r.logprobs = true;
     r.top_logprobs = int(*top);
   }
+  if (r.prompts.size() * size_t(r.n) > size_t(limits.max_choices))
+    throw invalid_request(fmt::format("{} prompts with n = {} ask for {} choices; at most {} are allowed", r.prompts.size(), r.n,
+                                      r.prompts.size() * size_t(r.n), limits.max_choices),
+                          "n");
   if (get_bool(body, "echo").value_or(false)) throw invalid_request("'echo' is not supported", "echo");
   if (auto best_of = get_int(body, "best_of", 1, limits.max_n); best_of && *best_of != r.n)
     throw invalid_request("'best_of' other than 'n' is not supported", "best_of");

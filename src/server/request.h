@@ -22,6 +22,7 @@ struct RequestLimits {
   int vocab_size = 0;              // token ids must be in [0, vocab_size)
   int max_n = 16;                  // choices per prompt
   int max_prompts = 64;            // prompts in one /v1/completions request
+  int max_choices = 64;            // prompts × n in one request
   int max_messages = 4096;         // messages in one chat request
   int max_stop_strings = 4;        // as OpenAI
   size_t max_stop_bytes = 256;     // per stop string

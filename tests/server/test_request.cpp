@@ -209,6 +209,12 @@ TEST(CompletionRequest, RejectsBadPrompts) {
   EXPECT_EQ(error(json(std::vector<std::string>(65, "a"))).param, "prompt");
 }
 
+TEST(CompletionRequest, ChoicesAreBounded) {
+  const json prompts(std::vector<std::string>(8, "a"));
+  EXPECT_EQ(parse_completion_request({{"prompt", prompts}, {"n", 8}}, limits()).n, 8);
+  EXPECT_EQ(completion_error({{"prompt", prompts}, {"n", 9}}).param, "n");
+}
+
 TEST(CompletionRequest, LegacyLogprobsIsACount) {
   const auto r = parse_completion_request({{"prompt", "x"}, {"logprobs", 3}}, limits());
   EXPECT_TRUE(r.logprobs);
