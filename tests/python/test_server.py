@@ -425,24 +425,39 @@ def test_one_log_line_per_request(server):
 # --- shutdown --------------------------------------------------------------------------------
 
 def test_sigterm_under_load_finishes_streams_and_exits_0(marlin_bin, default_model, tmp_path):
-    s = Server(marlin_bin, tmp_path / "serve.log", "--model", str(default_model), "--ctx", "256", "--shutdown-timeout", "30")
-    results = []
+    key_file = tmp_path / "key"
+    key_file.write_text(API_KEY + "\n")
+    s = Server(marlin_bin, tmp_path / "serve.log", "--model", str(default_model), "--ctx", "256", "--shutdown-timeout", "30",
+               "--api-key-file", str(key_file))
+    results, errors = [], []
+    started = threading.Semaphore(0)
 
     def stream(i):
-        chunks = s.client().chat.completions.create(model=MODEL_ID, messages=[{"role": "user", "content": f"Count to {i + 5}."}],
-                                                    temperature=0, max_tokens=24, stream=True)
-        results.append([c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason])
+        try:
+            chunks = s.client().chat.completions.create(model=MODEL_ID, temperature=0, max_tokens=24, stream=True,
+                                                        messages=[{"role": "user", "content": f"Count to {i + 5}."}])
+            finishes = []
+            for n, c in enumerate(chunks):
+                if n == 0:
+                    started.release()  # the role chunk arrived: this request is in flight
+                if c.choices and c.choices[0].finish_reason:
+                    finishes.append(c.choices[0].finish_reason)
+            results.append(finishes)
+        except Exception as e:  # reported by the assertion below
+            errors.append(repr(e))
+            started.release()
 
     try:
         threads = [threading.Thread(target=stream, args=(i,)) for i in range(3)]
         for t in threads:
             t.start()
-        time.sleep(0.5)
+        for _ in threads:
+            assert started.acquire(timeout=60)
         s.proc.send_signal(signal.SIGTERM)
         assert s.proc.wait(timeout=60) == 0
         for t in threads:
             t.join(timeout=30)
-        assert len(results) == 3 and all(r in (["stop"], ["length"]) for r in results), results
+        assert not errors and len(results) == 3 and all(r in (["stop"], ["length"]) for r in results), (errors, results)
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", s.port), timeout=2).close()
     finally:
