@@ -118,7 +118,7 @@ void register_serve(CLI::App& app) {
       ->excludes(key);
   c->add_option("--max-queue", o->max_queue, "Requests that may wait for the model; more are answered 503 with Retry-After")
       ->capture_default_str()
-      ->check(CLI::Range(1, 4096));
+      ->check(CLI::Range(1, 1024));
   c->add_option("-c,--ctx", o->context, "Context size in tokens per sequence (prompt + answer; capped at the model's)")
       ->capture_default_str()
       ->check(CLI::Range(16, 1 << 20));
