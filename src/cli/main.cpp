@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Show help for every subcommand");
   // Subcommands register below; each adds its own options and callback.
+  marlin::cli::register_serve(app);
   marlin::cli::register_run(app);
   marlin::cli::register_chat(app);
   marlin::cli::register_bench(app);

@@ -55,8 +55,11 @@ int64_t Session::prefill(const std::vector<int32_t>& prompt) {
 }
 
 GenerationResult Session::generate(const std::vector<int32_t>& prompt, const GenerationParams& params,
-                                   const TextCallback& on_text) {
+                                   const TextCallback& on_text, const TokenCallback& on_token) {
   MARLIN_CHECK(params.max_tokens >= 0, "max tokens must be >= 0, got {}", params.max_tokens);
+  const int vocab = model_.config().vocab_size;
+  for (const auto& [token, bias] : params.logit_bias)
+    MARLIN_CHECK(token >= 0 && token < vocab, "logit bias for token {} outside the vocabulary ({})", token, vocab);
   Sampler sampler(params.sampling, model_.config().vocab_size);
   GenerationResult result;
   result.prompt_tokens = int(prompt.size());
@@ -75,8 +78,19 @@ GenerationResult Session::generate(const std::vector<int32_t>& prompt, const Gen
   };
   result.finish = FinishReason::kLength;
   for (int i = 0; i < params.max_tokens; ++i) {
-    const int32_t token = sampler.sample(logits_.data(), tokens_);
+    // The sampler works on a copy when on_token must see the model's own logits.
+    float* logits = logits_.data();
+    if (on_token || !params.logit_bias.empty()) {
+      sampled_logits_.assign(logits_.begin(), logits_.end());
+      logits = sampled_logits_.data();
+      for (const auto& [id, bias] : params.logit_bias) logits[id] += bias;
+    }
+    const int32_t token = sampler.sample(logits, tokens_);
     result.tokens.push_back(token);
+    if (on_token && !on_token(token, logits_)) {
+      result.finish = FinishReason::kCancelled;
+      break;
+    }
     if (params.stop_at_end_of_turn && tokenizer_.is_end_of_turn(token)) {
       result.finish = FinishReason::kEndOfTurn;
       break;

@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
+#include <utility>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -23,6 +25,8 @@ struct GenerationParams {
   int max_tokens = 512;
   std::vector<std::string> stop;  // stop strings (not included in the output)
   bool stop_at_end_of_turn = true;
+  // Added to the logits of these tokens before sampling (OpenAI's logit_bias).
+  std::vector<std::pair<int32_t, float>> logit_bias;
 };
 
 enum class FinishReason { kEndOfTurn, kStopString, kLength, kContextFull, kCancelled };
@@ -41,13 +45,16 @@ struct GenerationResult {
 // Receives text as it becomes final (whole UTF-8 characters, stop strings removed); returning
 // false cancels generation.
 using TextCallback = std::function<bool(std::string_view)>;
+// Receives every sampled token with the model's logits it was drawn from (before bias, penalties
+// and temperature), before its text reaches the TextCallback; returning false cancels generation.
+using TokenCallback = std::function<bool(int32_t token, std::span<const float> logits)>;
 
 class Session {
  public:
   Session(Model& model, const Tokenizer& tokenizer, int64_t context_size);
 
   GenerationResult generate(const std::vector<int32_t>& prompt, const GenerationParams& params,
-                            const TextCallback& on_text = {});
+                            const TextCallback& on_text = {}, const TokenCallback& on_token = {});
 
   // Forgets the conversation.
   void reset();
@@ -63,6 +70,7 @@ class Session {
   std::unique_ptr<KvCache> cache_;
   std::vector<int32_t> tokens_;  // what the cache holds
   std::vector<float> logits_;
+  std::vector<float> sampled_logits_;  // what the sampler modifies when on_token sees the originals
 };
 
 }  // namespace marlin

@@ -1,6 +1,7 @@
 // Generation on the default model: streaming, prefix reuse, determinism, stop conditions.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <memory>
 
@@ -148,6 +149,38 @@ TEST_F(SessionTest, StopsWhenTheContextIsFull) {
   auto result = session.generate(prompt, params);
   EXPECT_EQ(result.finish, FinishReason::kContextFull);
   EXPECT_LE(int(prompt.size() + result.tokens.size()), 25);
+}
+
+TEST_F(SessionTest, LogitBiasSteersSamplingButNotTheReportedLogits) {
+  Session session(engine_->model(), engine_->tokenizer(), 512);
+  auto prompt = engine_->chat_prompt({{"user", "What is the capital of France?"}}, true);
+  auto params = greedy(3);
+  const int32_t forced = engine_->tokenizer().encode(" banana").front();
+  params.logit_bias = {{forced, 100.0f}};
+  std::vector<int32_t> seen, raw_argmax;
+  auto on_token = [&](int32_t token, std::span<const float> logits) {
+    seen.push_back(token);
+    raw_argmax.push_back(int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin()));
+    return true;
+  };
+  auto result = session.generate(prompt, params, {}, on_token);
+  ASSERT_EQ(seen.size(), 3u);
+  EXPECT_EQ(seen, result.tokens);
+  for (size_t i = 0; i < seen.size(); ++i) {
+    EXPECT_EQ(seen[i], forced);
+    EXPECT_NE(raw_argmax[i], forced);  // the callback sees the model's logits, without the bias
+  }
+  params.logit_bias = {{engine_->model().config().vocab_size, 1.0f}};
+  EXPECT_THROW(session.generate(prompt, params), Error);
+}
+
+TEST_F(SessionTest, TokenCallbackCancels) {
+  Session session(engine_->model(), engine_->tokenizer(), 512);
+  auto prompt = engine_->chat_prompt({{"user", "Tell me a story."}}, true);
+  int calls = 0;
+  auto result = session.generate(prompt, greedy(50), {}, [&](int32_t, std::span<const float>) { return ++calls < 2; });
+  EXPECT_EQ(result.finish, FinishReason::kCancelled);
+  EXPECT_EQ(result.tokens.size(), 2u);
 }
 
 }  // namespace
