@@ -115,29 +115,29 @@ class LlamaModel final : public Model {
   }
 
   void decode_batch(std::span<const int32_t> tokens, KvCache& cache, float* logits) override {
-    MARLIN_CHECK(int64_t(tokens.size()) == cache.sequences(), "decode_batch: {} tokens for {} sequences",
-                 tokens.size(), cache.sequences());
-    MARLIN_CHECK(cache.length() < cache.capacity(), "context is full ({} tokens)", cache.capacity());
-    check_tokens(tokens);
-    forward_chunk(tokens, cache, logits, true);
+    check_batch_step(tokens, cache);
+    forward_chunk(tokens, cache, {logits, nullptr, nullptr}, true);
+  }
+
+  void decode_batch_sample(std::span<const int32_t> tokens, KvCache& cache, const SampleBatch& requests,
+                           int32_t* next) override {
+    check_batch_step(tokens, cache);
+    MARLIN_CHECK(requests.rows.size() == tokens.size(), "decode_batch_sample: {} requests for {} sequences",
+                 requests.rows.size(), tokens.size());
+    check_sample_batch(requests.rows, requests.penalties, config_.vocab_size);  // before the cache advances
+    forward_chunk(tokens, cache, {nullptr, &requests, next}, true);
   }
 
   void forward(std::span<const int32_t> tokens, KvCache& cache, float* logits, bool all_logits) override {
-    MARLIN_CHECK(!tokens.empty(), "forward: no tokens");
-    MARLIN_CHECK(cache.sequences() == 1, "forward: a cache of {} sequences steps through decode_batch",
-                 cache.sequences());
-    MARLIN_CHECK(cache.length() + int64_t(tokens.size()) <= cache.capacity(),
-                 "the prompt and answer need {} tokens but the context holds {}",
-                 cache.length() + int64_t(tokens.size()), cache.capacity());
-    check_tokens(tokens);
-    const auto chunk = size_t(be_->max_step_tokens());
-    for (size_t begin = 0; begin < tokens.size(); begin += chunk) {
-      const size_t count = std::min(tokens.size() - begin, chunk);
-      const bool last_chunk = begin + count == tokens.size();
-      float* chunk_logits = all_logits ? logits + begin * size_t(config_.vocab_size) : logits;
-      forward_chunk(tokens.subspan(begin, count), cache, last_chunk || all_logits ? chunk_logits : nullptr,
-                    all_logits);
-    }
+    feed(tokens, cache, {logits, nullptr, nullptr}, all_logits);
+  }
+
+  int32_t forward_sample(std::span<const int32_t> tokens, KvCache& cache, const SampleBatch& request) override {
+    MARLIN_CHECK(request.rows.size() == 1, "forward_sample: {} requests for one sequence", request.rows.size());
+    check_sample_batch(request.rows, request.penalties, config_.vocab_size);  // before the cache advances
+    int32_t next = 0;
+    feed(tokens, cache, {nullptr, &request, &next}, false);
+    return next;
   }
 
  private:
@@ -154,7 +154,42 @@ class LlamaModel final : public Model {
     l.down = be_->linear(l.down_parts);
   }
 
-  void forward_chunk(std::span<const int32_t> tokens, KvCache& cache, float* logits, bool all_logits) {
+  // What the last chunk of a step returns: logits, or tokens sampled from them (or nothing).
+  struct Output {
+    float* logits = nullptr;
+    const SampleBatch* sampling = nullptr;
+    int32_t* tokens = nullptr;
+    bool any() const { return logits || sampling; }
+  };
+
+  void check_batch_step(std::span<const int32_t> tokens, const KvCache& cache) const {
+    MARLIN_CHECK(int64_t(tokens.size()) == cache.sequences(), "decode_batch: {} tokens for {} sequences",
+                 tokens.size(), cache.sequences());
+    MARLIN_CHECK(cache.length() < cache.capacity(), "context is full ({} tokens)", cache.capacity());
+    check_tokens(tokens);
+  }
+
+  // Feeds the tokens of one sequence in chunks; the last chunk (every chunk with all_logits)
+  // produces `out`.
+  void feed(std::span<const int32_t> tokens, KvCache& cache, Output out, bool all_logits) {
+    MARLIN_CHECK(!tokens.empty(), "forward: no tokens");
+    MARLIN_CHECK(cache.sequences() == 1, "forward: a cache of {} sequences steps through decode_batch",
+                 cache.sequences());
+    MARLIN_CHECK(cache.length() + int64_t(tokens.size()) <= cache.capacity(),
+                 "the prompt and answer need {} tokens but the context holds {}",
+                 cache.length() + int64_t(tokens.size()), cache.capacity());
+    check_tokens(tokens);
+    const auto chunk = size_t(be_->max_step_tokens());
+    for (size_t begin = 0; begin < tokens.size(); begin += chunk) {
+      const size_t count = std::min(tokens.size() - begin, chunk);
+      const bool last_chunk = begin + count == tokens.size();
+      Output chunk_out = last_chunk || all_logits ? out : Output{};
+      if (all_logits && out.logits) chunk_out.logits = out.logits + begin * size_t(config_.vocab_size);
+      forward_chunk(tokens.subspan(begin, count), cache, chunk_out, all_logits);
+    }
+  }
+
+  void forward_chunk(std::span<const int32_t> tokens, KvCache& cache, Output out, bool all_logits) {
     const ModelConfig& c = config_;
     const int64_t n = int64_t(tokens.size());
     be_->begin_step({tokens, cache.length()}, cache);
@@ -163,17 +198,19 @@ class LlamaModel final : public Model {
     // A decode step (one token per sequence) has the same shape every time: the backend may
     // record it once.
     const bool decode = n == cache.sequences();
-    be_->run(decode && logits ? n : -1, [&] {
+    be_->run(decode && out.any() ? n : -1, [&] {
       const Act x = be_->activations(kX, n, c.d_model, ActType::kF32);
       be_->embed(*embedding_, x);
       for (int li = 0; li < c.n_layers; ++li) block(li, x, cache, nullptr);
-      if (!logits) return;
+      if (!out.any()) return;
       const Act h = be_->activations(kNormed, rows, c.d_model, ActType::kF16);
       be_->rms_norm(act_rows(x, first, rows), *output_norm_, c.rms_eps, h);
       be_->matmul(*output_, h, be_->activations(kLogits, rows, c.vocab_size, ActType::kF32));
     });
     cache.advance(n / cache.sequences());
-    if (logits) be_->to_host(be_->activations(kLogits, rows, c.vocab_size, ActType::kF32), logits);
+    const Act logits = be_->activations(kLogits, rows, c.vocab_size, ActType::kF32);
+    if (out.logits) be_->to_host(logits, out.logits);
+    if (out.sampling) be_->sample(logits, out.sampling->rows, out.sampling->penalties, out.tokens);
   }
 
   // One transformer block on the step's hidden states x (rows × d_model), in place.

@@ -46,6 +46,13 @@ class Model {
   // writes vocab_size logits per sequence.
   virtual void decode_batch(std::span<const int32_t> tokens, KvCache& cache, float* logits) = 0;
 
+  // Like forward() without logits, then samples the next token from the last token's logits by
+  // `request` (one row; runtime/sampler.h makes it) where the model runs: only the id comes back.
+  virtual int32_t forward_sample(std::span<const int32_t> tokens, KvCache& cache, const SampleBatch& request) = 0;
+  // Like decode_batch(), then samples each sequence's next token by its row of `requests` into next[b].
+  virtual void decode_batch_sample(std::span<const int32_t> tokens, KvCache& cache, const SampleBatch& requests,
+                                   int32_t* next) = 0;
+
   // Layer-wise execution, for calibrating quantizers block by block (marlin quantize; CPU only).
   virtual std::vector<LinearGroup> linear_groups(int layer) const = 0;
   // Hidden states of `tokens` entering the first block (tokens.size() × d_model).

@@ -30,15 +30,14 @@ const char* finish_reason_name(FinishReason reason) {
 Session::Session(Model& model, const Tokenizer& tokenizer, int64_t context_size)
     : model_(model),
       tokenizer_(tokenizer),
-      cache_(model.new_cache(context_size)),
-      logits_(size_t(model.config().vocab_size)) {}
+      cache_(model.new_cache(context_size)) {}
 
 void Session::reset() {
   cache_->clear();
   tokens_.clear();
 }
 
-int64_t Session::prefill(const std::vector<int32_t>& prompt) {
+int64_t Session::prefill(const std::vector<int32_t>& prompt, Sampler& sampler, int32_t& next) {
   MARLIN_CHECK(!prompt.empty(), "the prompt is empty");
   MARLIN_CHECK(int64_t(prompt.size()) < cache_->capacity(),
                "the prompt has {} tokens but the context holds {}", prompt.size(), cache_->capacity());
@@ -49,7 +48,10 @@ int64_t Session::prefill(const std::vector<int32_t>& prompt) {
   cache_->truncate(int64_t(common));
   tokens_.resize(common);
   std::span<const int32_t> fresh(prompt.data() + common, prompt.size() - common);
-  model_.forward(fresh, *cache_, logits_.data(), false);
+  request_.rows.clear();
+  request_.penalties.clear();
+  sampler.add_row(prompt, request_);
+  next = model_.forward_sample(fresh, *cache_, request_);
   tokens_.insert(tokens_.end(), fresh.begin(), fresh.end());
   return int64_t(common);
 }
@@ -62,7 +64,8 @@ GenerationResult Session::generate(const std::vector<int32_t>& prompt, const Gen
   result.prompt_tokens = int(prompt.size());
 
   auto start = std::chrono::steady_clock::now();
-  result.cached_prompt_tokens = int(prefill(prompt));
+  int32_t token = 0;
+  result.cached_prompt_tokens = int(prefill(prompt, sampler, token));
   result.prefill_seconds = seconds_since(start);
 
   start = std::chrono::steady_clock::now();
@@ -75,7 +78,6 @@ GenerationResult Session::generate(const std::vector<int32_t>& prompt, const Gen
   };
   result.finish = FinishReason::kLength;
   for (int i = 0; i < params.max_tokens; ++i) {
-    const int32_t token = sampler.sample(logits_.data(), tokens_);
     result.tokens.push_back(token);
     if (params.stop_at_end_of_turn && tokenizer_.is_end_of_turn(token)) {
       result.finish = FinishReason::kEndOfTurn;
@@ -95,8 +97,11 @@ GenerationResult Session::generate(const std::vector<int32_t>& prompt, const Gen
       break;
     }
     const int32_t step[1] = {token};
-    model_.forward(step, *cache_, logits_.data(), false);
     tokens_.push_back(token);
+    request_.rows.clear();
+    request_.penalties.clear();
+    sampler.add_row(tokens_, request_);
+    token = model_.forward_sample(step, *cache_, request_);
   }
   if (result.finish != FinishReason::kStopString && result.finish != FinishReason::kCancelled)
     emit(stops.push(stream.flush()) + stops.flush());

@@ -55,14 +55,15 @@ class Session {
   const std::vector<int32_t>& tokens() const { return tokens_; }
 
  private:
-  // Feeds prompt tokens not already in the cache; returns how many were reused.
-  int64_t prefill(const std::vector<int32_t>& prompt);
+  // Feeds prompt tokens not already in the cache and samples the first answer token into `next`;
+  // returns how many prompt tokens were reused.
+  int64_t prefill(const std::vector<int32_t>& prompt, Sampler& sampler, int32_t& next);
 
   Model& model_;
   const Tokenizer& tokenizer_;
   std::unique_ptr<KvCache> cache_;
   std::vector<int32_t> tokens_;  // what the cache holds
-  std::vector<float> logits_;
+  SampleBatch request_;          // the step's sampling request (sampled where the model runs)
 };
 
 }  // namespace marlin

@@ -1,0 +1,94 @@
+#include "backend/sampling.h"
+
+#include <algorithm>
+
+#include "core/error.h"
+
+namespace marlin {
+
+void check_sample_batch(std::span<const SampleRow> rows, std::span<const TokenCount> penalties, int64_t vocab) {
+  MARLIN_CHECK(vocab > 0 && vocab <= kMaxSampleVocab, "sampling: vocabulary of {} tokens (at most {})", vocab,
+               kMaxSampleVocab);
+  for (size_t r = 0; r < rows.size(); ++r) {
+    const SampleRow& s = rows[r];
+    MARLIN_CHECK(std::isfinite(s.temperature) && s.temperature >= 0, "sampling: row {}: temperature {}", r,
+                 s.temperature);
+    MARLIN_CHECK(s.top_k >= 0, "sampling: row {}: top-k {}", r, s.top_k);
+    MARLIN_CHECK(s.top_p > 0 && s.top_p <= 1, "sampling: row {}: top-p {}", r, s.top_p);
+    MARLIN_CHECK(s.log_min_p <= 0, "sampling: row {}: ln(min-p) {}", r, s.log_min_p);
+    MARLIN_CHECK(std::isfinite(s.repetition_penalty) && s.repetition_penalty > 0 &&
+                     std::isfinite(s.presence_penalty) && std::isfinite(s.frequency_penalty),
+                 "sampling: row {}: penalties {}, {}, {}", r, s.repetition_penalty, s.presence_penalty,
+                 s.frequency_penalty);
+    MARLIN_CHECK(s.draw < (uint64_t(1) << 53), "sampling: row {}: draw {} is not below 2^53", r, s.draw);
+    MARLIN_CHECK(s.penalty_begin >= 0 && s.penalty_count >= 0 &&
+                     size_t(s.penalty_begin) + size_t(s.penalty_count) <= penalties.size(),
+                 "sampling: row {}: penalty pairs {}..+{} outside the list of {}", r, s.penalty_begin,
+                 s.penalty_count, penalties.size());
+    for (const TokenCount& tc : penalties.subspan(size_t(s.penalty_begin), size_t(s.penalty_count)))
+      MARLIN_CHECK(tc.token >= 0 && tc.token < vocab && tc.count > 0, "sampling: row {}: penalty pair ({}, {})", r,
+                   tc.token, tc.count);
+  }
+}
+
+int32_t sample_row(float* logits, int64_t vocab, const SampleRow& row, std::span<const TokenCount> penalties,
+                   SampleScratch& scratch) {
+  using namespace sampling;
+  for (const TokenCount& tc : penalties.subspan(size_t(row.penalty_begin), size_t(row.penalty_count))) {
+    float& l = logits[tc.token];
+    l = penalize(l, tc.count, row.repetition_penalty, row.presence_penalty, row.frequency_penalty);
+  }
+  int64_t best = 0;
+  for (int64_t i = 0; i < vocab; ++i) {
+    logits[i] = clean(logits[i]);
+    if (logits[i] > logits[best]) best = i;
+  }
+  if (row.temperature == 0.0f) return int32_t(best);
+  const float max = logits[best], t = row.temperature;
+
+  // σ: logit descending, then id ascending.
+  auto& cands = scratch.candidates;
+  auto by_order = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
+  const int64_t top_k = row.top_k > 0 && row.top_k < vocab ? row.top_k : vocab;
+  uint64_t top_k_mass = 0;
+  cands.clear();
+  if (top_k < vocab) {
+    for (int64_t i = 0; i < vocab; ++i) cands.emplace_back(logits[i], int32_t(i));
+    std::nth_element(cands.begin(), cands.begin() + (top_k - 1), cands.end(), by_order);
+    cands.resize(size_t(top_k));
+    for (const auto& [l, id] : cands) top_k_mass += fixed_weight(scaled_logit(l, max, t));
+    // min-p cuts a prefix of σ: drop what it removes before sorting.
+    std::erase_if(cands, [&](const auto& c) { return !(scaled_logit(c.first, max, t) >= row.log_min_p); });
+  } else {
+    for (int64_t i = 0; i < vocab; ++i) {
+      const float x = scaled_logit(logits[i], max, t);
+      top_k_mass += fixed_weight(x);
+      if (x >= row.log_min_p) cands.emplace_back(logits[i], int32_t(i));
+    }
+  }
+  std::sort(cands.begin(), cands.end(), by_order);
+
+  // The shortest prefix that reaches the count limit (top-k and min-p) or the top-p mass.
+  const double threshold = top_p_threshold(row.top_p, top_k_mass);
+  const size_t count_limit = cands.size();
+  uint64_t total = 0;
+  size_t kept = 0;
+  while (kept < count_limit) {
+    total += fixed_weight(scaled_logit(cands[kept].first, max, t));
+    ++kept;
+    if (reaches(total, threshold)) break;
+  }
+  cands.resize(kept);
+
+  // The draw walks the kept tokens by ascending id.
+  std::sort(cands.begin(), cands.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
+  const uint64_t target = draw_target(total, row.draw);
+  uint64_t running = 0;
+  for (const auto& [l, id] : cands) {
+    running += fixed_weight(scaled_logit(l, max, t));
+    if (running > target) return id;
+  }
+  fail("sampling: the draw found no token (internal error)");
+}
+
+}  // namespace marlin
