@@ -38,55 +38,75 @@ int32_t sample_row(float* logits, int64_t vocab, const SampleRow& row, std::span
     float& l = logits[tc.token];
     l = penalize(l, tc.count, row.repetition_penalty, row.presence_penalty, row.frequency_penalty);
   }
-  int64_t best = 0;
-  for (int64_t i = 0; i < vocab; ++i) {
-    logits[i] = clean(logits[i]);
-    if (logits[i] > logits[best]) best = i;
-  }
-  if (row.temperature == 0.0f) return int32_t(best);
-  const float max = logits[best], t = row.temperature;
-
-  // σ: logit descending, then id ascending.
-  auto& cands = scratch.candidates;
-  auto by_order = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
+  // Logits are cleaned where they are read (no write-back: greedy stays a read-only pass).
   const int64_t top_k = row.top_k > 0 && row.top_k < vocab ? row.top_k : vocab;
-  uint64_t top_k_mass = 0;
-  cands.clear();
-  if (top_k < vocab) {
-    for (int64_t i = 0; i < vocab; ++i) cands.emplace_back(logits[i], int32_t(i));
-    std::nth_element(cands.begin(), cands.begin() + (top_k - 1), cands.end(), by_order);
+  const bool top_k_on = top_k < vocab && row.temperature > 0.0f;
+  auto& cands = scratch.candidates;
+  // σ: logit descending, then id ascending.
+  auto by_order = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
+  float max = -INFINITY;
+  if (top_k_on) {
+    cands.resize(size_t(vocab));
+    for (int64_t i = 0; i < vocab; ++i) cands[size_t(i)] = {clean(logits[i]), int32_t(i)};
+    std::partial_sort(cands.begin(), cands.begin() + top_k, cands.end(), by_order);
     cands.resize(size_t(top_k));
-    for (const auto& [l, id] : cands) top_k_mass += fixed_weight(scaled_logit(l, max, t));
-    // min-p cuts a prefix of σ: drop what it removes before sorting.
-    std::erase_if(cands, [&](const auto& c) { return !(scaled_logit(c.first, max, t) >= row.log_min_p); });
+    max = cands.front().first;
   } else {
+    int64_t best = 0;
     for (int64_t i = 0; i < vocab; ++i) {
-      const float x = scaled_logit(logits[i], max, t);
-      top_k_mass += fixed_weight(x);
-      if (x >= row.log_min_p) cands.emplace_back(logits[i], int32_t(i));
+      const float l = clean(logits[i]);
+      if (l > max) max = l, best = i;
     }
+    if (row.temperature == 0.0f) return int32_t(best);
   }
-  std::sort(cands.begin(), cands.end(), by_order);
+  const float t = row.temperature;
+  auto weight = [&](float l) { return fixed_weight(scaled_logit(l, max, t)); };
+
+  uint64_t top_k_mass = 0;
+  if (top_k_on) {
+    for (const auto& [l, id] : cands) top_k_mass += weight(l);
+    // min-p cuts a prefix of σ.
+    const auto min_p_end = std::find_if(cands.begin(), cands.end(), [&](const auto& c) {
+      return !(scaled_logit(c.first, max, t) >= row.log_min_p);
+    });
+    cands.erase(min_p_end, cands.end());
+  } else {
+    cands.clear();
+    for (int64_t i = 0; i < vocab; ++i) {
+      const float l = clean(logits[i]), x = scaled_logit(l, max, t);
+      top_k_mass += fixed_weight(x);
+      if (x >= row.log_min_p) cands.emplace_back(l, int32_t(i));
+    }
+    std::sort(cands.begin(), cands.end(), by_order);
+  }
 
   // The shortest prefix that reaches the count limit (top-k and min-p) or the top-p mass.
   const double threshold = top_p_threshold(row.top_p, top_k_mass);
-  const size_t count_limit = cands.size();
-  uint64_t total = 0;
   size_t kept = 0;
-  while (kept < count_limit) {
-    total += fixed_weight(scaled_logit(cands[kept].first, max, t));
-    ++kept;
+  uint64_t total = 0;
+  while (kept < cands.size()) {
+    total += weight(cands[kept++].first);
     if (reaches(total, threshold)) break;
   }
-  cands.resize(kept);
 
-  // The draw walks the kept tokens by ascending id.
-  std::sort(cands.begin(), cands.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
+  // The draw walks the kept tokens by ascending id: few are sorted by id; many are found by a scan
+  // of the row (token i is kept when it comes no later than the last kept token in σ).
   const uint64_t target = draw_target(total, row.draw);
   uint64_t running = 0;
-  for (const auto& [l, id] : cands) {
-    running += fixed_weight(scaled_logit(l, max, t));
-    if (running > target) return id;
+  if (kept <= 4096) {
+    cands.resize(kept);
+    std::sort(cands.begin(), cands.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
+    for (const auto& [l, id] : cands) {
+      running += weight(l);
+      if (running > target) return id;
+    }
+  } else {
+    const auto [last_logit, last_id] = cands[kept - 1];
+    for (int64_t i = 0; i < vocab; ++i) {
+      const float l = clean(logits[i]);
+      if (l > last_logit || (l == last_logit && i <= last_id)) running += weight(l);
+      if (running > target) return int32_t(i);
+    }
   }
   fail("sampling: the draw found no token (internal error)");
 }

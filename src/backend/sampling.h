@@ -22,11 +22,11 @@ void check_sample_batch(std::span<const SampleRow> rows, std::span<const TokenCo
 
 // Reusable buffers of sample_row.
 struct SampleScratch {
-  std::vector<std::pair<float, int32_t>> candidates;
+  std::vector<std::pair<float, int32_t>> candidates;  // (logit, id)
 };
 
-// Samples one row on the CPU by the rule of sampling_rule.h; `logits` (vocab values) is modified in place
-// (penalties, cleaning). `penalties` is the batch's whole list.
+// Samples one row on the CPU by the rule of sampling_rule.h; `logits` (vocab values) is modified in
+// place (penalties). `penalties` is the batch's whole list.
 int32_t sample_row(float* logits, int64_t vocab, const SampleRow& row, std::span<const TokenCount> penalties,
                    SampleScratch& scratch);
 
