@@ -9,6 +9,7 @@ namespace marlin {
 void check_sample_batch(std::span<const SampleRow> rows, std::span<const TokenCount> penalties, int64_t vocab) {
   MARLIN_CHECK(vocab > 0 && vocab <= kMaxSampleVocab, "sampling: vocabulary of {} tokens (at most {})", vocab,
                kMaxSampleVocab);
+  std::vector<int32_t> seen;
   for (size_t r = 0; r < rows.size(); ++r) {
     const SampleRow& s = rows[r];
     MARLIN_CHECK(std::isfinite(s.temperature) && s.temperature >= 0, "sampling: row {}: temperature {}", r,
@@ -25,9 +26,16 @@ void check_sample_batch(std::span<const SampleRow> rows, std::span<const TokenCo
                      size_t(s.penalty_begin) + size_t(s.penalty_count) <= penalties.size(),
                  "sampling: row {}: penalty pairs {}..+{} outside the list of {}", r, s.penalty_begin,
                  s.penalty_count, penalties.size());
-    for (const TokenCount& tc : penalties.subspan(size_t(s.penalty_begin), size_t(s.penalty_count)))
+    seen.clear();
+    for (const TokenCount& tc : penalties.subspan(size_t(s.penalty_begin), size_t(s.penalty_count))) {
       MARLIN_CHECK(tc.token >= 0 && tc.token < vocab && tc.count > 0, "sampling: row {}: penalty pair ({}, {})", r,
                    tc.token, tc.count);
+      seen.push_back(tc.token);
+    }
+    std::sort(seen.begin(), seen.end());
+    const auto twice = std::adjacent_find(seen.begin(), seen.end());
+    MARLIN_CHECK(twice == seen.end(), "sampling: row {}: token {} has two penalty pairs", r,
+                 twice == seen.end() ? 0 : *twice);
   }
 }
 
@@ -62,6 +70,8 @@ int32_t sample_row(float* logits, int64_t vocab, const SampleRow& row, std::span
   const float t = row.temperature;
   auto weight = [&](float l) { return fixed_weight(scaled_logit(l, max, t)); };
 
+  // σ order is needed only where a top-p walk or the top-k cut reads it.
+  const bool top_p_on = row.top_p < 1.0f;
   uint64_t top_k_mass = 0;
   if (top_k_on) {
     for (const auto& [l, id] : cands) top_k_mass += weight(l);
@@ -77,7 +87,7 @@ int32_t sample_row(float* logits, int64_t vocab, const SampleRow& row, std::span
       top_k_mass += fixed_weight(x);
       if (x >= row.log_min_p) cands.emplace_back(l, int32_t(i));
     }
-    std::sort(cands.begin(), cands.end(), by_order);
+    if (top_p_on) std::sort(cands.begin(), cands.end(), by_order);
   }
 
   // The shortest prefix that reaches the count limit (top-k and min-p) or the top-p mass.
@@ -101,7 +111,8 @@ int32_t sample_row(float* logits, int64_t vocab, const SampleRow& row, std::span
       if (running > target) return id;
     }
   } else {
-    const auto [last_logit, last_id] = cands[kept - 1];
+    const auto [last_logit, last_id] =
+        top_k_on || top_p_on ? cands[kept - 1] : *std::max_element(cands.begin(), cands.end(), by_order);
     for (int64_t i = 0; i < vocab; ++i) {
       const float l = clean(logits[i]);
       if (l > last_logit || (l == last_logit && i <= last_id)) running += weight(l);

@@ -10,7 +10,8 @@
 //     weight w = sampling_exp(x), fixed-point weight q = ⌊w · 2^40⌋ (integer sums are exact in
 //     any order, so the GPU's parallel sums equal the CPU's sequential ones).
 //  4. Kept: the first L tokens of σ, L the shortest length with L ≥ top_k (when set), or
-//     L ≥ #{x ≥ ln(min_p)}, or prefix mass ≥ top_p · (mass of the top-k set) (compared in double).
+//     L ≥ #{x ≥ ln(min_p)}, or (top_p < 1) prefix mass ≥ top_p · (mass of the top-k set), compared
+//     in double.
 //  5. Draw: target = ⌊total · U / 2^53⌋ for the row's random integer U < 2^53; the token is the
 //     first kept token, by ascending id, whose running sum of q exceeds target. Token p is drawn
 //     with probability q_p / total.
@@ -42,7 +43,7 @@ struct SampleRow {
   uint64_t draw = 0;               // uniform random integer below 2^53
 };
 
-// A distinct recent token and how often it occurs in the penalty window.
+// A recent token and how often it occurs in the penalty window (distinct tokens within a row).
 struct TokenCount {
   int32_t token = 0;
   int32_t count = 0;
@@ -150,8 +151,9 @@ MARLIN_HOST_DEVICE inline uint64_t fixed_weight(float x) {
   return static_cast<uint64_t>(mul(sampling_exp(x), 1099511627776.0f));
 }
 
-// The top-p threshold on prefix masses, and whether a prefix mass reaches it.
+// The top-p threshold on prefix masses (+inf when top-p is off), and whether a prefix mass reaches it.
 MARLIN_HOST_DEVICE inline double top_p_threshold(float top_p, uint64_t top_k_mass) {
+  if (top_p >= 1.0f) return INFINITY;
 #ifdef __CUDA_ARCH__
   return __dmul_rn(double(top_p), __ull2double_rn(top_k_mass));
 #else

@@ -299,6 +299,53 @@ TEST(SamplingRule, DistributionMatchesAnIndependentReference) {
   EXPECT_LT(ambiguous, 10) << checked << " checked";
 }
 
+// The rule done the plain way (full sort, membership array, walk by id) for the fast paths of
+// sample_row (no sort without top-p, an id-order scan for large kept sets).
+int32_t plain_rule(const std::vector<float>& raw, const SampleRow& row) {
+  using namespace sampling;
+  const int n = int(raw.size());
+  std::vector<float> l(raw.size());
+  for (size_t i = 0; i < l.size(); ++i) l[i] = clean(raw[i]);
+  std::vector<int> order(l.size());
+  for (int i = 0; i < n; ++i) order[size_t(i)] = i;
+  std::sort(order.begin(), order.end(), [&](int a, int b) { return l[size_t(a)] > l[size_t(b)] || (l[size_t(a)] == l[size_t(b)] && a < b); });
+  const float max = l[size_t(order[0])];
+  auto q = [&](int i) { return fixed_weight(scaled_logit(l[size_t(i)], max, row.temperature)); };
+  const int top_k = row.top_k > 0 && row.top_k < n ? row.top_k : n;
+  uint64_t top_k_mass = 0;
+  for (int j = 0; j < top_k; ++j) top_k_mass += q(order[size_t(j)]);
+  int min_p_count = 0;
+  for (int i = 0; i < n; ++i) min_p_count += scaled_logit(l[size_t(i)], max, row.temperature) >= row.log_min_p;
+  const double threshold = top_p_threshold(row.top_p, top_k_mass);
+  std::vector<char> kept(l.size(), 0);
+  uint64_t total = 0;
+  for (int j = 0; j < std::min(top_k, min_p_count); ++j) {
+    kept[size_t(order[size_t(j)])] = 1;
+    total += q(order[size_t(j)]);
+    if (reaches(total, threshold)) break;
+  }
+  const uint64_t target = draw_target(total, row.draw);
+  uint64_t running = 0;
+  for (int i = 0; i < n; ++i)
+    if (kept[size_t(i)] && (running += q(i)) > target) return i;
+  return -1;
+}
+
+TEST(SamplingRule, FastPathsMatchThePlainRule) {
+  std::mt19937 rng(17);
+  std::mt19937_64 draws(4);
+  for (int trial = 0; trial < 40; ++trial) {
+    std::normal_distribution<float> logit(0.0f, trial % 2 ? 1.0f : 3.0f);
+    std::vector<float> logits(20000);
+    for (auto& v : logits) v = trial % 4 == 3 ? std::round(logit(rng)) : logit(rng);
+    SampleRow row = plain_row(1.0f, draws() >> 11);
+    row.top_k = trial % 3 == 0 ? 9000 : 0;
+    row.top_p = trial % 5 < 2 ? 1.0f : 0.995f;
+    row.log_min_p = trial % 7 == 0 ? std::log(0.001f) : -INFINITY;
+    EXPECT_EQ(sample_once(logits, row), plain_rule(logits, row)) << "trial " << trial;
+  }
+}
+
 TEST(SamplingRule, DrawsWalkKeptTokensByAscendingId) {
   const std::vector<float> logits = {1.0f, 3.0f, 2.0f, 3.0f, -1.0f};
   SampleRow row = plain_row(1.0f, 0);
@@ -342,7 +389,9 @@ TEST(SamplingRule, RejectsBadRequests) {
   EXPECT_NO_THROW(check_sample_batch(rows, pairs, 10));
   EXPECT_THROW(check_sample_batch(rows, pairs, 3), Error);  // token outside the vocabulary
   rows[0].penalty_count = 2;
-  EXPECT_THROW(check_sample_batch(rows, pairs, 10), Error);
+  EXPECT_THROW(check_sample_batch(rows, pairs, 10), Error);  // past the list
+  pairs.push_back({3, 2});
+  EXPECT_THROW(check_sample_batch(rows, pairs, 10), Error);  // token 3 twice
   rows[0].penalty_count = 0;
   rows[0].draw = kDraws;
   EXPECT_THROW(check_sample_batch(rows, pairs, 10), Error);
