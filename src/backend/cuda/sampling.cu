@@ -9,7 +9,10 @@
 //  A. Penalties in place. One pass: the maximum (temperature 0 stops here with the argmax) and a
 //     count histogram of the top 11 bits of every logit's 32-bit order key.
 //  B. top-k (when set): radix select on the order keys, digits of 11, 11 and 10 bits, counts only
-//     (two more passes): the k-th key θk and how many keys lie above it.
+//     (two more passes): the k-th key θk and how many keys lie above it. Fast path: when the
+//     first-digit bins at and above θk's hold ≤ 2048 tokens (usual for top-k in the tens or
+//     hundreds), one pass gathers them into shared memory, a bitonic sort orders them by σ, and
+//     C–E below happen on that list instead: two passes over the row in all.
 //  C. One pass for the fixed-point weights of the top-k set (only those are computed): its mass W,
 //     the min-p count (x ≥ ln min_p) and the mass histogram of the first digit.
 //  D. The cut: a radix descent on the same digits by (count, mass) to the first position of σ
@@ -230,12 +233,117 @@ __device__ uint32_t descend(const RowState& s, uint32_t prefix, Sums& base, unsi
   return prefix;
 }
 
+// Bitonic sort of v[0, n) in shared memory, n a power of two; descending or ascending.
+__device__ void bitonic_sort(unsigned long long* v, int n, bool descending) {
+  for (int k = 2; k <= n; k <<= 1) {
+    for (int j = k >> 1; j > 0; j >>= 1) {
+      for (int i = threadIdx.x; i < n; i += kThreads) {
+        const int partner = i ^ j;
+        if (partner <= i) continue;
+        const bool ascending = ((i & k) == 0) != descending;
+        const unsigned long long a = v[i], b = v[partner];
+        if ((a > b) == ascending) v[i] = b, v[partner] = a;
+      }
+      __syncthreads();
+    }
+  }
+}
+
+__device__ int pow2_at_least(unsigned n) {
+  int p = 1;
+  while (p < int(n)) p <<= 1;
+  return p;
+}
+
+constexpr int kFastCandidates = 2048;          // at most this many: the fast path
+constexpr int kPerThread = kFastCandidates / kThreads;
+constexpr unsigned long long kWeightMask = (1ull << 41) - 1;  // fixed-point weights ≤ 2^40
+
+// The fast path for top-k rows whose first-digit bins at and above the k-th key's hold at most
+// kFastCandidates tokens: one pass gathers them, a bitonic sort in shared memory orders them by
+// σ, and the cut and the draw work on that list (same rule, same result as the passes below).
+// `order` and `weights` hold kFastCandidates values each. Returns the token (every thread).
+__device__ int32_t sample_candidates(const RowState& s, uint32_t first_bin, unsigned count, unsigned top_k,
+                                     const SampleRow& p, float max_logit, float t, unsigned long long* order,
+                                     unsigned long long* weights) {
+  __shared__ unsigned filled, kept_shared;
+  __shared__ int32_t token;
+  if (threadIdx.x == 0) filled = 0, token = -1;
+  __syncthreads();
+  // (key, inverted id): descending order of these is σ.
+  for_each_value(s, [&](int64_t i, float l, bool valid) {
+    const uint32_t key = sampling::order_key(l);
+    if (valid && (key >> 21) >= first_bin)
+      order[atomicAdd(&filled, 1u)] = (static_cast<unsigned long long>(key) << 32) | (0xffffffffu - uint32_t(i));
+  });
+  const int padded = pow2_at_least(count);
+  for (int i = int(count) + int(threadIdx.x); i < padded; i += kThreads) order[i] = 0;
+  __syncthreads();
+  bitonic_sort(order, padded, true);
+
+  // Weights of the top-k set, its mass and its min-p count.
+  unsigned long long mass = 0;
+  unsigned min_p_count = 0;
+  for (int j = threadIdx.x; j < int(top_k); j += kThreads) {
+    const float x = sampling::scaled_logit(sampling::key_logit(uint32_t(order[j] >> 32)), max_logit, t);
+    weights[j] = sampling::fixed_weight(x);
+    mass += weights[j];
+    min_p_count += x >= p.log_min_p;
+  }
+  mass = block_sum(mass, min_p_count);
+  const unsigned limit = min(top_k, min_p_count);
+  const double threshold = sampling::top_p_threshold(p.top_p, mass);
+
+  // The shortest prefix reaching the top-p mass, else `limit` tokens.
+  const int first = int(threadIdx.x) * kPerThread;
+  Sums mine{0, 0};
+  for (int j = first; j < first + kPerThread; ++j)
+    if (j < int(limit)) mine.mass += weights[j];
+  if (threadIdx.x == 0) kept_shared = limit;
+  Sums all;
+  Sums run = exclusive_scan(mine, all);
+  for (int j = first; j < first + kPerThread && j < int(limit); ++j) {
+    const unsigned long long before = run.mass;
+    run.mass += weights[j];
+    if (sampling::reaches(run.mass, threshold) && !sampling::reaches(before, threshold)) kept_shared = unsigned(j + 1);
+  }
+  __syncthreads();
+  const unsigned kept = kept_shared;
+
+  // The kept tokens as (id, weight), sorted by id; the draw walks them.
+  unsigned long long total = 0;
+  for (int j = threadIdx.x; j < int(kept); j += kThreads) {
+    const uint32_t id = 0xffffffffu - uint32_t(order[j] & 0xffffffffu);
+    total += weights[j];
+    order[j] = (static_cast<unsigned long long>(id) << 41) | weights[j];
+  }
+  unsigned unused = 0;
+  total = block_sum(total, unused);
+  const int padded_kept = pow2_at_least(kept);
+  for (int i = int(kept) + int(threadIdx.x); i < padded_kept; i += kThreads) order[i] = ~0ull;
+  __syncthreads();
+  bitonic_sort(order, padded_kept, false);
+  const uint64_t target = sampling::draw_target(total, p.draw);
+  mine = {0, 0};
+  for (int j = first; j < first + kPerThread && j < int(kept); ++j) mine.mass += order[j] & kWeightMask;
+  run = exclusive_scan(mine, all);
+  for (int j = first; j < first + kPerThread && j < int(kept); ++j) {
+    const unsigned long long before = run.mass;
+    run.mass += order[j] & kWeightMask;
+    if (before <= target && run.mass > target) token = int32_t(order[j] >> 41);
+  }
+  __syncthreads();
+  return token;
+}
+
 __global__ void __launch_bounds__(kThreads) sample_kernel(float* logits, int64_t vocab, bool vec4,
                                                           const SampleRow* rows, const TokenCount* penalties,
                                                           int32_t* tokens) {
-  __shared__ unsigned first_counts[kMaxBins];
-  __shared__ unsigned counts[kMaxBins];
-  __shared__ unsigned long long masses[kMaxBins];
+  // first_counts | counts | masses, or the fast path's weights | order.
+  __shared__ unsigned long long pool[2 * kMaxBins];
+  unsigned* const first_counts = reinterpret_cast<unsigned*>(pool);
+  unsigned* const counts = first_counts + kMaxBins;
+  unsigned long long* const masses = pool + kMaxBins;
   __shared__ Candidate warp_bests[kWarps];
   __shared__ int found;
   const SampleRow p = rows[blockIdx.x];
@@ -275,6 +383,12 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(float* logits, int64_t
     auto enough = [top_k](const Sums& run) { return run.count >= top_k; };
     Sums base{0, 0};
     const uint32_t bin = uint32_t(pick_bin(first_counts, nullptr, kMaxBins, base, enough));
+    const unsigned candidates = base.count + first_counts[bin];
+    if (candidates <= kFastCandidates) {
+      const int32_t token = sample_candidates(s, bin, candidates, top_k, p, max_logit, t, masses, pool);
+      if (threadIdx.x == 0) tokens[blockIdx.x] = token;
+      return;
+    }
     top_k_key = descend(s, bin, base, counts, nullptr, 0, max_logit, t, enough);
     above_top_k = base.count;
   }
