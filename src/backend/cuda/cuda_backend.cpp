@@ -248,6 +248,9 @@ class CudaBackend final : public Backend {
                                ctx_.stream),
                "cudaMemcpyAsync(sampled tokens)");
     check_cuda(cudaStreamSynchronize(ctx_.stream), "sampling");
+    for (size_t r = 0; r < rows.size(); ++r)
+      MARLIN_CHECK(tokens[r] >= 0 && tokens[r] < logits.cols, "cuda sampling: row {} gave token {} (internal error)", r,
+                   tokens[r]);
   }
 
   // A step shape runs directly the first time (sizing every buffer it needs), is recorded into
