@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "model/config.h"
+#include "backend/sampling.h"
 #include "model/kv_cache.h"
 #include "quant/format.h"
 
@@ -137,6 +138,11 @@ class Backend {
   virtual void silu_mul(Act gate_up, Act out) = 0;
   // Copies fp32 values of `a` (rows × cols) to host memory.
   virtual void to_host(Act a, float* out) = 0;
+  // Samples a token from each row of fp32 `logits` (rows × vocab) by that row's request
+  // (backend/sampling.h; rows.size() == logits.rows) and writes the ids to host memory `tokens`;
+  // the logits are modified (penalties). Runs after the step's ops, outside run().
+  virtual void sample(Act logits, std::span<const SampleRow> rows, std::span<const TokenCount> penalties,
+                      int32_t* tokens) = 0;
 
   // Runs `ops` (calls of the ops above for the current step). A backend may record them the
   // first time a step of this `shape_key` comes and replay the recording afterwards (CUDA

@@ -65,7 +65,10 @@ void measure(Model& model, double weight_bytes, double bandwidth, int threads, c
   auto cache = model.new_cache(std::max(prompt_tokens, o.gen_tokens) + 1);
   // Decoding several sequences together: one token each per step, from an empty context.
   auto batch_cache = batch > 1 ? model.new_cache(o.gen_tokens + 1, batch) : nullptr;
-  std::vector<float> batch_logits(batch_cache ? size_t(batch) * size_t(vocab) : 0);
+  // Greedy choices made where the model runs (only token ids come back), as generation does.
+  SampleBatch greedy;
+  greedy.rows.resize(batch_cache ? size_t(batch) : 1);
+  std::vector<int32_t> next(greedy.rows.size());
 
   auto prefill = [&] {
     cache->clear();
@@ -77,20 +80,14 @@ void measure(Model& model, double weight_bytes, double bandwidth, int threads, c
       std::vector<int32_t> tokens(prompt.begin(), prompt.begin() + std::min<size_t>(prompt.size(), size_t(batch)));
       tokens.resize(size_t(batch), prompt[0]);
       for (int i = 0; i < o.gen_tokens; ++i) {
-        model.decode_batch(tokens, *batch_cache, batch_logits.data());
-        for (size_t b = 0; b < tokens.size(); ++b) {
-          const float* row = &batch_logits[b * size_t(vocab)];
-          tokens[b] = int32_t(std::max_element(row, row + vocab) - row);
-        }
+        model.decode_batch_sample(tokens, *batch_cache, greedy, next.data());
+        tokens = next;
       }
       return;
     }
     cache->clear();
     int32_t token = prompt[0];
-    for (int i = 0; i < o.gen_tokens; ++i) {
-      model.forward(std::span<const int32_t>(&token, 1), *cache, logits.data(), false);
-      token = int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
-    }
+    for (int i = 0; i < o.gen_tokens; ++i) token = model.forward_sample(std::span<const int32_t>(&token, 1), *cache, greedy);
   };
   std::vector<double> prefill_rates, decode_rates;
   for (int rep = 0; rep <= o.reps; ++rep) {  // rep 0 warms up

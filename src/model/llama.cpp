@@ -119,41 +119,29 @@ class LlamaModel final : public Model {
 
   void decode_sequences(std::span<const int32_t> seqs, std::span<const int32_t> tokens, KvCache& cache,
                         float* logits) override {
-    MARLIN_CHECK(seqs.size() == tokens.size(), "decode: {} sequences for {} tokens", seqs.size(), tokens.size());
-    MARLIN_CHECK(!tokens.empty() && int64_t(tokens.size()) <= be_->max_step_tokens(),
-                 "decode: {} sequences in one step (1 to {})", tokens.size(), be_->max_step_tokens());
-    std::vector<int64_t> positions(seqs.size());
-    std::vector<bool> seen(size_t(cache.sequences()), false);
-    for (size_t i = 0; i < seqs.size(); ++i) {
-      const int s = seqs[i];
-      MARLIN_CHECK(s >= 0 && s < cache.sequences() && !seen[size_t(s)],
-                   "decode: sequence {} is not in the cache or comes twice", s);
-      seen[size_t(s)] = true;
-      positions[i] = cache.length(s);
-      MARLIN_CHECK(positions[i] < cache.capacity(), "context is full ({} tokens)", cache.capacity());
-    }
-    check_tokens(tokens);
-    const StepTokens step = StepTokens::decode(tokens, seqs, positions);
-    forward_chunk(step, cache, logits, true);
+    decode_step(seqs, tokens, cache, {logits, nullptr, nullptr});
+  }
+
+  void decode_sequences_sample(std::span<const int32_t> seqs, std::span<const int32_t> tokens, KvCache& cache,
+                               const SampleBatch& requests, int32_t* next) override {
+    MARLIN_CHECK(requests.rows.size() == tokens.size(), "decode: {} sampling requests for {} sequences",
+                 requests.rows.size(), tokens.size());
+    check_sample_batch(requests.rows, requests.penalties, config_.vocab_size);  // before the cache advances
+    decode_step(seqs, tokens, cache, {nullptr, &requests, next});
   }
 
   void forward_sequence(int seq, std::span<const int32_t> tokens, KvCache& cache, float* logits,
                         bool all_logits) override {
-    MARLIN_CHECK(!tokens.empty(), "forward: no tokens");
-    MARLIN_CHECK(seq >= 0 && seq < cache.sequences(), "forward: no sequence {} in a cache of {}", seq,
-                 cache.sequences());
-    MARLIN_CHECK(cache.length(seq) + int64_t(tokens.size()) <= cache.capacity(),
-                 "the prompt and answer need {} tokens but the context holds {}",
-                 cache.length(seq) + int64_t(tokens.size()), cache.capacity());
-    check_tokens(tokens);
-    const auto chunk = size_t(be_->max_step_tokens());
-    for (size_t begin = 0; begin < tokens.size(); begin += chunk) {
-      const size_t count = std::min(tokens.size() - begin, chunk);
-      const bool last_chunk = begin + count == tokens.size();
-      float* chunk_logits = all_logits ? logits + begin * size_t(config_.vocab_size) : logits;
-      const StepTokens step = StepTokens::one_sequence(tokens.subspan(begin, count), cache.length(seq), seq);
-      forward_chunk(step, cache, last_chunk || all_logits ? chunk_logits : nullptr, all_logits);
-    }
+    feed(seq, tokens, cache, {logits, nullptr, nullptr}, all_logits);
+  }
+
+  int32_t sample_sequence(int seq, std::span<const int32_t> tokens, KvCache& cache,
+                          const SampleBatch& request) override {
+    MARLIN_CHECK(request.rows.size() == 1, "forward_sample: {} requests for one sequence", request.rows.size());
+    check_sample_batch(request.rows, request.penalties, config_.vocab_size);  // before the cache advances
+    int32_t next = 0;
+    feed(seq, tokens, cache, {nullptr, &request, &next}, false);
+    return next;
   }
 
  private:
@@ -170,7 +158,55 @@ class LlamaModel final : public Model {
     l.down = be_->linear(l.down_parts);
   }
 
-  void forward_chunk(const StepTokens& step, KvCache& cache, float* logits, bool all_logits) {
+  // What the last chunk of a step returns: logits, or tokens sampled from them (or nothing).
+  struct Output {
+    float* logits = nullptr;
+    const SampleBatch* sampling = nullptr;
+    int32_t* tokens = nullptr;
+    bool any() const { return logits || sampling; }
+  };
+
+  // One token for each of `seqs` (distinct sequences of the cache, each at its own length).
+  void decode_step(std::span<const int32_t> seqs, std::span<const int32_t> tokens, KvCache& cache, Output out) {
+    MARLIN_CHECK(seqs.size() == tokens.size(), "decode: {} sequences for {} tokens", seqs.size(), tokens.size());
+    MARLIN_CHECK(!tokens.empty() && int64_t(tokens.size()) <= be_->max_step_tokens(),
+                 "decode: {} sequences in one step (1 to {})", tokens.size(), be_->max_step_tokens());
+    std::vector<int64_t> positions(seqs.size());
+    std::vector<bool> seen(size_t(cache.sequences()), false);
+    for (size_t i = 0; i < seqs.size(); ++i) {
+      const int s = seqs[i];
+      MARLIN_CHECK(s >= 0 && s < cache.sequences() && !seen[size_t(s)],
+                   "decode: sequence {} is not in the cache or comes twice", s);
+      seen[size_t(s)] = true;
+      positions[i] = cache.length(s);
+      MARLIN_CHECK(positions[i] < cache.capacity(), "context is full ({} tokens)", cache.capacity());
+    }
+    check_tokens(tokens);
+    forward_chunk(StepTokens::decode(tokens, seqs, positions), cache, out, true);
+  }
+
+  // Feeds the tokens of sequence `seq` in chunks; the last chunk (every chunk with all_logits)
+  // produces `out`.
+  void feed(int seq, std::span<const int32_t> tokens, KvCache& cache, Output out, bool all_logits) {
+    MARLIN_CHECK(!tokens.empty(), "forward: no tokens");
+    MARLIN_CHECK(seq >= 0 && seq < cache.sequences(), "forward: no sequence {} in a cache of {}", seq,
+                 cache.sequences());
+    MARLIN_CHECK(cache.length(seq) + int64_t(tokens.size()) <= cache.capacity(),
+                 "the prompt and answer need {} tokens but the context holds {}",
+                 cache.length(seq) + int64_t(tokens.size()), cache.capacity());
+    check_tokens(tokens);
+    const auto chunk = size_t(be_->max_step_tokens());
+    for (size_t begin = 0; begin < tokens.size(); begin += chunk) {
+      const size_t count = std::min(tokens.size() - begin, chunk);
+      const bool last_chunk = begin + count == tokens.size();
+      Output chunk_out = last_chunk || all_logits ? out : Output{};
+      if (all_logits && out.logits) chunk_out.logits = out.logits + begin * size_t(config_.vocab_size);
+      const StepTokens step = StepTokens::one_sequence(tokens.subspan(begin, count), cache.length(seq), seq);
+      forward_chunk(step, cache, chunk_out, all_logits);
+    }
+  }
+
+  void forward_chunk(const StepTokens& step, KvCache& cache, Output out, bool all_logits) {
     const ModelConfig& c = config_;
     const int64_t n = int64_t(step.ids.size());
     be_->begin_step(step, cache);
@@ -179,7 +215,7 @@ class LlamaModel final : public Model {
     // A decode step (one token per sequence) has the same shape every time: the backend may
     // record it once.
     const bool decode = step.several() || n == 1;
-    be_->run(decode && logits ? n : -1, [&] {
+    be_->run(decode && out.any() ? n : -1, [&] {
       const Act x = be_->activations(kX, n, c.d_model, ActType::kF32);
       be_->embed(*embedding_, x);
       // Each block's residual add is fused with the norm that follows it: the next block's
@@ -188,12 +224,12 @@ class LlamaModel final : public Model {
       be_->rms_norm(x, *layers_[0].attn_norm, c.rms_eps, h);
       for (int li = 0; li < c.n_layers; ++li) {
         const bool last = li + 1 == c.n_layers;
-        const BackendTensor* next_norm = !last   ? layers_[size_t(li) + 1].attn_norm.get()
-                                         : logits ? output_norm_.get()
-                                                  : nullptr;
+        const BackendTensor* next_norm = !last        ? layers_[size_t(li) + 1].attn_norm.get()
+                                         : out.any() ? output_norm_.get()
+                                                     : nullptr;
         block(li, x, h, cache, nullptr, next_norm);
       }
-      if (!logits) return;
+      if (!out.any()) return;
       be_->matmul(*output_, act_rows(h, first, rows), be_->activations(kLogits, rows, c.vocab_size, ActType::kF32));
     });
     if (step.several()) {
@@ -201,7 +237,9 @@ class LlamaModel final : public Model {
     } else {
       cache.advance(n, step.seq);
     }
-    if (logits) be_->to_host(be_->activations(kLogits, rows, c.vocab_size, ActType::kF32), logits);
+    const Act logits = be_->activations(kLogits, rows, c.vocab_size, ActType::kF32);
+    if (out.logits) be_->to_host(logits, out.logits);
+    if (out.sampling) be_->sample(logits, out.sampling->rows, out.sampling->penalties, out.tokens);
   }
 
   // One transformer block on the step's hidden states x (rows × d_model), in place; h holds x

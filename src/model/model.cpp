@@ -16,12 +16,26 @@ std::unique_ptr<Model> load_model(const ModelSource& source, ThreadPool& pool, D
   fail("model: architecture '{}' is not supported yet (supported: llama)", arch);
 }
 
-void Model::decode_batch(std::span<const int32_t> tokens, KvCache& cache, float* logits) {
+namespace {
+
+// 0, 1, ..., one per sequence of the cache; throws unless there is one token per sequence.
+std::vector<int32_t> every_sequence(std::span<const int32_t> tokens, const KvCache& cache) {
   MARLIN_CHECK(int64_t(tokens.size()) == cache.sequences(), "decode_batch: {} tokens for {} sequences",
                tokens.size(), cache.sequences());
   std::vector<int32_t> seqs(tokens.size());
   std::iota(seqs.begin(), seqs.end(), 0);
-  decode_sequences(seqs, tokens, cache, logits);
+  return seqs;
+}
+
+}  // namespace
+
+void Model::decode_batch(std::span<const int32_t> tokens, KvCache& cache, float* logits) {
+  decode_sequences(every_sequence(tokens, cache), tokens, cache, logits);
+}
+
+void Model::decode_batch_sample(std::span<const int32_t> tokens, KvCache& cache, const SampleBatch& requests,
+                                int32_t* next) {
+  decode_sequences_sample(every_sequence(tokens, cache), tokens, cache, requests, next);
 }
 
 }  // namespace marlin

@@ -31,8 +31,8 @@ class Model {
   virtual ~Model() = default;
   virtual const ModelConfig& config() const = 0;
 
-  // A cache for one sequence of at most `capacity` positions, or for a batch of `sequences` that
-  // decode together (decode_batch).
+  // A cache for one sequence of at most `capacity` positions, or for `sequences` that decode
+  // together (decode_sequences), each up to `capacity` positions.
   virtual std::unique_ptr<KvCache> new_cache(int64_t capacity, int sequences = 1) const = 0;
 
   // Feeds `tokens` to sequence `seq` of the cache at positions cache.length(seq) onwards and
@@ -56,6 +56,23 @@ class Model {
                                 float* logits) = 0;
   // decode_sequences of every sequence of the cache in order: tokens[b] to sequence b.
   void decode_batch(std::span<const int32_t> tokens, KvCache& cache, float* logits);
+
+  // Like forward_sequence() without logits, then samples the next token from the last token's
+  // logits by `request` (one row; runtime/sampler.h makes it) where the model runs: only the id
+  // comes back.
+  virtual int32_t sample_sequence(int seq, std::span<const int32_t> tokens, KvCache& cache,
+                                  const SampleBatch& request) = 0;
+  // sample_sequence of sequence 0.
+  int32_t forward_sample(std::span<const int32_t> tokens, KvCache& cache, const SampleBatch& request) {
+    return sample_sequence(0, tokens, cache, request);
+  }
+  // Like decode_sequences(), then samples each sequence's next token by its row of `requests`
+  // into next[i].
+  virtual void decode_sequences_sample(std::span<const int32_t> seqs, std::span<const int32_t> tokens, KvCache& cache,
+                                       const SampleBatch& requests, int32_t* next) = 0;
+  // decode_sequences_sample of every sequence of the cache in order.
+  void decode_batch_sample(std::span<const int32_t> tokens, KvCache& cache, const SampleBatch& requests,
+                           int32_t* next);
 
   // Layer-wise execution, for calibrating quantizers block by block (marlin quantize; CPU only).
   virtual std::vector<LinearGroup> linear_groups(int layer) const = 0;

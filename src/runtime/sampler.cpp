@@ -27,72 +27,38 @@ Sampler::Sampler(const SamplingParams& params, int vocab_size)
   validate(params);
 }
 
-void Sampler::apply_penalties(float* logits, std::span<const int32_t> history) {
+void Sampler::add_row(std::span<const int32_t> history, SampleBatch& batch) {
   const SamplingParams& p = params_;
-  if (p.repetition_penalty == 1.0f && p.presence_penalty == 0.0f && p.frequency_penalty == 0.0f) return;
-  if (p.penalty_last_n >= 0 && history.size() > size_t(p.penalty_last_n))
-    history = history.subspan(history.size() - size_t(p.penalty_last_n));
-  for (int32_t t : history)
-    if (t >= 0 && t < vocab_size_) counts_[size_t(t)]++;
-  for (int32_t t : history) {
-    if (t < 0 || t >= vocab_size_ || counts_[size_t(t)] == 0) continue;
-    float& l = logits[t];
-    if (p.repetition_penalty != 1.0f) l = l > 0 ? l / p.repetition_penalty : l * p.repetition_penalty;
-    l -= p.presence_penalty + p.frequency_penalty * float(counts_[size_t(t)]);
-    counts_[size_t(t)] = 0;  // each distinct token is penalized once; this also resets counts_
+  SampleRow row;
+  row.temperature = p.temperature;
+  row.top_k = p.top_k;
+  row.top_p = p.top_p;
+  row.log_min_p = p.min_p > 0 ? std::log(p.min_p) : -INFINITY;
+  row.repetition_penalty = p.repetition_penalty;
+  row.presence_penalty = p.presence_penalty;
+  row.frequency_penalty = p.frequency_penalty;
+  row.penalty_begin = int32_t(batch.penalties.size());
+  row.draw = rng_() >> 11;  // 53 random bits
+  if (p.repetition_penalty != 1.0f || p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f) {
+    if (p.penalty_last_n >= 0 && history.size() > size_t(p.penalty_last_n))
+      history = history.subspan(history.size() - size_t(p.penalty_last_n));
+    for (int32_t t : history)
+      if (t >= 0 && t < vocab_size_) counts_[size_t(t)]++;
+    for (int32_t t : history) {  // each distinct token once, in order of appearance; resets counts_
+      if (t < 0 || t >= vocab_size_ || counts_[size_t(t)] == 0) continue;
+      batch.penalties.push_back({t, counts_[size_t(t)]});
+      counts_[size_t(t)] = 0;
+    }
   }
+  row.penalty_count = int32_t(batch.penalties.size()) - row.penalty_begin;
+  batch.rows.push_back(row);
 }
 
 int32_t Sampler::sample(float* logits, std::span<const int32_t> history) {
-  apply_penalties(logits, history);
-  const int n = vocab_size_;
-  if (params_.temperature == 0.0f) return int32_t(std::max_element(logits, logits + n) - logits);
-
-  // Candidates sorted by logit, cut to top-k (when set).
-  candidates_.resize(size_t(n));
-  for (int i = 0; i < n; ++i) candidates_[size_t(i)] = {logits[i], i};
-  const size_t keep = params_.top_k > 0 ? std::min(size_t(params_.top_k), size_t(n)) : size_t(n);
-  auto by_logit = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
-  if (keep < size_t(n)) {
-    std::partial_sort(candidates_.begin(), candidates_.begin() + ptrdiff_t(keep), candidates_.end(), by_logit);
-    candidates_.resize(keep);
-  } else {
-    std::sort(candidates_.begin(), candidates_.end(), by_logit);
-  }
-
-  // Probabilities at temperature T over the remaining candidates.
-  const float max_logit = candidates_.front().first;
-  double total = 0;
-  for (auto& [value, id] : candidates_) {
-    value = float(std::exp(double(value - max_logit) / params_.temperature));
-    total += value;
-  }
-  // top-p keeps the shortest prefix whose mass reaches p; min-p drops tokens below min_p·p_max.
-  size_t cut = candidates_.size();
-  double mass = 0;
-  const double min_prob = double(params_.min_p) * candidates_.front().first / total;
-  for (size_t i = 0; i < candidates_.size(); ++i) {
-    const double prob = candidates_[i].first / total;
-    if (i > 0 && prob < min_prob) {
-      cut = i;
-      break;
-    }
-    mass += prob;
-    if (mass >= params_.top_p) {
-      cut = i + 1;
-      break;
-    }
-  }
-  candidates_.resize(cut);
-
-  double kept = 0;
-  for (const auto& c : candidates_) kept += c.first;
-  double r = std::uniform_real_distribution<double>(0.0, kept)(rng_);
-  for (const auto& c : candidates_) {
-    r -= c.first;
-    if (r < 0) return c.second;
-  }
-  return candidates_.back().second;
+  one_.rows.clear();
+  one_.penalties.clear();
+  add_row(history, one_);
+  return sample_row(logits, vocab_size_, one_.rows[0], one_.penalties, scratch_);
 }
 
 }  // namespace marlin

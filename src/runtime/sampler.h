@@ -1,11 +1,17 @@
 // Next-token sampling: penalties, then (as Hugging Face orders its processors) temperature,
 // top-k, top-p and min-p, then a draw from a seeded generator. Temperature 0 is greedy.
+//
+// The rule itself is a backend op (backend/sampling.h): a Sampler turns a sequence's parameters,
+// history and generator into one SampleRow per step, which any backend samples (the CUDA one on
+// the GPU, returning only the token id). Both backends pick the same token from the same row.
 #pragma once
 
 #include <cstdint>
 #include <random>
 #include <span>
 #include <vector>
+
+#include "backend/sampling.h"
 
 namespace marlin {
 
@@ -28,18 +34,21 @@ class Sampler {
  public:
   Sampler(const SamplingParams& params, int vocab_size);
 
-  // Picks the next token. `logits` (vocab_size values) is modified in place; `history` is the
-  // sequence so far (prompt and generated tokens) for the penalties.
+  // Appends the next step's row to `batch`: the parameters, the penalized tokens of `history`
+  // (the sequence so far: prompt and generated tokens) and the next number of the generator.
+  void add_row(std::span<const int32_t> history, SampleBatch& batch);
+
+  // Picks the next token on the CPU (add_row, then sample_row). `logits` (vocab_size values) is
+  // modified in place.
   int32_t sample(float* logits, std::span<const int32_t> history);
 
  private:
-  void apply_penalties(float* logits, std::span<const int32_t> history);
-
   SamplingParams params_;
   int vocab_size_;
   std::mt19937_64 rng_;
   std::vector<int32_t> counts_;
-  std::vector<std::pair<float, int32_t>> candidates_;
+  SampleBatch one_;
+  SampleScratch scratch_;
 };
 
 }  // namespace marlin

@@ -30,15 +30,14 @@ const char* finish_reason_name(FinishReason reason) {
 Session::Session(Model& model, const Tokenizer& tokenizer, int64_t context_size)
     : model_(model),
       tokenizer_(tokenizer),
-      cache_(model.new_cache(context_size)),
-      logits_(size_t(model.config().vocab_size)) {}
+      cache_(model.new_cache(context_size)) {}
 
 void Session::reset() {
   cache_->clear();
   tokens_.clear();
 }
 
-int64_t Session::prefill(const std::vector<int32_t>& prompt) {
+int64_t Session::prefill(const std::vector<int32_t>& prompt, const StepSampler& next_token) {
   MARLIN_CHECK(!prompt.empty(), "the prompt is empty");
   MARLIN_CHECK(int64_t(prompt.size()) < cache_->capacity(),
                "the prompt has {} tokens but the context holds {}", prompt.size(), cache_->capacity());
@@ -49,8 +48,8 @@ int64_t Session::prefill(const std::vector<int32_t>& prompt) {
   cache_->truncate(int64_t(common));
   tokens_.resize(common);
   std::span<const int32_t> fresh(prompt.data() + common, prompt.size() - common);
-  model_.forward(fresh, *cache_, logits_.data(), false);
   tokens_.insert(tokens_.end(), fresh.begin(), fresh.end());
+  next_token(fresh);
   return int64_t(common);
 }
 
@@ -60,12 +59,31 @@ GenerationResult Session::generate(const std::vector<int32_t>& prompt, const Gen
   const int vocab = model_.config().vocab_size;
   for (const auto& [token, bias] : params.logit_bias)
     MARLIN_CHECK(token >= 0 && token < vocab, "logit bias for token {} outside the vocabulary ({})", token, vocab);
-  Sampler sampler(params.sampling, model_.config().vocab_size);
+  Sampler sampler(params.sampling, vocab);
   GenerationResult result;
   result.prompt_tokens = int(prompt.size());
 
+  // Feeds `fresh` (already appended to tokens_) and picks the next token: where the model runs,
+  // unless the logits are wanted here (for on_token, or to add a logit bias first).
+  const bool host_logits = params.token_logits || !params.logit_bias.empty();
+  if (host_logits) logits_.resize(size_t(vocab));
+  int32_t token = 0;
+  const StepSampler next_token = [&](std::span<const int32_t> fresh) {
+    if (!host_logits) {
+      request_.rows.clear();
+      request_.penalties.clear();
+      sampler.add_row(tokens_, request_);
+      token = model_.forward_sample(fresh, *cache_, request_);
+      return;
+    }
+    model_.forward(fresh, *cache_, logits_.data(), false);
+    sampled_logits_.assign(logits_.begin(), logits_.end());  // the sampler modifies its copy
+    for (const auto& [id, bias] : params.logit_bias) sampled_logits_[size_t(id)] += bias;
+    token = sampler.sample(sampled_logits_.data(), tokens_);
+  };
+
   auto start = std::chrono::steady_clock::now();
-  result.cached_prompt_tokens = int(prefill(prompt));
+  result.cached_prompt_tokens = int(prefill(prompt, next_token));
   result.prefill_seconds = seconds_since(start);
 
   start = std::chrono::steady_clock::now();
@@ -78,16 +96,8 @@ GenerationResult Session::generate(const std::vector<int32_t>& prompt, const Gen
   };
   result.finish = FinishReason::kLength;
   for (int i = 0; i < params.max_tokens; ++i) {
-    // The sampler works on a copy when on_token must see the model's own logits.
-    float* logits = logits_.data();
-    if (on_token || !params.logit_bias.empty()) {
-      sampled_logits_.assign(logits_.begin(), logits_.end());
-      logits = sampled_logits_.data();
-      for (const auto& [id, bias] : params.logit_bias) logits[id] += bias;
-    }
-    const int32_t token = sampler.sample(logits, tokens_);
     result.tokens.push_back(token);
-    if (on_token && !on_token(token, logits_)) {
+    if (on_token && !on_token(token, host_logits ? std::span<const float>(logits_) : std::span<const float>())) {
       result.finish = FinishReason::kCancelled;
       break;
     }
@@ -109,8 +119,8 @@ GenerationResult Session::generate(const std::vector<int32_t>& prompt, const Gen
       break;
     }
     const int32_t step[1] = {token};
-    model_.forward(step, *cache_, logits_.data(), false);
     tokens_.push_back(token);
+    next_token(step);
   }
   if (result.finish != FinishReason::kStopString && result.finish != FinishReason::kCancelled)
     emit(stops.push(stream.flush()) + stops.flush());

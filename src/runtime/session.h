@@ -27,6 +27,10 @@ struct GenerationParams {
   bool stop_at_end_of_turn = true;
   // Added to the logits of these tokens before sampling (OpenAI's logit_bias).
   std::vector<std::pair<int32_t, float>> logit_bias;
+  // The TokenCallback receives the model's logits (for logprobs); then, as with a logit bias,
+  // each step's logits come to the host and are sampled there. Otherwise sampling runs where the
+  // model runs and the callback gets an empty span.
+  bool token_logits = false;
 };
 
 enum class FinishReason { kEndOfTurn, kStopString, kLength, kContextFull, kCancelled };
@@ -46,7 +50,8 @@ struct GenerationResult {
 // false cancels generation.
 using TextCallback = std::function<bool(std::string_view)>;
 // Receives every sampled token with the model's logits it was drawn from (before bias, penalties
-// and temperature), before its text reaches the TextCallback; returning false cancels generation.
+// and temperature; only with GenerationParams::token_logits, else empty), before its text reaches
+// the TextCallback; returning false cancels generation.
 using TokenCallback = std::function<bool(int32_t token, std::span<const float> logits)>;
 
 class Session {
@@ -62,15 +67,19 @@ class Session {
   const std::vector<int32_t>& tokens() const { return tokens_; }
 
  private:
-  // Feeds prompt tokens not already in the cache; returns how many were reused.
-  int64_t prefill(const std::vector<int32_t>& prompt);
+  // Feeds tokens (already appended to tokens_) and samples the next one.
+  using StepSampler = std::function<void(std::span<const int32_t> fresh)>;
+  // Feeds the prompt tokens not already in the cache through `next_token`; returns how many
+  // prompt tokens were reused.
+  int64_t prefill(const std::vector<int32_t>& prompt, const StepSampler& next_token);
 
   Model& model_;
   const Tokenizer& tokenizer_;
   std::unique_ptr<KvCache> cache_;
   std::vector<int32_t> tokens_;  // what the cache holds
-  std::vector<float> logits_;
-  std::vector<float> sampled_logits_;  // what the sampler modifies when on_token sees the originals
+  std::vector<float> logits_;          // the model's logits, when sampled on the host
+  std::vector<float> sampled_logits_;  // what the host sampler modifies
+  SampleBatch request_;                // the step's sampling request (sampled where the model runs)
 };
 
 }  // namespace marlin

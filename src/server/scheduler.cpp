@@ -111,7 +111,9 @@ void SequentialScheduler::run_sequence(Task& task, const SequenceSpec& sequence,
     pending.clear();
     return !task.cancelled();
   };
-  const GenerationResult result = session_.generate(sequence.prompt, sequence.params, on_text, on_token);
+  GenerationParams params = sequence.params;
+  params.token_logits = sequence.top_logprobs >= 0;  // logprobs need the logits on the host
+  const GenerationResult result = session_.generate(sequence.prompt, params, on_text, on_token);
   if (!pending.empty()) task.publish({.kind = TaskEvent::Kind::kDelta, .index = sequence.index, .logprobs = std::move(pending)});
   metrics_.count_tokens(result.prompt_tokens, int64_t(result.tokens.size()));
   TaskEvent done{.kind = TaskEvent::Kind::kFinished, .index = sequence.index};

@@ -191,6 +191,14 @@ class CpuBackend final : public Backend {
     if (out != a.data) std::copy_n(f32(a), a.rows * a.cols, out);
   }
 
+  void sample(Act logits, std::span<const SampleRow> rows, std::span<const TokenCount> penalties,
+              int32_t* tokens) override {
+    MARLIN_CHECK(int64_t(rows.size()) == logits.rows, "sample: {} requests for {} rows", rows.size(), logits.rows);
+    check_sample_batch(rows, penalties, logits.cols);
+    for (size_t r = 0; r < rows.size(); ++r)
+      tokens[r] = sample_row(f32(logits) + int64_t(r) * logits.cols, logits.cols, rows[r], penalties, sample_scratch_);
+  }
+
  private:
   ThreadPool& pool_;
   ModelConfig config_;
@@ -202,6 +210,7 @@ class CpuBackend final : public Backend {
   std::vector<int64_t> positions_;  // per step token
   bool several_ = false;  // a decode step of several sequences, one token each
   std::vector<float> angles_;  // cos/sin per step token
+  SampleScratch sample_scratch_;
 };
 
 }  // namespace

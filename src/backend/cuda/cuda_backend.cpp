@@ -8,6 +8,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -289,6 +290,33 @@ class CudaBackend final : public Backend {
     profiler_.collect();
   }
 
+  void sample(Act logits, std::span<const SampleRow> rows, std::span<const TokenCount> penalties,
+              int32_t* tokens) override {
+    MARLIN_CHECK(logits.type == ActType::kF32, "cuda backend: sampling reads fp32 logits");
+    MARLIN_CHECK(int64_t(rows.size()) == logits.rows, "sample: {} requests for {} rows", rows.size(), logits.rows);
+    check_sample_batch(rows, penalties, logits.cols);
+    // Sampling runs outside recorded graphs, so its buffers may grow freely (after the stream drains).
+    auto fit = [&](auto& buffer, size_t count) {
+      if (buffer.size() >= count) return;
+      check_cuda(cudaStreamSynchronize(ctx_.stream), "cudaStreamSynchronize");
+      buffer = std::remove_reference_t<decltype(buffer)>(std::max<size_t>(count, 2 * buffer.size()));
+    };
+    fit(sample_rows_, rows.size());
+    fit(sample_penalties_, std::max<size_t>(penalties.size(), 1));
+    fit(sampled_, rows.size());
+    copy_to_device(sample_rows_.get(), rows.data(), int64_t(rows.size()));
+    copy_to_device(sample_penalties_.get(), penalties.data(), int64_t(penalties.size()));
+    cuda::sample_rows(f32(logits), int(logits.rows), logits.cols, sample_rows_.get(), sample_penalties_.get(),
+                      sampled_.get(), ctx_.stream);
+    check_cuda(cudaMemcpyAsync(tokens, sampled_.get(), rows.size() * sizeof(int32_t), cudaMemcpyDeviceToHost,
+                               ctx_.stream),
+               "cudaMemcpyAsync(sampled tokens)");
+    check_cuda(cudaStreamSynchronize(ctx_.stream), "sampling");
+    for (size_t r = 0; r < rows.size(); ++r)
+      MARLIN_CHECK(tokens[r] >= 0 && tokens[r] < logits.cols, "cuda sampling: row {} gave token {} (internal error)", r,
+                   tokens[r]);
+  }
+
   // A step shape runs directly the first time (sizing every buffer it needs), is recorded into
   // a graph the second time, and replays that graph afterwards (until a buffer it uses is replaced).
   void run(int64_t shape_key, const std::function<void()>& ops) override {
@@ -372,6 +400,9 @@ class CudaBackend final : public Backend {
   // The current step.
   DeviceArray<int32_t> ids_, positions_, slots_, seq_len_;
   std::vector<int32_t> host_positions_, host_slots_, host_lengths_, host_seqs_;  // staging for the step buffers
+  DeviceArray<SampleRow> sample_rows_;  // the sampling request of the step
+  DeviceArray<TokenCount> sample_penalties_;
+  DeviceArray<int32_t> sampled_;
   int64_t step_rows_ = 0, pos0_ = 0;
   int step_seq_ = 0;
   bool decode_step_ = false;

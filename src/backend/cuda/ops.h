@@ -17,6 +17,8 @@
 
 #include <cstdint>
 
+#include "backend/sampling_rule.h"
+
 namespace marlin::cuda {
 
 // out[r] = fp16(x[r] / sqrt(mean(x[r]²) + eps) · weight), for rows × n values (x fp32).
@@ -81,5 +83,11 @@ int64_t attention_decode_workspace_floats(int batch, int64_t max_len, const Atte
 
 // Greedy sampling: tokens[b] = argmax of logits row b (vocab fp32 values; lowest index on ties).
 void argmax(const float* logits, int batch, int64_t vocab, int32_t* tokens, cudaStream_t stream);
+
+// tokens[r] = the token sampled from logits row r (vocab fp32 values, modified: penalties) by
+// params[r], whose penalty pairs index `penalties` (backend/sampling.h; checked on the host by
+// check_sample_batch). The same choice as the CPU's sample_row; vocab ≤ kMaxSampleVocab.
+void sample_rows(float* logits, int rows, int64_t vocab, const SampleRow* params, const TokenCount* penalties,
+                 int32_t* tokens, cudaStream_t stream);
 
 }  // namespace marlin::cuda

@@ -1,4 +1,28 @@
-// Greedy sampling: the argmax of each logits row, the lowest index among equal maxima.
+// Sampling on the GPU.
+//
+// argmax: greedy choice per row, the lowest index among equal maxima.
+//
+// sample_rows: the rule of backend/sampling.h (penalties, temperature, top-k, top-p, min-p, one
+// draw per row), with the arithmetic of the CPU's sample_row, so both pick the same token. One
+// block of 1024 threads per row, one launch for the batch. The row (fp32, in L2 after the first
+// read) is read a few times and never sorted:
+//  A. Penalties in place. One pass: the maximum (temperature 0 stops here with the argmax) and a
+//     count histogram of the top 11 bits of every logit's 32-bit order key.
+//  B. top-k (when set): radix select on the order keys, digits of 11, 11 and 10 bits, counts only
+//     (two more passes): the k-th key θk and how many keys lie above it. Fast path: when the
+//     first-digit bins at and above θk's hold ≤ 2048 tokens (usual for top-k in the tens or
+//     hundreds), one pass gathers them into shared memory, a bitonic sort orders them by σ, and
+//     C–E below happen on that list instead: two passes over the row in all.
+//  C. One pass for the fixed-point weights of the top-k set (only those are computed): its mass W,
+//     the min-p count (x ≥ ln min_p) and the mass histogram of the first digit.
+//  D. The cut: a radix descent on the same digits by (count, mass) to the first position of σ
+//     (logit descending, id ascending) where the prefix holds min(top-k, min-p count) tokens or
+//     reaches top_p·W (two more passes; skipped when top-p is off and min-p cuts nothing): the key
+//     θ* of the last kept token and how many of the tokens at θ* (lowest ids first) are kept.
+//  E. The draw: a block-wide scan in id order of the kept weights, tile by tile, stopping at the
+//     first token whose running sum exceeds ⌊total·U/2^53⌋.
+// Every sum is an integer (fixed-point weights), so reductions are exact in any order: the result
+// is deterministic and equal to the CPU's.
 #include <climits>
 #include <cmath>
 
@@ -9,6 +33,7 @@ namespace marlin::cuda {
 namespace {
 
 constexpr int kThreads = 1024;
+constexpr int kWarps = kThreads / 32;
 
 struct Candidate {
   float value;
@@ -18,6 +43,12 @@ struct Candidate {
 // NaN never wins; equal values go to the lower index.
 __device__ __forceinline__ void keep_better(Candidate& best, float value, int index) {
   if (value > best.value || (value == best.value && index < best.index)) best = {value, index};
+}
+
+__device__ Candidate warp_best(Candidate best) {
+  for (int offset = 16; offset > 0; offset /= 2)
+    keep_better(best, __shfl_xor_sync(0xffffffffu, best.value, offset), __shfl_xor_sync(0xffffffffu, best.index, offset));
+  return best;
 }
 
 // One block per row. vec4: the row starts 16-byte aligned and vocab is a multiple of 4.
@@ -37,15 +68,417 @@ __global__ void __launch_bounds__(kThreads) argmax_kernel(const float* logits, i
   } else {
     for (int i = threadIdx.x; i < vocab; i += kThreads) keep_better(best, row[i], i);
   }
-  for (int offset = 16; offset > 0; offset /= 2)
-    keep_better(best, __shfl_xor_sync(0xffffffffu, best.value, offset), __shfl_xor_sync(0xffffffffu, best.index, offset));
-  __shared__ Candidate warp_best[kThreads / 32];
-  if (threadIdx.x % 32 == 0) warp_best[threadIdx.x / 32] = best;
+  best = warp_best(best);
+  __shared__ Candidate warp_bests[kWarps];
+  if (threadIdx.x % 32 == 0) warp_bests[threadIdx.x / 32] = best;
   __syncthreads();
   if (threadIdx.x == 0) {
-    for (int w = 1; w < kThreads / 32; ++w) keep_better(best, warp_best[w].value, warp_best[w].index);
+    for (int w = 1; w < kWarps; ++w) keep_better(best, warp_bests[w].value, warp_bests[w].index);
     tokens[blockIdx.x] = best.index == INT_MAX ? 0 : best.index;  // a row of NaNs gives token 0
   }
+}
+
+// --- sample_rows ---------------------------------------------------------------------------
+
+constexpr int kItems = 4;                    // consecutive values per thread per tile
+constexpr int kTile = kThreads * kItems;
+constexpr int kMaxBins = 2048;
+
+// Digits of the order key, most significant first.
+__device__ __forceinline__ int digit_shift(int level) { return level == 0 ? 21 : level == 1 ? 10 : 0; }
+__device__ __forceinline__ int digit_bits(int level) { return level == 2 ? 10 : 11; }
+
+struct Sums {
+  unsigned count;
+  unsigned long long mass;
+};
+
+struct RowState {
+  const float* row;
+  int64_t vocab;
+  bool vec4;
+};
+
+// Calls f(index, cleaned logit, valid) for every value of the row, tile by tile; every thread
+// makes the same number of calls, so f may use warp-wide primitives.
+template <typename F>
+__device__ __forceinline__ void for_each_value(const RowState& s, F&& f) {
+  for (int64_t base = 0; base < s.vocab; base += kTile) {
+    const int64_t i0 = base + int64_t(threadIdx.x) * kItems;
+    float v[kItems];
+    if (s.vec4 && i0 + kItems <= s.vocab) {
+      const float4 q = *reinterpret_cast<const float4*>(s.row + i0);
+      v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
+    } else {
+#pragma unroll
+      for (int j = 0; j < kItems; ++j) v[j] = i0 + j < s.vocab ? s.row[i0 + j] : 0.0f;
+    }
+#pragma unroll
+    for (int j = 0; j < kItems; ++j) f(i0 + j, sampling::clean(v[j]), i0 + j < s.vocab);
+  }
+}
+
+// counts[bin] += 1 for every lane with bin ≥ 0, one atomic per distinct bin of the warp. Every
+// lane of the warp calls it.
+__device__ __forceinline__ void count_in_bin(unsigned* counts, int bin) {
+  const unsigned active = __ballot_sync(0xffffffffu, bin >= 0);
+  if (bin < 0) return;
+  const unsigned peers = __match_any_sync(active, bin);
+  if (int(threadIdx.x % 32) == __ffs(peers) - 1) atomicAdd(&counts[bin], unsigned(__popc(peers)));
+}
+
+// Exclusive prefix sums over the block in thread order; `total` gets the block's sum. Ends with
+// the scratch free for reuse.
+__device__ Sums exclusive_scan(Sums v, Sums& total) {
+  __shared__ Sums warp_sums[kWarps];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  Sums inc = v;
+  for (int offset = 1; offset < 32; offset *= 2) {
+    const unsigned c = __shfl_up_sync(0xffffffffu, inc.count, offset);
+    const unsigned long long m = __shfl_up_sync(0xffffffffu, inc.mass, offset);
+    if (lane >= offset) inc.count += c, inc.mass += m;
+  }
+  if (lane == 31) warp_sums[warp] = inc;
+  __syncthreads();
+  if (warp == 0) {
+    Sums w = warp_sums[lane];
+    for (int offset = 1; offset < 32; offset *= 2) {
+      const unsigned c = __shfl_up_sync(0xffffffffu, w.count, offset);
+      const unsigned long long m = __shfl_up_sync(0xffffffffu, w.mass, offset);
+      if (lane >= offset) w.count += c, w.mass += m;
+    }
+    warp_sums[lane] = w;  // inclusive over warps
+  }
+  __syncthreads();
+  const Sums before = warp == 0 ? Sums{0, 0} : warp_sums[warp - 1];
+  total = warp_sums[kWarps - 1];
+  __syncthreads();
+  return {before.count + inc.count - v.count, before.mass + inc.mass - v.mass};
+}
+
+__device__ unsigned long long block_sum(unsigned long long v, unsigned& count) {
+  Sums total;
+  exclusive_scan({count, v}, total);
+  count = total.count;
+  return total.mass;
+}
+
+// The first bin, from the highest down, whose running (count, mass) — on top of `base`, bins
+// included — satisfies `stop`; returns it and the sums of the bins above it (with `base`).
+// `stop` is false at `base` and true after the last bin. masses may be null (all zero).
+template <typename Stop>
+__device__ int pick_bin(const unsigned* counts, const unsigned long long* masses, int bins, Sums& base, Stop stop) {
+  __shared__ int picked;
+  __shared__ Sums picked_above;
+  const int per_thread = bins / kThreads;  // 1 or 2
+  const int top = bins - 1 - int(threadIdx.x) * per_thread;
+  if (threadIdx.x == 0) {  // replaced below unless stop never turns true (it does, by construction)
+    picked = 0;
+    picked_above = base;
+  }
+  Sums mine{0, 0};
+  for (int j = 0; j < per_thread; ++j) {
+    mine.count += counts[top - j];
+    mine.mass += masses ? masses[top - j] : 0;
+  }
+  Sums total;
+  Sums run = exclusive_scan(mine, total);
+  run.count += base.count;
+  run.mass += base.mass;
+  for (int j = 0; j < per_thread; ++j) {
+    const Sums next{run.count + counts[top - j], run.mass + (masses ? masses[top - j] : 0)};
+    if (!stop(run) && stop(next)) {
+      picked = top - j;
+      picked_above = run;
+    }
+    run = next;
+  }
+  __syncthreads();
+  base = picked_above;
+  const int bin = picked;
+  __syncthreads();
+  return bin;
+}
+
+__device__ void clear_bins(unsigned* counts, unsigned long long* masses) {
+  for (int b = threadIdx.x; b < kMaxBins; b += kThreads) {
+    if (counts) counts[b] = 0;
+    if (masses) masses[b] = 0;
+  }
+  __syncthreads();
+}
+
+// Descends levels 1 and 2 from the level-0 bin in `prefix`: each level histograms the keys that
+// share the prefix (masses of the keys at or above `mass_floor` when masses is set) and picks a
+// bin. Returns the full 32-bit key.
+template <typename Stop>
+__device__ uint32_t descend(const RowState& s, uint32_t prefix, Sums& base, unsigned* counts,
+                            unsigned long long* masses, uint32_t mass_floor, float max_logit, float temperature, Stop stop) {
+  for (int level = 1; level < 3; ++level) {
+    const int shift = digit_shift(level), bits = digit_bits(level);
+    clear_bins(counts, masses);
+    for_each_value(s, [&](int64_t, float l, bool valid) {
+      const uint32_t key = sampling::order_key(l);
+      const bool match = valid && (key >> (shift + bits)) == prefix;
+      const int bin = match ? int((key >> shift) & ((1u << bits) - 1)) : -1;
+      count_in_bin(counts, bin);
+      if (masses && match && key >= mass_floor) {
+        const uint64_t q = sampling::fixed_weight(sampling::scaled_logit(l, max_logit, temperature));
+        if (q) atomicAdd(&masses[bin], (unsigned long long)q);
+      }
+    });
+    __syncthreads();
+    prefix = (prefix << bits) | uint32_t(pick_bin(counts, masses, 1 << bits, base, stop));
+  }
+  return prefix;
+}
+
+// Bitonic sort of v[0, n) in shared memory, n a power of two; descending or ascending.
+__device__ void bitonic_sort(unsigned long long* v, int n, bool descending) {
+  for (int k = 2; k <= n; k <<= 1) {
+    for (int j = k >> 1; j > 0; j >>= 1) {
+      for (int i = threadIdx.x; i < n; i += kThreads) {
+        const int partner = i ^ j;
+        if (partner <= i) continue;
+        const bool ascending = ((i & k) == 0) != descending;
+        const unsigned long long a = v[i], b = v[partner];
+        if ((a > b) == ascending) v[i] = b, v[partner] = a;
+      }
+      __syncthreads();
+    }
+  }
+}
+
+__device__ int pow2_at_least(unsigned n) {
+  int p = 1;
+  while (p < int(n)) p <<= 1;
+  return p;
+}
+
+constexpr int kFastCandidates = 2048;          // at most this many: the fast path
+constexpr int kPerThread = kFastCandidates / kThreads;
+constexpr unsigned long long kWeightMask = (1ull << 41) - 1;  // fixed-point weights ≤ 2^40
+
+// The fast path for top-k rows whose first-digit bins at and above the k-th key's hold at most
+// kFastCandidates tokens: one pass gathers them, a bitonic sort in shared memory orders them by
+// σ, and the cut and the draw work on that list (same rule, same result as the passes below).
+// `order` and `weights` hold kFastCandidates values each. Returns the token (every thread).
+__device__ int32_t sample_candidates(const RowState& s, uint32_t first_bin, unsigned count, unsigned top_k,
+                                     const SampleRow& p, float max_logit, float t, unsigned long long* order,
+                                     unsigned long long* weights) {
+  __shared__ unsigned filled, kept_shared;
+  __shared__ int32_t token;
+  if (threadIdx.x == 0) filled = 0, token = -1;
+  __syncthreads();
+  // (key, inverted id): descending order of these is σ.
+  for_each_value(s, [&](int64_t i, float l, bool valid) {
+    const uint32_t key = sampling::order_key(l);
+    if (valid && (key >> 21) >= first_bin)
+      order[atomicAdd(&filled, 1u)] = (static_cast<unsigned long long>(key) << 32) | (0xffffffffu - uint32_t(i));
+  });
+  const int padded = pow2_at_least(count);
+  for (int i = int(count) + int(threadIdx.x); i < padded; i += kThreads) order[i] = 0;
+  __syncthreads();
+  bitonic_sort(order, padded, true);
+
+  // Weights of the top-k set, its mass and its min-p count.
+  unsigned long long mass = 0;
+  unsigned min_p_count = 0;
+  for (int j = threadIdx.x; j < int(top_k); j += kThreads) {
+    const float x = sampling::scaled_logit(sampling::key_logit(uint32_t(order[j] >> 32)), max_logit, t);
+    weights[j] = sampling::fixed_weight(x);
+    mass += weights[j];
+    min_p_count += x >= p.log_min_p;
+  }
+  mass = block_sum(mass, min_p_count);
+  const unsigned limit = min(top_k, min_p_count);
+  const double threshold = sampling::top_p_threshold(p.top_p, mass);
+
+  // The shortest prefix reaching the top-p mass, else `limit` tokens.
+  const int first = int(threadIdx.x) * kPerThread;
+  Sums mine{0, 0};
+  for (int j = first; j < first + kPerThread; ++j)
+    if (j < int(limit)) mine.mass += weights[j];
+  if (threadIdx.x == 0) kept_shared = limit;
+  Sums all;
+  Sums run = exclusive_scan(mine, all);
+  for (int j = first; j < first + kPerThread && j < int(limit); ++j) {
+    const unsigned long long before = run.mass;
+    run.mass += weights[j];
+    if (sampling::reaches(run.mass, threshold) && !sampling::reaches(before, threshold)) kept_shared = unsigned(j + 1);
+  }
+  __syncthreads();
+  const unsigned kept = kept_shared;
+
+  // The kept tokens as (id, weight), sorted by id; the draw walks them.
+  unsigned long long total = 0;
+  for (int j = threadIdx.x; j < int(kept); j += kThreads) {
+    const uint32_t id = 0xffffffffu - uint32_t(order[j] & 0xffffffffu);
+    total += weights[j];
+    order[j] = (static_cast<unsigned long long>(id) << 41) | weights[j];
+  }
+  unsigned unused = 0;
+  total = block_sum(total, unused);
+  const int padded_kept = pow2_at_least(kept);
+  for (int i = int(kept) + int(threadIdx.x); i < padded_kept; i += kThreads) order[i] = ~0ull;
+  __syncthreads();
+  bitonic_sort(order, padded_kept, false);
+  const uint64_t target = sampling::draw_target(total, p.draw);
+  mine = {0, 0};
+  for (int j = first; j < first + kPerThread && j < int(kept); ++j) mine.mass += order[j] & kWeightMask;
+  run = exclusive_scan(mine, all);
+  for (int j = first; j < first + kPerThread && j < int(kept); ++j) {
+    const unsigned long long before = run.mass;
+    run.mass += order[j] & kWeightMask;
+    if (before <= target && run.mass > target) token = int32_t(order[j] >> 41);
+  }
+  __syncthreads();
+  return token;
+}
+
+__global__ void __launch_bounds__(kThreads) sample_kernel(float* logits, int64_t vocab, bool vec4,
+                                                          const SampleRow* rows, const TokenCount* penalties,
+                                                          int32_t* tokens) {
+  // first_counts | counts | masses, or the fast path's weights | order.
+  __shared__ unsigned long long pool[2 * kMaxBins];
+  unsigned* const first_counts = reinterpret_cast<unsigned*>(pool);
+  unsigned* const counts = first_counts + kMaxBins;
+  unsigned long long* const masses = pool + kMaxBins;
+  __shared__ Candidate warp_bests[kWarps];
+  __shared__ int found;
+  const SampleRow p = rows[blockIdx.x];
+  float* row = logits + int64_t(blockIdx.x) * vocab;
+  const RowState s{row, vocab, vec4};
+  const bool greedy = p.temperature == 0.0f;
+
+  // A. Penalties (distinct tokens: no two threads touch the same logit), maximum, first digit.
+  for (int i = threadIdx.x; i < p.penalty_count; i += kThreads) {
+    const TokenCount tc = penalties[p.penalty_begin + i];
+    row[tc.token] = sampling::penalize(row[tc.token], tc.count, p.repetition_penalty, p.presence_penalty,
+                                       p.frequency_penalty);
+  }
+  if (!greedy) clear_bins(first_counts, nullptr);
+  __syncthreads();
+  Candidate best{-INFINITY, INT_MAX};
+  for_each_value(s, [&](int64_t i, float l, bool valid) {
+    if (valid) keep_better(best, l, int(i));
+    if (!greedy) count_in_bin(first_counts, valid ? int(sampling::order_key(l) >> 21) : -1);
+  });
+  best = warp_best(best);
+  if (threadIdx.x % 32 == 0) warp_bests[threadIdx.x / 32] = best;
+  __syncthreads();
+  for (int w = 0; w < kWarps; ++w) keep_better(best, warp_bests[w].value, warp_bests[w].index);
+  if (greedy) {
+    if (threadIdx.x == 0) tokens[blockIdx.x] = best.index == INT_MAX ? 0 : best.index;
+    return;
+  }
+  const float max_logit = best.value, t = p.temperature;
+
+  // B. top-k threshold.
+  const bool top_k_on = p.top_k > 0 && p.top_k < vocab;
+  const unsigned top_k = top_k_on ? unsigned(p.top_k) : unsigned(vocab);
+  uint32_t top_k_key = 0;  // every cleaned logit's key is above 0
+  unsigned above_top_k = 0;
+  if (top_k_on) {
+    auto enough = [top_k](const Sums& run) { return run.count >= top_k; };
+    Sums base{0, 0};
+    const uint32_t bin = uint32_t(pick_bin(first_counts, nullptr, kMaxBins, base, enough));
+    const unsigned candidates = base.count + first_counts[bin];
+    if (candidates <= kFastCandidates) {
+      const int32_t token = sample_candidates(s, bin, candidates, top_k, p, max_logit, t, masses, pool);
+      if (threadIdx.x == 0) tokens[blockIdx.x] = token;
+      return;
+    }
+    top_k_key = descend(s, bin, base, counts, nullptr, 0, max_logit, t, enough);
+    above_top_k = base.count;
+  }
+
+  // C. Mass of the top-k set, min-p count, first-digit masses.
+  clear_bins(nullptr, masses);
+  unsigned long long top_k_mass = 0;
+  unsigned min_p_count = 0;
+  for_each_value(s, [&](int64_t, float l, bool valid) {
+    if (!valid) return;
+    const float x = sampling::scaled_logit(l, max_logit, t);
+    if (x >= p.log_min_p) ++min_p_count;
+    const uint32_t key = sampling::order_key(l);
+    if (key < top_k_key) return;
+    const uint64_t q = sampling::fixed_weight(x);
+    if (key > top_k_key) top_k_mass += q;
+    if (q) atomicAdd(&masses[key >> 21], (unsigned long long)q);
+  });
+  __syncthreads();
+  top_k_mass = block_sum(top_k_mass, min_p_count);
+  const uint64_t top_k_tie_weight =
+      top_k_on ? sampling::fixed_weight(sampling::scaled_logit(sampling::key_logit(top_k_key), max_logit, t)) : 0;
+  if (top_k_on) top_k_mass += uint64_t(top_k - above_top_k) * top_k_tie_weight;
+
+  // D. The cut.
+  const unsigned count_limit = min(top_k, min_p_count);
+  uint32_t last_key = top_k_key;
+  uint64_t tie_weight = top_k_tie_weight, total = top_k_mass;
+  unsigned kept_ties = top_k - above_top_k;  // with top-k off: no key equals 0, so none
+  if (p.top_p < 1.0f || count_limit < top_k) {
+    const double threshold = sampling::top_p_threshold(p.top_p, top_k_mass);
+    auto stop = [count_limit, threshold](const Sums& run) {
+      return run.count >= count_limit || sampling::reaches(run.mass, threshold);
+    };
+    Sums base{0, 0};
+    const uint32_t bin = uint32_t(pick_bin(first_counts, masses, kMaxBins, base, stop));
+    last_key = descend(s, bin, base, counts, masses, top_k_key, max_logit, t, stop);
+    tie_weight = sampling::fixed_weight(sampling::scaled_logit(sampling::key_logit(last_key), max_logit, t));
+    // The fewest tokens at last_key (≥ 1) that make the prefix stop.
+    kept_ties = count_limit - base.count;
+    if (tie_weight > 0) {
+      auto reached = [&](unsigned r) { return sampling::reaches(base.mass + uint64_t(r) * tie_weight, threshold); };
+      const double need = threshold - double(base.mass);
+      unsigned r = need <= 0 ? 1u : unsigned(min(ceil(need / double(tie_weight)), double(kept_ties)));
+      r = max(r, 1u);
+      while (r > 1 && reached(r - 1)) --r;
+      while (r < kept_ties && !reached(r)) ++r;
+      kept_ties = r;
+    }
+    total = base.mass + uint64_t(kept_ties) * tie_weight;
+  }
+
+  // E. The draw, in id order.
+  const uint64_t target = sampling::draw_target(total, p.draw);
+  if (threadIdx.x == 0) found = INT_MAX;
+  Sums done{0, 0};  // ties at last_key and other kept mass in earlier tiles
+  for (int64_t base = 0; base < vocab; base += kTile) {
+    const int64_t i0 = base + int64_t(threadIdx.x) * kItems;
+    uint32_t keys[kItems];
+    uint64_t q[kItems];
+    Sums mine{0, 0};
+#pragma unroll
+    for (int j = 0; j < kItems; ++j) {
+      const bool valid = i0 + j < vocab;
+      const float l = valid ? sampling::clean(row[i0 + j]) : -INFINITY;
+      keys[j] = valid ? sampling::order_key(l) : 0;
+      q[j] = keys[j] > last_key ? sampling::fixed_weight(sampling::scaled_logit(l, max_logit, t)) : 0;
+      mine.count += keys[j] == last_key && valid;
+      mine.mass += q[j];
+    }
+    Sums tile;
+    Sums run = exclusive_scan(mine, tile);
+    run.count += done.count;
+    run.mass += done.mass;
+#pragma unroll
+    for (int j = 0; j < kItems; ++j) {
+      run.count += keys[j] == last_key && i0 + j < vocab;
+      run.mass += q[j];
+      const uint64_t cumulative = run.mass + uint64_t(min(run.count, kept_ties)) * tie_weight;
+      if (cumulative > target) {
+        atomicMin(&found, int(i0 + j));
+        break;
+      }
+    }
+    __syncthreads();
+    if (found != INT_MAX) break;
+    done.count += tile.count;
+    done.mass += tile.mass;
+  }
+  if (threadIdx.x == 0) tokens[blockIdx.x] = found == INT_MAX ? best.index : found;  // INT_MAX: cannot happen
 }
 
 }  // namespace
@@ -58,6 +491,17 @@ void argmax(const float* logits, int batch, int64_t vocab, int32_t* tokens, cuda
   const bool vec4 = ops_detail::aligned16(logits) && vocab % 4 == 0;
   argmax_kernel<<<unsigned(batch), kThreads, 0, stream>>>(logits, vocab, vec4, tokens);
   ops_detail::check_launch("argmax");
+}
+
+void sample_rows(float* logits, int rows, int64_t vocab, const SampleRow* params, const TokenCount* penalties,
+                 int32_t* tokens, cudaStream_t stream) {
+  using ops_detail::require;
+  require(rows >= 0 && rows < 65536, "sample_rows", "rows out of range", rows);
+  require(vocab > 0 && vocab <= kMaxSampleVocab, "sample_rows", "vocab out of range", vocab);
+  if (rows == 0) return;
+  const bool vec4 = ops_detail::aligned16(logits) && vocab % 4 == 0;
+  sample_kernel<<<unsigned(rows), kThreads, 0, stream>>>(logits, vocab, vec4, params, penalties, tokens);
+  ops_detail::check_launch("sample_rows");
 }
 
 }  // namespace marlin::cuda
