@@ -43,15 +43,21 @@
   GemvVariantTable NAME() { return {NAME##_configs, int(std::size(NAME##_configs)), NAME##_launch}; }
 
 // The striped variants tiled_gemm_pick() chooses among (tiled_gemm_pick.cpp): 128- and 256-row
-// blocks with mma.sync for 8 and 16 tokens per pass, 256-row mma for 32, wgmma for 32 and 64.
+// blocks with mma.sync for 8 and 16 tokens per pass, 256-row mma for 32, wgmma for 32 and 64
+// (256-row wgmma: FULL only).
+#define MARLIN_GEMM_SET_R2_WGMMA(X, CODEC, G, Z) \
+  X(CODEC, 2, 2, 1, G, Z, kPathMma)              \
+  X(CODEC, 4, 2, 1, G, Z, kPathMma)              \
+  X(CODEC, 2, 2, 2, G, Z, kPathMma)              \
+  X(CODEC, 4, 2, 2, G, Z, kPathMma)              \
+  X(CODEC, 4, 2, 4, G, Z, kPathMma)              \
+  X(CODEC, 2, 1, 4, G, Z, kPathWgmma)            \
+  X(CODEC, 2, 1, 8, G, Z, kPathWgmma)
+
+// With the 256-row wgmma kernel: its 17 warps get 96 registers, which int4, int8, fp8, int3 and
+// int2 exceed by a few (24 bytes of spills, ptxas 13.0); int3 and int2 leave it out.
 #define MARLIN_GEMM_FULL_SET(X, CODEC, G, Z) \
-  X(CODEC, 2, 2, 1, G, Z, kPathMma)          \
-  X(CODEC, 4, 2, 1, G, Z, kPathMma)          \
-  X(CODEC, 2, 2, 2, G, Z, kPathMma)          \
-  X(CODEC, 4, 2, 2, G, Z, kPathMma)          \
-  X(CODEC, 4, 2, 4, G, Z, kPathMma)          \
-  X(CODEC, 2, 1, 4, G, Z, kPathWgmma)        \
-  X(CODEC, 2, 1, 8, G, Z, kPathWgmma)        \
+  MARLIN_GEMM_SET_R2_WGMMA(X, CODEC, G, Z)   \
   X(CODEC, 4, 1, 8, G, Z, kPathWgmma)
 
 // The least every format has: the pick's fallbacks (mma R2-FN2-FM2 to 16 tokens, wgmma
