@@ -11,6 +11,7 @@
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <string>
 #include <vector>
@@ -51,12 +52,13 @@ struct Rng {
   float uniform() { return float(next() >> 40) / float(1 << 24); }
 };
 
-// Planar weights (quant/format.h) on the host: int4, int8 or fp8.
+// Planar weights (quant/format.h) on the host, of any format a tile codec takes.
 struct Planar {
   TensorFormat format;
   int64_t n = 0, k = 0;
   std::vector<uint8_t> codes, zeros;
-  std::vector<uint16_t> scales;
+  std::vector<uint8_t> scales;  // n × groups entries of the format's scale type
+  float tensor_scale = 1.0f;    // nvfp4
   int bits() const { return format_info(format.kind).code_bits; }
   int64_t row_bytes() const { return int64_t(format.min_code_row_bytes(k)); }
   int64_t groups() const { return format.groups(k); }
@@ -67,14 +69,16 @@ struct Planar {
     t.cols = k;
     t.codes = codes.data();
     t.code_row_bytes = uint64_t(row_bytes());
-    t.scales = reinterpret_cast<const uint8_t*>(scales.data());
+    t.scales = scales.data();
     t.zeros = format.asymmetric ? zeros.data() : nullptr;
+    t.tensor_scale = tensor_scale;
     return t;
   }
 };
 
-// Random codes (no fp8 NaN codes) and scales chosen so every codec's weights are of the same
-// magnitude (|w| ≲ 0.25).
+// Random codes (no fp8 NaN codes) and scales chosen so every format's weights are of the same
+// magnitude (|w| ≲ 0.2): fp16 scales from `unit`, mxfp4 exponents 2^-6 or 2^-5, nvfp4 E4M3 scales
+// 8 .. 120 times a tensor scale of 2.7e-4.
 inline Planar random_planar(const std::string& format, int64_t n, int64_t k, Rng& rng) {
   Planar p;
   p.format = TensorFormat::parse(format);
@@ -85,15 +89,29 @@ inline Planar random_planar(const std::string& format, int64_t n, int64_t k, Rng
     const uint64_t r = rng.next();
     for (size_t j = 0; j < 8 && i + j < p.codes.size(); ++j) p.codes[i + j] = uint8_t(r >> (8 * j));
   }
-  const bool fp8 = p.format.kind == FormatKind::kFp8E4M3;
+  const FormatKind kind = p.format.kind;
+  const bool fp8 = kind == FormatKind::kFp8E4M3;
+  const bool e2m1 = kind == FormatKind::kFp4 || kind == FormatKind::kMxFp4 || kind == FormatKind::kNvFp4;
   if (fp8)
     for (auto& c : p.codes)
       if ((c & 0x7f) == 0x7f) c ^= 1;
-  const float unit = fp8 ? 0.02f / 64 : p.bits() == 8 ? 0.02f / 16 : 0.02f;
-  p.scales.resize(size_t(n * p.groups()));
-  for (auto& s : p.scales) s = fp32_to_fp16((0.5f + rng.uniform()) * unit);
+  const float unit = fp8 ? 0.02f / 64 : e2m1 ? 0.02f * 8 / 6 : 0.02f * 8 / float(1 << (p.bits() - 1));
+  const int64_t entries = n * p.groups();
+  const ScaleType type = format_info(kind).scale;
+  p.scales.resize(size_t(entries * scale_bytes(type)));
+  for (int64_t i = 0; i < entries; ++i) {
+    if (type == ScaleType::kE8M0) {
+      p.scales[size_t(i)] = uint8_t(121 + rng.next() % 2);
+    } else if (type == ScaleType::kE4M3) {
+      p.scales[size_t(i)] = uint8_t(0x50 + rng.next() % 0x20);
+    } else {
+      const uint16_t h = fp32_to_fp16((0.5f + rng.uniform()) * unit);
+      std::memcpy(&p.scales[size_t(2 * i)], &h, 2);
+    }
+  }
+  if (kind == FormatKind::kNvFp4) p.tensor_scale = 2.7e-4f;
   if (p.format.asymmetric) {
-    p.zeros.resize(p.scales.size());
+    p.zeros.resize(size_t(entries));
     for (auto& z : p.zeros) z = uint8_t(rng.next() % (1u << p.bits()));
   }
   return p;
@@ -110,10 +128,12 @@ T* to_device(const std::vector<T>& v) {
 // Device pointers to planar weights, as the reference kernels take them (trivially copyable).
 struct PlanarView {
   const uint8_t* codes = nullptr;
-  const __half* scales = nullptr;
+  const uint8_t* scales = nullptr;
   const uint8_t* zeros = nullptr;  // null: symmetric
   int bits = 4;
-  bool fp8 = false;
+  FormatKind kind = FormatKind::kInt4;
+  ScaleType scale_type = ScaleType::kF16;
+  float tensor_scale = 1.0f;
   int group = 0;  // 0: per channel
   int groups = 0;
   long long row_bytes = 0;
@@ -125,7 +145,7 @@ class DevicePlanar {
       : codes_(to_device(p.codes)),
         scales_(to_device(p.scales)),
         zeros_(p.format.asymmetric ? to_device(p.zeros) : nullptr),
-        view_{codes_, reinterpret_cast<const __half*>(scales_), zeros_, p.bits(), p.format.kind == FormatKind::kFp8E4M3,
+        view_{codes_, scales_, zeros_, p.bits(), p.format.kind, format_info(p.format.kind).scale, p.tensor_scale,
               p.format.group_size, int(p.groups()), p.row_bytes()} {}
   ~DevicePlanar() {
     cudaFree(codes_);
@@ -138,7 +158,7 @@ class DevicePlanar {
 
  private:
   uint8_t* codes_;
-  uint16_t* scales_;
+  uint8_t* scales_;
   uint8_t* zeros_;
   PlanarView view_;
 };
@@ -150,15 +170,29 @@ __device__ inline float e4m3_value(int q) {
   return (q & 0x80) ? -magnitude : magnitude;
 }
 
-// w[row][col] as quant/format.h defines it, in fp32 (exact: an fp16 scale times a small integer or
-// an E4M3 value).
+__device__ inline float e2m1_value(int q) {
+  const int e = (q >> 1) & 3, mant = q & 1;
+  const float magnitude = e == 0 ? 0.5f * float(mant) : ldexpf(1.0f + 0.5f * float(mant), e - 1);
+  return (q & 8) ? -magnitude : magnitude;
+}
+
+// w[row][col] as quant/format.h defines it, in fp32 as dequantize_row computes it (exact but for
+// nvfp4's (t·e4m3(s))·e2m1(q)).
 __device__ inline float planar_weight(const PlanarView& w, int row, int col) {
   const uint8_t* r = w.codes + row * w.row_bytes;
-  const int q = w.bits == 4 ? (r[col / 2] >> (4 * (col & 1))) & 15 : r[col];
+  const long long bit = (long long)col * w.bits;
+  const uint32_t window = r[bit / 8] | (bit % 8 + w.bits > 8 ? uint32_t(r[bit / 8 + 1]) << 8 : 0u);
+  const int q = int((window >> (bit % 8)) & ((1u << w.bits) - 1));
   const int g = w.group ? col / w.group : 0;
-  const float s = __half2float(w.scales[(long long)row * w.groups + g]);
-  if (w.fp8) return s * e4m3_value(q);
-  const int z = w.zeros ? w.zeros[(long long)row * w.groups + g] : 1 << (w.bits - 1);
+  const long long entry = (long long)row * w.groups + g;
+  float s;
+  if (w.scale_type == ScaleType::kE8M0) s = ldexpf(1.0f, int(w.scales[entry]) - 127);
+  else if (w.scale_type == ScaleType::kE4M3) s = w.tensor_scale * e4m3_value(w.scales[entry]);
+  else s = __half2float(reinterpret_cast<const __half*>(w.scales)[entry]);
+  if (w.kind == FormatKind::kFp8E4M3) return s * e4m3_value(q);
+  if (w.kind == FormatKind::kFp4 || w.kind == FormatKind::kMxFp4 || w.kind == FormatKind::kNvFp4)
+    return s * e2m1_value(q);
+  const int z = w.zeros ? w.zeros[entry] : 1 << (w.bits - 1);
   return s * float(q - z);
 }
 

@@ -13,10 +13,12 @@ jobs=${JOBS:-2}
 mkdir -p "$out/obj"
 arch="-gencode=arch=compute_90a,code=sm_90a"
 host_flags="-std=c++20 -O2 -Wall -Wextra -Wno-unused-parameter -DFMT_HEADER_ONLY -I$root/src -I/usr/local/cuda/include"
-host_files="backend/weight_tiles.cpp backend/int4_tiles.cpp backend/int8_tiles.cpp quant/format.cpp quant/ggml_types.cpp
+host_files="backend/weight_tiles.cpp backend/int4_tiles.cpp backend/int8_tiles.cpp backend/fp4_tiles.cpp
+  backend/lowbit_tiles.cpp quant/format.cpp quant/ggml_types.cpp
   quant/dequant.cpp quant/pack.cpp quant/ggml_dequant.cpp backend/cuda/tiled_gemm.cpp backend/cuda/tiled_gemm_pick.cpp
   backend/cuda/tiled_gemm_variants.cpp backend/cuda/int4_gemm.cpp backend/cuda/int8_gemm.cpp"
-kernel_files="gemm_variants_int4 gemm_variants_int8 gemv_variants_int4 gemv_variants_int8"
+kernel_files="gemm_variants_int4 gemm_variants_int8 gemm_variants_fp4 gemm_variants_int2 gemm_variants_int3
+  gemv_variants_int4 gemv_variants_int8 gemv_variants_fp4 gemv_variants_int2 gemv_variants_int3"
 {
   for f in $kernel_files; do
     echo "nvcc -std=c++17 -O3 -lineinfo $arch -Xptxas -v -I$root/src -c $root/src/backend/cuda/$f.cu -o $out/obj/$f.o 2> $out/ptxas_$f.log"

@@ -1,13 +1,14 @@
 // Weight-tile × fp16 GEMM scratchpad (in the spirit of llm.c's dev/cuda): a reference, the kernel
 // variants of backend/cuda/gemm_variants_*.cu and gemv_variants_*.cu for every tile codec (int4,
-// int8, fp8), a correctness sweep over awkward sizes and every weight format, and timings against
-// cuBLAS FP16 and the read bandwidth measured in the same run.
+// int8, fp8, fp4 / mxfp4 / nvfp4, int3, int2), a correctness sweep over awkward sizes and every
+// weight format, and timings against cuBLAS FP16 and the read bandwidth measured in the same run.
 //
 //   v0  reference: fp32 on the GPU, straight from the planar format (one block per weight row and
 //       8 tokens), checked against fp64 on the CPU (quant/dequant.h's dequantize_row) at small sizes.
 //   v1+ the fused kernels, one entry per compiled variant: codec, path (mma / wgmma / gemv),
 //       R = 64-row tiles per block, FN = 16-row strips per consumer warp, FM = 8-token fragments
-//       per pass, W = warps and S = strips per warp of the GEMV, g = group size, a = asymmetric.
+//       per pass, W = warps, S = strips per warp and D = depth of the GEMV, g = group size,
+//       a = asymmetric.
 //
 // Timing: CUDA graph of many launches cycling through enough copies of the weights to exceed the
 // L2 several times; median over replays. cuBLAS: cublasGemmEx fp16 in/out, fp32 compute, on
@@ -59,8 +60,8 @@ static std::string variant_name(const KernelConfig& c) {
 
 static std::string gemv_name(const GemvConfig& c) {
   char buf[96];
-  snprintf(buf, sizeof buf, "%s-gemv-W%d-S%d-FM%d-g%d%s", codec_name(c.codec), c.warps, c.strips_per_warp, c.frags_m,
-           128 / c.groups_per_tile, c.asymmetric ? "-asym" : "");
+  snprintf(buf, sizeof buf, "%s-gemv-W%d-S%d-FM%d-D%d-g%d%s", codec_name(c.codec), c.warps, c.strips_per_warp,
+           c.frags_m, c.depth, 128 / c.groups_per_tile, c.asymmetric ? "-asym" : "");
   return buf;
 }
 
@@ -475,9 +476,13 @@ static void run_checks(bool smoke) {
     check_format("int4-g32-asym", {{384, 256}}, {3}, rng);
     check_format("int8-g128", {{384, 256}}, {1, 17}, rng);
     check_format("fp8-pc", {{576, 192}}, {3, 20}, rng);
+    check_format("nvfp4", {{384, 256}}, {1, 17}, rng);
+    check_format("int3-g128-asym", {{576, 192}}, {3}, rng);
+    check_format("int2-g64", {{384, 256}}, {1, 17}, rng);
     return;
   }
-  for (const char* f : {"int4-g32-asym", "int8-g64", "fp8-pc"}) check_reference_small(f);
+  for (const char* f : {"int4-g32-asym", "int8-g64", "fp8-pc", "fp4-g32", "mxfp4", "nvfp4", "int3-g128-asym", "int2-g64"})
+    check_reference_small(f);
   const std::vector<int> ms = {1, 3, 16, 17, 64, 130};
   check_format("int4-g128", {{384, 512}, {4096, 4096}, {14336, 4096}, {4096, 28672}, {640, 384}}, ms, rng);
   check_format("int4-g128", kSmallModel, {1, 5, 16, 40}, rng);
@@ -486,13 +491,20 @@ static void run_checks(bool smoke) {
   for (const char* f : {"int8-pc", "int8-g128", "fp8-pc"})
     check_format(f, {{384, 256}, {4096, 4096}, {14336, 4096}, {576, 576}, {1536, 576}}, {1, 3, 16, 17, 130}, rng);
   for (const char* f : {"int8-g64", "int8-g32", "fp8-g128"}) check_format(f, {{384, 256}, {576, 192}}, {1, 17, 130}, rng);
+  // fp4 family, int3, int2: the formats with every kernel on real layer shapes, all of them small.
+  for (const char* f : {"nvfp4", "mxfp4", "fp4-g128", "int3-g128", "int3-g128-asym", "int2-g64-asym", "int2-g128"})
+    check_format(f, {{4096, 4096}, {14336, 4096}, {576, 576}}, {1, 3, 16, 17, 130}, rng);
+  for (const char* f : {"fp4-g64", "fp4-g32", "fp4-pc", "int3-g64", "int3-g32-asym", "int3-pc", "int2-g64",
+                        "int2-g128-asym", "int2-g32", "int2-pc-asym"})
+    check_format(f, {{384, 256}, {576, 192}}, {1, 17, 130}, rng);
   printf("correctness: %s\n", failures ? "FAILURES" : "all ok");
 }
 
 int main(int argc, char** argv) {
   const char* json_path = nullptr;
   bool skip_check = false, skip_time = false, smoke = false;
-  std::vector<std::string> formats = {"int4-g128", "int8-pc", "int8-g128", "fp8-pc"};
+  std::vector<std::string> formats = {"int4-g128", "int8-pc", "int8-g128", "fp8-pc", "nvfp4",        "mxfp4",
+                                      "fp4-g128",  "int3-g128", "int2-g64-asym", "int2-g128"};
   std::vector<int> ms = {1, 2, 4, 8, 16, 32, 64, 128, 256, 1024};
   for (int i = 1; i < argc; ++i) {
     if (!strcmp(argv[i], "--json") && i + 1 < argc)

@@ -29,4 +29,12 @@ WeightTileShape int4_tile_shape(const TensorFormat& format, int64_t rows, int64_
 // Throws marlin::Error for a tensor that fails validate() or int4_tile_shape().
 std::vector<uint8_t> pack_int4_tiles(const QuantTensor& w);
 
+namespace tiles_detail {
+
+// Writes the 4096-byte code block of the tile whose first row and column are row0 and col0 in the
+// layout above (int4 and fp4 tiles; codes of at most 4 bits).
+void write_nibble_codes(const QuantTensor& w, int64_t row0, int64_t col0, uint8_t* codes);
+
+}  // namespace tiles_detail
+
 }  // namespace marlin

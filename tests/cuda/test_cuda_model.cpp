@@ -1,5 +1,5 @@
 // Whole models on the CUDA backend against the CPU backend: the default model (Q4_1 weights,
-// which the GPU runs as fp16) and a small random int4-g128 model (the fused int4 kernel).
+// which the GPU runs as fp16) and small random int4, int3 and int2 models (the fused kernels).
 //
 // The CPU reference runs with exact activations (fp32 activations, fp64 accumulation), so its
 // error is fp32 rounding only. The GPU rounds to fp16 (unit roundoff u = 2^-11) at every matmul
@@ -92,6 +92,17 @@ TEST(CudaModel, Int4ModelMatchesCpu) {
   MARLIN_REQUIRE_GPU();
   auto source = make_synthetic_source("tiny", TensorFormat::parse("int4-g128"));
   compare_backends(*source, {1, 17, 400, 3, 99, 256, 7, 8, 300, 511, 2, 45, 46, 47, 100, 101, 5}, 12);
+}
+
+// int3 and int2 weights on their fused kernels (lowbit_tiles.h): GEMV for the decode steps, the
+// striped kernel for the prompt.
+TEST(CudaModel, LowBitModelsMatchCpu) {
+  MARLIN_REQUIRE_GPU();
+  for (const char* format : {"int3-g128-asym", "int2-g64"}) {
+    SCOPED_TRACE(format);
+    auto source = make_synthetic_source("tiny", TensorFormat::parse(format));
+    compare_backends(*source, {1, 17, 400, 3, 99, 256, 7, 8, 300, 511, 2, 45, 46, 47, 100, 101, 5}, 6);
+  }
 }
 
 // A prompt long enough for the many-row path (int4 unpacked to fp16, cuBLAS).

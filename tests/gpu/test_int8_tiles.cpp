@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <vector>
 
 #include "backend/int8_tiles.h"
 #include "core/error.h"
@@ -33,7 +34,12 @@ TEST(Int8Tiles, PadsKToWholeTiles) {
 TEST(Int8Tiles, Fp8BitMoveIsExact) {
   for (uint32_t q = 0; q < 256; ++q) {
     if ((q & 0x7f) == 0x7f) continue;
-    EXPECT_EQ(tile_test::fp8_kernel_value(q), e4m3_to_float(uint8_t(q)) / 256.0f) << "code " << q;
+    // The code as byte 1 of a word (row g + 8's first value: register 1, half 0).
+    std::vector<uint8_t> codes(8192, 0);
+    codes[1] = uint8_t(q);
+    tile_test::PreScale a[4];
+    tile_test::decode_kstep(codes.data(), TileCodec::kFp8, 0, 0, 0, 0, 0, a);
+    EXPECT_EQ(a[1].half[0], e4m3_to_float(uint8_t(q)) / 256.0f) << "code " << q;
   }
 }
 
@@ -59,9 +65,9 @@ TEST(Int8Tiles, RejectsWhatTheKernelCannotRun) {
   EXPECT_THROW(int8_tile_shape(TensorFormat::parse("int8-g128-act"), 64, 128), Error);
   // fp8 tiles store 256·s in fp16: a scale of 300 cannot be.
   tile_test::Planar p = random_planar("fp8-pc", 64, 128, 3);
-  p.scales[5] = fp32_to_fp16(300.0f);
+  p.set_fp16_scale(5, 300.0f);
   EXPECT_THROW(pack_int8_tiles(p.view()), Error);
-  p.scales[5] = fp32_to_fp16(255.0f);
+  p.set_fp16_scale(5, 255.0f);
   EXPECT_NO_THROW(pack_int8_tiles(p.view()));
 }
 

@@ -8,6 +8,7 @@
 #include "backend/cuda/device_memory.h"
 #include "backend/cuda/int4_unpack.h"
 #include "backend/cuda/ops.h"
+#include "backend/fp4_tiles.h"
 #include "backend/weight_tiles.h"
 #include "core/half.h"
 #include "quant/dequant.h"
@@ -58,28 +59,45 @@ QuantBuffers stack_rows(std::span<const QuantTensor> parts) {
   return out;
 }
 
-// The tile shape the fused kernels need for these stacked parts, or nullopt when they cannot run
-// them (a format without a tile codec, rows not a multiple of 64, ...).
-std::optional<WeightTileShape> tiled_shape(std::span<const QuantTensor> parts) {
+// Stacked parts packed into weight tiles for the fused kernels.
+struct PackedTiles {
+  WeightTileShape shape;
+  std::vector<uint8_t> bytes;
+};
+
+// The parts in weight tiles, or nullopt when the fused kernels cannot run them: a format without a
+// tile codec, rows not a multiple of 64, scales a codec cannot hold (fp4_tiles.h), ...
+std::optional<PackedTiles> pack_tiles(std::span<const QuantTensor> parts) {
   int64_t rows = 0;
   for (const QuantTensor& p : parts) {
     if (!(p.format == parts[0].format)) return std::nullopt;
     rows += p.rows;
   }
   try {
-    return weight_tile_shape(parts[0].format, rows, parts[0].cols);
+    PackedTiles t{weight_tile_shape(parts[0].format, rows, parts[0].cols), {}};
+    // nvfp4 parts may have different tensor scales: packed with scale 1 (what stack_rows keeps),
+    // then each part's rows get its own.
+    t.bytes = pack_weight_tiles(stack_rows(parts).view());
+    if (parts[0].format.kind == FormatKind::kNvFp4) {
+      int64_t r0 = 0;
+      for (const QuantTensor& p : parts) {
+        multiply_fp4_row_scales(t.bytes, t.shape, r0, p.rows, p.tensor_scale);
+        r0 += p.rows;
+      }
+    }
+    return t;
   } catch (const Error&) {
     return std::nullopt;
   }
 }
 
-// int4 / int8 / fp8 weights in tiles, run by the fused dequantize + GEMM/GEMV kernels.
+// Weights in tiles (int4, int8, fp8, fp4 / mxfp4 / nvfp4, int3, int2), run by the fused
+// dequantize + GEMM/GEMV kernels.
 class TiledLinear final : public CudaLinear {
  public:
-  TiledLinear(std::span<const QuantTensor> parts, const WeightTileShape& shape, LinearContext& ctx)
-      : weights_(pack_weight_tiles(stack_rows(parts).view()), shape) {
-    rows = shape.rows;
-    cols = shape.cols;
+  TiledLinear(const PackedTiles& packed, LinearContext& ctx) : weights_(packed.bytes, packed.shape) {
+    rows = packed.shape.rows;
+    cols = packed.shape.cols;
     // Reserved now for every row count the kernels will see: a workspace that grew later would
     // leave recorded graphs pointing at freed memory.
     ctx.workspace.reserve(rows, unpacks(ctx.max_rows) ? kUnpackRows - 1 : ctx.max_rows);
@@ -151,7 +169,7 @@ std::unique_ptr<CudaLinear> CudaLinear::upload(std::span<const QuantTensor> part
     p.validate();
     MARLIN_CHECK(p.cols == parts[0].cols, "cuda backend: stacked weights of {} and {} columns", parts[0].cols, p.cols);
   }
-  if (const auto shape = tiled_shape(parts)) return std::make_unique<TiledLinear>(parts, *shape, ctx);
+  if (const auto packed = pack_tiles(parts)) return std::make_unique<TiledLinear>(*packed, ctx);
   return std::make_unique<DenseLinear>(parts);
 }
 

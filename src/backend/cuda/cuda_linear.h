@@ -1,7 +1,7 @@
-// Linear layers on the GPU. Every format runs: int4 (symmetric or asymmetric), symmetric int8 and
-// fp8 through the fused dequantize + GEMM/GEMV kernels (tiled_gemm.h) when their tiles fit (rows a
-// multiple of 64, cols of 64); everything else is dequantized once, at upload, to fp16 and
-// multiplied by cuBLAS. For products of many rows (prompts) the int4 weights are unpacked to
+// Linear layers on the GPU. Every format runs: int4, int3 and int2 (symmetric or asymmetric),
+// symmetric int8, fp8, fp4, mxfp4 and nvfp4 through the fused dequantize + GEMM/GEMV kernels
+// (tiled_gemm.h) when their tiles fit (rows a multiple of 64, cols of 64, scales the codec can hold);
+// everything else is dequantized once, at upload, to fp16 and multiplied by cuBLAS. For products of many rows (prompts) the int4 weights are unpacked to
 // fp16 into a shared scratch and multiplied by cuBLAS, which is then the faster way.
 #pragma once
 
@@ -35,7 +35,7 @@ DeviceArray<__half> upload_as_half(std::span<const QuantTensor> parts);
 
 class CudaLinear : public BackendLinear {
  public:
-  // `parts` stacked by rows (same column count; int4 needs the same format in every part).
+  // `parts` stacked by rows (same column count; the fused kernels need the same format in every part).
   static std::unique_ptr<CudaLinear> upload(std::span<const QuantTensor> parts, LinearContext& ctx);
   // out = in · Wᵀ for m rows of fp16 input; out is fp16, or fp32 when `out_f32`.
   virtual void forward(const __half* in, int64_t m, void* out, bool out_f32, LinearContext& ctx) const = 0;

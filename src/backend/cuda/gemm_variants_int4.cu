@@ -1,12 +1,11 @@
 // The compiled variants of the striped weight-tile GEMM for int4 tiles.
-#include <iterator>
-
 #include "backend/cuda/tiled_gemm_kernel.cuh"
+#include "backend/cuda/tiled_variant_table.cuh"
 
 namespace marlin::cuda::tiled_detail {
 
 // X(codec, row_tiles, frags_n, frags_m, groups_per_tile, asymmetric, path)
-#define MARLIN_GEMM_VARIANTS(X)                   \
+#define MARLIN_INT4_VARIANTS(X)                   \
   X(kCodecInt4, 2, 1, 1, 1, false, kPathMma)      \
   X(kCodecInt4, 2, 2, 1, 1, false, kPathMma)      \
   X(kCodecInt4, 4, 2, 1, 1, false, kPathMma)      \
@@ -35,23 +34,6 @@ namespace marlin::cuda::tiled_detail {
   X(kCodecInt4, 2, 1, 2, 1, false, kPathStream)   \
   X(kCodecInt4, 4, 2, 1, 1, false, kPathStream)
 
-namespace {
-
-#define MARLIN_CONFIG_ROW(CODEC, R, FN, FM, G, Z, PATH) KernelConfig{CODEC, R, FN, FM, G, Z, PATH},
-constexpr KernelConfig kConfigs[] = {MARLIN_GEMM_VARIANTS(MARLIN_CONFIG_ROW)};
-#undef MARLIN_CONFIG_ROW
-
-cudaError_t launch(int index, const GemmParams& params, int grid, int smem, bool pdl, cudaStream_t stream) {
-  int i = 0;
-#define MARLIN_LAUNCH_CASE(CODEC, R, FN, FM, G, Z, PATH) \
-  if (index == i++) return launch_gemm_variant<CODEC, R, FN, FM, G, Z, PATH>(params, grid, smem, pdl, stream);
-  MARLIN_GEMM_VARIANTS(MARLIN_LAUNCH_CASE)
-#undef MARLIN_LAUNCH_CASE
-  return cudaErrorInvalidValue;
-}
-
-}  // namespace
-
-GemmVariantTable gemm_variants_int4() { return {kConfigs, int(std::size(kConfigs)), launch}; }
+MARLIN_DEFINE_GEMM_TABLE(gemm_variants_int4, MARLIN_INT4_VARIANTS)
 
 }  // namespace marlin::cuda::tiled_detail

@@ -15,7 +15,13 @@ using tiled_detail::GemvConfig;
 using tiled_detail::KernelConfig;
 
 static_assert(int(TileCodec::kInt4) == tiled_detail::kCodecInt4 && int(TileCodec::kInt8) == tiled_detail::kCodecInt8 &&
-              int(TileCodec::kFp8) == tiled_detail::kCodecFp8);
+              int(TileCodec::kFp8) == tiled_detail::kCodecFp8 && int(TileCodec::kFp4) == tiled_detail::kCodecFp4 &&
+              int(TileCodec::kInt2) == tiled_detail::kCodecInt2 && int(TileCodec::kInt3) == tiled_detail::kCodecInt3);
+
+// The row multipliers after the tiles (fp4), or null.
+const float* row_scales(const TiledWeights& w) {
+  return w.shape.row_scale_bytes() ? reinterpret_cast<const float*>(w.tiles + w.shape.tiles_bytes()) : nullptr;
+}
 
 void check_cuda(cudaError_t err, const char* what) {
   MARLIN_CHECK(err == cudaSuccess, "tiled gemm: {}: {}", what, cudaGetErrorString(err));
@@ -72,6 +78,7 @@ void launch_gemv(int variant, const TiledWeights& w, const __half* a, __half* c,
   p.n = int(w.shape.rows);
   p.k = int(w.shape.cols);
   p.k_tiles = int(w.shape.col_blocks());
+  p.row_scales = row_scales(w);
   // Spread the strips over the SMs; a block's warps split its strips, then its K range.
   const int strips = p.n / 16;
   const int sms = device_attribute(cudaDevAttrMultiProcessorCount);
@@ -122,6 +129,7 @@ void run_striped(int variant, const TiledWeights& w, const __half* a, __half* c,
   MARLIN_CHECK(items < INT_MAX, "tiled gemm: problem too large ({} work items)", items);
   p.items = items;
   p.weights_evict_first = p.m_chunks == 1;
+  p.row_scales = row_scales(w);
 
   const int sms = device_attribute(cudaDevAttrMultiProcessorCount);
   const int grid = int(std::min<int64_t>(sms, items));

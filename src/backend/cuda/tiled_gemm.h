@@ -2,8 +2,9 @@
 // int4_gemm.h and int8_gemm.h are the per-format entry points; this header holds what they share.
 //
 //   W  n × k weights in the tile layout of backend/weight_tiles.h (int4: int4_tiles.h; int8 and
-//      fp8: int8_tiles.h), built on the host by pack_weight_tiles() and uploaded by
-//      DeviceWeightTiles.
+//      fp8: int8_tiles.h; fp4, mxfp4, nvfp4: fp4_tiles.h, with the row multipliers after the
+//      tiles; int3, int2: lowbit_tiles.h), built on the host by pack_weight_tiles() and uploaded
+//      by DeviceWeightTiles.
 //   A  m × k fp16, row-major (row stride k), 16-byte aligned.
 //   C  m × n fp16, row-major (row stride n); fp32 accumulation, one rounding at the end.
 // Limits (checked at entry, marlin::Error on violation): n a multiple of 64, k a multiple of 64

@@ -1,5 +1,5 @@
 // The weight-tile × fp16 GEMM kernel (Hopper): C = A · Wᵀ with W in weight tiles
-// (backend/weight_tiles.h) of any codec (tile_codecs.cuh: int4, int8, fp8).
+// (backend/weight_tiles.h) of any codec (tile_codecs.cuh: int4, int8, fp8, fp4, int3, int2).
 //
 // Computed transposed, Cᵀ = W · Aᵀ: the weights are the tensor cores' 16-row (mma.sync) or 64-row
 // (wgmma) A operand, dequantized by each warp straight into registers, and the tokens are the
@@ -53,8 +53,8 @@ template <int kCodec, int kRowTiles, int kFragsN, int kFragsM, int kGroupsPerTil
 struct TiledGemm {
   using C = Codec<kCodec>;
   using Quant = typename C::Quant;
+  using Codes = typename C::Codes;
   static constexpr int kCodeBytes = C::kCodeBytes;
-  static constexpr int kVecs = C::kVecs;
   static constexpr int kStrips = 4 * kRowTiles;
   static constexpr int kWarps = kStrips / kFragsN;  // consumer warps
   static constexpr int kThreads = (kWarps + 1) * 32;
@@ -175,24 +175,30 @@ struct TiledGemm {
 
   using Acc = float[kFragsN][kFragsM][4];
 
-  // Stores this thread's accumulators into C (fp16), skipping tokens past m.
+  // Stores this thread's accumulators into C (fp16), skipping tokens past m; rows n and n + 8 times
+  // their multipliers first where the codec has them.
   static __device__ __forceinline__ void store_c(const GemmParams& p, const Item& w, int warp, int lane,
                                                  const Acc& acc) {
     const int g = lane / 4, t = lane % 4;
 #pragma unroll
     for (int fn = 0; fn < kFragsN; ++fn) {
       const int n = w.nb * kBlockRows + (warp * kFragsN + fn) * 16 + g;
+      float top = 1.0f, bottom = 1.0f;
+      if constexpr (C::kRowScales) {
+        top = p.row_scales[n];
+        bottom = p.row_scales[n + 8];
+      }
 #pragma unroll
       for (int fm = 0; fm < kFragsM; ++fm) {
         const int tok = w.mc * kChunk + fm * 8 + 2 * t;
         __half* c = p.c + static_cast<long long>(tok) * p.n + n;
         if (tok < p.m) {
-          c[0] = __float2half_rn(acc[fn][fm][0]);
-          c[8] = __float2half_rn(acc[fn][fm][2]);
+          c[0] = __float2half_rn(scale_output<C::kRowScales>(acc[fn][fm][0], top));
+          c[8] = __float2half_rn(scale_output<C::kRowScales>(acc[fn][fm][2], bottom));
         }
         if (tok + 1 < p.m) {
-          c[p.n] = __float2half_rn(acc[fn][fm][1]);
-          c[p.n + 8] = __float2half_rn(acc[fn][fm][3]);
+          c[p.n] = __float2half_rn(scale_output<C::kRowScales>(acc[fn][fm][1], top));
+          c[p.n + 8] = __float2half_rn(scale_output<C::kRowScales>(acc[fn][fm][3], bottom));
         }
       }
     }
@@ -323,12 +329,10 @@ struct TiledGemm {
   }
 
   // This lane's codes of half h (k-steps 4h .. 4h + 3) of a strip (tile_codecs.cuh).
-  static __device__ __forceinline__ void load_codes(const uint8_t* stage, int tile_off, int row_off, int h, int lane,
-                                                    uint4 (&v)[kVecs]) {
-    const uint8_t* base =
-        stage + tile_off + kScaleBytes + kZeroBytes + (row_off / 16) * (kCodeBytes / 4) + h * (kCodeBytes / 8) + lane * 16;
-#pragma unroll
-    for (int j = 0; j < kVecs; ++j) v[j] = *reinterpret_cast<const uint4*>(base + j * 512);
+  static __device__ __forceinline__ Codes load_codes(const uint8_t* stage, int tile_off, int row_off, int h, int lane) {
+    const uint8_t* half =
+        stage + tile_off + kScaleBytes + kZeroBytes + (row_off / 16) * (kCodeBytes / 4) + h * (kCodeBytes / 8);
+    return C::load(half, lane, SharedLoad{});
   }
 
   // mma.sync: this warp's strips × the chunk's tokens × 128 columns.
@@ -342,9 +346,9 @@ struct TiledGemm {
     const uint32_t act = smem_addr(stage + kWeightBytes) + lane * 16;
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      uint4 codes[kFragsN][kVecs];
+      Codes codes[kFragsN];
 #pragma unroll
-      for (int fn = 0; fn < kFragsN; ++fn) load_codes(stage, tile_off[fn], row_off[fn], h, lane, codes[fn]);
+      for (int fn = 0; fn < kFragsN; ++fn) codes[fn] = load_codes(stage, tile_off[fn], row_off[fn], h, lane);
 #pragma unroll
       for (int kp = 0; kp < 2; ++kp) {
         const int ks0 = 4 * h + 2 * kp;
@@ -376,8 +380,7 @@ struct TiledGemm {
     uint32_t a[8][4];
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      uint4 codes[kVecs];
-      load_codes(stage, tile_off, row_off, h, lane, codes);
+      const Codes codes = load_codes(stage, tile_off, row_off, h, lane);
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
         const int ks = 4 * h + i, group = ks * kGroupsPerTile / 8;

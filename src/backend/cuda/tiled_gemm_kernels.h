@@ -13,9 +13,14 @@ namespace marlin::cuda::tiled_detail {
 constexpr int kCodecInt4 = 0;
 constexpr int kCodecInt8 = 1;
 constexpr int kCodecFp8 = 2;
+constexpr int kCodecFp4 = 3;
+constexpr int kCodecInt2 = 4;
+constexpr int kCodecInt3 = 5;
 
-// Bytes of a tile's codes for a codec.
-constexpr int tile_code_bytes(int codec) { return codec == kCodecInt4 ? 4096 : 8192; }
+// Bytes of a tile's codes for a codec (64 × 128 codes).
+constexpr int tile_code_bytes(int codec) {
+  return codec == kCodecInt8 || codec == kCodecFp8 ? 8192 : codec == kCodecInt2 ? 2048 : codec == kCodecInt3 ? 3072 : 4096;
+}
 
 // One launch's problem, as the kernel reads it.
 struct GemmParams {
@@ -30,6 +35,7 @@ struct GemmParams {
   long long items = 0;     // n / block_rows × m_chunks × k_tiles work items, striped over the blocks
   int stages = 0;          // depth of the shared-memory ring
   int weights_evict_first = 1;  // weights are read once (m_chunks == 1): stream them past L2
+  const float* row_scales = nullptr;  // fp4 tiles: each output row's multiplier (weight_tiles.h)
 };
 
 // How a variant multiplies: not at all (a diagnostic that only streams the operands), with
@@ -67,6 +73,7 @@ struct GemvParams {
   int strips_per_block = 0;  // 16-row strips per block
   int strip_split = 0;       // warp groups, each owning every strip_split-th strip of the block
   int k_split = 0;           // warps per group, each owning 1/k_split of K
+  const float* row_scales = nullptr;  // as GemmParams
 };
 
 struct GemvConfig {
@@ -74,6 +81,7 @@ struct GemvConfig {
   int warps;
   int strips_per_warp;
   int frags_m;  // tokens ≤ 8·frags_m
+  int depth;    // half-k-tiles each lane loads ahead (more for codecs of few bytes per lane)
   int groups_per_tile;
   bool asymmetric;
 
@@ -95,8 +103,9 @@ cudaError_t launch_gemv(int config, const GemvParams& params, int grid, bool pdl
 // Dynamic shared memory a striped variant needs for `stages` stages.
 inline int smem_bytes(const KernelConfig& cfg, int stages) { return stages * (cfg.stage_bytes() + 16) + 16; }
 
-// The variants of one translation unit (gemm_variants_<codec>.cu, gemv_variants_<codec>.cu); the
-// registry (tiled_gemm_variants.cpp) numbers them one table after another.
+// The variants of one translation unit (gemm_variants_<codec>.cu, gemv_variants_<codec>.cu, made
+// by tiled_variant_table.cuh); the registry (tiled_gemm_variants.cpp) numbers them one table after
+// another.
 struct GemmVariantTable {
   const KernelConfig* configs;
   int count;
@@ -109,7 +118,13 @@ struct GemvVariantTable {
 };
 GemmVariantTable gemm_variants_int4();
 GemmVariantTable gemm_variants_int8();
+GemmVariantTable gemm_variants_fp4();
+GemmVariantTable gemm_variants_int2();
+GemmVariantTable gemm_variants_int3();
 GemvVariantTable gemv_variants_int4();
 GemvVariantTable gemv_variants_int8();
+GemvVariantTable gemv_variants_fp4();
+GemvVariantTable gemv_variants_int2();
+GemvVariantTable gemv_variants_int3();
 
 }  // namespace marlin::cuda::tiled_detail

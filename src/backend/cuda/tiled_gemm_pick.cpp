@@ -22,7 +22,8 @@
 //       m > 32   wgmma, 64 tokens per pass.
 //  3. n not a multiple of 128 (no striped block fits): the GEMV, 16 tokens per launch.
 // A preferred variant that was not compiled for the format falls back to one every format has
-// (GEMV W8-S2 with 8 or 16 tokens, mma R2-FN2-FM2, wgmma R2-FN1-FM8).
+// (GEMV W8-S2 with 8 or 16 tokens, mma R2-FN2-FM2, wgmma R2-FN1-FM8). fp4, int3 and int2 take
+// int4's rule (not yet fit to their own measurements).
 #include <algorithm>
 
 #include "backend/cuda/tiled_gemm.h"
@@ -85,7 +86,8 @@ GemmTuning tiled_gemm_pick(const WeightTileShape& shape, int64_t m, int sms) {
   GemmTuning t;
   const int64_t strips = shape.rows / 16;
   const double weight_bytes_per_sm = double(shape.total_bytes()) / sms;
-  const bool eight_bit = shape.codec != TileCodec::kInt4;
+  // Codes of at most 4 bits (int4, fp4, int3, int2) follow int4's measurements.
+  const bool eight_bit = shape.code_bits() == 8;
   const bool gemv_fits = (m <= 4 && (eight_bit || strips <= 8 * int64_t(sms))) ||
                          (m <= 8 && weight_bytes_per_sm <= (eight_bit ? 200e3 : 80e3)) ||
                          (m <= 16 && weight_bytes_per_sm <= 16e3);

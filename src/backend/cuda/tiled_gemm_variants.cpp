@@ -27,12 +27,14 @@ struct Registry {
 };
 
 const Registry<GemmVariantTable, KernelConfig>& gemm_registry() {
-  static const Registry<GemmVariantTable, KernelConfig> registry({gemm_variants_int4(), gemm_variants_int8()});
+  static const Registry<GemmVariantTable, KernelConfig> registry(
+      {gemm_variants_int4(), gemm_variants_int8(), gemm_variants_fp4(), gemm_variants_int2(), gemm_variants_int3()});
   return registry;
 }
 
 const Registry<GemvVariantTable, GemvConfig>& gemv_registry() {
-  static const Registry<GemvVariantTable, GemvConfig> registry({gemv_variants_int4(), gemv_variants_int8()});
+  static const Registry<GemvVariantTable, GemvConfig> registry(
+      {gemv_variants_int4(), gemv_variants_int8(), gemv_variants_fp4(), gemv_variants_int2(), gemv_variants_int3()});
   return registry;
 }
 

@@ -4,9 +4,10 @@
 // Rows across SMs, K inside the block: block b owns `strips_per_block` consecutive 16-row strips
 // and their whole K range, so no partial sum ever leaves the block (no workspace, no atomics, no
 // end-of-kernel reduction chain). Its warps split the strips into `strip_split` groups and each
-// group's K range into `k_split` pieces; every lane loads its own 16 bytes of fragment words
-// straight into registers (the tile layout is already in register order, so a warp's load is one
-// coalesced 512-byte run), kDepth half-k-tiles ahead, and takes its activation fragments from
+// group's K range into `k_split` pieces; every lane loads its own bytes of fragment words (16 for
+// int4, 8 + 4 for int3, ...) straight into registers (the tile layout is already in register
+// order, so a warp's load is one coalesced run), kDepth half-k-tiles ahead (codecs of fewer bytes
+// per lane go deeper to keep as many bytes in flight), and takes its activation fragments from
 // global memory (L1/L2). The k_split partial sums are added in shared memory in a fixed order.
 // K is a multiple of 64, so a half-k-tile lies wholly inside K or wholly in the last tile's
 // padding, which is skipped. (An L2 prefetch of the next kDepth half-k-tiles' codes was 0–8 %
@@ -23,11 +24,10 @@
 
 namespace marlin::cuda::tiled_detail {
 
-template <int kCodec, int kWarps, int kStripsPerWarp, int kFragsM, int kGroupsPerTile, bool kAsym>
+template <int kCodec, int kWarps, int kStripsPerWarp, int kFragsM, int kDepth, int kGroupsPerTile, bool kAsym>
 struct TiledGemv {
   using C = Codec<kCodec>;
   using Quant = typename C::Quant;
-  static constexpr int kDepth = 4;  // half-k-tiles (64 columns) loaded ahead per strip
   static constexpr int kScaleBytes = kGroupsPerTile * 128;
   static constexpr int kZeroBytes = kAsym ? kGroupsPerTile * 64 : 0;
   static constexpr int kCodeBytes = C::kCodeBytes;
@@ -38,16 +38,14 @@ struct TiledGemv {
 
   // One half-k-tile of one strip, as this lane needs it.
   struct Step {
-    uint4 codes[C::kVecs];
+    typename C::Codes codes;
     Quant quant[kHalfGroups][2];
   };
 
   static __device__ __forceinline__ void load_step(const uint8_t* tile, int strip_in_tile, int half, int lane,
                                                    Step& s) {
-    const uint8_t* codes =
-        tile + kScaleBytes + kZeroBytes + strip_in_tile * (kCodeBytes / 4) + half * (kCodeBytes / 8) + lane * 16;
-#pragma unroll
-    for (int j = 0; j < C::kVecs; ++j) s.codes[j] = __ldcs(reinterpret_cast<const uint4*>(codes + j * 512));
+    s.codes = C::load(tile + kScaleBytes + kZeroBytes + strip_in_tile * (kCodeBytes / 4) + half * (kCodeBytes / 8),
+                      lane, StreamLoad{});
     const int row = strip_in_tile * 16 + lane / 4;
 #pragma unroll
     for (int j = 0; j < kHalfGroups; ++j) {
@@ -158,33 +156,38 @@ struct TiledGemv {
     for (int j = 0; j < kStripsPerWarp; ++j) {
       if (!valid[j]) continue;
       const int n = (block_strip0 + group + j * p.strip_split) * 16 + g;
+      float top = 1.0f, bottom = 1.0f;
+      if constexpr (C::kRowScales) {
+        top = p.row_scales[n];
+        bottom = p.row_scales[n + 8];
+      }
 #pragma unroll
       for (int fm = 0; fm < kFragsM; ++fm) {
         const int tok = fm * 8 + 2 * t;
         __half* c = p.c + static_cast<long long>(tok) * p.n + n;
         if (tok < p.m) {
-          c[0] = __float2half_rn(acc[j][fm][0]);
-          c[8] = __float2half_rn(acc[j][fm][2]);
+          c[0] = __float2half_rn(scale_output<C::kRowScales>(acc[j][fm][0], top));
+          c[8] = __float2half_rn(scale_output<C::kRowScales>(acc[j][fm][2], bottom));
         }
         if (tok + 1 < p.m) {
-          c[p.n] = __float2half_rn(acc[j][fm][1]);
-          c[p.n + 8] = __float2half_rn(acc[j][fm][3]);
+          c[p.n] = __float2half_rn(scale_output<C::kRowScales>(acc[j][fm][1], top));
+          c[p.n + 8] = __float2half_rn(scale_output<C::kRowScales>(acc[j][fm][3], bottom));
         }
       }
     }
   }
 };
 
-template <int kCodec, int kWarps, int kStripsPerWarp, int kFragsM, int kGroupsPerTile, bool kAsym>
+template <int kCodec, int kWarps, int kStripsPerWarp, int kFragsM, int kDepth, int kGroupsPerTile, bool kAsym>
 __global__ void __launch_bounds__(kWarps * 32, 1) tiled_gemv_kernel(const __grid_constant__ GemvParams p) {
   allow_dependent_launch();
   extern __shared__ __align__(16) float red[];
-  TiledGemv<kCodec, kWarps, kStripsPerWarp, kFragsM, kGroupsPerTile, kAsym>::run(p, red);
+  TiledGemv<kCodec, kWarps, kStripsPerWarp, kFragsM, kDepth, kGroupsPerTile, kAsym>::run(p, red);
 }
 
 // Launches one variant (see launch_gemv in tiled_gemm_kernels.h); dynamic shared memory holds the
 // partial sums.
-template <int kCodec, int kWarps, int kStripsPerWarp, int kFragsM, int kGroupsPerTile, bool kAsym>
+template <int kCodec, int kWarps, int kStripsPerWarp, int kFragsM, int kDepth, int kGroupsPerTile, bool kAsym>
 cudaError_t launch_gemv_variant(const GemvParams& params, int grid, bool pdl, cudaStream_t stream) {
   cudaLaunchConfig_t config = {};
   config.gridDim = dim3(grid);
@@ -197,7 +200,7 @@ cudaError_t launch_gemv_variant(const GemvParams& params, int grid, bool pdl, cu
   config.attrs = &attribute;
   config.numAttrs = pdl ? 1 : 0;
   return cudaLaunchKernelEx(
-      &config, tiled_gemv_kernel<kCodec, kWarps, kStripsPerWarp, kFragsM, kGroupsPerTile, kAsym>, params);
+      &config, tiled_gemv_kernel<kCodec, kWarps, kStripsPerWarp, kFragsM, kDepth, kGroupsPerTile, kAsym>, params);
 }
 
 }  // namespace marlin::cuda::tiled_detail
