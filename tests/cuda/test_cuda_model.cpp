@@ -18,6 +18,8 @@
 #include "model/model.h"
 #include "model/model_source.h"
 #include "model/synthetic_source.h"
+#include "quant/dequant.h"
+#include "quant/quant_buffers.h"
 #include "test_util.h"
 
 namespace marlin {
@@ -95,13 +97,45 @@ TEST(CudaModel, Int4ModelMatchesCpu) {
 }
 
 // int3 and int2 weights on their fused kernels (lowbit_tiles.h): GEMV for the decode steps, the
-// striped kernel for the prompt.
+// striped kernel for the prompt, against the CPU. This tiny model has a decode step whose
+// attention is close to a tie between positions, where fp16 activations alone move the logits by
+// a few percent (cuBLAS on the same weights in fp16 moves them as much). So a step's error must
+// stay within the fp16 bound, or within 1.5× the error of the GPU's fp16 path on the same weights
+// dequantized (a model whose linear weights were replaced by their f32 values).
 TEST(CudaModel, LowBitModelsMatchCpu) {
   MARLIN_REQUIRE_GPU();
-  for (const char* format : {"int3-g128-asym", "int2-g64"}) {
+  ExactActivations exact;
+  for (const char* format : {"int3-g128-asym", "int3-g64", "int2-g64", "int2-g128-asym"}) {
     SCOPED_TRACE(format);
     auto source = make_synthetic_source("tiny", TensorFormat::parse(format));
-    compare_backends(*source, {1, 17, 400, 3, 99, 256, 7, 8, 300, 511, 2, 45, 46, 47, 100, 101, 5}, 6);
+    ThreadPool pool(2);
+    auto cpu = load_model(*source, pool, DeviceKind::kCpu);
+    auto fused = load_model(*source, pool, DeviceKind::kCuda);
+    auto dense = load_model(*source, pool, DeviceKind::kCuda);
+    std::vector<QuantBuffers> f32_weights;
+    f32_weights.reserve(source->tensor_names().size());
+    for (const std::string& name : source->tensor_names()) {
+      if (name.find("_proj.") == std::string::npos) continue;
+      const QuantTensor w = *source->tensor(name);
+      f32_weights.push_back(QuantBuffers::allocate(TensorFormat{FormatKind::kF32}, w.rows, w.cols));
+      for (int64_t r = 0; r < w.rows; ++r)
+        dequantize_row(w, r, reinterpret_cast<float*>(f32_weights.back().codes.data()) + r * w.cols);
+      dense->replace_weight(name, f32_weights.back().view());
+    }
+    const int vocab = cpu->config().vocab_size;
+    const double bound = 2 * test::kHalfUlp * std::sqrt(7.0 * cpu->config().n_layers);
+    auto c_cpu = cpu->new_cache(64), c_fused = fused->new_cache(64), c_dense = dense->new_cache(64);
+    std::vector<int32_t> tokens = {1, 17, 400, 3, 99, 256, 7, 8, 300, 511, 2, 45, 46, 47, 100, 101, 5};
+    std::vector<float> a(static_cast<size_t>(vocab)), b(a.size()), d(a.size());
+    for (int step = 0; step <= 8; ++step) {
+      cpu->forward(tokens, *c_cpu, a.data(), false);
+      fused->forward(tokens, *c_fused, b.data(), false);
+      dense->forward(tokens, *c_dense, d.data(), false);
+      const double allowed = std::max(bound, 1.5 * relative_rms_error(d, a));
+      EXPECT_LE(relative_rms_error(b, a), allowed) << "step " << step;
+      expect_same_choice(a.data(), b.data(), vocab, allowed);
+      tokens = {argmax(a.data(), vocab)};
+    }
   }
 }
 
