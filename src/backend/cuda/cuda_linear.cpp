@@ -66,8 +66,10 @@ struct PackedTiles {
 };
 
 // The parts in weight tiles, or nullopt when the fused kernels cannot run them: a format without a
-// tile codec, rows not a multiple of 64, scales a codec cannot hold (fp4_tiles.h), ...
+// tile codec, rows not a multiple of 64, scales a codec cannot hold (fp4_tiles.h), a GPU older
+// than sm_90, ...
 std::optional<PackedTiles> pack_tiles(std::span<const QuantTensor> parts) {
+  if (!tiled_gemm_supported()) return std::nullopt;
   int64_t rows = 0;
   for (const QuantTensor& p : parts) {
     if (!(p.format == parts[0].format)) return std::nullopt;

@@ -197,6 +197,8 @@ void GemmWorkspace::reserve(int64_t max_n, int64_t max_m) {
   }
 }
 
+bool tiled_gemm_supported() { return device_attribute(cudaDevAttrComputeCapabilityMajor) == 9; }
+
 void tiled_gemm(const TiledWeights& w, const __half* a, __half* c, int64_t m, GemmWorkspace& workspace,
                 cudaStream_t stream, const GemmTuning& tuning) {
   MARLIN_CHECK(tuning.variant < 0 || tuning.gemv_variant < 0, "tiled gemm: both a gemm and a gemv variant given");
@@ -209,7 +211,7 @@ void tiled_gemm(const TiledWeights& w, const __half* a, __half* c, int64_t m, Ge
   MARLIN_CHECK(w.tiles && aligned16(w.tiles), "tiled gemm: weights missing or not 16-byte aligned");
   MARLIN_CHECK(a && aligned16(a), "tiled gemm: activations missing or not 16-byte aligned");
   MARLIN_CHECK(c != nullptr, "tiled gemm: no output");
-  MARLIN_CHECK(device_attribute(cudaDevAttrComputeCapabilityMajor) == 9, "tiled gemm: needs an sm_90 GPU");
+  MARLIN_CHECK(tiled_gemm_supported(), "tiled gemm: needs an sm_90 GPU");
   const GemmTuning pick = tuning.variant < 0 && tuning.gemv_variant < 0
                               ? tiled_gemm_pick(s, m, device_attribute(cudaDevAttrMultiProcessorCount))
                               : tuning;

@@ -86,6 +86,10 @@ struct GemmTuning {
   bool overlap_previous_kernel = true;
 };
 
+// Whether the current device runs the tiled kernels (sm_90: TMA, mbarrier transactions, wgmma).
+// On others every weight runs as fp16 through cuBLAS (cuda_linear.h).
+bool tiled_gemm_supported();
+
 // C = A · Wᵀ for m tokens on `stream`, any codec. Throws marlin::Error for shapes outside the
 // limits above, a misaligned pointer, a variant of another weight format, or a CUDA error at launch.
 void tiled_gemm(const TiledWeights& w, const __half* a, __half* c, int64_t m, GemmWorkspace& workspace,

@@ -405,6 +405,9 @@ struct TiledGemm {
 template <int kCodec, int kRowTiles, int kFragsN, int kFragsM, int kGroupsPerTile, bool kAsym, int kPath>
 __global__ void __launch_bounds__(TiledGemm<kCodec, kRowTiles, kFragsN, kFragsM, kGroupsPerTile, kAsym, kPath>::kThreads, 1)
     tiled_gemm_kernel(const __grid_constant__ GemmParams p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+  __trap();  // TMA, mbarrier transactions and wgmma need sm_90; tiled_gemm_supported() keeps older GPUs away
+#else
   using K = TiledGemm<kCodec, kRowTiles, kFragsN, kFragsM, kGroupsPerTile, kAsym, kPath>;
   allow_dependent_launch();
   extern __shared__ __align__(128) uint8_t smem[];
@@ -425,6 +428,7 @@ __global__ void __launch_bounds__(TiledGemm<kCodec, kRowTiles, kFragsN, kFragsM,
     K::produce(p, smem, full, empty, begin, end, lane);
   else
     K::consume(p, smem, full, empty, begin, end, warp, lane, flag);
+#endif
 }
 
 // Launches one variant (see launch_gemm in tiled_gemm_kernels.h).
