@@ -107,6 +107,7 @@ SchedulerGauges BatchingScheduler::gauges() const {
 
 void BatchingScheduler::loop() {
   while (admit()) {
+    publish_gauges();
     for (auto& r : slots_)
       if (r && r->task->cancelled()) finish(r->slot, FinishReason::kCancelled);
     prefill();

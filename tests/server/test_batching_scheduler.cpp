@@ -67,7 +67,7 @@ class BatchingTest : public ::testing::Test {
   static BatchingOptions options(int max_batch, size_t max_queue = 8, int prefill_chunk = 256) {
     return {.context = kContext, .max_batch = max_batch, .max_queue = max_queue, .prefill_chunk = prefill_chunk};
   }
-  // What a Session gives the sequence alone.
+  // What a Session gives the sequence alone (only while no scheduler runs: they share the model).
   static std::string alone(const SequenceSpec& spec) {
     Session session(engine_->model(), engine_->tokenizer(), kContext);
     return session.generate(spec.prompt, spec.params).text;
@@ -129,13 +129,14 @@ TEST_F(BatchingTest, HostSampledRowsMatchTooAndCarryLogprobs) {
                plain = greedy("What is two plus two?", 10);
   logprobs.top_logprobs = 2;
   biased.params.logit_bias = {{engine_->tokenizer().encode("Blue").front(), -100.0f}};
+  const std::string expected_a = alone(logprobs), expected_b = alone(biased), expected_c = alone(plain);
   BatchingScheduler scheduler(*engine_, options(4), metrics_);
   auto a = task("a", {logprobs}), b = task("b", {biased}), c = task("c", {plain});
   for (const auto& t : {a, b, c}) ASSERT_EQ(scheduler.submit(t), SubmitResult::kAccepted);
   const Outcome out_a = wait_all(*a)[0], out_b = wait_all(*b)[0], out_c = wait_all(*c)[0];
-  EXPECT_EQ(out_a.text, alone(logprobs));
-  EXPECT_EQ(out_b.text, alone(biased));
-  EXPECT_EQ(out_c.text, alone(plain));
+  EXPECT_EQ(out_a.text, expected_a);
+  EXPECT_EQ(out_b.text, expected_b);
+  EXPECT_EQ(out_c.text, expected_c);
   const bool ended_turn = out_a.finished.finish == FinishReason::kEndOfTurn;
   EXPECT_EQ(out_a.logprobs.size() + (ended_turn ? 1 : 0), size_t(out_a.finished.completion_tokens));
   for (const auto& t : out_a.logprobs) {
@@ -147,6 +148,7 @@ TEST_F(BatchingTest, HostSampledRowsMatchTooAndCarryLogprobs) {
 }
 
 TEST_F(BatchingTest, SeveralChoicesRunAsSeveralSequences) {
+  const std::string expected = alone(greedy("Name a color.", 6));
   BatchingScheduler scheduler(*engine_, options(4), metrics_);
   auto t = task("n", {greedy("Name a color.", 6, 0), greedy("Name a color.", 6, 1), greedy("Name a color.", 6, 2)});
   ASSERT_EQ(scheduler.submit(t), SubmitResult::kAccepted);
@@ -155,12 +157,13 @@ TEST_F(BatchingTest, SeveralChoicesRunAsSeveralSequences) {
   EXPECT_FALSE(out[0].text.empty());
   EXPECT_EQ(out[0].text, out[1].text);  // greedy: the same answer each time
   EXPECT_EQ(out[0].text, out[2].text);
-  EXPECT_EQ(out[0].text, alone(greedy("Name a color.", 6)));
+  EXPECT_EQ(out[0].text, expected);
 }
 
 TEST_F(BatchingTest, CancellationFreesTheSlotAndOthersGoOn) {
-  BatchingScheduler scheduler(*engine_, options(2), metrics_);
   const SequenceSpec keep = greedy("What is the capital of France?", 20);
+  const std::string expected = alone(keep);
+  BatchingScheduler scheduler(*engine_, options(2), metrics_);
   auto doomed = task("a", {greedy("Tell me a long story about a dragon.", 400)});
   auto kept = task("b", {keep});
   ASSERT_EQ(scheduler.submit(doomed), SubmitResult::kAccepted);
@@ -170,7 +173,7 @@ TEST_F(BatchingTest, CancellationFreesTheSlotAndOthersGoOn) {
   const Outcome cancelled = wait_all(*doomed)[0];
   EXPECT_EQ(cancelled.finished.finish, FinishReason::kCancelled);
   EXPECT_LT(cancelled.finished.completion_tokens, 400);
-  EXPECT_EQ(wait_all(*kept)[0].text, alone(keep));
+  EXPECT_EQ(wait_all(*kept)[0].text, expected);
   expect_empty(scheduler, 2);
   // The freed slots take new work; the same prompt again goes to the slot holding it and only
   // feeds its last token.
@@ -191,6 +194,8 @@ TEST_F(BatchingTest, QueueIsBounded) {
   EXPECT_EQ(scheduler.submit(queued), SubmitResult::kAccepted);
   EXPECT_EQ(scheduler.gauges().queue_depth, 1);
   EXPECT_EQ(scheduler.gauges().running_sequences, 1);
+  const auto deadline = Clock::now() + std::chrono::seconds(10);
+  while (scheduler.gauges().kv_positions_used == 0 && Clock::now() < deadline) std::this_thread::sleep_for(milliseconds(5));
   EXPECT_GT(scheduler.gauges().kv_positions_used, 0);
   auto refused = task("c", {greedy("Hi", 4)});
   EXPECT_EQ(scheduler.submit(refused), SubmitResult::kQueueFull);
