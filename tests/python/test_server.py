@@ -345,13 +345,22 @@ def test_full_queue_is_503_and_clients_that_leave_are_cancelled(server):
     body = json.dumps({"messages": [{"role": "user", "content": "Tell me a very long story about dragons."}],
                        "max_tokens": 400, "temperature": 0, "stream": True})
     streams = []
-    for _ in range(MAX_BATCH + MAX_QUEUE):  # a full batch running, the rest queued
+
+    def open_stream():
         conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
         conn.request("POST", "/v1/chat/completions", body=body, headers={"Authorization": f"Bearer {API_KEY}"})
         resp = conn.getresponse()
         assert resp.status == 200
         assert resp.read(6) == b"data: "  # the role chunk arrives at once
         streams.append(conn)
+
+    for _ in range(MAX_BATCH):  # a full batch running...
+        open_stream()
+    deadline = time.time() + 30
+    while gauges(server) != (0, MAX_BATCH) and time.time() < deadline:
+        time.sleep(0.02)
+    for _ in range(MAX_QUEUE):  # ...and a full queue
+        open_stream()
     tokens_before = generated_tokens(server)
     status, headers, payload = request(server, "POST", "/v1/chat/completions",
                                        {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2})
