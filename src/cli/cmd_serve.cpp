@@ -16,7 +16,7 @@
 #include "runtime/engine.h"
 #include "server/http_server.h"
 #include "server/metrics.h"
-#include "server/scheduler.h"
+#include "server/batching_scheduler.h"
 #include "tokenizer/tokenizer.h"
 
 namespace marlin::cli {
@@ -30,7 +30,8 @@ struct ServeOptions {
   std::string api_key_file;
   int max_queue = 64;
   int context = 4096;
-  int max_batch = 1;
+  int max_batch = 8;
+  int prefill_chunk = 256;
   std::string device = "cpu";
   int threads = 0;
   size_t max_body = 4 << 20;
@@ -69,7 +70,12 @@ void serve(const ServeOptions& o) {
   const int64_t context = std::min<int64_t>(o.context, config.context_length);
 
   server::Metrics metrics;
-  server::SequentialScheduler scheduler(engine, context, size_t(o.max_queue), metrics);
+  server::BatchingOptions batching;
+  batching.context = context;
+  batching.max_batch = o.max_batch;
+  batching.max_queue = size_t(o.max_queue);
+  batching.prefill_chunk = o.prefill_chunk;
+  server::BatchingScheduler scheduler(engine, batching, metrics);
   server::ServerOptions options;
   options.host = o.host;
   options.port = o.port;
@@ -84,8 +90,9 @@ void serve(const ServeOptions& o) {
   options.limits.max_n = o.max_n;
   server::HttpServer http(options, engine, scheduler, metrics);
   const int port = http.bind();
-  fmt::print(stderr, "marlin serve: {} ({}, context {}) on http://{}:{}{}\n", options.model_id,
-             engine.model().device_description(), context, o.host, port, api_key.empty() ? "" : " (API key required)");
+  fmt::print(stderr, "marlin serve: {} ({}, context {}, {} sequences at once) on http://{}:{}{}\n", options.model_id,
+             engine.model().device_description(), context, o.max_batch, o.host, port,
+             api_key.empty() ? "" : " (API key required)");
 
   std::atomic<bool> finished{false};
   std::thread signal_waiter([&] {
@@ -122,9 +129,14 @@ void register_serve(CLI::App& app) {
   c->add_option("-c,--ctx", o->context, "Context size in tokens per sequence (prompt + answer; capped at the model's)")
       ->capture_default_str()
       ->check(CLI::Range(16, 1 << 20));
-  c->add_option("--max-batch", o->max_batch, "Most sequences decoding together (this version runs one at a time)")
+  c->add_option("--max-batch", o->max_batch,
+                "Most sequences decoding together (KV cache slots of --ctx positions each, all allocated at start)")
       ->capture_default_str()
       ->check(CLI::Range(1, 1024));
+  c->add_option("--prefill-chunk", o->prefill_chunk,
+                "Most prompt tokens fed per step, so a long prompt never stalls the running streams")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 20));
   add_device_option(c, o->device);
   c->add_option("-t,--threads", o->threads, "Worker threads for the model (default: one per core)")->check(CLI::Range(0, 1024));
   c->add_option("--max-body", o->max_body, "Largest request body in bytes (larger: 413)")

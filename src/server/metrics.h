@@ -29,6 +29,9 @@ class Histogram {
 struct SchedulerGauges {
   int queue_depth = 0;
   int running_sequences = 0;
+  // KV cache positions (slots × positions per slot) in use and in all; total 0: not reported.
+  int64_t kv_positions_used = 0;
+  int64_t kv_positions_total = 0;
 };
 
 class Metrics {

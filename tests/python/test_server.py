@@ -16,6 +16,7 @@ import pytest
 API_KEY = "test-key-123"
 CONTEXT = 512
 MAX_QUEUE = 2
+MAX_BATCH = 2
 MAX_BODY = 200_000
 MODEL_ID = "SmolLM2-135M-Instruct.Q4_1"
 QUESTION = "What is the capital of France?"
@@ -52,7 +53,8 @@ class Server:
 @pytest.fixture(scope="module")
 def server(marlin_bin, default_model, tmp_path_factory):
     s = Server(marlin_bin, tmp_path_factory.mktemp("serve") / "serve.log", "--model", str(default_model),
-               "--api-key", API_KEY, "--ctx", str(CONTEXT), "--max-queue", str(MAX_QUEUE), "--max-body", str(MAX_BODY))
+               "--api-key", API_KEY, "--ctx", str(CONTEXT), "--max-queue", str(MAX_QUEUE), "--max-batch", str(MAX_BATCH),
+               "--max-body", str(MAX_BODY))
     yield s
     s.stop()
 
@@ -343,13 +345,22 @@ def test_full_queue_is_503_and_clients_that_leave_are_cancelled(server):
     body = json.dumps({"messages": [{"role": "user", "content": "Tell me a very long story about dragons."}],
                        "max_tokens": 400, "temperature": 0, "stream": True})
     streams = []
-    for _ in range(1 + MAX_QUEUE):  # one running, the rest queued
+
+    def open_stream():
         conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
         conn.request("POST", "/v1/chat/completions", body=body, headers={"Authorization": f"Bearer {API_KEY}"})
         resp = conn.getresponse()
         assert resp.status == 200
         assert resp.read(6) == b"data: "  # the role chunk arrives at once
         streams.append(conn)
+
+    for _ in range(MAX_BATCH):  # a full batch running...
+        open_stream()
+    deadline = time.time() + 30
+    while gauges(server) != (0, MAX_BATCH) and time.time() < deadline:
+        time.sleep(0.02)
+    for _ in range(MAX_QUEUE):  # ...and a full queue
+        open_stream()
     tokens_before = generated_tokens(server)
     status, headers, payload = request(server, "POST", "/v1/chat/completions",
                                        {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2})
@@ -358,7 +369,7 @@ def test_full_queue_is_503_and_clients_that_leave_are_cancelled(server):
     for conn in streams:  # every client leaves mid-stream
         conn.sock.shutdown(socket.SHUT_RDWR)
         conn.close()
-    # Their requests are cancelled: the server goes idle long before 3 x 400 tokens could be made.
+    # Their requests are cancelled: the server goes idle long before 4 x 400 tokens could be made.
     deadline = time.time() + 15
     while time.time() < deadline and gauges(server) != (0, 0):
         time.sleep(0.1)
@@ -368,7 +379,7 @@ def test_full_queue_is_503_and_clients_that_leave_are_cancelled(server):
                                                 temperature=0, max_tokens=8)
     assert "Paris" in r.choices[0].message.content
     assert time.time() - start < 20
-    # The abandoned streams stopped early instead of generating their 3 x 400 tokens.
+    # The abandoned streams stopped early instead of generating their 4 x 400 tokens.
     assert generated_tokens(server) - tokens_before < 400
 
 
@@ -420,6 +431,83 @@ def test_one_log_line_per_request(server):
     time.sleep(0.2)
     lines = [l for l in server.log_path.read_text().splitlines() if l.startswith(r.id)]
     assert len(lines) == 1 and re.search(r" 200 in=\d+ out=3 \d+\.\d+s$", lines[0]), lines
+
+
+# --- continuous batching ---------------------------------------------------------------------
+
+BATCH_QUESTIONS = ["What is the capital of France?", "Name three fruits.", "Write a haiku about the sea.",
+                   "Say hello.", "What is two plus two?", "Name a color.", "Who wrote Hamlet?",
+                   "Count from one to five."]
+
+
+@pytest.fixture(scope="module")
+def batch_server(marlin_bin, default_model, tmp_path_factory):
+    s = Server(marlin_bin, tmp_path_factory.mktemp("batch") / "serve.log", "--model", str(default_model),
+               "--api-key", API_KEY, "--ctx", str(CONTEXT), "--max-batch", "8", "--max-queue", "8")
+    yield s
+    s.stop()
+
+
+def metric(server, name):
+    text = request(server, "GET", "/metrics")[2]
+    return int(re.search(rf"^{name} (\d+)$", text, re.M).group(1))
+
+
+def test_concurrent_streams_each_equal_their_run_alone(batch_server):
+    def ask(question, stream):
+        r = batch_server.client().chat.completions.create(
+            model=MODEL_ID, messages=[{"role": "user", "content": question}], temperature=0, max_tokens=24,
+            stream=stream)
+        if not stream:
+            return r.choices[0].message.content
+        return "".join(c.choices[0].delta.content or "" for c in r if c.choices)
+
+    alone = [ask(q, False) for q in BATCH_QUESTIONS]
+    together, errors = [None] * len(BATCH_QUESTIONS), []
+    barrier = threading.Barrier(len(BATCH_QUESTIONS))
+
+    def run(i):
+        try:
+            barrier.wait(timeout=30)
+            together[i] = ask(BATCH_QUESTIONS[i], True)
+        except Exception as e:  # reported by the assertion below
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(BATCH_QUESTIONS))]
+    for t in threads:
+        t.start()
+    most_running = 0
+    while any(t.is_alive() for t in threads):
+        most_running = max(most_running, metric(batch_server, "marlin_running_sequences"))
+        time.sleep(0.02)
+    assert not errors, errors
+    assert together == alone
+    assert most_running > 1  # they did run together
+
+
+def test_a_disconnect_mid_stream_frees_its_kv_positions(batch_server):
+    body = json.dumps({"messages": [{"role": "user", "content": "Tell me a very long story about dragons."}],
+                       "max_tokens": 400, "temperature": 0, "stream": True})
+    conn = http.client.HTTPConnection("127.0.0.1", batch_server.port, timeout=60)
+    conn.request("POST", "/v1/chat/completions", body=body, headers={"Authorization": f"Bearer {API_KEY}"})
+    resp = conn.getresponse()
+    assert resp.status == 200
+    resp.read(6)
+    contents = 0
+    while contents < 3:  # until tokens flow
+        contents += b"content" in resp.readline()
+    assert metric(batch_server, "marlin_kv_positions_used") > 0
+    conn.sock.shutdown(socket.SHUT_RDWR)
+    conn.close()
+    r = batch_server.client().chat.completions.create(model=MODEL_ID, messages=[{"role": "user", "content": QUESTION}],
+                                                      temperature=0, max_tokens=8)
+    assert "Paris" in r.choices[0].message.content
+    deadline = time.time() + 10
+    while time.time() < deadline and metric(batch_server, "marlin_kv_positions_used") != 0:
+        time.sleep(0.05)
+    assert metric(batch_server, "marlin_kv_positions_used") == 0
+    assert metric(batch_server, "marlin_running_sequences") == 0
+    assert metric(batch_server, "marlin_kv_positions_free") == 8 * CONTEXT
 
 
 # --- shutdown --------------------------------------------------------------------------------

@@ -1,0 +1,243 @@
+// The continuous-batching scheduler on the default model: sequences that run together (joining and
+// leaving at different steps, prompts fed in chunks, some sampled on the host) each give exactly
+// what a Session gives them alone; cancellation frees slots; the queue is bounded; drain.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <thread>
+
+#include "runtime/engine.h"
+#include "server/batching_scheduler.h"
+#include "tokenizer/tokenizer.h"
+
+namespace marlin::server {
+namespace {
+
+using std::chrono::milliseconds;
+
+const std::string kModel = std::string(MARLIN_MODELS_DIR) + "/SmolLM2-135M-Instruct.Q4_1.gguf";
+constexpr int64_t kContext = 512;
+
+struct Outcome {
+  std::string text;
+  TaskEvent finished;
+  std::vector<TokenLogprob> logprobs;
+};
+
+// Reads a task's events until all `count` sequences finish (or 60 s pass); by choice index.
+std::map<int, Outcome> wait_all(Task& task, int count = 1) {
+  std::map<int, Outcome> out;
+  int finished = 0;
+  const auto deadline = Clock::now() + std::chrono::seconds(60);
+  while (finished < count && Clock::now() < deadline) {
+    auto e = task.next(milliseconds(100));
+    if (!e) continue;
+    Outcome& o = out[e->index];
+    if (e->kind == TaskEvent::Kind::kDelta) {
+      o.text += e->text;
+      o.logprobs.insert(o.logprobs.end(), e->logprobs.begin(), e->logprobs.end());
+    } else {
+      o.finished = *e;
+      finished++;
+    }
+  }
+  if (finished < count) ADD_FAILURE() << "task " << task.id() << " did not finish";
+  return out;
+}
+
+class BatchingTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (std::filesystem::exists(kModel)) engine_ = std::make_unique<Engine>(EngineOptions{kModel, 2});
+  }
+  static void TearDownTestSuite() { engine_.reset(); }
+  void SetUp() override {
+    if (!engine_) GTEST_FAIL() << kModel << " is missing: run scripts/setup.sh";
+  }
+  static SequenceSpec greedy(const std::string& question, int max_tokens, int index = 0) {
+    SequenceSpec s;
+    s.index = index;
+    s.prompt = engine_->chat_prompt({{"user", question}}, true);
+    s.params.sampling.temperature = 0;
+    s.params.max_tokens = max_tokens;
+    return s;
+  }
+  static BatchingOptions options(int max_batch, size_t max_queue = 8, int prefill_chunk = 256) {
+    return {.context = kContext, .max_batch = max_batch, .max_queue = max_queue, .prefill_chunk = prefill_chunk};
+  }
+  // What a Session gives the sequence alone (only while no scheduler runs: they share the model).
+  static std::string alone(const SequenceSpec& spec) {
+    Session session(engine_->model(), engine_->tokenizer(), kContext);
+    return session.generate(spec.prompt, spec.params).text;
+  }
+  static std::shared_ptr<Task> task(const std::string& id, std::vector<SequenceSpec> specs) {
+    return std::make_shared<Task>(id, std::move(specs));
+  }
+  // Waits until the scheduler reports nothing running and no KV positions in use.
+  static void expect_empty(const Scheduler& scheduler, int slots) {
+    const auto deadline = Clock::now() + std::chrono::seconds(10);
+    SchedulerGauges g = scheduler.gauges();
+    while ((g.running_sequences != 0 || g.kv_positions_used != 0) && Clock::now() < deadline) {
+      std::this_thread::sleep_for(milliseconds(10));
+      g = scheduler.gauges();
+    }
+    EXPECT_EQ(g.running_sequences, 0);
+    EXPECT_EQ(g.kv_positions_used, 0);
+    EXPECT_EQ(g.kv_positions_total, kContext * slots);
+  }
+  static std::unique_ptr<Engine> engine_;
+  Metrics metrics_;
+};
+std::unique_ptr<Engine> BatchingTest::engine_;
+
+TEST_F(BatchingTest, ConcurrentSequencesEachEqualTheirRunAlone) {
+  // Different prompt lengths and answer lengths, one sampled (seeded) with penalties, one prompt
+  // fed in chunks of 16 tokens: more sequences than slots, so some wait and join later.
+  std::vector<SequenceSpec> specs = {greedy("What is the capital of France?", 20), greedy("Name three fruits.", 12),
+                                     greedy("Write a haiku about the sea.", 28), greedy("Say hello.", 6),
+                                     greedy("Count from one to ten in words, separated by commas.", 24)};
+  specs[1].params.sampling = {.temperature = 0.9f, .top_k = 20, .presence_penalty = 0.5f, .seed = 7};
+  specs[3].params.stop = {"!"};
+  std::vector<std::string> expected;
+  for (const auto& spec : specs) expected.push_back(alone(spec));
+
+  BatchingScheduler scheduler(*engine_, options(3, 8, 16), metrics_);
+  std::vector<std::shared_ptr<Task>> tasks;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    tasks.push_back(task("t" + std::to_string(i), {specs[i]}));
+    ASSERT_EQ(scheduler.submit(tasks.back()), SubmitResult::kAccepted);
+  }
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const Outcome out = wait_all(*tasks[i])[0];
+    EXPECT_EQ(out.text, expected[i]) << "sequence " << i;
+    EXPECT_EQ(out.finished.kind, TaskEvent::Kind::kFinished);
+    EXPECT_EQ(out.finished.prompt_tokens, int(specs[i].prompt.size()));
+    EXPECT_GT(out.finished.completion_tokens, 0);
+  }
+  expect_empty(scheduler, 3);
+  const std::string metrics = metrics_.render(scheduler.gauges());
+  EXPECT_NE(metrics.find("marlin_time_to_first_token_seconds_count 5\n"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("marlin_kv_positions_free 1536\n"), std::string::npos) << metrics;
+}
+
+TEST_F(BatchingTest, HostSampledRowsMatchTooAndCarryLogprobs) {
+  // A sequence with logprobs and one with a logit bias bring the whole step's logits to the host;
+  // a plain greedy one runs beside them. Each equals its run alone.
+  SequenceSpec logprobs = greedy("Say hello.", 8), biased = greedy("Name a color.", 8),
+               plain = greedy("What is two plus two?", 10);
+  logprobs.top_logprobs = 2;
+  biased.params.logit_bias = {{engine_->tokenizer().encode("Blue").front(), -100.0f}};
+  const std::string expected_a = alone(logprobs), expected_b = alone(biased), expected_c = alone(plain);
+  BatchingScheduler scheduler(*engine_, options(4), metrics_);
+  auto a = task("a", {logprobs}), b = task("b", {biased}), c = task("c", {plain});
+  for (const auto& t : {a, b, c}) ASSERT_EQ(scheduler.submit(t), SubmitResult::kAccepted);
+  const Outcome out_a = wait_all(*a)[0], out_b = wait_all(*b)[0], out_c = wait_all(*c)[0];
+  EXPECT_EQ(out_a.text, expected_a);
+  EXPECT_EQ(out_b.text, expected_b);
+  EXPECT_EQ(out_c.text, expected_c);
+  const bool ended_turn = out_a.finished.finish == FinishReason::kEndOfTurn;
+  EXPECT_EQ(out_a.logprobs.size() + (ended_turn ? 1 : 0), size_t(out_a.finished.completion_tokens));
+  for (const auto& t : out_a.logprobs) {
+    ASSERT_EQ(t.top.size(), 2u);
+    EXPECT_EQ(t.top[0].first, t.token);  // greedy picks the most likely token
+    EXPECT_LE(t.logprob, 0.0f);
+  }
+  EXPECT_TRUE(out_c.logprobs.empty());
+}
+
+TEST_F(BatchingTest, SeveralChoicesRunAsSeveralSequences) {
+  const std::string expected = alone(greedy("Name a color.", 6));
+  BatchingScheduler scheduler(*engine_, options(4), metrics_);
+  auto t = task("n", {greedy("Name a color.", 6, 0), greedy("Name a color.", 6, 1), greedy("Name a color.", 6, 2)});
+  ASSERT_EQ(scheduler.submit(t), SubmitResult::kAccepted);
+  auto out = wait_all(*t, 3);
+  ASSERT_EQ(out.size(), 3u);
+  EXPECT_FALSE(out[0].text.empty());
+  EXPECT_EQ(out[0].text, out[1].text);  // greedy: the same answer each time
+  EXPECT_EQ(out[0].text, out[2].text);
+  EXPECT_EQ(out[0].text, expected);
+}
+
+TEST_F(BatchingTest, CancellationFreesTheSlotAndOthersGoOn) {
+  const SequenceSpec keep = greedy("What is the capital of France?", 20);
+  const std::string expected = alone(keep);
+  BatchingScheduler scheduler(*engine_, options(2), metrics_);
+  auto doomed = task("a", {greedy("Tell me a long story about a dragon.", 400)});
+  auto kept = task("b", {keep});
+  ASSERT_EQ(scheduler.submit(doomed), SubmitResult::kAccepted);
+  ASSERT_EQ(scheduler.submit(kept), SubmitResult::kAccepted);
+  ASSERT_TRUE(doomed->next(milliseconds(60000)).has_value());
+  doomed->cancel();
+  const Outcome cancelled = wait_all(*doomed)[0];
+  EXPECT_EQ(cancelled.finished.finish, FinishReason::kCancelled);
+  EXPECT_LT(cancelled.finished.completion_tokens, 400);
+  EXPECT_EQ(wait_all(*kept)[0].text, expected);
+  expect_empty(scheduler, 2);
+  // The freed slots take new work; the same prompt again goes to the slot holding it and only
+  // feeds its last token.
+  auto next = task("c", {greedy("What is the capital of France?", 16)});
+  ASSERT_EQ(scheduler.submit(next), SubmitResult::kAccepted);
+  const Outcome again = wait_all(*next)[0];
+  EXPECT_NE(again.text.find("Paris"), std::string::npos);
+  EXPECT_EQ(again.finished.cached_tokens, int(keep.prompt.size()) - 1);
+  expect_empty(scheduler, 2);
+}
+
+TEST_F(BatchingTest, QueueIsBounded) {
+  BatchingScheduler scheduler(*engine_, options(1, 1), metrics_);
+  auto running = task("a", {greedy("Tell me a long story.", 400)});
+  ASSERT_EQ(scheduler.submit(running), SubmitResult::kAccepted);
+  ASSERT_TRUE(running->next(milliseconds(60000)).has_value());  // it runs: the queue is empty again
+  auto queued = task("b", {greedy("Hi", 4)});
+  EXPECT_EQ(scheduler.submit(queued), SubmitResult::kAccepted);
+  EXPECT_EQ(scheduler.gauges().queue_depth, 1);
+  EXPECT_EQ(scheduler.gauges().running_sequences, 1);
+  const auto deadline = Clock::now() + std::chrono::seconds(10);
+  while (scheduler.gauges().kv_positions_used == 0 && Clock::now() < deadline) std::this_thread::sleep_for(milliseconds(5));
+  EXPECT_GT(scheduler.gauges().kv_positions_used, 0);
+  auto refused = task("c", {greedy("Hi", 4)});
+  EXPECT_EQ(scheduler.submit(refused), SubmitResult::kQueueFull);
+  running->cancel();
+  queued->cancel();
+  EXPECT_EQ(wait_all(*queued)[0].finished.finish, FinishReason::kCancelled);
+}
+
+TEST_F(BatchingTest, BadSequencesFailAlone) {
+  BatchingScheduler scheduler(*engine_, options(2), metrics_);
+  SequenceSpec too_long = greedy("Hi", 4);
+  too_long.prompt.assign(size_t(kContext), too_long.prompt.front());
+  auto bad = task("bad", {too_long});
+  auto good = task("good", {greedy("Say hello.", 4)});
+  ASSERT_EQ(scheduler.submit(bad), SubmitResult::kAccepted);
+  ASSERT_EQ(scheduler.submit(good), SubmitResult::kAccepted);
+  auto e = bad->next(milliseconds(60000));
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->kind, TaskEvent::Kind::kFailed);
+  EXPECT_NE(e->error.find("context"), std::string::npos) << e->error;
+  EXPECT_EQ(wait_all(*good)[0].finished.kind, TaskEvent::Kind::kFinished);
+}
+
+TEST_F(BatchingTest, DrainFinishesWorkThenRefuses) {
+  BatchingScheduler scheduler(*engine_, options(2), metrics_);
+  auto t = task("a", {greedy("Hi", 4)});
+  ASSERT_EQ(scheduler.submit(t), SubmitResult::kAccepted);
+  scheduler.drain(Clock::now() + std::chrono::seconds(60));
+  EXPECT_EQ(wait_all(*t)[0].finished.kind, TaskEvent::Kind::kFinished);
+  EXPECT_EQ(scheduler.submit(t), SubmitResult::kShuttingDown);
+}
+
+TEST_F(BatchingTest, DrainPastItsDeadlineCancels) {
+  BatchingScheduler scheduler(*engine_, options(1), metrics_);
+  auto running = task("a", {greedy("Tell me a long story.", 400)});
+  auto queued = task("b", {greedy("Tell me another story.", 400)});
+  ASSERT_EQ(scheduler.submit(running), SubmitResult::kAccepted);
+  ASSERT_EQ(scheduler.submit(queued), SubmitResult::kAccepted);
+  scheduler.drain(Clock::now() + milliseconds(200));
+  EXPECT_EQ(wait_all(*running)[0].finished.finish, FinishReason::kCancelled);
+  EXPECT_EQ(wait_all(*queued)[0].finished.finish, FinishReason::kCancelled);
+}
+
+}  // namespace
+}  // namespace marlin::server
