@@ -23,6 +23,10 @@
 //     first token whose running sum exceeds ⌊total·U/2^53⌋.
 // Every sum is an integer (fixed-point weights), so reductions are exact in any order: the result
 // is deterministic and equal to the CPU's.
+// Speed: one SM streams the row from L2, so each thread keeps several tiles' loads in flight
+// (one at a time leaves it waiting on latency), and the histograms' atomics are aggregated per
+// warp and per bin (the logits crowd a few bins). C computes the first-digit masses only when
+// D can run (top-p or min-p on).
 #include <climits>
 #include <cmath>
 
@@ -51,23 +55,57 @@ __device__ Candidate warp_best(Candidate best) {
   return best;
 }
 
-// One block per row. vec4: the row starts 16-byte aligned and vocab is a multiple of 4.
+constexpr int kItems = 4;                    // consecutive values per thread per tile
+constexpr int kTile = kThreads * kItems;
+// Tiles each thread loads before using any: a single SM reads the row, and with one load in
+// flight per thread it waits on L2 latency. Two in the radix descent and the candidate gather,
+// where four would spill registers (1024 threads: 64 each).
+constexpr int kMaxTilesInFlight = 4;
+constexpr int kLeanTilesInFlight = 2;
+
+// The kItems values at i0, i0 + 1, ... (0 past the end). vec4: the row starts 16-byte aligned
+// and vocab is a multiple of 4.
+__device__ __forceinline__ void load_items(const float* row, int64_t vocab, bool vec4, int64_t i0, float (&v)[kItems]) {
+  if (vec4 && i0 + kItems <= vocab) {
+    const float4 q = *reinterpret_cast<const float4*>(row + i0);
+    v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
+  } else {
+#pragma unroll
+    for (int j = 0; j < kItems; ++j) v[j] = i0 + j < vocab ? row[i0 + j] : 0.0f;
+  }
+}
+
+// The indices of tile t of the batch at `base` that this thread holds start here.
+__device__ __forceinline__ int64_t first_item(int64_t base, int t) {
+  return base + int64_t(t) * kTile + int64_t(threadIdx.x) * kItems;
+}
+
+// Calls f(index, value, valid) for every value of the row, kTilesInFlight tiles per batch; every
+// thread makes the same number of calls (valid false past the end), so f may use warp-wide
+// primitives. The order of the calls is unspecified.
+template <int kTilesInFlight, typename F>
+__device__ __forceinline__ void for_each_raw(const float* row, int64_t vocab, bool vec4, F&& f) {
+  for (int64_t base = 0; base < vocab; base += kTilesInFlight * kTile) {
+    float v[kTilesInFlight][kItems];
+#pragma unroll
+    for (int t = 0; t < kTilesInFlight; ++t) load_items(row, vocab, vec4, first_item(base, t), v[t]);
+#pragma unroll
+    for (int t = 0; t < kTilesInFlight; ++t) {
+      const int64_t i0 = first_item(base, t);
+#pragma unroll
+      for (int j = 0; j < kItems; ++j) f(i0 + j, v[t][j], i0 + j < vocab);
+    }
+  }
+}
+
+// One block per row.
 __global__ void __launch_bounds__(kThreads) argmax_kernel(const float* logits, int64_t vocab, bool vec4,
                                                           int32_t* tokens) {
   const float* row = logits + blockIdx.x * vocab;
   Candidate best{-INFINITY, INT_MAX};
-  if (vec4) {
-    const float4* row4 = reinterpret_cast<const float4*>(row);
-    for (int i = threadIdx.x; i < vocab / 4; i += kThreads) {
-      const float4 v = row4[i];
-      keep_better(best, v.x, 4 * i);
-      keep_better(best, v.y, 4 * i + 1);
-      keep_better(best, v.z, 4 * i + 2);
-      keep_better(best, v.w, 4 * i + 3);
-    }
-  } else {
-    for (int i = threadIdx.x; i < vocab; i += kThreads) keep_better(best, row[i], i);
-  }
+  for_each_raw<kMaxTilesInFlight>(row, vocab, vec4, [&](int64_t i, float l, bool valid) {
+    if (valid) keep_better(best, l, int(i));
+  });
   best = warp_best(best);
   __shared__ Candidate warp_bests[kWarps];
   if (threadIdx.x % 32 == 0) warp_bests[threadIdx.x / 32] = best;
@@ -80,8 +118,6 @@ __global__ void __launch_bounds__(kThreads) argmax_kernel(const float* logits, i
 
 // --- sample_rows ---------------------------------------------------------------------------
 
-constexpr int kItems = 4;                    // consecutive values per thread per tile
-constexpr int kTile = kThreads * kItems;
 constexpr int kMaxBins = 2048;
 
 // Digits of the order key, most significant first.
@@ -99,23 +135,10 @@ struct RowState {
   bool vec4;
 };
 
-// Calls f(index, cleaned logit, valid) for every value of the row, tile by tile; every thread
-// makes the same number of calls, so f may use warp-wide primitives.
-template <typename F>
+// for_each_raw with cleaned logits.
+template <int kTilesInFlight = kMaxTilesInFlight, typename F>
 __device__ __forceinline__ void for_each_value(const RowState& s, F&& f) {
-  for (int64_t base = 0; base < s.vocab; base += kTile) {
-    const int64_t i0 = base + int64_t(threadIdx.x) * kItems;
-    float v[kItems];
-    if (s.vec4 && i0 + kItems <= s.vocab) {
-      const float4 q = *reinterpret_cast<const float4*>(s.row + i0);
-      v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
-    } else {
-#pragma unroll
-      for (int j = 0; j < kItems; ++j) v[j] = i0 + j < s.vocab ? s.row[i0 + j] : 0.0f;
-    }
-#pragma unroll
-    for (int j = 0; j < kItems; ++j) f(i0 + j, sampling::clean(v[j]), i0 + j < s.vocab);
-  }
+  for_each_raw<kTilesInFlight>(s.row, s.vocab, s.vec4, [&](int64_t i, float l, bool valid) { f(i, sampling::clean(l), valid); });
 }
 
 // counts[bin] += 1 for every lane with bin ≥ 0, one atomic per distinct bin of the warp. Every
@@ -125,6 +148,24 @@ __device__ __forceinline__ void count_in_bin(unsigned* counts, int bin) {
   if (bin < 0) return;
   const unsigned peers = __match_any_sync(active, bin);
   if (int(threadIdx.x % 32) == __ffs(peers) - 1) atomicAdd(&counts[bin], unsigned(__popc(peers)));
+}
+
+// masses[bin] += q for every lane with bin ≥ 0 and q > 0, one atomic per distinct bin of the
+// warp (a few bins hold most of a row: per-lane 64-bit atomics on them serialize). The warp
+// handles one bin at a time; q ≤ 2^40, so it sums the 20-bit halves in 32-bit integers, exactly.
+// Every lane of the warp calls it.
+__device__ __forceinline__ void add_in_bin(unsigned long long* masses, int bin, uint64_t q) {
+  const bool adds = bin >= 0 && q > 0;
+  for (unsigned pending = __ballot_sync(0xffffffffu, adds); pending != 0;) {
+    const int leader = __ffs(pending) - 1;
+    const int leader_bin = __shfl_sync(0xffffffffu, bin, leader);
+    const bool peer = adds && bin == leader_bin;
+    const unsigned low = __reduce_add_sync(0xffffffffu, peer ? unsigned(q & 0xfffffu) : 0u);
+    const unsigned high = __reduce_add_sync(0xffffffffu, peer ? unsigned(q >> 20) : 0u);
+    if (int(threadIdx.x % 32) == leader)
+      atomicAdd(&masses[bin], (static_cast<unsigned long long>(high) << 20) + low);
+    pending &= ~__ballot_sync(0xffffffffu, peer);
+  }
 }
 
 // Exclusive prefix sums over the block in thread order; `total` gets the block's sum. Ends with
@@ -217,14 +258,15 @@ __device__ uint32_t descend(const RowState& s, uint32_t prefix, Sums& base, unsi
   for (int level = 1; level < 3; ++level) {
     const int shift = digit_shift(level), bits = digit_bits(level);
     clear_bins(counts, masses);
-    for_each_value(s, [&](int64_t, float l, bool valid) {
+    for_each_value<kLeanTilesInFlight>(s, [&](int64_t, float l, bool valid) {
       const uint32_t key = sampling::order_key(l);
       const bool match = valid && (key >> (shift + bits)) == prefix;
       const int bin = match ? int((key >> shift) & ((1u << bits) - 1)) : -1;
       count_in_bin(counts, bin);
-      if (masses && match && key >= mass_floor) {
-        const uint64_t q = sampling::fixed_weight(sampling::scaled_logit(l, max_logit, temperature));
-        if (q) atomicAdd(&masses[bin], (unsigned long long)q);
+      if (masses) {
+        const bool weighed = match && key >= mass_floor;
+        add_in_bin(masses, weighed ? bin : -1,
+                   weighed ? sampling::fixed_weight(sampling::scaled_logit(l, max_logit, temperature)) : 0);
       }
     });
     __syncthreads();
@@ -271,7 +313,7 @@ __device__ int32_t sample_candidates(const RowState& s, uint32_t first_bin, unsi
   if (threadIdx.x == 0) filled = 0, token = -1;
   __syncthreads();
   // (key, inverted id): descending order of these is σ.
-  for_each_value(s, [&](int64_t i, float l, bool valid) {
+  for_each_value<kLeanTilesInFlight>(s, [&](int64_t i, float l, bool valid) {
     const uint32_t key = sampling::order_key(l);
     if (valid && (key >> 21) >= first_bin)
       order[atomicAdd(&filled, 1u)] = (static_cast<unsigned long long>(key) << 32) | (0xffffffffu - uint32_t(i));
@@ -393,19 +435,20 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(float* logits, int64_t
     above_top_k = base.count;
   }
 
-  // C. Mass of the top-k set, min-p count, first-digit masses.
-  clear_bins(nullptr, masses);
+  // C. Mass of the top-k set, min-p count, first-digit masses (needed only where D may run:
+  // top-p on, or min-p on; with min-p off every valid x counts, as x ≥ −inf).
+  const bool may_cut = p.top_p < 1.0f || !(p.log_min_p == -INFINITY);
+  if (may_cut) clear_bins(nullptr, masses);
   unsigned long long top_k_mass = 0;
   unsigned min_p_count = 0;
   for_each_value(s, [&](int64_t, float l, bool valid) {
-    if (!valid) return;
     const float x = sampling::scaled_logit(l, max_logit, t);
-    if (x >= p.log_min_p) ++min_p_count;
     const uint32_t key = sampling::order_key(l);
-    if (key < top_k_key) return;
-    const uint64_t q = sampling::fixed_weight(x);
-    if (key > top_k_key) top_k_mass += q;
-    if (q) atomicAdd(&masses[key >> 21], (unsigned long long)q);
+    const bool in_top_k = valid && key >= top_k_key;
+    const uint64_t q = in_top_k ? sampling::fixed_weight(x) : 0;
+    if (valid && x >= p.log_min_p) ++min_p_count;
+    if (in_top_k && key > top_k_key) top_k_mass += q;
+    if (may_cut) add_in_bin(masses, in_top_k ? int(key >> 21) : -1, q);
   });
   __syncthreads();
   top_k_mass = block_sum(top_k_mass, min_p_count);
@@ -445,38 +488,47 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(float* logits, int64_t
   const uint64_t target = sampling::draw_target(total, p.draw);
   if (threadIdx.x == 0) found = INT_MAX;
   Sums done{0, 0};  // ties at last_key and other kept mass in earlier tiles
-  for (int64_t base = 0; base < vocab; base += kTile) {
-    const int64_t i0 = base + int64_t(threadIdx.x) * kItems;
-    uint32_t keys[kItems];
-    uint64_t q[kItems];
-    Sums mine{0, 0};
+  bool drawn = false;  // found is set (read after a barrier, so every thread agrees)
+  for (int64_t base = 0; base < vocab && !drawn; base += kMaxTilesInFlight * kTile) {
+    float v[kMaxTilesInFlight][kItems];
 #pragma unroll
-    for (int j = 0; j < kItems; ++j) {
-      const bool valid = i0 + j < vocab;
-      const float l = valid ? sampling::clean(row[i0 + j]) : -INFINITY;
-      keys[j] = valid ? sampling::order_key(l) : 0;
-      q[j] = keys[j] > last_key ? sampling::fixed_weight(sampling::scaled_logit(l, max_logit, t)) : 0;
-      mine.count += keys[j] == last_key && valid;
-      mine.mass += q[j];
-    }
-    Sums tile;
-    Sums run = exclusive_scan(mine, tile);
-    run.count += done.count;
-    run.mass += done.mass;
+    for (int tile_in_batch = 0; tile_in_batch < kMaxTilesInFlight; ++tile_in_batch)
+      load_items(row, vocab, vec4, first_item(base, tile_in_batch), v[tile_in_batch]);
 #pragma unroll
-    for (int j = 0; j < kItems; ++j) {
-      run.count += keys[j] == last_key && i0 + j < vocab;
-      run.mass += q[j];
-      const uint64_t cumulative = run.mass + uint64_t(min(run.count, kept_ties)) * tie_weight;
-      if (cumulative > target) {
-        atomicMin(&found, int(i0 + j));
-        break;
+    for (int tile_in_batch = 0; tile_in_batch < kMaxTilesInFlight; ++tile_in_batch) {
+      const int64_t i0 = first_item(base, tile_in_batch);
+      uint32_t keys[kItems];
+      uint64_t q[kItems];
+      Sums mine{0, 0};
+#pragma unroll
+      for (int j = 0; j < kItems; ++j) {
+        const bool valid = i0 + j < vocab;
+        const float l = valid ? sampling::clean(v[tile_in_batch][j]) : -INFINITY;
+        keys[j] = valid ? sampling::order_key(l) : 0;
+        q[j] = keys[j] > last_key ? sampling::fixed_weight(sampling::scaled_logit(l, max_logit, t)) : 0;
+        mine.count += keys[j] == last_key && valid;
+        mine.mass += q[j];
       }
+      Sums tile;
+      Sums run = exclusive_scan(mine, tile);
+      run.count += done.count;
+      run.mass += done.mass;
+#pragma unroll
+      for (int j = 0; j < kItems; ++j) {
+        run.count += keys[j] == last_key && i0 + j < vocab;
+        run.mass += q[j];
+        const uint64_t cumulative = run.mass + uint64_t(min(run.count, kept_ties)) * tie_weight;
+        if (cumulative > target) {
+          atomicMin(&found, int(i0 + j));
+          break;
+        }
+      }
+      __syncthreads();
+      drawn = found != INT_MAX;
+      if (drawn) break;
+      done.count += tile.count;
+      done.mass += tile.mass;
     }
-    __syncthreads();
-    if (found != INT_MAX) break;
-    done.count += tile.count;
-    done.mass += tile.mass;
   }
   if (threadIdx.x == 0) tokens[blockIdx.x] = found == INT_MAX ? best.index : found;  // INT_MAX: cannot happen
 }
