@@ -3,16 +3,21 @@
 // argmax: greedy choice per row, the lowest index among equal maxima.
 //
 // sample_rows: the rule of backend/sampling.h (penalties, temperature, top-k, top-p, min-p, one
-// draw per row), with the arithmetic of the CPU's sample_row, so both pick the same token. One
-// block of 1024 threads per row, one launch for the batch. The row (fp32, in L2 after the first
-// read) is read a few times and never sorted:
+// draw per row), with the arithmetic of the CPU's sample_row, so both pick the same token. Blocks
+// of 1024 threads, one launch for the batch. With few rows (rows × 8 ≤ SMs, sm_90) each row gets a
+// thread block cluster of 8: every rank handles one slice of the row in A and in B's fast path
+// and merges through distributed shared memory; the rest (rarer, heavier filters) runs in rank 0
+// alone over the whole row. With many rows, one block per row does everything. The row (fp32,
+// in L2 after the first read) is read a few times and never sorted:
 //  A. Penalties in place. One pass: the maximum (temperature 0 stops here with the argmax) and a
-//     count histogram of the top 11 bits of every logit's 32-bit order key.
+//     count histogram of the top 11 bits of every logit's 32-bit order key (each rank its slice,
+//     then summed over the cluster).
 //  B. top-k (when set): radix select on the order keys, digits of 11, 11 and 10 bits, counts only
 //     (two more passes): the k-th key θk and how many keys lie above it. Fast path: when the
 //     first-digit bins at and above θk's hold ≤ 2048 tokens (usual for top-k in the tens or
-//     hundreds), one pass gathers them into shared memory, a bitonic sort orders them by σ, and
-//     C–E below happen on that list instead: two passes over the row in all.
+//     hundreds), one pass gathers them into shared memory (each rank from its slice, collected
+//     by rank 0), a bitonic sort orders them by σ, and C–E below happen on that list instead: two
+//     passes over the row in all.
 //  C. One pass for the fixed-point weights of the top-k set (only those are computed): its mass W,
 //     the min-p count (x ≥ ln min_p) and the mass histogram of the first digit.
 //  D. The cut: a radix descent on the same digits by (count, mass) to the first position of σ
@@ -22,11 +27,13 @@
 //  E. The draw: a block-wide scan in id order of the kept weights, tile by tile, stopping at the
 //     first token whose running sum exceeds ⌊total·U/2^53⌋.
 // Every sum is an integer (fixed-point weights), so reductions are exact in any order: the result
-// is deterministic and equal to the CPU's.
-// Speed: one SM streams the row from L2, so each thread keeps several tiles' loads in flight
-// (one at a time leaves it waiting on latency), and the histograms' atomics are aggregated per
-// warp and per bin (the logits crowd a few bins). C computes the first-digit masses only when
-// D can run (top-p or min-p on).
+// is deterministic and equal to the CPU's, however the row is split.
+// Speed: a block streams its part of the row from L2, so each thread keeps several tiles' loads
+// in flight (one at a time leaves it waiting on latency), and the histograms' atomics are
+// aggregated per warp and per bin (the logits crowd a few bins). C computes the first-digit
+// masses only when D can run (top-p or min-p on).
+#include <cooperative_groups.h>
+
 #include <climits>
 #include <cmath>
 
@@ -65,13 +72,13 @@ constexpr int kLeanTilesInFlight = 2;
 
 // The kItems values at i0, i0 + 1, ... (0 past the end). vec4: the row starts 16-byte aligned
 // and vocab is a multiple of 4.
-__device__ __forceinline__ void load_items(const float* row, int64_t vocab, bool vec4, int64_t i0, float (&v)[kItems]) {
-  if (vec4 && i0 + kItems <= vocab) {
+__device__ __forceinline__ void load_items(const float* row, int64_t end, bool vec4, int64_t i0, float (&v)[kItems]) {
+  if (vec4 && i0 + kItems <= end) {
     const float4 q = *reinterpret_cast<const float4*>(row + i0);
     v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
   } else {
 #pragma unroll
-    for (int j = 0; j < kItems; ++j) v[j] = i0 + j < vocab ? row[i0 + j] : 0.0f;
+    for (int j = 0; j < kItems; ++j) v[j] = i0 + j < end ? row[i0 + j] : 0.0f;
   }
 }
 
@@ -80,20 +87,20 @@ __device__ __forceinline__ int64_t first_item(int64_t base, int t) {
   return base + int64_t(t) * kTile + int64_t(threadIdx.x) * kItems;
 }
 
-// Calls f(index, value, valid) for every value of the row, kTilesInFlight tiles per batch; every
-// thread makes the same number of calls (valid false past the end), so f may use warp-wide
-// primitives. The order of the calls is unspecified.
+// Calls f(index, value, valid) for every value of row[begin, end) (begin a multiple of kItems),
+// kTilesInFlight tiles per batch; every thread makes the same number of calls (valid false past
+// the end), so f may use warp-wide primitives. The order of the calls is unspecified.
 template <int kTilesInFlight, typename F>
-__device__ __forceinline__ void for_each_raw(const float* row, int64_t vocab, bool vec4, F&& f) {
-  for (int64_t base = 0; base < vocab; base += kTilesInFlight * kTile) {
+__device__ __forceinline__ void for_each_raw(const float* row, int64_t begin, int64_t end, bool vec4, F&& f) {
+  for (int64_t base = begin; base < end; base += kTilesInFlight * kTile) {
     float v[kTilesInFlight][kItems];
 #pragma unroll
-    for (int t = 0; t < kTilesInFlight; ++t) load_items(row, vocab, vec4, first_item(base, t), v[t]);
+    for (int t = 0; t < kTilesInFlight; ++t) load_items(row, end, vec4, first_item(base, t), v[t]);
 #pragma unroll
     for (int t = 0; t < kTilesInFlight; ++t) {
       const int64_t i0 = first_item(base, t);
 #pragma unroll
-      for (int j = 0; j < kItems; ++j) f(i0 + j, v[t][j], i0 + j < vocab);
+      for (int j = 0; j < kItems; ++j) f(i0 + j, v[t][j], i0 + j < end);
     }
   }
 }
@@ -103,7 +110,7 @@ __global__ void __launch_bounds__(kThreads) argmax_kernel(const float* logits, i
                                                           int32_t* tokens) {
   const float* row = logits + blockIdx.x * vocab;
   Candidate best{-INFINITY, INT_MAX};
-  for_each_raw<kMaxTilesInFlight>(row, vocab, vec4, [&](int64_t i, float l, bool valid) {
+  for_each_raw<kMaxTilesInFlight>(row, 0, vocab, vec4, [&](int64_t i, float l, bool valid) {
     if (valid) keep_better(best, l, int(i));
   });
   best = warp_best(best);
@@ -120,6 +127,43 @@ __global__ void __launch_bounds__(kThreads) argmax_kernel(const float* logits, i
 
 constexpr int kMaxBins = 2048;
 
+// The blocks that share a row: a thread block cluster on sm_90 (launched with one when rows are
+// few), each rank reading one slice of the row in the passes that every path makes; one block
+// below sm_90.
+struct RowSplit {
+  unsigned rank, ranks;
+};
+constexpr unsigned kRowCluster = 8;  // ranks per row when rows are few (the portable maximum)
+
+__device__ __forceinline__ RowSplit row_split() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  const auto cluster = cooperative_groups::this_cluster();
+  return {cluster.block_rank(), cluster.num_blocks()};
+#else
+  return {0, 1};
+#endif
+}
+
+// Every thread of every block of the cluster arrives; memory written before (global and shared)
+// is visible to all of them after.
+__device__ __forceinline__ void cluster_sync() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  cooperative_groups::this_cluster().sync();
+#else
+  __syncthreads();
+#endif
+}
+
+// The same shared variable in the block of the given rank.
+template <typename T>
+__device__ __forceinline__ T* rank_shared(T* p, unsigned rank) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  return cooperative_groups::this_cluster().map_shared_rank(p, rank);
+#else
+  return rank == 0 ? p : nullptr;
+#endif
+}
+
 // Digits of the order key, most significant first.
 __device__ __forceinline__ int digit_shift(int level) { return level == 0 ? 21 : level == 1 ? 10 : 0; }
 __device__ __forceinline__ int digit_bits(int level) { return level == 2 ? 10 : 11; }
@@ -129,16 +173,17 @@ struct Sums {
   unsigned long long mass;
 };
 
+// row[begin, end): the whole row or one cluster rank's slice of it.
 struct RowState {
   const float* row;
-  int64_t vocab;
+  int64_t begin, end;
   bool vec4;
 };
 
 // for_each_raw with cleaned logits.
 template <int kTilesInFlight = kMaxTilesInFlight, typename F>
 __device__ __forceinline__ void for_each_value(const RowState& s, F&& f) {
-  for_each_raw<kTilesInFlight>(s.row, s.vocab, s.vec4, [&](int64_t i, float l, bool valid) { f(i, sampling::clean(l), valid); });
+  for_each_raw<kTilesInFlight>(s.row, s.begin, s.end, s.vec4, [&](int64_t i, float l, bool valid) { f(i, sampling::clean(l), valid); });
 }
 
 // counts[bin] += 1 for every lane with bin ≥ 0, one atomic per distinct bin of the warp. Every
@@ -302,22 +347,37 @@ constexpr int kPerThread = kFastCandidates / kThreads;
 constexpr unsigned long long kWeightMask = (1ull << 41) - 1;  // fixed-point weights ≤ 2^40
 
 // The fast path for top-k rows whose first-digit bins at and above the k-th key's hold at most
-// kFastCandidates tokens: one pass gathers them, a bitonic sort in shared memory orders them by
-// σ, and the cut and the draw work on that list (same rule, same result as the passes below).
-// `order` and `weights` hold kFastCandidates values each. Returns the token (every thread).
-__device__ int32_t sample_candidates(const RowState& s, uint32_t first_bin, unsigned count, unsigned top_k,
-                                     const SampleRow& p, float max_logit, float t, unsigned long long* order,
-                                     unsigned long long* weights) {
+// kFastCandidates tokens: one pass gathers them (each rank from its slice, then rank 0 collects
+// them), a bitonic sort in shared memory orders them by σ, and the cut and the draw work on that
+// list (same rule, same result as the passes below). `order` and `weights` hold kFastCandidates
+// values each. Returns the token (every thread of rank 0; −1 on the other ranks).
+__device__ int32_t sample_candidates(const RowState& slice, RowSplit split, uint32_t first_bin, unsigned count,
+                                     unsigned top_k, const SampleRow& p, float max_logit, float t,
+                                     unsigned long long* order, unsigned long long* weights) {
   __shared__ unsigned filled, kept_shared;
   __shared__ int32_t token;
   if (threadIdx.x == 0) filled = 0, token = -1;
   __syncthreads();
   // (key, inverted id): descending order of these is σ.
-  for_each_value<kLeanTilesInFlight>(s, [&](int64_t i, float l, bool valid) {
+  for_each_value<kLeanTilesInFlight>(slice, [&](int64_t i, float l, bool valid) {
     const uint32_t key = sampling::order_key(l);
     if (valid && (key >> 21) >= first_bin)
       order[atomicAdd(&filled, 1u)] = (static_cast<unsigned long long>(key) << 32) | (0xffffffffu - uint32_t(i));
   });
+  if (split.ranks > 1) {
+    cluster_sync();  // every rank's candidates gathered
+    if (split.rank == 0) {
+      unsigned offset = filled;
+      for (unsigned r = 1; r < split.ranks; ++r) {
+        const unsigned n = *rank_shared(&filled, r);
+        const unsigned long long* theirs = rank_shared(order, r);
+        for (unsigned i = threadIdx.x; i < n; i += kThreads) order[offset + i] = theirs[i];
+        offset += n;
+      }
+    }
+    cluster_sync();  // rank 0 has read them: the others may exit
+    if (split.rank != 0) return -1;
+  }
   const int padded = pow2_at_least(count);
   for (int i = int(count) + int(threadIdx.x); i < padded; i += kThreads) order[i] = 0;
   __syncthreads();
@@ -387,22 +447,29 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(float* logits, int64_t
   unsigned* const counts = first_counts + kMaxBins;
   unsigned long long* const masses = pool + kMaxBins;
   __shared__ Candidate warp_bests[kWarps];
+  __shared__ Candidate block_best;
   __shared__ int found;
-  const SampleRow p = rows[blockIdx.x];
-  float* row = logits + int64_t(blockIdx.x) * vocab;
-  const RowState s{row, vocab, vec4};
+  const RowSplit split = row_split();
+  const int64_t row_index = blockIdx.x / split.ranks;
+  const SampleRow p = rows[row_index];
+  float* row = logits + row_index * vocab;
+  const int64_t slice_size = (vocab + split.ranks * kItems - 1) / (split.ranks * kItems) * kItems;
+  const int64_t begin = min(vocab, split.rank * slice_size), end = min(vocab, begin + slice_size);
+  const RowState whole{row, 0, vocab, vec4}, slice{row, begin, end, vec4};
   const bool greedy = p.temperature == 0.0f;
 
-  // A. Penalties (distinct tokens: no two threads touch the same logit), maximum, first digit.
+  // A. Penalties (distinct tokens: no two threads touch the same logit), maximum, first digit;
+  // each rank on its slice, then merged.
   for (int i = threadIdx.x; i < p.penalty_count; i += kThreads) {
     const TokenCount tc = penalties[p.penalty_begin + i];
-    row[tc.token] = sampling::penalize(row[tc.token], tc.count, p.repetition_penalty, p.presence_penalty,
-                                       p.frequency_penalty);
+    if (tc.token >= begin && tc.token < end)
+      row[tc.token] = sampling::penalize(row[tc.token], tc.count, p.repetition_penalty, p.presence_penalty,
+                                         p.frequency_penalty);
   }
   if (!greedy) clear_bins(first_counts, nullptr);
   __syncthreads();
   Candidate best{-INFINITY, INT_MAX};
-  for_each_value(s, [&](int64_t i, float l, bool valid) {
+  for_each_value(slice, [&](int64_t i, float l, bool valid) {
     if (valid) keep_better(best, l, int(i));
     if (!greedy) count_in_bin(first_counts, valid ? int(sampling::order_key(l) >> 21) : -1);
   });
@@ -410,8 +477,28 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(float* logits, int64_t
   if (threadIdx.x % 32 == 0) warp_bests[threadIdx.x / 32] = best;
   __syncthreads();
   for (int w = 0; w < kWarps; ++w) keep_better(best, warp_bests[w].value, warp_bests[w].index);
+  if (split.ranks > 1) {
+    if (threadIdx.x == 0) block_best = best;
+    cluster_sync();  // every rank's maximum and histogram done (and its penalties written)
+    for (unsigned r = 0; r < split.ranks; ++r) {
+      const Candidate theirs = *rank_shared(&block_best, r);
+      keep_better(best, theirs.value, theirs.index);
+    }
+    if (!greedy) {
+      for (int b = threadIdx.x; b < kMaxBins; b += kThreads) {
+        unsigned sum = 0;
+        for (unsigned r = 0; r < split.ranks; ++r) sum += rank_shared(first_counts, r)[b];
+        counts[b] = sum;
+      }
+    }
+    cluster_sync();  // no rank reads another's shared memory any more
+    if (!greedy) {
+      for (int b = threadIdx.x; b < kMaxBins; b += kThreads) first_counts[b] = counts[b];
+      __syncthreads();
+    }
+  }
   if (greedy) {
-    if (threadIdx.x == 0) tokens[blockIdx.x] = best.index == INT_MAX ? 0 : best.index;
+    if (split.rank == 0 && threadIdx.x == 0) tokens[row_index] = best.index == INT_MAX ? 0 : best.index;
     return;
   }
   const float max_logit = best.value, t = p.temperature;
@@ -421,18 +508,24 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(float* logits, int64_t
   const unsigned top_k = top_k_on ? unsigned(p.top_k) : unsigned(vocab);
   uint32_t top_k_key = 0;  // every cleaned logit's key is above 0
   unsigned above_top_k = 0;
+  auto enough = [top_k](const Sums& run) { return run.count >= top_k; };
+  Sums above_bin{0, 0};
+  uint32_t top_k_bin = 0;
   if (top_k_on) {
-    auto enough = [top_k](const Sums& run) { return run.count >= top_k; };
-    Sums base{0, 0};
-    const uint32_t bin = uint32_t(pick_bin(first_counts, nullptr, kMaxBins, base, enough));
-    const unsigned candidates = base.count + first_counts[bin];
+    top_k_bin = uint32_t(pick_bin(first_counts, nullptr, kMaxBins, above_bin, enough));
+    const unsigned candidates = above_bin.count + first_counts[top_k_bin];
     if (candidates <= kFastCandidates) {
-      const int32_t token = sample_candidates(s, bin, candidates, top_k, p, max_logit, t, masses, pool);
-      if (threadIdx.x == 0) tokens[blockIdx.x] = token;
+      const int32_t token =
+          sample_candidates(slice, split, top_k_bin, candidates, top_k, p, max_logit, t, masses, pool);
+      if (split.rank == 0 && threadIdx.x == 0) tokens[row_index] = token;
       return;
     }
-    top_k_key = descend(s, bin, base, counts, nullptr, 0, max_logit, t, enough);
-    above_top_k = base.count;
+  }
+  // The rest: rank 0 alone, on the whole row.
+  if (split.rank != 0) return;
+  if (top_k_on) {
+    top_k_key = descend(whole, top_k_bin, above_bin, counts, nullptr, 0, max_logit, t, enough);
+    above_top_k = above_bin.count;
   }
 
   // C. Mass of the top-k set, min-p count, first-digit masses (needed only where D may run:
@@ -441,7 +534,7 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(float* logits, int64_t
   if (may_cut) clear_bins(nullptr, masses);
   unsigned long long top_k_mass = 0;
   unsigned min_p_count = 0;
-  for_each_value(s, [&](int64_t, float l, bool valid) {
+  for_each_value(whole, [&](int64_t, float l, bool valid) {
     const float x = sampling::scaled_logit(l, max_logit, t);
     const uint32_t key = sampling::order_key(l);
     const bool in_top_k = valid && key >= top_k_key;
@@ -468,7 +561,7 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(float* logits, int64_t
     };
     Sums base{0, 0};
     const uint32_t bin = uint32_t(pick_bin(first_counts, masses, kMaxBins, base, stop));
-    last_key = descend(s, bin, base, counts, masses, top_k_key, max_logit, t, stop);
+    last_key = descend(whole, bin, base, counts, masses, top_k_key, max_logit, t, stop);
     tie_weight = sampling::fixed_weight(sampling::scaled_logit(sampling::key_logit(last_key), max_logit, t));
     // The fewest tokens at last_key (≥ 1) that make the prefix stop.
     kept_ties = count_limit - base.count;
@@ -530,7 +623,7 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(float* logits, int64_t
       done.mass += tile.mass;
     }
   }
-  if (threadIdx.x == 0) tokens[blockIdx.x] = found == INT_MAX ? best.index : found;  // INT_MAX: cannot happen
+  if (threadIdx.x == 0) tokens[row_index] = found == INT_MAX ? best.index : found;  // INT_MAX: cannot happen
 }
 
 }  // namespace
@@ -552,7 +645,24 @@ void sample_rows(float* logits, int rows, int64_t vocab, const SampleRow* params
   require(vocab > 0 && vocab <= kMaxSampleVocab, "sample_rows", "vocab out of range", vocab);
   if (rows == 0) return;
   const bool vec4 = ops_detail::aligned16(logits) && vocab % 4 == 0;
-  sample_kernel<<<unsigned(rows), kThreads, 0, stream>>>(logits, vocab, vec4, params, penalties, tokens);
+  // A cluster of kRowCluster blocks per row while the clusters fit on the GPU at once (sm_90).
+  int device = 0, major = 0, sms = 0;
+  cudaGetDevice(&device);
+  cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
+  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+  const unsigned ranks = major >= 9 && int64_t(rows) * kRowCluster <= sms ? kRowCluster : 1;
+  cudaLaunchAttribute cluster{};
+  cluster.id = cudaLaunchAttributeClusterDimension;
+  cluster.val.clusterDim.x = ranks;
+  cluster.val.clusterDim.y = 1;
+  cluster.val.clusterDim.z = 1;
+  cudaLaunchConfig_t config{};
+  config.gridDim = dim3(unsigned(rows) * ranks);
+  config.blockDim = dim3(kThreads);
+  config.stream = stream;
+  config.attrs = &cluster;
+  config.numAttrs = ranks > 1 ? 1 : 0;
+  cudaLaunchKernelEx(&config, sample_kernel, logits, vocab, vec4, params, penalties, tokens);
   ops_detail::check_launch("sample_rows");
 }
 
