@@ -5,10 +5,11 @@
 // sample_rows: the rule of backend/sampling.h (penalties, temperature, top-k, top-p, min-p, one
 // draw per row), with the arithmetic of the CPU's sample_row, so both pick the same token. Blocks
 // of 1024 threads, one launch for the batch. With few rows (rows × 8 ≤ SMs, sm_90) each row gets a
-// thread block cluster of 8: every rank handles one slice of the row in A and in B's fast path
-// and merges through distributed shared memory; the rest (rarer, heavier filters) runs in rank 0
-// alone over the whole row. With many rows, one block per row does everything. The row (fp32,
-// in L2 after the first read) is read a few times and never sorted:
+// thread block cluster of 8: every rank handles one slice of the row in A, B's fast path, C and
+// E, and the ranks merge their sums and histograms through distributed shared memory; the radix
+// descents of B and D (which histogram only the keys under one prefix) run in every rank over the
+// whole row, alike. With many rows, one block per row does everything. The row (fp32, in L2 after
+// the first read) is read a few times and never sorted:
 //  A. Penalties in place. One pass: the maximum (temperature 0 stops here with the argmax) and a
 //     count histogram of the top 11 bits of every logit's 32-bit order key (each rank its slice,
 //     then summed over the cluster).
@@ -25,7 +26,8 @@
 //     reaches top_p·W (two more passes; skipped when top-p is off and min-p cuts nothing): the key
 //     θ* of the last kept token and how many of the tokens at θ* (lowest ids first) are kept.
 //  E. The draw: a block-wide scan in id order of the kept weights, tile by tile, stopping at the
-//     first token whose running sum exceeds ⌊total·U/2^53⌋.
+//     first token whose running sum exceeds ⌊total·U/2^53⌋. In a cluster each rank first sums
+//     its slice; only the rank whose slice holds that token scans, from the lower ranks' sums.
 // Every sum is an integer (fixed-point weights), so reductions are exact in any order: the result
 // is deterministic and equal to the CPU's, however the row is split.
 // Speed: a block streams its part of the row from L2, so each thread keeps several tiles' loads
@@ -247,6 +249,38 @@ __device__ unsigned long long block_sum(unsigned long long v, unsigned& count) {
   exclusive_scan({count, v}, total);
   count = total.count;
   return total.mass;
+}
+
+// Sums `mine` (each block's, every thread alike) over the cluster's ranks; `before` gets the sum
+// over the lower ranks. Every thread of every rank calls it.
+__device__ Sums cluster_sums(Sums mine, RowSplit split, Sums& before) {
+  __shared__ Sums shared_sums;
+  before = {0, 0};
+  if (split.ranks == 1) return mine;
+  if (threadIdx.x == 0) shared_sums = mine;
+  cluster_sync();
+  Sums total{0, 0};
+  for (unsigned r = 0; r < split.ranks; ++r) {
+    const Sums theirs = *rank_shared(&shared_sums, r);
+    if (r == split.rank) before = total;
+    total.count += theirs.count;
+    total.mass += theirs.mass;
+  }
+  cluster_sync();  // every rank has read shared_sums
+  return total;
+}
+
+// Replaces each rank's bin masses by their sum over the cluster. Every thread of every rank calls it.
+__device__ void cluster_merge(unsigned long long* masses, RowSplit split) {
+  if (split.ranks == 1) return;
+  constexpr int kBinsPerThread = kMaxBins / kThreads;
+  unsigned long long sums[kBinsPerThread] = {};
+  cluster_sync();  // every rank's histogram is complete
+  for (int k = 0; k < kBinsPerThread; ++k)
+    for (unsigned r = 0; r < split.ranks; ++r) sums[k] += rank_shared(masses, r)[int(threadIdx.x) + k * kThreads];
+  cluster_sync();  // every rank has read the others'
+  for (int k = 0; k < kBinsPerThread; ++k) masses[int(threadIdx.x) + k * kThreads] = sums[k];
+  __syncthreads();
 }
 
 // The first bin, from the highest down, whose running (count, mass) — on top of `base`, bins
@@ -521,8 +555,8 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(float* logits, int64_t
       return;
     }
   }
-  // The rest: rank 0 alone, on the whole row.
-  if (split.rank != 0) return;
+  // The rest: the radix descents (histograms of the few keys under one prefix) run in every rank
+  // over the whole row, alike; C and E are split by slice.
   if (top_k_on) {
     top_k_key = descend(whole, top_k_bin, above_bin, counts, nullptr, 0, max_logit, t, enough);
     above_top_k = above_bin.count;
@@ -534,7 +568,7 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(float* logits, int64_t
   if (may_cut) clear_bins(nullptr, masses);
   unsigned long long top_k_mass = 0;
   unsigned min_p_count = 0;
-  for_each_value(whole, [&](int64_t, float l, bool valid) {
+  for_each_value(slice, [&](int64_t, float l, bool valid) {
     const float x = sampling::scaled_logit(l, max_logit, t);
     const uint32_t key = sampling::order_key(l);
     const bool in_top_k = valid && key >= top_k_key;
@@ -545,6 +579,13 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(float* logits, int64_t
   });
   __syncthreads();
   top_k_mass = block_sum(top_k_mass, min_p_count);
+  {
+    Sums lower_ranks;
+    const Sums all = cluster_sums({min_p_count, top_k_mass}, split, lower_ranks);
+    min_p_count = all.count;
+    top_k_mass = all.mass;
+  }
+  if (may_cut) cluster_merge(masses, split);
   const uint64_t top_k_tie_weight =
       top_k_on ? sampling::fixed_weight(sampling::scaled_logit(sampling::key_logit(top_k_key), max_logit, t)) : 0;
   if (top_k_on) top_k_mass += uint64_t(top_k - above_top_k) * top_k_tie_weight;
@@ -577,16 +618,34 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(float* logits, int64_t
     total = base.mass + uint64_t(kept_ties) * tie_weight;
   }
 
-  // E. The draw, in id order.
+  // E. The draw, in id order: with several ranks, each first sums its slice (the kept mass above
+  // last_key and the ties at it); only the rank whose slice holds the first crossing scans.
   const uint64_t target = sampling::draw_target(total, p.draw);
+  auto cumulative = [&](const Sums& run) { return run.mass + uint64_t(min(run.count, kept_ties)) * tie_weight; };
+  Sums slice_sums{0, 0};
+  if (split.ranks > 1) {
+    for_each_value(slice, [&](int64_t, float l, bool valid) {
+      const uint32_t key = sampling::order_key(l);
+      if (valid && key > last_key) slice_sums.mass += sampling::fixed_weight(sampling::scaled_logit(l, max_logit, t));
+      slice_sums.count += valid && key == last_key;
+    });
+    slice_sums.mass = block_sum(slice_sums.mass, slice_sums.count);
+  }
+  Sums done;  // ties at last_key and other kept mass before this tile
+  const Sums row_sums = cluster_sums(slice_sums, split, done);
+  if (split.ranks > 1) {
+    const Sums after{done.count + slice_sums.count, done.mass + slice_sums.mass};
+    if (split.rank == 0 && threadIdx.x == 0 && cumulative(row_sums) <= target)
+      tokens[row_index] = best.index;  // cannot happen
+    if (!(cumulative(done) <= target && cumulative(after) > target)) return;
+  }
   if (threadIdx.x == 0) found = INT_MAX;
-  Sums done{0, 0};  // ties at last_key and other kept mass in earlier tiles
   bool drawn = false;  // found is set (read after a barrier, so every thread agrees)
-  for (int64_t base = 0; base < vocab && !drawn; base += kMaxTilesInFlight * kTile) {
+  for (int64_t base = slice.begin; base < slice.end && !drawn; base += kMaxTilesInFlight * kTile) {
     float v[kMaxTilesInFlight][kItems];
 #pragma unroll
     for (int tile_in_batch = 0; tile_in_batch < kMaxTilesInFlight; ++tile_in_batch)
-      load_items(row, vocab, vec4, first_item(base, tile_in_batch), v[tile_in_batch]);
+      load_items(row, slice.end, vec4, first_item(base, tile_in_batch), v[tile_in_batch]);
 #pragma unroll
     for (int tile_in_batch = 0; tile_in_batch < kMaxTilesInFlight; ++tile_in_batch) {
       const int64_t i0 = first_item(base, tile_in_batch);
@@ -595,7 +654,7 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(float* logits, int64_t
       Sums mine{0, 0};
 #pragma unroll
       for (int j = 0; j < kItems; ++j) {
-        const bool valid = i0 + j < vocab;
+        const bool valid = i0 + j < slice.end;
         const float l = valid ? sampling::clean(v[tile_in_batch][j]) : -INFINITY;
         keys[j] = valid ? sampling::order_key(l) : 0;
         q[j] = keys[j] > last_key ? sampling::fixed_weight(sampling::scaled_logit(l, max_logit, t)) : 0;
@@ -608,10 +667,9 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(float* logits, int64_t
       run.mass += done.mass;
 #pragma unroll
       for (int j = 0; j < kItems; ++j) {
-        run.count += keys[j] == last_key && i0 + j < vocab;
+        run.count += keys[j] == last_key && i0 + j < slice.end;
         run.mass += q[j];
-        const uint64_t cumulative = run.mass + uint64_t(min(run.count, kept_ties)) * tie_weight;
-        if (cumulative > target) {
+        if (cumulative(run) > target) {
           atomicMin(&found, int(i0 + j));
           break;
         }
