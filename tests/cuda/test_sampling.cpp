@@ -119,6 +119,52 @@ TEST(CudaSampling, MatchesCpuOnRandomLogits) {
   std::printf("compared %d draws, excluded none\n", compared);
 }
 
+// Few rows are split over a cluster of blocks (each a slice of the row, merged), many rows are not:
+// both sides of the switch, vocabularies that do not divide into the slices (7: fewer values than
+// blocks), coarse logits with many ties, penalties on the first and last token of every slice and
+// on the maximum, and top-k sets larger than the fast path's candidate list.
+TEST(CudaSampling, MatchesCpuAcrossRowSplits) {
+  MARLIN_REQUIRE_GPU();
+  std::mt19937 rng(77);
+  std::mt19937_64 draws(78);
+  auto sets = parameter_sets();
+  sets.push_back(make_row(1.0f, 3000, 0.98f, 0.0f));
+  sets.push_back(make_row(0.9f, 2100, 1.0f, 0.001f));
+  int compared = 0;
+  for (int64_t vocab : {int64_t(7), int64_t(1001), int64_t(128257)}) {
+    for (int batch : {1, 16, 17}) {
+      for (int kind : {0, 2}) {
+        SCOPED_TRACE(testing::Message() << "vocab " << vocab << ", batch " << batch << ", kind " << kind);
+        const auto logits = random_logits(vocab * batch, kind, rng);
+        SampleBatch b;
+        for (int r = 0; r < batch; ++r) {
+          SampleRow row = sets[size_t(r + kind) % sets.size()];
+          row.draw = draws() >> 11;
+          row.repetition_penalty = 1.2f;
+          row.presence_penalty = 0.3f;
+          row.penalty_begin = int32_t(b.penalties.size());
+          const float* l = &logits[size_t(r) * size_t(vocab)];
+          std::vector<int32_t> marked = {int32_t(std::max_element(l, l + vocab) - l)};
+          const int64_t slice = (vocab + 31) / 32 * 4;  // the kernel's slice for 8 blocks
+          for (int64_t edge = 0; edge < vocab; edge += slice) {
+            marked.push_back(int32_t(edge));
+            marked.push_back(int32_t(std::min(vocab, edge + slice) - 1));
+          }
+          std::sort(marked.begin(), marked.end());
+          marked.erase(std::unique(marked.begin(), marked.end()), marked.end());
+          for (size_t i = 0; i < marked.size(); ++i) b.penalties.push_back({marked[i], 1 + int32_t(i % 3)});
+          row.penalty_count = int32_t(b.penalties.size()) - row.penalty_begin;
+          b.rows.push_back(row);
+        }
+        const Both got = sample_both(logits, vocab, b);
+        for (int r = 0; r < batch; ++r) EXPECT_EQ(got.gpu[size_t(r)], got.cpu[size_t(r)]) << "row " << r;
+        compared += batch;
+      }
+    }
+  }
+  std::printf("compared %d draws\n", compared);
+}
+
 TEST(CudaSampling, EdgeCases) {
   MARLIN_REQUIRE_GPU();
   const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
