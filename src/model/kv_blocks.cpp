@@ -38,6 +38,7 @@ int32_t KvBlockTable::block_of(int seq, int64_t pos) const {
 int64_t KvBlockTable::blocks_needed(int seq, int64_t begin, int64_t end) const {
   const auto& table = tables_[index(seq)];
   int64_t needed = 0;
+  if (begin >= end) return 0;  // nothing is written
   for (int64_t page = begin / block_size_; page < blocks_for(end); ++page)
     if (page >= int64_t(table.size()) || refs_[size_t(table[size_t(page)])] > 1) needed++;
   return needed;
@@ -53,6 +54,7 @@ std::vector<BlockCopy> KvBlockTable::make_writable(int seq, int64_t begin, int64
   MARLIN_CHECK(needed <= free_blocks(), "kv cache: out of blocks ({} needed, {} free of {})", needed, free_blocks(),
                total_blocks());
   std::vector<BlockCopy> copies;
+  if (begin == end) return copies;
   for (int64_t page = begin / block_size_; page < blocks_for(end); ++page) {
     const bool mapped = page < int64_t(table.size());
     if (mapped && refs_[size_t(table[size_t(page)])] == 1) continue;

@@ -70,6 +70,10 @@ TEST(KvBlocks, SharedBlocksAreCopiedBeforeTheyAreWritten) {
   EXPECT_EQ(t.references(source[2]), 1);
   expect_consistent(t);
 
+  // Writing nothing copies nothing.
+  EXPECT_EQ(t.blocks_needed(1, 7, 7), 0);
+  EXPECT_TRUE(t.make_writable(1, 7, 7).empty());
+  EXPECT_EQ(t.page_table(1)[1], source[1]);
   // Sequence 1 writes position 7, inside the shared second block: it gets a copy.
   const uint64_t version = t.version();
   EXPECT_EQ(t.blocks_needed(1, 7, 8), 1);
