@@ -85,7 +85,8 @@ void serve(const ServeOptions& o) {
   options.port = o.port;
   options.api_key = api_key;
   options.model_id = model_id(model_path);
-  options.context = context;
+  // One sequence may hold at most the whole pool: longer requests are refused as over the context.
+  options.context = std::min<int64_t>(context, scheduler.gauges().kv_blocks.total * o.block_size);
   options.max_body_bytes = o.max_body;
   // Every queued or running request holds an HTTP thread while it waits; a few more serve
   // /health, /metrics and tokenization meanwhile.
@@ -95,7 +96,7 @@ void serve(const ServeOptions& o) {
   server::HttpServer http(options, engine, scheduler, metrics);
   const int port = http.bind();
   fmt::print(stderr, "marlin serve: {} ({}, context {}, {} sequences at once, {} KV blocks of {}) on http://{}:{}{}\n",
-             options.model_id, engine.model().device_description(), context, o.max_batch,
+             options.model_id, engine.model().device_description(), options.context, o.max_batch,
              scheduler.gauges().kv_blocks.total, o.block_size, o.host, port, api_key.empty() ? "" : " (API key required)");
 
   std::atomic<bool> finished{false};
@@ -139,7 +140,8 @@ void register_serve(CLI::App& app) {
       ->check(CLI::Range(1, 1024));
   c->add_option("--kv-blocks", o->kv_blocks,
                 "KV cache blocks shared by all sequences, allocated at start (default: --max-batch x --ctx positions' "
-                "worth). Fewer: a request waits until blocks for its prompt + max_tokens can be reserved")
+                "worth). Fewer: a request waits until blocks for its prompt + max_tokens can be reserved; the context of one "
+                "request is at most all blocks")
       ->check(CLI::Range(int64_t(1), int64_t(1) << 30));
   c->add_option("--block-size", o->block_size,
                 "Positions per KV cache block (the unit of allocation and of prompt-prefix sharing)")

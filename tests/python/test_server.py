@@ -550,6 +550,35 @@ def test_a_common_prompt_prefix_shares_kv_blocks(batch_server):
     assert metric(batch_server, "marlin_kv_blocks_cached") > 0
 
 
+def test_a_small_kv_pool_bounds_the_context(marlin_bin, default_model, tmp_path):
+    # 6 blocks of 16 positions: one request holds at most 96 positions; two such requests take
+    # turns (admission reserves prompt + max_tokens), and everything returns to the pool.
+    s = Server(marlin_bin, tmp_path / "serve.log", "--model", str(default_model), "--ctx", str(CONTEXT),
+               "--max-batch", "4", "--kv-blocks", "6", "--block-size", "16")
+    try:
+        client = s.client()
+        assert request(s, "GET", "/v1/models")[2]["data"][0]["max_model_len"] == 96
+        with pytest.raises(openai.BadRequestError) as e:
+            client.completions.create(model=MODEL_ID, prompt="Once upon a time", max_tokens=100)
+        assert e.value.code == "context_length_exceeded"
+        results = [None, None]
+
+        def ask(i):
+            results[i] = client.completions.create(model=MODEL_ID, prompt=["Once upon a time", "The sea is"][i],
+                                                   max_tokens=40, temperature=0)
+
+        threads = [threading.Thread(target=ask, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert all(r.usage.completion_tokens > 0 for r in results)
+        assert metric(s, "marlin_kv_blocks_used") == 0
+        assert metric(s, "marlin_kv_blocks_total") == 6
+    finally:
+        s.stop()
+
+
 # --- shutdown --------------------------------------------------------------------------------
 
 def test_sigterm_under_load_finishes_streams_and_exits_0(marlin_bin, default_model, tmp_path):
