@@ -110,8 +110,8 @@ class Backend {
   virtual std::unique_ptr<BackendLinear> linear(std::span<const QuantTensor> parts) = 0;
   virtual std::unique_ptr<BackendTensor> vector(std::span<const float> values) = 0;
   virtual std::unique_ptr<BackendTensor> embedding(const QuantTensor& table) = 0;
-  // A cache of `sequences` sequences of `capacity` positions each.
-  virtual std::unique_ptr<KvCache> new_cache(int64_t capacity, int sequences) = 0;
+  // A cache of `sequences` sequences of up to `capacity` positions each, paged by `layout`.
+  virtual std::unique_ptr<KvCache> new_cache(int64_t capacity, int sequences, const KvCacheLayout& layout) = 0;
 
   // --- Activations -------------------------------------------------------------------------
   // Room for `rows` × `cols` values; an Act stays valid until the next reserve call with `slot`.

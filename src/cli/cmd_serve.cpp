@@ -32,6 +32,8 @@ struct ServeOptions {
   int context = 4096;
   int max_batch = 8;
   int prefill_chunk = 256;
+  int64_t kv_blocks = 0;  // 0: max_batch × ctx positions' worth
+  int block_size = 16;
   std::string device = "cpu";
   int threads = 0;
   size_t max_body = 4 << 20;
@@ -75,13 +77,16 @@ void serve(const ServeOptions& o) {
   batching.max_batch = o.max_batch;
   batching.max_queue = size_t(o.max_queue);
   batching.prefill_chunk = o.prefill_chunk;
+  batching.block_size = o.block_size;
+  batching.kv_blocks = o.kv_blocks;
   server::BatchingScheduler scheduler(engine, batching, metrics);
   server::ServerOptions options;
   options.host = o.host;
   options.port = o.port;
   options.api_key = api_key;
   options.model_id = model_id(model_path);
-  options.context = context;
+  // One sequence may hold at most the whole pool: longer requests are refused as over the context.
+  options.context = std::min<int64_t>(context, scheduler.gauges().kv_blocks.total * o.block_size);
   options.max_body_bytes = o.max_body;
   // Every queued or running request holds an HTTP thread while it waits; a few more serve
   // /health, /metrics and tokenization meanwhile.
@@ -90,9 +95,9 @@ void serve(const ServeOptions& o) {
   options.limits.max_n = o.max_n;
   server::HttpServer http(options, engine, scheduler, metrics);
   const int port = http.bind();
-  fmt::print(stderr, "marlin serve: {} ({}, context {}, {} sequences at once) on http://{}:{}{}\n", options.model_id,
-             engine.model().device_description(), context, o.max_batch, o.host, port,
-             api_key.empty() ? "" : " (API key required)");
+  fmt::print(stderr, "marlin serve: {} ({}, context {}, {} sequences at once, {} KV blocks of {}) on http://{}:{}{}\n",
+             options.model_id, engine.model().device_description(), options.context, o.max_batch,
+             scheduler.gauges().kv_blocks.total, o.block_size, o.host, port, api_key.empty() ? "" : " (API key required)");
 
   std::atomic<bool> finished{false};
   std::thread signal_waiter([&] {
@@ -130,9 +135,18 @@ void register_serve(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::Range(16, 1 << 20));
   c->add_option("--max-batch", o->max_batch,
-                "Most sequences decoding together (KV cache slots of --ctx positions each, all allocated at start)")
+                "Most sequences decoding together (each up to --ctx positions, in blocks of the shared KV pool)")
       ->capture_default_str()
       ->check(CLI::Range(1, 1024));
+  c->add_option("--kv-blocks", o->kv_blocks,
+                "KV cache blocks shared by all sequences, allocated at start (default: --max-batch x --ctx positions' "
+                "worth). Fewer: a request waits until blocks for its prompt + max_tokens can be reserved; the context of one "
+                "request is at most all blocks")
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 30));
+  c->add_option("--block-size", o->block_size,
+                "Positions per KV cache block (the unit of allocation and of prompt-prefix sharing)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({16, 32, 64}));
   c->add_option("--prefill-chunk", o->prefill_chunk,
                 "Most prompt tokens fed per step, so a long prompt never stalls the running streams")
       ->capture_default_str()

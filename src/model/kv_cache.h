@@ -1,21 +1,37 @@
 // Key/value cache of one sequence, or of several sequences (slots) that a decode step can advance
-// together, one token each: how many positions each sequence holds, out of a fixed capacity per
+// together, one token each: how many positions each sequence holds, out of a capacity per
 // sequence. Sequences fill and empty independently, so a batch can take in a new sequence while
-// others go on. Each backend derives its own storage (backend/cpu/cpu_kv_cache.h, the CUDA
-// backend's paged cache).
+// others go on.
+//
+// The cache is paged (model/kv_blocks.h): positions live in blocks of a pool shared by every
+// sequence, mapped by each sequence's page table as it grows (make_room) and returned to the pool
+// when it shrinks (truncate). A sequence may start with another's prefix without recomputing it
+// (share_prefix); a shared block is copied before it is written. Each backend derives its own
+// storage by physical block (backend/cpu/cpu_kv_cache.h, the CUDA backend's paged cache).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
 #include "core/error.h"
+#include "model/kv_blocks.h"
 
 namespace marlin {
 
+// How a cache is paged. Zeros pick the defaults.
+struct KvCacheLayout {
+  int block_size = 0;   // positions per block; 0: the backend's choice
+  int64_t blocks = 0;   // blocks in the pool; 0: enough for every sequence at full capacity
+};
+
 class KvCache {
  public:
-  explicit KvCache(int64_t capacity, int sequences = 1)
-      : capacity_(capacity), lengths_(size_t(sequences > 0 ? sequences : 0), 0) {}
+  KvCache(int64_t capacity, int sequences, int block_size, int64_t blocks)
+      : capacity_(capacity),
+        lengths_(size_t(sequences > 0 ? sequences : 0), 0),
+        blocks_(blocks > 0 ? blocks : int64_t(sequences) * ((capacity + block_size - 1) / std::max(block_size, 1)),
+                block_size, sequences, capacity) {}
   virtual ~KvCache() = default;
   KvCache(const KvCache&) = delete;
   KvCache& operator=(const KvCache&) = delete;
@@ -23,19 +39,48 @@ class KvCache {
   int64_t capacity() const { return capacity_; }
   int sequences() const { return int(lengths_.size()); }
   int64_t length(int seq = 0) const { return lengths_[index(seq)]; }
+  const KvBlockTable& blocks() const { return blocks_; }
+  int block_size() const { return blocks_.block_size(); }
+
   // Empties every sequence.
-  void clear() { lengths_.assign(lengths_.size(), 0); }
+  void clear() {
+    for (int s = 0; s < sequences(); ++s) truncate(0, s);
+  }
   // Drops the positions of sequence `seq` from `length` on (0: the whole sequence, e.g. a slot
-  // whose request ended; more: reusing a common prompt prefix).
+  // whose request ended; more: reusing a common prompt prefix), returning unneeded blocks.
   void truncate(int64_t length, int seq = 0) {
     int64_t& l = lengths_[index(seq)];
     l = length < l ? (length > 0 ? length : 0) : l;
+    blocks_.keep(seq, l);
   }
+  // Maps writable blocks for the next `count` positions of sequence `seq` (before a step writes
+  // them); throws when the pool runs out of blocks.
+  void make_room(int64_t count, int seq = 0) {
+    const int64_t l = length(seq);
+    MARLIN_CHECK(l + count <= capacity_, "context is full ({} tokens)", capacity_);
+    for (const BlockCopy& copy : blocks_.make_writable(seq, l, l + count)) copy_block(copy.from, copy.to);
+  }
+  // Counts `count` positions written by the step just run (make_room came first).
   void advance(int64_t count, int seq = 0) {
     int64_t& l = lengths_[index(seq)];
     MARLIN_CHECK(l + count <= capacity_, "context is full ({} tokens)", capacity_);
+    MARLIN_CHECK(blocks_.blocks_for(l + count) <= int64_t(blocks_.page_table(seq).size()),
+                 "kv cache: sequence {} advanced past its blocks (internal error)", seq);
     l += count;
   }
+  // Empty sequence `dst` starts with the first `length` positions of sequence `src`, mapping its
+  // blocks instead of computing them again.
+  void share_prefix(int dst, int src, int64_t length) {
+    MARLIN_CHECK(this->length(dst) == 0 && length <= this->length(src),
+                 "kv cache: sequence {} cannot take {} positions of sequence {}", dst, length, src);
+    blocks_.keep(dst, 0);
+    blocks_.share(dst, src, length);
+    lengths_[size_t(dst)] = length;
+  }
+
+ protected:
+  // Copies the keys and values of every layer of physical block `from` into block `to`.
+  virtual void copy_block(int32_t from, int32_t to) = 0;
 
  private:
   size_t index(int seq) const {
@@ -45,6 +90,7 @@ class KvCache {
 
   int64_t capacity_;
   std::vector<int64_t> lengths_;
+  KvBlockTable blocks_;
 };
 
 }  // namespace marlin

@@ -85,6 +85,7 @@ class LlamaModel final : public Model {
     MARLIN_CHECK(cache.length() == 0 && n <= cache.capacity(), "run_layer: needs an empty cache of {} positions", n);
     const int64_t d = config_.d_model;
     std::vector<int32_t> positions_only(size_t(n), 0);
+    cache.make_room(n);
     be_->begin_step(StepTokens::one_sequence(positions_only, 0), cache);
     const Act xa = be_->activations(kX, n, d, ActType::kF32);
     float* host = be_->host_data(xa);
@@ -110,11 +111,13 @@ class LlamaModel final : public Model {
     }
   }
 
-  std::unique_ptr<KvCache> new_cache(int64_t capacity, int sequences) const override {
+  std::unique_ptr<KvCache> new_cache(int64_t capacity, int sequences, const KvCacheLayout& layout) const override {
     MARLIN_CHECK(capacity > 0, "context size must be positive");
     MARLIN_CHECK(sequences >= 1 && sequences <= be_->max_step_tokens(), "a cache holds 1 to {} sequences, not {}",
                  be_->max_step_tokens(), sequences);
-    return be_->new_cache(capacity, sequences);
+    MARLIN_CHECK(layout.block_size >= 0 && layout.blocks >= 0, "kv cache: block size {} and block count {}",
+                 layout.block_size, layout.blocks);
+    return be_->new_cache(capacity, sequences, layout);
   }
 
   void decode_sequences(std::span<const int32_t> seqs, std::span<const int32_t> tokens, KvCache& cache,
@@ -209,6 +212,11 @@ class LlamaModel final : public Model {
   void forward_chunk(const StepTokens& step, KvCache& cache, Output out, bool all_logits) {
     const ModelConfig& c = config_;
     const int64_t n = int64_t(step.ids.size());
+    if (step.several()) {
+      for (const int32_t s : step.seqs) cache.make_room(1, s);
+    } else {
+      cache.make_room(n, step.seq);
+    }
     be_->begin_step(step, cache);
     // Logits for every token of the chunk, or only for the last one.
     const int64_t first = all_logits ? 0 : n - 1, rows = n - first;

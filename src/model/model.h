@@ -32,8 +32,10 @@ class Model {
   virtual const ModelConfig& config() const = 0;
 
   // A cache for one sequence of at most `capacity` positions, or for `sequences` that decode
-  // together (decode_sequences), each up to `capacity` positions.
-  virtual std::unique_ptr<KvCache> new_cache(int64_t capacity, int sequences = 1) const = 0;
+  // together (decode_sequences), each up to `capacity` positions, paged by `layout` (by default
+  // the backend's block size and enough blocks for every sequence at full capacity).
+  virtual std::unique_ptr<KvCache> new_cache(int64_t capacity, int sequences = 1,
+                                             const KvCacheLayout& layout = {}) const = 0;
 
   // Feeds `tokens` to sequence `seq` of the cache at positions cache.length(seq) onwards and
   // appends them to it. Writes vocab_size logits for the last token, or for every token when

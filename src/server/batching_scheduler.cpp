@@ -48,6 +48,8 @@ struct BatchingScheduler::Running {
   size_t cached = 0;             // of which were left by the slot's previous sequence
   int32_t next = 0;              // sampled, not yet fed
   int generated = 0;
+  int64_t reserved_blocks = 0;    // the most blocks it may take from the pool
+  int64_t allocated_before = 0;   // the slot's allocation count when it started
   const bool host_logits;  // logprobs or a logit bias: sampled on the host from the logits
   const bool first_of_task;
   std::vector<TokenLogprob> pending;  // logprobs of tokens whose text has not been published yet
@@ -58,11 +60,15 @@ BatchingScheduler::BatchingScheduler(Engine& engine, const BatchingOptions& opti
     : engine_(engine), options_(options), metrics_(metrics) {
   MARLIN_CHECK(options.max_batch >= 1, "max batch must be >= 1, got {}", options.max_batch);
   MARLIN_CHECK(options.prefill_chunk >= 1, "prefill chunk must be >= 1, got {}", options.prefill_chunk);
-  cache_ = engine.model().new_cache(options.context, options.max_batch);
+  MARLIN_CHECK(options.block_size >= 1, "block size must be >= 1, got {}", options.block_size);
+  MARLIN_CHECK(options.kv_blocks >= 0, "kv blocks must be >= 0, got {}", options.kv_blocks);
+  cache_ = engine.model().new_cache(options.context, options.max_batch, {options.block_size, options.kv_blocks});
   slots_.resize(size_t(options.max_batch));
   cached_.resize(size_t(options.max_batch));
+  finished_at_.resize(size_t(options.max_batch), 0);
   logits_.resize(size_t(options.max_batch) * size_t(engine.model().config().vocab_size));
   next_.resize(size_t(options.max_batch));
+  publish_gauges();
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -100,8 +106,7 @@ SchedulerGauges BatchingScheduler::gauges() const {
   SchedulerGauges g;
   g.queue_depth = int(queue_.size());
   g.running_sequences = running_sequences_;
-  g.kv_positions_used = kv_used_;
-  g.kv_positions_total = cache_->capacity() * cache_->sequences();
+  g.kv_blocks = kv_;
   return g;
 }
 
@@ -151,38 +156,99 @@ bool BatchingScheduler::admit() {
     return true;
   });
   while (!waiting_.empty()) {
-    const int slot = pick_slot(waiting_.front().spec->prompt);
-    if (slot < 0) break;
-    start(waiting_.front(), slot);
+    const Waiting& next = waiting_.front();
+    if (!valid(next)) {
+      waiting_.pop_front();
+      continue;
+    }
+    Placement p = place(next.spec->prompt);
+    if (p.slot < 0) break;
+    const auto fits = [&] {
+      // Blocks a finished sequence kept stop being given back once a running sequence maps them.
+      const int64_t pinned = p.source >= 0 && !slots_[size_t(p.source)] ? cache_->blocks().blocks_for(p.shared) : 0;
+      return blocks_to_reserve(*next.spec, p.shared) + pinned <=
+             cache_->blocks().free_blocks() + retained_blocks() - outstanding_blocks();
+    };
+    if (!fits()) {
+      if (std::any_of(slots_.begin(), slots_.end(), [](const auto& r) { return bool(r); })) break;  // wait
+      make_room(cache_->blocks().total_blocks());  // alone it fits the empty pool (valid() checked)
+      p = place(next.spec->prompt);
+    }
+    start(next, p);
     waiting_.pop_front();
   }
   return true;
 }
 
-size_t BatchingScheduler::reusable_prefix(int slot, const std::vector<int32_t>& prompt) const {
+int64_t BatchingScheduler::reusable_prefix(int slot, const std::vector<int32_t>& prompt) const {
+  const Running* r = slots_[size_t(slot)].get();
+  const std::vector<int32_t>& tokens = r ? r->history : cached_[size_t(slot)];
   // Always feed at least the last prompt token, to sample from its logits.
-  const auto& cached = cached_[size_t(slot)];
-  const size_t limit = std::min(cached.size(), prompt.empty() ? 0 : prompt.size() - 1);
-  size_t common = 0;
-  while (common < limit && cached[common] == prompt[common]) ++common;
+  int64_t limit = std::min<int64_t>({int64_t(tokens.size()), cache_->length(slot), int64_t(prompt.size()) - 1});
+  if (r) limit = std::min<int64_t>(limit, cache_->length(slot) / cache_->block_size() * cache_->block_size());
+  int64_t common = 0;
+  while (common < limit && tokens[size_t(common)] == prompt[size_t(common)]) ++common;
   return common;
 }
 
-int BatchingScheduler::pick_slot(const std::vector<int32_t>& prompt) const {
-  int best = -1;
-  size_t best_common = 0;
+BatchingScheduler::Placement BatchingScheduler::place(const std::vector<int32_t>& prompt) const {
+  Placement best;
   for (int slot = 0; slot < int(slots_.size()); ++slot) {
-    if (slots_[size_t(slot)]) continue;
-    const size_t common = reusable_prefix(slot, prompt);
-    if (best < 0 || common > best_common) {
-      best = slot;
-      best_common = common;
+    const int64_t common = reusable_prefix(slot, prompt);
+    // On a tie a free slot's own leftover wins: no other slot's leftover is given up for it.
+    if (common > best.shared || (common == best.shared && common > 0 && !slots_[size_t(slot)] && best.source >= 0 &&
+                                 slots_[size_t(best.source)])) {
+      best.source = slot;
+      best.shared = common;
     }
   }
+  if (best.source >= 0 && !slots_[size_t(best.source)]) {
+    best.slot = best.source;
+    return best;
+  }
+  // Another free slot: the one whose leftover is shortest (the least worth keeping).
+  for (int slot = 0; slot < int(slots_.size()); ++slot)
+    if (!slots_[size_t(slot)] && (best.slot < 0 || cached_[size_t(slot)].size() < cached_[size_t(best.slot)].size()))
+      best.slot = slot;
+  if (best.shared == 0) best.source = -1;
   return best;
 }
 
-void BatchingScheduler::start(const Waiting& waiting, int slot) {
+int64_t BatchingScheduler::blocks_to_reserve(const SequenceSpec& spec, int64_t shared) const {
+  const int64_t final_length =
+      std::min<int64_t>(int64_t(spec.prompt.size()) + std::max(spec.params.max_tokens, 0), cache_->capacity());
+  // Whole shared blocks are never written; a partly shared one is copied (counted with the rest).
+  return cache_->blocks().blocks_for(final_length) - shared / cache_->block_size();
+}
+
+int64_t BatchingScheduler::outstanding_blocks() const {
+  int64_t outstanding = 0;
+  for (const auto& r : slots_)
+    if (r) outstanding += std::max<int64_t>(0, r->reserved_blocks - (cache_->blocks().allocated(r->slot) - r->allocated_before));
+  return outstanding;
+}
+
+int64_t BatchingScheduler::retained_blocks() const {
+  std::vector<bool> running(slots_.size());
+  for (size_t s = 0; s < slots_.size(); ++s) running[s] = bool(slots_[s]);
+  const KvBlockTable& blocks = cache_->blocks();
+  return blocks.total_blocks() - blocks.free_blocks() - blocks.blocks_mapped_by(running);
+}
+
+void BatchingScheduler::make_room(int64_t blocks) {
+  while (cache_->blocks().free_blocks() < blocks) {
+    int oldest = -1;
+    for (int slot = 0; slot < int(slots_.size()); ++slot)
+      if (!slots_[size_t(slot)] && !cache_->blocks().page_table(slot).empty() &&
+          (oldest < 0 || finished_at_[size_t(slot)] < finished_at_[size_t(oldest)]))
+        oldest = slot;
+    if (oldest < 0) return;
+    cache_->truncate(0, oldest);
+    cached_[size_t(oldest)].clear();
+  }
+}
+
+bool BatchingScheduler::valid(const Waiting& waiting) const {
   const SequenceSpec& spec = *waiting.spec;
   const int vocab = engine_.model().config().vocab_size;
   try {
@@ -192,14 +258,37 @@ void BatchingScheduler::start(const Waiting& waiting, int slot) {
     MARLIN_CHECK(spec.params.max_tokens >= 0, "max tokens must be >= 0, got {}", spec.params.max_tokens);
     for (const auto& [token, bias] : spec.params.logit_bias)
       MARLIN_CHECK(token >= 0 && token < vocab, "logit bias for token {} outside the vocabulary ({})", token, vocab);
-    auto running = std::make_unique<Running>(waiting.task, spec, slot, engine_.tokenizer(), vocab);
-    running->prompt_fed = running->cached = reusable_prefix(slot, spec.prompt);
-    cache_->truncate(int64_t(running->cached), slot);
-    cached_[size_t(slot)].clear();
-    slots_[size_t(slot)] = std::move(running);
+    const int64_t blocks = blocks_to_reserve(spec, 0), total = cache_->blocks().total_blocks();
+    MARLIN_CHECK(blocks <= total, "the prompt and max_tokens need {} KV cache blocks but the cache has {}", blocks,
+                 total);
+    return true;
   } catch (const std::exception& e) {
     waiting.task->publish({.kind = TaskEvent::Kind::kFailed, .index = spec.index, .error = e.what()});
+    return false;
   }
+}
+
+void BatchingScheduler::start(const Waiting& waiting, const Placement& p) {
+  const SequenceSpec& spec = *waiting.spec;
+  const int vocab = engine_.model().config().vocab_size;
+  std::unique_ptr<Running> running;
+  try {
+    running = std::make_unique<Running>(waiting.task, spec, p.slot, engine_.tokenizer(), vocab);
+  } catch (const std::exception& e) {
+    waiting.task->publish({.kind = TaskEvent::Kind::kFailed, .index = spec.index, .error = e.what()});
+    return;
+  }
+  if (p.source == p.slot) {
+    cache_->truncate(p.shared, p.slot);
+  } else {
+    cache_->truncate(0, p.slot);
+    if (p.source >= 0) cache_->share_prefix(p.slot, p.source, p.shared);
+  }
+  running->prompt_fed = running->cached = size_t(p.shared);
+  running->reserved_blocks = blocks_to_reserve(spec, p.shared);
+  running->allocated_before = cache_->blocks().allocated(p.slot);
+  cached_[size_t(p.slot)].clear();
+  slots_[size_t(p.slot)] = std::move(running);
 }
 
 int32_t BatchingScheduler::sample_on_host(Running& r, const float* logits) {
@@ -220,6 +309,8 @@ void BatchingScheduler::prefill() {
     const size_t count = std::min(budget, r.spec.prompt.size() - r.prompt_fed);
     const std::span<const int32_t> chunk(r.spec.prompt.data() + r.prompt_fed, count);
     budget -= count;
+    const int64_t length = cache_->length(r.slot);
+    make_room(cache_->blocks().blocks_needed(r.slot, length, length + int64_t(count)));
     try {
       if (r.prompt_fed + count < r.spec.prompt.size()) {
         model.forward_sequence(r.slot, chunk, *cache_, logits_.data(), false);
@@ -263,6 +354,9 @@ void BatchingScheduler::decode() {
     host = host || slot->host_logits;
   }
   if (rows.empty()) return;
+  int64_t needed = 0;
+  for (const int seq : seqs_) needed += cache_->blocks().blocks_needed(seq, cache_->length(seq), cache_->length(seq) + 1);
+  make_room(needed);
   try {
     if (host) {
       // One row needs the logits here: they all come, and every row is sampled here (the same
@@ -343,6 +437,7 @@ void BatchingScheduler::finish(int slot, FinishReason reason) {
     cache_->truncate(0, slot);
   } else {
     cached_[size_t(slot)] = std::move(r.history);  // a later prompt with the same prefix reuses it
+    finished_at_[size_t(slot)] = ++finishes_;
   }
   slots_[size_t(slot)].reset();
 }
@@ -356,15 +451,20 @@ void BatchingScheduler::fail(int slot, const std::string& message) {
 
 void BatchingScheduler::publish_gauges() {
   int running = 0;
-  int64_t used = 0;
-  for (int slot = 0; slot < int(slots_.size()); ++slot) {
-    if (!slots_[size_t(slot)]) continue;  // a free slot's cached prefix may be overwritten at any time
-    running++;
-    used += cache_->length(slot);
+  std::vector<bool> in_batch(slots_.size());
+  for (size_t slot = 0; slot < slots_.size(); ++slot) {
+    in_batch[slot] = bool(slots_[slot]);
+    running += in_batch[slot];
   }
+  const KvBlockTable& blocks = cache_->blocks();
+  KvBlockGauges kv;
+  kv.total = blocks.total_blocks();
+  kv.free = blocks.free_blocks();
+  kv.used = blocks.blocks_mapped_by(in_batch);
+  kv.cached = kv.total - kv.free - kv.used;
   std::lock_guard lock(mutex_);
   running_sequences_ = running;
-  kv_used_ = used;
+  kv_ = kv;
 }
 
 }  // namespace marlin::server

@@ -71,13 +71,20 @@ std::string Metrics::render(const SchedulerGauges& gauges) const {
   out += "# HELP marlin_running_sequences Sequences in the running batch.\n";
   out += "# TYPE marlin_running_sequences gauge\n";
   out += fmt::format("marlin_running_sequences {}\n", gauges.running_sequences);
-  if (gauges.kv_positions_total > 0) {
-    out += "# HELP marlin_kv_positions_used KV cache positions holding a running sequence's tokens.\n";
-    out += "# TYPE marlin_kv_positions_used gauge\n";
-    out += fmt::format("marlin_kv_positions_used {}\n", gauges.kv_positions_used);
-    out += "# HELP marlin_kv_positions_free KV cache positions free (slots × context, less those used).\n";
-    out += "# TYPE marlin_kv_positions_free gauge\n";
-    out += fmt::format("marlin_kv_positions_free {}\n", gauges.kv_positions_total - gauges.kv_positions_used);
+  if (gauges.kv_blocks.total > 0) {
+    const KvBlockGauges& kv = gauges.kv_blocks;
+    out += "# HELP marlin_kv_blocks_used KV cache blocks mapped by running sequences.\n";
+    out += "# TYPE marlin_kv_blocks_used gauge\n";
+    out += fmt::format("marlin_kv_blocks_used {}\n", kv.used);
+    out += "# HELP marlin_kv_blocks_cached KV cache blocks kept only for prefix reuse (given back when needed).\n";
+    out += "# TYPE marlin_kv_blocks_cached gauge\n";
+    out += fmt::format("marlin_kv_blocks_cached {}\n", kv.cached);
+    out += "# HELP marlin_kv_blocks_free KV cache blocks free.\n";
+    out += "# TYPE marlin_kv_blocks_free gauge\n";
+    out += fmt::format("marlin_kv_blocks_free {}\n", kv.free);
+    out += "# HELP marlin_kv_blocks_total KV cache blocks in the pool.\n";
+    out += "# TYPE marlin_kv_blocks_total gauge\n";
+    out += fmt::format("marlin_kv_blocks_total {}\n", kv.total);
   }
   out += "# HELP marlin_time_to_first_token_seconds From a request's arrival to its first generated token.\n";
   out += "# TYPE marlin_time_to_first_token_seconds histogram\n";

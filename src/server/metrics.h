@@ -25,13 +25,19 @@ class Histogram {
   uint64_t count_ = 0;
 };
 
+// The paged KV cache's blocks: used + cached + free = total.
+struct KvBlockGauges {
+  int64_t used = 0;    // mapped by a running sequence
+  int64_t cached = 0;  // kept only for prefix reuse (finished sequences' tokens), given back on demand
+  int64_t free = 0;
+  int64_t total = 0;   // 0: not reported
+};
+
 // What the scheduler reports when the metrics are rendered.
 struct SchedulerGauges {
   int queue_depth = 0;
   int running_sequences = 0;
-  // KV cache positions (slots × positions per slot) in use and in all; total 0: not reported.
-  int64_t kv_positions_used = 0;
-  int64_t kv_positions_total = 0;
+  KvBlockGauges kv_blocks;
 };
 
 class Metrics {

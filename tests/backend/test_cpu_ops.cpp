@@ -1,6 +1,7 @@
 // Elementwise and attention helper ops against double-precision loops.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -37,19 +38,30 @@ TEST(CpuOps, DotRowsMatchesDouble) {
   }
 }
 
-TEST(CpuOps, WeightedRowSumMatchesDouble) {
+TEST(CpuOps, WeightedRowAccumulateMatchesDouble) {
   const int64_t n = 53, dim = 80;
   auto w = random_vector(size_t(n), 3), rows = random_vector(size_t(n * dim), 4);
-  std::vector<float> out(static_cast<size_t>(dim), 123.0f);  // overwritten, not accumulated into
-  weighted_row_sum(w.data(), rows.data(), n, dim, out.data());
+  std::vector<float> out(static_cast<size_t>(dim), 0.5f);  // accumulated into
+  weighted_row_accumulate(w.data(), rows.data(), n, dim, out.data());
   for (int64_t d = 0; d < dim; ++d) {
-    double exact = 0, magnitude = 0;
+    double exact = 0.5, magnitude = 0.5;
     for (int64_t j = 0; j < n; ++j) {
       exact += double(w[size_t(j)]) * rows[size_t(j * dim + d)];
       magnitude += std::abs(double(w[size_t(j)]) * rows[size_t(j * dim + d)]);
     }
-    EXPECT_NEAR(out[size_t(d)], exact, magnitude * double(n) * 0x1p-23);
+    EXPECT_NEAR(out[size_t(d)], exact, magnitude * double(n + 1) * 0x1p-23);
   }
+}
+
+TEST(CpuOps, WeightedRowAccumulateInRunsEqualsOneRun) {
+  const int64_t n = 37, dim = 64;
+  auto w = random_vector(size_t(n), 5), rows = random_vector(size_t(n * dim), 6);
+  std::vector<float> whole(size_t(dim), 0.0f), runs(size_t(dim), 0.0f);
+  weighted_row_accumulate(w.data(), rows.data(), n, dim, whole.data());
+  for (int64_t first = 0; first < n; first += 16)  // blocks of 16 rows, as the paged cache reads them
+    weighted_row_accumulate(w.data() + first, rows.data() + first * dim, std::min<int64_t>(16, n - first), dim,
+                            runs.data());
+  EXPECT_EQ(whole, runs);
 }
 
 TEST(CpuOps, SoftmaxSumsToOneAndIsStable) {

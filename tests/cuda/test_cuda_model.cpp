@@ -237,6 +237,57 @@ TEST(CudaModel, SequencesJoinAndLeaveMatchCpu) {
   EXPECT_EQ(shared->length(0), 4 + 4);
 }
 
+// The paged cache with other block sizes: sequences that start from another's prefix blocks
+// (mapped, the partly shared block copied on the device before it is written) match the CPU
+// computing each sequence alone, through prefill and through decode steps replayed from graphs.
+TEST(CudaModel, SharedPrefixBlocksMatchCpu) {
+  MARLIN_REQUIRE_GPU();
+  ExactActivations exact;
+  auto source = make_synthetic_source("tiny", TensorFormat::parse("int4-g128"));
+  ThreadPool pool(2);
+  auto cpu = load_model(*source, pool, DeviceKind::kCpu);
+  auto gpu = load_model(*source, pool, DeviceKind::kCuda);
+  const int vocab = cpu->config().vocab_size;
+  const double bound = 2 * test::kHalfUlp * std::sqrt(7.0 * cpu->config().n_layers);
+  std::vector<int32_t> prompt(40);
+  for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = int32_t((i * 37 + 11) % 512);
+  for (const int block_size : {16, 64}) {
+    // Sequence 1 shares 20 positions (a block shared mid-way at 16), sequence 2 shares 32.
+    const std::vector<int64_t> shared_length = {0, 20, 32};
+    std::vector<std::vector<int32_t>> prompts(3, prompt);
+    prompts[1].back() = 1;
+    prompts[2].back() = 2;
+    auto cache = gpu->new_cache(96, 3, {block_size, 0});
+    std::vector<std::unique_ptr<KvCache>> alone;
+    std::vector<float> one(static_cast<size_t>(vocab)), got(static_cast<size_t>(vocab)), logits(3 * size_t(vocab));
+    const auto check = [&](int s, const float* gpu_logits, int step) {
+      const std::vector<float> row(gpu_logits, gpu_logits + vocab);
+      EXPECT_LE(relative_rms_error(row, one), bound) << "sequence " << s << " step " << step << " blocks of " << block_size;
+      expect_same_choice(one.data(), row.data(), vocab, bound);
+    };
+    for (int s = 0; s < 3; ++s) {
+      alone.push_back(cpu->new_cache(96));
+      cpu->forward(prompts[size_t(s)], *alone.back(), one.data(), false);
+      const int64_t from = shared_length[size_t(s)];
+      if (from > 0) cache->share_prefix(s, 0, from);
+      gpu->forward_sequence(s, std::span(prompts[size_t(s)]).subspan(size_t(from)), *cache, got.data(), false);
+      check(s, got.data(), -1);
+    }
+    for (int step = 0; step < 30; ++step) {  // crosses block boundaries; the same shape replays a graph
+      const std::vector<int32_t> seqs = {0, 1, 2};
+      std::vector<int32_t> tokens;
+      for (int s = 0; s < 3; ++s) tokens.push_back(int32_t((s * 131 + step * 17 + 1) % 512));
+      gpu->decode_sequences(seqs, tokens, *cache, logits.data());
+      for (int s = 0; s < 3; ++s) {
+        cpu->forward(std::span<const int32_t>(&tokens[size_t(s)], 1), *alone[size_t(s)], one.data(), false);
+        check(s, &logits[size_t(s) * size_t(vocab)], step);
+      }
+    }
+    for (int s = 0; s < 3; ++s) cache->truncate(0, s);
+    EXPECT_EQ(cache->blocks().free_blocks(), cache->blocks().total_blocks());
+  }
+}
+
 // Decode steps replayed from CUDA graphs give exactly what direct launches give.
 TEST(CudaModel, GraphReplayIsExact) {
   MARLIN_REQUIRE_GPU();

@@ -485,7 +485,7 @@ def test_concurrent_streams_each_equal_their_run_alone(batch_server):
     assert most_running > 1  # they did run together
 
 
-def test_a_disconnect_mid_stream_frees_its_kv_positions(batch_server):
+def test_a_disconnect_mid_stream_frees_its_kv_blocks(batch_server):
     body = json.dumps({"messages": [{"role": "user", "content": "Tell me a very long story about dragons."}],
                        "max_tokens": 400, "temperature": 0, "stream": True})
     conn = http.client.HTTPConnection("127.0.0.1", batch_server.port, timeout=60)
@@ -496,18 +496,87 @@ def test_a_disconnect_mid_stream_frees_its_kv_positions(batch_server):
     contents = 0
     while contents < 3:  # until tokens flow
         contents += b"content" in resp.readline()
-    assert metric(batch_server, "marlin_kv_positions_used") > 0
+    assert metric(batch_server, "marlin_kv_blocks_used") > 0
     conn.sock.shutdown(socket.SHUT_RDWR)
     conn.close()
     r = batch_server.client().chat.completions.create(model=MODEL_ID, messages=[{"role": "user", "content": QUESTION}],
                                                       temperature=0, max_tokens=8)
     assert "Paris" in r.choices[0].message.content
     deadline = time.time() + 10
-    while time.time() < deadline and metric(batch_server, "marlin_kv_positions_used") != 0:
+    while time.time() < deadline and metric(batch_server, "marlin_kv_blocks_used") != 0:
         time.sleep(0.05)
-    assert metric(batch_server, "marlin_kv_positions_used") == 0
+    assert metric(batch_server, "marlin_kv_blocks_used") == 0
     assert metric(batch_server, "marlin_running_sequences") == 0
-    assert metric(batch_server, "marlin_kv_positions_free") == 8 * CONTEXT
+    total = metric(batch_server, "marlin_kv_blocks_total")
+    assert total == 8 * CONTEXT // 16  # --max-batch x --ctx in blocks of 16 by default
+    assert metric(batch_server, "marlin_kv_blocks_free") + metric(batch_server, "marlin_kv_blocks_cached") == total
+
+
+def test_a_common_prompt_prefix_shares_kv_blocks(batch_server):
+    # A long system prompt; the second request comes while the first streams, maps the first's
+    # prefix blocks (usage reports them as cached prompt tokens) and answers as it would alone.
+    system = ("You answer questions about a small museum of clocks. " * 16).strip()
+    long_story = [{"role": "system", "content": system}, {"role": "user", "content": "Tell me a long story."}]
+    question = [{"role": "system", "content": system}, {"role": "user", "content": QUESTION}]
+    client = batch_server.client()
+    alone = client.chat.completions.create(model=MODEL_ID, messages=question, temperature=0, max_tokens=8)
+    prompt_blocks = -(-alone.usage.prompt_tokens // 16)
+    stream = client.chat.completions.create(model=MODEL_ID, messages=long_story, temperature=0, max_tokens=300,
+                                            stream=True)
+    next(iter(stream))  # its prompt is in the cache
+    used_while_both = []
+    done = threading.Event()
+
+    def watch():
+        while not done.is_set():
+            if metric(batch_server, "marlin_running_sequences") == 2:
+                used_while_both.append(metric(batch_server, "marlin_kv_blocks_used"))
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    shared = client.chat.completions.create(model=MODEL_ID, messages=question, temperature=0, max_tokens=8)
+    done.set()
+    watcher.join()
+    stream.close()
+    assert shared.choices[0].message.content == alone.choices[0].message.content
+    assert shared.usage.prompt_tokens_details.cached_tokens >= 16 * 8
+    assert used_while_both, "never saw both requests running"
+    assert min(used_while_both) < 2 * prompt_blocks
+    deadline = time.time() + 10
+    while time.time() < deadline and metric(batch_server, "marlin_kv_blocks_used") != 0:
+        time.sleep(0.05)
+    assert metric(batch_server, "marlin_kv_blocks_used") == 0
+    assert metric(batch_server, "marlin_kv_blocks_cached") > 0
+
+
+def test_a_small_kv_pool_bounds_the_context(marlin_bin, default_model, tmp_path):
+    # 6 blocks of 16 positions: one request holds at most 96 positions; two such requests take
+    # turns (admission reserves prompt + max_tokens), and everything returns to the pool.
+    s = Server(marlin_bin, tmp_path / "serve.log", "--model", str(default_model), "--ctx", str(CONTEXT),
+               "--max-batch", "4", "--kv-blocks", "6", "--block-size", "16")
+    try:
+        client = s.client()
+        assert request(s, "GET", "/v1/models")[2]["data"][0]["max_model_len"] == 96
+        with pytest.raises(openai.BadRequestError) as e:
+            client.completions.create(model=MODEL_ID, prompt="Once upon a time", max_tokens=100)
+        assert e.value.code == "context_length_exceeded"
+        results = [None, None]
+
+        def ask(i):
+            results[i] = client.completions.create(model=MODEL_ID, prompt=["Once upon a time", "The sea is"][i],
+                                                   max_tokens=40, temperature=0)
+
+        threads = [threading.Thread(target=ask, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert all(r.usage.completion_tokens > 0 for r in results)
+        assert metric(s, "marlin_kv_blocks_used") == 0
+        assert metric(s, "marlin_kv_blocks_total") == 6
+    finally:
+        s.stop()
 
 
 # --- shutdown --------------------------------------------------------------------------------

@@ -1,8 +1,11 @@
 // The continuous-batching scheduler on the default model: sequences that run together (joining and
 // leaving at different steps, prompts fed in chunks, some sampled on the host) each give exactly
-// what a Session gives them alone; cancellation frees slots; the queue is bounded; drain.
+// what a Session gives them alone; cancellation frees slots; the queue is bounded; drain; prompt
+// prefixes share KV blocks; admission waits for blocks.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -19,6 +22,10 @@ using std::chrono::milliseconds;
 
 const std::string kModel = std::string(MARLIN_MODELS_DIR) + "/SmolLM2-135M-Instruct.Q4_1.gguf";
 constexpr int64_t kContext = 512;
+constexpr int kBlockSize = 16;
+constexpr int64_t kBlocksPerSlot = kContext / kBlockSize;
+
+int64_t blocks_for(int64_t positions) { return (positions + kBlockSize - 1) / kBlockSize; }
 
 struct Outcome {
   std::string text;
@@ -64,8 +71,9 @@ class BatchingTest : public ::testing::Test {
     s.params.max_tokens = max_tokens;
     return s;
   }
-  static BatchingOptions options(int max_batch, size_t max_queue = 8, int prefill_chunk = 256) {
-    return {.context = kContext, .max_batch = max_batch, .max_queue = max_queue, .prefill_chunk = prefill_chunk};
+  static BatchingOptions options(int max_batch, size_t max_queue = 8, int prefill_chunk = 256, int64_t kv_blocks = 0) {
+    return {.context = kContext, .max_batch = max_batch, .max_queue = max_queue, .prefill_chunk = prefill_chunk,
+            .block_size = kBlockSize, .kv_blocks = kv_blocks};
   }
   // What a Session gives the sequence alone (only while no scheduler runs: they share the model).
   static std::string alone(const SequenceSpec& spec) {
@@ -75,17 +83,20 @@ class BatchingTest : public ::testing::Test {
   static std::shared_ptr<Task> task(const std::string& id, std::vector<SequenceSpec> specs) {
     return std::make_shared<Task>(id, std::move(specs));
   }
-  // Waits until the scheduler reports nothing running and no KV positions in use.
-  static void expect_empty(const Scheduler& scheduler, int slots) {
+  // Waits until the scheduler reports nothing running and no KV blocks used (blocks kept for
+  // prefix reuse are not in use); returns the gauges.
+  static SchedulerGauges expect_empty(const Scheduler& scheduler, int64_t total_blocks) {
     const auto deadline = Clock::now() + std::chrono::seconds(10);
     SchedulerGauges g = scheduler.gauges();
-    while ((g.running_sequences != 0 || g.kv_positions_used != 0) && Clock::now() < deadline) {
+    while ((g.running_sequences != 0 || g.kv_blocks.used != 0) && Clock::now() < deadline) {
       std::this_thread::sleep_for(milliseconds(10));
       g = scheduler.gauges();
     }
     EXPECT_EQ(g.running_sequences, 0);
-    EXPECT_EQ(g.kv_positions_used, 0);
-    EXPECT_EQ(g.kv_positions_total, kContext * slots);
+    EXPECT_EQ(g.kv_blocks.used, 0);
+    EXPECT_EQ(g.kv_blocks.total, total_blocks);
+    EXPECT_EQ(g.kv_blocks.cached + g.kv_blocks.free, total_blocks);
+    return g;
   }
   static std::unique_ptr<Engine> engine_;
   Metrics metrics_;
@@ -116,10 +127,11 @@ TEST_F(BatchingTest, ConcurrentSequencesEachEqualTheirRunAlone) {
     EXPECT_EQ(out.finished.prompt_tokens, int(specs[i].prompt.size()));
     EXPECT_GT(out.finished.completion_tokens, 0);
   }
-  expect_empty(scheduler, 3);
+  expect_empty(scheduler, 3 * kBlocksPerSlot);
   const std::string metrics = metrics_.render(scheduler.gauges());
   EXPECT_NE(metrics.find("marlin_time_to_first_token_seconds_count 5\n"), std::string::npos) << metrics;
-  EXPECT_NE(metrics.find("marlin_kv_positions_free 1536\n"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("marlin_kv_blocks_used 0\n"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("marlin_kv_blocks_total 96\n"), std::string::npos) << metrics;
 }
 
 TEST_F(BatchingTest, HostSampledRowsMatchTooAndCarryLogprobs) {
@@ -174,7 +186,7 @@ TEST_F(BatchingTest, CancellationFreesTheSlotAndOthersGoOn) {
   EXPECT_EQ(cancelled.finished.finish, FinishReason::kCancelled);
   EXPECT_LT(cancelled.finished.completion_tokens, 400);
   EXPECT_EQ(wait_all(*kept)[0].text, expected);
-  expect_empty(scheduler, 2);
+  expect_empty(scheduler, 2 * kBlocksPerSlot);
   // The freed slots take new work; the same prompt again goes to the slot holding it and only
   // feeds its last token.
   auto next = task("c", {greedy("What is the capital of France?", 16)});
@@ -182,7 +194,7 @@ TEST_F(BatchingTest, CancellationFreesTheSlotAndOthersGoOn) {
   const Outcome again = wait_all(*next)[0];
   EXPECT_NE(again.text.find("Paris"), std::string::npos);
   EXPECT_EQ(again.finished.cached_tokens, int(keep.prompt.size()) - 1);
-  expect_empty(scheduler, 2);
+  expect_empty(scheduler, 2 * kBlocksPerSlot);
 }
 
 TEST_F(BatchingTest, QueueIsBounded) {
@@ -195,8 +207,8 @@ TEST_F(BatchingTest, QueueIsBounded) {
   EXPECT_EQ(scheduler.gauges().queue_depth, 1);
   EXPECT_EQ(scheduler.gauges().running_sequences, 1);
   const auto deadline = Clock::now() + std::chrono::seconds(10);
-  while (scheduler.gauges().kv_positions_used == 0 && Clock::now() < deadline) std::this_thread::sleep_for(milliseconds(5));
-  EXPECT_GT(scheduler.gauges().kv_positions_used, 0);
+  while (scheduler.gauges().kv_blocks.used == 0 && Clock::now() < deadline) std::this_thread::sleep_for(milliseconds(5));
+  EXPECT_GT(scheduler.gauges().kv_blocks.used, 0);
   auto refused = task("c", {greedy("Hi", 4)});
   EXPECT_EQ(scheduler.submit(refused), SubmitResult::kQueueFull);
   running->cancel();
@@ -217,6 +229,84 @@ TEST_F(BatchingTest, BadSequencesFailAlone) {
   EXPECT_EQ(e->kind, TaskEvent::Kind::kFailed);
   EXPECT_NE(e->error.find("context"), std::string::npos) << e->error;
   EXPECT_EQ(wait_all(*good)[0].finished.kind, TaskEvent::Kind::kFinished);
+}
+
+TEST_F(BatchingTest, PromptsWithACommonPrefixShareBlocks) {
+  // A long system prompt, then different questions; the second request arrives while the first
+  // runs and maps the first's whole prefix blocks instead of computing them.
+  const std::string system =
+      "You are a meticulous assistant for a public library. Answer briefly, cite the shelf when you "
+      "know it, never invent a book, and when a question is ambiguous ask which branch the reader "
+      "means: the central branch, the harbour branch or the hill branch. Opening hours are nine to "
+      "six on weekdays and ten to four on Saturdays; the library is closed on Sundays.";
+  SequenceSpec first = greedy("", 120), second = greedy("", 12);
+  first.prompt = engine_->chat_prompt({{"system", system}, {"user", "Tell me a long story about the library."}}, true);
+  second.prompt = engine_->chat_prompt({{"system", system}, {"user", "When do you open on Saturday?"}}, true);
+  size_t common = 0;
+  while (common < first.prompt.size() && first.prompt[common] == second.prompt[common]) ++common;
+  ASSERT_GE(common, 64u);
+  const std::string expected = alone(second);
+
+  BatchingScheduler scheduler(*engine_, options(2), metrics_);
+  auto a = task("a", {first});
+  ASSERT_EQ(scheduler.submit(a), SubmitResult::kAccepted);
+  ASSERT_TRUE(a->next(milliseconds(60000)).has_value());  // prefilled: its blocks hold the prefix
+  auto b = task("b", {second});
+  ASSERT_EQ(scheduler.submit(b), SubmitResult::kAccepted);
+  int64_t used_by_both = -1;
+  const auto deadline = Clock::now() + std::chrono::seconds(60);
+  while (used_by_both < 0 && Clock::now() < deadline) {
+    const SchedulerGauges g = scheduler.gauges();
+    if (g.running_sequences == 2) used_by_both = g.kv_blocks.used;
+    std::this_thread::sleep_for(milliseconds(1));
+  }
+  const Outcome out_b = wait_all(*b)[0];
+  EXPECT_EQ(out_b.text, expected);  // exactly what computing the prefix gives
+  EXPECT_LE(out_b.finished.cached_tokens, int(common));
+  EXPECT_GT(out_b.finished.cached_tokens, int(common) - kBlockSize);
+  ASSERT_GE(used_by_both, 0) << "never saw both sequences running";
+  EXPECT_LT(used_by_both, blocks_for(int64_t(first.prompt.size())) + blocks_for(int64_t(second.prompt.size())));
+  a->cancel();
+  wait_all(*a);
+  const SchedulerGauges g = expect_empty(scheduler, 2 * kBlocksPerSlot);
+  EXPECT_GT(g.kv_blocks.cached, 0);  // the second's blocks stay for a later prompt like it
+}
+
+TEST_F(BatchingTest, AdmissionWaitsForBlocks) {
+  // A pool too small for two of these sequences at once: the second waits for the first to end;
+  // a sequence that could not fit even alone fails at once. Both others equal their runs alone.
+  // Plain text prompts: no common prefix to share.
+  SequenceSpec a = greedy("", 24), b = greedy("", 24);
+  a.prompt = engine_->tokenizer().encode("Once upon a time, in a small village by the sea,");
+  b.prompt = engine_->tokenizer().encode("The three largest cities of Italy are");
+  const int64_t need_a = blocks_for(int64_t(a.prompt.size()) + 24), need_b = blocks_for(int64_t(b.prompt.size()) + 24);
+  const int64_t pool = std::max(need_a, need_b) + 1;
+  ASSERT_GT(need_a + need_b, pool);
+  SequenceSpec huge = greedy("Tell me a story.", int(pool * kBlockSize));
+  const std::string expected_a = alone(a), expected_b = alone(b);
+
+  BatchingScheduler scheduler(*engine_, options(2, 8, 256, pool), metrics_);
+  auto ta = task("a", {a}), tb = task("b", {b}), th = task("h", {huge});
+  for (const auto& t : {ta, tb, th}) ASSERT_EQ(scheduler.submit(t), SubmitResult::kAccepted);
+  std::atomic<int> most_running = 0;
+  std::atomic<bool> done = false;
+  std::thread monitor([&] {
+    while (!done) {
+      most_running = std::max(most_running.load(), scheduler.gauges().running_sequences);
+      std::this_thread::sleep_for(milliseconds(1));
+    }
+  });
+  const Outcome out_a = wait_all(*ta)[0], out_b = wait_all(*tb)[0];
+  done = true;
+  monitor.join();
+  EXPECT_EQ(out_a.text, expected_a);
+  EXPECT_EQ(out_b.text, expected_b);
+  EXPECT_EQ(most_running, 1);
+  const auto e = th->next(milliseconds(60000));
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->kind, TaskEvent::Kind::kFailed);
+  EXPECT_NE(e->error.find("KV cache blocks"), std::string::npos) << e->error;
+  expect_empty(scheduler, pool);
 }
 
 TEST_F(BatchingTest, DrainFinishesWorkThenRefuses) {

@@ -14,6 +14,10 @@ void causal_attention(const AttentionShape& shape, const float* q, int64_t q_str
   const int64_t hd = shape.head_dim, items = n_tokens * shape.n_heads;
   const float scale = 1.0f / std::sqrt(float(hd));
   const int64_t max_ctx = pos0 + n_tokens;
+  const int64_t bs = cache.block_size();
+  const auto pages = cache.blocks().page_table(seq);
+  MARLIN_CHECK(cache.blocks().blocks_for(max_ctx) <= int64_t(pages.size()),
+               "attention: sequence {} has no blocks for {} positions", seq, max_ctx);
 
   pool.run([&](int index, int count) {
     thread_local std::vector<float> scores;
@@ -23,10 +27,20 @@ void causal_attention(const AttentionShape& shape, const float* q, int64_t q_str
       const int head = int(item % shape.n_heads), kv_head = head / group;
       const float* qv = q + t * q_stride + head * hd;
       const int64_t ctx = pos0 + t + 1;
-      // A head's keys (and values) are consecutive rows in the cache.
-      cpu::dot_rows(qv, cache.key(seq, layer, kv_head, 0), ctx, hd, scale, scores.data());
+      // A head's keys (and values) are consecutive rows within each block of the page table.
+      for (int64_t first = 0; first < ctx; first += bs) {
+        const int32_t block = pages[size_t(first / bs)];
+        cpu::dot_rows(qv, cache.key_rows(block, layer, kv_head), std::min(bs, ctx - first), hd, scale,
+                      scores.data() + first);
+      }
       cpu::softmax(scores.data(), ctx);
-      cpu::weighted_row_sum(scores.data(), cache.value(seq, layer, kv_head, 0), ctx, hd, out + item * hd);
+      float* o = out + item * hd;
+      std::fill_n(o, hd, 0.0f);
+      for (int64_t first = 0; first < ctx; first += bs) {
+        const int32_t block = pages[size_t(first / bs)];
+        cpu::weighted_row_accumulate(scores.data() + first, cache.value_rows(block, layer, kv_head),
+                                     std::min(bs, ctx - first), hd, o);
+      }
     }
   });
 }

@@ -88,8 +88,9 @@ class CpuBackend final : public Backend {
     return e;
   }
 
-  std::unique_ptr<KvCache> new_cache(int64_t capacity, int sequences) override {
-    return std::make_unique<CpuKvCache>(config_.n_layers, config_.n_kv_heads, config_.head_dim, capacity, sequences);
+  std::unique_ptr<KvCache> new_cache(int64_t capacity, int sequences, const KvCacheLayout& layout) override {
+    return std::make_unique<CpuKvCache>(config_.n_layers, config_.n_kv_heads, config_.head_dim, capacity, sequences,
+                                        layout);
   }
 
   Act activations(int slot, int64_t rows, int64_t cols, ActType) override {

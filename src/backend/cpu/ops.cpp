@@ -45,8 +45,7 @@ void dot_rows(const float* q, const float* rows, int64_t n, int64_t dim, float s
 }
 
 MARLIN_MULTIVERSION
-void weighted_row_sum(const float* weights, const float* rows, int64_t n, int64_t dim, float* out) {
-  for (int64_t d = 0; d < dim; ++d) out[d] = 0.0f;
+void weighted_row_accumulate(const float* weights, const float* rows, int64_t n, int64_t dim, float* out) {
   for (int64_t j = 0; j < n; ++j) {
     const float w = weights[j];
     const float* row = rows + j * dim;

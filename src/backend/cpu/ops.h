@@ -18,8 +18,9 @@ void add_inplace(float* y, const float* x, int64_t n);
 // out[j] = scale · Σ_d q[d]·rows[j·dim + d] for j < n: one query against n consecutive rows.
 void dot_rows(const float* q, const float* rows, int64_t n, int64_t dim, float scale, float* out);
 
-// out[d] = Σ_j weights[j]·rows[j·dim + d] for d < dim (out is overwritten).
-void weighted_row_sum(const float* weights, const float* rows, int64_t n, int64_t dim, float* out);
+// out[d] += Σ_j weights[j]·rows[j·dim + d] for d < dim, adding row after row in order (so rows
+// split into runs and accumulated run after run sum exactly as one run would).
+void weighted_row_accumulate(const float* weights, const float* rows, int64_t n, int64_t dim, float* out);
 
 // In-place softmax over n values; returns nothing, values sum to 1.
 void softmax(float* x, int64_t n);

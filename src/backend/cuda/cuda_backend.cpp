@@ -27,7 +27,7 @@ namespace {
 using cuda::check_cuda;
 using cuda::DeviceArray;
 
-// Positions per KV page.
+// Positions per KV page unless the cache's layout names another block size (16, 32 or 64).
 constexpr int kPageSize = 32;
 // Prompt chunk: the many-row products run as cuBLAS GEMMs, which get faster up to about this size.
 constexpr int64_t kMaxStepTokens = 2048;
@@ -42,47 +42,85 @@ struct CudaEmbedding final : BackendTensor {
   DeviceArray<__half> table;
 };
 
-// Pages of every layer in one allocation; sequence b owns pages b·pages() .. (b+1)·pages() − 1 in
-// order, so the block table row of sequence b is that range and its slot of position p is
-// b·pages()·kPageSize + p. A decode step reads the rows of its sequences from a step table (row i:
-// the step's i-th sequence), uploaded when the step's sequences change.
+// The CUDA backend's KV cache: the blocks of the shared pool (model/kv_blocks.h) are its pages,
+// every layer's in one allocation (page numbers are block numbers in every layer). The device
+// block table mirrors the page tables (row b: sequence b's pages, unmapped entries 0) and is
+// uploaded when they change; a cache slot of (sequence, position) is its block · page size +
+// position in block. A decode step reads the rows of its sequences from a step table (row i: the
+// step's i-th sequence), uploaded when the step's sequences or the page tables change.
 class CudaKvCache final : public KvCache {
  public:
-  CudaKvCache(const ModelConfig& c, int64_t capacity, int sequences, uint64_t id)
-      : KvCache(capacity, sequences), id_(id), pages_(int((capacity + kPageSize - 1) / kPageSize)),
-        layer_elems_(size_t(sequences) * size_t(pages_) * size_t(c.n_kv_heads) * kPageSize * size_t(c.head_dim)),
+  CudaKvCache(const ModelConfig& c, int64_t capacity, int sequences, const KvCacheLayout& layout, uint64_t id,
+              cudaStream_t stream)
+      : KvCache(capacity, sequences, layout.block_size > 0 ? layout.block_size : kPageSize, layout.blocks),
+        id_(id), stream_(stream), pages_(blocks().max_pages()), n_layers_(c.n_layers),
+        block_elems_(size_t(c.n_kv_heads) * size_t(block_size()) * size_t(c.head_dim)),
+        layer_elems_(size_t(blocks().total_blocks()) * block_elems_),
         keys_(layer_elems_ * size_t(c.n_layers)), values_(layer_elems_ * size_t(c.n_layers)),
-        block_table_(size_t(sequences) * size_t(pages_)), step_table_(block_table_.size()) {
-    std::vector<int32_t> identity(block_table_.size());
-    for (size_t p = 0; p < identity.size(); ++p) identity[p] = int32_t(p);
-    block_table_.upload(identity.data(), identity.size());
-  }
+        block_table_(size_t(sequences) * size_t(pages_)), step_table_(block_table_.size()) {}
   uint64_t id() const { return id_; }
   int pages() const { return pages_; }  // per sequence
-  int32_t slot(int seq, int64_t pos) const { return int32_t(int64_t(seq) * pages_ * kPageSize + pos); }
+  int32_t slot(int seq, int64_t pos) const {
+    return int32_t(int64_t(blocks().block_of(seq, pos)) * block_size() + pos % block_size());
+  }
   const int32_t* block_table(int seq) const { return block_table_.get() + size_t(seq) * size_t(pages_); }
   const int32_t* step_table() const { return step_table_.get(); }
-  // Makes row i of the step table sequence seqs[i]'s row (an upload on `stream` when they changed).
-  void set_step_sequences(const std::vector<int32_t>& seqs, cudaStream_t stream) {
-    if (seqs == step_seqs_) return;
-    std::vector<int32_t> rows(seqs.size() * size_t(pages_));
-    for (size_t i = 0; i < seqs.size(); ++i)
-      for (int p = 0; p < pages_; ++p) rows[i * size_t(pages_) + size_t(p)] = seqs[i] * pages_ + p;
+  // Uploads the block table on `stream_` when the page tables changed since the last upload.
+  void sync_block_table() {
+    if (uploaded_version_ == blocks().version()) return;
+    const std::vector<int32_t> rows = table_rows(every_sequence());
+    check_cuda(cudaMemcpyAsync(block_table_.get(), rows.data(), rows.size() * sizeof(int32_t),
+                               cudaMemcpyHostToDevice, stream_),
+               "cudaMemcpyAsync(block table)");
+    uploaded_version_ = blocks().version();
+  }
+  // Makes row i of the step table sequence seqs[i]'s row (an upload on `stream_` when they or the
+  // page tables changed).
+  void set_step_sequences(const std::vector<int32_t>& seqs) {
+    if (seqs == step_seqs_ && step_version_ == blocks().version()) return;
+    const std::vector<int32_t> rows = table_rows(seqs);
     check_cuda(cudaMemcpyAsync(step_table_.get(), rows.data(), rows.size() * sizeof(int32_t), cudaMemcpyHostToDevice,
-                               stream),
+                               stream_),
                "cudaMemcpyAsync(step table)");
     step_seqs_ = seqs;
+    step_version_ = blocks().version();
   }
   cuda::KvLayer layer(int l) const {
     return {keys_.get() + size_t(l) * layer_elems_, values_.get() + size_t(l) * layer_elems_};
   }
 
+ protected:
+  // One strided copy per array: the block's elements in every layer.
+  void copy_block(int32_t from, int32_t to) override {
+    const size_t pitch = layer_elems_ * sizeof(__half), width = block_elems_ * sizeof(__half);
+    for (__half* base : {keys_.get(), values_.get()})
+      check_cuda(cudaMemcpy2DAsync(base + size_t(to) * block_elems_, pitch, base + size_t(from) * block_elems_, pitch,
+                                   width, size_t(n_layers_), cudaMemcpyDeviceToDevice, stream_),
+                 "cudaMemcpy2DAsync(kv block)");
+  }
+
  private:
+  std::vector<int32_t> every_sequence() const {
+    std::vector<int32_t> seqs(static_cast<size_t>(sequences()));
+    for (size_t s = 0; s < seqs.size(); ++s) seqs[s] = int32_t(s);
+    return seqs;
+  }
+  std::vector<int32_t> table_rows(const std::vector<int32_t>& seqs) const {
+    std::vector<int32_t> rows(seqs.size() * size_t(pages_), 0);
+    for (size_t i = 0; i < seqs.size(); ++i) {
+      const auto table = blocks().page_table(seqs[i]);
+      std::copy(table.begin(), table.end(), rows.begin() + std::ptrdiff_t(i * size_t(pages_)));
+    }
+    return rows;
+  }
+
   uint64_t id_;
-  int pages_;
-  size_t layer_elems_;
+  cudaStream_t stream_;
+  int pages_, n_layers_;
+  size_t block_elems_, layer_elems_;
   DeviceArray<__half> keys_, values_;
   DeviceArray<int32_t> block_table_, step_table_;
+  uint64_t uploaded_version_ = ~uint64_t(0), step_version_ = ~uint64_t(0);
   std::vector<int32_t> step_seqs_;  // whose rows the step table holds
 };
 
@@ -141,7 +179,7 @@ class CudaBackend final : public Backend {
     config_ = config;
     rope_ = std::make_unique<Rope>(config.rope, config.head_dim);
     geometry_ = {config.n_heads, config.n_kv_heads, config.head_dim, rope_->rotary_dim(),
-                 config.rope.pairing == RopePairing::kHalfSplit, kPageSize};
+                 config.rope.pairing == RopePairing::kHalfSplit, kPageSize};  // page size: per cache
     ctx_.max_rows = kMaxStepTokens;
     ids_ = DeviceArray<int32_t>(size_t(kMaxStepTokens));
     positions_ = DeviceArray<int32_t>(size_t(kMaxStepTokens));
@@ -166,9 +204,15 @@ class CudaBackend final : public Backend {
     return e;
   }
 
-  std::unique_ptr<KvCache> new_cache(int64_t capacity, int sequences) override {
-    MARLIN_CHECK(capacity * sequences <= INT32_MAX / 2, "{} sequences of {} tokens are too many for the CUDA backend",
-                 sequences, capacity);
+  std::unique_ptr<KvCache> new_cache(int64_t capacity, int sequences, const KvCacheLayout& layout) override {
+    const int page_size = layout.block_size > 0 ? layout.block_size : kPageSize;
+    MARLIN_CHECK(page_size == 16 || page_size == 32 || page_size == 64,
+                 "cuda backend: KV block size must be 16, 32 or 64, got {}", page_size);
+    const int64_t pages = (capacity + page_size - 1) / page_size;
+    const int64_t blocks = layout.blocks > 0 ? layout.blocks : pages * sequences;
+    MARLIN_CHECK(blocks * page_size <= INT32_MAX / 2 && pages * sequences <= INT32_MAX / 2,
+                 "{} sequences of {} tokens in {} blocks are too many for the CUDA backend", sequences, capacity,
+                 blocks);
     if (capacity > rope_positions_) {  // angles of every position the cache can hold
       const int rd = rope_->rotary_dim();
       std::vector<float> table(size_t(capacity) * size_t(rd));
@@ -177,11 +221,13 @@ class CudaBackend final : public Backend {
       rope_table_.upload(table.data(), table.size());
       rope_positions_ = capacity;
     }
+    const cuda::AttentionGeometry g = geometry(page_size);
     size_t floats = 0;  // a decode step may carry any number of the cache's sequences
     for (int b = 1; b <= sequences; ++b)
-      floats = std::max(floats, size_t(cuda::attention_decode_workspace_floats(b, capacity, geometry_)));
+      floats = std::max(floats, size_t(cuda::attention_decode_workspace_floats(b, capacity, g)));
     if (floats > decode_workspace_.size()) replace(decode_workspace_, DeviceArray<float>(floats));
-    return std::make_unique<CudaKvCache>(config_, capacity, sequences, next_cache_id_++);
+    return std::make_unique<CudaKvCache>(config_, capacity, sequences, KvCacheLayout{page_size, blocks},
+                                         next_cache_id_++, ctx_.stream);
   }
 
   Act activations(int slot, int64_t rows, int64_t cols, ActType type) override {
@@ -216,7 +262,11 @@ class CudaBackend final : public Backend {
       }
     }
     if (!decode_step_) host_lengths_[0] = int32_t(step.pos0 + n);
-    if (decode_step_) cache_->set_step_sequences(host_seqs_, ctx_.stream);
+    if (decode_step_) {
+      cache_->set_step_sequences(host_seqs_);
+    } else {
+      cache_->sync_block_table();
+    }
     const OpTimer timer(*this, "begin_step (4 uploads)");
     // Pageable sources: each copy returns once the source has been read, so the host vectors may
     // change right after.
@@ -256,8 +306,8 @@ class CudaBackend final : public Backend {
   void rope_store_kv(Act qkv, KvCache& cache, int layer) override {
     const OpTimer timer(*this, "rope_store_kv");
     const auto& kv = static_cast<const CudaKvCache&>(cache);
-    cuda::rope_store_kv(f16(qkv), qkv.rows, positions_.get(), slots_.get(), rope_table_.get(), geometry_, kv.layer(layer),
-                        ctx_.stream);
+    cuda::rope_store_kv(f16(qkv), qkv.rows, positions_.get(), slots_.get(), rope_table_.get(),
+                        geometry(kv.block_size()), kv.layer(layer), ctx_.stream);
   }
 
   void attention(Act qkv, KvCache& cache, int layer, Act out) override {
@@ -266,10 +316,11 @@ class CudaBackend final : public Backend {
     const float scale = 1.0f / std::sqrt(float(config_.head_dim));
     if (decode_step_) {  // one new token per sequence
       cuda::attention_decode(f16(qkv), int(qkv.rows), seq_len_.get(), kv.step_table(), kv.pages(), kv.capacity(),
-                             geometry_, kv.layer(layer), scale, f16(out), decode_workspace_.get(), ctx_.stream);
+                             geometry(kv.block_size()), kv.layer(layer), scale, f16(out), decode_workspace_.get(),
+                             ctx_.stream);
     } else {
-      cuda::attention_prefill(f16(qkv), qkv.rows, pos0_, kv.block_table(step_seq_), geometry_, kv.layer(layer), scale,
-                              f16(out), ctx_.stream);
+      cuda::attention_prefill(f16(qkv), qkv.rows, pos0_, kv.block_table(step_seq_), geometry(kv.block_size()),
+                              kv.layer(layer), scale, f16(out), ctx_.stream);
     }
   }
 
@@ -342,6 +393,13 @@ class CudaBackend final : public Backend {
     CudaBackend& b_;
     std::string label_;
   };
+
+  // The attention geometry of a cache whose pages hold `page_size` positions.
+  cuda::AttentionGeometry geometry(int page_size) const {
+    cuda::AttentionGeometry g = geometry_;
+    g.page_size = page_size;
+    return g;
+  }
 
   template <typename T>
   void copy_to_device(T* dst, const T* src, int64_t count) {
