@@ -194,6 +194,7 @@ async function send() {
     const response = await fetch("/v1/chat/completions", {
       method: "POST", headers: requestHeaders(), body: JSON.stringify(requestBody(conversation)), signal,
     });
+    if (response.status === 401) showSettings(true);  // where the API key goes
     if (!response.ok) throw new Error(await errorMessage(response));
     await readEvents(response, (data) => {
       if (data.error) throw new Error(data.error.message);
@@ -232,6 +233,11 @@ async function send() {
   if (state === "error" && !ui.input.value && conversation === history) ui.input.value = content;
 }
 
+function showSettings(open) {
+  ui.settings.hidden = !open;
+  ui.toggleSettings.setAttribute("aria-expanded", String(open));
+}
+
 function newChat() {
   controller?.abort();
   controller = null;
@@ -259,10 +265,7 @@ ui.input.addEventListener("keydown", (event) => {
 });
 ui.stop.addEventListener("click", () => controller?.abort());
 ui.newChat.addEventListener("click", newChat);
-ui.toggleSettings.addEventListener("click", () => {
-  ui.settings.hidden = !ui.settings.hidden;
-  ui.toggleSettings.setAttribute("aria-expanded", String(!ui.settings.hidden));
-});
+ui.toggleSettings.addEventListener("click", () => showSettings(ui.settings.hidden));
 ui.apiKey.addEventListener("change", showModel);
 restoreSettings();
 showModel();

@@ -202,6 +202,8 @@ def test_stop_ends_the_answer_and_the_server_cancels_it(page, server):
 def test_server_errors_show_in_the_page_as_text(page, server):
     markup = '<img src=x onerror="document.title=1">\n<b>bold?</b>'
     set_field(page, "api-key", "wrong-key")
+    page.find_element(By.ID, "toggle-settings").click()  # closed: a 401 opens it at the key
+    assert not page.find_element(By.ID, "api-key").is_displayed()
     # Shift+Enter starts a new line, Enter sends.
     box = page.find_element(By.ID, "input")
     first_line, second_line = markup.split("\n")
@@ -219,6 +221,7 @@ def test_server_errors_show_in_the_page_as_text(page, server):
     assert not page.find_elements(By.CSS_SELECTOR, "#messages img, #messages b")
     assert page.find_element(By.ID, "input").get_attribute("value") == markup
     assert "withdrawn" in messages(page, "user")[0].get_attribute("class")
+    assert page.find_element(By.ID, "api-key").is_displayed()
 
     # A validation error (prompt + max_tokens over the context) shows the server's message.
     set_field(page, "api-key", API_KEY)
