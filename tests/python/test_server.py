@@ -13,6 +13,8 @@ import time
 import openai
 import pytest
 
+from serve_process import ServeProcess
+
 API_KEY = "test-key-123"
 CONTEXT = 512
 MAX_QUEUE = 2
@@ -22,32 +24,9 @@ MODEL_ID = "SmolLM2-135M-Instruct.Q4_1"
 QUESTION = "What is the capital of France?"
 
 
-class Server:
-    def __init__(self, marlin_bin, log_path, *args):
-        self.log_path = log_path
-        self.log = open(log_path, "w")
-        self.proc = subprocess.Popen([str(marlin_bin), "serve", "--port", "0", "-t", "2", *args],
-                                     stdout=subprocess.DEVNULL, stderr=self.log)
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            m = re.search(r"on http://127\.0\.0\.1:(\d+)", log_path.read_text())
-            if m:
-                self.port = int(m.group(1))
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        self.stop()
-        pytest.fail(f"marlin serve did not start: {log_path.read_text()}")
-
+class Server(ServeProcess):
     def client(self, key=API_KEY):
-        return openai.OpenAI(base_url=f"http://127.0.0.1:{self.port}/v1", api_key=key, max_retries=0, timeout=60)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
+        return openai.OpenAI(base_url=f"{self.url}/v1", api_key=key, max_retries=0, timeout=60)
 
 
 @pytest.fixture(scope="module")
