@@ -1,7 +1,7 @@
-"""marlin serve under load and abuse: 32 concurrent streams each equal to its run alone (while a
-slow client trickles a request), 100 clients that disconnect early, SIGTERM under load, and
-malformed HTTP and JSON over raw sockets (truncated bodies, non-object JSON, huge headers, invalid
-UTF-8, garbage, bad chunking, a client sending one byte a second)."""
+"""marlin serve under load and abuse: 32 concurrent streams each equal to its run alone (in a batch
+of 32 while a slow client trickles a request, and through a batch of 8 with a queue), 100 clients
+that disconnect early, SIGTERM under load, and malformed HTTP and JSON over raw sockets (truncated
+bodies, non-object JSON, huge headers, invalid UTF-8, garbage, bad chunking)."""
 import http.client
 import json
 import random
@@ -137,6 +137,17 @@ def test_32_concurrent_streams_equal_their_runs_alone_while_a_slow_client_trickl
     assert healthy(wide_server)
 
 
+def test_32_streams_through_a_batch_of_8_equal_their_runs_alone(marlin_bin, default_model, tmp_path, alone):
+    s = serve(marlin_bin, default_model, tmp_path / "serve.log")  # the default --max-batch 8: 24 wait
+    try:
+        together, most_running = ask_all_at_once(s)
+        assert together == alone  # whatever batch they ran in, on whichever server
+        assert 1 < most_running <= 8
+        assert_idle(s)
+    finally:
+        s.stop()
+
+
 # --- clients that leave ----------------------------------------------------------------------
 
 def streaming_request(question, max_tokens):
@@ -193,14 +204,15 @@ def test_sigterm_under_load_finishes_or_cancels_streams_then_exits_0(marlin_bin,
     shutdown_timeout = 4
     s = serve(marlin_bin, default_model, tmp_path / "serve.log", "--max-batch", "4",
               "--shutdown-timeout", str(shutdown_timeout))
-    max_tokens = [3, 3, 400, 400]  # two end within the timeout, two cannot
-    results, errors = {}, []
+    max_tokens = [3, 3, 200, 200]  # two end within the timeout, two cannot (the end of turn is banned)
+    results, errors, end_tokens = {}, [], []
     started = threading.Semaphore(0)
 
     def stream(i):
         try:
             chunks = s.client().chat.completions.create(
                 model=MODEL_ID, temperature=0, max_tokens=max_tokens[i], stream=True,
+                logit_bias={str(t): -100 for t in end_tokens} if max_tokens[i] > 3 else None,
                 messages=[{"role": "user", "content": f"Write a long story about dragon number {i}."}])
             finishes, text = [], ""
             for c in chunks:
@@ -216,6 +228,8 @@ def test_sigterm_under_load_finishes_or_cancels_streams_then_exits_0(marlin_bin,
             started.release()
 
     try:
+        end_tokens.extend(request(s, "POST", "/tokenize", {"prompt": t})[2]["tokens"][0]
+                          for t in ("<|im_end|>", "<|endoftext|>"))
         threads = [threading.Thread(target=stream, args=(i,)) for i in range(len(max_tokens))]
         for t in threads:
             t.start()
