@@ -64,22 +64,17 @@ const char* reason_phrase(int status) {
 // one byte at a time (so the stream buffers), and the body in larger reads.
 class GuardedStream final : public httplib::Stream {
  public:
-  GuardedStream(int sock, const ConnectionLimits& limits, ConnectionState& state)
-      : sock_(sock), limits_(limits), state_(state) {}
+  // `stopping`: true once the server stops accepting connections.
+  GuardedStream(int sock, const ConnectionLimits& limits, ConnectionState& state, std::function<bool()> stopping)
+      : sock_(sock), limits_(limits), state_(state), stopping_(std::move(stopping)) {}
 
   // Waits for the next request's first byte; false when the connection stays idle past the
-  // keep-alive time, closes, or `stopping` turns true.
-  template <typename Stopping>
-  bool wait_for_request(Stopping stopping) {
+  // keep-alive time, closes, or the server stops.
+  bool wait_for_request() {
     in_headers_ = true;
     header_bytes_ = 0;
-    const auto deadline = Clock::now() + limits_.keep_alive;
-    while (begin_ == end_) {
-      if (stopping() || Clock::now() >= deadline) return false;
-      if (!wait_for(sock_, POLLIN, milliseconds(100))) continue;
-      if (fill(Clock::now() + limits_.io_timeout) <= 0) return false;
-    }
-    return true;
+    deadline_ = Clock::time_point::max();
+    return begin_ != end_ || fill(Clock::now() + limits_.keep_alive) > 0;
   }
 
   void start_request() {
@@ -139,13 +134,19 @@ class GuardedStream final : public httplib::Stream {
  private:
   // Reads what the socket has into the empty buffer, waiting until `until`. Returns the count,
   // 0 at the end of the stream, -1 on an error or timeout (noting which limit that is).
+  // A server that stops drops a request whose headers are still arriving, and one whose body
+  // stalls (requests already read finish as usual).
   ssize_t fill(Clock::time_point until) {
     begin_ = end_ = 0;
-    const auto now = Clock::now();
-    if (now >= until || !wait_for(sock_, POLLIN, std::chrono::duration_cast<milliseconds>(until - now))) {
-      const bool deadline = Clock::now() >= deadline_;
-      if (in_headers_) return trip(header_bytes_ > 0 || deadline ? ReadLimit::kHeadersTooSlow : ReadLimit::kNone);
-      return trip(ReadLimit::kBodyTooSlow);
+    for (;;) {
+      if (in_headers_ && header_bytes_ > 0 && stopping_()) return -1;
+      const auto now = Clock::now();
+      if (now >= until) {
+        if (in_headers_) return trip(header_bytes_ > 0 || now >= deadline_ ? ReadLimit::kHeadersTooSlow : ReadLimit::kNone);
+        return trip(ReadLimit::kBodyTooSlow);
+      }
+      if (wait_for(sock_, POLLIN, std::min(std::chrono::duration_cast<milliseconds>(until - now), milliseconds(100)))) break;
+      if (stopping_()) return -1;
     }
     ssize_t n;
     do {
@@ -164,6 +165,7 @@ class GuardedStream final : public httplib::Stream {
   const int sock_;
   const ConnectionLimits& limits_;
   ConnectionState& state_;
+  const std::function<bool()> stopping_;
   std::array<char, 4096> buffer_{};
   size_t begin_ = 0, end_ = 0;
   bool in_headers_ = true;
@@ -206,11 +208,11 @@ GuardedServer::GuardedServer(ConnectionLimits limits, LimitReply limit_reply)
 bool GuardedServer::process_and_close_socket(socket_t sock) {
   ConnectionState& state = current_connection();
   state = {};
-  GuardedStream stream(sock, limits_, state);
+  GuardedStream stream(sock, limits_, state, [this] { return svr_sock_ == INVALID_SOCKET; });
   bool ok = false;
   bool refused = false;
   for (size_t served = 0; served < limits_.max_requests_per_connection; ++served) {
-    if (!stream.wait_for_request([this] { return svr_sock_ == INVALID_SOCKET; })) break;
+    if (!stream.wait_for_request()) break;
     state = {};
     stream.start_request();
     bool connection_closed = false;

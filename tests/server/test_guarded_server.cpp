@@ -38,6 +38,10 @@ class GuardedServerTest : public ::testing::Test {
     limits.header_deadline = 400ms;
     limits.body_deadline = 400ms;
     limits.io_timeout = 1000ms;
+    start(limits);
+  }
+  void start(const ConnectionLimits& limits) {
+    if (server_) TearDown();
     server_ = std::make_unique<GuardedServer>(limits, [](ReadLimit limit) {
       return std::pair{431, std::string(limit_name(limit))};
     });
@@ -49,10 +53,13 @@ class GuardedServerTest : public ::testing::Test {
     port_ = server_->bind_to_any_port("127.0.0.1");
     ASSERT_GT(port_, 0);
     thread_ = std::thread([this] { server_->listen_after_bind(); });
+    while (!server_->is_running()) std::this_thread::sleep_for(1ms);  // stop() before that is lost
   }
   void TearDown() override {
+    if (!server_) return;
     server_->stop();
     thread_.join();
+    server_.reset();
   }
 
   // Sends `data` (its bytes after the first `at_once` one by one with `gap` between them, until the
@@ -139,6 +146,18 @@ TEST_F(GuardedServerTest, SlowClientsRunOutOfTime) {
   const std::string head = "POST /echo HTTP/1.1\r\nContent-Length: 50\r\n\r\n";
   const std::string body = exchange(head + std::string(50, 'b'), false, 20ms, head.size());
   EXPECT_TRUE(ends_with(body, "body-too-slow")) << body;
+}
+
+TEST_F(GuardedServerTest, StoppingDropsRequestsStillArriving) {
+  ConnectionLimits patient;
+  patient.header_deadline = patient.io_timeout = 20s;
+  start(patient);
+  std::thread slow([this] { exchange(post("x"), false, 50ms); });
+  std::this_thread::sleep_for(300ms);
+  const auto start = std::chrono::steady_clock::now();
+  TearDown();  // stops the server, and waits for its connections
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+  slow.join();
 }
 
 }  // namespace
