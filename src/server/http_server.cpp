@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "server/auth.h"
 #include "server/chat_page.h"
+#include "server/guarded_server.h"
 #include "server/http_context.h"
 #include "server/responses.h"
 #include "tokenizer/tokenizer.h"
@@ -18,10 +19,39 @@ namespace {
 
 using nlohmann::json;
 
-// Seconds a client may take to send a request, and to accept a response's bytes.
-constexpr time_t kReadTimeoutSeconds = 5;
-constexpr time_t kWriteTimeoutSeconds = 5;
-constexpr time_t kKeepAliveSeconds = 5;
+// What a request's head may hold: bytes of request line and headers, and header lines.
+constexpr size_t kMaxHeaderBytes = 32 << 10;
+constexpr size_t kMaxHeaderLines = 100;
+// httplib adds REMOTE_ADDR, REMOTE_PORT, LOCAL_ADDR and LOCAL_PORT to every request's headers.
+constexpr size_t kHeadersHttplibAdds = 4;
+
+ConnectionLimits connection_limits(const ServerOptions& o) {
+  ConnectionLimits limits;
+  limits.max_header_bytes = kMaxHeaderBytes;
+  // A chunked body's framing may take as much room as its data (httplib bounds only a body with
+  // Content-Length by the payload limit; the routes check a chunked one's size).
+  limits.max_body_bytes = 2 * o.max_body_bytes + (64 << 10);
+  return limits;
+}
+
+ApiError error_for_limit(ReadLimit limit, size_t max_body_bytes) {
+  switch (limit) {
+    case ReadLimit::kHeadersTooLarge:
+      return ApiError(431, fmt::format("the request line and headers exceed {} bytes", kMaxHeaderBytes),
+                      "invalid_request_error", {}, "headers_too_large");
+    case ReadLimit::kHeadersTooSlow:
+      return ApiError(408, "the request headers did not arrive in time", "invalid_request_error", {}, "request_timeout");
+    case ReadLimit::kBodyTooLarge:
+      return ApiError(413, fmt::format("the request body is larger than {} bytes", max_body_bytes), "invalid_request_error",
+                      {}, "request_too_large");
+    case ReadLimit::kBodyTooSlow:
+      return ApiError(408, "the request body did not arrive in time", "invalid_request_error", {}, "request_timeout");
+    case ReadLimit::kEndedEarly:
+      return ApiError(400, "the request ended before its body was complete", "invalid_request_error", {}, "truncated_body");
+    case ReadLimit::kNone: break;
+  }
+  return ApiError(400, "malformed HTTP request", "invalid_request_error");
+}
 
 // The metrics label of a path: known routes by name, anything else as "other" (so unknown paths
 // cannot grow the metrics without bound).
@@ -84,16 +114,22 @@ void send_json(httplib::Response& res, const json& value) {
 
 struct HttpServer::Impl {
   ServerContext ctx;
-  httplib::Server http;
+  GuardedServer http;
 
   Impl(ServerOptions options, const Engine& engine, Scheduler& scheduler, Metrics& metrics)
-      : ctx{std::move(options), engine, scheduler, metrics, int64_t(std::time(nullptr))} {}
+      : ctx{std::move(options), engine, scheduler, metrics, int64_t(std::time(nullptr))},
+        http(connection_limits(ctx.options), [max_body = ctx.options.max_body_bytes](ReadLimit limit) {
+          const ApiError error = error_for_limit(limit, max_body);
+          return std::pair{error.status, dump(error_json(error))};
+        }) {}
 
   // A handler that answers ApiError (and anything unexpected) in OpenAI's error shape.
   template <typename Fn>
   httplib::Server::Handler route(Fn fn) {
-    return [fn](const httplib::Request& req, httplib::Response& res) {
+    return [this, fn](const httplib::Request& req, httplib::Response& res) {
       try {
+        if (req.body.size() > ctx.options.max_body_bytes)  // a chunked body (httplib bounds the others)
+          throw error_for_limit(ReadLimit::kBodyTooLarge, ctx.options.max_body_bytes);
         fn(req, res);
       } catch (const ApiError& e) {
         send_error(res, e);
@@ -145,20 +181,54 @@ struct HttpServer::Impl {
     }));
   }
 
-  // Every route but /health and the chat page needs the API key, when one is set (the page
-  // itself holds no data; its requests carry the key).
-  httplib::Server::HandlerResponse authenticate(const httplib::Request& req, httplib::Response& res) {
+  // Before routing (and before httplib reads the body): a request whose head httplib accepted but
+  // that we do not serve, and the API key.
+  httplib::Server::HandlerResponse screen(const httplib::Request& req, httplib::Response& res) {
     RequestRecord& record = current_request();
     record = RequestRecord{};
     record.id = fmt::format("req-{}", ctx.next_request++);
-    if (ctx.options.api_key.empty() || req.path == "/health" || req.path == "/") return httplib::Server::HandlerResponse::Unhandled;
+    const bool reads_body = req.method == "POST" || req.method == "PUT" || req.method == "PATCH" || req.method == "DELETE";
+    const std::string transfer_encoding = req.get_header_value("Transfer-Encoding");
+    const bool has_body = !transfer_encoding.empty() || req.get_header_value<uint64_t>("Content-Length") > 0;
+    // A body httplib will not read would be taken for the next request on the connection.
+    if (has_body && !reads_body) current_connection().close_after_response = true;
+    auto refuse = [&](const ApiError& error) {
+      send_error(res, error);
+      if (has_body || reads_body) {  // the body stays unread: the connection cannot carry another request
+        current_connection().close_after_response = true;
+        res.set_header("Connection", "close");
+      }
+      return httplib::Server::HandlerResponse::Handled;
+    };
+    if (req.headers.size() > kMaxHeaderLines + kHeadersHttplibAdds)
+      return refuse(ApiError(431, fmt::format("the request has more than {} header lines", kMaxHeaderLines),
+                             "invalid_request_error", {}, "headers_too_large"));
+    if (reads_body) {
+      if (req.get_header_value_count("Content-Length") > 1)
+        return refuse(ApiError(400, "the request has more than one Content-Length", "invalid_request_error"));
+      if (!transfer_encoding.empty() && transfer_encoding != "chunked")
+        return refuse(ApiError(400, fmt::format("Transfer-Encoding '{}' is not supported (only chunked)", transfer_encoding),
+                               "invalid_request_error"));
+      // httplib would read a body without a length until the client closes the connection.
+      if (transfer_encoding.empty() && !req.has_header("Content-Length"))
+        return refuse(ApiError(411, "a request body needs Content-Length (or chunked Transfer-Encoding)",
+                               "invalid_request_error", {}, "length_required"));
+      // httplib would inflate a compressed body without bound.
+      const std::string content_encoding = req.get_header_value("Content-Encoding");
+      if (!content_encoding.empty() && content_encoding != "identity")
+        return refuse(ApiError(415, fmt::format("Content-Encoding '{}' is not supported", content_encoding),
+                               "invalid_request_error", {}, "unsupported_content_encoding"));
+    }
+    // Every route but /health and the chat page needs the API key, when one is set (the page
+    // itself holds no data; its requests carry the key).
+    if (ctx.options.api_key.empty() || req.path == "/health" || req.path == "/")
+      return httplib::Server::HandlerResponse::Unhandled;
     const std::string authorization = req.get_header_value("Authorization");
     auto token = bearer_token(authorization);
     if (token && constant_time_equal(ctx.options.api_key, *token)) return httplib::Server::HandlerResponse::Unhandled;
-    send_error(res, ApiError(401, "a valid API key is required (Authorization: Bearer KEY)", "authentication_error", {},
-                             "invalid_api_key"));
     res.set_header("WWW-Authenticate", "Bearer");
-    return httplib::Server::HandlerResponse::Handled;
+    return refuse(ApiError(401, "a valid API key is required (Authorization: Bearer KEY)", "authentication_error", {},
+                           "invalid_api_key"));
   }
 
   void configure() {
@@ -166,13 +236,22 @@ struct HttpServer::Impl {
     const size_t threads = size_t(std::max(o.http_threads, 1));
     http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
     http.set_payload_max_length(o.max_body_bytes);
-    http.set_read_timeout(kReadTimeoutSeconds);
-    http.set_write_timeout(kWriteTimeoutSeconds);
-    http.set_keep_alive_timeout(kKeepAliveSeconds);
-    http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) { return authenticate(req, res); });
-    // Errors without a body of ours (unknown route, too large, malformed HTTP) get OpenAI's shape.
-    http.set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request&, httplib::Response& res) {
+    http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) { return screen(req, res); });
+    // Errors without a body of ours (unknown route, a limit of the connection, malformed HTTP) get
+    // OpenAI's shape.
+    http.set_error_handler(httplib::Server::HandlerWithResponse([&o](const httplib::Request&, httplib::Response& res) {
+      const ReadLimit limit = current_connection().limit;
+      if (limit != ReadLimit::kNone) {
+        send_error(res, error_for_limit(limit, o.max_body_bytes));
+        res.set_header("Connection", "close");
+        return httplib::Server::HandlerResponse::Handled;
+      }
       if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+      // httplib could not read the request whole: where a next one would start is unknown.
+      if (res.status == 400 || res.status == 413 || res.status == 414) {
+        current_connection().close_after_response = true;
+        res.set_header("Connection", "close");
+      }
       send_error(res, error_for_status(res.status));
       return httplib::Server::HandlerResponse::Handled;
     }));

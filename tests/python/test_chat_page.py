@@ -16,7 +16,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
-from serve_process import ServeProcess
+from marlin_server import Server
 
 API_KEY = "page-key-456"
 CONTEXT = 1024
@@ -31,8 +31,8 @@ CHROMEDRIVER = shutil.which("chromedriver")
 
 @pytest.fixture(scope="module")
 def server(marlin_bin, default_model, tmp_path_factory):
-    s = ServeProcess(marlin_bin, tmp_path_factory.mktemp("chat_page") / "serve.log", "--model", str(default_model),
-                     "--api-key", API_KEY, "--ctx", str(CONTEXT))
+    s = Server(marlin_bin, tmp_path_factory.mktemp("chat_page") / "serve.log", "--model", str(default_model),
+               "--api-key", API_KEY, "--ctx", str(CONTEXT), api_key=API_KEY)
     yield s
     s.stop()
 

@@ -13,7 +13,7 @@ import time
 import openai
 import pytest
 
-from serve_process import ServeProcess
+from marlin_server import Server, assert_error, healthy, metric, raw_exchange, request
 
 API_KEY = "test-key-123"
 CONTEXT = 512
@@ -24,65 +24,13 @@ MODEL_ID = "SmolLM2-135M-Instruct.Q4_1"
 QUESTION = "What is the capital of France?"
 
 
-class Server(ServeProcess):
-    def client(self, key=API_KEY):
-        return openai.OpenAI(base_url=f"{self.url}/v1", api_key=key, max_retries=0, timeout=60)
-
-
 @pytest.fixture(scope="module")
 def server(marlin_bin, default_model, tmp_path_factory):
     s = Server(marlin_bin, tmp_path_factory.mktemp("serve") / "serve.log", "--model", str(default_model),
                "--api-key", API_KEY, "--ctx", str(CONTEXT), "--max-queue", str(MAX_QUEUE), "--max-batch", str(MAX_BATCH),
-               "--max-body", str(MAX_BODY))
+               "--max-body", str(MAX_BODY), api_key=API_KEY)
     yield s
     s.stop()
-
-
-def request(server, method, path, body=None, headers=None, key=API_KEY):
-    """(status, headers, parsed JSON or text) of one HTTP request."""
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
-    h = {"Authorization": f"Bearer {key}"} if key else {}
-    h.update(headers or {})
-    data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
-    conn.request(method, path, body=data, headers=h)
-    resp = conn.getresponse()
-    text = resp.read().decode("utf-8", "replace")
-    conn.close()
-    try:
-        payload = json.loads(text)
-    except ValueError:
-        payload = text
-    return resp.status, dict(resp.getheaders()), payload
-
-
-def raw_exchange(server, data, shutdown_write=False, timeout=10):
-    """Sends raw bytes; returns the status code of the answer (None when the server just closed)."""
-    with socket.create_connection(("127.0.0.1", server.port), timeout=timeout) as sock:
-        sock.sendall(data)
-        if shutdown_write:
-            sock.shutdown(socket.SHUT_WR)
-        received = b""
-        try:
-            while b"\r\n" not in received:
-                chunk = sock.recv(4096)
-                if not chunk:
-                    break
-                received += chunk
-        except ConnectionResetError:
-            return None
-    m = re.match(rb"HTTP/1\.[01] (\d{3})", received)
-    return int(m.group(1)) if m else None
-
-
-def assert_error(status, payload, expected_status, code=None, param=None):
-    assert status == expected_status, payload
-    err = payload["error"]
-    assert set(err) == {"message", "type", "param", "code"} and err["message"]
-    if code is not None:
-        assert err["code"] == code, err
-    if param is not None:
-        assert err["param"] == param, err
-    return err
 
 
 def marlin_run(marlin_bin, *args):
@@ -94,10 +42,6 @@ def marlin_run(marlin_bin, *args):
 def cli_answer(text):
     """What `marlin run` prints for an answer: the text, with a newline added when it has none."""
     return text if text.endswith("\n") else text + "\n"
-
-
-def healthy(server):
-    return request(server, "GET", "/health", key=None)[0] == 200
 
 
 # --- answers ---------------------------------------------------------------------------------
@@ -422,14 +366,9 @@ BATCH_QUESTIONS = ["What is the capital of France?", "Name three fruits.", "Writ
 @pytest.fixture(scope="module")
 def batch_server(marlin_bin, default_model, tmp_path_factory):
     s = Server(marlin_bin, tmp_path_factory.mktemp("batch") / "serve.log", "--model", str(default_model),
-               "--api-key", API_KEY, "--ctx", str(CONTEXT), "--max-batch", "8", "--max-queue", "8")
+               "--api-key", API_KEY, "--ctx", str(CONTEXT), "--max-batch", "8", "--max-queue", "8", api_key=API_KEY)
     yield s
     s.stop()
-
-
-def metric(server, name):
-    text = request(server, "GET", "/metrics")[2]
-    return int(re.search(rf"^{name} (\d+)$", text, re.M).group(1))
 
 
 def test_concurrent_streams_each_equal_their_run_alone(batch_server):
@@ -564,7 +503,7 @@ def test_sigterm_under_load_finishes_streams_and_exits_0(marlin_bin, default_mod
     key_file = tmp_path / "key"
     key_file.write_text(API_KEY + "\n")
     s = Server(marlin_bin, tmp_path / "serve.log", "--model", str(default_model), "--ctx", "256", "--shutdown-timeout", "30",
-               "--api-key-file", str(key_file))
+               "--api-key-file", str(key_file), api_key=API_KEY)
     results, errors = [], []
     started = threading.Semaphore(0)
 
