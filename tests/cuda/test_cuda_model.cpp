@@ -240,6 +240,9 @@ TEST(CudaModel, SequencesJoinAndLeaveMatchCpu) {
 // The paged cache with other block sizes: sequences that start from another's prefix blocks
 // (mapped, the partly shared block copied on the device before it is written) match the CPU
 // computing each sequence alone, through prefill and through decode steps replayed from graphs.
+// Sequence 2's tokens make a few steps ill-conditioned (the GPU computing it alone, without any
+// sharing, is off by up to 1.7× the fp16 bound at every block size), so as in LowBitModelsMatchCpu
+// a step may also be off by 1.5× the error of the GPU's own unshared run of the same sequence.
 TEST(CudaModel, SharedPrefixBlocksMatchCpu) {
   MARLIN_REQUIRE_GPU();
   ExactActivations exact;
@@ -258,16 +261,20 @@ TEST(CudaModel, SharedPrefixBlocksMatchCpu) {
     prompts[1].back() = 1;
     prompts[2].back() = 2;
     auto cache = gpu->new_cache(96, 3, {block_size, 0});
-    std::vector<std::unique_ptr<KvCache>> alone;
-    std::vector<float> one(static_cast<size_t>(vocab)), got(static_cast<size_t>(vocab)), logits(3 * size_t(vocab));
+    std::vector<std::unique_ptr<KvCache>> alone, gpu_alone;
+    std::vector<float> one(static_cast<size_t>(vocab)), solo(one.size()), got(one.size()), logits(3 * size_t(vocab));
     const auto check = [&](int s, const float* gpu_logits, int step) {
       const std::vector<float> row(gpu_logits, gpu_logits + vocab);
-      EXPECT_LE(relative_rms_error(row, one), bound) << "sequence " << s << " step " << step << " blocks of " << block_size;
-      expect_same_choice(one.data(), row.data(), vocab, bound);
+      const double allowed = std::max(bound, 1.5 * relative_rms_error(solo, one));
+      EXPECT_LE(relative_rms_error(row, one), allowed)
+          << "sequence " << s << " step " << step << " blocks of " << block_size;
+      expect_same_choice(one.data(), row.data(), vocab, allowed);
     };
     for (int s = 0; s < 3; ++s) {
       alone.push_back(cpu->new_cache(96));
       cpu->forward(prompts[size_t(s)], *alone.back(), one.data(), false);
+      gpu_alone.push_back(gpu->new_cache(96));
+      gpu->forward(prompts[size_t(s)], *gpu_alone.back(), solo.data(), false);
       const int64_t from = shared_length[size_t(s)];
       if (from > 0) cache->share_prefix(s, 0, from);
       gpu->forward_sequence(s, std::span(prompts[size_t(s)]).subspan(size_t(from)), *cache, got.data(), false);
@@ -279,7 +286,9 @@ TEST(CudaModel, SharedPrefixBlocksMatchCpu) {
       for (int s = 0; s < 3; ++s) tokens.push_back(int32_t((s * 131 + step * 17 + 1) % 512));
       gpu->decode_sequences(seqs, tokens, *cache, logits.data());
       for (int s = 0; s < 3; ++s) {
-        cpu->forward(std::span<const int32_t>(&tokens[size_t(s)], 1), *alone[size_t(s)], one.data(), false);
+        const std::span<const int32_t> token(&tokens[size_t(s)], 1);
+        cpu->forward(token, *alone[size_t(s)], one.data(), false);
+        gpu->forward(token, *gpu_alone[size_t(s)], solo.data(), false);
         check(s, &logits[size_t(s) * size_t(vocab)], step);
       }
     }
