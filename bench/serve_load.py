@@ -6,8 +6,10 @@ tokens/s and p50/p99 time-to-first-token and inter-token latency per concurrency
   python3 bench/serve_load.py                          # starts `marlin serve` on the default model
   python3 bench/serve_load.py --url http://127.0.0.1:8080 --model ID   # an already running server
 
-Each streamed content chunk counts as one generated token (marlin and llama.cpp's server send one
-chunk per token); the final usage figure is used when the server reports it.
+Generated tokens of a request: the final usage figure when the server reports it
+(`stream_options.include_usage`), else max_tokens when it finished for length, else its streamed
+content chunks (marlin and llama.cpp's servers send one chunk per token). bench/serve_compare.py
+runs the same load against marlin serve and llama-cpp-python's server side by side.
 """
 import argparse
 import json
@@ -35,10 +37,11 @@ def percentile(values, p):
     return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
 
 
-def stream_one(host, port, model, question, max_tokens, timeout):
-    """(time to first token, inter-token gaps, generated tokens) of one streamed chat completion."""
+def stream_one(host, port, model, question, max_tokens, timeout, extra=None):
+    """(time to first token, inter-token gaps, generated tokens) of one streamed chat completion;
+    `extra` adds request fields."""
     body = {"messages": [{"role": "user", "content": question}], "max_tokens": max_tokens, "temperature": 0,
-            "stream": True, "stream_options": {"include_usage": True}}
+            "stream": True, "stream_options": {"include_usage": True}, **(extra or {})}
     if model:
         body["model"] = model
     conn = http.client.HTTPConnection(host, port, timeout=timeout)
@@ -47,7 +50,7 @@ def stream_one(host, port, model, question, max_tokens, timeout):
     resp = conn.getresponse()
     if resp.status != 200:
         raise RuntimeError(f"HTTP {resp.status}: {resp.read()[:200]!r}")
-    first, last, gaps, chunks, usage = None, None, [], 0, None
+    first, last, gaps, chunks, usage, finish = None, None, [], 0, None, None
     for raw in resp:
         line = raw.strip()
         if not line.startswith(b"data: ") or line == b"data: [DONE]":
@@ -55,6 +58,7 @@ def stream_one(host, port, model, question, max_tokens, timeout):
         event = json.loads(line[6:])
         if event.get("usage"):
             usage = event["usage"].get("completion_tokens")
+        finish = next((c["finish_reason"] for c in event.get("choices") or [] if c.get("finish_reason")), finish)
         if not any((c.get("delta") or {}).get("content") for c in event.get("choices") or []):
             continue
         now = time.perf_counter()
@@ -65,10 +69,13 @@ def stream_one(host, port, model, question, max_tokens, timeout):
         last = now
         chunks += 1
     conn.close()
-    return first, gaps, usage if usage is not None else chunks
+    if usage is None:
+        usage = max_tokens if finish == "length" else chunks
+    return first, gaps, usage
 
 
-def run_level(host, port, model, concurrency, seconds, max_requests, max_tokens):
+def run_level(host, port, model, concurrency, seconds, max_requests, max_tokens, questions=QUESTIONS, extra=None,
+              request_timeout=None):
     ttft, itl, tokens, errors = [], [], [0], []
     lock = threading.Lock()
     deadline = time.perf_counter() + seconds
@@ -82,8 +89,8 @@ def run_level(host, port, model, concurrency, seconds, max_requests, max_tokens)
                     return
                 started[0] += 1
             try:
-                first, gaps, count = stream_one(host, port, model, QUESTIONS[(i + n) % len(QUESTIONS)], max_tokens,
-                                                timeout=seconds + 60)
+                first, gaps, count = stream_one(host, port, model, questions[(i + n) % len(questions)], max_tokens,
+                                                timeout=request_timeout or seconds + 60, extra=extra)
             except Exception as e:  # counted and reported
                 with lock:
                     errors.append(repr(e))
