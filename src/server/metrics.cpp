@@ -52,6 +52,15 @@ void Metrics::observe_inter_token_latency(double seconds) {
   inter_token_latency_.observe(seconds);
 }
 
+namespace {
+
+// One unlabelled counter or gauge: its HELP and TYPE lines, then its value.
+void append_metric(std::string& out, const char* name, const char* type, const char* help, uint64_t value) {
+  out += fmt::format("# HELP {} {}\n# TYPE {} {}\n{} {}\n", name, help, name, type, name, value);
+}
+
+}  // namespace
+
 std::string Metrics::render(const SchedulerGauges& gauges) const {
   std::lock_guard lock(mutex_);
   std::string out;
@@ -59,32 +68,19 @@ std::string Metrics::render(const SchedulerGauges& gauges) const {
   out += "# TYPE marlin_requests_total counter\n";
   for (const auto& [key, count] : requests_)
     out += fmt::format("marlin_requests_total{{endpoint=\"{}\",status=\"{}\"}} {}\n", key.first, key.second, count);
-  out += "# HELP marlin_prompt_tokens_total Prompt tokens of finished sequences.\n";
-  out += "# TYPE marlin_prompt_tokens_total counter\n";
-  out += fmt::format("marlin_prompt_tokens_total {}\n", prompt_tokens_);
-  out += "# HELP marlin_generation_tokens_total Tokens generated.\n";
-  out += "# TYPE marlin_generation_tokens_total counter\n";
-  out += fmt::format("marlin_generation_tokens_total {}\n", generated_tokens_);
-  out += "# HELP marlin_queue_depth Requests waiting for the scheduler.\n";
-  out += "# TYPE marlin_queue_depth gauge\n";
-  out += fmt::format("marlin_queue_depth {}\n", gauges.queue_depth);
-  out += "# HELP marlin_running_sequences Sequences in the running batch.\n";
-  out += "# TYPE marlin_running_sequences gauge\n";
-  out += fmt::format("marlin_running_sequences {}\n", gauges.running_sequences);
+  append_metric(out, "marlin_prompt_tokens_total", "counter", "Prompt tokens of finished sequences.", prompt_tokens_);
+  append_metric(out, "marlin_generation_tokens_total", "counter", "Tokens generated.", generated_tokens_);
+  append_metric(out, "marlin_queue_depth", "gauge", "Requests waiting for the scheduler.", uint64_t(gauges.queue_depth));
+  append_metric(out, "marlin_running_sequences", "gauge", "Sequences in the running batch.",
+                uint64_t(gauges.running_sequences));
   if (gauges.kv_blocks.total > 0) {
     const KvBlockGauges& kv = gauges.kv_blocks;
-    out += "# HELP marlin_kv_blocks_used KV cache blocks mapped by running sequences.\n";
-    out += "# TYPE marlin_kv_blocks_used gauge\n";
-    out += fmt::format("marlin_kv_blocks_used {}\n", kv.used);
-    out += "# HELP marlin_kv_blocks_cached KV cache blocks kept only for prefix reuse (given back when needed).\n";
-    out += "# TYPE marlin_kv_blocks_cached gauge\n";
-    out += fmt::format("marlin_kv_blocks_cached {}\n", kv.cached);
-    out += "# HELP marlin_kv_blocks_free KV cache blocks free.\n";
-    out += "# TYPE marlin_kv_blocks_free gauge\n";
-    out += fmt::format("marlin_kv_blocks_free {}\n", kv.free);
-    out += "# HELP marlin_kv_blocks_total KV cache blocks in the pool.\n";
-    out += "# TYPE marlin_kv_blocks_total gauge\n";
-    out += fmt::format("marlin_kv_blocks_total {}\n", kv.total);
+    append_metric(out, "marlin_kv_blocks_used", "gauge", "KV cache blocks mapped by running sequences.",
+                  uint64_t(kv.used));
+    append_metric(out, "marlin_kv_blocks_cached", "gauge",
+                  "KV cache blocks kept only for prefix reuse (given back when needed).", uint64_t(kv.cached));
+    append_metric(out, "marlin_kv_blocks_free", "gauge", "KV cache blocks free.", uint64_t(kv.free));
+    append_metric(out, "marlin_kv_blocks_total", "gauge", "KV cache blocks in the pool.", uint64_t(kv.total));
   }
   out += "# HELP marlin_time_to_first_token_seconds From a request's arrival to its first generated token.\n";
   out += "# TYPE marlin_time_to_first_token_seconds histogram\n";
