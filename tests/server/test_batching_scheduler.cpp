@@ -1,7 +1,7 @@
 // The continuous-batching scheduler on the default model: sequences that run together (joining and
 // leaving at different steps, prompts fed in chunks, some sampled on the host) each give exactly
-// what a Session gives them alone; cancellation frees slots; the queue is bounded; drain; prompt
-// prefixes share KV blocks; admission waits for blocks.
+// what a Session gives them alone; cancellation frees slots; a long prompt does not stall running
+// streams; the queue is bounded; drain; prompt prefixes share KV blocks; admission waits for blocks.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 #include <thread>
 
 #include "runtime/engine.h"
@@ -194,6 +195,37 @@ TEST_F(BatchingTest, CancellationFreesTheSlotAndOthersGoOn) {
   const Outcome again = wait_all(*next)[0];
   EXPECT_NE(again.text.find("Paris"), std::string::npos);
   EXPECT_EQ(again.finished.cached_tokens, int(keep.prompt.size()) - 1);
+  expect_empty(scheduler, 2 * kBlocksPerSlot);
+}
+
+// A long prompt is fed in chunks between decode steps, so a running stream keeps producing tokens
+// while it is prefilled (one per chunk) instead of waiting for the whole prompt.
+TEST_F(BatchingTest, LongPromptDoesNotStallRunningStreams) {
+  BatchingScheduler scheduler(*engine_, options(2, 8, 16), metrics_);
+  auto running = task("a", {greedy("Tell me a long story about a dragon.", 300)});
+  ASSERT_EQ(scheduler.submit(running), SubmitResult::kAccepted);
+  ASSERT_TRUE(running->next(milliseconds(60000)).has_value());  // it is decoding
+  std::string text;
+  for (int i = 0; i < 40; ++i) text += "The quick brown fox jumps over the lazy dog. ";
+  SequenceSpec long_spec = greedy(text + "How many foxes were there?", 4);
+  const size_t prompt = long_spec.prompt.size();
+  ASSERT_GT(prompt, 320u);  // at least 20 chunks of 16
+  ASSERT_LT(prompt + 4, size_t(kContext));
+  auto long_task = task("b", {long_spec});
+  ASSERT_EQ(scheduler.submit(long_task), SubmitResult::kAccepted);
+  int deltas_meanwhile = 0;
+  const auto deadline = Clock::now() + std::chrono::seconds(120);
+  std::optional<TaskEvent> first;  // the long prompt's first event: its prefill is done
+  while (!(first = long_task->next(milliseconds(0))) && Clock::now() < deadline) {
+    if (auto e = running->next(milliseconds(5)); e && e->kind == TaskEvent::Kind::kDelta) ++deltas_meanwhile;
+  }
+  ASSERT_TRUE(first.has_value()) << "the long prompt was not served";
+  // One decode step per chunk: about prompt / 16 tokens (a few may still sit unsent in a delta).
+  EXPECT_GE(deltas_meanwhile, int(prompt / 16) / 2) << "tokens of the running stream while " << prompt
+                                                     << " prompt tokens were fed";
+  running->cancel();
+  wait_all(*running);
+  if (first->kind == TaskEvent::Kind::kDelta) wait_all(*long_task);
   expect_empty(scheduler, 2 * kBlocksPerSlot);
 }
 
