@@ -204,9 +204,12 @@ def test_100_clients_that_disconnect_early_are_cancelled(wide_server):
 
 def test_sigterm_under_load_finishes_or_cancels_streams_then_exits_0(marlin_bin, default_model, tmp_path):
     shutdown_timeout = 4
-    s = serve(marlin_bin, default_model, tmp_path / "serve.log", "--max-batch", "4",
-              "--shutdown-timeout", str(shutdown_timeout))
-    max_tokens = [3, 3, 200, 200]  # two end within the timeout, two cannot (the end of turn is banned)
+    s = Server(marlin_bin, tmp_path / "serve.log", "--model", str(default_model), "--ctx", "2048", "--max-batch", "4",
+               "--shutdown-timeout", str(shutdown_timeout))
+    # Two end within the timeout; two cannot: the end of turn is banned and 1,800 tokens take far
+    # longer than 4 s (a quiet 2-core machine decodes this model at ~150 tok/s per sequence; 200
+    # tokens finished in time there).
+    max_tokens = [3, 3, 1800, 1800]
     results, errors, end_tokens = {}, [], []
     started = threading.Semaphore(0)
 
