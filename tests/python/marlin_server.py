@@ -4,6 +4,7 @@ import json
 import re
 import socket
 import subprocess
+import threading
 import time
 
 import openai
@@ -123,3 +124,27 @@ def metric(server, name):
 
 def healthy(server):
     return request(server, "GET", "/health", key=None)[0] == 200
+
+
+def run_together(server, work, count):
+    """work(i) for i in range(count), on threads released at once; returns the results by i and the
+    most sequences /metrics showed running meanwhile. A worker's exception fails the caller."""
+    results, errors = [None] * count, []
+    barrier = threading.Barrier(count)
+
+    def run(i):
+        try:
+            barrier.wait(timeout=30)
+            results[i] = work(i)
+        except Exception as e:  # reported by the assertion below
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    most_running = 0
+    while any(t.is_alive() for t in threads):
+        most_running = max(most_running, metric(server, "marlin_running_sequences"))
+        time.sleep(0.02)
+    assert not errors, errors
+    return results, most_running

@@ -13,7 +13,7 @@ import time
 import openai
 import pytest
 
-from marlin_server import Server, assert_error, healthy, metric, raw_exchange, request
+from marlin_server import Server, assert_error, healthy, metric, raw_exchange, request, run_together
 
 API_KEY = "test-key-123"
 CONTEXT = 512
@@ -381,24 +381,8 @@ def test_concurrent_streams_each_equal_their_run_alone(batch_server):
         return "".join(c.choices[0].delta.content or "" for c in r if c.choices)
 
     alone = [ask(q, False) for q in BATCH_QUESTIONS]
-    together, errors = [None] * len(BATCH_QUESTIONS), []
-    barrier = threading.Barrier(len(BATCH_QUESTIONS))
-
-    def run(i):
-        try:
-            barrier.wait(timeout=30)
-            together[i] = ask(BATCH_QUESTIONS[i], True)
-        except Exception as e:  # reported by the assertion below
-            errors.append(repr(e))
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(BATCH_QUESTIONS))]
-    for t in threads:
-        t.start()
-    most_running = 0
-    while any(t.is_alive() for t in threads):
-        most_running = max(most_running, metric(batch_server, "marlin_running_sequences"))
-        time.sleep(0.02)
-    assert not errors, errors
+    together, most_running = run_together(batch_server, lambda i: ask(BATCH_QUESTIONS[i], True),
+                                           len(BATCH_QUESTIONS))
     assert together == alone
     assert most_running > 1  # they did run together
 

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from marlin_server import Server, assert_error, healthy, metric, raw_response, request
+from marlin_server import Server, assert_error, healthy, metric, raw_response, request, run_together
 
 MODEL_ID = "SmolLM2-135M-Instruct.Q4_1"
 CONTEXT = 256
@@ -49,25 +49,7 @@ def ask(server, question, timeout=120):
 def ask_all_at_once(server):
     """Every question streamed concurrently; returns the answers and the most sequences seen
     running together."""
-    answers, errors = [None] * len(QUESTIONS), []
-    barrier = threading.Barrier(len(QUESTIONS))
-
-    def run(i):
-        try:
-            barrier.wait(timeout=30)
-            answers[i] = ask(server, QUESTIONS[i])
-        except Exception as e:  # reported by the assertion below
-            errors.append(repr(e))
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(QUESTIONS))]
-    for t in threads:
-        t.start()
-    most_running = 0
-    while any(t.is_alive() for t in threads):
-        most_running = max(most_running, metric(server, "marlin_running_sequences"))
-        time.sleep(0.05)
-    assert not errors, errors
-    return answers, most_running
+    return run_together(server, lambda i: ask(server, QUESTIONS[i]), len(QUESTIONS))
 
 
 def assert_idle(server, timeout=10):
