@@ -1,0 +1,219 @@
+#include "model/decoder.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "model/weights.h"
+#include "quant/dequant.h"
+
+namespace marlin {
+namespace {
+
+// The decoder's activation slots (DecoderModel::kFirstBlockSlot follows them).
+enum Slot : int { kX, kNormed, kLogits };
+
+}  // namespace
+
+DecoderModel::DecoderModel(const ModelSource& source, std::unique_ptr<Backend> backend, ModelConfig config)
+    : be_(std::move(backend)), config_(std::move(config)) {
+  ModelConfig& c = config_;
+  const auto embd = source.tensor("model.embed_tokens.weight");
+  MARLIN_CHECK(embd.has_value(), "model: tensor 'model.embed_tokens.weight' is missing from {}",
+               source.description());
+  if (c.vocab_size == 0) c.vocab_size = int(embd->rows);
+  be_->configure(c);
+  layer_linears_.resize(size_t(c.n_layers));
+
+  embedding_table_ = require_matrix(source, "model.embed_tokens.weight", c.vocab_size, c.d_model);
+  embedding_ = be_->embedding(embedding_table_);
+  // Without an lm_head the output projection is the embedding (tied weights); either way it is
+  // replaced by the name "lm_head.weight".
+  auto output = std::make_unique<StackedLinear>();
+  output->names = {"lm_head.weight"};
+  output->parts = {source.tensor("lm_head.weight") ? require_matrix(source, "lm_head.weight", c.vocab_size, c.d_model)
+                                                   : embedding_table_};
+  output_ = keep(-1, std::move(output));
+  output_norm_ = be_->vector(require_vector(source, "model.norm.weight", c.d_model));
+}
+
+const StackedLinear* DecoderModel::add_linear(int layer, const ModelSource& source, std::vector<MatrixSpec> specs) {
+  auto stack = std::make_unique<StackedLinear>();
+  for (MatrixSpec& s : specs) {
+    stack->parts.push_back(require_matrix(source, s.name, s.rows, s.cols));
+    stack->names.push_back(std::move(s.name));
+  }
+  return keep(layer, std::move(stack));
+}
+
+const StackedLinear* DecoderModel::keep(int layer, std::unique_ptr<StackedLinear> stack) {
+  MARLIN_CHECK(layer >= -1 && layer < config_.n_layers, "model: no layer {}", layer);
+  stack->uploaded = be_->linear(stack->parts);
+  for (size_t i = 0; i < stack->names.size(); ++i) parts_by_name_[stack->names[i]] = {stack.get(), i};
+  if (layer >= 0) layer_linears_[size_t(layer)].push_back(stack.get());
+  return linears_.emplace_back(std::move(stack)).get();
+}
+
+std::vector<LinearGroup> DecoderModel::linear_groups(int layer) const {
+  MARLIN_CHECK(layer >= 0 && layer < config_.n_layers, "model: no layer {}", layer);
+  std::vector<LinearGroup> groups;
+  for (const StackedLinear* s : layer_linears_[size_t(layer)]) groups.push_back({s->names});
+  return groups;
+}
+
+void DecoderModel::replace_weight(const std::string& name, const QuantTensor& weight) {
+  const auto it = parts_by_name_.find(name);
+  MARLIN_CHECK(it != parts_by_name_.end(), "model: no linear weight '{}'", name);
+  StackedLinear& stack = *it->second.stack;
+  QuantTensor& part = stack.parts[it->second.part];
+  MARLIN_CHECK(weight.rows == part.rows && weight.cols == part.cols,
+               "model: '{}' is {} x {}, the replacement {} x {}", name, part.rows, part.cols, weight.rows, weight.cols);
+  part = weight;
+  stack.uploaded = be_->linear(stack.parts);
+}
+
+void DecoderModel::embed(std::span<const int32_t> tokens, float* x) const {
+  check_tokens(tokens);
+  for (size_t t = 0; t < tokens.size(); ++t)
+    dequantize_row(embedding_table_, tokens[t], x + t * size_t(config_.d_model));
+}
+
+void DecoderModel::run_layer(int layer, float* x, int64_t n, KvCache& cache, const LinearInputObserver& observer) {
+  MARLIN_CHECK(layer >= 0 && layer < config_.n_layers, "model: no layer {}", layer);
+  MARLIN_CHECK(cache.length() == 0 && n <= cache.capacity(), "run_layer: needs an empty cache of {} positions", n);
+  const int64_t d = config_.d_model;
+  std::vector<int32_t> positions_only(size_t(n), 0);
+  cache.make_room(n);
+  be_->begin_step(StepTokens::one_sequence(positions_only, 0), cache);
+  const Act xa = be_->activations(kX, n, d, ActType::kF32);
+  float* host = be_->host_data(xa);
+  MARLIN_CHECK(host != nullptr, "layer-wise calibration runs on the CPU backend only");
+  std::copy_n(x, n * d, host);
+  const Act h = be_->activations(kNormed, n, d, ActType::kF16);
+  be_->rms_norm(xa, input_norm(layer), config_.rms_eps, h);
+  block(layer, xa, h, cache, observer ? &observer : nullptr, nullptr);
+  std::copy_n(host, n * d, x);
+}
+
+std::unique_ptr<KvCache> DecoderModel::new_cache(int64_t capacity, int sequences, const KvCacheLayout& layout) const {
+  MARLIN_CHECK(capacity > 0, "context size must be positive");
+  MARLIN_CHECK(sequences >= 1 && sequences <= be_->max_step_tokens(), "a cache holds 1 to {} sequences, not {}",
+               be_->max_step_tokens(), sequences);
+  MARLIN_CHECK(layout.block_size >= 0 && layout.blocks >= 0, "kv cache: block size {} and block count {}",
+               layout.block_size, layout.blocks);
+  return be_->new_cache(capacity, sequences, layout);
+}
+
+void DecoderModel::decode_sequences(std::span<const int32_t> seqs, std::span<const int32_t> tokens, KvCache& cache,
+                                    float* logits) {
+  decode_step(seqs, tokens, cache, {logits, nullptr, nullptr});
+}
+
+void DecoderModel::decode_sequences_sample(std::span<const int32_t> seqs, std::span<const int32_t> tokens,
+                                           KvCache& cache, const SampleBatch& requests, int32_t* next) {
+  MARLIN_CHECK(requests.rows.size() == tokens.size(), "decode: {} sampling requests for {} sequences",
+               requests.rows.size(), tokens.size());
+  check_sample_batch(requests.rows, requests.penalties, config_.vocab_size);  // before the cache advances
+  decode_step(seqs, tokens, cache, {nullptr, &requests, next});
+}
+
+void DecoderModel::forward_sequence(int seq, std::span<const int32_t> tokens, KvCache& cache, float* logits,
+                                    bool all_logits) {
+  feed(seq, tokens, cache, {logits, nullptr, nullptr}, all_logits);
+}
+
+int32_t DecoderModel::sample_sequence(int seq, std::span<const int32_t> tokens, KvCache& cache,
+                                      const SampleBatch& request) {
+  MARLIN_CHECK(request.rows.size() == 1, "forward_sample: {} requests for one sequence", request.rows.size());
+  check_sample_batch(request.rows, request.penalties, config_.vocab_size);  // before the cache advances
+  int32_t next = 0;
+  feed(seq, tokens, cache, {nullptr, &request, &next}, false);
+  return next;
+}
+
+void DecoderModel::check_tokens(std::span<const int32_t> tokens) const {
+  for (int32_t t : tokens)
+    MARLIN_CHECK(t >= 0 && t < config_.vocab_size, "token id {} is outside the vocabulary (size {})", t,
+                 config_.vocab_size);
+}
+
+// One token for each of `seqs` (distinct sequences of the cache, each at its own length).
+void DecoderModel::decode_step(std::span<const int32_t> seqs, std::span<const int32_t> tokens, KvCache& cache,
+                               Output out) {
+  MARLIN_CHECK(seqs.size() == tokens.size(), "decode: {} sequences for {} tokens", seqs.size(), tokens.size());
+  MARLIN_CHECK(!tokens.empty() && int64_t(tokens.size()) <= be_->max_step_tokens(),
+               "decode: {} sequences in one step (1 to {})", tokens.size(), be_->max_step_tokens());
+  std::vector<int64_t> positions(seqs.size());
+  std::vector<bool> seen(size_t(cache.sequences()), false);
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    const int s = seqs[i];
+    MARLIN_CHECK(s >= 0 && s < cache.sequences() && !seen[size_t(s)],
+                 "decode: sequence {} is not in the cache or comes twice", s);
+    seen[size_t(s)] = true;
+    positions[i] = cache.length(s);
+    MARLIN_CHECK(positions[i] < cache.capacity(), "context is full ({} tokens)", cache.capacity());
+  }
+  check_tokens(tokens);
+  forward_chunk(StepTokens::decode(tokens, seqs, positions), cache, out, true);
+}
+
+// Feeds the tokens of sequence `seq` in chunks; the last chunk (every chunk with all_logits)
+// produces `out`.
+void DecoderModel::feed(int seq, std::span<const int32_t> tokens, KvCache& cache, Output out, bool all_logits) {
+  MARLIN_CHECK(!tokens.empty(), "forward: no tokens");
+  MARLIN_CHECK(seq >= 0 && seq < cache.sequences(), "forward: no sequence {} in a cache of {}", seq,
+               cache.sequences());
+  MARLIN_CHECK(cache.length(seq) + int64_t(tokens.size()) <= cache.capacity(),
+               "the prompt and answer need {} tokens but the context holds {}",
+               cache.length(seq) + int64_t(tokens.size()), cache.capacity());
+  check_tokens(tokens);
+  const auto chunk = size_t(be_->max_step_tokens());
+  for (size_t begin = 0; begin < tokens.size(); begin += chunk) {
+    const size_t count = std::min(tokens.size() - begin, chunk);
+    const bool last_chunk = begin + count == tokens.size();
+    Output chunk_out = last_chunk || all_logits ? out : Output{};
+    if (all_logits && out.logits) chunk_out.logits = out.logits + begin * size_t(config_.vocab_size);
+    const StepTokens step = StepTokens::one_sequence(tokens.subspan(begin, count), cache.length(seq), seq);
+    forward_chunk(step, cache, chunk_out, all_logits);
+  }
+}
+
+void DecoderModel::forward_chunk(const StepTokens& step, KvCache& cache, Output out, bool all_logits) {
+  const ModelConfig& c = config_;
+  const int64_t n = int64_t(step.ids.size());
+  if (step.several()) {
+    for (const int32_t s : step.seqs) cache.make_room(1, s);
+  } else {
+    cache.make_room(n, step.seq);
+  }
+  be_->begin_step(step, cache);
+  // Logits for every token of the chunk, or only for the last one.
+  const int64_t first = all_logits ? 0 : n - 1, rows = n - first;
+  // A decode step (one token per sequence) has the same shape every time: the backend may
+  // record it once.
+  const bool decode = step.several() || n == 1;
+  be_->run(decode && out.any() ? n : -1, [&] {
+    const Act x = be_->activations(kX, n, c.d_model, ActType::kF32);
+    be_->embed(*embedding_, x);
+    // Each block's residual add is fused with the norm that follows it: the next block's
+    // input norm, or the output norm after the last block.
+    const Act h = be_->activations(kNormed, n, c.d_model, ActType::kF16);
+    be_->rms_norm(x, input_norm(0), c.rms_eps, h);
+    for (int li = 0; li < c.n_layers; ++li) {
+      const bool last = li + 1 == c.n_layers;
+      const BackendTensor* next_norm = !last ? &input_norm(li + 1) : out.any() ? output_norm_.get() : nullptr;
+      block(li, x, h, cache, nullptr, next_norm);
+    }
+    if (!out.any()) return;
+    be_->matmul(**output_, act_rows(h, first, rows), be_->activations(kLogits, rows, c.vocab_size, ActType::kF32));
+  });
+  if (step.several()) {
+    for (const int32_t s : step.seqs) cache.advance(1, s);
+  } else {
+    cache.advance(n, step.seq);
+  }
+  const Act logits = be_->activations(kLogits, rows, c.vocab_size, ActType::kF32);
+  if (out.logits) be_->to_host(logits, out.logits);
+  if (out.sampling) be_->sample(logits, out.sampling->rows, out.sampling->penalties, out.tokens);
+}
+
+}  // namespace marlin

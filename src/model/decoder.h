@@ -1,0 +1,114 @@
+// What every decoder-only architecture shares: the token embedding, the output norm and lm_head,
+// feeding prompts in chunks, batched decode steps, sampling where the model runs, layer-wise
+// calibration and weight replacement. An architecture (llama.cpp, ...) loads its blocks and
+// describes one block's forward pass; everything else lives here.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "model/model.h"
+#include "model/model_source.h"
+
+namespace marlin {
+
+// Linear weights that read the same input, stacked into one backend matrix (q, k, v → qkv), with
+// each part's Hugging Face name.
+struct StackedLinear {
+  std::vector<std::string> names;
+  std::vector<QuantTensor> parts;
+  std::unique_ptr<BackendLinear> uploaded;
+  const BackendLinear& operator*() const { return *uploaded; }
+};
+
+// A matrix of the source, by name and expected shape.
+struct MatrixSpec {
+  std::string name;
+  int64_t rows = 0, cols = 0;
+};
+
+class DecoderModel : public Model {
+ public:
+  const ModelConfig& config() const override { return config_; }
+  std::string device_description() const override { return be_->description(); }
+  double copy_bandwidth() override { return be_->copy_bandwidth(); }
+
+  std::unique_ptr<KvCache> new_cache(int64_t capacity, int sequences, const KvCacheLayout& layout) const override;
+  void decode_sequences(std::span<const int32_t> seqs, std::span<const int32_t> tokens, KvCache& cache,
+                        float* logits) override;
+  void decode_sequences_sample(std::span<const int32_t> seqs, std::span<const int32_t> tokens, KvCache& cache,
+                               const SampleBatch& requests, int32_t* next) override;
+  void forward_sequence(int seq, std::span<const int32_t> tokens, KvCache& cache, float* logits,
+                        bool all_logits) override;
+  int32_t sample_sequence(int seq, std::span<const int32_t> tokens, KvCache& cache,
+                          const SampleBatch& request) override;
+
+  // The layer's stacked linears, in the order they were added (the order block() runs them).
+  std::vector<LinearGroup> linear_groups(int layer) const override;
+  void embed(std::span<const int32_t> tokens, float* x) const override;
+  void run_layer(int layer, float* x, int64_t n_tokens, KvCache& cache, const LinearInputObserver& observer) override;
+  void replace_weight(const std::string& name, const QuantTensor& weight) override;
+
+ protected:
+  // Reads the embedding, output norm and lm_head (tied to the embedding when absent) and
+  // configures the backend. `config` is the source's, possibly completed by the architecture.
+  DecoderModel(const ModelSource& source, std::unique_ptr<Backend> backend, ModelConfig config);
+
+  // The norm applied to the residual stream before block `layer` (its attention-input norm).
+  virtual const BackendTensor& input_norm(int layer) const = 0;
+  // One block on the step's hidden states x (rows × d_model), in place. On entry h holds x
+  // normalized by input_norm(li); on exit, when next_norm is given, x normalized by next_norm
+  // (the following block's input norm or the output norm). Calls observe() with each linear
+  // group's input, in the order of linear_groups(li).
+  virtual void block(int li, Act x, Act h, KvCache& cache, const LinearInputObserver* observer,
+                     const BackendTensor* next_norm) = 0;
+
+  // Loads `specs` from the source as one stacked linear of layer `layer` (-1: outside the blocks)
+  // and uploads it; the pointer stays valid for the model's lifetime.
+  const StackedLinear* add_linear(int layer, const ModelSource& source, std::vector<MatrixSpec> specs);
+  // Reports the input of linear group `group` to the observer, if any.
+  void observe(const LinearInputObserver* observer, int group, const Act& a) const {
+    if (observer) (*observer)(group, be_->host_data(a), a.rows, a.cols);
+  }
+
+  // Activation slots 0-2 are the decoder's (residual stream, normed rows, logits); blocks number
+  // theirs from here.
+  static constexpr int kFirstBlockSlot = 3;
+
+  std::unique_ptr<Backend> be_;
+  ModelConfig config_;
+
+ private:
+  // What the last chunk of a step returns: logits, or tokens sampled from them (or nothing).
+  struct Output {
+    float* logits = nullptr;
+    const SampleBatch* sampling = nullptr;
+    int32_t* tokens = nullptr;
+    bool any() const { return logits || sampling; }
+  };
+
+  // Uploads `stack` and keeps it (with its names) for layer `layer`, -1 outside the blocks.
+  const StackedLinear* keep(int layer, std::unique_ptr<StackedLinear> stack);
+  void check_tokens(std::span<const int32_t> tokens) const;
+  void decode_step(std::span<const int32_t> seqs, std::span<const int32_t> tokens, KvCache& cache, Output out);
+  void feed(int seq, std::span<const int32_t> tokens, KvCache& cache, Output out, bool all_logits);
+  void forward_chunk(const StepTokens& step, KvCache& cache, Output out, bool all_logits);
+
+  QuantTensor embedding_table_{};
+  std::unique_ptr<BackendTensor> embedding_, output_norm_;
+  const StackedLinear* output_ = nullptr;
+  // Every stacked linear, and where each Hugging Face name lives in them.
+  std::vector<std::unique_ptr<StackedLinear>> linears_;
+  std::vector<std::vector<const StackedLinear*>> layer_linears_;
+  struct PartRef {
+    StackedLinear* stack;
+    size_t part;
+  };
+  std::map<std::string, PartRef> parts_by_name_;
+};
+
+}  // namespace marlin
