@@ -100,7 +100,9 @@ class Backend {
   virtual double copy_bandwidth() = 0;
 
   // --- Model setup -------------------------------------------------------------------------
-  // Attention geometry and rotary embeddings of the model (once, before any other op).
+  // Attention geometry and rotary embeddings of the model (once, before any other op). The config
+  // also decides, per layer, the RoPE (rope_of) and the attention window (window) that
+  // rope_store_kv and attention use, the score scale (query_scale) and the embedding scale.
   virtual void configure(const ModelConfig& config) = 0;
   // The most tokens one step may carry: longer prompts are fed in chunks of this size (big enough
   // for matmuls to reuse each weight across many rows, small enough to bound activation memory).
@@ -123,19 +125,29 @@ class Backend {
   // --- Ops (activations in, activations out) -----------------------------------------------
   // Uploads the step's token ids and positions; every op below refers to the current step.
   virtual void begin_step(const StepTokens& step, KvCache& cache) = 0;
+  // x = the table's rows of the step's tokens, times the config's embedding_scale.
   virtual void embed(const BackendTensor& table, Act x) = 0;
   virtual void rms_norm(Act x, const BackendTensor& weight, float eps, Act out) = 0;
+  // In place: each row of `a` (an activation requested as kF16, such as a block's output before
+  // its residual add) becomes rms_norm(row) · weight, computed in fp32.
+  virtual void rms_norm_rows(Act a, const BackendTensor& weight, float eps) = 0;
   // x += delta, then out = rms_norm(x) (the residual add fused with the next norm).
   virtual void add_rms_norm(Act x, Act delta, const BackendTensor& weight, float eps, Act out) = 0;
   virtual void add(Act x, Act delta) = 0;
   // out = in · Wᵀ
   virtual void matmul(const BackendLinear& w, Act in, Act out) = 0;
-  // Rotates the q and k heads of the qkv rows and stores k and v in `cache` for `layer`.
+  // Rotates the q and k heads of the qkv rows with the layer's RoPE and stores k and v in `cache`
+  // for `layer`.
   virtual void rope_store_kv(Act qkv, KvCache& cache, int layer) = 0;
   // Causal attention of the step's queries (from qkv) over the cache; out: rows × n_heads·head_dim.
+  // A query at position p attends to positions [0, p], or (p - window, p] for a layer with a
+  // sliding window; scores are scaled by the config's query_scale().
   virtual void attention(Act qkv, KvCache& cache, int layer, Act out) = 0;
   // gate_up rows are [gate | up]; out = silu(gate) · up.
   virtual void silu_mul(Act gate_up, Act out) = 0;
+  // gate_up rows are [gate | up]; out = gelu(gate) · up, GELU in its tanh approximation
+  // (0.5·g·(1 + tanh(sqrt(2/π)·(g + 0.044715·g³))), PyTorch's gelu_pytorch_tanh).
+  virtual void gelu_tanh_mul(Act gate_up, Act out) = 0;
   // Copies fp32 values of `a` (rows × cols) to host memory.
   virtual void to_host(Act a, float* out) = 0;
   // Samples a token from each row of fp32 `logits` (rows × vocab) by that row's request

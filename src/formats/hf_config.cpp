@@ -5,6 +5,7 @@
 #include <optional>
 
 #include "core/error.h"
+#include "core/half.h"
 #include "formats/gguf_text.h"
 #include "formats/hf_json.h"
 
@@ -25,6 +26,7 @@ constexpr Architecture kArchitectures[] = {
     {"LlamaForCausalLM", "llama", "llama", 2048},
     {"MistralForCausalLM", "mistral", "llama", 4096 * 32},
     {"Qwen2ForCausalLM", "qwen2", "qwen2", 32768},
+    {"Gemma3ForCausalLM", "gemma3_text", "gemma3", 131072},
 };
 
 const Architecture& find_architecture(const Json& j) {
@@ -41,7 +43,7 @@ const Architecture& find_architecture(const Json& j) {
   MARLIN_CHECK(hf_class || model_type, "config.json: neither 'architectures' nor 'model_type' names the model");
   fail(
       "config.json: architecture {} is not supported (supported: LlamaForCausalLM, MistralForCausalLM, "
-      "Qwen2ForCausalLM)",
+      "Qwen2ForCausalLM, Gemma3ForCausalLM)",
       gguf_quote(hf_class ? *hf_class : *model_type));
 }
 
@@ -100,22 +102,20 @@ std::vector<float> llama3_freq_factors(const RopeConfig& r, const Json& rope, in
 
 double yarn_mscale(double scale, double mscale) { return scale <= 1 ? 1.0 : 0.1 * mscale * std::log(scale) + 1.0; }
 
-void read_rope(ModelConfig& c, const Json& j) {
-  RopeConfig& r = c.rope;
-  r.pairing = RopePairing::kHalfSplit;
-  Json rope = Json::object();
+// The RoPE settings: `rope_scaling` (transformers 4.x) or `rope_parameters` (5.x); empty when neither.
+Json rope_dict(const Json& j) {
   for (const char* key : {"rope_scaling", "rope_parameters"}) {
     auto it = j.find(key);
     if (it == j.end() || it->is_null()) continue;
     MARLIN_CHECK(it->is_object(), "config.json: '{}' is {}, not an object", key, it->type_name());
-    if (!it->empty()) {
-      rope = *it;
-      break;
-    }
+    if (!it->empty()) return *it;
   }
-  for (const char* nested : {"full_attention", "sliding_attention"}) {
-    MARLIN_CHECK(!rope.contains(nested), "config.json: per-layer-type RoPE parameters are not supported");
-  }
+  return Json::object();
+}
+
+// `rope`: the RoPE dict, whose missing rope_theta and partial_rotary_factor come from `j`.
+void read_rope(RopeConfig& r, const ModelConfig& c, const Json& rope, const Json& j) {
+  r.pairing = RopePairing::kHalfSplit;
   r.theta = float(rope_number(rope, j, "rope_theta").value_or(10000.0));
   MARLIN_CHECK(std::isfinite(r.theta) && r.theta > 1.0f, "config.json: rope_theta {} is out of range", r.theta);
   const double partial = rope_number(rope, j, "partial_rotary_factor").value_or(1.0);
@@ -170,6 +170,73 @@ void read_rope(ModelConfig& c, const Json& j) {
   }
 }
 
+// sqrt(hidden_size) in the weights' dtype, as transformers casts it before scaling the embeddings.
+float gemma_embedding_scale(const Json& j, int d_model) {
+  const float scale = std::sqrt(float(d_model));
+  std::string dtype = json_string(j, "dtype", kSource).value_or("");
+  if (dtype.empty()) dtype = json_string(j, "torch_dtype", kSource).value_or("");
+  if (dtype == "bfloat16") return bf16_to_fp32(fp32_to_bf16(scale));
+  if (dtype == "float16") return fp16_to_fp32(fp32_to_fp16(scale));
+  return scale;
+}
+
+// Gemma 3 text models (Gemma3ForCausalLM), as transformers' modeling_gemma3 computes them.
+// Layer types come from `layer_types`, else every sliding_window_pattern-th layer (default 6) is
+// global. Global layers use the "full_attention" RoPE parameters (or rope_theta and rope_scaling),
+// sliding ones "sliding_attention" (or rope_local_base_freq, default 10000, unscaled).
+void read_gemma3(ModelConfig& c, const Json& j, const Json& rope) {
+  const std::string act = json_string(j, "hidden_activation", kSource)
+                              .value_or(json_string(j, "hidden_act", kSource).value_or("gelu_pytorch_tanh"));
+  MARLIN_CHECK(act == "gelu_pytorch_tanh", "config.json: hidden_activation {} is not supported (expected {})",
+               gguf_quote(act), gguf_quote("gelu_pytorch_tanh"));
+  for (const char* key : {"final_logit_softcapping", "attn_logit_softcapping"}) {
+    auto it = j.find(key);
+    MARLIN_CHECK(it == j.end() || it->is_null(), "config.json: '{}' is not supported", key);
+  }
+  MARLIN_CHECK(!json_bool(j, "use_bidirectional_attention", kSource).value_or(false),
+               "config.json: use_bidirectional_attention is not supported");
+
+  const double scalar = json_number(j, "query_pre_attn_scalar", kSource).value_or(256.0);
+  MARLIN_CHECK(std::isfinite(scalar) && scalar > 0, "config.json: query_pre_attn_scalar {} is not positive", scalar);
+  c.attention_scale = float(1.0 / std::sqrt(scalar));
+  c.embedding_scale = gemma_embedding_scale(j, c.d_model);
+  c.norm_weight_offset = 1.0f;
+
+  const int window = optional_int(j, "sliding_window", 4096, 1, 1 << 24);
+  c.sliding_window.assign(size_t(c.n_layers), 0);
+  if (auto it = j.find("layer_types"); it != j.end() && !it->is_null()) {
+    MARLIN_CHECK(it->is_array() && int(it->size()) == c.n_layers, "config.json: 'layer_types' is not a list of {} types",
+                 c.n_layers);
+    for (int i = 0; i < c.n_layers; ++i) {
+      const Json& t = (*it)[size_t(i)];
+      MARLIN_CHECK(t == "sliding_attention" || t == "full_attention",
+                   "config.json: layer type {} is not supported (sliding_attention, full_attention)", t.dump());
+      if (t == "sliding_attention") c.sliding_window[size_t(i)] = window;
+    }
+  } else {
+    const int pattern = optional_int(j, "sliding_window_pattern", 6, 1, 4096);
+    for (int i = 0; i < c.n_layers; ++i)
+      if ((i + 1) % pattern != 0) c.sliding_window[size_t(i)] = window;
+  }
+
+  const bool per_type = rope.contains("full_attention") || rope.contains("sliding_attention");
+  auto type_dict = [&](const char* type) {
+    const Json d = rope.value(type, Json::object());
+    MARLIN_CHECK(d.is_object(), "config.json: rope parameters of '{}' are not an object", type);
+    return d;
+  };
+  Json global_config = j;  // transformers' default global theta for Gemma 3 is 10^6
+  if (!j.contains("rope_theta")) global_config["rope_theta"] = 1000000.0;
+  read_rope(c.rope, c, per_type ? type_dict("full_attention") : rope, global_config);
+  Json local_config = j;  // where the sliding layers' rope_theta comes from when their dict lacks it
+  local_config["rope_theta"] = json_number(j, "rope_local_base_freq", kSource).value_or(10000.0);
+  RopeConfig local;
+  read_rope(local, c, per_type ? type_dict("sliding_attention") : Json::object(), local_config);
+  MARLIN_CHECK(local.dim == c.rope.dim, "config.json: sliding layers rotate {} dimensions, global ones {}", local.dim,
+               c.rope.dim);
+  c.sliding_rope = local;
+}
+
 }  // namespace
 
 ModelConfig model_config_from_hf(const Json& j) {
@@ -180,9 +247,12 @@ ModelConfig model_config_from_hf(const Json& j) {
   c.name = json_string(j, "_name_or_path", kSource).value_or("");
   if (c.name.empty()) c.name = std::string(arch.hf_class);
 
-  const std::string act = json_string(j, "hidden_act", kSource).value_or("silu");
-  MARLIN_CHECK(act == "silu" || act == "swish", "config.json: hidden_act {} is not supported (expected silu)",
-               gguf_quote(act));
+  const bool gemma3 = arch.family == "gemma3";
+  if (!gemma3) {
+    const std::string act = json_string(j, "hidden_act", kSource).value_or("silu");
+    MARLIN_CHECK(act == "silu" || act == "swish", "config.json: hidden_act {} is not supported (expected silu)",
+                 gguf_quote(act));
+  }
 
   constexpr int64_t kMaxDim = 1 << 20;
   c.n_layers = required_int(j, "num_hidden_layers", 1, 4096);
@@ -205,7 +275,15 @@ ModelConfig model_config_from_hf(const Json& j) {
   c.rms_eps = float(json_number(j, "rms_norm_eps", kSource).value_or(1e-6));
   MARLIN_CHECK(c.rms_eps > 0 && c.rms_eps < 1, "config.json: rms_norm_eps {} is out of range", c.rms_eps);
 
-  read_rope(c, j);
+  const Json rope = rope_dict(j);
+  if (gemma3) {
+    read_gemma3(c, j, rope);
+    return c;
+  }
+  for (const char* nested : {"full_attention", "sliding_attention"}) {
+    MARLIN_CHECK(!rope.contains(nested), "config.json: per-layer-type RoPE parameters are not supported");
+  }
+  read_rope(c.rope, c, rope, j);
 
   // Within the window, sliding-window attention is full attention: cap the context there.
   std::optional<int64_t> window;

@@ -1,5 +1,7 @@
 // ModelConfig from a Hugging Face config.json, for the Llama family: LlamaForCausalLM,
-// MistralForCausalLM and Qwen2ForCausalLM ("llama", "mistral", "qwen2" model types).
+// MistralForCausalLM and Qwen2ForCausalLM ("llama", "mistral", "qwen2" model types), and
+// Gemma3ForCausalLM ("gemma3_text": per-layer sliding windows and RoPE, query_pre_attn_scalar,
+// embeddings scaled by sqrt(hidden_size) in the weights' dtype, norm weights applied as 1 + w).
 //
 // Fields read as transformers reads them: head_dim (or hidden_size / num_attention_heads),
 // num_key_value_heads (default: num_attention_heads), partial_rotary_factor, and RoPE settings
@@ -11,7 +13,7 @@
 // and windowed attention agree. Hugging Face Q/K rows pair i with i + dim/2 (kHalfSplit).
 //
 // The architecture comes out in GGUF's naming: "llama" for Llama and Mistral, "qwen2" for Qwen2
-// (q/k/v biases). Anything else is a marlin::Error naming the architecture.
+// (q/k/v biases), "gemma3" for Gemma 3. Anything else is a marlin::Error naming the architecture.
 #pragma once
 
 #include <nlohmann/json.hpp>

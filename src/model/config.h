@@ -1,7 +1,10 @@
-// Hyper-parameters of a Llama-family decoder (sources fill them from GGUF metadata or config.json).
+// Hyper-parameters of a Llama-family decoder and its variations (Gemma 3); sources fill them from
+// GGUF metadata or config.json.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -41,10 +44,28 @@ struct ModelConfig {
   int context_length = 0;
   float rms_eps = 1e-5f;
   RopeConfig rope;
+
+  // Variations of the Llama block (Gemma and others); the defaults describe Llama.
+  float attention_scale = 0.0f;     // of query·key scores; 0: 1/sqrt(head_dim)
+  float embedding_scale = 1.0f;     // token embeddings are multiplied by this
+  // Added to every RMSNorm weight on loading: Gemma checkpoints store w and compute x·(1 + w),
+  // GGUF files store 1 + w already.
+  float norm_weight_offset = 0.0f;
+  // Per layer: a query at position p attends to keys (p - window, p] (0: every earlier key).
+  // Empty: every layer attends to the whole context.
+  std::vector<int> sliding_window;
+  // RoPE of the layers with a sliding window, when it differs from `rope` (Gemma 3: a lower
+  // theta, no scaling); same rotary dimension and pairing.
+  std::optional<RopeConfig> sliding_rope;
+
+  int window(int layer) const { return sliding_window.empty() ? 0 : sliding_window[size_t(layer)]; }
+  const RopeConfig& rope_of(int layer) const { return sliding_rope && window(layer) > 0 ? *sliding_rope : rope; }
+  float query_scale() const { return attention_scale > 0 ? attention_scale : 1.0f / std::sqrt(float(head_dim)); }
 };
 
 // From GGUF metadata (the `<arch>.*` keys); throws marlin::Error naming a missing or
-// inconsistent key. GGUF Llama files store Q/K rows for adjacent-pair RoPE.
+// inconsistent key. The RoPE pairing follows the architecture as llama.cpp's converter stores it:
+// Llama Q/K rows are permuted for adjacent pairs, NeoX-style architectures (gemma3, qwen2, ...) are not.
 ModelConfig model_config_from_gguf(const GgufFile& file);
 
 }  // namespace marlin

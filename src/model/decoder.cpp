@@ -1,6 +1,7 @@
 #include "model/decoder.h"
 
 #include <algorithm>
+#include <cmath>
 #include <utility>
 
 #include "model/weights.h"
@@ -17,6 +18,16 @@ enum Slot : int { kX, kNormed, kLogits };
 DecoderModel::DecoderModel(const ModelSource& source, std::unique_ptr<Backend> backend, ModelConfig config)
     : be_(std::move(backend)), config_(std::move(config)) {
   ModelConfig& c = config_;
+  MARLIN_CHECK(c.sliding_window.empty() || int(c.sliding_window.size()) == c.n_layers,
+               "model: {} sliding windows for {} layers", c.sliding_window.size(), c.n_layers);
+  for (const int w : c.sliding_window) MARLIN_CHECK(w >= 0, "model: sliding window {} is negative", w);
+  MARLIN_CHECK(!c.sliding_rope || c.sliding_rope->dim == c.rope.dim,
+               "model: sliding layers rotate {} dimensions, the others {}", c.sliding_rope ? c.sliding_rope->dim : 0,
+               c.rope.dim);
+  MARLIN_CHECK(std::isfinite(c.embedding_scale) && c.embedding_scale > 0 && std::isfinite(c.attention_scale) &&
+                   c.attention_scale >= 0,
+               "model: embedding scale {} or attention scale {} is out of range", c.embedding_scale,
+               c.attention_scale);
   const auto embd = source.tensor("model.embed_tokens.weight");
   MARLIN_CHECK(embd.has_value(), "model: tensor 'model.embed_tokens.weight' is missing from {}",
                source.description());
@@ -33,7 +44,15 @@ DecoderModel::DecoderModel(const ModelSource& source, std::unique_ptr<Backend> b
   output->parts = {source.tensor("lm_head.weight") ? require_matrix(source, "lm_head.weight", c.vocab_size, c.d_model)
                                                    : embedding_table_};
   output_ = keep(-1, std::move(output));
-  output_norm_ = be_->vector(require_vector(source, "model.norm.weight", c.d_model));
+  output_norm_ = norm_weight(source, "model.norm.weight", c.d_model);
+}
+
+std::unique_ptr<BackendTensor> DecoderModel::norm_weight(const ModelSource& source, const std::string& name,
+                                                         int64_t n) const {
+  std::vector<float> w = require_vector(source, name, n);
+  if (config_.norm_weight_offset != 0)
+    for (float& v : w) v += config_.norm_weight_offset;
+  return be_->vector(w);
 }
 
 const StackedLinear* DecoderModel::add_linear(int layer, const ModelSource& source, std::vector<MatrixSpec> specs) {
@@ -75,6 +94,8 @@ void DecoderModel::embed(std::span<const int32_t> tokens, float* x) const {
   check_tokens(tokens);
   for (size_t t = 0; t < tokens.size(); ++t)
     dequantize_row(embedding_table_, tokens[t], x + t * size_t(config_.d_model));
+  if (config_.embedding_scale != 1.0f)
+    for (size_t i = 0; i < tokens.size() * size_t(config_.d_model); ++i) x[i] *= config_.embedding_scale;
 }
 
 void DecoderModel::run_layer(int layer, float* x, int64_t n, KvCache& cache, const LinearInputObserver& observer) {

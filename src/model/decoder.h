@@ -70,6 +70,8 @@ class DecoderModel : public Model {
   // Loads `specs` from the source as one stacked linear of layer `layer` (-1: outside the blocks)
   // and uploads it; the pointer stays valid for the model's lifetime.
   const StackedLinear* add_linear(int layer, const ModelSource& source, std::vector<MatrixSpec> specs);
+  // The RMSNorm weight `name` (n values) with the config's norm_weight_offset added, uploaded.
+  std::unique_ptr<BackendTensor> norm_weight(const ModelSource& source, const std::string& name, int64_t n) const;
   // Reports the input of linear group `group` to the observer, if any.
   void observe(const LinearInputObserver* observer, int group, const Act& a) const {
     if (observer) (*observer)(group, be_->host_data(a), a.rows, a.cols);

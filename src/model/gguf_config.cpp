@@ -1,5 +1,7 @@
 #include "model/config.h"
 
+#include <cmath>
+
 #include "core/error.h"
 #include "formats/gguf.h"
 
@@ -22,6 +24,35 @@ int optional_int(const GgufFile& file, const std::string& key, int fallback, int
 float optional_float(const GgufFile& file, const std::string& key, float fallback) {
   auto value = file.get_float(key);
   return value ? float(*value) : fallback;
+}
+
+// llama.cpp's converter permutes Q/K rows into adjacent pairs for Llama-style ("normal") RoPE only;
+// these architectures rotate NeoX-style (i with i + dim/2) and are stored as Hugging Face has them.
+RopePairing rope_pairing(const std::string& architecture) {
+  for (const char* neox : {"gemma", "gemma2", "gemma3", "qwen2", "qwen2moe", "qwen3", "qwen3moe", "phi3", "stablelm",
+                           "starcoder2", "olmo2"})
+    if (architecture == neox) return RopePairing::kHalfSplit;
+  return RopePairing::kAdjacent;
+}
+
+// Gemma 3 as llama.cpp runs it: every sliding_window_pattern-th layer (default 6) attends to the
+// whole context with the file's RoPE, the others to a window with theta 10000; embeddings are
+// scaled by sqrt(d_model); query scale 1/sqrt(head_dim), except the 27B model (62 layers), which
+// scales by 1/sqrt(d_model / n_heads) (its query_pre_attn_scalar, which GGUF does not store).
+void read_gemma3(const GgufFile& file, const std::string& a, ModelConfig& c) {
+  c.embedding_scale = std::sqrt(float(c.d_model));
+  if (c.n_layers == 62) c.attention_scale = 1.0f / std::sqrt(float(c.d_model / c.n_heads));
+  const int window = optional_int(file, a + "attention.sliding_window", 0, 0, 1 << 24);
+  if (window == 0) return;
+  const int pattern = optional_int(file, a + "attention.sliding_window_pattern", 6, 1, 4096);
+  c.sliding_window.resize(size_t(c.n_layers));
+  for (int i = 0; i < c.n_layers; ++i) c.sliding_window[size_t(i)] = (i + 1) % pattern != 0 ? window : 0;
+  RopeConfig local;
+  local.theta = optional_float(file, a + "rope.freq_base_swa", 10000.0f);
+  MARLIN_CHECK(local.theta > 1.0f, "model: rope.freq_base_swa {} is out of range", local.theta);
+  local.dim = c.rope.dim;
+  local.pairing = c.rope.pairing;
+  c.sliding_rope = local;
 }
 
 RopeScaling parse_scaling(const std::string& type) {
@@ -60,7 +91,7 @@ ModelConfig model_config_from_gguf(const GgufFile& file) {
   c.vocab_size = optional_int(file, a + "vocab_size", 0, 0, 1 << 24);
 
   RopeConfig& r = c.rope;
-  r.pairing = RopePairing::kAdjacent;
+  r.pairing = rope_pairing(c.architecture);
   r.theta = optional_float(file, a + "rope.freq_base", 10000.0f);
   MARLIN_CHECK(r.theta > 1.0f, "model: rope.freq_base {} is out of range", r.theta);
   r.dim = optional_int(file, a + "rope.dimension_count", c.head_dim, 2, c.head_dim);
@@ -77,6 +108,7 @@ ModelConfig model_config_from_gguf(const GgufFile& file) {
     r.yarn_beta_slow = optional_float(file, a + "rope.scaling.yarn_beta_slow", 1.0f);
     r.yarn_attn_factor = optional_float(file, a + "rope.scaling.yarn_attn_factor", 0.0f);
   }
+  if (c.architecture == "gemma3") read_gemma3(file, a, c);
   return c;
 }
 

@@ -3,6 +3,8 @@
 #include <array>
 #include <charconv>
 #include <mutex>
+#include <span>
+#include <vector>
 #include <utility>
 
 #include "core/error.h"
@@ -32,6 +34,23 @@ constexpr std::array<std::pair<std::string_view, std::string_view>, 9> kLayerNam
     {"mlp.up_proj.weight", "ffn_up.weight"},
     {"mlp.down_proj.weight", "ffn_down.weight"},
 }};
+// Gemma 3 norms around both halves of the block; looked up before kLayerNames (whose
+// post_attention_layernorm is Llama's FFN input norm).
+constexpr std::array<std::pair<std::string_view, std::string_view>, 5> kGemma3LayerNames = {{
+    {"post_attention_layernorm.weight", "post_attention_norm.weight"},
+    {"pre_feedforward_layernorm.weight", "ffn_norm.weight"},
+    {"post_feedforward_layernorm.weight", "post_ffw_norm.weight"},
+    {"self_attn.q_norm.weight", "attn_q_norm.weight"},
+    {"self_attn.k_norm.weight", "attn_k_norm.weight"},
+}};
+
+using NamePairs = std::span<const std::pair<std::string_view, std::string_view>>;
+
+// The per-layer name tables of an architecture, most specific first.
+std::vector<NamePairs> layer_name_tables(std::string_view architecture) {
+  if (architecture == "gemma3") return {NamePairs(kGemma3LayerNames), NamePairs(kLayerNames)};
+  return {NamePairs(kLayerNames)};
+}
 
 class GgufSource final : public ModelSource {
  public:
@@ -51,7 +70,7 @@ class GgufSource final : public ModelSource {
   std::string description() const override { return file_->path() + " (GGUF)"; }
 
   std::optional<QuantTensor> tensor(std::string_view name) const override {
-    const std::string gguf_name = gguf_tensor_name(name);
+    const std::string gguf_name = gguf_tensor_name(name, config_.architecture);
     const GgufTensorInfo* t = file_->find_tensor(gguf_name.empty() ? name : std::string_view(gguf_name));
     if (!t) return std::nullopt;
     MARLIN_CHECK(t->shape.size() <= 2, "model: tensor '{}' has {} dimensions (at most 2 expected)", t->name,
@@ -83,15 +102,16 @@ class GgufSource final : public ModelSource {
   }
 
  private:
-  static std::string hf_name(const std::string& gguf_name) {
+  std::string hf_name(const std::string& gguf_name) const {
     for (const auto& [hf, gguf] : kGlobalNames)
       if (gguf == gguf_name) return std::string(hf);
     if (gguf_name.rfind("blk.", 0) == 0) {
       const size_t dot = gguf_name.find('.', 4);
       if (dot != std::string::npos) {
         const std::string_view suffix = std::string_view(gguf_name).substr(dot + 1);
-        for (const auto& [hf, gguf] : kLayerNames)
-          if (gguf == suffix) return "model.layers." + gguf_name.substr(4, dot - 4) + "." + std::string(hf);
+        for (const NamePairs table : layer_name_tables(config_.architecture))
+          for (const auto& [hf, gguf] : table)
+            if (gguf == suffix) return "model.layers." + gguf_name.substr(4, dot - 4) + "." + std::string(hf);
       }
     }
     return gguf_name;
@@ -111,7 +131,7 @@ class GgufSource final : public ModelSource {
 
 }  // namespace
 
-std::string gguf_tensor_name(std::string_view hf_name) {
+std::string gguf_tensor_name(std::string_view hf_name, std::string_view architecture) {
   for (const auto& [hf, gguf] : kGlobalNames)
     if (hf == hf_name) return std::string(gguf);
   constexpr std::string_view kLayers = "model.layers.";
@@ -123,8 +143,9 @@ std::string gguf_tensor_name(std::string_view hf_name) {
   const auto [end, ec] = std::from_chars(rest.data(), rest.data() + dot, layer);
   if (ec != std::errc() || end != rest.data() + dot) return {};
   const std::string_view suffix = rest.substr(dot + 1);
-  for (const auto& [hf, gguf] : kLayerNames)
-    if (hf == suffix) return "blk." + std::to_string(layer) + "." + std::string(gguf);
+  for (const NamePairs table : layer_name_tables(architecture))
+    for (const auto& [hf, gguf] : table)
+      if (hf == suffix) return "blk." + std::to_string(layer) + "." + std::string(gguf);
   return {};
 }
 

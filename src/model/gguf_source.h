@@ -4,6 +4,7 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "model/model_source.h"
 
@@ -13,8 +14,9 @@ class GgufFile;
 
 std::unique_ptr<ModelSource> open_gguf_source(const std::string& path);
 
-// The GGUF name of a Hugging Face tensor name for Llama-family files ("model.layers.3.mlp.up_proj.weight"
-// -> "blk.3.ffn_up.weight"); empty when there is none.
-std::string gguf_tensor_name(std::string_view hf_name);
+// The GGUF name of a Hugging Face tensor name in files of `architecture` ("model.layers.3.mlp.up_proj.weight"
+// -> "blk.3.ffn_up.weight"); empty when there is none. Architectures name some norms differently
+// (Gemma 3's post_attention_layernorm is "post_attention_norm", Llama's "ffn_norm").
+std::string gguf_tensor_name(std::string_view hf_name, std::string_view architecture = "llama");
 
 }  // namespace marlin

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "model/gemma3.h"
 #include "model/llama.h"
 #include "model/model_source.h"
 
@@ -13,7 +14,8 @@ namespace marlin {
 std::unique_ptr<Model> load_model(const ModelSource& source, ThreadPool& pool, DeviceKind device) {
   const std::string& arch = source.config().architecture;
   if (arch == "llama") return load_llama(source, make_backend(device, pool));
-  fail("model: architecture '{}' is not supported yet (supported: llama)", arch);
+  if (arch == "gemma3") return load_gemma3(source, make_backend(device, pool));
+  fail("model: architecture '{}' is not supported yet (supported: llama, gemma3)", arch);
 }
 
 namespace {

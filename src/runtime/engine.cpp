@@ -11,6 +11,21 @@ constexpr const char* kChatMlTemplate =
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + "
     "'<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
 
+// Gemma's turn format, for Gemma files without a template (as Gemma's own template writes it): a
+// system message opens the first user turn, assistant turns are "model" turns.
+constexpr const char* kGemmaTemplate =
+    "{{ bos_token }}"
+    "{% if messages and messages[0]['role'] == 'system' %}{% set prefix = messages[0]['content'] + '\n\n' %}"
+    "{% set turns = messages[1:] %}{% else %}{% set prefix = '' %}{% set turns = messages %}{% endif %}"
+    "{% for message in turns %}{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}"
+    "{{ '<start_of_turn>' + role + '\n' + (prefix if loop.first else '') + (message['content'] | trim) + "
+    "'<end_of_turn>\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}";
+
+// The template of a model file without one: its family's turn format, else ChatML.
+const char* builtin_template(const std::string& architecture) {
+  return architecture == "gemma3" ? kGemmaTemplate : kChatMlTemplate;
+}
+
 }  // namespace
 
 Engine::Engine(const EngineOptions& options)
@@ -20,7 +35,8 @@ Engine::Engine(const EngineOptions& options)
       model_(load_model(*source_, *pool_, options.device)) {
   const std::string own = source_->chat_template();
   has_own_template_ = !own.empty();
-  template_ = std::make_unique<ChatTemplate>(has_own_template_ ? own : std::string(kChatMlTemplate));
+  template_ = std::make_unique<ChatTemplate>(has_own_template_ ? own
+                                                               : std::string(builtin_template(source_->config().architecture)));
 }
 
 Engine::~Engine() = default;

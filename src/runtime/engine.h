@@ -31,8 +31,8 @@ class Engine {
   const ModelSource& source() const { return *source_; }
   ThreadPool& pool() { return *pool_; }
 
-  // The prompt tokens for a conversation, formatted by the model's chat template (ChatML when
-  // the file has none), ending with the assistant's turn header when add_generation_prompt.
+  // The prompt tokens for a conversation, formatted by the model's chat template (when the file
+  // has none: Gemma's turn format for Gemma 3, else ChatML), ending with the assistant's turn header when add_generation_prompt.
   std::vector<int32_t> chat_prompt(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const;
   // Tokens of plain text, with BOS when the model's tokenizer asks for it.
   std::vector<int32_t> raw_prompt(const std::string& text) const;

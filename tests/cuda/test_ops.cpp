@@ -113,7 +113,7 @@ TEST(CudaOps, Embed) {
   DeviceBuffer<uint16_t> dtable(table);
   DeviceBuffer<int32_t> dtokens(tokens);
   DeviceBuffer<float> dx(tokens.size() * size_t(d));
-  cuda::embed(as_half(dtable), d, dtokens.get(), int64_t(tokens.size()), dx.get(), nullptr);
+  cuda::embed(as_half(dtable), d, dtokens.get(), int64_t(tokens.size()), 1.0f, dx.get(), nullptr);
   const std::vector<float> x = dx.download();
   for (size_t t = 0; t < tokens.size(); ++t)
     for (int64_t i = 0; i < d; ++i)

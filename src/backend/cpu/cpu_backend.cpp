@@ -62,6 +62,7 @@ class CpuBackend final : public Backend {
   void configure(const ModelConfig& config) override {
     config_ = config;
     rope_ = std::make_unique<Rope>(config.rope, config.head_dim);
+    if (config.sliding_rope) sliding_rope_ = std::make_unique<Rope>(*config.sliding_rope, config.head_dim);
   }
 
   std::unique_ptr<BackendLinear> linear(std::span<const QuantTensor> parts) override {
@@ -112,17 +113,26 @@ class CpuBackend final : public Backend {
     }
     angles_.resize(ids_.size() * size_t(config_.head_dim));
     for (size_t t = 0; t < ids_.size(); ++t) rope_->angles(position(int64_t(t)), &angles_[t * size_t(config_.head_dim)]);
+    if (sliding_rope_) {
+      sliding_angles_.resize(angles_.size());
+      for (size_t t = 0; t < ids_.size(); ++t)
+        sliding_rope_->angles(position(int64_t(t)), &sliding_angles_[t * size_t(config_.head_dim)]);
+    }
   }
 
   void embed(const BackendTensor& table, Act x) override {
     const auto& e = static_cast<const CpuEmbedding&>(table);
     for (size_t t = 0; t < ids_.size(); ++t) dequantize_row(e.table, ids_[t], f32(x) + t * size_t(x.cols));
+    if (config_.embedding_scale != 1.0f)
+      for (int64_t i = 0; i < x.rows * x.cols; ++i) f32(x)[i] *= config_.embedding_scale;
   }
 
   void rms_norm(Act x, const BackendTensor& weight, float eps, Act out) override {
     const float* w = static_cast<const CpuVector&>(weight).values.data();
     for (int64_t r = 0; r < x.rows; ++r) cpu::rms_norm(f32(x) + r * x.cols, w, eps, x.cols, f32(out) + r * x.cols);
   }
+
+  void rms_norm_rows(Act a, const BackendTensor& weight, float eps) override { rms_norm(a, weight, eps, a); }
 
   void add_rms_norm(Act x, Act delta, const BackendTensor& weight, float eps, Act out) override {
     add(x, delta);
@@ -153,11 +163,14 @@ class CpuBackend final : public Backend {
   void rope_store_kv(Act qkv, KvCache& cache, int layer) override {
     auto& kv = static_cast<CpuKvCache&>(cache);
     const int64_t hd = config_.head_dim, qd = config_.n_heads * hd, kvd = config_.n_kv_heads * hd;
+    const bool sliding = sliding_rope_ && config_.window(layer) > 0;
+    const Rope& rope = sliding ? *sliding_rope_ : *rope_;
+    const std::vector<float>& angles = sliding ? sliding_angles_ : angles_;
     for (int64_t t = 0; t < qkv.rows; ++t) {
       float* row = f32(qkv) + t * qkv.cols;
-      const float* cs = &angles_[size_t(t * hd)];
-      rope_->rotate(row, config_.n_heads, cs);
-      rope_->rotate(row + qd, config_.n_kv_heads, cs);
+      const float* cs = &angles[size_t(t * hd)];
+      rope.rotate(row, config_.n_heads, cs);
+      rope.rotate(row + qd, config_.n_kv_heads, cs);
       for (int h = 0; h < config_.n_kv_heads; ++h) {
         std::copy_n(row + qd + h * hd, hd, kv.key(sequence(t), layer, h, position(t)));
         std::copy_n(row + qd + kvd + h * hd, hd, kv.value(sequence(t), layer, h, position(t)));
@@ -166,7 +179,8 @@ class CpuBackend final : public Backend {
   }
 
   void attention(Act qkv, KvCache& cache, int layer, Act out) override {
-    const AttentionShape shape{config_.n_heads, config_.n_kv_heads, config_.head_dim};
+    const AttentionShape shape{config_.n_heads, config_.n_kv_heads, config_.head_dim, config_.query_scale(),
+                               config_.window(layer)};
     const auto& kv = static_cast<const CpuKvCache&>(cache);
     if (!several_)
       return causal_attention(shape, f32(qkv), qkv.cols, qkv.rows, positions_[0], kv, seqs_[0], layer, f32(out), pool_);
@@ -180,6 +194,15 @@ class CpuBackend final : public Backend {
     for (int64_t r = 0; r < gate_up.rows; ++r) {
       float* gate = f32(gate_up) + r * gate_up.cols;
       cpu::silu_mul(gate, gate + f, f);
+      std::copy_n(gate, f, f32(out) + r * f);
+    }
+  }
+
+  void gelu_tanh_mul(Act gate_up, Act out) override {
+    const int64_t f = out.cols;
+    for (int64_t r = 0; r < gate_up.rows; ++r) {
+      float* gate = f32(gate_up) + r * gate_up.cols;
+      cpu::gelu_tanh_mul(gate, gate + f, f);
       std::copy_n(gate, f, f32(out) + r * f);
     }
   }
@@ -203,14 +226,14 @@ class CpuBackend final : public Backend {
  private:
   ThreadPool& pool_;
   ModelConfig config_;
-  std::unique_ptr<Rope> rope_;
+  std::unique_ptr<Rope> rope_, sliding_rope_;  // sliding_rope_: of sliding-window layers, when it differs
   std::vector<std::vector<float>> buffers_;
   std::vector<float> part_out_;
   std::vector<int32_t> ids_;
   std::vector<int> seqs_;          // per step token
   std::vector<int64_t> positions_;  // per step token
   bool several_ = false;  // a decode step of several sequences, one token each
-  std::vector<float> angles_;  // cos/sin per step token
+  std::vector<float> angles_, sliding_angles_;  // cos/sin per step token
   SampleScratch sample_scratch_;
 };
 

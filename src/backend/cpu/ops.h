@@ -12,6 +12,9 @@ void rms_norm(const float* x, const float* weight, float eps, int64_t n, float* 
 // gate[i] = silu(gate[i]) * up[i]
 void silu_mul(float* gate, const float* up, int64_t n);
 
+// gate[i] = gelu_tanh(gate[i]) * up[i]: 0.5·g·(1 + tanh(sqrt(2/π)·(g + 0.044715·g³))).
+void gelu_tanh_mul(float* gate, const float* up, int64_t n);
+
 // y[i] += x[i]
 void add_inplace(float* y, const float* x, int64_t n);
 

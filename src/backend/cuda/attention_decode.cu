@@ -3,7 +3,8 @@
 // K and V are read once for the whole group); its 4 warps split each 64-key tile 16 keys apiece,
 // with a 3-stage cp.async pipeline of tiles. The warps' softmax states merge in shared memory;
 // with several chunks the block writes an unnormalized partial (O, max, sum) and a combine kernel
-// merges the chunks of each (sequence, head).
+// merges the chunks of each (sequence, head). With a sliding window, chunks wholly before the
+// window do nothing and the window's first chunk starts at the window.
 #include <cuda_fp16.h>
 
 #include <algorithm>
@@ -54,12 +55,16 @@ struct DecodeParams {
   const __half* keys;
   const __half* values;
   int n_heads, n_kv_heads, group, head_tiles, page_shift;
+  int window;        // > 0: a sequence of length len sees keys [len - window, len)
   float scale_log2;  // scale · log2(e)
   int chunk_len, chunks;
   __half* out;
   int64_t out_stride;
   float* partials;  // [batch][n_heads][chunks][HD + 2]: O (unnormalized), max, sum
 };
+
+// The first key a sequence of `len` positions attends to.
+__device__ __forceinline__ int window_begin(int len, int window) { return window > 0 ? max(0, len - window) : 0; }
 
 template <int HD>
 constexpr int kDecodeStages = HD <= 128 ? 3 : 2;  // a stage is 64 keys of K and V
@@ -88,14 +93,15 @@ __global__ void __launch_bounds__(kThreads) attention_decode_kernel(DecodeParams
   const int head0 = kv_head * p.group + head_tile * kHeads;
   const int heads = min(kHeads, p.group - head_tile * kHeads);
   const int len = min(p.seq_lens[b], p.max_len);
-  const int first = blockIdx.x * p.chunk_len;
-  if (first >= len) {
+  const int chunk0 = blockIdx.x * p.chunk_len;
+  const int first = max(chunk0, window_begin(len, p.window));
+  const int end = min(chunk0 + p.chunk_len, len);
+  if (first >= end) {
     if (p.chunks == 1)  // an empty context: zeros (with chunks the combine kernel writes them)
       for (int i = threadIdx.x; i < heads * HD; i += kThreads)
         p.out[int64_t(b) * p.out_stride + int64_t(head0) * HD + i] = __float2half(0.0f);
     return;
   }
-  const int end = min(first + p.chunk_len, len);
   const int tiles = (end - first + kKeys - 1) / kKeys;
   const PagedHead kv{p.block_tables + int64_t(b) * p.max_pages, kv_head, p.n_kv_heads, p.page_shift};
   auto k_stage = [&](int s) { return stages + 2 * s * kKeys * HD; };
@@ -223,18 +229,21 @@ __global__ void __launch_bounds__(HD) attention_decode_combine_kernel(DecodePara
   pdl_prologue();
   const int b = blockIdx.x / p.n_heads, head = blockIdx.x % p.n_heads;
   const int len = min(p.seq_lens[b], p.max_len);
-  const int active = len > 0 ? (len + p.chunk_len - 1) / p.chunk_len : 0;
+  // The chunks that held any of keys [window_begin, len).
+  const int active_begin = window_begin(len, p.window) / p.chunk_len;
+  const int active_end = len > 0 ? (len + p.chunk_len - 1) / p.chunk_len : 0;
   const float* part = p.partials + int64_t(blockIdx.x) * p.chunks * (HD + 2);
   float m = -INFINITY;
-  for (int c = 0; c < active; ++c) m = fmaxf(m, part[c * (HD + 2) + HD]);
+  for (int c = active_begin; c < active_end; ++c) m = fmaxf(m, part[c * (HD + 2) + HD]);
   float sum = 0, acc = 0;
-  for (int c = 0; c < active; ++c) {
+  for (int c = active_begin; c < active_end; ++c) {
     const float* chunk = part + c * (HD + 2);
     const float f = exp2f(chunk[HD] - m);
     sum += chunk[HD + 1] * f;
     acc += chunk[threadIdx.x] * f;
   }
-  p.out[int64_t(b) * p.out_stride + int64_t(head) * HD + threadIdx.x] = __float2half_rn(active > 0 ? acc / sum : 0.0f);
+  p.out[int64_t(b) * p.out_stride + int64_t(head) * HD + threadIdx.x] =
+      __float2half_rn(active_end > active_begin ? acc / sum : 0.0f);
 }
 
 template <int HD>
@@ -288,6 +297,7 @@ void attention_decode(const __half* qkv, int batch, const int32_t* seq_lens, con
                        group,
                        (group + kHeads - 1) / kHeads,
                        page_shift,
+                       g.window,
                        scale * kLog2e,
                        split.chunk_len,
                        split.chunks,

@@ -2,6 +2,7 @@
 // (16 per warp) and walks the keys in tiles of 64 through the paged cache. S = Q·Kᵀ and O += P·V
 // run on mma.sync m16n8k16 with fp32 accumulation; the softmax is online, in fp32. K and V tiles
 // are double buffered against each other: V(i) loads while S(i) is computed, K(i+1) while P·V(i).
+// With a sliding window, tiles wholly before every row's window are skipped and the rest masked.
 #include <cuda_fp16.h>
 
 #include <cmath>
@@ -30,6 +31,7 @@ struct PrefillParams {
   int n_kv_heads;
   int group;  // query heads per KV head
   int page_shift;
+  int window;        // > 0: position p sees keys (p - window, p]
   float scale_log2;  // scale · log2(e)
   __half* out;
   int64_t out_stride;
@@ -58,6 +60,9 @@ __global__ void __launch_bounds__(kThreads) attention_prefill_kernel(PrefillPara
   const int row0 = 16 * warp;  // this warp's rows within the tile
   const PagedHead kv{p.block_table, head / p.group, p.n_kv_heads, p.page_shift};
   const int key_end = p.pos0 + min(q0 + kRows, p.rows);  // keys any row of this tile sees
+  // The first key the tile's first row sees (0 without a window), from the tile holding it on.
+  const int key_begin = p.window > 0 ? max(0, p.pos0 + q0 - p.window + 1) : 0;
+  const int first_tile = key_begin / kKeys;
   const int tiles = (key_end + kKeys - 1) / kKeys;
   const int warp_first_pos = p.pos0 + q0 + row0;
 
@@ -68,7 +73,7 @@ __global__ void __launch_bounds__(kThreads) attention_prefill_kernel(PrefillPara
     const __half* src = valid ? p.qkv + int64_t(q0 + r) * p.row_stride + int64_t(head) * HD + 8 * c : p.qkv;
     cp_async16_zfill(smem_addr(q_tile + swizzled<HD>(r, c)), src, valid);
   }
-  load_paged_tile<HD, kKeys, kThreads>(k_tile, p.keys, kv, 0, key_end);
+  load_paged_tile<HD, kKeys, kThreads>(k_tile, p.keys, kv, first_tile * kKeys, key_end);
   cp_async_commit();
   cp_async_wait<0>();
   __syncthreads();
@@ -81,7 +86,7 @@ __global__ void __launch_bounds__(kThreads) attention_prefill_kernel(PrefillPara
   float o[kChunks][4] = {};
   OnlineSoftmax softmax;
 
-  for (int tile = 0; tile < tiles; ++tile) {
+  for (int tile = first_tile; tile < tiles; ++tile) {
     const int key0 = tile * kKeys;
     load_paged_tile<HD, kKeys, kThreads>(v_tile, p.values, kv, key0, key_end);
     cp_async_commit();
@@ -104,14 +109,17 @@ __global__ void __launch_bounds__(kThreads) attention_prefill_kernel(PrefillPara
         mma_16816(s[2 * kp + 1], a, b[2], b[3]);
       }
     }
-    // Causal mask: only tiles reaching past this warp's first position need one.
+    // Causal mask: only tiles reaching past this warp's first position need one. Window mask:
+    // only tiles starting at or before the window start of this warp's last row.
     const bool diagonal = key0 + kKeys - 1 > warp_first_pos;
+    const bool window_edge = p.window > 0 && key0 <= warp_first_pos + 15 - p.window;
 #pragma unroll
     for (int nb = 0; nb < kScoreBlocks; ++nb) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         s[nb][e] *= p.scale_log2;
-        if (diagonal && key0 + 8 * nb + 2 * t + (e & 1) > warp_first_pos + g + 8 * (e / 2)) s[nb][e] = -INFINITY;
+        const int key = key0 + 8 * nb + 2 * t + (e & 1), pos = warp_first_pos + g + 8 * (e / 2);
+        if ((diagonal && key > pos) || (window_edge && key <= pos - p.window)) s[nb][e] = -INFINITY;
       }
     }
     softmax.update(s, o);
@@ -188,6 +196,7 @@ void attention_prefill(const __half* qkv, int64_t rows, int64_t pos0, const int3
                         g.n_kv_heads,
                         g.n_heads / g.n_kv_heads,
                         page_shift,
+                        g.window,
                         scale * kLog2e,
                         out,
                         int64_t(g.n_heads) * g.head_dim};

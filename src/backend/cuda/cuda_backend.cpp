@@ -178,6 +178,7 @@ class CudaBackend final : public Backend {
   void configure(const ModelConfig& config) override {
     config_ = config;
     rope_ = std::make_unique<Rope>(config.rope, config.head_dim);
+    if (config.sliding_rope) sliding_rope_ = std::make_unique<Rope>(*config.sliding_rope, config.head_dim);
     geometry_ = {config.n_heads, config.n_kv_heads, config.head_dim, rope_->rotary_dim(),
                  config.rope.pairing == RopePairing::kHalfSplit, kPageSize};  // page size: per cache
     ctx_.max_rows = kMaxStepTokens;
@@ -214,11 +215,8 @@ class CudaBackend final : public Backend {
                  "{} sequences of {} tokens in {} blocks are too many for the CUDA backend", sequences, capacity,
                  blocks);
     if (capacity > rope_positions_) {  // angles of every position the cache can hold
-      const int rd = rope_->rotary_dim();
-      std::vector<float> table(size_t(capacity) * size_t(rd));
-      for (int64_t p = 0; p < capacity; ++p) rope_->angles(p, &table[size_t(p) * size_t(rd)]);
-      replace(rope_table_, DeviceArray<float>(table.size()));
-      rope_table_.upload(table.data(), table.size());
+      upload_rope_table(*rope_, capacity, rope_table_);
+      if (sliding_rope_) upload_rope_table(*sliding_rope_, capacity, sliding_rope_table_);
       rope_positions_ = capacity;
     }
     const cuda::AttentionGeometry g = geometry(page_size);
@@ -278,13 +276,20 @@ class CudaBackend final : public Backend {
 
   void embed(const BackendTensor& table, Act x) override {
     const OpTimer timer(*this, "embed");
-    cuda::embed(static_cast<const CudaEmbedding&>(table).table.get(), x.cols, ids_.get(), x.rows, f32(x), ctx_.stream);
+    cuda::embed(static_cast<const CudaEmbedding&>(table).table.get(), x.cols, ids_.get(), x.rows,
+                config_.embedding_scale, f32(x), ctx_.stream);
   }
 
   void rms_norm(Act x, const BackendTensor& weight, float eps, Act out) override {
     const OpTimer timer(*this, "rms_norm");
     cuda::rms_norm(f32(x), static_cast<const CudaVector&>(weight).values.get(), eps, x.rows, x.cols, f16(out),
                    ctx_.stream);
+  }
+
+  void rms_norm_rows(Act a, const BackendTensor& weight, float eps) override {
+    const OpTimer timer(*this, "rms_norm_rows");
+    MARLIN_CHECK(a.type == ActType::kF16, "cuda backend: rms_norm_rows normalizes fp16 activations");
+    cuda::rms_norm_half(f16(a), static_cast<const CudaVector&>(weight).values.get(), eps, a.rows, a.cols, ctx_.stream);
   }
 
   void add_rms_norm(Act x, Act delta, const BackendTensor& weight, float eps, Act out) override {
@@ -306,27 +311,35 @@ class CudaBackend final : public Backend {
   void rope_store_kv(Act qkv, KvCache& cache, int layer) override {
     const OpTimer timer(*this, "rope_store_kv");
     const auto& kv = static_cast<const CudaKvCache&>(cache);
-    cuda::rope_store_kv(f16(qkv), qkv.rows, positions_.get(), slots_.get(), rope_table_.get(),
-                        geometry(kv.block_size()), kv.layer(layer), ctx_.stream);
+    const bool sliding = sliding_rope_ && config_.window(layer) > 0;
+    cuda::rope_store_kv(f16(qkv), qkv.rows, positions_.get(), slots_.get(),
+                        sliding ? sliding_rope_table_.get() : rope_table_.get(), geometry(kv.block_size()),
+                        kv.layer(layer), ctx_.stream);
   }
 
   void attention(Act qkv, KvCache& cache, int layer, Act out) override {
     const OpTimer timer(*this, decode_step_ ? "attention_decode" : "attention_prefill");
     const auto& kv = static_cast<const CudaKvCache&>(cache);
-    const float scale = 1.0f / std::sqrt(float(config_.head_dim));
+    const float scale = config_.query_scale();
+    cuda::AttentionGeometry g = geometry(kv.block_size());
+    g.window = config_.window(layer);
     if (decode_step_) {  // one new token per sequence
-      cuda::attention_decode(f16(qkv), int(qkv.rows), seq_len_.get(), kv.step_table(), kv.pages(), kv.capacity(),
-                             geometry(kv.block_size()), kv.layer(layer), scale, f16(out), decode_workspace_.get(),
-                             ctx_.stream);
+      cuda::attention_decode(f16(qkv), int(qkv.rows), seq_len_.get(), kv.step_table(), kv.pages(), kv.capacity(), g,
+                             kv.layer(layer), scale, f16(out), decode_workspace_.get(), ctx_.stream);
     } else {
-      cuda::attention_prefill(f16(qkv), qkv.rows, pos0_, kv.block_table(step_seq_), geometry(kv.block_size()),
-                              kv.layer(layer), scale, f16(out), ctx_.stream);
+      cuda::attention_prefill(f16(qkv), qkv.rows, pos0_, kv.block_table(step_seq_), g, kv.layer(layer), scale,
+                              f16(out), ctx_.stream);
     }
   }
 
   void silu_mul(Act gate_up, Act out) override {
     const OpTimer timer(*this, "silu_mul");
     cuda::silu_mul(f16(gate_up), gate_up.rows, out.cols, f16(out), ctx_.stream);
+  }
+
+  void gelu_tanh_mul(Act gate_up, Act out) override {
+    const OpTimer timer(*this, "gelu_tanh_mul");
+    cuda::gelu_tanh_mul(f16(gate_up), gate_up.rows, out.cols, f16(out), ctx_.stream);
   }
 
   void to_host(Act a, float* out) override {
@@ -401,6 +414,15 @@ class CudaBackend final : public Backend {
     return g;
   }
 
+  // The angles of positions [0, positions) of `rope`, uploaded into `table`.
+  void upload_rope_table(const Rope& rope, int64_t positions, DeviceArray<float>& table) {
+    const int rd = rope.rotary_dim();
+    std::vector<float> host(size_t(positions) * size_t(rd));
+    for (int64_t p = 0; p < positions; ++p) rope.angles(p, &host[size_t(p) * size_t(rd)]);
+    replace(table, DeviceArray<float>(host.size()));
+    table.upload(host.data(), host.size());
+  }
+
   template <typename T>
   void copy_to_device(T* dst, const T* src, int64_t count) {
     check_cuda(cudaMemcpyAsync(dst, src, size_t(count) * sizeof(T), cudaMemcpyHostToDevice, ctx_.stream),
@@ -448,9 +470,9 @@ class CudaBackend final : public Backend {
   cuda::LinearContext ctx_;
   DeviceArray<uint8_t> cublas_workspace_;
   ModelConfig config_;
-  std::unique_ptr<Rope> rope_;
+  std::unique_ptr<Rope> rope_, sliding_rope_;  // sliding_rope_: of sliding-window layers, when it differs
   cuda::AttentionGeometry geometry_;
-  DeviceArray<float> rope_table_;
+  DeviceArray<float> rope_table_, sliding_rope_table_;
   int64_t rope_positions_ = 0;
   DeviceArray<float> decode_workspace_;
   uint64_t next_cache_id_ = 1;

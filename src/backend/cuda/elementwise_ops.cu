@@ -1,4 +1,5 @@
-// Elementwise ops: SwiGLU's silu(gate)·up, the embedding lookup, fp16 → fp32 logits.
+// Elementwise ops: SwiGLU's silu(gate)·up, GeGLU's gelu_tanh(gate)·up, the embedding lookup,
+// fp16 → fp32 logits.
 // Each thread moves 8 values (one 16-byte fp16 load); grid-stride loops over 64-bit indices.
 #include <cuda_fp16.h>
 
@@ -24,7 +25,18 @@ __device__ void half8_to_float8(uint4 packed, float4& lo, float4& hi) {
   hi = make_float4(c.x, c.y, d.x, d.y);
 }
 
-__global__ void silu_mul_kernel(const __half* gate_up, int64_t rows, int64_t f, __half* out) {
+struct Silu {
+  __device__ float operator()(float g) const { return g / (1.0f + expf(-g)); }
+};
+struct GeluTanh {
+  __device__ float operator()(float g) const {
+    constexpr float kSqrt2OverPi = 0.7978845608028654f;
+    return 0.5f * g * (1.0f + tanhf(kSqrt2OverPi * (g + 0.044715f * g * g * g)));
+  }
+};
+
+template <typename Act>
+__global__ void gated_mul_kernel(const __half* gate_up, int64_t rows, int64_t f, __half* out) {
   pdl_prologue();
   const int64_t chunks = f / 8, items = rows * chunks;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < items; i += int64_t(gridDim.x) * blockDim.x) {
@@ -35,22 +47,27 @@ __global__ void silu_mul_kernel(const __half* gate_up, int64_t rows, int64_t f, 
     const __half2* uh = reinterpret_cast<const __half2*>(&u);
     uint4 result;
     __half2* rh = reinterpret_cast<__half2*>(&result);
+    const Act act;
     for (int k = 0; k < 4; ++k) {
       const float2 gv = __half22float2(gh[k]), uv = __half22float2(uh[k]);
-      rh[k] = __floats2half2_rn(gv.x / (1.0f + expf(-gv.x)) * uv.x, gv.y / (1.0f + expf(-gv.y)) * uv.y);
+      rh[k] = __floats2half2_rn(act(gv.x) * uv.x, act(gv.y) * uv.y);
     }
     reinterpret_cast<uint4*>(out + row * f)[c] = result;
   }
 }
 
-__global__ void embed_kernel(const __half* table, int64_t d, const int32_t* tokens, int64_t n, float* x) {
+__global__ void embed_kernel(const __half* table, int64_t d, const int32_t* tokens, int64_t n, float scale,
+                             float* x) {
   pdl_prologue();
   const int64_t chunks = d / 8, items = n * chunks;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < items; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t t = i / chunks, c = i % chunks;
     const uint4 packed = reinterpret_cast<const uint4*>(table + int64_t(tokens[t]) * d)[c];
+    float4 lo, hi;
+    half8_to_float8(packed, lo, hi);
     float4* dst = reinterpret_cast<float4*>(x + t * d) + 2 * c;
-    half8_to_float8(packed, dst[0], dst[1]);
+    dst[0] = make_float4(lo.x * scale, lo.y * scale, lo.z * scale, lo.w * scale);
+    dst[1] = make_float4(hi.x * scale, hi.y * scale, hi.z * scale, hi.w * scale);
   }
 }
 
@@ -69,26 +86,35 @@ __global__ void half_to_float_kernel(const __half* in, int64_t count, int64_t ve
   }
 }
 
+template <typename Act>
+void gated_mul(const char* op, const __half* gate_up, int64_t rows, int64_t f, __half* out, cudaStream_t stream) {
+  using ops_detail::require;
+  require(f > 0 && f % 8 == 0, op, "f must be a positive multiple of 8", f);
+  require(rows >= 0, op, "row count must not be negative", rows);
+  require(ops_detail::aligned16(gate_up) && ops_detail::aligned16(out), op, "pointers must be 16-byte aligned", 0);
+  if (rows == 0) return;
+  launch_pdl(gated_mul_kernel<Act>, grid_for(rows * f / 8), kThreads, 0, stream, gate_up, rows, f, out);
+  ops_detail::check_launch(op);
+}
+
 }  // namespace
 
 void silu_mul(const __half* gate_up, int64_t rows, int64_t f, __half* out, cudaStream_t stream) {
-  using ops_detail::require;
-  require(f > 0 && f % 8 == 0, "silu_mul", "f must be a positive multiple of 8", f);
-  require(rows >= 0, "silu_mul", "row count must not be negative", rows);
-  require(ops_detail::aligned16(gate_up) && ops_detail::aligned16(out), "silu_mul",
-          "pointers must be 16-byte aligned", 0);
-  if (rows == 0) return;
-  launch_pdl(silu_mul_kernel, grid_for(rows * f / 8), kThreads, 0, stream, gate_up, rows, f, out);
-  ops_detail::check_launch("silu_mul");
+  gated_mul<Silu>("silu_mul", gate_up, rows, f, out, stream);
 }
 
-void embed(const __half* table, int64_t d, const int32_t* tokens, int64_t n, float* x, cudaStream_t stream) {
+void gelu_tanh_mul(const __half* gate_up, int64_t rows, int64_t f, __half* out, cudaStream_t stream) {
+  gated_mul<GeluTanh>("gelu_tanh_mul", gate_up, rows, f, out, stream);
+}
+
+void embed(const __half* table, int64_t d, const int32_t* tokens, int64_t n, float scale, float* x,
+           cudaStream_t stream) {
   using ops_detail::require;
   require(d > 0 && d % 8 == 0, "embed", "d must be a positive multiple of 8", d);
   require(n >= 0, "embed", "token count must not be negative", n);
   require(ops_detail::aligned16(table) && ops_detail::aligned16(x), "embed", "pointers must be 16-byte aligned", 0);
   if (n == 0) return;
-  launch_pdl(embed_kernel, grid_for(n * d / 8), kThreads, 0, stream, table, d, tokens, n, x);
+  launch_pdl(embed_kernel, grid_for(n * d / 8), kThreads, 0, stream, table, d, tokens, n, scale, x);
   ops_detail::check_launch("embed");
 }
 

@@ -1,5 +1,6 @@
-// RMSNorm of the fp32 residual stream into fp16, alone or fused with the residual add.
-// One block per row; each thread owns 8-value chunks (two float4 of x, one 16-byte fp16 store).
+// RMSNorm of the fp32 residual stream into fp16, alone or fused with the residual add, and of
+// fp16 rows in place. One block per row; each thread owns 8-value chunks (two float4 of x, or
+// one 16-byte fp16 load, and one 16-byte fp16 store).
 #include <cuda_fp16.h>
 
 #include "backend/cuda/ops.h"
@@ -66,6 +67,36 @@ __global__ void rms_norm_kernel(float* x, const __half* delta, const float* weig
   }
 }
 
+// a (rows × n fp16) = fp16(a / rms(a) · weight), in fp32. Each thread re-reads only its own chunks.
+__global__ void rms_norm_half_kernel(__half* a, const float* weight, float eps, int n) {
+  pdl_prologue();
+  uint4* ar = reinterpret_cast<uint4*>(a + int64_t(blockIdx.x) * n);
+  const int chunks = n / 8;
+  float squares = 0;
+  for (int c = threadIdx.x; c < chunks; c += blockDim.x) {
+    float4 lo = make_float4(0, 0, 0, 0), hi = lo;
+    add_half8(lo, hi, ar[c]);
+    squares += lo.x * lo.x + lo.y * lo.y + lo.z * lo.z + lo.w * lo.w;
+    squares += hi.x * hi.x + hi.y * hi.y + hi.z * hi.z + hi.w * hi.w;
+  }
+  const float scale = rsqrtf(block_sum(squares) / float(n) + eps);
+  const float4* w = reinterpret_cast<const float4*>(weight);
+  for (int c = threadIdx.x; c < chunks; c += blockDim.x) {
+    float4 lo = make_float4(0, 0, 0, 0), hi = lo;
+    add_half8(lo, hi, ar[c]);
+    const float4 wl = w[2 * c], wh = w[2 * c + 1];
+    uint4 packed;
+    __half2* h = reinterpret_cast<__half2*>(&packed);
+    h[0] = __floats2half2_rn(lo.x * scale * wl.x, lo.y * scale * wl.y);
+    h[1] = __floats2half2_rn(lo.z * scale * wl.z, lo.w * scale * wl.w);
+    h[2] = __floats2half2_rn(hi.x * scale * wh.x, hi.y * scale * wh.y);
+    h[3] = __floats2half2_rn(hi.z * scale * wh.z, hi.w * scale * wh.w);
+    ar[c] = packed;
+  }
+}
+
+int norm_threads(int64_t n) { return int(std::min<int64_t>(kMaxThreads, (n / 8 + 31) / 32 * 32)); }
+
 template <bool kAdd>
 void launch_rms_norm(const char* op, float* x, const __half* delta, const float* weight, float eps, int64_t rows,
                      int64_t n, __half* out, cudaStream_t stream) {
@@ -76,8 +107,7 @@ void launch_rms_norm(const char* op, float* x, const __half* delta, const float*
               ops_detail::aligned16(delta),
           op, "pointers must be 16-byte aligned", 0);
   if (rows == 0) return;
-  const int threads = int(std::min<int64_t>(kMaxThreads, (n / 8 + 31) / 32 * 32));
-  launch_pdl(rms_norm_kernel<kAdd>, unsigned(rows), threads, 0, stream, x, delta, weight, eps, int(n), out);
+  launch_pdl(rms_norm_kernel<kAdd>, unsigned(rows), norm_threads(n), 0, stream, x, delta, weight, eps, int(n), out);
   ops_detail::check_launch(op);
 }
 
@@ -91,6 +121,17 @@ void rms_norm(const float* x, const float* weight, float eps, int64_t rows, int6
 void add_rms_norm(float* x, const __half* delta, const float* weight, float eps, int64_t rows, int64_t n,
                   __half* out, cudaStream_t stream) {
   launch_rms_norm<true>("add_rms_norm", x, delta, weight, eps, rows, n, out, stream);
+}
+
+void rms_norm_half(__half* a, const float* weight, float eps, int64_t rows, int64_t n, cudaStream_t stream) {
+  using ops_detail::require;
+  const char* op = "rms_norm_half";
+  require(n > 0 && n % 8 == 0 && n <= (int64_t(1) << 24), op, "row length must be a positive multiple of 8", n);
+  require(rows >= 0 && rows < (int64_t(1) << 31), op, "row count out of range", rows);
+  require(ops_detail::aligned16(a) && ops_detail::aligned16(weight), op, "pointers must be 16-byte aligned", 0);
+  if (rows == 0) return;
+  launch_pdl(rms_norm_half_kernel, unsigned(rows), norm_threads(n), 0, stream, a, weight, eps, int(n));
+  ops_detail::check_launch(op);
 }
 
 }  // namespace marlin::cuda

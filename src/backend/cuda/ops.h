@@ -32,11 +32,18 @@ void add_rms_norm(float* x, const __half* delta, const float* weight, float eps,
 // x[i] += fp32(delta[i]) for count values (the residual add when no norm follows).
 void add_residual(float* x, const __half* delta, int64_t count, cudaStream_t stream);
 
+// In place: a[r] = fp16(a[r] / sqrt(mean(a[r]²) + eps) · weight), for rows × n fp16 values
+// (computed in fp32; n a multiple of 8).
+void rms_norm_half(__half* a, const float* weight, float eps, int64_t rows, int64_t n, cudaStream_t stream);
+
 // gate_up holds rows × 2f values, each row [gate (f) | up (f)]; out[r][i] = silu(gate) · up.
 void silu_mul(const __half* gate_up, int64_t rows, int64_t f, __half* out, cudaStream_t stream);
+// The same with GELU in its tanh approximation: out = 0.5·g·(1 + tanh(sqrt(2/π)·(g + 0.044715·g³))) · up.
+void gelu_tanh_mul(const __half* gate_up, int64_t rows, int64_t f, __half* out, cudaStream_t stream);
 
-// x[t] = fp32(table[tokens[t]]) for t < n; table is vocab × d fp16. Ids are checked on the host.
-void embed(const __half* table, int64_t d, const int32_t* tokens, int64_t n, float* x, cudaStream_t stream);
+// x[t] = fp32(table[tokens[t]]) · scale for t < n; table is vocab × d fp16. Ids are checked on the host.
+void embed(const __half* table, int64_t d, const int32_t* tokens, int64_t n, float scale, float* x,
+           cudaStream_t stream);
 
 // fp16 → fp32, count values (logits).
 void half_to_float(const __half* in, int64_t count, float* out, cudaStream_t stream);
@@ -48,6 +55,7 @@ struct AttentionGeometry {
   int rotary_dim = 0;  // even, ≤ head_dim: the first rotary_dim values of a head are rotated
   bool rope_half_split = true;  // pair i with i + rotary_dim/2 (Hugging Face); else 2i with 2i+1
   int page_size = 0;   // positions per KV page (16, 32 or 64)
+  int window = 0;      // > 0: a query at position p attends only to keys (p - window, p]
 };
 
 struct KvLayer {
@@ -64,15 +72,16 @@ void rope_store_kv(__half* qkv, int64_t rows, const int32_t* positions, const in
                    const float* cos_sin, const AttentionGeometry& g, KvLayer cache, cudaStream_t stream);
 
 // Causal attention of one sequence's `rows` new tokens (positions pos0 .. pos0+rows-1, already in
-// the cache) over its cache: token t attends to positions [0, pos0 + t]. q comes from the qkv rows
-// (row stride (n_heads + 2·n_kv_heads)·head_dim); out is rows × n_heads·head_dim. Scores are
-// scaled by `scale`; softmax in fp32. For prompts (flash-attention style, tensor cores).
+// the cache) over its cache: token t attends to positions [0, pos0 + t], or to the last g.window
+// of them when set. q comes from the qkv rows (row stride (n_heads + 2·n_kv_heads)·head_dim); out
+// is rows × n_heads·head_dim. Scores are scaled by `scale`; softmax in fp32. For prompts
+// (flash-attention style, tensor cores).
 void attention_prefill(const __half* qkv, int64_t rows, int64_t pos0, const int32_t* block_table,
                        const AttentionGeometry& g, KvLayer cache, float scale, __half* out, cudaStream_t stream);
 
 // One new token for each of `batch` sequences: query b (qkv row b) attends to positions
-// [0, seq_lens[b]) of sequence b, whose pages are block_tables[b · max_pages ...]. The grid is
-// sized by max_len (an upper bound of every seq_lens[b], e.g. the cache capacity) so the launch
+// [0, seq_lens[b]) of sequence b (the last g.window of them when set), whose pages are
+// block_tables[b · max_pages ...]. The grid is sized by max_len (an upper bound of every seq_lens[b], e.g. the cache capacity) so the launch
 // does not depend on the current lengths; long contexts are split across blocks (flash-decoding)
 // and combined through `workspace` (attention_decode_workspace_floats(...) floats; when that is 0,
 // workspace may be null). A sequence of length 0 gets zeros.

@@ -27,6 +27,7 @@ int check_geometry(const char* op, const AttentionGeometry& g) {
           "rotary_dim must be even and at most head_dim", g.rotary_dim);
   require(g.page_size > 0 && (g.page_size & (g.page_size - 1)) == 0, op, "page_size must be a power of two",
           g.page_size);
+  require(g.window >= 0, op, "window must not be negative", g.window);
   int shift = 0;
   while ((1 << shift) < g.page_size) ++shift;
   return shift;

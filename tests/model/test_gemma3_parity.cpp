@@ -1,0 +1,129 @@
+// Forward pass of tiny random Gemma 3 models (fp32 weights) against transformers
+// (tools/make_gemma3_fixtures.py), through both loaders: the Hugging Face folder (norm weights w,
+// applied as 1 + w) and the GGUF file llama.cpp's converter would write (norm weights 1 + w).
+// The sequence is longer than the sliding window, so windowed and global layers differ.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <tuple>
+
+#include "model/model.h"
+#include "model/model_source.h"
+#include "reference.h"
+
+namespace marlin {
+namespace {
+
+const std::string kDir = std::string(MARLIN_FIXTURES_DIR) + "/model";
+
+double max_abs_diff(const float* ours, const double* ref, int n) {
+  double worst = 0;
+  for (int i = 0; i < n; ++i) worst = std::max(worst, std::abs(double(ours[i]) - ref[i]));
+  return worst;
+}
+
+// (fixture name, "hf" or "gguf")
+using Variant = std::tuple<std::string, std::string>;
+
+std::unique_ptr<ModelSource> open_variant(const Variant& v) {
+  const auto& [name, loader] = v;
+  return open_model_source(kDir + "/" + name + (loader == "gguf" ? ".gguf" : ""));
+}
+
+TEST(Gemma3Config, BothLoadersReadTheSameModel) {
+  auto hf = open_model_source(kDir + "/tiny_gemma3");
+  auto gguf = open_model_source(kDir + "/tiny_gemma3.gguf");
+  for (const ModelSource* s : {hf.get(), gguf.get()}) {
+    const ModelConfig& c = s->config();
+    EXPECT_EQ(c.architecture, "gemma3");
+    EXPECT_EQ(c.n_layers, 5);
+    EXPECT_EQ(c.head_dim, 64);
+    EXPECT_EQ(c.sliding_window, (std::vector<int>{16, 16, 0, 16, 16}));
+    EXPECT_EQ(c.rope.theta, 1e6f);
+    EXPECT_EQ(c.rope.pairing, RopePairing::kHalfSplit);
+    ASSERT_TRUE(c.sliding_rope.has_value());
+    EXPECT_EQ(c.sliding_rope->theta, 1e4f);
+    EXPECT_EQ(c.rope_of(2).theta, 1e6f);
+    EXPECT_EQ(c.rope_of(3).theta, 1e4f);
+    EXPECT_FLOAT_EQ(c.query_scale(), 0.125f);
+    EXPECT_FLOAT_EQ(c.embedding_scale, std::sqrt(32.0f));
+  }
+  EXPECT_EQ(hf->config().norm_weight_offset, 1.0f);  // stored w, applied as 1 + w
+  EXPECT_EQ(gguf->config().norm_weight_offset, 0.0f);  // stored 1 + w
+
+  auto scaled = open_model_source(kDir + "/tiny_gemma3_scaled");
+  const ModelConfig& c = scaled->config();
+  EXPECT_EQ(c.sliding_window, (std::vector<int>{16, 0, 16}));
+  EXPECT_FLOAT_EQ(c.query_scale(), 1.0f / std::sqrt(40.0f));
+  EXPECT_EQ(c.rope.scaling, RopeScaling::kLinear);
+  EXPECT_EQ(c.sliding_rope->scaling, RopeScaling::kNone);
+}
+
+class TinyGemma3Parity : public ::testing::TestWithParam<Variant> {};
+
+// Tolerance as in test_llama_parity.cpp: twice the distance of transformers' own fp32 run from
+// its float64 run.
+TEST_P(TinyGemma3Parity, EveryPositionInOneBatch) {
+  const auto ref = testing::load_reference(kDir, std::get<0>(GetParam()));
+  ASSERT_FALSE(ref.logits.empty());
+  auto source = open_variant(GetParam());
+  for (int threads : {1, 3}) {
+    ThreadPool pool(threads);
+    auto model = load_model(*source, pool);
+    ASSERT_EQ(model->config().vocab_size, ref.vocab);
+    auto cache = model->new_cache(int64_t(ref.tokens.size()));
+    std::vector<float> logits(static_cast<size_t>(ref.positions) * size_t(ref.vocab));
+    model->forward(ref.tokens, *cache, logits.data(), true);
+    EXPECT_LE(max_abs_diff(logits.data(), ref.logits.data(), int(logits.size())), 2 * ref.fp32_error)
+        << "threads " << threads;
+  }
+}
+
+// A prompt already longer than the window, then one token at a time, in KV blocks of 4 positions
+// (so windows start inside blocks).
+TEST_P(TinyGemma3Parity, PrefillThenTokenByToken) {
+  const auto ref = testing::load_reference(kDir, std::get<0>(GetParam()));
+  auto source = open_variant(GetParam());
+  ThreadPool pool(2);
+  auto model = load_model(*source, pool);
+  auto cache = model->new_cache(int64_t(ref.tokens.size()), 1, {4, 0});
+  std::vector<float> logits(static_cast<size_t>(ref.vocab));
+  const size_t prefill = 21;
+  model->forward(std::span(ref.tokens).first(prefill), *cache, logits.data(), false);
+  EXPECT_LE(max_abs_diff(logits.data(), ref.row(int(prefill) - 1), ref.vocab), 2 * ref.fp32_error);
+  for (size_t i = prefill; i < ref.tokens.size(); ++i) {
+    model->forward(std::span(ref.tokens).subspan(i, 1), *cache, logits.data(), false);
+    ASSERT_LE(max_abs_diff(logits.data(), ref.row(int(i)), ref.vocab), 2 * ref.fp32_error) << "position " << i;
+  }
+}
+
+// Two sequences at different lengths decode in one step each time.
+TEST_P(TinyGemma3Parity, BatchedDecodeOfTwoSequences) {
+  const auto ref = testing::load_reference(kDir, std::get<0>(GetParam()));
+  auto source = open_variant(GetParam());
+  ThreadPool pool(2);
+  auto model = load_model(*source, pool);
+  auto cache = model->new_cache(int64_t(ref.tokens.size()), 2);
+  const std::vector<size_t> start = {9, 30};
+  std::vector<float> logits(2 * static_cast<size_t>(ref.vocab));
+  for (int s = 0; s < 2; ++s)
+    model->forward_sequence(s, std::span(ref.tokens).first(start[size_t(s)]), *cache, logits.data(), false);
+  for (size_t step = 0; start[1] + step < ref.tokens.size(); ++step) {
+    const std::vector<int32_t> seqs = {0, 1};
+    const std::vector<int32_t> tokens = {ref.tokens[start[0] + step], ref.tokens[start[1] + step]};
+    model->decode_sequences(seqs, tokens, *cache, logits.data());
+    for (int s = 0; s < 2; ++s)
+      ASSERT_LE(max_abs_diff(logits.data() + s * ref.vocab, ref.row(int(start[size_t(s)] + step)), ref.vocab),
+                2 * ref.fp32_error)
+          << "sequence " << s << " step " << step;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Loaders, TinyGemma3Parity,
+                         ::testing::Values(Variant{"tiny_gemma3", "hf"}, Variant{"tiny_gemma3", "gguf"},
+                                           Variant{"tiny_gemma3_scaled", "hf"}),
+                         [](const auto& info) { return std::get<0>(info.param) + "_" + std::get<1>(info.param); });
+
+}  // namespace
+}  // namespace marlin
