@@ -12,8 +12,8 @@ namespace marlin {
 
 std::unique_ptr<Model> load_model(const ModelSource& source, ThreadPool& pool, DeviceKind device) {
   const std::string& arch = source.config().architecture;
-  if (arch == "llama") return load_llama(source, make_backend(device, pool));
-  fail("model: architecture '{}' is not supported yet (supported: llama)", arch);
+  if (arch == "llama" || arch == "qwen3") return load_llama(source, make_backend(device, pool));
+  fail("model: architecture '{}' is not supported yet (supported: llama, qwen3)", arch);
 }
 
 namespace {
