@@ -64,8 +64,8 @@ struct ModelConfig {
 };
 
 // From GGUF metadata (the `<arch>.*` keys); throws marlin::Error naming a missing or
-// inconsistent key. The RoPE pairing follows the architecture as llama.cpp's converter stores it:
-// Llama Q/K rows are permuted for adjacent pairs, NeoX-style architectures (gemma3, qwen2, ...) are not.
+// inconsistent key. GGUF Llama files store Q/K rows for adjacent-pair RoPE, other families
+// (qwen2, qwen3, gemma3, ...) for half-split pairs.
 ModelConfig model_config_from_gguf(const GgufFile& file);
 
 }  // namespace marlin

@@ -13,9 +13,9 @@ namespace marlin {
 
 std::unique_ptr<Model> load_model(const ModelSource& source, ThreadPool& pool, DeviceKind device) {
   const std::string& arch = source.config().architecture;
-  if (arch == "llama") return load_llama(source, make_backend(device, pool));
+  if (arch == "llama" || arch == "qwen3") return load_llama(source, make_backend(device, pool));
   if (arch == "gemma3") return load_gemma3(source, make_backend(device, pool));
-  fail("model: architecture '{}' is not supported yet (supported: llama, gemma3)", arch);
+  fail("model: architecture '{}' is not supported yet (supported: llama, qwen3, gemma3)", arch);
 }
 
 namespace {
