@@ -310,6 +310,9 @@ Json hf_config_from_model_config(const ModelConfig& c) {
   for (const auto& a : kArchitectures)
     if (!arch && a.family == c.architecture) arch = &a;
   MARLIN_CHECK(arch != nullptr, "config.json: architecture '{}' has no Hugging Face form here", c.architecture);
+  // Gemma 3's config.json form (layer types, norm weights stored as w) is not written yet: GGUF
+  // Gemma files store norms as 1 + w, which a Gemma config.json would read as 2 + w.
+  MARLIN_CHECK(c.architecture != "gemma3", "config.json: Gemma 3 models cannot be written as config.json yet");
   MARLIN_CHECK(c.rope.freq_factors.empty(),
                "config.json: RoPE frequency factors cannot be written as config.json fields");
   Json j = {

@@ -28,7 +28,7 @@ ModelConfig model_config_from_hf(const nlohmann::json& config_json);
 // A config.json object describing `config` (for checkpoints made from sources without one, such
 // as GGUF files): model_config_from_hf of the result gives back the same hyper-parameters, RoPE
 // pairing excepted (a .marlin checkpoint records that separately). Llama-3 frequency factors
-// have no config.json form and are rejected.
+// have no config.json form and are rejected, as are Gemma 3 models (not written yet).
 nlohmann::json hf_config_from_model_config(const ModelConfig& config);
 
 // tie_word_embeddings as the config states it (default false for these architectures).

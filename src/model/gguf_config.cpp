@@ -26,15 +26,6 @@ float optional_float(const GgufFile& file, const std::string& key, float fallbac
   return value ? float(*value) : fallback;
 }
 
-// llama.cpp's converter permutes Q/K rows into adjacent pairs for Llama-style ("normal") RoPE only;
-// these architectures rotate NeoX-style (i with i + dim/2) and are stored as Hugging Face has them.
-RopePairing rope_pairing(const std::string& architecture) {
-  for (const char* neox : {"gemma", "gemma2", "gemma3", "qwen2", "qwen2moe", "qwen3", "qwen3moe", "phi3", "stablelm",
-                           "starcoder2", "olmo2"})
-    if (architecture == neox) return RopePairing::kHalfSplit;
-  return RopePairing::kAdjacent;
-}
-
 // Gemma 3 as llama.cpp runs it: every sliding_window_pattern-th layer (default 6) attends to the
 // whole context with the file's RoPE, the others to a window with theta 10000; embeddings are
 // scaled by sqrt(d_model); query scale 1/sqrt(head_dim), except the 27B model (62 layers), which
