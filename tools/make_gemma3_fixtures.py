@@ -13,8 +13,13 @@ scaling on the global layers only.
 The logits of every position are computed in float64 (the expected values) and float32 (whose
 distance to float64 sets the C++ tests' tolerance), as tools/make_llama_fixtures.py does.
 
-Needs torch, transformers 5, numpy and gguf. Run from the repository root:
-  python3 tools/make_gemma3_fixtures.py --out tests/fixtures/model
+With --real MODEL.gguf it also writes gemma3_270m_greedy.json: the greedy continuations that
+transformers (float32) computes for a few prompts from the GGUF's weights dequantized (norms back
+to w), the prompts tokenized by llama.cpp (llama-cpp-python), the chat prompt in Gemma's turn format.
+
+Needs torch, transformers 5, numpy and gguf (and llama-cpp-python for --real). Run from the
+repository root:
+  python3 tools/make_gemma3_fixtures.py --out tests/fixtures/model [--real models/gemma-3-270m-q4_k_m.gguf]
 """
 import argparse
 import json
@@ -114,11 +119,81 @@ def write_gguf(model, v: dict, path: pathlib.Path):
     w.close()
 
 
+REAL_PROMPTS = [
+    # (text, chat-formatted?)
+    ("What is the capital of France?", True),
+    ("The capital of France is", False),
+    ("def fibonacci(n):", False),
+]
+REAL_TOKENS = 12
+GGUF_TO_HF = {"input_layernorm": "attn_norm", "post_attention_layernorm": "post_attention_norm",
+              "pre_feedforward_layernorm": "ffn_norm", "post_feedforward_layernorm": "post_ffw_norm",
+              "self_attn.q_norm": "attn_q_norm", "self_attn.k_norm": "attn_k_norm", "self_attn.q_proj": "attn_q",
+              "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output",
+              "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down"}
+
+
+def real(model_path: pathlib.Path, out: pathlib.Path):
+    from llama_cpp import Llama
+    reader = gguf.GGUFReader(str(model_path))
+
+    def meta(key):
+        f = reader.fields[key]
+        return f.parts[f.data[0]][0]
+
+    t = {}
+    for x in reader.tensors:
+        values = gguf.quants.dequantize(x.data, x.tensor_type).astype(np.float32)
+        t[x.name] = values.reshape([int(d) for d in reversed(x.shape)]) if len(x.shape) > 1 else values
+    layers = int(meta("gemma3.block_count"))
+    theta = float(meta("gemma3.rope.freq_base"))
+    config = Gemma3TextConfig(
+        vocab_size=t["token_embd.weight"].shape[0], hidden_size=int(meta("gemma3.embedding_length")),
+        intermediate_size=int(meta("gemma3.feed_forward_length")), num_hidden_layers=layers,
+        num_attention_heads=int(meta("gemma3.attention.head_count")),
+        num_key_value_heads=int(meta("gemma3.attention.head_count_kv")),
+        head_dim=int(meta("gemma3.attention.key_length")), max_position_embeddings=int(meta("gemma3.context_length")),
+        rms_norm_eps=float(meta("gemma3.attention.layer_norm_rms_epsilon")),
+        sliding_window=int(meta("gemma3.attention.sliding_window")), sliding_window_pattern=6,
+        query_pre_attn_scalar=int(meta("gemma3.attention.key_length")),
+        rope_parameters={"full_attention": {"rope_type": "default", "rope_theta": theta},
+                         "sliding_attention": {"rope_type": "default", "rope_theta": LOCAL_THETA}},
+        tie_word_embeddings=True, attn_implementation="eager")
+    model = Gemma3ForCausalLM(config).eval()
+    sd = {"model.embed_tokens.weight": t["token_embd.weight"], "model.norm.weight": t["output_norm.weight"] - 1}
+    for i in range(layers):
+        for hf, gg in GGUF_TO_HF.items():
+            v = t[f"blk.{i}.{gg}.weight"]
+            sd[f"model.layers.{i}.{hf}.weight"] = v - 1 if "norm" in hf else v  # stored as 1 + w
+    model.load_state_dict({k: torch.from_numpy(v) for k, v in sd.items()}, strict=False)
+    model.tie_weights()
+
+    llama = Llama(model_path=str(model_path), n_ctx=256, vocab_only=True, verbose=False)
+    cases = []
+    for text, chat in REAL_PROMPTS:
+        rendered = f"<bos><start_of_turn>user\n{text}<end_of_turn>\n<start_of_turn>model\n" if chat else text
+        ids = llama.tokenize(rendered.encode(), add_bos=not chat, special=True)
+        with torch.no_grad():
+            generated = model.generate(torch.tensor([ids]), max_new_tokens=REAL_TOKENS, do_sample=False,
+                                       min_new_tokens=REAL_TOKENS)[0][len(ids):].tolist()
+            logits = model(torch.tensor([ids + generated])).logits[0].to(torch.float64)
+        # The margin of each greedy choice over the runner-up: small margins may flip under
+        # marlin's 8-bit activations.
+        top2 = torch.topk(logits[len(ids) - 1:-1], 2).values
+        cases.append({"text": text, "chat": chat, "prompt": ids, "greedy": generated,
+                      "margins": [round(float(a - b), 4) for a, b in top2.tolist()]})
+        print(text, generated, cases[-1]["margins"])
+    (out / "gemma3_270m_greedy.json").write_text(json.dumps({"model": model_path.name, "cases": cases}, indent=1) + "\n")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("tests/fixtures/model"))
+    parser.add_argument("--real", type=pathlib.Path, help="also write gemma3_270m_greedy.json from this GGUF")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.real:
+        real(args.real, args.out)
     for name, v in VARIANTS.items():
         model = make_model(v)
         write_hf(model, args.out / name)
