@@ -58,7 +58,7 @@ struct HostPagedCache {
   }
 };
 
-// Attention of one query head over positions [0, ctx) of a sequence, in double precision, with
+// Attention of one query head over positions [first, ctx) of a sequence, in double precision, with
 // the tolerance a correct fp16/fp32 kernel meets:
 //   fp16 output rounding                               2^-11·|out|
 //   P rounded to fp16 before P·V                        2^-11·Σp|v|/l, plus 2^-25 absolute per
@@ -72,11 +72,12 @@ struct ReferenceHead {
 };
 
 inline ReferenceHead reference_attention(const HostPagedCache& cache, const std::vector<int32_t>& table,
-                                         int kv_head, const float* q, int64_t ctx, double scale) {
+                                         int kv_head, const float* q, int64_t ctx, double scale,
+                                         int64_t first = 0) {
   const int hd = cache.head_dim;
-  std::vector<double> scores(static_cast<size_t>(ctx));
+  std::vector<double> scores(static_cast<size_t>(ctx), 0.0);
   double max_score = -INFINITY, max_abs_dot = 0;
-  for (int64_t j = 0; j < ctx; ++j) {
+  for (int64_t j = first; j < ctx; ++j) {
     const size_t base = cache.at(table[size_t(j / cache.page_size)], kv_head, int(j % cache.page_size));
     double dot = 0, abs_dot = 0;
     for (int d = 0; d < hd; ++d) {
@@ -89,10 +90,10 @@ inline ReferenceHead reference_attention(const HostPagedCache& cache, const std:
     max_abs_dot = std::max(max_abs_dot, abs_dot);
   }
   double l = 0;
-  for (auto& s : scores) l += (s = std::exp(s - max_score));
+  for (int64_t j = first; j < ctx; ++j) l += (scores[size_t(j)] = std::exp(scores[size_t(j)] - max_score));
   ReferenceHead r{std::vector<double>(size_t(hd), 0.0), std::vector<double>(size_t(hd), 0.0)};
   std::vector<double> abs_sum(size_t(hd), 0.0), max_v(size_t(hd), 0.0);
-  for (int64_t j = 0; j < ctx; ++j) {
+  for (int64_t j = first; j < ctx; ++j) {
     const size_t base = cache.at(table[size_t(j / cache.page_size)], kv_head, int(j % cache.page_size));
     for (int d = 0; d < hd; ++d) {
       const double v = fp16_to_fp32(cache.values[base + size_t(d)]);

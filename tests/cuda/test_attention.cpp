@@ -40,12 +40,17 @@ struct PrefillCase {
   int n_heads, n_kv_heads, head_dim, page_size, rows, pos0;
   float q_range = 1.0f;
   float scale = 0;  // 0: 1/sqrt(head_dim)
+  int window = 0;   // sliding window (0: none)
 };
+
+// The first key a query at position `pos` sees.
+int64_t window_first(int64_t pos, int window) { return window > 0 ? std::max<int64_t>(0, pos + 1 - window) : 0; }
 
 void check_prefill(const PrefillCase& c) {
   SCOPED_TRACE(testing::Message() << "heads " << c.n_heads << "/" << c.n_kv_heads << " hd " << c.head_dim << " page "
-                                  << c.page_size << " rows " << c.rows << " pos0 " << c.pos0);
-  const cuda::AttentionGeometry g = geometry(c.n_heads, c.n_kv_heads, c.head_dim, c.page_size);
+                                  << c.page_size << " rows " << c.rows << " pos0 " << c.pos0 << " window " << c.window);
+  cuda::AttentionGeometry g = geometry(c.n_heads, c.n_kv_heads, c.head_dim, c.page_size);
+  g.window = c.window;
   const float scale = c.scale != 0 ? c.scale : 1.0f / std::sqrt(float(c.head_dim));
   const int64_t ctx = int64_t(c.pos0) + c.rows;
   const int table_len = int((ctx + c.page_size - 1) / c.page_size);
@@ -68,7 +73,7 @@ void check_prefill(const PrefillCase& c) {
     for (int h = 0; h < c.n_heads; ++h) {
       const ReferenceHead r = reference_attention(cache, table, h / (c.n_heads / c.n_kv_heads),
                                                   q.data() + size_t(t) * row_len + size_t(h * c.head_dim),
-                                                  int64_t(c.pos0) + t + 1, scale);
+                                                  int64_t(c.pos0) + t + 1, scale, window_first(c.pos0 + t, c.window));
       ref.insert(ref.end(), r.out.begin(), r.out.end());
       tol.insert(tol.end(), r.tolerance.begin(), r.tolerance.end());
     }
@@ -96,6 +101,7 @@ struct DecodeCase {
   std::vector<int> lens;
   int max_len;
   float q_range = 1.0f;
+  int window = 0;  // sliding window (0: none)
 };
 
 struct DecodeSetup {
@@ -112,6 +118,7 @@ DecodeSetup make_decode(const DecodeCase& c, std::mt19937& rng) {
   const int batch = int(c.lens.size());
   DecodeSetup s{geometry(c.n_heads, c.n_kv_heads, c.head_dim, c.page_size), 1.0f / std::sqrt(float(c.head_dim)),
                 max_pages, HostPagedCache(c.n_kv_heads, c.head_dim, c.page_size, batch * max_pages + 1, rng), {}, {}};
+  s.g.window = c.window;
   for (int len : c.lens) s.tables.push_back(s.cache.add_sequence(len, max_pages, rng));
   s.qkv = random_queries(batch, s.g, c.q_range, rng);
   return s;
@@ -131,7 +138,8 @@ void expect_decode_matches(const DecodeSetup& s, const std::vector<int>& lens, c
         continue;
       }
       const ReferenceHead r = reference_attention(s.cache, s.tables[b], h / (g.n_heads / g.n_kv_heads),
-                                                  q.data() + b * row_len + size_t(h * g.head_dim), lens[b], s.scale);
+                                                  q.data() + b * row_len + size_t(h * g.head_dim), lens[b], s.scale,
+                                                  window_first(lens[b] - 1, g.window));
       ref.insert(ref.end(), r.out.begin(), r.out.end());
       tol.insert(tol.end(), r.tolerance.begin(), r.tolerance.end());
     }
@@ -169,6 +177,25 @@ TEST(CudaAttention, Decode) {
   check_decode({40, 2, 64, 16, {100, 33}, 128});                       // group 20: two head tiles
   check_decode({8, 8, 128, 16, {700, 3}, 1024, 4.0f});                 // peaked softmax
   check_decode({32, 8, 128, 16, {8192}, 8192});                        // a long context, many chunks
+}
+
+// Sliding windows (Gemma 3): keys before the window are skipped by whole tiles or masked, in
+// windows shorter and longer than a 64-key tile, starting inside pages.
+TEST(CudaAttention, PrefillSlidingWindow) {
+  MARLIN_REQUIRE_GPU();
+  check_prefill({4, 1, 256, 32, 200, 0, 1.0f, 0, 16});   // windows inside one tile
+  check_prefill({4, 1, 256, 32, 300, 0, 1.0f, 0, 100});  // a window across tiles, first tiles skipped
+  check_prefill({8, 2, 128, 16, 130, 45, 2.0f, 0, 70});  // pos0 > 0
+  check_prefill({6, 2, 64, 16, 70, 1000, 1.0f, 0, 512}); // a short prompt after a long context
+  check_prefill({4, 4, 64, 16, 40, 0, 1.0f, 0, 1});      // each query sees only itself
+}
+
+TEST(CudaAttention, DecodeSlidingWindow) {
+  MARLIN_REQUIRE_GPU();
+  check_decode({4, 1, 256, 32, {1, 15, 16, 17, 100, 600}, 1024, 1.0f, 16});
+  check_decode({4, 1, 256, 32, {511, 512, 513, 3000}, 4096, 1.0f, 512});   // many chunks, most before the window
+  check_decode({32, 8, 128, 16, {8192, 0, 70}, 8192, 1.0f, 1000});
+  check_decode({8, 8, 64, 16, {5, 300}, 512, 4.0f, 1});
 }
 
 TEST(CudaAttention, DecodeLargeBatch) {

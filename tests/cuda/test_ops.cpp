@@ -1,12 +1,13 @@
 // Conformance of the GPU transformer ops (backend/cuda/ops.h) with CPU references: RMSNorm (and its
-// fusion with the residual add), per-head Q/K RMSNorm, SwiGLU, embedding, fp16 → fp32, argmax,
-// RoPE + KV-cache store.
+// fusion with the residual add, and of fp16 rows in place), per-head Q/K RMSNorm, SwiGLU, GeGLU
+// (GELU-tanh), embedding (scaled), fp16 → fp32, argmax, RoPE + KV-cache store.
 // Inputs are fp16-exact; tolerances come from fp16 output rounding (kHalfUlp) plus the fp32 error
 // of the computation, stated next to each check.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <limits>
+#include <numbers>
 #include <numeric>
 #include <random>
 #include <vector>
@@ -118,6 +119,33 @@ TEST(CudaOps, QkNorm) {
   }
 }
 
+// In place on fp16 rows (Gemma's norms of a block's outputs), rows of very different sizes.
+TEST(CudaOps, RmsNormHalf) {
+  MARLIN_REQUIRE_GPU();
+  for (auto [rows, n] : {std::pair<int64_t, int64_t>{1, 8}, {4, 640}, {3, 4104}}) {
+    SCOPED_TRACE(testing::Message() << "rows " << rows << " n " << n);
+    std::mt19937 rng(uint32_t(rows * 13 + n));
+    std::vector<uint16_t> a = random_halves(size_t(rows * n), -3.0f, 3.0f, rng);
+    for (int64_t i = 0; i < n; ++i) a[size_t(i)] = fp32_to_fp16(fp16_to_fp32(a[size_t(i)]) * 1e3f);  // a large row
+    std::vector<float> weight(static_cast<size_t>(n));
+    std::uniform_real_distribution<float> wdist(0.5f, 1.5f);
+    for (auto& w : weight) w = wdist(rng);
+    DeviceBuffer<uint16_t> da(a);
+    DeviceBuffer<float> dw(weight);
+    const float eps = 1e-6f;
+    cuda::rms_norm_half(as_half(da), dw.get(), eps, rows, n, nullptr);
+    const std::vector<float> got = to_float(da.download());
+    std::vector<double> ref(got.size());
+    std::vector<float> row(static_cast<size_t>(n)), normed(static_cast<size_t>(n));
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t i = 0; i < n; ++i) row[size_t(i)] = fp16_to_fp32(a[size_t(r * n + i)]);
+      cpu::rms_norm(row.data(), weight.data(), eps, n, normed.data());
+      for (int64_t i = 0; i < n; ++i) ref[size_t(r * n + i)] = normed[size_t(i)];
+    }
+    expect_within(got, ref, [&](size_t i) { return fp16_output_tolerance(ref[i]); }, "rms_norm_half");
+  }
+}
+
 TEST(CudaOps, SiluMul) {
   MARLIN_REQUIRE_GPU();
   for (auto [rows, f] : {std::pair<int64_t, int64_t>{1, 8}, {3, 1536}, {5, 8200}}) {
@@ -143,6 +171,35 @@ TEST(CudaOps, SiluMul) {
   }
 }
 
+TEST(CudaOps, GeluTanhMul) {
+  MARLIN_REQUIRE_GPU();
+  for (auto [rows, f] : {std::pair<int64_t, int64_t>{1, 8}, {3, 2048}, {5, 8200}}) {
+    SCOPED_TRACE(testing::Message() << "rows " << rows << " f " << f);
+    std::mt19937 rng(uint32_t(rows * 3 + f));
+    std::vector<uint16_t> gate_up = random_halves(size_t(rows * 2 * f), -8.0f, 8.0f, rng);
+    gate_up[0] = fp32_to_fp16(-30.0f);  // saturated: gelu → 0 and → g
+    gate_up[1] = fp32_to_fp16(30.0f);
+    gate_up[2] = fp32_to_fp16(-1000.0f);
+    DeviceBuffer<uint16_t> din(gate_up), dout(size_t(rows * f));
+    cuda::gelu_tanh_mul(as_half(din), rows, f, as_half(dout), nullptr);
+    const std::vector<float> got = to_float(dout.download());
+    std::vector<double> ref(got.size());
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t i = 0; i < f; ++i) {
+        const double g = fp16_to_fp32(gate_up[size_t(r * 2 * f + i)]);
+        const double u = fp16_to_fp32(gate_up[size_t(r * 2 * f + f + i)]);
+        ref[size_t(r * f + i)] = 0.5 * g * (1 + std::tanh(std::sqrt(2 / std::numbers::pi) * (g + 0.044715 * g * g * g))) * u;
+      }
+    // fp16 output rounding; tanhf and the fp32 products add a few 2^-23 relative, and near
+    // gelu's zero crossing (g ≈ -3…-5, where 1 + tanh cancels) at most 2^-22·|g·u| absolute.
+    expect_within(got, ref, [&](size_t i) {
+      const double g = fp16_to_fp32(gate_up[(i / size_t(f)) * size_t(2 * f) + i % size_t(f)]);
+      const double u = fp16_to_fp32(gate_up[(i / size_t(f)) * size_t(2 * f) + size_t(f) + i % size_t(f)]);
+      return fp16_output_tolerance(ref[i]) + 0x1p-22 * std::abs(g * u);
+    }, "gelu_tanh_mul");
+  }
+}
+
 TEST(CudaOps, Embed) {
   MARLIN_REQUIRE_GPU();
   const int64_t vocab = 1000, d = 576;
@@ -152,12 +209,14 @@ TEST(CudaOps, Embed) {
   DeviceBuffer<uint16_t> dtable(table);
   DeviceBuffer<int32_t> dtokens(tokens);
   DeviceBuffer<float> dx(tokens.size() * size_t(d));
-  cuda::embed(as_half(dtable), d, dtokens.get(), int64_t(tokens.size()), 1.0f, dx.get(), nullptr);
-  const std::vector<float> x = dx.download();
-  for (size_t t = 0; t < tokens.size(); ++t)
-    for (int64_t i = 0; i < d; ++i)
-      ASSERT_EQ(x[t * size_t(d) + size_t(i)], fp16_to_fp32(table[size_t(tokens[t] * d + i)]))
-          << "token " << t << " element " << i;
+  for (const float scale : {1.0f, std::sqrt(640.0f)}) {  // Gemma scales embeddings by sqrt(d_model)
+    cuda::embed(as_half(dtable), d, dtokens.get(), int64_t(tokens.size()), scale, dx.get(), nullptr);
+    const std::vector<float> x = dx.download();
+    for (size_t t = 0; t < tokens.size(); ++t)
+      for (int64_t i = 0; i < d; ++i)
+        ASSERT_EQ(x[t * size_t(d) + size_t(i)], fp16_to_fp32(table[size_t(tokens[t] * d + i)]) * scale)
+            << "token " << t << " element " << i << " scale " << scale;
+  }
 }
 
 TEST(CudaOps, HalfToFloat) {

@@ -111,8 +111,8 @@ TEST(HfConfig, BadConfigs) {
     return j;
   };
   expect_rejected(Json::array(), "the JSON is array, not an object");
-  expect_rejected(with("architectures", {"Gemma3ForCausalLM"}),
-                  "architecture 'Gemma3ForCausalLM' is not supported (supported: LlamaForCausalLM");
+  expect_rejected(with("architectures", {"Gemma2ForCausalLM"}),
+                  "architecture 'Gemma2ForCausalLM' is not supported (supported: LlamaForCausalLM");
   expect_rejected(Json{{"model_type", "gpt_oss"}}, "architecture 'gpt_oss' is not supported");
   expect_rejected(Json::object(), "neither 'architectures' nor 'model_type'");
   expect_rejected(with("architectures", "LlamaForCausalLM"), "'architectures' is not a list of class names");

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <tuple>
 
+#include "formats/hf_config.h"
 #include "model/model.h"
 #include "model/model_source.h"
 #include "reference.h"
@@ -58,6 +59,36 @@ TEST(Gemma3Config, BothLoadersReadTheSameModel) {
   EXPECT_FLOAT_EQ(c.query_scale(), 1.0f / std::sqrt(40.0f));
   EXPECT_EQ(c.rope.scaling, RopeScaling::kLinear);
   EXPECT_EQ(c.sliding_rope->scaling, RopeScaling::kNone);
+}
+
+// transformers 4.x wrote Gemma 3's RoPE as rope_theta, rope_local_base_freq and a rope_scaling
+// that applies to the global layers only; no layer_types, a sliding_window_pattern.
+TEST(Gemma3Config, ReadsTransformers4Configs) {
+  const auto j = nlohmann::json::parse(R"({
+    "architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3_text", "hidden_size": 640,
+    "intermediate_size": 2048, "num_hidden_layers": 12, "num_attention_heads": 4, "num_key_value_heads": 1,
+    "head_dim": 256, "vocab_size": 1000, "query_pre_attn_scalar": 256, "sliding_window": 512,
+    "sliding_window_pattern": 6, "rope_theta": 1000000.0, "rope_local_base_freq": 10000.0,
+    "rope_scaling": {"rope_type": "linear", "factor": 8.0}, "torch_dtype": "bfloat16",
+    "hidden_activation": "gelu_pytorch_tanh", "final_logit_softcapping": null})");
+  const ModelConfig c = model_config_from_hf(j);
+  EXPECT_EQ(c.sliding_window, (std::vector<int>{512, 512, 512, 512, 512, 0, 512, 512, 512, 512, 512, 0}));
+  EXPECT_EQ(c.rope.theta, 1e6f);
+  EXPECT_EQ(c.rope.scaling, RopeScaling::kLinear);
+  EXPECT_EQ(c.rope.factor, 8.0f);
+  EXPECT_EQ(c.sliding_rope->theta, 1e4f);
+  EXPECT_EQ(c.sliding_rope->scaling, RopeScaling::kNone);
+  EXPECT_EQ(c.embedding_scale, 25.25f);  // sqrt(640) = 25.298 in bfloat16, as transformers casts it
+  EXPECT_EQ(c.norm_weight_offset, 1.0f);
+
+  for (const char* bad : {R"({"final_logit_softcapping": 30.0})", R"({"attn_logit_softcapping": 50.0})",
+                          R"({"hidden_activation": "gelu"})", R"({"use_bidirectional_attention": true})",
+                          R"({"layer_types": ["sliding_attention"]})", R"({"layer_types": ["local", "global",
+                          "local", "local", "local", "local", "local", "local", "local", "local", "local", "local"]})"}) {
+    nlohmann::json broken = j;
+    broken.merge_patch(nlohmann::json::parse(bad));
+    EXPECT_THROW(model_config_from_hf(broken), Error) << bad;
+  }
 }
 
 class TinyGemma3Parity : public ::testing::TestWithParam<Variant> {};
