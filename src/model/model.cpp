@@ -6,14 +6,16 @@
 
 #include "core/error.h"
 #include "model/llama.h"
+#include "model/mixtral.h"
 #include "model/model_source.h"
 
 namespace marlin {
 
 std::unique_ptr<Model> load_model(const ModelSource& source, ThreadPool& pool, DeviceKind device) {
   const std::string& arch = source.config().architecture;
-  if (arch == "llama") return load_llama(source, make_backend(device, pool));
-  fail("model: architecture '{}' is not supported yet (supported: llama)", arch);
+  const bool sparse = source.config().moe.n_experts > 0;
+  if (arch == "llama") return (sparse ? load_mixtral : load_llama)(source, make_backend(device, pool));
+  fail("model: architecture '{}' is not supported yet (supported: llama, mixtral)", arch);
 }
 
 namespace {
