@@ -156,6 +156,10 @@ class Backend {
   virtual void add(Act x, Act delta) = 0;
   // out = in · Wᵀ
   virtual void matmul(const BackendLinear& w, Act in, Act out) = 0;
+  // Per-head RMSNorm of the qkv rows in place, before RoPE (Qwen3, Gemma 3): each q head is
+  // normalized over head_dim values and scaled by q_weight, each k head by k_weight (head_dim
+  // values each); v is left alone.
+  virtual void qk_norm(Act qkv, const BackendTensor& q_weight, const BackendTensor& k_weight, float eps) = 0;
   // Rotates the q and k heads of the qkv rows and stores k and v in `cache` for `layer`.
   virtual void rope_store_kv(Act qkv, KvCache& cache, int layer) = 0;
   // Causal attention of the step's queries (from qkv) over the cache; out: rows × n_heads·head_dim.

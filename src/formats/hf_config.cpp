@@ -25,6 +25,7 @@ constexpr Architecture kArchitectures[] = {
     {"LlamaForCausalLM", "llama", "llama", 2048},
     {"MistralForCausalLM", "mistral", "llama", 4096 * 32},
     {"Qwen2ForCausalLM", "qwen2", "qwen2", 32768},
+    {"Qwen3ForCausalLM", "qwen3", "qwen3", 32768},
     {"MixtralForCausalLM", "mixtral", "llama", 4096 * 32},
     {"Qwen3MoeForCausalLM", "qwen3_moe", "qwen3moe", 32768},
 };
@@ -43,7 +44,7 @@ const Architecture& find_architecture(const Json& j) {
   MARLIN_CHECK(hf_class || model_type, "config.json: neither 'architectures' nor 'model_type' names the model");
   fail(
       "config.json: architecture {} is not supported (supported: LlamaForCausalLM, MistralForCausalLM, "
-      "Qwen2ForCausalLM, MixtralForCausalLM, Qwen3MoeForCausalLM)",
+      "Qwen2ForCausalLM, Qwen3ForCausalLM, MixtralForCausalLM, Qwen3MoeForCausalLM)",
       gguf_quote(hf_class ? *hf_class : *model_type));
 }
 
@@ -218,6 +219,8 @@ ModelConfig model_config_from_hf(const Json& j) {
   if (c.name.empty()) c.name = std::string(arch.hf_class);
 
   const std::string act = json_string(j, "hidden_act", kSource).value_or("silu");
+  MARLIN_CHECK(arch.model_type != "qwen3" || !json_bool(j, "attention_bias", kSource).value_or(false),
+               "config.json: Qwen3 with attention_bias is not supported");
   MARLIN_CHECK(act == "silu" || act == "swish", "config.json: hidden_act {} is not supported (expected silu)",
                gguf_quote(act));
 
@@ -251,7 +254,7 @@ ModelConfig model_config_from_hf(const Json& j) {
     window = j.contains("sliding_window") ? json_int(j, "sliding_window", kSource) : std::optional<int64_t>(4096);
   } else if (arch.model_type == "mixtral" && j.contains("sliding_window") && !j["sliding_window"].is_null()) {
     window = json_int(j, "sliding_window", kSource);
-  } else if ((arch.model_type == "qwen2" || arch.model_type == "qwen3_moe") &&
+  } else if ((arch.model_type == "qwen2" || arch.model_type == "qwen3" || arch.model_type == "qwen3_moe") &&
              json_bool(j, "use_sliding_window", kSource).value_or(false)) {
     window = j.contains("sliding_window") ? json_int(j, "sliding_window", kSource) : std::optional<int64_t>(4096);
   }
@@ -265,9 +268,10 @@ ModelConfig model_config_from_hf(const Json& j) {
 bool hf_tie_word_embeddings(const Json& j) { return json_bool(j, "tie_word_embeddings", kSource).value_or(false); }
 
 Json hf_config_from_model_config(const ModelConfig& c) {
-  const bool qwen2 = c.architecture == "qwen2";
-  MARLIN_CHECK(qwen2 || c.architecture == "llama", "config.json: architecture '{}' has no Hugging Face form here",
-               c.architecture);
+  const Architecture* arch = nullptr;
+  for (const auto& a : kArchitectures)
+    if (!arch && a.family == c.architecture) arch = &a;
+  MARLIN_CHECK(arch != nullptr, "config.json: architecture '{}' has no Hugging Face form here", c.architecture);
   MARLIN_CHECK(c.rope.freq_factors.empty(),
                "config.json: RoPE frequency factors cannot be written as config.json fields");
   const bool mixtral = c.architecture == "llama" && c.moe.n_experts > 0;
@@ -275,8 +279,8 @@ Json hf_config_from_model_config(const ModelConfig& c) {
                                         c.moe.routing.scoring == RouterScoring::kSoftmax && c.moe.d_expert_ffn == c.d_ffn),
                "config.json: this mixture-of-experts model has no Hugging Face form here yet");
   Json j = {
-      {"architectures", {qwen2 ? "Qwen2ForCausalLM" : "LlamaForCausalLM"}},
-      {"model_type", qwen2 ? "qwen2" : "llama"},
+      {"architectures", {arch->hf_class}},
+      {"model_type", arch->model_type},
       {"_name_or_path", c.name},
       {"hidden_act", "silu"},
       {"hidden_size", c.d_model},

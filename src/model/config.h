@@ -71,7 +71,8 @@ struct ModelConfig {
 };
 
 // From GGUF metadata (the `<arch>.*` keys); throws marlin::Error naming a missing or
-// inconsistent key. GGUF Llama files store Q/K rows for adjacent-pair RoPE.
+// inconsistent key. GGUF Llama files store Q/K rows for adjacent-pair RoPE, other families
+// (qwen2, qwen3, ...) for half-split pairs.
 ModelConfig model_config_from_gguf(const GgufFile& file);
 
 }  // namespace marlin

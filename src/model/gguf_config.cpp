@@ -71,7 +71,9 @@ ModelConfig model_config_from_gguf(const GgufFile& file) {
   }
 
   RopeConfig& r = c.rope;
-  r.pairing = RopePairing::kAdjacent;
+  // llama.cpp's converter permutes Llama's Q/K rows so that RoPE pairs are adjacent; the other
+  // families keep Hugging Face's order (llama.cpp's "NEOX" rotation).
+  r.pairing = c.architecture == "llama" ? RopePairing::kAdjacent : RopePairing::kHalfSplit;
   r.theta = optional_float(file, a + "rope.freq_base", 10000.0f);
   MARLIN_CHECK(r.theta > 1.0f, "model: rope.freq_base {} is out of range", r.theta);
   r.dim = optional_int(file, a + "rope.dimension_count", c.head_dim, 2, c.head_dim);

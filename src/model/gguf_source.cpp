@@ -24,13 +24,15 @@ constexpr std::array<std::pair<std::string_view, std::string_view>, 3> kGlobalNa
     {"model.norm.weight", "output_norm.weight"},
     {"lm_head.weight", "output.weight"},
 }};
-constexpr std::array<std::pair<std::string_view, std::string_view>, 9> kLayerNames = {{
+constexpr std::array<std::pair<std::string_view, std::string_view>, 11> kLayerNames = {{
     {"input_layernorm.weight", "attn_norm.weight"},
     {"post_attention_layernorm.weight", "ffn_norm.weight"},
     {"self_attn.q_proj.weight", "attn_q.weight"},
     {"self_attn.k_proj.weight", "attn_k.weight"},
     {"self_attn.v_proj.weight", "attn_v.weight"},
     {"self_attn.o_proj.weight", "attn_output.weight"},
+    {"self_attn.q_norm.weight", "attn_q_norm.weight"},
+    {"self_attn.k_norm.weight", "attn_k_norm.weight"},
     {"mlp.gate_proj.weight", "ffn_gate.weight"},
     {"mlp.up_proj.weight", "ffn_up.weight"},
     {"mlp.down_proj.weight", "ffn_down.weight"},

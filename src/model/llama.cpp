@@ -23,6 +23,10 @@ class LlamaModel final : public DecoderModel {
       l.attn_norm = be_->vector(require_vector(source, p + "input_layernorm.weight", d));
       l.ffn_norm = be_->vector(require_vector(source, p + "post_attention_layernorm.weight", d));
       // Projections that read the same input are stacked: q, k, v → qkv; gate, up → gate_up.
+      if (c.architecture == "qwen3") {
+        l.q_norm = be_->vector(require_vector(source, p + "self_attn.q_norm.weight", c.head_dim));
+        l.k_norm = be_->vector(require_vector(source, p + "self_attn.k_norm.weight", c.head_dim));
+      }
       l.qkv = add_linear(i, source,
                          {{p + "self_attn.q_proj.weight", qd, d},
                           {p + "self_attn.k_proj.weight", kvd, d},
@@ -38,12 +42,14 @@ class LlamaModel final : public DecoderModel {
 
   struct Layer {
     std::unique_ptr<BackendTensor> attn_norm, ffn_norm;
+    std::unique_ptr<BackendTensor> q_norm, k_norm;  // Qwen3: per-head RMSNorm of q and k before RoPE
     const StackedLinear *qkv, *wo, *gate_up, *down;
   };
 
   const BackendTensor& input_norm(int layer) const override { return *layers_[size_t(layer)].attn_norm; }
 
-  // Pre-norm block: RMSNorm → attention with RoPE → residual, RMSNorm → SwiGLU MLP → residual.
+  // Pre-norm block: RMSNorm → attention with RoPE (Qwen3: q and k heads normalized first) →
+  // residual, RMSNorm → SwiGLU MLP → residual.
   void block(int li, Act x, Act h, KvCache& cache, const LinearInputObserver* observer,
              const BackendTensor* next_norm) override {
     const ModelConfig& c = config_;
@@ -58,6 +64,7 @@ class LlamaModel final : public DecoderModel {
 
     observe(observer, 0, h);
     be_->matmul(**l.qkv, h, qkv);
+    if (l.q_norm) be_->qk_norm(qkv, *l.q_norm, *l.k_norm, c.rms_eps);
     be_->rope_store_kv(qkv, cache, li);
     be_->attention(qkv, cache, li, attn);
     observe(observer, 1, attn);

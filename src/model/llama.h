@@ -1,5 +1,6 @@
-// The Llama family decoder (Llama 1/2/3, SmolLM, Mistral-style GQA): pre-norm blocks of
-// RMSNorm → attention with RoPE → residual, RMSNorm → SwiGLU MLP → residual.
+// The Llama family decoder (Llama 1/2/3, SmolLM, Mistral-style GQA, Qwen3): pre-norm blocks of
+// RMSNorm → attention with RoPE → residual, RMSNorm → SwiGLU MLP → residual; Qwen3 normalizes
+// each q and k head (RMSNorm over head_dim) before RoPE.
 #pragma once
 
 #include <memory>

@@ -1,5 +1,6 @@
 // Whole models on the CUDA backend against the CPU backend: the default model (Q4_1 weights,
-// which the GPU runs as fp16) and small random int4, int3 and int2 models (the fused kernels).
+// which the GPU runs as fp16), small random int4, int3 and int2 models (the fused kernels) and a
+// tiny Qwen3 (per-head q/k norms).
 //
 // The CPU reference runs with exact activations (fp32 activations, fp64 accumulation), so its
 // error is fp32 rounding only. The GPU rounds to fp16 (unit roundoff u = 2^-11) at every matmul
@@ -102,6 +103,13 @@ TEST(CudaModel, Int4ModelMatchesCpu) {
 // a few percent (cuBLAS on the same weights in fp16 moves them as much). So a step's error must
 // stay within the fp16 bound, or within 1.5× the error of the GPU's fp16 path on the same weights
 // dequantized (a model whose linear weights were replaced by their f32 values).
+// Qwen3's per-head q/k norms (fp32 weights, run in fp16 on the GPU).
+TEST(CudaModel, Qwen3MatchesCpu) {
+  MARLIN_REQUIRE_GPU();
+  auto source = open_model_source(std::string(MARLIN_FIXTURES_DIR) + "/model/tiny_qwen3");
+  compare_backends(*source, {1, 17, 100, 3, 99, 126, 7, 8, 30, 51, 2, 45, 46, 47, 100, 101, 5}, 12);
+}
+
 TEST(CudaModel, LowBitModelsMatchCpu) {
   MARLIN_REQUIRE_GPU();
   ExactActivations exact;

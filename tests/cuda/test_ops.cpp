@@ -1,5 +1,6 @@
 // Conformance of the GPU transformer ops (backend/cuda/ops.h) with CPU references: RMSNorm (and its
-// fusion with the residual add), SwiGLU, embedding, fp16 → fp32, argmax, RoPE + KV-cache store.
+// fusion with the residual add), per-head Q/K RMSNorm, SwiGLU, embedding, fp16 → fp32, argmax,
+// RoPE + KV-cache store.
 // Inputs are fp16-exact; tolerances come from fp16 output rounding (kHalfUlp) plus the fp32 error
 // of the computation, stated next to each check.
 #include <gtest/gtest.h>
@@ -77,6 +78,44 @@ TEST(CudaOps, AddRmsNorm) {
   MARLIN_REQUIRE_GPU();
   for (auto [rows, n] : {std::pair<int64_t, int64_t>{1, 8}, {7, 576}, {33, 2048}, {3, 8200}})
     check_rms_norm(rows, n, true);
+}
+
+// Per-head norms of q and k in a qkv row (Qwen3, Gemma 3); v and the padding after it stay as they were.
+TEST(CudaOps, QkNorm) {
+  MARLIN_REQUIRE_GPU();
+  struct Shape {
+    int64_t rows;
+    int q_heads, k_heads, head_dim;
+  };
+  for (const Shape s : {Shape{1, 4, 1, 256}, Shape{5, 16, 8, 128}, Shape{3, 3, 1, 64}, Shape{2, 2, 2, 8}}) {
+    SCOPED_TRACE(testing::Message() << "rows " << s.rows << " heads " << s.q_heads << "/" << s.k_heads << " dim "
+                                    << s.head_dim);
+    const int64_t stride = int64_t(s.q_heads + 2 * s.k_heads) * s.head_dim + 8;  // v and 8 more values after k
+    std::mt19937 rng(uint32_t(s.rows * 31 + s.head_dim));
+    std::vector<uint16_t> qkv = random_halves(size_t(s.rows * stride), -4.0f, 4.0f, rng);
+    for (int i = 0; i < s.head_dim; ++i) qkv[size_t(i)] = fp32_to_fp16(1e-3f * float(i % 7));  // a tiny head
+    std::vector<float> qw(size_t(s.head_dim)), kw(size_t(s.head_dim));
+    std::uniform_real_distribution<float> wdist(0.5f, 1.5f);
+    for (auto& w : qw) w = wdist(rng);
+    for (auto& w : kw) w = -wdist(rng);
+    DeviceBuffer<uint16_t> dqkv(qkv);
+    DeviceBuffer<float> dqw(qw), dkw(kw);
+    const float eps = 1e-6f;
+    cuda::qk_norm(as_half(dqkv), s.rows, stride, s.q_heads, s.k_heads, s.head_dim, dqw.get(), dkw.get(), eps, nullptr);
+    const std::vector<float> got = to_float(dqkv.download());
+    std::vector<double> ref(got.size());
+    std::vector<float> head(size_t(s.head_dim)), normed(size_t(s.head_dim));
+    for (int64_t r = 0; r < s.rows; ++r) {
+      for (int64_t i = 0; i < stride; ++i) ref[size_t(r * stride + i)] = fp16_to_fp32(qkv[size_t(r * stride + i)]);
+      for (int h = 0; h < s.q_heads + s.k_heads; ++h) {
+        const int64_t at = r * stride + int64_t(h) * s.head_dim;
+        for (int i = 0; i < s.head_dim; ++i) head[size_t(i)] = fp16_to_fp32(qkv[size_t(at + i)]);
+        cpu::rms_norm(head.data(), h < s.q_heads ? qw.data() : kw.data(), eps, s.head_dim, normed.data());
+        for (int i = 0; i < s.head_dim; ++i) ref[size_t(at + i)] = normed[size_t(i)];
+      }
+    }
+    expect_within(got, ref, [&](size_t i) { return fp16_output_tolerance(ref[i]); }, "qk_norm");
+  }
 }
 
 TEST(CudaOps, SiluMul) {

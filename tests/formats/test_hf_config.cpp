@@ -113,7 +113,7 @@ TEST(HfConfig, BadConfigs) {
   expect_rejected(Json::array(), "the JSON is array, not an object");
   expect_rejected(with("architectures", {"Gemma3ForCausalLM"}),
                   "architecture 'Gemma3ForCausalLM' is not supported (supported: LlamaForCausalLM");
-  expect_rejected(Json{{"model_type", "qwen3"}}, "architecture 'qwen3' is not supported");
+  expect_rejected(Json{{"model_type", "gpt_oss"}}, "architecture 'gpt_oss' is not supported");
   expect_rejected(Json::object(), "neither 'architectures' nor 'model_type'");
   expect_rejected(with("architectures", "LlamaForCausalLM"), "'architectures' is not a list of class names");
   expect_rejected(without("hidden_size"), "'hidden_size' is missing");
@@ -147,8 +147,17 @@ TEST(HfConfig, ArchitectureFamilies) {
   j["architectures"] = {"Qwen2ForCausalLM"};
   EXPECT_EQ(model_config_from_hf(j).architecture, "qwen2");
   EXPECT_EQ(model_config_from_hf(j).context_length, 32768);  // transformers' Qwen2 default
+  j["architectures"] = {"Qwen3ForCausalLM"};
+  EXPECT_EQ(model_config_from_hf(j).architecture, "qwen3");
+  const Json back = hf_config_from_model_config(model_config_from_hf(j));
+  EXPECT_EQ(back["architectures"][0], "Qwen3ForCausalLM");
+  EXPECT_EQ(back["model_type"], "qwen3");
+  j["attention_bias"] = true;
+  EXPECT_THROW(model_config_from_hf(j), Error);  // q/k/v/o biases are not loaded
+  j.erase("attention_bias");
   j["architectures"] = {"MistralForCausalLM"};
   EXPECT_EQ(model_config_from_hf(j).architecture, "llama");
+  EXPECT_EQ(hf_config_from_model_config(model_config_from_hf(j))["architectures"][0], "LlamaForCausalLM");
   EXPECT_EQ(model_config_from_hf(j).context_length, 4096);  // the default sliding window caps it
   j.erase("architectures");
   j["model_type"] = "llama";

@@ -1,4 +1,5 @@
-// Forward pass of tiny random Llama checkpoints (fp32 weights) against transformers.
+// Forward pass of tiny random Llama-family checkpoints (fp32 weights: Llama with three RoPE
+// variants, Qwen3 from GGUF and from a Hugging Face directory) against transformers.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -22,15 +23,23 @@ double max_abs_diff(const float* ours, const double* ref, int n) {
   return worst;
 }
 
-class TinyLlamaParity : public ::testing::TestWithParam<std::string> {};
+// A reference (tools/make_llama_fixtures.py, make_qwen3_fixtures.py) and a checkpoint of its weights.
+struct Checkpoint {
+  const char* reference;
+  const char* path;  // relative to kDir
+};
+
+void PrintTo(const Checkpoint& c, std::ostream* os) { *os << c.path; }
+
+class TinyLlamaParity : public ::testing::TestWithParam<Checkpoint> {};
 
 // Our fp32 arithmetic differs from transformers' fp32 run only in summation order, so its
 // distance from the float64 reference must be of the same size: at most twice that of the fp32
 // transformers run.
 TEST_P(TinyLlamaParity, EveryPositionInOneBatch) {
-  const auto ref = testing::load_reference(kDir, GetParam());
+  const auto ref = testing::load_reference(kDir, GetParam().reference);
   ASSERT_FALSE(ref.logits.empty());
-  auto source = open_model_source(kDir + "/" + GetParam() + ".gguf");
+  auto source = open_model_source(kDir + "/" + GetParam().path);
   for (int threads : {1, 3}) {
     ThreadPool pool(threads);
     auto model = load_model(*source, pool);
@@ -44,8 +53,8 @@ TEST_P(TinyLlamaParity, EveryPositionInOneBatch) {
 }
 
 TEST_P(TinyLlamaParity, PrefillThenTokenByToken) {
-  const auto ref = testing::load_reference(kDir, GetParam());
-  auto source = open_model_source(kDir + "/" + GetParam() + ".gguf");
+  const auto ref = testing::load_reference(kDir, GetParam().reference);
+  auto source = open_model_source(kDir + "/" + GetParam().path);
   ThreadPool pool(2);
   auto model = load_model(*source, pool);
   auto cache = model->new_cache(int64_t(ref.tokens.size()));
@@ -113,7 +122,17 @@ TEST(TinyLlama, LayerByLayerReportsEveryLinearInput) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Variants, TinyLlamaParity,
-                         ::testing::Values("tiny_llama", "tiny_llama3_rope", "tiny_yarn"));
+                         ::testing::Values(Checkpoint{"tiny_llama", "tiny_llama.gguf"},
+                                           Checkpoint{"tiny_llama3_rope", "tiny_llama3_rope.gguf"},
+                                           Checkpoint{"tiny_yarn", "tiny_yarn.gguf"},
+                                           Checkpoint{"tiny_qwen3", "tiny_qwen3.gguf"},
+                                           Checkpoint{"tiny_qwen3", "tiny_qwen3"}),
+                         [](const ::testing::TestParamInfo<Checkpoint>& info) {
+                           std::string name = info.param.path;
+                           for (char& ch : name)
+                             if (ch == '.') ch = '_';
+                           return name.find("_gguf") == std::string::npos ? name + "_hf" : name;
+                         });
 
 }  // namespace
 }  // namespace marlin

@@ -170,6 +170,17 @@ class CpuBackend final : public Backend {
     }
   }
 
+  void qk_norm(Act qkv, const BackendTensor& q_weight, const BackendTensor& k_weight, float eps) override {
+    const float* qw = static_cast<const CpuVector&>(q_weight).values.data();
+    const float* kw = static_cast<const CpuVector&>(k_weight).values.data();
+    const int64_t hd = config_.head_dim;
+    for (int64_t t = 0; t < qkv.rows; ++t) {
+      float* head = f32(qkv) + t * qkv.cols;
+      for (int h = 0; h < config_.n_heads + config_.n_kv_heads; ++h, head += hd)
+        cpu::rms_norm(head, h < config_.n_heads ? qw : kw, eps, hd, head);
+    }
+  }
+
   void rope_store_kv(Act qkv, KvCache& cache, int layer) override {
     auto& kv = static_cast<CpuKvCache&>(cache);
     const int64_t hd = config_.head_dim, qd = config_.n_heads * hd, kvd = config_.n_kv_heads * hd;

@@ -287,6 +287,13 @@ class CudaBackend final : public Backend {
                    ctx_.stream);
   }
 
+  void qk_norm(Act qkv, const BackendTensor& q_weight, const BackendTensor& k_weight, float eps) override {
+    const OpTimer timer(*this, "qk_norm");
+    cuda::qk_norm(f16(qkv), qkv.rows, qkv.cols, geometry_.n_heads, geometry_.n_kv_heads, geometry_.head_dim,
+                  static_cast<const CudaVector&>(q_weight).values.get(),
+                  static_cast<const CudaVector&>(k_weight).values.get(), eps, ctx_.stream);
+  }
+
   void add_rms_norm(Act x, Act delta, const BackendTensor& weight, float eps, Act out) override {
     const OpTimer timer(*this, "add_rms_norm");
     cuda::add_rms_norm(f32(x), f16(delta), static_cast<const CudaVector&>(weight).values.get(), eps, x.rows, x.cols,

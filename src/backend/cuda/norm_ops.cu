@@ -81,7 +81,58 @@ void launch_rms_norm(const char* op, float* x, const __half* delta, const float*
   ops_detail::check_launch(op);
 }
 
+// One warp per head: each lane holds 8 values (head_dim ≤ 256), the warp sums their squares.
+__global__ void qk_norm_kernel(__half* qkv, int64_t rows, int64_t stride, int n_q_heads, int n_heads, int head_dim,
+                               const float* q_weight, const float* k_weight, float eps) {
+  pdl_prologue();
+  const int64_t item = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
+  if (item >= rows * n_heads) return;
+  const int64_t row = item / n_heads;
+  const int head = int(item % n_heads), lane = threadIdx.x % 32;
+  const bool active = lane * 8 < head_dim;
+  uint4* values = reinterpret_cast<uint4*>(qkv + row * stride + int64_t(head) * head_dim) + lane;
+  float v[8] = {};
+  if (active) {
+    const uint4 packed = *values;
+    const __half2* h = reinterpret_cast<const __half2*>(&packed);
+    for (int i = 0; i < 4; ++i) {
+      const float2 f = __half22float2(h[i]);
+      v[2 * i] = f.x, v[2 * i + 1] = f.y;
+    }
+  }
+  float squares = 0;
+  for (float x : v) squares += x * x;
+  for (int offset = 16; offset > 0; offset /= 2) squares += __shfl_xor_sync(0xffffffffu, squares, offset);
+  if (!active) return;
+  const float scale = rsqrtf(squares / float(head_dim) + eps);
+  const float* w = (head < n_q_heads ? q_weight : k_weight) + lane * 8;
+  uint4 packed;
+  __half2* h = reinterpret_cast<__half2*>(&packed);
+  for (int i = 0; i < 4; ++i) h[i] = __floats2half2_rn(v[2 * i] * scale * w[2 * i], v[2 * i + 1] * scale * w[2 * i + 1]);
+  *values = packed;
+}
+
 }  // namespace
+
+void qk_norm(__half* qkv, int64_t rows, int64_t stride, int n_q_heads, int n_k_heads, int head_dim,
+             const float* q_weight, const float* k_weight, float eps, cudaStream_t stream) {
+  using ops_detail::require;
+  const char* op = "qk_norm";
+  require(head_dim > 0 && head_dim % 8 == 0 && head_dim <= 256, op, "head_dim must be a multiple of 8 up to 256",
+          head_dim);
+  require(n_q_heads >= 1 && n_k_heads >= 1 && n_q_heads + n_k_heads <= 4096, op, "head counts out of range",
+          n_q_heads + n_k_heads);
+  require(stride % 8 == 0 && stride >= int64_t(n_q_heads + n_k_heads) * head_dim, op,
+          "row stride must be a multiple of 8 holding every q and k head", stride);
+  require(rows >= 0 && rows * (n_q_heads + n_k_heads) < (int64_t(1) << 40), op, "row count out of range", rows);
+  require(ops_detail::aligned16(qkv), op, "qkv must be 16-byte aligned", 0);
+  if (rows == 0) return;
+  constexpr int kWarps = 8;
+  const int64_t heads = rows * (n_q_heads + n_k_heads);
+  launch_pdl(qk_norm_kernel, unsigned((heads + kWarps - 1) / kWarps), kWarps * 32, 0, stream, qkv, rows, stride,
+             n_q_heads, n_q_heads + n_k_heads, head_dim, q_weight, k_weight, eps);
+  ops_detail::check_launch(op);
+}
 
 void rms_norm(const float* x, const float* weight, float eps, int64_t rows, int64_t n, __half* out,
               cudaStream_t stream) {

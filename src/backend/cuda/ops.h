@@ -29,6 +29,12 @@ void rms_norm(const float* x, const float* weight, float eps, int64_t rows, int6
 void add_rms_norm(float* x, const __half* delta, const float* weight, float eps, int64_t rows, int64_t n,
                   __half* out, cudaStream_t stream);
 
+// Per-head RMSNorm in place: for each of `rows` qkv rows (row stride `stride` values), the first
+// n_q_heads heads of head_dim values are normalized and scaled by q_weight, the next n_k_heads by
+// k_weight (fp32, head_dim values each); head_dim is a multiple of 8 and at most 256.
+void qk_norm(__half* qkv, int64_t rows, int64_t stride, int n_q_heads, int n_k_heads, int head_dim,
+             const float* q_weight, const float* k_weight, float eps, cudaStream_t stream);
+
 // x[i] += fp32(delta[i]) for count values (the residual add when no norm follows).
 void add_residual(float* x, const __half* delta, int64_t count, cudaStream_t stream);
 
