@@ -145,7 +145,35 @@ TEST_P(MoeParity, WrongRenormalizationIsNoticed) {
 
 INSTANTIATE_TEST_SUITE_P(Variants, MoeParity,
                          ::testing::Values(Checkpoint{"tiny_mixtral", "tiny_mixtral"},
-                                           Checkpoint{"tiny_mixtral.gguf", "tiny_mixtral"}));
+                                           Checkpoint{"tiny_mixtral.gguf", "tiny_mixtral"},
+                                           Checkpoint{"tiny_qwen3_moe", "tiny_qwen3_moe"},
+                                           Checkpoint{"tiny_qwen3_moe_norm", "tiny_qwen3_moe_norm"}));
+
+// Qwen3-MoE: sparse layers by mlp_only_layers and decoder_sparse_step, norm_topk_prob both ways,
+// and the dense layers' MLP as ordinary linear groups.
+TEST(TinyQwen3Moe, ConfigAndLinearGroups) {
+  auto source = open_model_source(kDir + "/tiny_qwen3_moe");
+  const ModelConfig& c = source->config();
+  EXPECT_EQ(c.architecture, "qwen3moe");
+  EXPECT_EQ(c.head_dim, 32);
+  EXPECT_EQ(c.moe.n_experts, 8);
+  EXPECT_EQ(c.moe.routing.top_k, 2);
+  EXPECT_FALSE(c.moe.routing.renormalize);
+  EXPECT_EQ(c.moe.d_expert_ffn, 32);
+  EXPECT_EQ(c.d_ffn, 96);
+  EXPECT_EQ(c.moe.sparse_layers, (std::vector<bool>{true, false, true}));
+  ThreadPool pool(1);
+  auto model = load_model(*source, pool);
+  EXPECT_EQ(model->linear_groups(0).size(), size_t(3 + 2 * 8));
+  const auto dense = model->linear_groups(1);
+  ASSERT_EQ(dense.size(), 4u);
+  EXPECT_EQ(dense[2].weights, (std::vector<std::string>{"model.layers.1.mlp.gate_proj.weight",
+                                                        "model.layers.1.mlp.up_proj.weight"}));
+
+  auto norm = open_model_source(kDir + "/tiny_qwen3_moe_norm");
+  EXPECT_TRUE(norm->config().moe.routing.renormalize);
+  EXPECT_EQ(norm->config().moe.sparse_layers, (std::vector<bool>{false, true}));
+}
 
 // llama.cpp's layout: the router is ffn_gate_inp, each layer's experts are 3-D tensors; every
 // expert's matrix comes out under its Hugging Face name with the checkpoint's values.
