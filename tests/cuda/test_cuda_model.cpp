@@ -110,6 +110,17 @@ TEST(CudaModel, Qwen3MatchesCpu) {
   compare_backends(*source, {1, 17, 100, 3, 99, 126, 7, 8, 30, 51, 2, 45, 46, 47, 100, 101, 5}, 12);
 }
 
+// Sparse MLPs (the Qwen3-MoE layout: 8 experts, 2 per token), experts in int4 tiles and in fp16,
+// over a prompt and single-token steps.
+TEST(CudaModel, MoeModelsMatchCpu) {
+  MARLIN_REQUIRE_GPU();
+  for (const char* format : {"int4-g128", "f16"}) {
+    SCOPED_TRACE(format);
+    auto source = make_synthetic_source("tiny-moe", TensorFormat::parse(format));
+    compare_backends(*source, {1, 17, 400, 3, 99, 256, 7, 8, 300, 511, 2, 45, 46, 47, 100, 101, 5}, 12);
+  }
+}
+
 TEST(CudaModel, LowBitModelsMatchCpu) {
   MARLIN_REQUIRE_GPU();
   ExactActivations exact;

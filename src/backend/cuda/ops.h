@@ -47,6 +47,17 @@ void embed(const __half* table, int64_t d, const int32_t* tokens, int64_t n, flo
 // fp16 → fp32, count values (logits).
 void half_to_float(const __half* in, int64_t count, float* out, cudaStream_t stream);
 
+// fp32 → fp16 (round to nearest), count values.
+void float_to_half(const float* in, int64_t count, __half* out, cudaStream_t stream);
+
+// Sparse MLPs (moe_ops.cu). out[i] = in[rows[i]] for n rows of `cols` fp16 values (cols a multiple
+// of 8, both 16-byte aligned; row indices in device memory, valid rows of `in`).
+void gather_rows(const __half* in, int64_t cols, const int32_t* rows, int64_t n, __half* out, cudaStream_t stream);
+// sums[rows[i]] += weights[i] · y[i] for n rows of `cols` values (sums fp32, y fp16); each row
+// index at most once per call.
+void add_weighted_rows(const __half* y, int64_t cols, const int32_t* rows, const float* weights, int64_t n, float* sums,
+                       cudaStream_t stream);
+
 struct AttentionGeometry {
   int n_heads = 0;
   int n_kv_heads = 0;  // divides n_heads; query head h reads KV head h / (n_heads / n_kv_heads)
