@@ -193,8 +193,10 @@ class CudaBackend final : public Backend {
   }
 
   std::unique_ptr<BackendExperts> experts(std::span<const ExpertWeights> experts) override {
-    has_experts_ = true;  // their routing synchronizes with the host: no graphs (cuda_experts.h)
-    return cuda::CudaExperts::upload(experts, ctx_);
+    auto x = cuda::CudaExperts::upload(experts, ctx_);
+    has_experts_ = true;
+    host_routed_experts_ = host_routed_experts_ || !x->device_routed(1);
+    return x;
   }
 
   std::unique_ptr<BackendTensor> vector(std::span<const float> values) override {
@@ -396,7 +398,9 @@ class CudaBackend final : public Backend {
   // a graph the second time, and replays that graph afterwards (until a buffer it uses is replaced).
   void run(int64_t shape_key, const std::function<void()>& ops) override {
     if (graph_generation_ != generation()) drop_graphs();
-    if (shape_key < 0 || !graphs_enabled_ || has_experts_) return ops();
+    // Steps whose sparse MLPs route on the host synchronize with it: never recorded.
+    const bool host_routed = has_experts_ && (host_routed_experts_ || shape_key > cuda::CudaExperts::kDeviceRows);
+    if (shape_key < 0 || !graphs_enabled_ || host_routed) return ops();
     const std::pair<int64_t, uint64_t> key{shape_key, cache_->id()};
     auto it = graphs_.find(key);
     if (it == graphs_.end()) {
@@ -471,7 +475,8 @@ class CudaBackend final : public Backend {
   std::string name_;
   cuda::LinearContext ctx_;
   cuda::MoeScratch moe_scratch_;
-  bool has_experts_ = false;  // a sparse MLP was uploaded: steps run directly, never from graphs
+  bool has_experts_ = false;          // a sparse MLP was uploaded (cuda_experts.h)
+  bool host_routed_experts_ = false;  // one of them always routes on the host
   DeviceArray<uint8_t> cublas_workspace_;
   ModelConfig config_;
   std::unique_ptr<Rope> rope_;

@@ -13,6 +13,27 @@ void fit(DeviceArray<T>& buffer, size_t count) {
   if (buffer.size() < count) buffer = DeviceArray<T>(std::max(count, 2 * buffer.size()));
 }
 
+// The experts' weights as a device table of pointers, when every expert has them in a form a
+// routed kernel reads (tiles of a format with a routed variant, or fp16); else empty.
+DeviceArray<const void*> routed_table(const std::vector<std::unique_ptr<CudaLinear>>& linears) {
+  std::vector<const void*> pointers;
+  for (const auto& l : linears) {
+    const TiledWeights* t = l->tiles();
+    const TiledWeights* first = linears[0]->tiles();
+    if (t && first && routed_gemv_supported(t->shape) && t->shape.codec == first->shape.codec &&
+        t->shape.groups_per_tile == first->shape.groups_per_tile && t->shape.asymmetric == first->shape.asymmetric) {
+      pointers.push_back(t->tiles);
+    } else if (!t && !first && l->half_weights()) {
+      pointers.push_back(l->half_weights());
+    } else {
+      return {};
+    }
+  }
+  DeviceArray<const void*> table(pointers.size());
+  table.upload(pointers.data(), pointers.size());
+  return table;
+}
+
 }  // namespace
 
 std::unique_ptr<CudaExperts> CudaExperts::upload(std::span<const ExpertWeights> experts, LinearContext& ctx) {
@@ -31,11 +52,60 @@ std::unique_ptr<CudaExperts> CudaExperts::upload(std::span<const ExpertWeights> 
     x->gate_up_.push_back(CudaLinear::upload(gate_up, ctx));
     x->down_.push_back(CudaLinear::upload(std::span(&e.down, 1), ctx));
   }
+  x->gate_up_table_ = routed_table(x->gate_up_);
+  x->down_table_ = routed_table(x->down_);
+  x->device_routable_ = x->n_experts <= 256 && x->gate_up_table_.size() > 0 && x->down_table_.size() > 0;
   return x;
 }
 
 void CudaExperts::forward(const __half* h, int64_t rows, const float* router_logits, const MoeRouting& routing,
-                          __half* out, LinearContext& ctx, MoeScratch& s) const {
+                          __half* out, LinearContext& ctx, MoeScratch& scratch) const {
+  if (device_routed(rows)) return forward_on_device(h, rows, router_logits, routing, out, ctx, scratch);
+  forward_on_host(h, rows, router_logits, routing, out, ctx, scratch);
+}
+
+void CudaExperts::routed_product(const DeviceArray<const void*>& table, const CudaLinear& first, const int32_t* ids,
+                                 int slots, int slot_div, const __half* a, __half* c, LinearContext& ctx) const {
+  if (const TiledWeights* t = first.tiles())
+    return routed_gemv(reinterpret_cast<const uint8_t* const*>(table.get()), t->shape, ids, slots, slot_div, a, c,
+                       ctx.stream);
+  routed_dense_gemv(reinterpret_cast<const __half* const*>(table.get()), ids, slots, slot_div, a, first.rows,
+                    first.cols, c, ctx.stream);
+}
+
+void CudaExperts::forward_on_device(const __half* h, int64_t rows, const float* router_logits,
+                                    const MoeRouting& routing, __half* out, LinearContext& ctx, MoeScratch& s) const {
+  const int k = routing.top_k;
+  MARLIN_CHECK(k >= 1 && k <= n_experts && k <= kMaxTopK, "cuda moe: {} experts per token out of {}", k, n_experts);
+  const int slots = int(rows) * k;
+  // Sized once for the largest device-routed step, before any graph records them.
+  const size_t most = size_t(kDeviceRows * kMaxTopK);
+  if (s.slot_ids.size() < most) {
+    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+    check_cuda(cudaStreamIsCapturing(ctx.stream, &capture), "cudaStreamIsCapturing");
+    MARLIN_CHECK(capture == cudaStreamCaptureStatusNone, "cuda moe: scratch sized while capturing a graph");
+    check_cuda(cudaStreamSynchronize(ctx.stream), "cudaStreamSynchronize");
+    s.slot_ids = DeviceArray<int32_t>(most);
+    s.slot_weights = DeviceArray<float>(most);
+    ++ctx.generation;
+  }
+  if (s.slot_gate_up.size() < most * size_t(2 * d_ffn) || s.slot_y.size() < most * size_t(d_model)) {
+    check_cuda(cudaStreamSynchronize(ctx.stream), "cudaStreamSynchronize");
+    s.slot_gate_up = DeviceArray<__half>(most * size_t(2 * d_ffn));
+    s.slot_hidden = DeviceArray<__half>(most * size_t(d_ffn));
+    s.slot_y = DeviceArray<__half>(most * size_t(d_model));
+    ++ctx.generation;
+  }
+  moe_route(router_logits, int(rows), n_experts, k, routing.scoring == RouterScoring::kSigmoid, routing.renormalize,
+            s.slot_ids.get(), s.slot_weights.get(), ctx.stream);
+  routed_product(gate_up_table_, *gate_up_[0], s.slot_ids.get(), slots, k, h, s.slot_gate_up.get(), ctx);
+  silu_mul(s.slot_gate_up.get(), slots, d_ffn, s.slot_hidden.get(), ctx.stream);
+  routed_product(down_table_, *down_[0], s.slot_ids.get(), slots, 1, s.slot_hidden.get(), s.slot_y.get(), ctx);
+  combine_slots(s.slot_y.get(), s.slot_weights.get(), rows, k, d_model, out, ctx.stream);
+}
+
+void CudaExperts::forward_on_host(const __half* h, int64_t rows, const float* router_logits,
+                                  const MoeRouting& routing, __half* out, LinearContext& ctx, MoeScratch& s) const {
   const int k = routing.top_k;
   MARLIN_CHECK(k >= 1 && k <= n_experts, "cuda moe: {} experts per token out of {}", k, n_experts);
   s.host_logits.resize(size_t(rows * n_experts));
