@@ -16,6 +16,20 @@ DeviceKind parse_device(const std::string& name) {
 
 const char* device_name(DeviceKind kind) { return kind == DeviceKind::kCpu ? "cpu" : "cuda"; }
 
+namespace {
+
+[[noreturn]] void moe_unsupported(DeviceKind kind) {
+  fail("MoE layers are not supported on {} yet", kind == DeviceKind::kCuda ? "CUDA" : device_name(kind));
+}
+
+}  // namespace
+
+std::unique_ptr<BackendExperts> Backend::experts(std::span<const ExpertWeights>) { moe_unsupported(kind()); }
+
+void Backend::moe(const BackendExperts&, Act, Act, const MoeRouting&, Act, const ExpertInputObserver*) {
+  moe_unsupported(kind());
+}
+
 std::unique_ptr<Backend> make_backend(DeviceKind kind, ThreadPool& pool) {
   if (kind == DeviceKind::kCpu) return make_cpu_backend(pool);
 #ifdef MARLIN_HAVE_CUDA

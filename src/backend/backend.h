@@ -58,6 +58,28 @@ class BackendTensor {
   virtual ~BackendTensor() = default;
 };
 
+// One expert of a sparse MLP: a SwiGLU MLP, down · (silu(gate · x) ⊙ (up · x)).
+// gate and up are d_ffn × d_model, down is d_model × d_ffn.
+struct ExpertWeights {
+  QuantTensor gate, up, down;
+};
+
+// The experts of one sparse MLP layer uploaded to a backend.
+class BackendExperts {
+ public:
+  virtual ~BackendExperts() = default;
+  int n_experts = 0;
+  int64_t d_model = 0;
+  int64_t d_ffn = 0;
+};
+
+// Receives, during a moe() op, the input rows of one expert's linears (calibration): the rows of
+// h routed to `expert` (down = false, the input of gate and up, rows × d_model) or that
+// expert's SwiGLU output (down = true, the input of down, rows × d_ffn). Experts no token chose
+// are not reported.
+using ExpertInputObserver =
+    std::function<void(int expert, bool down, const float* x, int64_t rows, int64_t cols)>;
+
 // The tokens of one forward step, in one of two forms:
 //  - one sequence: ids at positions pos0, pos0 + 1, ... of sequence `seq` (a prompt, or one token);
 //  - a decode step of several sequences (seqs not empty): ids[i] at position positions[i] of
@@ -111,6 +133,10 @@ class Backend {
   // as long as the backend may read them (the CPU backend reads them in place).
   virtual std::unique_ptr<BackendLinear> linear(std::span<const QuantTensor> parts) = 0;
   virtual std::unique_ptr<BackendTensor> vector(std::span<const float> values) = 0;
+  // The experts of one sparse MLP layer (same shapes for all; views kept as linear() keeps
+  // them). Backends without MoE support throw marlin::Error (the default), so loading an MoE
+  // model there fails cleanly.
+  virtual std::unique_ptr<BackendExperts> experts(std::span<const ExpertWeights> experts);
   virtual std::unique_ptr<BackendTensor> embedding(const QuantTensor& table) = 0;
   // A cache of `sequences` sequences of up to `capacity` positions each, paged by `layout`.
   virtual std::unique_ptr<KvCache> new_cache(int64_t capacity, int sequences, const KvCacheLayout& layout) = 0;
@@ -147,6 +173,16 @@ class Backend {
   // A query at position p attends to positions [0, p], or (p - window, p] for a layer with a
   // sliding window; scores are scaled by the config's query_scale().
   virtual void attention(Act qkv, KvCache& cache, int layer, Act out) = 0;
+  // The sparse MLP of a mixture-of-experts layer, for each row t of h (rows × d_model):
+  //   scores = softmax(router_logits[t]) (or sigmoid, by routing.scoring);
+  //   E_t = the routing.top_k experts of highest score (ties: the lower expert index first);
+  //   w_e = scores[e], divided by Σ_{E_t} scores when routing.renormalize;
+  //   out[t] = Σ_{e ∈ E_t} w_e · down_e(silu(gate_e · h[t]) ⊙ (up_e · h[t])).
+  // router_logits (rows × n_experts, fp32) come from an ordinary matmul with the router weight.
+  // Tokens are grouped by expert so that each chosen expert runs one matmul over all its tokens.
+  // `observer` (CPU only, calibration) sees each chosen expert's inputs.
+  virtual void moe(const BackendExperts& experts, Act h, Act router_logits, const MoeRouting& routing, Act out,
+                   const ExpertInputObserver* observer = nullptr);
   // gate_up rows are [gate | up]; out = silu(gate) · up.
   virtual void silu_mul(Act gate_up, Act out) = 0;
   // gate_up rows are [gate | up]; out = gelu(gate) · up, GELU in its tanh approximation

@@ -27,6 +27,8 @@ constexpr Architecture kArchitectures[] = {
     {"MistralForCausalLM", "mistral", "llama", 4096 * 32},
     {"Qwen2ForCausalLM", "qwen2", "qwen2", 32768},
     {"Qwen3ForCausalLM", "qwen3", "qwen3", 32768},
+    {"MixtralForCausalLM", "mixtral", "llama", 4096 * 32},
+    {"Qwen3MoeForCausalLM", "qwen3_moe", "qwen3moe", 32768},
     {"Gemma3ForCausalLM", "gemma3_text", "gemma3", 131072},
 };
 
@@ -44,7 +46,7 @@ const Architecture& find_architecture(const Json& j) {
   MARLIN_CHECK(hf_class || model_type, "config.json: neither 'architectures' nor 'model_type' names the model");
   fail(
       "config.json: architecture {} is not supported (supported: LlamaForCausalLM, MistralForCausalLM, "
-      "Qwen2ForCausalLM, Qwen3ForCausalLM, Gemma3ForCausalLM)",
+      "Qwen2ForCausalLM, Qwen3ForCausalLM, MixtralForCausalLM, Qwen3MoeForCausalLM, Gemma3ForCausalLM)",
       gguf_quote(hf_class ? *hf_class : *model_type));
 }
 
@@ -238,6 +240,41 @@ void read_gemma3(ModelConfig& c, const Json& j, const Json& rope) {
   c.sliding_rope = local;
 }
 
+// Mixture-of-experts settings as transformers reads them: Mixtral (num_local_experts, every layer
+// sparse, top-k weights renormalized, experts intermediate_size wide) and Qwen3-MoE (num_experts,
+// moe_intermediate_size, norm_topk_prob; layer i is sparse unless listed in mlp_only_layers or
+// (i + 1) is not a multiple of decoder_sparse_step).
+void read_moe(ModelConfig& c, const Json& j, std::string_view model_type) {
+  MoeConfig& m = c.moe;
+  m.routing.scoring = RouterScoring::kSoftmax;
+  if (model_type == "mixtral") {
+    m.n_experts = optional_int(j, "num_local_experts", 8, 1, 4096);
+    m.d_expert_ffn = c.d_ffn;
+    m.routing.renormalize = true;
+  } else {
+    const std::string_view experts_key = j.contains("num_experts") ? "num_experts" : "num_local_experts";
+    m.n_experts = optional_int(j, experts_key, 128, 0, 4096);
+    m.d_expert_ffn = optional_int(j, "moe_intermediate_size", 768, 1, 1 << 20);
+    m.routing.renormalize = json_bool(j, "norm_topk_prob", kSource).value_or(false);
+    const int step = optional_int(j, "decoder_sparse_step", 1, 1, 4096);
+    m.sparse_layers.assign(size_t(c.n_layers), m.n_experts > 0);
+    for (int i = 0; i < c.n_layers; ++i)
+      if ((i + 1) % step != 0) m.sparse_layers[size_t(i)] = false;
+    if (auto it = j.find("mlp_only_layers"); it != j.end() && !it->is_null()) {
+      MARLIN_CHECK(it->is_array(), "config.json: 'mlp_only_layers' is not a list");
+      for (const Json& layer : *it) {
+        MARLIN_CHECK(layer.is_number_integer() && layer.get<int64_t>() >= 0 && layer.get<int64_t>() < c.n_layers,
+                     "config.json: mlp_only_layers entry {} is not a layer index below {}", layer.dump(), c.n_layers);
+        m.sparse_layers[size_t(layer.get<int64_t>())] = false;
+      }
+    }
+    MARLIN_CHECK(!json_bool(j, "attention_bias", kSource).value_or(false),
+                 "config.json: Qwen3-MoE with attention_bias is not supported");
+  }
+  if (m.n_experts == 0) return;
+  m.routing.top_k = optional_int(j, "num_experts_per_tok", model_type == "mixtral" ? 2 : 8, 1, m.n_experts);
+}
+
 }  // namespace
 
 ModelConfig model_config_from_hf(const Json& j) {
@@ -287,12 +324,15 @@ ModelConfig model_config_from_hf(const Json& j) {
     MARLIN_CHECK(!rope.contains(nested), "config.json: per-layer-type RoPE parameters are not supported");
   }
   read_rope(c.rope, c, rope, j);
+  if (arch.model_type == "mixtral" || arch.model_type == "qwen3_moe") read_moe(c, j, arch.model_type);
 
   // Within the window, sliding-window attention is full attention: cap the context there.
   std::optional<int64_t> window;
   if (arch.model_type == "mistral") {
     window = j.contains("sliding_window") ? json_int(j, "sliding_window", kSource) : std::optional<int64_t>(4096);
-  } else if ((arch.model_type == "qwen2" || arch.model_type == "qwen3") &&
+  } else if (arch.model_type == "mixtral" && j.contains("sliding_window") && !j["sliding_window"].is_null()) {
+    window = json_int(j, "sliding_window", kSource);
+  } else if ((arch.model_type == "qwen2" || arch.model_type == "qwen3" || arch.model_type == "qwen3_moe") &&
              json_bool(j, "use_sliding_window", kSource).value_or(false)) {
     window = j.contains("sliding_window") ? json_int(j, "sliding_window", kSource) : std::optional<int64_t>(4096);
   }
@@ -315,6 +355,10 @@ Json hf_config_from_model_config(const ModelConfig& c) {
   MARLIN_CHECK(c.architecture != "gemma3", "config.json: Gemma 3 models cannot be written as config.json yet");
   MARLIN_CHECK(c.rope.freq_factors.empty(),
                "config.json: RoPE frequency factors cannot be written as config.json fields");
+  const bool mixtral = c.architecture == "llama" && c.moe.n_experts > 0;
+  MARLIN_CHECK(c.moe.n_experts == 0 || (mixtral && c.moe.sparse_layers.empty() && c.moe.routing.renormalize &&
+                                        c.moe.routing.scoring == RouterScoring::kSoftmax && c.moe.d_expert_ffn == c.d_ffn),
+               "config.json: this mixture-of-experts model has no Hugging Face form here yet");
   Json j = {
       {"architectures", {arch->hf_class}},
       {"model_type", arch->model_type},
@@ -331,6 +375,12 @@ Json hf_config_from_model_config(const ModelConfig& c) {
       {"rms_norm_eps", double(c.rms_eps)},
       {"rope_theta", double(c.rope.theta)},
   };
+  if (mixtral) {
+    j["architectures"] = {"MixtralForCausalLM"};
+    j["model_type"] = "mixtral";
+    j["num_local_experts"] = c.moe.n_experts;
+    j["num_experts_per_tok"] = c.moe.routing.top_k;
+  }
   if (c.rope.dim != c.head_dim) {
     // Readers truncate head_dim × factor; keep the product from landing just below dim.
     double partial = double(c.rope.dim) / c.head_dim;

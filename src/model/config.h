@@ -31,6 +31,32 @@ struct RopeConfig {
   std::vector<float> freq_factors;    // Llama-3 style per-frequency divisors (rope_freqs.weight)
 };
 
+// How a sparse MLP picks its experts for a token from the router's logits (one per expert).
+enum class RouterScoring {
+  kSoftmax,  // probabilities = softmax(logits) over all experts (Mixtral, Qwen-MoE)
+  kSigmoid,  // scores = sigmoid(logits), each on its own (DeepSeek-V3 style; no bias correction yet)
+};
+
+struct MoeRouting {
+  int top_k = 0;             // experts per token
+  bool renormalize = false;  // divide the chosen experts' weights by their sum
+  RouterScoring scoring = RouterScoring::kSoftmax;
+};
+
+// Mixture-of-experts hyper-parameters; n_experts = 0 for a dense model.
+struct MoeConfig {
+  int n_experts = 0;
+  int d_expert_ffn = 0;  // hidden width of each expert's SwiGLU MLP
+  MoeRouting routing;
+  // Per layer: true where the MLP is sparse (the others are dense MLPs of width d_ffn). Empty
+  // means every layer is sparse.
+  std::vector<bool> sparse_layers;
+
+  bool sparse(int layer) const {
+    return n_experts > 0 && (sparse_layers.empty() || sparse_layers[size_t(layer)]);
+  }
+};
+
 struct ModelConfig {
   std::string architecture;
   std::string name;
@@ -44,6 +70,7 @@ struct ModelConfig {
   int context_length = 0;
   float rms_eps = 1e-5f;
   RopeConfig rope;
+  MoeConfig moe;
 
   // Variations of the Llama block (Gemma and others); the defaults describe Llama.
   float attention_scale = 0.0f;     // of query·key scores; 0: 1/sqrt(head_dim)

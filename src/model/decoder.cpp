@@ -33,7 +33,7 @@ DecoderModel::DecoderModel(const ModelSource& source, std::unique_ptr<Backend> b
                source.description());
   if (c.vocab_size == 0) c.vocab_size = int(embd->rows);
   be_->configure(c);
-  layer_linears_.resize(size_t(c.n_layers));
+  layer_groups_.resize(size_t(c.n_layers));
 
   embedding_table_ = require_matrix(source, "model.embed_tokens.weight", c.vocab_size, c.d_model);
   embedding_ = be_->embedding(embedding_table_);
@@ -67,27 +67,54 @@ const StackedLinear* DecoderModel::add_linear(int layer, const ModelSource& sour
 const StackedLinear* DecoderModel::keep(int layer, std::unique_ptr<StackedLinear> stack) {
   MARLIN_CHECK(layer >= -1 && layer < config_.n_layers, "model: no layer {}", layer);
   stack->uploaded = be_->linear(stack->parts);
-  for (size_t i = 0; i < stack->names.size(); ++i) parts_by_name_[stack->names[i]] = {stack.get(), i};
-  if (layer >= 0) layer_linears_[size_t(layer)].push_back(stack.get());
+  for (size_t i = 0; i < stack->names.size(); ++i) parts_by_name_[stack->names[i]] = {stack.get(), nullptr, i};
+  if (layer >= 0) layer_groups_[size_t(layer)].push_back({stack->names});
   return linears_.emplace_back(std::move(stack)).get();
+}
+
+const ExpertStack* DecoderModel::add_experts(int layer, const ModelSource& source,
+                                             std::vector<std::array<std::string, 3>> names, int64_t d_ffn) {
+  MARLIN_CHECK(layer >= 0 && layer < config_.n_layers, "model: no layer {}", layer);
+  const int64_t d = config_.d_model;
+  auto stack = std::make_unique<ExpertStack>();
+  auto& groups = layer_groups_[size_t(layer)];
+  stack->first_group = int(groups.size());
+  for (auto& n : names) {
+    stack->experts.push_back({require_matrix(source, n[0], d_ffn, d), require_matrix(source, n[1], d_ffn, d),
+                              require_matrix(source, n[2], d, d_ffn)});
+    for (size_t i = 0; i < 3; ++i) parts_by_name_[n[i]] = {nullptr, stack.get(), 3 * (stack->names.size()) + i};
+    groups.push_back({{n[0], n[1]}});
+    groups.push_back({{n[2]}});
+    stack->names.push_back(std::move(n));
+  }
+  stack->uploaded = be_->experts(stack->experts);
+  return expert_stacks_.emplace_back(std::move(stack)).get();
 }
 
 std::vector<LinearGroup> DecoderModel::linear_groups(int layer) const {
   MARLIN_CHECK(layer >= 0 && layer < config_.n_layers, "model: no layer {}", layer);
-  std::vector<LinearGroup> groups;
-  for (const StackedLinear* s : layer_linears_[size_t(layer)]) groups.push_back({s->names});
-  return groups;
+  return layer_groups_[size_t(layer)];
 }
 
 void DecoderModel::replace_weight(const std::string& name, const QuantTensor& weight) {
   const auto it = parts_by_name_.find(name);
   MARLIN_CHECK(it != parts_by_name_.end(), "model: no linear weight '{}'", name);
-  StackedLinear& stack = *it->second.stack;
-  QuantTensor& part = stack.parts[it->second.part];
-  MARLIN_CHECK(weight.rows == part.rows && weight.cols == part.cols,
-               "model: '{}' is {} x {}, the replacement {} x {}", name, part.rows, part.cols, weight.rows, weight.cols);
-  part = weight;
-  stack.uploaded = be_->linear(stack.parts);
+  const PartRef& ref = it->second;
+  QuantTensor* part = nullptr;
+  if (ref.stack) {
+    part = &ref.stack->parts[ref.part];
+  } else {
+    ExpertWeights& e = ref.experts->experts[ref.part / 3];
+    part = ref.part % 3 == 0 ? &e.gate : ref.part % 3 == 1 ? &e.up : &e.down;
+  }
+  MARLIN_CHECK(weight.rows == part->rows && weight.cols == part->cols,
+               "model: '{}' is {} x {}, the replacement {} x {}", name, part->rows, part->cols, weight.rows, weight.cols);
+  *part = weight;
+  if (ref.stack) {
+    ref.stack->uploaded = be_->linear(ref.stack->parts);
+  } else {
+    ref.experts->uploaded = be_->experts(ref.experts->experts);
+  }
 }
 
 void DecoderModel::embed(std::span<const int32_t> tokens, float* x) const {

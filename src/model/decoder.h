@@ -4,6 +4,7 @@
 // describes one block's forward pass; everything else lives here.
 #pragma once
 
+#include <array>
 #include <map>
 #include <memory>
 #include <span>
@@ -23,6 +24,17 @@ struct StackedLinear {
   std::vector<QuantTensor> parts;
   std::unique_ptr<BackendLinear> uploaded;
   const BackendLinear& operator*() const { return *uploaded; }
+};
+
+// The experts of one sparse MLP layer, uploaded as one BackendExperts, with each expert's
+// Hugging Face names (gate, up, down). Calibration sees two linear groups per expert, from
+// `first_group` on: expert e's gate and up at first_group + 2e, its down at first_group + 2e + 1.
+struct ExpertStack {
+  std::vector<std::array<std::string, 3>> names;
+  std::vector<ExpertWeights> experts;
+  std::unique_ptr<BackendExperts> uploaded;
+  int first_group = 0;
+  const BackendExperts& operator*() const { return *uploaded; }
 };
 
 // A matrix of the source, by name and expected shape.
@@ -70,6 +82,10 @@ class DecoderModel : public Model {
   // Loads `specs` from the source as one stacked linear of layer `layer` (-1: outside the blocks)
   // and uploads it; the pointer stays valid for the model's lifetime.
   const StackedLinear* add_linear(int layer, const ModelSource& source, std::vector<MatrixSpec> specs);
+  // Loads the experts of layer `layer`, each named by {gate, up, down}, gate and up d_ffn × d_model,
+  // down d_model × d_ffn, and uploads them; their linear groups follow the layer's earlier ones.
+  const ExpertStack* add_experts(int layer, const ModelSource& source,
+                                 std::vector<std::array<std::string, 3>> names, int64_t d_ffn);
   // The RMSNorm weight `name` (n values) with the config's norm_weight_offset added, uploaded.
   std::unique_ptr<BackendTensor> norm_weight(const ModelSource& source, const std::string& name, int64_t n) const;
   // Reports the input of linear group `group` to the observer, if any.
@@ -105,10 +121,13 @@ class DecoderModel : public Model {
   const StackedLinear* output_ = nullptr;
   // Every stacked linear, and where each Hugging Face name lives in them.
   std::vector<std::unique_ptr<StackedLinear>> linears_;
-  std::vector<std::vector<const StackedLinear*>> layer_linears_;
+  std::vector<std::unique_ptr<ExpertStack>> expert_stacks_;
+  std::vector<std::vector<LinearGroup>> layer_groups_;
+  // A named weight: part `part` of a stacked linear, or of an expert stack (3 per expert).
   struct PartRef {
-    StackedLinear* stack;
-    size_t part;
+    StackedLinear* stack = nullptr;
+    ExpertStack* experts = nullptr;
+    size_t part = 0;
   };
   std::map<std::string, PartRef> parts_by_name_;
 };

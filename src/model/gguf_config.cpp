@@ -81,6 +81,17 @@ ModelConfig model_config_from_gguf(const GgufFile& file) {
   MARLIN_CHECK(c.rms_eps > 0 && c.rms_eps < 1, "model: rms epsilon {} is out of range", c.rms_eps);
   c.vocab_size = optional_int(file, a + "vocab_size", 0, 0, 1 << 24);
 
+  // Mixture of experts (llama.cpp's keys): Mixtral is a "llama" file with experts.
+  MoeConfig& m = c.moe;
+  m.n_experts = optional_int(file, a + "expert_count", 0, 0, 4096);
+  if (m.n_experts > 0) {
+    m.routing.top_k = require_int(file, a + "expert_used_count", 1, m.n_experts);
+    m.d_expert_ffn = optional_int(file, a + "expert_feed_forward_length", c.d_ffn, 1, kMaxDim);
+    m.routing.renormalize = file.get_bool(a + "expert_weights_norm").value_or(true);
+    const int gating = optional_int(file, a + "expert_gating_func", 1, 1, 2);  // 1 softmax, 2 sigmoid
+    m.routing.scoring = gating == 2 ? RouterScoring::kSigmoid : RouterScoring::kSoftmax;
+  }
+
   RopeConfig& r = c.rope;
   // llama.cpp's converter permutes Llama's Q/K rows so that RoPE pairs are adjacent; the other
   // families keep Hugging Face's order (llama.cpp's "NEOX" rotation).

@@ -7,15 +7,22 @@
 #include "core/error.h"
 #include "model/gemma3.h"
 #include "model/llama.h"
+#include "model/mixtral.h"
 #include "model/model_source.h"
+#include "model/qwen3_moe.h"
 
 namespace marlin {
 
 std::unique_ptr<Model> load_model(const ModelSource& source, ThreadPool& pool, DeviceKind device) {
   const std::string& arch = source.config().architecture;
+  const bool sparse = source.config().moe.n_experts > 0;
+  if (arch == "llama" && sparse) return load_mixtral(source, make_backend(device, pool));
   if (arch == "llama" || arch == "qwen3") return load_llama(source, make_backend(device, pool));
+  if (arch == "qwen3moe") return load_qwen3_moe(source, make_backend(device, pool));
   if (arch == "gemma3") return load_gemma3(source, make_backend(device, pool));
-  fail("model: architecture '{}' is not supported yet (supported: llama, qwen3, gemma3)", arch);
+  fail("model: architecture '{}' is not supported yet (supported: llama, qwen3, llama with experts (Mixtral), qwen3moe, "
+       "gemma3)",
+       arch);
 }
 
 namespace {

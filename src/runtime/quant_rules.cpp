@@ -17,6 +17,12 @@ bool is_embedding_or_head(std::string_view name) {
   return name == "model.embed_tokens.weight" || name == "lm_head.weight";
 }
 
+// The router of a sparse MLP (one row per expert): small, and its rounding would move tokens
+// between experts.
+bool is_moe_router(std::string_view name) {
+  return name.ends_with(".mlp.gate.weight") || name.ends_with(".block_sparse_moe.gate.weight");
+}
+
 }  // namespace
 
 std::vector<QuantRule> parse_quant_rules(std::string_view text) {
@@ -52,7 +58,7 @@ std::optional<TensorFormat> choose_format(std::string_view name, int64_t rows,
                                           const std::vector<QuantRule>& rules) {
   for (const auto& rule : rules)
     if (rule_matches(rule, name)) return rule.format;
-  if (!target || rows <= 1) return std::nullopt;
+  if (!target || rows <= 1 || is_moe_router(name)) return std::nullopt;
   if (is_embedding_or_head(name)) {
     // 8 bits keep the vocabulary projections accurate; a target that is already 8 bits or more stays.
     if (target->kind == FormatKind::kInt8 || !target->quantized() || target->kind == FormatKind::kFp8E4M3)

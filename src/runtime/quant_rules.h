@@ -1,6 +1,6 @@
 // Which format each tensor gets when a model is quantized: the user's rules first (first match
-// wins), then the defaults — vectors (norms) stay as stored, embeddings and lm_head get 8 bits,
-// every other matrix gets the requested format.
+// wins), then the defaults — vectors (norms) and MoE routers stay as stored, embeddings and
+// lm_head get 8 bits, every other matrix gets the requested format.
 #pragma once
 
 #include <optional>

@@ -142,6 +142,10 @@ class Quantizer {
       // this block (the model never runs it again, so they may go afterwards).
       std::vector<QuantBuffers> replacements;
       for (size_t g = 0; g < groups.size(); ++g) {
+        if (hessians[g].samples() == 0) {  // an expert no calibration token chose: round to nearest
+          for (const auto& name : groups[g].weights) emit_rtn(name);
+          continue;
+        }
         const auto h = hessians[g].hessian();
         for (const auto& name : groups[g].weights) replacements.push_back(quantize_linear(model, name, h, gptq));
       }

@@ -144,6 +144,42 @@ TEST_F(QuantizeModel, ActOrderNeedsGptq) {
   EXPECT_THROW(quantize(*source_, options, pool_), Error);
 }
 
+// A mixture-of-experts model: the routers stay as stored, every expert's gate/up and down are
+// calibrated on the tokens routed to it (RTN for an expert no calibration token chose), and GPTQ
+// moves the logits less than RTN.
+TEST(QuantizeMoe, GptqCalibratesEachExpertOnItsTokens) {
+  ThreadPool pool(2);
+  auto source = open_model_source(kDir + "/tiny_mixtral");
+  const auto ref = testing::load_reference(kDir, "tiny_mixtral");
+  auto kl = [&](const ModelSource& quantized) {
+    auto a = load_model(*source, pool), b = load_model(quantized, pool);
+    EvaluationOptions options;
+    options.ctx = 100;
+    return compare_models(*a, *b, ref.tokens, options).mean_kl;
+  };
+  QuantizeOptions options;
+  options.format = TensorFormat::parse("int3-g32");
+  options.rules = parse_quant_rules("embed_tokens=keep,lm_head=keep");
+  const double rtn = kl(*quantize(*source, options, pool).source);
+  options.gptq = true;
+  for (int s = 0; s < 8; ++s) {
+    std::vector<int32_t> tokens;
+    for (int i = 0; i < 64; ++i) tokens.push_back(int32_t((s * 131 + i * 17 + i * i) % 128));
+    options.calibration.push_back(tokens);
+  }
+  auto q = quantize(*source, options, pool);
+  EXPECT_EQ(q.report.tensors.size(), source->tensor_names().size());
+  EXPECT_EQ(q.source->tensor("model.layers.0.block_sparse_moe.gate.weight")->format.name(), "f32");
+  EXPECT_EQ(q.source->tensor("model.layers.1.block_sparse_moe.experts.7.w2.weight")->format.name(), "int3-g32");
+  int calibrated = 0;
+  for (const auto& t : q.report.tensors) calibrated += t.gptq_loss >= 0 && t.name.find(".experts.") != std::string::npos;
+  EXPECT_GT(calibrated, 2 * 8 * 3 / 2);  // most experts saw calibration tokens
+  const double gptq = kl(*q.source);
+  EXPECT_LT(gptq, rtn);
+  std::cout << "MoE KL from the original: RTN " << rtn << ", GPTQ " << gptq << " (" << calibrated
+            << " expert linears calibrated)\n";
+}
+
 TEST(QuantRules, Parse) {
   auto rules = parse_quant_rules("  embed_tokens = int8-pc # 8 bits\nlm_head=keep,,*.down_proj.*=int4-g64");
   ASSERT_EQ(rules.size(), 3u);

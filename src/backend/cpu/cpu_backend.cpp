@@ -13,6 +13,7 @@
 #include "backend/cpu/attention.h"
 #include "backend/cpu/cpu_kv_cache.h"
 #include "backend/cpu/matmul.h"
+#include "backend/cpu/moe.h"
 #include "backend/cpu/ops.h"
 #include "core/thread_pool.h"
 #include "model/rope.h"
@@ -23,6 +24,10 @@ namespace {
 
 struct CpuLinear final : BackendLinear {
   std::vector<QuantTensor> parts;  // views into the model source, stacked by rows
+};
+
+struct CpuExperts final : BackendExperts {
+  std::vector<ExpertWeights> experts;  // views into the model source
 };
 
 struct CpuVector final : BackendTensor {
@@ -75,6 +80,21 @@ class CpuBackend final : public Backend {
       w->parts.push_back(p);
     }
     return w;
+  }
+
+  std::unique_ptr<BackendExperts> experts(std::span<const ExpertWeights> experts) override {
+    MARLIN_CHECK(!experts.empty(), "cpu backend: a sparse MLP needs at least one expert");
+    auto x = std::make_unique<CpuExperts>();
+    x->n_experts = int(experts.size());
+    x->d_model = experts[0].gate.cols;
+    x->d_ffn = experts[0].gate.rows;
+    for (const ExpertWeights& e : experts) {
+      const bool same = e.gate.rows == x->d_ffn && e.gate.cols == x->d_model && e.up.rows == x->d_ffn &&
+                        e.up.cols == x->d_model && e.down.rows == x->d_model && e.down.cols == x->d_ffn;
+      MARLIN_CHECK(same, "cpu backend: experts of one layer differ in shape");
+    }
+    x->experts.assign(experts.begin(), experts.end());
+    return x;
   }
 
   std::unique_ptr<BackendTensor> vector(std::span<const float> values) override {
@@ -200,6 +220,16 @@ class CpuBackend final : public Backend {
                        f32(out) + t * out.cols, pool_);
   }
 
+  void moe(const BackendExperts& experts, Act h, Act router_logits, const MoeRouting& routing, Act out,
+           const ExpertInputObserver* observer) override {
+    const auto& x = static_cast<const CpuExperts&>(experts);
+    MARLIN_CHECK(h.cols == x.d_model && out.cols == x.d_model && router_logits.cols == x.n_experts &&
+                     router_logits.rows == h.rows && out.rows == h.rows,
+                 "cpu moe: activations do not fit {} experts of width {}", x.n_experts, x.d_model);
+    cpu::moe_forward(x.experts, f32(h), h.rows, h.cols, f32(router_logits), routing, f32(out), pool_, moe_scratch_,
+                     observer);
+  }
+
   void silu_mul(Act gate_up, Act out) override {
     const int64_t f = out.cols;
     for (int64_t r = 0; r < gate_up.rows; ++r) {
@@ -246,6 +276,7 @@ class CpuBackend final : public Backend {
   bool several_ = false;  // a decode step of several sequences, one token each
   std::vector<float> angles_, sliding_angles_;  // cos/sin per step token
   SampleScratch sample_scratch_;
+  cpu::MoeScratch moe_scratch_;
 };
 
 }  // namespace
