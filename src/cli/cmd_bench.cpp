@@ -43,12 +43,22 @@ double seconds(Fn&& fn) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-// Bytes of weights one token reads: every linear layer and norm, and one embedding row.
+// Bytes of weights one token reads: every linear layer and norm, one embedding row, and of each
+// sparse MLP the top_k experts it is routed to (top_k / n_experts of the experts' bytes).
 double weight_bytes_per_token(const ModelSource& source) {
+  const MoeConfig& moe = source.config().moe;
+  const double expert_share = moe.n_experts > 0 ? double(moe.routing.top_k) / moe.n_experts : 1.0;
   double bytes = 0;
   for (const std::string& name : source.tensor_names()) {
     const QuantTensor t = *source.tensor(name);
-    bytes += name == "model.embed_tokens.weight" ? double(t.stored_bytes()) / double(t.rows) : double(t.stored_bytes());
+    const double stored = double(t.stored_bytes());
+    if (name == "model.embed_tokens.weight") {
+      bytes += stored / double(t.rows);
+    } else if (name.find(".mlp.experts.") != std::string::npos || name.find(".block_sparse_moe.experts.") != std::string::npos) {
+      bytes += stored * expert_share;
+    } else {
+      bytes += stored;
+    }
   }
   return bytes;
 }
@@ -175,7 +185,8 @@ void register_bench(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::Range(1, 256));
   c->add_option("--synthetic", options->synthetic,
-                 "Instead of a model file, a model of this shape with random weights (llama3-8b, tiny)")
+                 "Instead of a model file, a model of this shape with random weights (llama3-8b, tiny, "
+                "qwen3-30b-a3b, tiny-moe)")
       ->check(CLI::IsMember(synthetic_shapes()));
   c->add_option("--format", options->format, "Weight format of the --synthetic model's linear layers (f16, int4-g128, ...)")
       ->capture_default_str();

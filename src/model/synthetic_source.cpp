@@ -4,6 +4,7 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <string_view>
 
 #include <fmt/format.h>
 
@@ -24,8 +25,20 @@ ModelConfig shape_config(const std::string& shape) {
   } else if (shape == "tiny") {
     c.n_layers = 2, c.d_model = 256, c.n_heads = 4, c.n_kv_heads = 2, c.head_dim = 64, c.d_ffn = 512;
     c.vocab_size = 512, c.context_length = 4096;
+  } else if (shape == "qwen3-30b-a3b") {  // Qwen3-30B-A3B's config.json
+    c.architecture = "qwen3moe";
+    c.n_layers = 48, c.d_model = 2048, c.n_heads = 32, c.n_kv_heads = 4, c.head_dim = 128, c.d_ffn = 6144;
+    c.vocab_size = 151936, c.context_length = 40960, c.rope.theta = 1000000.0f, c.rms_eps = 1e-6f;
+    c.moe.n_experts = 128, c.moe.d_expert_ffn = 768;
+    c.moe.routing = {8, true, RouterScoring::kSoftmax};
+  } else if (shape == "tiny-moe") {  // Qwen3-MoE layout, for tests
+    c.architecture = "qwen3moe";
+    c.n_layers = 2, c.d_model = 256, c.n_heads = 4, c.n_kv_heads = 2, c.head_dim = 64, c.d_ffn = 512;
+    c.vocab_size = 512, c.context_length = 4096, c.rms_eps = 1e-6f;
+    c.moe.n_experts = 8, c.moe.d_expert_ffn = 128;
+    c.moe.routing = {2, true, RouterScoring::kSoftmax};
   } else {
-    fail("unknown synthetic model shape '{}' (known: llama3-8b, tiny)", shape);
+    fail("unknown synthetic model shape '{}' (known: llama3-8b, tiny, qwen3-30b-a3b, tiny-moe)", shape);
   }
   c.rope.dim = c.head_dim;
   c.rope.pairing = RopePairing::kHalfSplit;
@@ -80,9 +93,23 @@ class SyntheticSource final : public ModelSource {
       shapes_[p + "self_attn.k_proj.weight"] = {kvd, d};
       shapes_[p + "self_attn.v_proj.weight"] = {kvd, d};
       shapes_[p + "self_attn.o_proj.weight"] = {d, qd};
-      shapes_[p + "mlp.gate_proj.weight"] = {f, d};
-      shapes_[p + "mlp.up_proj.weight"] = {f, d};
-      shapes_[p + "mlp.down_proj.weight"] = {d, f};
+      if (config_.moe.n_experts == 0) {
+        shapes_[p + "mlp.gate_proj.weight"] = {f, d};
+        shapes_[p + "mlp.up_proj.weight"] = {f, d};
+        shapes_[p + "mlp.down_proj.weight"] = {d, f};
+        continue;
+      }
+      // Qwen3-MoE: per-head q/k norms, a router and the experts.
+      shapes_[p + "self_attn.q_norm.weight"] = {1, config_.head_dim};
+      shapes_[p + "self_attn.k_norm.weight"] = {1, config_.head_dim};
+      shapes_[p + "mlp.gate.weight"] = {config_.moe.n_experts, d};
+      const int64_t fe = config_.moe.d_expert_ffn;
+      for (int e = 0; e < config_.moe.n_experts; ++e) {
+        const std::string x = fmt::format("{}mlp.experts.{}.", p, e);
+        shapes_[x + "gate_proj.weight"] = {fe, d};
+        shapes_[x + "up_proj.weight"] = {fe, d};
+        shapes_[x + "down_proj.weight"] = {d, fe};
+      }
     }
   }
 
@@ -123,9 +150,12 @@ class SyntheticSource final : public ModelSource {
       return b;
     }
     // Weights of standard deviation about 1/sqrt(cols), so each layer keeps activations bounded.
-    const TensorFormat f = name == "model.embed_tokens.weight" ? TensorFormat{FormatKind::kF16}
-                           : name == "lm_head.weight"        ? head_format_
-                                                             : format_;
+    // Embeddings and routers stay f16 (quantizers keep routers at full precision).
+    constexpr std::string_view kRouter = ".mlp.gate.weight";
+    const bool router = name.ends_with(kRouter);
+    const TensorFormat f = name == "model.embed_tokens.weight" || router ? TensorFormat{FormatKind::kF16}
+                           : name == "lm_head.weight"                   ? head_format_
+                                                                        : format_;
     QuantBuffers b = QuantBuffers::allocate(f, rows, cols);
     const float sigma = 1.0f / std::sqrt(float(cols));
     if (f.kind == FormatKind::kF16) {
@@ -153,7 +183,7 @@ class SyntheticSource final : public ModelSource {
 
 }  // namespace
 
-std::vector<std::string> synthetic_shapes() { return {"llama3-8b", "tiny"}; }
+std::vector<std::string> synthetic_shapes() { return {"llama3-8b", "tiny", "qwen3-30b-a3b", "tiny-moe"}; }
 
 std::unique_ptr<ModelSource> make_synthetic_source(const std::string& shape, const TensorFormat& format,
                                                    uint64_t seed) {

@@ -11,7 +11,9 @@
 
 namespace marlin {
 
-// Shape names make_synthetic_source knows: "llama3-8b" (Llama-3.1-8B), "tiny" (2 layers, for tests).
+// Shape names make_synthetic_source knows: "llama3-8b" (Llama-3.1-8B), "tiny" (2 layers, for
+// tests), "qwen3-30b-a3b" (Qwen3-30B-A3B: 128 experts, 8 per token) and "tiny-moe" (its layout in
+// 2 layers of 8 experts, 2 per token).
 std::vector<std::string> synthetic_shapes();
 
 // Linear weights in `format` (f16, or a planar integer format: int8/int4/int3/int2 with any group

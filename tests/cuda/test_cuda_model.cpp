@@ -110,6 +110,17 @@ TEST(CudaModel, Qwen3MatchesCpu) {
   compare_backends(*source, {1, 17, 100, 3, 99, 126, 7, 8, 30, 51, 2, 45, 46, 47, 100, 101, 5}, 12);
 }
 
+// Sparse MLPs (the Qwen3-MoE layout: 8 experts, 2 per token), experts in int4 tiles and in fp16,
+// over a prompt and single-token steps.
+TEST(CudaModel, MoeModelsMatchCpu) {
+  MARLIN_REQUIRE_GPU();
+  for (const char* format : {"int4-g128", "f16"}) {
+    SCOPED_TRACE(format);
+    auto source = make_synthetic_source("tiny-moe", TensorFormat::parse(format));
+    compare_backends(*source, {1, 17, 400, 3, 99, 256, 7, 8, 300, 511, 2, 45, 46, 47, 100, 101, 5}, 12);
+  }
+}
+
 TEST(CudaModel, LowBitModelsMatchCpu) {
   MARLIN_REQUIRE_GPU();
   ExactActivations exact;
@@ -156,29 +167,34 @@ TEST(CudaModel, Int4ModelLongPromptMatchesCpu) {
   compare_backends(*source, prompt, 3);
 }
 
-// Several sequences decoded together on the GPU against each decoded alone on the CPU.
+// Several sequences decoded together on the GPU against each decoded alone on the CPU: the tiny
+// dense model, and the sparse one with steps that route on the device (5 tokens; recorded into a
+// graph from the second step on) and on the host (12 tokens).
 TEST(CudaModel, BatchDecodeMatchesCpu) {
   MARLIN_REQUIRE_GPU();
   ExactActivations exact;
-  auto source = make_synthetic_source("tiny", TensorFormat::parse("int4-g128"));
-  ThreadPool pool(2);
-  auto cpu = load_model(*source, pool, DeviceKind::kCpu);
-  auto gpu = load_model(*source, pool, DeviceKind::kCuda);
-  const int vocab = cpu->config().vocab_size, batch = 5, steps = 6;
-  const double bound = 2 * test::kHalfUlp * std::sqrt(7.0 * cpu->config().n_layers);
-  auto batch_cache = gpu->new_cache(64, batch);
-  std::vector<float> logits(size_t(batch) * size_t(vocab)), one(static_cast<size_t>(vocab));
-  std::vector<std::unique_ptr<KvCache>> alone;
-  for (int b = 0; b < batch; ++b) alone.push_back(cpu->new_cache(64));
-  for (int s = 0; s < steps; ++s) {
-    std::vector<int32_t> tokens;
-    for (int b = 0; b < batch; ++b) tokens.push_back(int32_t((b * 101 + s * 37 + 3) % vocab));
-    gpu->decode_batch(tokens, *batch_cache, logits.data());
-    for (int b = 0; b < batch; ++b) {
-      cpu->forward(std::span<const int32_t>(&tokens[size_t(b)], 1), *alone[size_t(b)], one.data(), false);
-      const std::vector<float> row(logits.begin() + b * vocab, logits.begin() + (b + 1) * vocab);
-      EXPECT_LE(relative_rms_error(row, one), bound) << "step " << s << " sequence " << b;
-      expect_same_choice(one.data(), row.data(), vocab, bound);
+  for (auto [shape, batch] : {std::pair<const char*, int>{"tiny", 5}, {"tiny-moe", 5}, {"tiny-moe", 12}}) {
+    SCOPED_TRACE(testing::Message() << shape << " batch " << batch);
+    auto source = make_synthetic_source(shape, TensorFormat::parse("int4-g128"));
+    ThreadPool pool(2);
+    auto cpu = load_model(*source, pool, DeviceKind::kCpu);
+    auto gpu = load_model(*source, pool, DeviceKind::kCuda);
+    const int vocab = cpu->config().vocab_size, steps = 6;
+    const double bound = 2 * test::kHalfUlp * std::sqrt(7.0 * cpu->config().n_layers);
+    auto batch_cache = gpu->new_cache(64, batch);
+    std::vector<float> logits(size_t(batch) * size_t(vocab)), one(static_cast<size_t>(vocab));
+    std::vector<std::unique_ptr<KvCache>> alone;
+    for (int b = 0; b < batch; ++b) alone.push_back(cpu->new_cache(64));
+    for (int s = 0; s < steps; ++s) {
+      std::vector<int32_t> tokens;
+      for (int b = 0; b < batch; ++b) tokens.push_back(int32_t((b * 101 + s * 37 + 3) % vocab));
+      gpu->decode_batch(tokens, *batch_cache, logits.data());
+      for (int b = 0; b < batch; ++b) {
+        cpu->forward(std::span<const int32_t>(&tokens[size_t(b)], 1), *alone[size_t(b)], one.data(), false);
+        const std::vector<float> row(logits.begin() + b * vocab, logits.begin() + (b + 1) * vocab);
+        EXPECT_LE(relative_rms_error(row, one), bound) << "step " << s << " sequence " << b;
+        expect_same_choice(one.data(), row.data(), vocab, bound);
+      }
     }
   }
 }

@@ -85,6 +85,19 @@ def test_bench_batch_list(marlin_bin):
     assert all(run["decode_tokens_per_s"] > 0 for run in runs)
 
 
+def test_bench_moe_counts_only_the_routed_experts(marlin_bin):
+    r = marlin(marlin_bin, "bench", "--synthetic", "tiny-moe", "--format", "f16", "--prompt-tokens", "8",
+               "--gen-tokens", "2", "--reps", "1", "--json")
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout.splitlines()[0])["weight_bytes_per_token"]
+    # tiny-moe in f16 (norms f32): vocab 512, d 256, 4 q heads and 2 kv heads of 64, 2 layers of 8
+    # experts of width 128, 2 chosen per token.
+    vocab, d, qd, kvd, fe, experts, top_k, layers = 512, 256, 256, 128, 128, 8, 2, 2
+    per_layer = (2 * d * 4 + (qd + 2 * kvd) * d * 2 + d * qd * 2 + 2 * 64 * 4 + experts * d * 2
+                 + top_k * 3 * fe * d * 2)
+    assert got == d * 2 + vocab * d * 2 + d * 4 + layers * per_layer
+
+
 @pytest.mark.parametrize("args", [
     ["frobnicate"],
     [],

@@ -14,6 +14,7 @@
 
 #include <fmt/format.h>
 
+#include "backend/cuda/cuda_experts.h"
 #include "backend/cuda/cuda_linear.h"
 #include "backend/cuda/device_info.h"
 #include "backend/cuda/device_memory.h"
@@ -191,6 +192,13 @@ class CudaBackend final : public Backend {
     return cuda::CudaLinear::upload(parts, ctx_);
   }
 
+  std::unique_ptr<BackendExperts> experts(std::span<const ExpertWeights> experts) override {
+    auto x = cuda::CudaExperts::upload(experts, ctx_);
+    has_experts_ = true;
+    host_routed_experts_ = host_routed_experts_ || !x->device_routed(1);
+    return x;
+  }
+
   std::unique_ptr<BackendTensor> vector(std::span<const float> values) override {
     auto v = std::make_unique<CudaVector>();
     v->values = DeviceArray<float>(values.size());
@@ -331,6 +339,17 @@ class CudaBackend final : public Backend {
     }
   }
 
+  void moe(const BackendExperts& experts, Act h, Act router_logits, const MoeRouting& routing, Act out,
+           const ExpertInputObserver* observer) override {
+    MARLIN_CHECK(observer == nullptr, "cuda backend: calibration runs on the CPU backend only");
+    const auto& x = static_cast<const cuda::CudaExperts&>(experts);
+    MARLIN_CHECK(h.cols == x.d_model && out.cols == x.d_model && router_logits.cols == x.n_experts &&
+                     router_logits.rows == h.rows && out.rows == h.rows && router_logits.type == ActType::kF32,
+                 "cuda moe: activations do not fit {} experts of width {}", x.n_experts, x.d_model);
+    const OpTimer timer(*this, "moe");
+    x.forward(f16(h), h.rows, f32(router_logits), routing, f16(out), ctx_, moe_scratch_);
+  }
+
   void silu_mul(Act gate_up, Act out) override {
     const OpTimer timer(*this, "silu_mul");
     cuda::silu_mul(f16(gate_up), gate_up.rows, out.cols, f16(out), ctx_.stream);
@@ -379,7 +398,9 @@ class CudaBackend final : public Backend {
   // a graph the second time, and replays that graph afterwards (until a buffer it uses is replaced).
   void run(int64_t shape_key, const std::function<void()>& ops) override {
     if (graph_generation_ != generation()) drop_graphs();
-    if (shape_key < 0 || !graphs_enabled_) return ops();
+    // Steps whose sparse MLPs route on the host synchronize with it: never recorded.
+    const bool host_routed = has_experts_ && (host_routed_experts_ || shape_key > cuda::CudaExperts::kDeviceRows);
+    if (shape_key < 0 || !graphs_enabled_ || host_routed) return ops();
     const std::pair<int64_t, uint64_t> key{shape_key, cache_->id()};
     auto it = graphs_.find(key);
     if (it == graphs_.end()) {
@@ -453,6 +474,9 @@ class CudaBackend final : public Backend {
   int device_ = 0;
   std::string name_;
   cuda::LinearContext ctx_;
+  cuda::MoeScratch moe_scratch_;
+  bool has_experts_ = false;          // a sparse MLP was uploaded (cuda_experts.h)
+  bool host_routed_experts_ = false;  // one of them always routes on the host
   DeviceArray<uint8_t> cublas_workspace_;
   ModelConfig config_;
   std::unique_ptr<Rope> rope_;

@@ -97,7 +97,8 @@ std::optional<PackedTiles> pack_tiles(std::span<const QuantTensor> parts) {
 // dequantize + GEMM/GEMV kernels.
 class TiledLinear final : public CudaLinear {
  public:
-  TiledLinear(const PackedTiles& packed, LinearContext& ctx) : weights_(packed.bytes, packed.shape) {
+  TiledLinear(const PackedTiles& packed, LinearContext& ctx)
+      : weights_(packed.bytes, packed.shape), view_(weights_.view()) {
     rows = packed.shape.rows;
     cols = packed.shape.cols;
     // Reserved now for every row count the kernels will see: a workspace that grew later would
@@ -124,10 +125,12 @@ class TiledLinear final : public CudaLinear {
     half_to_float(ctx.f16_scratch.get(), m * rows, static_cast<float*>(out), ctx.stream);
   }
   const char* kernel_name() const override { return tile_codec_name(weights_.view().shape.codec); }
+  const TiledWeights* tiles() const override { return &view_; }
 
  private:
   bool unpacks(int64_t m) const { return m >= kUnpackRows && weights_.view().shape.codec == TileCodec::kInt4; }
   DeviceWeightTiles weights_;
+  TiledWeights view_;
 };
 
 class DenseLinear final : public CudaLinear {
@@ -140,6 +143,7 @@ class DenseLinear final : public CudaLinear {
     gemm_f16(ctx, weights_.get(), rows, cols, in, m, out, out_f32);
   }
   const char* kernel_name() const override { return "fp16"; }
+  const __half* half_weights() const override { return weights_.get(); }
 
  private:
   DeviceArray<__half> weights_;

@@ -40,6 +40,10 @@ class CudaLinear : public BackendLinear {
   // out = in · Wᵀ for m rows of fp16 input; out is fp16, or fp32 when `out_f32`.
   virtual void forward(const __half* in, int64_t m, void* out, bool out_f32, LinearContext& ctx) const = 0;
   virtual const char* kernel_name() const = 0;
+  // The weights as the routed expert kernels read them: tiles (tiled formats; null otherwise) or
+  // fp16 rows (the dequantized formats; null otherwise).
+  virtual const TiledWeights* tiles() const { return nullptr; }
+  virtual const __half* half_weights() const { return nullptr; }
 };
 
 }  // namespace marlin::cuda

@@ -47,6 +47,31 @@ void embed(const __half* table, int64_t d, const int32_t* tokens, int64_t n, flo
 // fp16 → fp32, count values (logits).
 void half_to_float(const __half* in, int64_t count, float* out, cudaStream_t stream);
 
+// fp32 → fp16 (round to nearest), count values.
+void float_to_half(const float* in, int64_t count, __half* out, cudaStream_t stream);
+
+// Sparse MLPs (moe_ops.cu). Routing on the device, by backend/cpu/moe.h's rule: for each of `rows`
+// rows of fp32 router logits (rows × n_experts, n_experts ≤ 256, top_k ≤ 32), the top_k experts
+// by softmax (or sigmoid) score into ids[row · top_k + j], best first, and their weights
+// (renormalized to sum 1 when asked).
+void moe_route(const float* logits, int rows, int n_experts, int top_k, bool sigmoid, bool renormalize, int32_t* ids,
+               float* weights, cudaStream_t stream);
+// For fp16 experts: c[slot] = a[slot / slot_div] · W_eᵀ, e = ids[slot], W_e (rows × cols, cols a
+// multiple of 8) at weights[e] (a device array of device pointers); c is slots × rows.
+void routed_dense_gemv(const __half* const* weights, const int32_t* ids, int slots, int slot_div, const __half* a,
+                       int64_t rows, int64_t cols, __half* c, cudaStream_t stream);
+// out[t] = Σ_j weights[t·top_k + j] · y[t·top_k + j] for `rows` tokens of `cols` values (fp32 sum
+// in slot order, rounded once).
+void combine_slots(const __half* y, const float* weights, int64_t rows, int top_k, int64_t cols, __half* out,
+                   cudaStream_t stream);
+// out[i] = in[rows[i]] for n rows of `cols` fp16 values (cols a multiple
+// of 8, both 16-byte aligned; row indices in device memory, valid rows of `in`).
+void gather_rows(const __half* in, int64_t cols, const int32_t* rows, int64_t n, __half* out, cudaStream_t stream);
+// sums[rows[i]] += weights[i] · y[i] for n rows of `cols` values (sums fp32, y fp16); each row
+// index at most once per call.
+void add_weighted_rows(const __half* y, int64_t cols, const int32_t* rows, const float* weights, int64_t n, float* sums,
+                       cudaStream_t stream);
+
 struct AttentionGeometry {
   int n_heads = 0;
   int n_kv_heads = 0;  // divides n_heads; query head h reads KV head h / (n_heads / n_kv_heads)

@@ -5,6 +5,7 @@
 #include <climits>
 
 #include "backend/cuda/tiled_gemm_kernels.h"
+#include "backend/cuda/tiled_routed_gemv.h"
 #include "core/error.h"
 
 namespace marlin::cuda {
@@ -153,7 +154,52 @@ void run_striped(int variant, const TiledWeights& w, const __half* a, __half* c,
              "launch");
 }
 
+// The routed variant for `shape`'s format, or -1.
+int routed_variant(const WeightTileShape& shape) {
+  int count = 0;
+  const GemvConfig* configs = tiled_detail::routed_gemv_configs(&count);
+  for (int i = 0; i < count; ++i)
+    if (same_format(configs[i].codec, configs[i].groups_per_tile, configs[i].asymmetric, shape)) return i;
+  return -1;
+}
+
 }  // namespace
+
+bool routed_gemv_supported(const WeightTileShape& shape) { return tiled_gemm_supported() && routed_variant(shape) >= 0; }
+
+void routed_gemv(const uint8_t* const* expert_tiles, const WeightTileShape& shape, const int32_t* expert_ids, int slots,
+                 int slot_div, const __half* a, __half* c, cudaStream_t stream) {
+  const int variant = routed_variant(shape);
+  MARLIN_CHECK(variant >= 0 && tiled_gemm_supported(), "routed gemv: no kernel for these weights");
+  MARLIN_CHECK(slots >= 1 && slots <= 65535 && slot_div >= 1, "routed gemv: {} slots", slots);
+  MARLIN_CHECK(shape.rows % kTileRows == 0 && shape.cols % kTileColAlign == 0 && shape.rows < INT_MAX &&
+                   shape.cols < INT_MAX,
+               "routed gemv: {} x {} weights", shape.rows, shape.cols);
+  MARLIN_CHECK(aligned16(a) && c != nullptr, "routed gemv: activations not 16-byte aligned");
+  int count = 0;
+  const GemvConfig& cfg = tiled_detail::routed_gemv_configs(&count)[variant];
+  tiled_detail::RoutedGemvParams r;
+  r.expert_tiles = expert_tiles;
+  r.expert_ids = expert_ids;
+  r.tiles_bytes = static_cast<long long>(shape.tiles_bytes());
+  r.slot_div = slot_div;
+  tiled_detail::GemvParams& p = r.gemv;
+  p.a = a;
+  p.c = c;
+  p.m = 1;
+  p.n = int(shape.rows);
+  p.k = int(shape.cols);
+  p.k_tiles = int(shape.col_blocks());
+  // Enough blocks over all slots to cover the SMs; a block's warps split its strips, then K.
+  const int strips = p.n / 16;
+  const int sms = device_attribute(cudaDevAttrMultiProcessorCount);
+  const int per_slot = std::max(1, sms / slots);
+  p.strips_per_block = std::min((strips + per_slot - 1) / per_slot, cfg.warps * cfg.strips_per_warp);
+  p.strip_split = (p.strips_per_block + cfg.strips_per_warp - 1) / cfg.strips_per_warp;
+  p.k_split = std::max(1, cfg.warps / p.strip_split);
+  const int grid_x = (strips + p.strips_per_block - 1) / p.strips_per_block;
+  check_cuda(tiled_detail::launch_routed_gemv(variant, r, grid_x, slots, stream), "launch");
+}
 
 DeviceWeightTiles::DeviceWeightTiles(const std::vector<uint8_t>& packed, const WeightTileShape& shape)
     : shape_(shape) {

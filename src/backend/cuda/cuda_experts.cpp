@@ -1,0 +1,166 @@
+#include "backend/cuda/cuda_experts.h"
+
+#include <algorithm>
+
+#include "backend/cpu/moe.h"
+#include "backend/cuda/ops.h"
+
+namespace marlin::cuda {
+namespace {
+
+template <typename T>
+void fit(DeviceArray<T>& buffer, size_t count) {
+  if (buffer.size() < count) buffer = DeviceArray<T>(std::max(count, 2 * buffer.size()));
+}
+
+// The experts' weights as a device table of pointers, when every expert has them in a form a
+// routed kernel reads (tiles of a format with a routed variant, or fp16); else empty.
+DeviceArray<const void*> routed_table(const std::vector<std::unique_ptr<CudaLinear>>& linears) {
+  std::vector<const void*> pointers;
+  for (const auto& l : linears) {
+    const TiledWeights* t = l->tiles();
+    const TiledWeights* first = linears[0]->tiles();
+    if (t && first && routed_gemv_supported(t->shape) && t->shape.codec == first->shape.codec &&
+        t->shape.groups_per_tile == first->shape.groups_per_tile && t->shape.asymmetric == first->shape.asymmetric) {
+      pointers.push_back(t->tiles);
+    } else if (!t && !first && l->half_weights()) {
+      pointers.push_back(l->half_weights());
+    } else {
+      return {};
+    }
+  }
+  DeviceArray<const void*> table(pointers.size());
+  table.upload(pointers.data(), pointers.size());
+  return table;
+}
+
+}  // namespace
+
+std::unique_ptr<CudaExperts> CudaExperts::upload(std::span<const ExpertWeights> experts, LinearContext& ctx) {
+  MARLIN_CHECK(!experts.empty(), "cuda backend: a sparse MLP needs at least one expert");
+  auto x = std::make_unique<CudaExperts>();
+  x->n_experts = int(experts.size());
+  x->d_model = experts[0].gate.cols;
+  x->d_ffn = experts[0].gate.rows;
+  MARLIN_CHECK(x->d_model % 8 == 0 && x->d_ffn % 8 == 0, "cuda backend: expert widths {} and {} must be multiples of 8",
+               x->d_model, x->d_ffn);
+  for (const ExpertWeights& e : experts) {
+    const bool same = e.gate.rows == x->d_ffn && e.gate.cols == x->d_model && e.up.rows == x->d_ffn &&
+                      e.up.cols == x->d_model && e.down.rows == x->d_model && e.down.cols == x->d_ffn;
+    MARLIN_CHECK(same, "cuda backend: experts of one layer differ in shape");
+    const QuantTensor gate_up[] = {e.gate, e.up};
+    x->gate_up_.push_back(CudaLinear::upload(gate_up, ctx));
+    x->down_.push_back(CudaLinear::upload(std::span(&e.down, 1), ctx));
+  }
+  x->gate_up_table_ = routed_table(x->gate_up_);
+  x->down_table_ = routed_table(x->down_);
+  x->device_routable_ = x->n_experts <= 256 && x->gate_up_table_.size() > 0 && x->down_table_.size() > 0;
+  return x;
+}
+
+void CudaExperts::forward(const __half* h, int64_t rows, const float* router_logits, const MoeRouting& routing,
+                          __half* out, LinearContext& ctx, MoeScratch& scratch) const {
+  if (device_routed(rows)) return forward_on_device(h, rows, router_logits, routing, out, ctx, scratch);
+  forward_on_host(h, rows, router_logits, routing, out, ctx, scratch);
+}
+
+void CudaExperts::routed_product(const DeviceArray<const void*>& table, const CudaLinear& first, const int32_t* ids,
+                                 int slots, int slot_div, const __half* a, __half* c, LinearContext& ctx) const {
+  if (const TiledWeights* t = first.tiles())
+    return routed_gemv(reinterpret_cast<const uint8_t* const*>(table.get()), t->shape, ids, slots, slot_div, a, c,
+                       ctx.stream);
+  routed_dense_gemv(reinterpret_cast<const __half* const*>(table.get()), ids, slots, slot_div, a, first.rows,
+                    first.cols, c, ctx.stream);
+}
+
+void CudaExperts::forward_on_device(const __half* h, int64_t rows, const float* router_logits,
+                                    const MoeRouting& routing, __half* out, LinearContext& ctx, MoeScratch& s) const {
+  const int k = routing.top_k;
+  MARLIN_CHECK(k >= 1 && k <= n_experts && k <= kMaxTopK, "cuda moe: {} experts per token out of {}", k, n_experts);
+  const int slots = int(rows) * k;
+  // Sized once for the largest device-routed step, before any graph records them.
+  const size_t most = size_t(kDeviceRows * kMaxTopK);
+  if (s.slot_ids.size() < most) {
+    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+    check_cuda(cudaStreamIsCapturing(ctx.stream, &capture), "cudaStreamIsCapturing");
+    MARLIN_CHECK(capture == cudaStreamCaptureStatusNone, "cuda moe: scratch sized while capturing a graph");
+    check_cuda(cudaStreamSynchronize(ctx.stream), "cudaStreamSynchronize");
+    s.slot_ids = DeviceArray<int32_t>(most);
+    s.slot_weights = DeviceArray<float>(most);
+    ++ctx.generation;
+  }
+  if (s.slot_gate_up.size() < most * size_t(2 * d_ffn) || s.slot_y.size() < most * size_t(d_model)) {
+    check_cuda(cudaStreamSynchronize(ctx.stream), "cudaStreamSynchronize");
+    s.slot_gate_up = DeviceArray<__half>(most * size_t(2 * d_ffn));
+    s.slot_hidden = DeviceArray<__half>(most * size_t(d_ffn));
+    s.slot_y = DeviceArray<__half>(most * size_t(d_model));
+    ++ctx.generation;
+  }
+  moe_route(router_logits, int(rows), n_experts, k, routing.scoring == RouterScoring::kSigmoid, routing.renormalize,
+            s.slot_ids.get(), s.slot_weights.get(), ctx.stream);
+  routed_product(gate_up_table_, *gate_up_[0], s.slot_ids.get(), slots, k, h, s.slot_gate_up.get(), ctx);
+  silu_mul(s.slot_gate_up.get(), slots, d_ffn, s.slot_hidden.get(), ctx.stream);
+  routed_product(down_table_, *down_[0], s.slot_ids.get(), slots, 1, s.slot_hidden.get(), s.slot_y.get(), ctx);
+  combine_slots(s.slot_y.get(), s.slot_weights.get(), rows, k, d_model, out, ctx.stream);
+}
+
+void CudaExperts::forward_on_host(const __half* h, int64_t rows, const float* router_logits,
+                                  const MoeRouting& routing, __half* out, LinearContext& ctx, MoeScratch& s) const {
+  const int k = routing.top_k;
+  MARLIN_CHECK(k >= 1 && k <= n_experts, "cuda moe: {} experts per token out of {}", k, n_experts);
+  s.host_logits.resize(size_t(rows * n_experts));
+  check_cuda(cudaMemcpyAsync(s.host_logits.data(), router_logits, s.host_logits.size() * sizeof(float),
+                             cudaMemcpyDeviceToHost, ctx.stream),
+             "cudaMemcpyAsync(router logits)");
+  check_cuda(cudaStreamSynchronize(ctx.stream), "sparse MLP routing");
+
+  // Tokens grouped by expert: expert e's rows are host_rows[begin[e] .. begin[e + 1]).
+  std::vector<cpu::ExpertChoice> choices(size_t(rows * k));
+  for (int64_t t = 0; t < rows; ++t)
+    cpu::route_token(&s.host_logits[size_t(t * n_experts)], n_experts, routing, &choices[size_t(t * k)]);
+  std::vector<int64_t> begin(size_t(n_experts) + 1, 0);
+  for (const auto& c : choices) ++begin[size_t(c.expert) + 1];
+  for (int e = 0; e < n_experts; ++e) begin[size_t(e) + 1] += begin[size_t(e)];
+  s.host_rows.resize(choices.size());
+  s.host_weights.resize(choices.size());
+  std::vector<int64_t> next(begin.begin(), begin.end() - 1);
+  for (int64_t t = 0; t < rows; ++t)
+    for (int i = 0; i < k; ++i) {
+      const auto& c = choices[size_t(t * k + i)];
+      const int64_t at = next[size_t(c.expert)]++;
+      s.host_rows[size_t(at)] = int32_t(t);
+      s.host_weights[size_t(at)] = c.weight;
+    }
+
+  // The stream is idle here (synchronized above): scratch may grow.
+  const size_t chosen = choices.size();
+  fit(s.rows, chosen);
+  fit(s.weights, chosen);
+  fit(s.sums, size_t(rows * d_model));
+  fit(s.x, size_t(rows * d_model));
+  fit(s.gate_up, size_t(rows * 2 * d_ffn));
+  fit(s.hidden, size_t(rows * d_ffn));
+  fit(s.y, size_t(rows * d_model));
+  check_cuda(cudaMemcpyAsync(s.rows.get(), s.host_rows.data(), chosen * sizeof(int32_t), cudaMemcpyHostToDevice,
+                             ctx.stream),
+             "cudaMemcpyAsync(expert rows)");
+  check_cuda(cudaMemcpyAsync(s.weights.get(), s.host_weights.data(), chosen * sizeof(float), cudaMemcpyHostToDevice,
+                             ctx.stream),
+             "cudaMemcpyAsync(expert weights)");
+  check_cuda(cudaMemsetAsync(s.sums.get(), 0, size_t(rows * d_model) * sizeof(float), ctx.stream), "cudaMemsetAsync");
+  for (int e = 0; e < n_experts; ++e) {
+    const int64_t n = begin[size_t(e) + 1] - begin[size_t(e)];
+    if (n == 0) continue;
+    const int32_t* expert_rows = s.rows.get() + begin[size_t(e)];
+    gather_rows(h, d_model, expert_rows, n, s.x.get(), ctx.stream);
+    gate_up_[size_t(e)]->forward(s.x.get(), n, s.gate_up.get(), false, ctx);
+    silu_mul(s.gate_up.get(), n, d_ffn, s.hidden.get(), ctx.stream);
+    down_[size_t(e)]->forward(s.hidden.get(), n, s.y.get(), false, ctx);
+    add_weighted_rows(s.y.get(), d_model, expert_rows, s.weights.get() + begin[size_t(e)], n, s.sums.get(), ctx.stream);
+  }
+  float_to_half(s.sums.get(), rows * d_model, out, ctx.stream);
+  // No synchronization needed for the host vectors: copies from pageable memory have read them
+  // by the time cudaMemcpyAsync returns.
+}
+
+}  // namespace marlin::cuda

@@ -1,0 +1,71 @@
+// The experts of one sparse MLP layer on the GPU (Backend::experts and Backend::moe). Two paths:
+//  - device-routed, for steps of at most kDeviceRows tokens (decode): the router's top-k on the
+//    GPU (moe_route), then one routed product for all (token, expert) slots of the stacked
+//    gate|up (routed_gemv on tiles, routed_dense_gemv on fp16 experts), SwiGLU, one routed product
+//    of the downs, and each token's weighted sum of its slots (combine_slots) — no host
+//    synchronization, so these steps can be recorded into CUDA graphs. Each slot reads its
+//    expert's weights, so an expert chosen by several tokens of a step is read several times.
+//  - host-routed, for longer steps (prompts) and formats without a routed kernel (int3, int2):
+//    the router logits are read back (one stream synchronization per sparse layer), tokens are
+//    routed and grouped per expert on the host by backend/cpu/moe.h's rule, and every chosen
+//    expert runs its gate|up and down as CudaLinear products over the rows routed to it
+//    (gathered), its weighted outputs added to the tokens' fp32 sums in expert order.
+#pragma once
+
+#include <cuda_fp16.h>
+
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "backend/backend.h"
+#include "backend/cuda/cuda_linear.h"
+#include "backend/cuda/device_memory.h"
+
+namespace marlin::cuda {
+
+// Device scratch of the sparse MLPs of one backend, grown on demand (outside graphs only).
+struct MoeScratch {
+  std::vector<float> host_logits;
+  std::vector<int32_t> host_rows;   // per chosen (token, expert): the token, grouped by expert
+  std::vector<float> host_weights;  // and its weight
+  DeviceArray<int32_t> rows;
+  DeviceArray<float> weights, sums;
+  DeviceArray<__half> x, gate_up, hidden, y;
+  // The device-routed path's (token, expert) slots: ids, weights, and their products.
+  DeviceArray<int32_t> slot_ids;
+  DeviceArray<float> slot_weights;
+  DeviceArray<__half> slot_gate_up, slot_hidden, slot_y;
+};
+
+class CudaExperts final : public BackendExperts {
+ public:
+  // The most tokens of a step that takes the device-routed path (at most 32 experts each).
+  static constexpr int64_t kDeviceRows = 8;
+  static constexpr int kMaxTopK = 32;
+
+  static std::unique_ptr<CudaExperts> upload(std::span<const ExpertWeights> experts, LinearContext& ctx);
+  // Whether steps of `rows` tokens avoid the host (and may be recorded into graphs).
+  bool device_routed(int64_t rows) const { return device_routable_ && rows <= kDeviceRows; }
+
+  // out (rows × d_model, fp16) = the sparse MLP of h (rows × d_model, fp16) for router_logits
+  // (rows × n_experts, fp32), as Backend::moe describes.
+  void forward(const __half* h, int64_t rows, const float* router_logits, const MoeRouting& routing, __half* out,
+               LinearContext& ctx, MoeScratch& scratch) const;
+
+ private:
+  void forward_on_device(const __half* h, int64_t rows, const float* router_logits, const MoeRouting& routing,
+                         __half* out, LinearContext& ctx, MoeScratch& scratch) const;
+  void forward_on_host(const __half* h, int64_t rows, const float* router_logits, const MoeRouting& routing,
+                       __half* out, LinearContext& ctx, MoeScratch& scratch) const;
+  // One routed product over `slots` slots (tiles or fp16, by what the experts hold).
+  void routed_product(const DeviceArray<const void*>& table, const CudaLinear& first, const int32_t* ids, int slots,
+                      int slot_div, const __half* a, __half* c, LinearContext& ctx) const;
+
+  std::vector<std::unique_ptr<CudaLinear>> gate_up_, down_;  // per expert: [gate | up] and down
+  // Device tables of every expert's weights (tile or fp16 pointers) for the routed products.
+  DeviceArray<const void*> gate_up_table_, down_table_;
+  bool device_routable_ = false;
+};
+
+}  // namespace marlin::cuda

@@ -1,0 +1,28 @@
+// The routed few-token kernel (a sparse MLP's decode: each grid row one (token, expert) slot), one
+// variant per weight format that mixture-of-experts checkpoints use: int4 (g128/g64/g32, with or
+// without zero points), int8 and fp8, fp4 / mxfp4 / nvfp4. int3 and int2 experts take the host path
+// (cuda_experts.h).
+#include "backend/cuda/tiled_routed_gemv.cuh"
+
+namespace marlin::cuda::tiled_detail {
+
+// X(codec, warps, strips_per_warp, frags_m, depth, groups_per_tile, asymmetric)
+#define MARLIN_ROUTED_VARIANTS(X)      \
+  X(kCodecInt4, 16, 1, 1, 4, 1, false) \
+  X(kCodecInt4, 16, 1, 1, 4, 2, false) \
+  X(kCodecInt4, 16, 1, 1, 4, 4, false) \
+  X(kCodecInt4, 16, 1, 1, 4, 1, true)  \
+  X(kCodecInt4, 16, 1, 1, 4, 2, true)  \
+  X(kCodecInt4, 16, 1, 1, 4, 4, true)  \
+  X(kCodecInt8, 16, 1, 1, 4, 1, false) \
+  X(kCodecInt8, 16, 1, 1, 4, 2, false) \
+  X(kCodecInt8, 16, 1, 1, 4, 4, false) \
+  X(kCodecFp8, 16, 1, 1, 4, 1, false)  \
+  X(kCodecFp4, 16, 1, 1, 4, 1, false)  \
+  X(kCodecFp4, 16, 1, 1, 4, 2, false)  \
+  X(kCodecFp4, 16, 1, 1, 4, 4, false)  \
+  X(kCodecFp4, 16, 1, 1, 4, 8, false)
+
+MARLIN_DEFINE_ROUTED_GEMV_TABLE(MARLIN_ROUTED_VARIANTS)
+
+}  // namespace marlin::cuda::tiled_detail

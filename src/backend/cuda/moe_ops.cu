@@ -1,0 +1,194 @@
+// The small kernels of a sparse MLP on the GPU (cuda_experts.h): routing on the device, a routed
+// product for fp16 experts, combining each token's expert outputs; and for the host-routed path,
+// gathering the rows routed to one expert, adding its weighted outputs back into the tokens' fp32
+// sums, and rounding the sums to fp16.
+#include <cuda_fp16.h>
+
+#include "backend/cuda/ops.h"
+#include "backend/cuda/ops_check.h"
+#include "backend/cuda/pdl_launch.cuh"
+
+namespace marlin::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+// out[i] = in[rows[i]] for n rows of `cols` fp16 values (cols a multiple of 8): one block per row.
+__global__ void gather_rows_kernel(const __half* in, int64_t cols, const int32_t* rows, __half* out) {
+  const int64_t i = blockIdx.x;
+  const uint4* from = reinterpret_cast<const uint4*>(in + int64_t(rows[i]) * cols);
+  uint4* to = reinterpret_cast<uint4*>(out + i * cols);
+  for (int64_t c = threadIdx.x; c < cols / 8; c += blockDim.x) to[c] = from[c];
+}
+
+// sums[rows[i]] += weights[i] · y[i] for n rows of `cols` values: one block per row. A row index
+// appears at most once per launch, so no two blocks touch the same sum.
+__global__ void add_weighted_rows_kernel(const __half* y, int64_t cols, const int32_t* rows, const float* weights,
+                                         float* sums) {
+  const int64_t i = blockIdx.x;
+  const float w = weights[i];
+  const __half* from = y + i * cols;
+  float* to = sums + int64_t(rows[i]) * cols;
+  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) to[c] += w * __half2float(from[c]);
+}
+
+__global__ void float_to_half_kernel(const float* in, int64_t count, __half* out) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < count) out[i] = __float2half_rn(in[i]);
+}
+
+// One warp per token: the scores of its n_experts ≤ 32·kPerLane logits, then top_k rounds of a
+// warp argmax (equal scores: the lower expert index), as backend/cpu/moe.h routes.
+constexpr int kPerLane = 8;
+
+__global__ void moe_route_kernel(const float* logits, int rows, int n_experts, int top_k, bool sigmoid,
+                                 bool renormalize, int32_t* ids, float* weights) {
+  pdl_prologue();
+  const int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (row >= rows) return;
+  const float* l = logits + static_cast<long long>(row) * n_experts;
+  float score[kPerLane];
+  float top = -INFINITY;
+  for (int i = 0; i < kPerLane; ++i) {
+    const int e = lane + 32 * i;
+    score[i] = e < n_experts ? l[e] : -INFINITY;
+    top = fmaxf(top, score[i]);
+  }
+  for (int offset = 16; offset > 0; offset /= 2) top = fmaxf(top, __shfl_xor_sync(0xffffffffu, top, offset));
+  float sum = 0;
+  for (int i = 0; i < kPerLane; ++i) {
+    const int e = lane + 32 * i;
+    if (e >= n_experts) continue;
+    score[i] = sigmoid ? 1.0f / (1.0f + expf(-score[i])) : expf(score[i] - top);
+    sum += score[i];
+  }
+  for (int offset = 16; offset > 0; offset /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, offset);
+  for (int i = 0; i < kPerLane; ++i)
+    if (!sigmoid) score[i] /= sum;
+  float chosen_sum = 0, chosen[32];
+  int chosen_id[32];
+  for (int k = 0; k < top_k; ++k) {
+    float best = -INFINITY;
+    int best_e = n_experts;
+    for (int i = 0; i < kPerLane; ++i) {
+      const int e = lane + 32 * i;
+      if (e < n_experts && (score[i] > best || (score[i] == best && e < best_e))) best = score[i], best_e = e;
+    }
+    for (int offset = 16; offset > 0; offset /= 2) {
+      const float other = __shfl_xor_sync(0xffffffffu, best, offset);
+      const int other_e = __shfl_xor_sync(0xffffffffu, best_e, offset);
+      if (other > best || (other == best && other_e < best_e)) best = other, best_e = other_e;
+    }
+    if (best_e % 32 == lane) score[best_e / 32] = -INFINITY;  // taken
+    chosen[k] = best;
+    chosen_id[k] = best_e;
+    chosen_sum += best;
+  }
+  if (lane != 0) return;
+  for (int k = 0; k < top_k; ++k) {
+    ids[row * top_k + k] = chosen_id[k];
+    weights[row * top_k + k] = renormalize ? chosen[k] / chosen_sum : chosen[k];
+  }
+}
+
+// c[slot] = a[slot / slot_div] · W_eᵀ for fp16 experts (W_e rows × cols at weights[e]): one warp
+// per output value, 16-byte loads along K.
+__global__ void routed_dense_gemv_kernel(const __half* const* weights, const int32_t* ids, int slot_div,
+                                         const __half* a, int64_t rows, int64_t cols, __half* c) {
+  pdl_prologue();
+  const int slot = blockIdx.y;
+  const int64_t row = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (row >= rows) return;
+  const uint4* w = reinterpret_cast<const uint4*>(weights[ids[slot]] + row * cols);
+  const uint4* x = reinterpret_cast<const uint4*>(a + int64_t(slot / slot_div) * cols);
+  float acc = 0;
+  for (int64_t i = lane; i < cols / 8; i += 32) {
+    const uint4 wv = w[i], xv = x[i];
+    const __half2* wh = reinterpret_cast<const __half2*>(&wv);
+    const __half2* xh = reinterpret_cast<const __half2*>(&xv);
+    for (int j = 0; j < 4; ++j) {
+      const float2 wf = __half22float2(wh[j]), xf = __half22float2(xh[j]);
+      acc += wf.x * xf.x + wf.y * xf.y;
+    }
+  }
+  for (int offset = 16; offset > 0; offset /= 2) acc += __shfl_xor_sync(0xffffffffu, acc, offset);
+  if (lane == 0) c[int64_t(slot) * rows + row] = __float2half_rn(acc);
+}
+
+// out[t] = Σ_j weights[t·top_k + j] · y[t·top_k + j], in slot order, rounded once to fp16.
+__global__ void combine_slots_kernel(const __half* y, const float* weights, int top_k, int64_t cols, __half* out) {
+  pdl_prologue();
+  const int64_t t = blockIdx.x;
+  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+    float sum = 0;
+    for (int j = 0; j < top_k; ++j) sum += weights[t * top_k + j] * __half2float(y[(t * top_k + j) * cols + c]);
+    out[t * cols + c] = __float2half_rn(sum);
+  }
+}
+
+}  // namespace
+
+void moe_route(const float* logits, int rows, int n_experts, int top_k, bool sigmoid, bool renormalize, int32_t* ids,
+               float* weights, cudaStream_t stream) {
+  using ops_detail::require;
+  require(n_experts >= 1 && n_experts <= 32 * kPerLane, "moe_route", "expert count out of range", n_experts);
+  require(top_k >= 1 && top_k <= n_experts && top_k <= 32, "moe_route", "experts per token out of range", top_k);
+  require(rows >= 0, "moe_route", "row count out of range", rows);
+  if (rows == 0) return;
+  constexpr int kWarps = 4;
+  launch_pdl(moe_route_kernel, unsigned((rows + kWarps - 1) / kWarps), kWarps * 32, 0, stream, logits, rows, n_experts,
+             top_k, sigmoid, renormalize, ids, weights);
+  ops_detail::check_launch("moe_route");
+}
+
+void routed_dense_gemv(const __half* const* weights, const int32_t* ids, int slots, int slot_div, const __half* a,
+                       int64_t rows, int64_t cols, __half* c, cudaStream_t stream) {
+  using ops_detail::require;
+  require(cols > 0 && cols % 8 == 0, "routed_dense_gemv", "cols must be a positive multiple of 8", cols);
+  require(rows > 0 && rows < (int64_t(1) << 31), "routed_dense_gemv", "row count out of range", rows);
+  require(slots >= 1 && slots <= 65535 && slot_div >= 1, "routed_dense_gemv", "slot count out of range", slots);
+  require(ops_detail::aligned16(a), "routed_dense_gemv", "activations must be 16-byte aligned", 0);
+  constexpr int kWarps = 8;
+  launch_pdl(routed_dense_gemv_kernel, dim3(unsigned((rows + kWarps - 1) / kWarps), unsigned(slots)), kWarps * 32, 0,
+             stream, weights, ids, slot_div, a, rows, cols, c);
+  ops_detail::check_launch("routed_dense_gemv");
+}
+
+void combine_slots(const __half* y, const float* weights, int64_t rows, int top_k, int64_t cols, __half* out,
+                   cudaStream_t stream) {
+  using ops_detail::require;
+  require(rows >= 0 && rows < (int64_t(1) << 31) && top_k >= 1 && cols > 0, "combine_slots", "sizes out of range",
+          rows);
+  if (rows == 0) return;
+  launch_pdl(combine_slots_kernel, unsigned(rows), kThreads, 0, stream, y, weights, top_k, cols, out);
+  ops_detail::check_launch("combine_slots");
+}
+
+void gather_rows(const __half* in, int64_t cols, const int32_t* rows, int64_t n, __half* out, cudaStream_t stream) {
+  ops_detail::require(cols > 0 && cols % 8 == 0, "gather_rows", "cols must be a positive multiple of 8", cols);
+  ops_detail::require(n >= 0 && n < (int64_t(1) << 31), "gather_rows", "row count out of range", n);
+  ops_detail::require(ops_detail::aligned16(in) && ops_detail::aligned16(out), "gather_rows",
+                      "pointers must be 16-byte aligned", 0);
+  if (n == 0) return;
+  gather_rows_kernel<<<unsigned(n), kThreads, 0, stream>>>(in, cols, rows, out);
+  ops_detail::check_launch("gather_rows");
+}
+
+void add_weighted_rows(const __half* y, int64_t cols, const int32_t* rows, const float* weights, int64_t n, float* sums,
+                       cudaStream_t stream) {
+  ops_detail::require(cols > 0, "add_weighted_rows", "cols must be positive", cols);
+  ops_detail::require(n >= 0 && n < (int64_t(1) << 31), "add_weighted_rows", "row count out of range", n);
+  if (n == 0) return;
+  add_weighted_rows_kernel<<<unsigned(n), kThreads, 0, stream>>>(y, cols, rows, weights, sums);
+  ops_detail::check_launch("add_weighted_rows");
+}
+
+void float_to_half(const float* in, int64_t count, __half* out, cudaStream_t stream) {
+  ops_detail::require(count >= 0, "float_to_half", "count must not be negative", count);
+  if (count == 0) return;
+  float_to_half_kernel<<<unsigned((count + kThreads - 1) / kThreads), kThreads, 0, stream>>>(in, count, out);
+  ops_detail::check_launch("float_to_half");
+}
+
+}  // namespace marlin::cuda

@@ -1,0 +1,65 @@
+// The routed form of the few-token kernel (tiled_routed_gemv.h): each grid row is one (token,
+// expert) slot. The expert ids come from the previous kernel, so a block waits for that kernel
+// before it loads any weights (no prefetch across the launch).
+#pragma once
+
+#include <iterator>
+
+#include "backend/cuda/tiled_gemv_kernel.cuh"
+#include "backend/cuda/tiled_routed_gemv.h"
+
+namespace marlin::cuda::tiled_detail {
+
+template <int kCodec, int kWarps, int kStripsPerWarp, int kFragsM, int kDepth, int kGroupsPerTile, bool kAsym>
+__global__ void __launch_bounds__(kWarps * 32, 1) routed_gemv_kernel(const __grid_constant__ RoutedGemvParams p) {
+  allow_dependent_launch();
+  extern __shared__ __align__(16) float red[];
+  grid_dependency_wait();
+  GemvParams q = p.gemv;
+  const int slot = blockIdx.y;
+  q.tiles = p.expert_tiles[p.expert_ids[slot]];
+  if constexpr (Codec<kCodec>::kRowScales) q.row_scales = reinterpret_cast<const float*>(q.tiles + p.tiles_bytes);
+  q.a = p.gemv.a + static_cast<long long>(slot / p.slot_div) * p.gemv.k;
+  q.c = p.gemv.c + static_cast<long long>(slot) * p.gemv.n;
+  q.m = 1;
+  TiledGemv<kCodec, kWarps, kStripsPerWarp, kFragsM, kDepth, kGroupsPerTile, kAsym>::run(q, red);
+}
+
+template <int kCodec, int kWarps, int kStripsPerWarp, int kFragsM, int kDepth, int kGroupsPerTile, bool kAsym>
+cudaError_t launch_routed_gemv_variant(const RoutedGemvParams& params, int grid_x, int slots, cudaStream_t stream) {
+  cudaLaunchConfig_t config = {};
+  config.gridDim = dim3(grid_x, slots);
+  config.blockDim = dim3(kWarps * 32);
+  config.dynamicSmemBytes = size_t(kWarps * 32 * kStripsPerWarp * kFragsM * 16);
+  config.stream = stream;
+  cudaLaunchAttribute attribute = {};
+  attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attribute.val.programmaticStreamSerializationAllowed = 1;
+  config.attrs = &attribute;
+  config.numAttrs = 1;
+  return cudaLaunchKernelEx(
+      &config, routed_gemv_kernel<kCodec, kWarps, kStripsPerWarp, kFragsM, kDepth, kGroupsPerTile, kAsym>, params);
+}
+
+}  // namespace marlin::cuda::tiled_detail
+
+// One routed table from an X-macro list X(codec, warps, strips_per_warp, frags_m, depth,
+// groups_per_tile, asymmetric), as tiled_variant_table.cuh makes the other tables.
+#define MARLIN_ROUTED_GEMV_CONFIG_ROW(CODEC, W, S, FM, D, G, Z) GemvConfig{CODEC, W, S, FM, D, G, Z},
+#define MARLIN_ROUTED_GEMV_LAUNCH_CASE(CODEC, W, S, FM, D, G, Z) \
+  if (index == i++) return launch_routed_gemv_variant<CODEC, W, S, FM, D, G, Z>(params, grid_x, slots, stream);
+
+#define MARLIN_DEFINE_ROUTED_GEMV_TABLE(LIST)                                                               \
+  namespace {                                                                                              \
+  constexpr GemvConfig routed_configs[] = {LIST(MARLIN_ROUTED_GEMV_CONFIG_ROW)};                           \
+  }                                                                                                        \
+  const GemvConfig* routed_gemv_configs(int* count) {                                                      \
+    *count = int(std::size(routed_configs));                                                               \
+    return routed_configs;                                                                                 \
+  }                                                                                                        \
+  cudaError_t launch_routed_gemv(int index, const RoutedGemvParams& params, int grid_x, int slots,         \
+                                 cudaStream_t stream) {                                                    \
+    int i = 0;                                                                                             \
+    LIST(MARLIN_ROUTED_GEMV_LAUNCH_CASE)                                                                   \
+    return cudaErrorInvalidValue;                                                                          \
+  }

@@ -1,0 +1,28 @@
+// Internal interface of the routed few-token kernel (a sparse MLP's decode; tiled_gemm.h's
+// routed_gemv): the GEMV of tiled_gemv_kernel.cuh where each grid row is one (token, expert) slot.
+// Plain C++17: no device code here.
+#pragma once
+
+#include <cstdint>
+
+#include "backend/cuda/tiled_gemm_kernels.h"
+
+namespace marlin::cuda::tiled_detail {
+
+// Grid row y multiplies activation row y / slot_div of gemv.a by the weights of expert
+// expert_ids[y] (tiles at expert_tiles[that], its row scales right after its tiles_bytes of
+// tiles) into row y of gemv.c; gemv.m = 1, gemv.tiles and gemv.row_scales unused.
+struct RoutedGemvParams {
+  GemvParams gemv;
+  const uint8_t* const* expert_tiles = nullptr;
+  const int32_t* expert_ids = nullptr;
+  long long tiles_bytes = 0;
+  int slot_div = 1;
+};
+
+// The routed variants (one per weight format: 16 warps, one strip each, one token), and a launch
+// of variant `config` on grid_x × slots blocks.
+const GemvConfig* routed_gemv_configs(int* count);
+cudaError_t launch_routed_gemv(int config, const RoutedGemvParams& params, int grid_x, int slots, cudaStream_t stream);
+
+}  // namespace marlin::cuda::tiled_detail
