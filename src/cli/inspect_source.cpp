@@ -36,11 +36,16 @@ void inspect_model_source(const std::string& path, bool json, bool tensors) {
     tensor_list.push_back({{"name", name}, {"format", t.format.name()}, {"rows", t.rows}, {"cols", t.cols},
                            {"bytes", t.stored_bytes()}});
   }
-  const nlohmann::ordered_json config = {{"architecture", c.architecture}, {"layers", c.n_layers},
+  nlohmann::ordered_json config = {{"architecture", c.architecture}, {"layers", c.n_layers},
                                          {"d_model", c.d_model},           {"heads", c.n_heads},
                                          {"kv_heads", c.n_kv_heads},       {"head_dim", c.head_dim},
                                          {"d_ffn", c.d_ffn},               {"vocab_size", c.vocab_size},
                                          {"context_length", c.context_length}, {"rope_theta", c.rope.theta}};
+  if (c.moe.n_experts > 0) {
+    config["experts"] = c.moe.n_experts;
+    config["experts_used"] = c.moe.routing.top_k;
+    config["expert_d_ffn"] = c.moe.d_expert_ffn;
+  }
   if (json) {
     nlohmann::ordered_json out = {{"source", source->description()}, {"name", c.name}, {"config", config},
                                   {"parameters", parameters}, {"tensor_bytes", bytes},
