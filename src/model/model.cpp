@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "model/deepseek.h"
 #include "model/llama.h"
 #include "model/model_source.h"
 
@@ -13,7 +14,10 @@ namespace marlin {
 std::unique_ptr<Model> load_model(const ModelSource& source, ThreadPool& pool, DeviceKind device) {
   const std::string& arch = source.config().architecture;
   if (arch == "llama" || arch == "qwen3") return load_llama(source, make_backend(device, pool));
-  fail("model: architecture '{}' is not supported yet (supported: llama, qwen3)", arch);
+  if (arch == "deepseek2" || arch == "deepseek3" || arch == "glm4moelite")
+    return load_deepseek(source, make_backend(device, pool));
+  fail("model: architecture '{}' is not supported yet (supported: llama, qwen3, deepseek2, deepseek3, glm4moelite)",
+       arch);
 }
 
 namespace {
