@@ -14,8 +14,12 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include "backend/cpu/matmul.h"
+#include "backend/cpu/ops.h"
+#include "formats/hf_config.h"
 #include "model/model.h"
 #include "model/model_source.h"
+#include "model/weights.h"
 #include "reference.h"
 
 namespace marlin {
@@ -138,6 +142,45 @@ TEST_P(MlaParity, SharedPrefixIsCopiedOnWrite) {
   EXPECT_LE(max_abs_diff(logits.data(), ref.row(59), ref.vocab), 2 * ref.fp32_error);
 }
 
+// Layer by layer (marlin quantize's calibration path) computes what forward computes, reporting
+// each linear group's input in the order of linear_groups().
+TEST_P(MlaParity, LayerByLayerReportsEveryLinearInput) {
+  const auto ref = testing::load_reference(kDir, GetParam());
+  auto source = open_model_source(kDir + "/" + GetParam());
+  ThreadPool pool(2);
+  auto model = load_model(*source, pool);
+  const ModelConfig& c = model->config();
+  const MlaConfig& m = c.mla;
+  const int64_t n = 20;
+  std::vector<float> x(size_t(n * c.d_model));
+  model->embed(std::span(ref.tokens).first(n), x.data());
+  auto cache = model->new_cache(n);
+  std::vector<int64_t> expected_cols = {c.d_model, c.d_model};  // q_a_proj or q_proj, kv_a_proj_with_mqa
+  if (m.q_lora_rank > 0) expected_cols.push_back(m.q_lora_rank);  // q_b_proj
+  for (int64_t cols : {int64_t(c.n_heads) * m.v_head_dim, int64_t(c.d_model), int64_t(c.d_ffn)})
+    expected_cols.push_back(cols);
+  for (int layer = 0; layer < c.n_layers; ++layer) {
+    const auto groups = model->linear_groups(layer);
+    ASSERT_EQ(groups.size(), expected_cols.size());
+    EXPECT_EQ(groups[1].weights[0], "model.layers." + std::to_string(layer) + ".self_attn.kv_a_proj_with_mqa.weight");
+    std::vector<int64_t> cols_seen;
+    cache->clear();
+    model->run_layer(layer, x.data(), n, *cache, [&](int group, const float*, int64_t rows, int64_t cols) {
+      EXPECT_EQ(rows, n);
+      EXPECT_EQ(group, int(cols_seen.size()));
+      cols_seen.push_back(cols);
+    });
+    EXPECT_EQ(cols_seen, expected_cols);
+  }
+  const auto norm = require_vector(*source, "model.norm.weight", c.d_model);
+  const auto lm_head = require_matrix(*source, "lm_head.weight", c.vocab_size, c.d_model);
+  std::vector<float> h(x.size()), logits(size_t(n) * size_t(ref.vocab));
+  for (int64_t t = 0; t < n; ++t)
+    cpu::rms_norm(&x[size_t(t * c.d_model)], norm.data(), c.rms_eps, c.d_model, &h[size_t(t * c.d_model)]);
+  cpu::matmul(lm_head, h.data(), n, logits.data(), pool);
+  EXPECT_LE(max_abs_diff(logits.data(), ref.logits.data(), int(logits.size())), 2 * ref.fp32_error);
+}
+
 INSTANTIATE_TEST_SUITE_P(Checkpoints, MlaParity,
                          ::testing::Values("tiny_deepseek_v3", "tiny_deepseek_v2", "tiny_glm4_moe_lite"));
 
@@ -161,6 +204,30 @@ TEST(Mla, ConfigIsReadAsTransformersReadsIt) {
   EXPECT_EQ(glm.architecture, "glm4moelite");
   EXPECT_EQ(glm.rope.pairing, RopePairing::kHalfSplit);  // rope_interleave false
   EXPECT_EQ(glm.moe_layers, std::vector<bool>(2, false));
+}
+
+TEST(Mla, ConfigErrorsNameTheKey) {
+  std::ifstream in(kDir + "/tiny_glm4_moe_lite/config.json");
+  const nlohmann::json glm = nlohmann::json::parse(in);
+  const auto error_of = [&](const std::function<void(nlohmann::json&)>& edit) -> std::string {
+    nlohmann::json j = glm;
+    edit(j);
+    try {
+      model_config_from_hf(j);
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "no error";
+  };
+  EXPECT_EQ(error_of([](nlohmann::json& j) { j.erase("kv_lora_rank"); }), "config.json: 'kv_lora_rank' is missing");
+  EXPECT_EQ(error_of([](nlohmann::json& j) { j["attention_bias"] = true; }),
+            "config.json: glm4moelite with attention_bias is not supported");
+  EXPECT_EQ(error_of([](nlohmann::json& j) { j["mlp_layer_types"] = {"dense"}; }),
+            "config.json: mlp_layer_types is not a list of 2 layer types");
+  EXPECT_EQ(error_of([](nlohmann::json& j) { j["mlp_layer_types"] = {"dense", "moe"}; }),
+            "config.json: mlp_layer_types[1] is neither dense nor sparse");
+  EXPECT_EQ(error_of([](nlohmann::json& j) { j["q_lora_rank"] = -1; }),
+            "config.json: 'q_lora_rank' = -1 is outside [0, 65536]");
 }
 
 // Per token and layer the cache holds kv_lora_rank + qk_rope_head_dim fp32 values, where a
