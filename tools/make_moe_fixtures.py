@@ -10,7 +10,7 @@ and in float32 (whose distance to float64 sets the C++ tests' tolerance).
   tiny_mixtral          2 layers, 8 experts, top-2 (Mixtral always renormalizes the top-k weights);
                         also written as tiny_mixtral.gguf (llama.cpp's layout: 3-D expert tensors)
   tiny_qwen3_moe        3 layers, 8 experts, top-2, norm_topk_prob false, layer 1 dense (mlp_only_layers)
-  tiny_qwen3_moe_norm   2 layers, norm_topk_prob true, decoder_sparse_step 2 (layer 0 dense, layer 1 sparse)
+  tiny_qwen3_moe_norm   2 layers, both sparse, norm_topk_prob true; also written as tiny_qwen3_moe_norm.gguf
 
 A token whose k-th and (k+1)-th router probabilities are nearly equal could be routed differently
 by arithmetic that differs only in rounding; the seed is advanced until every routing decision of
@@ -48,7 +48,7 @@ VARIANTS = {
         norm_topk_prob=False, mlp_only_layers=[1], rope_theta=10000.0, **COMMON)),
     "tiny_qwen3_moe_norm": (Qwen3MoeForCausalLM, lambda: Qwen3MoeConfig(
         intermediate_size=64, moe_intermediate_size=32, num_hidden_layers=2, num_experts=8, head_dim=32,
-        norm_topk_prob=True, decoder_sparse_step=2, rope_theta=10000.0, **COMMON)),
+        norm_topk_prob=True, rope_theta=10000.0, **COMMON)),
 }
 
 
@@ -116,10 +116,13 @@ def marlin_int4_g32(w: np.ndarray) -> np.ndarray:
     return np.where((s1 != s2) & (e2 < e1), r2, r1).reshape(rows, cols)
 
 
-def write_mixtral_gguf(path: pathlib.Path, model, config):
-    """The Mixtral as a llama.cpp-style GGUF: architecture "llama" with expert metadata, Q/K rows
-    permuted for adjacent-pair RoPE, each layer's experts as 3-D tensors ffn_{gate,up,down}_exps."""
-    w = gguf.GGUFWriter(str(path), "llama")
+def write_moe_gguf(path: pathlib.Path, model, config, arch: str):
+    """The model as a llama.cpp-style GGUF: "llama" with expert metadata for Mixtral (Q/K rows
+    permuted for adjacent-pair RoPE), "qwen3moe" for Qwen3-MoE (Q/K as they are, per-head norms);
+    each layer's router as ffn_gate_inp and its experts as 3-D tensors ffn_{gate,up,down}_exps."""
+    w = gguf.GGUFWriter(str(path), arch)
+    qwen = arch == "qwen3moe"
+    head_dim = config.head_dim if qwen else config.hidden_size // config.num_attention_heads
     w.add_name(path.stem)
     w.add_block_count(config.num_hidden_layers)
     w.add_context_length(config.max_position_embeddings)
@@ -129,22 +132,32 @@ def write_mixtral_gguf(path: pathlib.Path, model, config):
     w.add_head_count_kv(config.num_key_value_heads)
     w.add_rope_freq_base(10000.0)
     w.add_layer_norm_rms_eps(config.rms_norm_eps)
-    w.add_rope_dimension_count(config.hidden_size // config.num_attention_heads)
-    w.add_expert_count(config.num_local_experts)
+    w.add_rope_dimension_count(head_dim)
+    w.add_expert_count(config.num_local_experts if not qwen else config.num_experts)
     w.add_expert_used_count(config.num_experts_per_tok)
+    f = config.moe_intermediate_size if qwen else config.intermediate_size
+    if qwen:
+        w.add_key_length(head_dim)
+        w.add_value_length(head_dim)
+        w.add_expert_feed_forward_length(f)
     sd = {k: v.detach().to(torch.float32).numpy() for k, v in model.state_dict().items()}
     w.add_tensor("token_embd.weight", sd["model.embed_tokens.weight"])
     w.add_tensor("output_norm.weight", sd["model.norm.weight"])
     w.add_tensor("output.weight", sd["lm_head.weight"])
-    f = config.intermediate_size
     for i in range(config.num_hidden_layers):
         p, b = f"model.layers.{i}.", f"blk.{i}."
+        q, k = sd[p + "self_attn.q_proj.weight"], sd[p + "self_attn.k_proj.weight"]
+        if not qwen:
+            q, k = permute_for_gguf(q, config.num_attention_heads), permute_for_gguf(k, config.num_key_value_heads)
         w.add_tensor(b + "attn_norm.weight", sd[p + "input_layernorm.weight"])
         w.add_tensor(b + "ffn_norm.weight", sd[p + "post_attention_layernorm.weight"])
-        w.add_tensor(b + "attn_q.weight", permute_for_gguf(sd[p + "self_attn.q_proj.weight"], config.num_attention_heads))
-        w.add_tensor(b + "attn_k.weight", permute_for_gguf(sd[p + "self_attn.k_proj.weight"], config.num_key_value_heads))
+        w.add_tensor(b + "attn_q.weight", q)
+        w.add_tensor(b + "attn_k.weight", k)
         w.add_tensor(b + "attn_v.weight", sd[p + "self_attn.v_proj.weight"])
         w.add_tensor(b + "attn_output.weight", sd[p + "self_attn.o_proj.weight"])
+        if qwen:
+            w.add_tensor(b + "attn_q_norm.weight", sd[p + "self_attn.q_norm.weight"])
+            w.add_tensor(b + "attn_k_norm.weight", sd[p + "self_attn.k_norm.weight"])
         w.add_tensor(b + "ffn_gate_inp.weight", sd[p + "mlp.gate.weight"])
         gate_up = sd[p + "mlp.experts.gate_up_proj"]  # experts × [gate; up] × hidden
         w.add_tensor(b + "ffn_gate_exps.weight", np.ascontiguousarray(gate_up[:, :f, :]))
@@ -193,8 +206,10 @@ def main():
             if extra.name not in ("config.json", "model.safetensors"):
                 extra.unlink()
         write_reference(args.out, name, model, ids, {"hf_dir": name, "seed": seed, "min_routing_margin": min(margins)})
+        if name == "tiny_qwen3_moe_norm":
+            write_moe_gguf(args.out / f"{name}.gguf", model, config, "qwen3moe")
         if name == "tiny_mixtral":
-            write_mixtral_gguf(args.out / "tiny_mixtral.gguf", model, config)
+            write_moe_gguf(args.out / "tiny_mixtral.gguf", model, config, "llama")
             quantized = cls(config).eval()
             quantized.load_state_dict(model.state_dict())
             with torch.no_grad():

@@ -30,6 +30,14 @@ void Backend::moe(const BackendExperts&, Act, Act, const MoeRouting&, Act, const
   moe_unsupported(kind());
 }
 
+void Backend::mla_store_kv(Act, const BackendTensor&, float, KvCache&, int) {
+  fail("{}: multi-head latent attention is not supported on this backend yet", description());
+}
+
+void Backend::mla_attention(Act, const BackendTensor&, KvCache&, int, Act) {
+  fail("{}: multi-head latent attention is not supported on this backend yet", description());
+}
+
 std::unique_ptr<Backend> make_backend(DeviceKind kind, ThreadPool& pool) {
   if (kind == DeviceKind::kCpu) return make_cpu_backend(pool);
 #ifdef MARLIN_HAVE_CUDA

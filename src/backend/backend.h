@@ -183,6 +183,21 @@ class Backend {
   // `observer` (CPU only, calibration) sees each chosen expert's inputs.
   virtual void moe(const BackendExperts& experts, Act h, Act router_logits, const MoeRouting& routing, Act out,
                    const ExpertInputObserver* observer = nullptr);
+  // --- Multi-head latent attention (ModelConfig::mla; DeepSeek-V2/V3, GLM-4.7-Flash) ----------
+  // The cache (kv_geometry of the config) holds per token and layer one row of kv_lora_rank
+  // normalized latent values c_kv followed by qk_rope_head_dim values of the RoPE'd shared key
+  // k_pe. Backends without MLA throw (the defaults below).
+  //
+  // kv_a rows are kv_a_proj_with_mqa's output [latent: kv_lora_rank | k_pe: qk_rope_head_dim];
+  // stores rms_norm(latent) · kv_norm (epsilon `eps`) and k_pe rotated by the token's position.
+  virtual void mla_store_kv(Act kv_a, const BackendTensor& kv_norm, float eps, KvCache& cache, int layer);
+  // Causal attention of the step's queries over the cache, with the up-projections absorbed:
+  // q rows are n_heads heads of [q_nope: qk_nope_head_dim | q_pe: qk_rope_head_dim] (q_pe not
+  // yet rotated); kv_up is kv_b_proj (n_heads · (qk_nope_head_dim + v_head_dim) rows of
+  // kv_lora_rank, per head first W_UK then W_UV) uploaded by vector() as fp32, row-major. Per head
+  // the score of position j is softmax_scale · ((W_UKᵀ q_nope) · c_kv_j + rope(q_pe) · k_pe_j);
+  // the head's output is W_UV (Σ_j p_j c_kv_j). out: rows × n_heads · v_head_dim (o_proj's input).
+  virtual void mla_attention(Act q, const BackendTensor& kv_up, KvCache& cache, int layer, Act out);
   // gate_up rows are [gate | up]; out = silu(gate) · up.
   virtual void silu_mul(Act gate_up, Act out) = 0;
   // gate_up rows are [gate | up]; out = gelu(gate) · up, GELU in its tanh approximation

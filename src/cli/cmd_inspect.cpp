@@ -18,6 +18,7 @@
 #include "cli/inspect_source.h"
 #include "formats/gguf.h"
 #include "formats/gguf_text.h"
+#include "model/kv_cache.h"
 
 namespace marlin::cli {
 namespace {
@@ -49,6 +50,7 @@ struct Report {
   std::vector<std::pair<std::string, const GgufValue*>> hyperparameters;  // "<arch>." stripped
   std::vector<std::pair<std::string, const GgufValue*>> tokenizer;        // "tokenizer." stripped
   std::optional<uint64_t> vocab_size;
+  std::optional<int64_t> kv_values_per_token;  // what the KV cache holds per token, every layer
   uint64_t parameters = 0, tensor_bytes = 0;
   std::vector<std::pair<GgmlType, TypeStats>> types;  // most bytes first
 };
@@ -77,6 +79,10 @@ Report make_report(const GgufFile& file) {
   }
   if (!r.architecture.empty()) r.vocab_size = file.get_uint(arch_prefix + "vocab_size");
   if (!r.vocab_size) r.vocab_size = array_length(file, "tokenizer.ggml.tokens");
+  try {  // inspect shows any GGUF file; the KV cache only for architectures marlin reads
+    r.kv_values_per_token = kv_geometry(model_config_from_gguf(file)).values_per_token();
+  } catch (const Error&) {
+  }
 
   std::map<GgmlType, TypeStats> by_type;
   for (const auto& t : file.tensors()) {
@@ -135,6 +141,9 @@ Json json_report(const Report& r, const InspectOptions& options) {
   out["tensor_bytes"] = r.tensor_bytes;
   out["bits_per_weight"] = bits_per_weight(r.tensor_bytes, r.parameters);
   out["vocab_size"] = r.vocab_size ? Json(*r.vocab_size) : Json(nullptr);
+  out["kv_bytes_per_token"] = r.kv_values_per_token ? Json{{"cuda_f16", 2 * *r.kv_values_per_token},
+                                                           {"cpu_f32", 4 * *r.kv_values_per_token}}
+                                                     : Json(nullptr);
   out["hyperparameters"] = json_entries(r.hyperparameters);
   out["tokenizer"] = json_entries(r.tokenizer);
   out["tensor_count"] = file.tensors().size();
@@ -204,6 +213,9 @@ void print_text(const Report& r, const InspectOptions& options) {
   fmt::print("{:<16}{} in {} tensors, {:.3f} bits/weight\n", "tensor data", human_bytes(r.tensor_bytes),
              file.tensors().size(), bits_per_weight(r.tensor_bytes, r.parameters));
   if (r.vocab_size) fmt::print("{:<16}{}\n", "vocab size", *r.vocab_size);
+  if (r.kv_values_per_token)
+    fmt::print("{:<16}{} bytes/token fp16 (CUDA), {} fp32 (CPU)\n", "kv cache", 2 * *r.kv_values_per_token,
+               4 * *r.kv_values_per_token);
 
   print_entries(fmt::format("hyper-parameters ({}.*)", gguf_escape(r.architecture)), r.hyperparameters);
   print_entries("tokenizer (tokenizer.*)", r.tokenizer);

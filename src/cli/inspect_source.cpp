@@ -6,6 +6,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "model/kv_cache.h"
 #include "model/model_source.h"
 
 namespace marlin::cli {
@@ -36,15 +37,23 @@ void inspect_model_source(const std::string& path, bool json, bool tensors) {
     tensor_list.push_back({{"name", name}, {"format", t.format.name()}, {"rows", t.rows}, {"cols", t.cols},
                            {"bytes", t.stored_bytes()}});
   }
-  const nlohmann::ordered_json config = {{"architecture", c.architecture}, {"layers", c.n_layers},
+  nlohmann::ordered_json config = {{"architecture", c.architecture}, {"layers", c.n_layers},
                                          {"d_model", c.d_model},           {"heads", c.n_heads},
                                          {"kv_heads", c.n_kv_heads},       {"head_dim", c.head_dim},
                                          {"d_ffn", c.d_ffn},               {"vocab_size", c.vocab_size},
                                          {"context_length", c.context_length}, {"rope_theta", c.rope.theta}};
+  if (c.moe.n_experts > 0) {
+    config["experts"] = c.moe.n_experts;
+    config["experts_used"] = c.moe.routing.top_k;
+    config["expert_d_ffn"] = c.moe.d_expert_ffn;
+  }
+  // What the KV cache holds per token over every layer: fp16 on CUDA, fp32 on the CPU.
+  const int64_t kv_values = kv_geometry(c).values_per_token();
   if (json) {
     nlohmann::ordered_json out = {{"source", source->description()}, {"name", c.name}, {"config", config},
                                   {"parameters", parameters}, {"tensor_bytes", bytes},
-                                  {"bits_per_weight", bits_per_weight(bytes, parameters)}};
+                                  {"bits_per_weight", bits_per_weight(bytes, parameters)},
+                                  {"kv_bytes_per_token", {{"cuda_f16", 2 * kv_values}, {"cpu_f32", 4 * kv_values}}}};
     for (const auto& [name, s] : formats)
       out["formats"][name] = {{"tensors", s.tensors}, {"parameters", s.elements}, {"bytes", s.bytes}};
     if (tensors) out["tensors"] = tensor_list;
@@ -54,6 +63,7 @@ void inspect_model_source(const std::string& path, bool json, bool tensors) {
     for (const auto& [key, value] : config.items()) fmt::print("{:<16}{}\n", key, value.dump());
     fmt::print("{:<16}{:.2f} MiB in {} tensors, {} parameters, {:.3f} bits/weight\n", "tensor data",
                double(bytes) / (1 << 20), tensor_list.size(), parameters, bits_per_weight(bytes, parameters));
+    fmt::print("{:<16}{} bytes/token fp16 (CUDA), {} fp32 (CPU)\n", "kv cache", 2 * kv_values, 4 * kv_values);
     fmt::print("\n{:<22}{:>8}{:>14}{:>14}{:>13}\n", "tensor formats", "tensors", "parameters", "bytes", "bits/weight");
     for (const auto& [name, s] : formats)
       fmt::print("  {:<20}{:>8}{:>14}{:>14}{:>13.3f}\n", name, s.tensors, s.elements, s.bytes,

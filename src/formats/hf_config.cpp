@@ -29,8 +29,16 @@ constexpr Architecture kArchitectures[] = {
     {"Qwen3ForCausalLM", "qwen3", "qwen3", 32768},
     {"MixtralForCausalLM", "mixtral", "llama", 4096 * 32},
     {"Qwen3MoeForCausalLM", "qwen3_moe", "qwen3moe", 32768},
+    {"DeepseekV2ForCausalLM", "deepseek_v2", "deepseek2", 2048},
+    {"DeepseekV3ForCausalLM", "deepseek_v3", "deepseek3", 4096},
+    {"Glm4MoeLiteForCausalLM", "glm4_moe_lite", "glm4moelite", 202752},
     {"Gemma3ForCausalLM", "gemma3_text", "gemma3", 131072},
 };
+
+// Families with multi-head latent attention (MlaConfig).
+bool is_mla_family(std::string_view family) {
+  return family == "deepseek2" || family == "deepseek3" || family == "glm4moelite";
+}
 
 const Architecture& find_architecture(const Json& j) {
   std::optional<std::string> hf_class;
@@ -46,7 +54,8 @@ const Architecture& find_architecture(const Json& j) {
   MARLIN_CHECK(hf_class || model_type, "config.json: neither 'architectures' nor 'model_type' names the model");
   fail(
       "config.json: architecture {} is not supported (supported: LlamaForCausalLM, MistralForCausalLM, "
-      "Qwen2ForCausalLM, Qwen3ForCausalLM, MixtralForCausalLM, Qwen3MoeForCausalLM, Gemma3ForCausalLM)",
+      "Qwen2ForCausalLM, Qwen3ForCausalLM, MixtralForCausalLM, Qwen3MoeForCausalLM, DeepseekV2ForCausalLM, "
+      "DeepseekV3ForCausalLM, Glm4MoeLiteForCausalLM, Gemma3ForCausalLM)",
       gguf_quote(hf_class ? *hf_class : *model_type));
 }
 
@@ -275,6 +284,57 @@ void read_moe(ModelConfig& c, const Json& j, std::string_view model_type) {
   m.routing.top_k = optional_int(j, "num_experts_per_tok", model_type == "mixtral" ? 2 : 8, 1, m.n_experts);
 }
 
+// MLA settings of DeepSeek-V2/V3 and GLM-4.7-Flash, after read_rope (head_dim is
+// qk_rope_head_dim there), as transformers reads them.
+void read_mla(ModelConfig& c, const Json& j, std::string_view family) {
+  constexpr int64_t kMaxRank = 1 << 16;
+  MlaConfig& m = c.mla;
+  m.q_lora_rank = optional_int(j, "q_lora_rank", 0, 0, kMaxRank);  // null: no q compression
+  m.kv_lora_rank = required_int(j, "kv_lora_rank", 1, kMaxRank);
+  m.qk_nope_head_dim = required_int(j, "qk_nope_head_dim", 1, 4096);
+  m.qk_rope_head_dim = c.head_dim;
+  m.v_head_dim = required_int(j, "v_head_dim", 1, 4096);
+  MARLIN_CHECK(!json_bool(j, "attention_bias", kSource).value_or(false),
+               "config.json: {} with attention_bias is not supported", family);
+  MARLIN_CHECK(c.rope.dim == c.head_dim, "config.json: MLA rotates all {} qk_rope_head_dim values, not {}", c.head_dim,
+               c.rope.dim);
+  // DeepSeek-V2 always pairs adjacent values (complex RoPE); V3 and GLM unless rope_interleave is false.
+  const bool interleave = family == "deepseek2" || json_bool(j, "rope_interleave", kSource).value_or(true);
+  c.rope.pairing = interleave ? RopePairing::kAdjacent : RopePairing::kHalfSplit;
+  // Softmax scale: YaRN's mscale_all_dim correction applies to any non-default rope type.
+  double scale = 1.0 / std::sqrt(double(m.qk_nope_head_dim + m.qk_rope_head_dim));
+  const Json rope = rope_dict(j);
+  const std::string type =
+      json_string(rope, "rope_type", kSource).value_or(json_string(rope, "type", kSource).value_or("default"));
+  const double mscale_all = json_number(rope, "mscale_all_dim", kSource).value_or(0);
+  if (type != "default" && mscale_all != 0) {
+    const double mscale = yarn_mscale(positive(json_number(rope, "factor", kSource), "factor"), mscale_all);
+    scale *= mscale * mscale;
+  }
+  m.softmax_scale = float(scale);
+  // Which layers have a mixture-of-experts MLP (loading refuses them until the MoE block serves
+  // DeepSeek's routing).
+  c.moe.n_experts = optional_int(j, "n_routed_experts", 0, 0, 4096);
+  std::vector<bool>& sparse = c.moe.sparse_layers;
+  sparse.assign(size_t(c.n_layers), false);
+  if (family == "glm4moelite") {
+    if (auto it = j.find("mlp_layer_types"); it != j.end() && !it->is_null()) {
+      MARLIN_CHECK(it->is_array() && it->size() == size_t(c.n_layers),
+                   "config.json: mlp_layer_types is not a list of {} layer types", c.n_layers);
+      for (size_t i = 0; i < it->size(); ++i) {
+        const Json& t = (*it)[i];
+        MARLIN_CHECK(t == "dense" || t == "sparse", "config.json: mlp_layer_types[{}] is neither dense nor sparse", i);
+        sparse[i] = t == "sparse";
+      }
+    } else {
+      for (size_t i = 1; i < sparse.size(); ++i) sparse[i] = true;  // transformers' default
+    }
+  } else {
+    const int dense = optional_int(j, "first_k_dense_replace", family == "deepseek2" ? 0 : 3, 0, 1 << 16);
+    for (int i = dense; i < c.n_layers; ++i) sparse[size_t(i)] = true;
+  }
+}
+
 }  // namespace
 
 ModelConfig model_config_from_hf(const Json& j) {
@@ -303,7 +363,9 @@ ModelConfig model_config_from_hf(const Json& j) {
   MARLIN_CHECK(c.n_heads % c.n_kv_heads == 0,
                "config.json: num_attention_heads {} is not a multiple of num_key_value_heads {}", c.n_heads,
                c.n_kv_heads);
-  if (json_int(j, "head_dim", kSource)) {
+  if (is_mla_family(arch.family)) {
+    c.head_dim = required_int(j, "qk_rope_head_dim", 2, 4096);  // the rotated part, as transformers has it
+  } else if (json_int(j, "head_dim", kSource)) {
     c.head_dim = required_int(j, "head_dim", 1, 4096);
   } else {
     MARLIN_CHECK(c.d_model % c.n_heads == 0, "config.json: hidden_size {} is not a multiple of num_attention_heads {}",
@@ -325,6 +387,7 @@ ModelConfig model_config_from_hf(const Json& j) {
   }
   read_rope(c.rope, c, rope, j);
   if (arch.model_type == "mixtral" || arch.model_type == "qwen3_moe") read_moe(c, j, arch.model_type);
+  if (is_mla_family(arch.family)) read_mla(c, j, arch.family);
 
   // Within the window, sliding-window attention is full attention: cap the context there.
   std::optional<int64_t> window;
@@ -349,7 +412,8 @@ Json hf_config_from_model_config(const ModelConfig& c) {
   const Architecture* arch = nullptr;
   for (const auto& a : kArchitectures)
     if (!arch && a.family == c.architecture) arch = &a;
-  MARLIN_CHECK(arch != nullptr, "config.json: architecture '{}' has no Hugging Face form here", c.architecture);
+  MARLIN_CHECK(arch != nullptr && !is_mla_family(arch->family),
+               "config.json: architecture '{}' has no Hugging Face form here", c.architecture);
   // Gemma 3's config.json form (layer types, norm weights stored as w) is not written yet: GGUF
   // Gemma files store norms as 1 + w, which a Gemma config.json would read as 2 + w.
   MARLIN_CHECK(c.architecture != "gemma3", "config.json: Gemma 3 models cannot be written as config.json yet");

@@ -12,6 +12,13 @@
 // v0.1, Qwen2 with use_sliding_window) caps context_length at the window, where full attention
 // and windowed attention agree. Hugging Face Q/K rows pair i with i + dim/2 (kHalfSplit).
 //
+// Multi-head latent attention models — DeepseekV2ForCausalLM, DeepseekV3ForCausalLM and
+// Glm4MoeLiteForCausalLM (GLM-4.7-Flash) — fill ModelConfig::mla (head_dim is qk_rope_head_dim,
+// RoPE pairs adjacent values unless rope_interleave is false; the softmax scale takes YaRN's
+// mscale_all_dim correction) and moe.sparse_layers (first_k_dense_replace, GLM's mlp_layer_types); their
+// families are "deepseek2", "deepseek3" and "glm4moelite", and they have no config.json form from
+// hf_config_from_model_config.
+//
 // The architecture comes out in GGUF's naming: "llama" for Llama and Mistral, "qwen2" for Qwen2
 // (q/k/v biases), "gemma3" for Gemma 3. Anything else is a marlin::Error naming the architecture.
 #pragma once

@@ -57,6 +57,19 @@ struct MoeConfig {
   }
 };
 
+// Multi-head latent attention (DeepSeek-V2/V3, GLM-4.7-Flash): keys and values of every head come
+// from a per-token latent of kv_lora_rank values (kv_b_proj's up-projection), plus one RoPE key of
+// qk_rope_head_dim values shared by the heads; the cache holds only those two.
+struct MlaConfig {
+  int q_lora_rank = 0;       // 0: q_proj straight from the hidden state; else q_a_proj → norm → q_b_proj
+  int kv_lora_rank = 0;      // 0: not MLA
+  int qk_nope_head_dim = 0;  // per head: query/key values without position
+  int qk_rope_head_dim = 0;  // per head: rotated values (ModelConfig::head_dim and rope.dim)
+  int v_head_dim = 0;
+  float softmax_scale = 0;   // (qk_nope + qk_rope)^-1/2, times YaRN's mscale(factor, mscale_all_dim)²
+  bool enabled() const { return kv_lora_rank > 0; }
+};
+
 struct ModelConfig {
   std::string architecture;
   std::string name;
@@ -71,6 +84,7 @@ struct ModelConfig {
   float rms_eps = 1e-5f;
   RopeConfig rope;
   MoeConfig moe;
+  MlaConfig mla;
 
   // Variations of the Llama block (Gemma and others); the defaults describe Llama.
   float attention_scale = 0.0f;     // of query·key scores; 0: 1/sqrt(head_dim)

@@ -132,18 +132,20 @@ class GgufSource final : public ModelSource {
   std::string tokenizer_json() const override { return tokenizer_files().tokenizer_json; }
   std::string tokenizer_config_json() const override { return tokenizer_files().tokenizer_config_json; }
 
-  // A 3-D expert tensor stands for one name per expert.
+  // A 3-D expert tensor of the model's expert count stands for one name per expert.
   std::vector<std::string> tensor_names() const override {
     std::vector<std::string> names;
     for (const auto& t : file_->tensors()) {
-      const std::string name = hf_name(t.name);
       const auto part = std::find(kExpertTensors.begin(), kExpertTensors.end(), layer_suffix(t.name));
-      if (part == kExpertTensors.end() || t.shape.size() != 3 || name == t.name) {
-        names.push_back(name);
+      const bool experts = part != kExpertTensors.end() && t.shape.size() == 3 && config_.moe.n_experts > 0 &&
+                           t.shape[2] == uint64_t(config_.moe.n_experts);
+      if (!experts) {  // an expert tensor of another shape keeps its GGUF name
+        names.push_back(part != kExpertTensors.end() ? t.name : hf_name(t.name));
         continue;
       }
+      const std::string layer_prefix = hf_name(t.name);
       for (uint64_t e = 0; e < t.shape[2]; ++e)
-        names.push_back(fmt::format("{}{}{}.{}", name, moe_naming_.experts, e,
+        names.push_back(fmt::format("{}{}{}.{}", layer_prefix, moe_naming_.experts, e,
                                     moe_naming_.parts[size_t(part - kExpertTensors.begin())]));
     }
     return names;

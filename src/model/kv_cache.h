@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "model/config.h"
 #include "model/kv_blocks.h"
 
 namespace marlin {
@@ -24,6 +25,23 @@ struct KvCacheLayout {
   int block_size = 0;   // positions per block; 0: the backend's choice
   int64_t blocks = 0;   // blocks in the pool; 0: enough for every sequence at full capacity
 };
+
+// What a cache holds for one position in each layer: `heads` rows of `key_width` key values and
+// `value_width` value values. Llama-style attention keeps n_kv_heads heads of head_dim keys and
+// values; multi-head latent attention one row of the normalized latent and the RoPE'd shared key
+// (kv_lora_rank + qk_rope_head_dim values) and no values.
+struct KvGeometry {
+  int layers = 0;
+  int heads = 0;
+  int key_width = 0;
+  int value_width = 0;
+  int64_t values_per_token() const { return int64_t(layers) * heads * (int64_t(key_width) + value_width); }
+};
+
+inline KvGeometry kv_geometry(const ModelConfig& c) {
+  if (c.mla.enabled()) return {c.n_layers, 1, c.mla.kv_lora_rank + c.mla.qk_rope_head_dim, 0};
+  return {c.n_layers, c.n_kv_heads, c.head_dim, c.head_dim};
+}
 
 class KvCache {
  public:
@@ -41,6 +59,8 @@ class KvCache {
   int64_t length(int seq = 0) const { return lengths_[index(seq)]; }
   const KvBlockTable& blocks() const { return blocks_; }
   int block_size() const { return blocks_.block_size(); }
+  // Bytes of keys and values one position takes, over every layer.
+  virtual int64_t bytes_per_token() const = 0;
 
   // Empties every sequence.
   void clear() {

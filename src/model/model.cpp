@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "model/deepseek.h"
 #include "model/gemma3.h"
 #include "model/llama.h"
 #include "model/mixtral.h"
@@ -19,9 +20,11 @@ std::unique_ptr<Model> load_model(const ModelSource& source, ThreadPool& pool, D
   if (arch == "llama" && sparse) return load_mixtral(source, make_backend(device, pool));
   if (arch == "llama" || arch == "qwen3") return load_llama(source, make_backend(device, pool));
   if (arch == "qwen3moe") return load_qwen3_moe(source, make_backend(device, pool));
+  if (arch == "deepseek2" || arch == "deepseek3" || arch == "glm4moelite")
+    return load_deepseek(source, make_backend(device, pool));
   if (arch == "gemma3") return load_gemma3(source, make_backend(device, pool));
-  fail("model: architecture '{}' is not supported yet (supported: llama, qwen3, llama with experts (Mixtral), qwen3moe, "
-       "gemma3)",
+  fail("model: architecture '{}' is not supported yet (supported: llama, qwen3, llama with experts (Mixtral), "
+       "qwen3moe, deepseek2, deepseek3, glm4moelite, gemma3)",
        arch);
 }
 

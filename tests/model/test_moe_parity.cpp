@@ -147,10 +147,11 @@ INSTANTIATE_TEST_SUITE_P(Variants, MoeParity,
                          ::testing::Values(Checkpoint{"tiny_mixtral", "tiny_mixtral"},
                                            Checkpoint{"tiny_mixtral.gguf", "tiny_mixtral"},
                                            Checkpoint{"tiny_qwen3_moe", "tiny_qwen3_moe"},
-                                           Checkpoint{"tiny_qwen3_moe_norm", "tiny_qwen3_moe_norm"}));
+                                           Checkpoint{"tiny_qwen3_moe_norm", "tiny_qwen3_moe_norm"},
+                                           Checkpoint{"tiny_qwen3_moe_norm.gguf", "tiny_qwen3_moe_norm"}));
 
-// Qwen3-MoE: sparse layers by mlp_only_layers and decoder_sparse_step, norm_topk_prob both ways,
-// and the dense layers' MLP as ordinary linear groups.
+// Qwen3-MoE: a dense layer by mlp_only_layers (decoder_sparse_step: test_moe_config.cpp),
+// norm_topk_prob both ways, and the dense layer's MLP as ordinary linear groups.
 TEST(TinyQwen3Moe, ConfigAndLinearGroups) {
   auto source = open_model_source(kDir + "/tiny_qwen3_moe");
   const ModelConfig& c = source->config();
@@ -172,39 +173,48 @@ TEST(TinyQwen3Moe, ConfigAndLinearGroups) {
 
   auto norm = open_model_source(kDir + "/tiny_qwen3_moe_norm");
   EXPECT_TRUE(norm->config().moe.routing.renormalize);
-  EXPECT_EQ(norm->config().moe.sparse_layers, (std::vector<bool>{false, true}));
+  EXPECT_TRUE(norm->config().moe.sparse(0) && norm->config().moe.sparse(1));
 }
 
 // llama.cpp's layout: the router is ffn_gate_inp, each layer's experts are 3-D tensors; every
-// expert's matrix comes out under its Hugging Face name with the checkpoint's values.
-TEST(TinyMixtral, GgufExpertTensorsSplitByExpert) {
-  auto gguf = open_model_source(kDir + "/tiny_mixtral.gguf");
-  auto hf = open_model_source(kDir + "/tiny_mixtral");
-  const ModelConfig& c = gguf->config();
-  EXPECT_EQ(c.moe.n_experts, 8);
-  EXPECT_EQ(c.moe.routing.top_k, 2);
-  EXPECT_TRUE(c.moe.routing.renormalize);
-  EXPECT_EQ(c.moe.d_expert_ffn, 32);
-  auto names = gguf->tensor_names(), hf_names = hf->tensor_names();
-  std::sort(names.begin(), names.end());
-  std::sort(hf_names.begin(), hf_names.end());
-  EXPECT_EQ(names, hf_names);
-  for (const std::string& name : names) {
-    if (name.find("block_sparse_moe") == std::string::npos) continue;
-    const auto a = gguf->tensor(name), b = hf->tensor(name);
-    ASSERT_TRUE(a && b) << name;
-    ASSERT_EQ(a->rows, b->rows) << name;
-    ASSERT_EQ(a->cols, b->cols) << name;
-    for (int64_t r = 0; r < a->rows; ++r)
-      ASSERT_EQ(std::memcmp(a->codes + uint64_t(r) * a->code_row_bytes, b->codes + uint64_t(r) * b->code_row_bytes,
-                            size_t(a->cols) * 4),
-                0)
-          << name << " row " << r;
+// expert's matrix comes out under its Hugging Face name (Mixtral's or Qwen's, by the file's
+// architecture) with the checkpoint's values.
+TEST(MoeGguf, ExpertTensorsSplitByExpert) {
+  for (const std::string name : {"tiny_mixtral", "tiny_qwen3_moe_norm"}) {
+    SCOPED_TRACE(name);
+    auto gguf = open_model_source(kDir + "/" + name + ".gguf");
+    auto hf = open_model_source(kDir + "/" + name);
+    const MoeConfig& m = gguf->config().moe;
+    EXPECT_EQ(m.n_experts, hf->config().moe.n_experts);
+    EXPECT_EQ(m.routing.top_k, hf->config().moe.routing.top_k);
+    EXPECT_EQ(m.routing.renormalize, hf->config().moe.routing.renormalize);
+    EXPECT_EQ(m.d_expert_ffn, hf->config().moe.d_expert_ffn);
+    auto names = gguf->tensor_names(), hf_names = hf->tensor_names();
+    std::sort(names.begin(), names.end());
+    std::sort(hf_names.begin(), hf_names.end());
+    EXPECT_EQ(names, hf_names);
+    int compared = 0;
+    for (const std::string& n : names) {
+      if (n.find(".experts.") == std::string::npos && !n.ends_with(".gate.weight")) continue;
+      const auto a = gguf->tensor(n), b = hf->tensor(n);
+      ASSERT_TRUE(a && b) << n;
+      ASSERT_EQ(a->rows, b->rows) << n;
+      ASSERT_EQ(a->cols, b->cols) << n;
+      for (int64_t r = 0; r < a->rows; ++r)
+        ASSERT_EQ(std::memcmp(a->codes + uint64_t(r) * a->code_row_bytes, b->codes + uint64_t(r) * b->code_row_bytes,
+                              size_t(a->cols) * 4),
+                  0)
+            << n << " row " << r;
+      ++compared;
+    }
+    EXPECT_EQ(compared, 2 * (1 + 3 * 8));  // 2 layers: the router and 3 matrices per expert
   }
+  auto gguf = open_model_source(kDir + "/tiny_mixtral.gguf");
   EXPECT_FALSE(gguf->tensor("model.layers.0.block_sparse_moe.experts.8.w1.weight"));
   EXPECT_FALSE(gguf->tensor("model.layers.0.block_sparse_moe.experts.1.w4.weight"));
   EXPECT_FALSE(gguf->tensor("model.layers.0.block_sparse_moe.experts.x.w1.weight"));
-  // Written back as a config.json, it is a Mixtral again.
+  EXPECT_FALSE(gguf->tensor("model.layers.0.mlp.experts.1.gate_proj.weight"));  // Qwen's names, Mixtral's file
+  // Written back as a config.json, the Mixtral is a Mixtral again.
   const auto j = gguf->hf_config();
   EXPECT_EQ(j["architectures"][0], "MixtralForCausalLM");
   EXPECT_EQ(j["num_local_experts"], 8);

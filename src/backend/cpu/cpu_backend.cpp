@@ -14,6 +14,7 @@
 #include "backend/cpu/cpu_kv_cache.h"
 #include "backend/cpu/matmul.h"
 #include "backend/cpu/moe.h"
+#include "backend/cpu/mla_attention.h"
 #include "backend/cpu/ops.h"
 #include "core/thread_pool.h"
 #include "model/rope.h"
@@ -110,8 +111,7 @@ class CpuBackend final : public Backend {
   }
 
   std::unique_ptr<KvCache> new_cache(int64_t capacity, int sequences, const KvCacheLayout& layout) override {
-    return std::make_unique<CpuKvCache>(config_.n_layers, config_.n_kv_heads, config_.head_dim, capacity, sequences,
-                                        layout);
+    return std::make_unique<CpuKvCache>(kv_geometry(config_), capacity, sequences, layout);
   }
 
   Act activations(int slot, int64_t rows, int64_t cols, ActType) override {
@@ -230,6 +230,45 @@ class CpuBackend final : public Backend {
                      observer);
   }
 
+  void mla_store_kv(Act kv_a, const BackendTensor& kv_norm, float eps, KvCache& cache, int layer) override {
+    const MlaConfig& m = config_.mla;
+    MARLIN_CHECK(m.enabled() && kv_a.cols == m.kv_lora_rank + m.qk_rope_head_dim,
+                 "mla_store_kv: rows of {} values, expected kv_lora_rank + qk_rope_head_dim", kv_a.cols);
+    auto& kv = static_cast<CpuKvCache&>(cache);
+    const float* w = static_cast<const CpuVector&>(kv_norm).values.data();
+    for (int64_t t = 0; t < kv_a.rows; ++t) {
+      const float* row = f32(kv_a) + t * kv_a.cols;
+      float* dst = kv.key(sequence(t), layer, 0, position(t));
+      cpu::rms_norm(row, w, eps, m.kv_lora_rank, dst);
+      std::copy_n(row + m.kv_lora_rank, m.qk_rope_head_dim, dst + m.kv_lora_rank);
+      rope_->rotate(dst + m.kv_lora_rank, 1, &angles_[size_t(t * config_.head_dim)]);
+    }
+  }
+
+  void mla_attention(Act q, const BackendTensor& kv_up, KvCache& cache, int layer, Act out) override {
+    const MlaConfig& m = config_.mla;
+    const MlaShape shape{config_.n_heads, m.qk_nope_head_dim, m.qk_rope_head_dim, m.kv_lora_rank, m.v_head_dim,
+                         m.softmax_scale};
+    const int64_t q_head = m.qk_nope_head_dim + m.qk_rope_head_dim;
+    const auto& up = static_cast<const CpuVector&>(kv_up).values;
+    MARLIN_CHECK(q.cols == config_.n_heads * q_head && out.cols == int64_t(config_.n_heads) * m.v_head_dim &&
+                     int64_t(up.size()) == int64_t(config_.n_heads) * (m.qk_nope_head_dim + m.v_head_dim) * m.kv_lora_rank,
+                 "mla_attention: q of {} and out of {} columns do not fit the model", q.cols, out.cols);
+    // The queries with q_pe rotated by each token's position (q itself stays as it is).
+    rotated_q_.assign(f32(q), f32(q) + q.rows * q.cols);
+    for (int64_t t = 0; t < q.rows; ++t)
+      for (int h = 0; h < config_.n_heads; ++h)
+        rope_->rotate(&rotated_q_[size_t(t * q.cols + h * q_head + m.qk_nope_head_dim)], 1,
+                      &angles_[size_t(t * config_.head_dim)]);
+    const auto& kv = static_cast<const CpuKvCache&>(cache);
+    if (!several_)
+      return mla_causal_attention(shape, rotated_q_.data(), q.cols, q.rows, positions_[0], up.data(), kv, seqs_[0],
+                                  layer, f32(out), pool_);
+    for (int64_t t = 0; t < q.rows; ++t)  // one query per sequence
+      mla_causal_attention(shape, &rotated_q_[size_t(t * q.cols)], q.cols, 1, position(t), up.data(), kv, sequence(t),
+                           layer, f32(out) + t * out.cols, pool_);
+  }
+
   void silu_mul(Act gate_up, Act out) override {
     const int64_t f = out.cols;
     for (int64_t r = 0; r < gate_up.rows; ++r) {
@@ -270,6 +309,7 @@ class CpuBackend final : public Backend {
   std::unique_ptr<Rope> rope_, sliding_rope_;  // sliding_rope_: of sliding-window layers, when it differs
   std::vector<std::vector<float>> buffers_;
   std::vector<float> part_out_;
+  std::vector<float> rotated_q_;  // mla_attention's queries with q_pe rotated
   std::vector<int32_t> ids_;
   std::vector<int> seqs_;          // per step token
   std::vector<int64_t> positions_;  // per step token

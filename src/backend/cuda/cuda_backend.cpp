@@ -60,6 +60,9 @@ class CudaKvCache final : public KvCache {
         keys_(layer_elems_ * size_t(c.n_layers)), values_(layer_elems_ * size_t(c.n_layers)),
         block_table_(size_t(sequences) * size_t(pages_)), step_table_(block_table_.size()) {}
   uint64_t id() const { return id_; }
+  int64_t bytes_per_token() const override {
+    return int64_t(2 * size_t(n_layers_) * (block_elems_ / size_t(block_size())) * sizeof(__half));
+  }
   int pages() const { return pages_; }  // per sequence
   int32_t slot(int seq, int64_t pos) const {
     return int32_t(int64_t(blocks().block_of(seq, pos)) * block_size() + pos % block_size());
@@ -177,6 +180,9 @@ class CudaBackend final : public Backend {
   }
 
   void configure(const ModelConfig& config) override {
+    MARLIN_CHECK(!config.mla.enabled(),
+                 "cuda backend: multi-head latent attention ({}) is not supported yet; use --device cpu",
+                 config.architecture);
     config_ = config;
     rope_ = std::make_unique<Rope>(config.rope, config.head_dim);
     if (config.sliding_rope) sliding_rope_ = std::make_unique<Rope>(*config.sliding_rope, config.head_dim);

@@ -1,0 +1,134 @@
+#include "model/deepseek.h"
+
+#include <algorithm>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "model/decoder.h"
+#include "model/weights.h"
+#include "quant/dequant.h"
+
+namespace marlin {
+namespace {
+
+// The config as the source gives it, refused when a layer needs what is not built yet.
+ModelConfig checked_config(const ModelSource& source) {
+  const ModelConfig& c = source.config();
+  MARLIN_CHECK(c.mla.enabled(), "model: {} without kv_lora_rank is not an MLA model", c.architecture);
+  MARLIN_CHECK(std::none_of(c.moe.sparse_layers.begin(), c.moe.sparse_layers.end(), [](bool moe) { return moe; }),
+               "MoE layers for {} are not supported yet", c.architecture);
+  return c;
+}
+
+// kv_b_proj as fp32 values (mla_attention reads it per head, absorbed into the query and output).
+std::vector<float> dequantized(const QuantTensor& t) {
+  std::vector<float> values(size_t(t.rows) * size_t(t.cols));
+  for (int64_t r = 0; r < t.rows; ++r) dequantize_row(t, r, values.data() + r * t.cols);
+  return values;
+}
+
+class DeepseekModel final : public DecoderModel {
+ public:
+  DeepseekModel(const ModelSource& source, std::unique_ptr<Backend> backend)
+      : DecoderModel(source, std::move(backend), checked_config(source)) {
+    const ModelConfig& c = config_;
+    const MlaConfig& m = c.mla;
+    const int64_t d = c.d_model, heads = c.n_heads;
+    const int64_t q_width = heads * (m.qk_nope_head_dim + m.qk_rope_head_dim);
+    layers_.resize(size_t(c.n_layers));
+    for (int i = 0; i < c.n_layers; ++i) {
+      const std::string p = "model.layers." + std::to_string(i) + ".";
+      const std::string a = p + "self_attn.";
+      Layer& l = layers_[size_t(i)];
+      l.attn_norm = be_->vector(require_vector(source, p + "input_layernorm.weight", d));
+      l.ffn_norm = be_->vector(require_vector(source, p + "post_attention_layernorm.weight", d));
+      // Added in the order block() runs them (the linear groups' order).
+      if (m.q_lora_rank > 0) {
+        l.q_a = add_linear(i, source, {{a + "q_a_proj.weight", m.q_lora_rank, d}});
+        l.q_a_norm = be_->vector(require_vector(source, a + "q_a_layernorm.weight", m.q_lora_rank));
+      } else {
+        l.q = add_linear(i, source, {{a + "q_proj.weight", q_width, d}});
+      }
+      l.kv_a = add_linear(i, source, {{a + "kv_a_proj_with_mqa.weight", m.kv_lora_rank + m.qk_rope_head_dim, d}});
+      l.kv_a_norm = be_->vector(require_vector(source, a + "kv_a_layernorm.weight", m.kv_lora_rank));
+      if (m.q_lora_rank > 0) l.q = add_linear(i, source, {{a + "q_b_proj.weight", q_width, m.q_lora_rank}});
+      l.kv_up = be_->vector(dequantized(
+          require_matrix(source, a + "kv_b_proj.weight", heads * (m.qk_nope_head_dim + m.v_head_dim), m.kv_lora_rank)));
+      l.wo = add_linear(i, source, {{a + "o_proj.weight", d, heads * m.v_head_dim}});
+      l.gate_up = add_linear(i, source, {{p + "mlp.gate_proj.weight", c.d_ffn, d}, {p + "mlp.up_proj.weight", c.d_ffn, d}});
+      l.down = add_linear(i, source, {{p + "mlp.down_proj.weight", d, c.d_ffn}});
+    }
+  }
+
+ private:
+  enum Slot : int { kQa = kFirstBlockSlot, kQaNormed, kQ, kKvA, kAttn, kDelta, kGateUp, kHidden };
+
+  struct Layer {
+    std::unique_ptr<BackendTensor> attn_norm, ffn_norm, q_a_norm, kv_a_norm, kv_up;
+    const StackedLinear* q_a = nullptr;  // only with q_lora_rank
+    const StackedLinear *q, *kv_a, *wo, *gate_up, *down;
+  };
+
+  const BackendTensor& input_norm(int layer) const override { return *layers_[size_t(layer)].attn_norm; }
+
+  // Linear groups in order: q_a_proj, kv_a_proj_with_mqa, q_b_proj (without q_lora_rank: q_proj,
+  // kv_a_proj_with_mqa), then o_proj, gate/up, down. kv_b_proj is no linear group: attention
+  // reads it absorbed (fp32), so calibration leaves it as stored.
+  void block(int li, Act x, Act h, KvCache& cache, const LinearInputObserver* observer,
+             const BackendTensor* next_norm) override {
+    const ModelConfig& c = config_;
+    const MlaConfig& m = c.mla;
+    const int64_t n = x.rows, d = c.d_model;
+    const Layer& l = layers_[size_t(li)];
+    const Act q = be_->activations(kQ, n, c.n_heads * (m.qk_nope_head_dim + m.qk_rope_head_dim), ActType::kF16);
+    const Act kv_a = be_->activations(kKvA, n, m.kv_lora_rank + m.qk_rope_head_dim, ActType::kF16);
+    const Act attn = be_->activations(kAttn, n, int64_t(c.n_heads) * m.v_head_dim, ActType::kF16);
+    const Act delta = be_->activations(kDelta, n, d, ActType::kF16);
+    const Act gate_up = be_->activations(kGateUp, n, 2 * c.d_ffn, ActType::kF16);
+    const Act hidden = be_->activations(kHidden, n, c.d_ffn, ActType::kF16);
+
+    int group = 0;
+    if (l.q_a) {
+      const Act qa = be_->activations(kQa, n, m.q_lora_rank, ActType::kF16);
+      const Act qa_normed = be_->activations(kQaNormed, n, m.q_lora_rank, ActType::kF16);
+      observe(observer, group++, h);
+      be_->matmul(**l.q_a, h, qa);
+      observe(observer, group++, h);
+      be_->matmul(**l.kv_a, h, kv_a);
+      be_->rms_norm(qa, *l.q_a_norm, c.rms_eps, qa_normed);
+      observe(observer, group++, qa_normed);
+      be_->matmul(**l.q, qa_normed, q);
+    } else {
+      observe(observer, group++, h);
+      be_->matmul(**l.q, h, q);
+      observe(observer, group++, h);
+      be_->matmul(**l.kv_a, h, kv_a);
+    }
+    be_->mla_store_kv(kv_a, *l.kv_a_norm, c.rms_eps, cache, li);
+    be_->mla_attention(q, *l.kv_up, cache, li, attn);
+    observe(observer, group++, attn);
+    be_->matmul(**l.wo, attn, delta);
+    be_->add_rms_norm(x, delta, *l.ffn_norm, c.rms_eps, h);
+    observe(observer, group++, h);
+    be_->matmul(**l.gate_up, h, gate_up);
+    be_->silu_mul(gate_up, hidden);
+    observe(observer, group, hidden);
+    be_->matmul(**l.down, hidden, delta);
+    if (next_norm) {
+      be_->add_rms_norm(x, delta, *next_norm, c.rms_eps, h);
+    } else {
+      be_->add(x, delta);
+    }
+  }
+
+  std::vector<Layer> layers_;
+};
+
+}  // namespace
+
+std::unique_ptr<Model> load_deepseek(const ModelSource& source, std::unique_ptr<Backend> backend) {
+  return std::make_unique<DeepseekModel>(source, std::move(backend));
+}
+
+}  // namespace marlin
