@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string>
 #include <utility>
 
 #include "model/weights.h"
@@ -10,8 +11,8 @@
 namespace marlin {
 namespace {
 
-// The decoder's activation slots (DecoderModel::kFirstBlockSlot follows them).
-enum Slot : int { kX, kNormed, kLogits };
+// The decoder's activation slots and the shared pieces' (DecoderModel::kFirstBlockSlot follows).
+enum Slot : int { kX, kNormed, kLogits, kQkv, kAttn, kGateUp, kHidden };
 
 }  // namespace
 
@@ -222,6 +223,64 @@ void DecoderModel::feed(int seq, std::span<const int32_t> tokens, KvCache& cache
     if (all_logits && out.logits) chunk_out.logits = out.logits + begin * size_t(config_.vocab_size);
     const StepTokens step = StepTokens::one_sequence(tokens.subspan(begin, count), cache.length(seq), seq);
     forward_chunk(step, cache, chunk_out, all_logits);
+  }
+}
+
+DecoderModel::GqaAttention DecoderModel::add_gqa_attention(int li, const ModelSource& source, bool qk_norm) {
+  const ModelConfig& c = config_;
+  const int64_t d = c.d_model, qd = int64_t(c.n_heads) * c.head_dim, kvd = int64_t(c.n_kv_heads) * c.head_dim;
+  const std::string p = "model.layers." + std::to_string(li) + ".self_attn.";
+  GqaAttention a;
+  if (qk_norm) {
+    a.q_norm = be_->vector(require_vector(source, p + "q_norm.weight", c.head_dim));
+    a.k_norm = be_->vector(require_vector(source, p + "k_norm.weight", c.head_dim));
+  }
+  a.qkv = add_linear(li, source, {{p + "q_proj.weight", qd, d}, {p + "k_proj.weight", kvd, d}, {p + "v_proj.weight", kvd, d}});
+  a.wo = add_linear(li, source, {{p + "o_proj.weight", d, qd}});
+  return a;
+}
+
+DecoderModel::SwigluMlp DecoderModel::add_swiglu_mlp(int li, const ModelSource& source, const std::string& prefix,
+                                                     int64_t d_ffn) {
+  const int64_t d = config_.d_model;
+  const std::string p = "model.layers." + std::to_string(li) + "." + prefix;
+  SwigluMlp mlp;
+  mlp.gate_up = add_linear(li, source, {{p + "gate_proj.weight", d_ffn, d}, {p + "up_proj.weight", d_ffn, d}});
+  mlp.down = add_linear(li, source, {{p + "down_proj.weight", d, d_ffn}});
+  mlp.d_ffn = d_ffn;
+  return mlp;
+}
+
+void DecoderModel::gqa_attention(int li, const GqaAttention& a, Act h, Act delta, KvCache& cache,
+                                 const LinearInputObserver* observer, int group) {
+  const ModelConfig& c = config_;
+  const int64_t n = h.rows, qd = int64_t(c.n_heads) * c.head_dim, kvd = int64_t(c.n_kv_heads) * c.head_dim;
+  const Act qkv = be_->activations(kQkv, n, qd + 2 * kvd, ActType::kF16);
+  const Act attn = be_->activations(kAttn, n, qd, ActType::kF16);
+  observe(observer, group, h);
+  be_->matmul(**a.qkv, h, qkv);
+  if (a.q_norm) be_->qk_norm(qkv, *a.q_norm, *a.k_norm, c.rms_eps);
+  be_->rope_store_kv(qkv, cache, li);
+  be_->attention(qkv, cache, li, attn);
+  observe(observer, group + 1, attn);
+  be_->matmul(**a.wo, attn, delta);
+}
+
+void DecoderModel::swiglu_mlp(const SwigluMlp& mlp, Act h, Act delta, const LinearInputObserver* observer, int group) {
+  const Act gate_up = be_->activations(kGateUp, h.rows, 2 * mlp.d_ffn, ActType::kF16);
+  const Act hidden = be_->activations(kHidden, h.rows, mlp.d_ffn, ActType::kF16);
+  observe(observer, group, h);
+  be_->matmul(**mlp.gate_up, h, gate_up);
+  be_->silu_mul(gate_up, hidden);
+  observe(observer, group + 1, hidden);
+  be_->matmul(**mlp.down, hidden, delta);
+}
+
+void DecoderModel::residual_add(Act x, Act delta, Act h, const BackendTensor* next_norm) {
+  if (next_norm) {
+    be_->add_rms_norm(x, delta, *next_norm, config_.rms_eps, h);
+  } else {
+    be_->add(x, delta);
   }
 }
 

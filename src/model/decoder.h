@@ -93,9 +93,36 @@ class DecoderModel : public Model {
     if (observer) (*observer)(group, be_->host_data(a), a.rows, a.cols);
   }
 
-  // Activation slots 0-2 are the decoder's (residual stream, normed rows, logits); blocks number
-  // theirs from here.
-  static constexpr int kFirstBlockSlot = 3;
+  // --- Pieces most blocks share ---------------------------------------------------------------
+  // Llama-style grouped-query attention: q, k, v stacked into qkv, optionally each q and k head
+  // RMS-normalized (Qwen3), RoPE and the cache, causal attention, o_proj.
+  struct GqaAttention {
+    const StackedLinear* qkv = nullptr;
+    const StackedLinear* wo = nullptr;
+    std::unique_ptr<BackendTensor> q_norm, k_norm;  // both or neither
+  };
+  // A SwiGLU MLP: gate and up stacked, then down.
+  struct SwigluMlp {
+    const StackedLinear* gate_up = nullptr;
+    const StackedLinear* down = nullptr;
+    int64_t d_ffn = 0;
+  };
+  // Layer li's "model.layers.N.self_attn.{q,k,v,o}_proj" (and q_norm/k_norm when `qk_norm`).
+  GqaAttention add_gqa_attention(int li, const ModelSource& source, bool qk_norm);
+  // Layer li's "model.layers.N.<prefix>{gate,up,down}_proj" of width d_ffn.
+  SwigluMlp add_swiglu_mlp(int li, const ModelSource& source, const std::string& prefix, int64_t d_ffn);
+  // delta = o_proj(attention(qkv(h))), storing the step's keys and values of layer li; reports
+  // linear groups `group` (h) and `group` + 1 (o_proj's input).
+  void gqa_attention(int li, const GqaAttention& a, Act h, Act delta, KvCache& cache,
+                     const LinearInputObserver* observer, int group);
+  // delta = down(silu(gate(h)) · up(h)); reports groups `group` (h) and `group` + 1 (down's input).
+  void swiglu_mlp(const SwigluMlp& mlp, Act h, Act delta, const LinearInputObserver* observer, int group);
+  // A block's last residual add, x += delta, fused with next_norm into h when there is one.
+  void residual_add(Act x, Act delta, Act h, const BackendTensor* next_norm);
+
+  // Activation slots 0-2 are the decoder's (residual stream, normed rows, logits), 3-6 the shared
+  // pieces'; blocks number theirs from here.
+  static constexpr int kFirstBlockSlot = 7;
 
   std::unique_ptr<Backend> be_;
   ModelConfig config_;

@@ -56,18 +56,18 @@ class DeepseekModel final : public DecoderModel {
       l.kv_up = be_->vector(dequantized(
           require_matrix(source, a + "kv_b_proj.weight", heads * (m.qk_nope_head_dim + m.v_head_dim), m.kv_lora_rank)));
       l.wo = add_linear(i, source, {{a + "o_proj.weight", d, heads * m.v_head_dim}});
-      l.gate_up = add_linear(i, source, {{p + "mlp.gate_proj.weight", c.d_ffn, d}, {p + "mlp.up_proj.weight", c.d_ffn, d}});
-      l.down = add_linear(i, source, {{p + "mlp.down_proj.weight", d, c.d_ffn}});
+      l.mlp = add_swiglu_mlp(i, source, "mlp.", c.d_ffn);
     }
   }
 
  private:
-  enum Slot : int { kQa = kFirstBlockSlot, kQaNormed, kQ, kKvA, kAttn, kDelta, kGateUp, kHidden };
+  enum Slot : int { kQa = kFirstBlockSlot, kQaNormed, kQ, kKvA, kAttn, kDelta };
 
   struct Layer {
     std::unique_ptr<BackendTensor> attn_norm, ffn_norm, q_a_norm, kv_a_norm, kv_up;
     const StackedLinear* q_a = nullptr;  // only with q_lora_rank
-    const StackedLinear *q, *kv_a, *wo, *gate_up, *down;
+    const StackedLinear *q, *kv_a, *wo;
+    SwigluMlp mlp;
   };
 
   const BackendTensor& input_norm(int layer) const override { return *layers_[size_t(layer)].attn_norm; }
@@ -85,8 +85,6 @@ class DeepseekModel final : public DecoderModel {
     const Act kv_a = be_->activations(kKvA, n, m.kv_lora_rank + m.qk_rope_head_dim, ActType::kF16);
     const Act attn = be_->activations(kAttn, n, int64_t(c.n_heads) * m.v_head_dim, ActType::kF16);
     const Act delta = be_->activations(kDelta, n, d, ActType::kF16);
-    const Act gate_up = be_->activations(kGateUp, n, 2 * c.d_ffn, ActType::kF16);
-    const Act hidden = be_->activations(kHidden, n, c.d_ffn, ActType::kF16);
 
     int group = 0;
     if (l.q_a) {
@@ -110,16 +108,8 @@ class DeepseekModel final : public DecoderModel {
     observe(observer, group++, attn);
     be_->matmul(**l.wo, attn, delta);
     be_->add_rms_norm(x, delta, *l.ffn_norm, c.rms_eps, h);
-    observe(observer, group++, h);
-    be_->matmul(**l.gate_up, h, gate_up);
-    be_->silu_mul(gate_up, hidden);
-    observe(observer, group, hidden);
-    be_->matmul(**l.down, hidden, delta);
-    if (next_norm) {
-      be_->add_rms_norm(x, delta, *next_norm, c.rms_eps, h);
-    } else {
-      be_->add(x, delta);
-    }
+    swiglu_mlp(l.mlp, h, delta, observer, group);
+    residual_add(x, delta, h, next_norm);
   }
 
   std::vector<Layer> layers_;

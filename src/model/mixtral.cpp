@@ -17,18 +17,14 @@ class MixtralModel final : public MoeDecoderModel {
       : MoeDecoderModel(source, std::move(backend), source.config()) {
     const ModelConfig& c = config_;
     MARLIN_CHECK(c.moe.n_experts > 0 && c.moe.sparse_layers.empty(), "mixtral: every layer must be sparse");
-    const int64_t d = c.d_model, qd = int64_t(c.n_heads) * c.head_dim, kvd = int64_t(c.n_kv_heads) * c.head_dim;
+    const int64_t d = c.d_model;
     layers_.resize(size_t(c.n_layers));
     for (int i = 0; i < c.n_layers; ++i) {
       const std::string p = "model.layers." + std::to_string(i) + ".";
       Layer& l = layers_[size_t(i)];
       l.attn_norm = be_->vector(require_vector(source, p + "input_layernorm.weight", d));
       l.ffn_norm = be_->vector(require_vector(source, p + "post_attention_layernorm.weight", d));
-      l.qkv = add_linear(i, source,
-                         {{p + "self_attn.q_proj.weight", qd, d},
-                          {p + "self_attn.k_proj.weight", kvd, d},
-                          {p + "self_attn.v_proj.weight", kvd, d}});
-      l.wo = add_linear(i, source, {{p + "self_attn.o_proj.weight", d, qd}});
+      l.attention = add_gqa_attention(i, source, false);
       // Published checkpoints (and transformers' save_pretrained) name the experts w1 (gate),
       // w3 (up) and w2 (down) under block_sparse_moe.
       SparseMlpNames names{p + "block_sparse_moe.gate.weight", {}};
@@ -41,11 +37,11 @@ class MixtralModel final : public MoeDecoderModel {
   }
 
  private:
-  enum Slot : int { kQkv = kFirstBlockSlot, kAttn, kDelta, kRouterLogits };
+  enum Slot : int { kDelta = kFirstBlockSlot, kRouterLogits };
 
   struct Layer {
     std::unique_ptr<BackendTensor> attn_norm, ffn_norm;
-    const StackedLinear *qkv, *wo;
+    GqaAttention attention;
     SparseMlp mlp;
   };
 
@@ -53,27 +49,12 @@ class MixtralModel final : public MoeDecoderModel {
 
   void block(int li, Act x, Act h, KvCache& cache, const LinearInputObserver* observer,
              const BackendTensor* next_norm) override {
-    const ModelConfig& c = config_;
-    const int64_t n = x.rows, d = c.d_model, qd = int64_t(c.n_heads) * c.head_dim;
-    const int64_t kvd = int64_t(c.n_kv_heads) * c.head_dim;
     const Layer& l = layers_[size_t(li)];
-    const Act qkv = be_->activations(kQkv, n, qd + 2 * kvd, ActType::kF16);
-    const Act attn = be_->activations(kAttn, n, qd, ActType::kF16);
-    const Act delta = be_->activations(kDelta, n, d, ActType::kF16);
-
-    observe(observer, 0, h);
-    be_->matmul(**l.qkv, h, qkv);
-    be_->rope_store_kv(qkv, cache, li);
-    be_->attention(qkv, cache, li, attn);
-    observe(observer, 1, attn);
-    be_->matmul(**l.wo, attn, delta);
-    be_->add_rms_norm(x, delta, *l.ffn_norm, c.rms_eps, h);
+    const Act delta = be_->activations(kDelta, x.rows, config_.d_model, ActType::kF16);
+    gqa_attention(li, l.attention, h, delta, cache, observer, 0);
+    be_->add_rms_norm(x, delta, *l.ffn_norm, config_.rms_eps, h);
     sparse_mlp(l.mlp, h, delta, kRouterLogits, observer);
-    if (next_norm) {
-      be_->add_rms_norm(x, delta, *next_norm, c.rms_eps, h);
-    } else {
-      be_->add(x, delta);
-    }
+    residual_add(x, delta, h, next_norm);
   }
 
   std::vector<Layer> layers_;
