@@ -43,17 +43,19 @@ double seconds(Fn&& fn) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-// Bytes of weights one token reads: every linear layer and norm, one embedding row, and of each
-// sparse MLP the top_k experts it is routed to (top_k / n_experts of the experts' bytes).
+// Bytes of weights one token reads: every linear layer and norm, one embedding row (the whole
+// table again when it is also the output projection, tied), and of each sparse MLP the top_k
+// experts it is routed to (top_k / n_experts of the experts' bytes).
 double weight_bytes_per_token(const ModelSource& source) {
   const MoeConfig& moe = source.config().moe;
   const double expert_share = moe.n_experts > 0 ? double(moe.routing.top_k) / moe.n_experts : 1.0;
+  const bool tied = !source.tensor("lm_head.weight").has_value();
   double bytes = 0;
   for (const std::string& name : source.tensor_names()) {
     const QuantTensor t = *source.tensor(name);
     const double stored = double(t.stored_bytes());
     if (name == "model.embed_tokens.weight") {
-      bytes += stored / double(t.rows);
+      bytes += stored / double(t.rows) + (tied ? stored : 0.0);
     } else if (name.find(".mlp.experts.") != std::string::npos || name.find(".block_sparse_moe.experts.") != std::string::npos) {
       bytes += stored * expert_share;
     } else {
