@@ -24,7 +24,7 @@ namespace {
 
 }  // namespace
 
-std::unique_ptr<BackendExperts> Backend::experts(std::span<const ExpertWeights>) { moe_unsupported(kind()); }
+std::unique_ptr<BackendExperts> Backend::experts(std::span<const ExpertWeights>, std::span<const float>) { moe_unsupported(kind()); }
 
 void Backend::moe(const BackendExperts&, Act, Act, const MoeRouting&, Act, const ExpertInputObserver*) {
   moe_unsupported(kind());

@@ -68,7 +68,8 @@ struct ExpertWeights {
 class BackendExperts {
  public:
   virtual ~BackendExperts() = default;
-  int n_experts = 0;
+  int n_experts = 0;  // routed and shared
+  bool has_score_bias = false;
   int64_t d_model = 0;
   int64_t d_ffn = 0;
 };
@@ -134,9 +135,11 @@ class Backend {
   virtual std::unique_ptr<BackendLinear> linear(std::span<const QuantTensor> parts) = 0;
   virtual std::unique_ptr<BackendTensor> vector(std::span<const float> values) = 0;
   // The experts of one sparse MLP layer (same shapes for all; views kept as linear() keeps
-  // them). Backends without MoE support throw marlin::Error (the default), so loading an MoE
-  // model there fails cleanly.
-  virtual std::unique_ptr<BackendExperts> experts(std::span<const ExpertWeights> experts);
+  // them): the routed experts, then the shared ones (MoeRouting::n_shared). score_bias: the
+  // router's correction bias (one per routed expert) or empty. Backends without MoE support
+  // throw marlin::Error (the default), so loading an MoE model there fails cleanly.
+  virtual std::unique_ptr<BackendExperts> experts(std::span<const ExpertWeights> experts,
+                                                  std::span<const float> score_bias = {});
   virtual std::unique_ptr<BackendTensor> embedding(const QuantTensor& table) = 0;
   // A cache of `sequences` sequences of up to `capacity` positions each, paged by `layout`.
   virtual std::unique_ptr<KvCache> new_cache(int64_t capacity, int sequences, const KvCacheLayout& layout) = 0;
@@ -173,14 +176,20 @@ class Backend {
   // A query at position p attends to positions [0, p], or (p - window, p] for a layer with a
   // sliding window; scores are scaled by the config's query_scale().
   virtual void attention(Act qkv, KvCache& cache, int layer, Act out) = 0;
-  // The sparse MLP of a mixture-of-experts layer, for each row t of h (rows × d_model):
-  //   scores = softmax(router_logits[t]) (or sigmoid, by routing.scoring);
-  //   E_t = the routing.top_k experts of highest score (ties: the lower expert index first);
-  //   w_e = scores[e], divided by Σ_{E_t} scores when routing.renormalize;
-  //   out[t] = Σ_{e ∈ E_t} w_e · down_e(silu(gate_e · h[t]) ⊙ (up_e · h[t])).
-  // router_logits (rows × n_experts, fp32) come from an ordinary matmul with the router weight.
+  // The sparse MLP of a mixture-of-experts layer, for each row t of h (rows × d_model), with
+  // R = n_experts - routing.n_shared routed experts:
+  //   s = softmax(router_logits[t]) (or sigmoid of each, by routing.scoring);
+  //   c_e = s_e + bias_e (the experts' score bias; 0 without one), the scores for choosing;
+  //   with routing.n_groups > 1, the R experts form n_groups equal consecutive groups, each
+  //   scored by its highest c (GroupScore::kMax) or the sum of its two highest (kTopTwoSum), and
+  //   only experts of the routing.top_groups best groups may be chosen (ties: the lower group);
+  //   E_t = the routing.top_k allowed experts of highest c (ties: the lower expert index first);
+  //   w_e = s_e, divided by Σ_{E_t} s when routing.renormalize, then times routing.scale;
+  //   out[t] = Σ_{e ∈ E_t} w_e · f_e(h[t]) + Σ_{shared j} f_j(h[t]),
+  //   f_e(x) = down_e(silu(gate_e · x) ⊙ (up_e · x)).
+  // router_logits (rows × R, fp32) come from an ordinary matmul with the router weight.
   // Tokens are grouped by expert so that each chosen expert runs one matmul over all its tokens.
-  // `observer` (CPU only, calibration) sees each chosen expert's inputs.
+  // `observer` (CPU only, calibration) sees each chosen expert's inputs (shared ones: every row).
   virtual void moe(const BackendExperts& experts, Act h, Act router_logits, const MoeRouting& routing, Act out,
                    const ExpertInputObserver* observer = nullptr);
   // --- Multi-head latent attention (ModelConfig::mla; DeepSeek-V2/V3, GLM-4.7-Flash) ----------

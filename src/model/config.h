@@ -33,24 +33,46 @@ struct RopeConfig {
 
 // How a sparse MLP picks its experts for a token from the router's logits (one per expert).
 enum class RouterScoring {
-  kSoftmax,  // probabilities = softmax(logits) over all experts (Mixtral, Qwen-MoE)
-  kSigmoid,  // scores = sigmoid(logits), each on its own (DeepSeek-V3 style; no bias correction yet)
+  kSoftmax,  // probabilities = softmax(logits) over all experts (Mixtral, Qwen-MoE, DeepSeek-V2)
+  kSigmoid,  // scores = sigmoid(logits), each on its own (DeepSeek-V3, GLM-4.7-Flash)
 };
 
+// How a group of experts is scored when routing is limited to the best groups.
+enum class GroupScore {
+  kMax,        // the group's highest choice score (DeepSeek-V2 group_limited_greedy)
+  kTopTwoSum,  // the sum of its two highest choice scores (DeepSeek-V3, GLM)
+};
+
+// The full rule is Backend::moe's. Defaults describe Mixtral.
 struct MoeRouting {
   int top_k = 0;             // experts per token
   bool renormalize = false;  // divide the chosen experts' weights by their sum
   RouterScoring scoring = RouterScoring::kSoftmax;
+  // Group-limited routing: the routed experts split into n_groups equal consecutive groups and
+  // only the top_groups best groups (by group_score) may be chosen. n_groups = 1: no limit.
+  int n_groups = 1;
+  int top_groups = 1;
+  GroupScore group_score = GroupScore::kMax;
+  float scale = 1.0f;  // routed_scaling_factor: the chosen weights are multiplied by it last
+  // Shared experts held with the routed ones (the last n_shared of a layer's experts): run for
+  // every token with weight 1. Set by the architecture when its shared MLP has the experts'
+  // width (DeepSeek-V3, GLM); a wider one runs as a dense MLP beside the sparse one.
+  int n_shared = 0;
 };
 
 // Mixture-of-experts hyper-parameters; n_experts = 0 for a dense model.
 struct MoeConfig {
-  int n_experts = 0;
+  int n_experts = 0;  // routed experts (the router's outputs); shared ones are routing.n_shared
   int d_expert_ffn = 0;  // hidden width of each expert's SwiGLU MLP
   MoeRouting routing;
   // Per layer: true where the MLP is sparse (the others are dense MLPs of width d_ffn). Empty
   // means every layer is sparse.
   std::vector<bool> sparse_layers;
+  // Each router has an e_score_correction_bias (added to the scores for choosing only).
+  bool score_bias = false;
+  // Width of each sparse layer's shared-experts SwiGLU MLP (n_shared_experts · d_expert_ffn);
+  // 0: none.
+  int d_shared_ffn = 0;
 
   bool sparse(int layer) const {
     return n_experts > 0 && (sparse_layers.empty() || sparse_layers[size_t(layer)]);

@@ -40,7 +40,7 @@ std::vector<cpu::ExpertChoice> oracle(const std::vector<float>& logits, const Mo
 
 void expect_routing(const std::vector<float>& logits, const MoeRouting& r) {
   std::vector<cpu::ExpertChoice> got(size_t(r.top_k));
-  cpu::route_token(logits.data(), int(logits.size()), r, got.data());
+  cpu::route_token(logits.data(), nullptr, int(logits.size()), r, got.data());
   const auto want = oracle(logits, r);
   for (int i = 0; i < r.top_k; ++i) {
     EXPECT_EQ(got[size_t(i)].expert, want[size_t(i)].expert) << "choice " << i;
@@ -64,7 +64,7 @@ TEST(MoeRouter, MatchesTheOracleOnRandomLogits) {
 TEST(MoeRouter, TiesGoToTheLowerExpert) {
   const std::vector<float> logits = {0.5f, 2.0f, 1.0f, 2.0f, 1.0f, 2.0f};
   std::vector<cpu::ExpertChoice> got(4);
-  cpu::route_token(logits.data(), 6, {4, false, RouterScoring::kSoftmax}, got.data());
+  cpu::route_token(logits.data(), nullptr, 6, {4, false, RouterScoring::kSoftmax}, got.data());
   EXPECT_EQ(got[0].expert, 1);
   EXPECT_EQ(got[1].expert, 3);
   EXPECT_EQ(got[2].expert, 5);
@@ -72,7 +72,7 @@ TEST(MoeRouter, TiesGoToTheLowerExpert) {
   EXPECT_EQ(got[0].weight, got[2].weight);
   expect_routing(logits, {4, true, RouterScoring::kSoftmax});
   const std::vector<float> equal(8, 0.25f);
-  cpu::route_token(equal.data(), 8, {2, true, RouterScoring::kSoftmax}, got.data());
+  cpu::route_token(equal.data(), nullptr, 8, {2, true, RouterScoring::kSoftmax}, got.data());
   EXPECT_EQ(got[0].expert, 0);
   EXPECT_EQ(got[1].expert, 1);
   EXPECT_FLOAT_EQ(got[0].weight, 0.5f);
@@ -82,8 +82,8 @@ TEST(MoeRouter, RenormalizedWeightsSumToOne) {
   const std::vector<float> logits = {0.1f, -3.0f, 2.5f, 0.7f, 1.9f};
   for (int k = 1; k <= 5; ++k) {
     std::vector<cpu::ExpertChoice> got(static_cast<size_t>(k)), raw(static_cast<size_t>(k));
-    cpu::route_token(logits.data(), 5, {k, true, RouterScoring::kSoftmax}, got.data());
-    cpu::route_token(logits.data(), 5, {k, false, RouterScoring::kSoftmax}, raw.data());
+    cpu::route_token(logits.data(), nullptr, 5, {k, true, RouterScoring::kSoftmax}, got.data());
+    cpu::route_token(logits.data(), nullptr, 5, {k, false, RouterScoring::kSoftmax}, raw.data());
     double sum = 0, raw_sum = 0;
     for (int i = 0; i < k; ++i) {
       sum += got[size_t(i)].weight;
@@ -100,8 +100,8 @@ TEST(MoeRouter, RenormalizedWeightsSumToOne) {
 TEST(MoeRouter, RejectsTopKOutsideTheExperts) {
   const std::vector<float> logits(4, 0.0f);
   std::vector<cpu::ExpertChoice> got(5);
-  EXPECT_THROW(cpu::route_token(logits.data(), 4, {5, false, RouterScoring::kSoftmax}, got.data()), Error);
-  EXPECT_THROW(cpu::route_token(logits.data(), 4, {0, false, RouterScoring::kSoftmax}, got.data()), Error);
+  EXPECT_THROW(cpu::route_token(logits.data(), nullptr, 4, {5, false, RouterScoring::kSoftmax}, got.data()), Error);
+  EXPECT_THROW(cpu::route_token(logits.data(), nullptr, 4, {0, false, RouterScoring::kSoftmax}, got.data()), Error);
 }
 
 // moe_forward (tokens grouped per expert, one matmul per expert) against a loop over tokens that
@@ -134,7 +134,7 @@ TEST(MoeForward, MatchesAPerTokenLoop) {
   cpu::MoeScratch scratch;
   int observed = 0;
   const ExpertInputObserver observer = [&](int, bool, const float*, int64_t r, int64_t) { observed += int(r); };
-  cpu::moe_forward(w, h.data(), rows, d, logits.data(), routing, out.data(), pool, scratch, &observer);
+  cpu::moe_forward(w, {}, h.data(), rows, d, logits.data(), routing, out.data(), pool, scratch, &observer);
   EXPECT_EQ(observed, 2 * rows * routing.top_k);  // gate/up inputs and down inputs
 
   auto value = [](const QuantTensor& t, int64_t r, int64_t c) {

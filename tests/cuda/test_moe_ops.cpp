@@ -31,7 +31,7 @@ void check_routing(int rows, int n_experts, const MoeRouting& routing, std::mt19
   const std::vector<float> weights = dweights.download();
   std::vector<cpu::ExpertChoice> expected(size_t(routing.top_k));
   for (int t = 0; t < rows; ++t) {
-    cpu::route_token(&logits[size_t(t) * size_t(n_experts)], n_experts, routing, expected.data());
+    cpu::route_token(&logits[size_t(t) * size_t(n_experts)], nullptr, n_experts, routing, expected.data());
     for (int j = 0; j < routing.top_k; ++j) {
       const size_t at = size_t(t * routing.top_k + j);
       ASSERT_EQ(ids[at], expected[size_t(j)].expert) << "token " << t << " choice " << j;

@@ -29,6 +29,7 @@ struct CpuLinear final : BackendLinear {
 
 struct CpuExperts final : BackendExperts {
   std::vector<ExpertWeights> experts;  // views into the model source
+  std::vector<float> score_bias;       // per routed expert, or empty
 };
 
 struct CpuVector final : BackendTensor {
@@ -83,10 +84,15 @@ class CpuBackend final : public Backend {
     return w;
   }
 
-  std::unique_ptr<BackendExperts> experts(std::span<const ExpertWeights> experts) override {
+  std::unique_ptr<BackendExperts> experts(std::span<const ExpertWeights> experts,
+                                          std::span<const float> score_bias) override {
     MARLIN_CHECK(!experts.empty(), "cpu backend: a sparse MLP needs at least one expert");
+    MARLIN_CHECK(score_bias.size() <= experts.size(), "cpu backend: {} score biases for {} experts", score_bias.size(),
+                 experts.size());
     auto x = std::make_unique<CpuExperts>();
     x->n_experts = int(experts.size());
+    x->has_score_bias = !score_bias.empty();
+    x->score_bias.assign(score_bias.begin(), score_bias.end());
     x->d_model = experts[0].gate.cols;
     x->d_ffn = experts[0].gate.rows;
     for (const ExpertWeights& e : experts) {
@@ -223,11 +229,14 @@ class CpuBackend final : public Backend {
   void moe(const BackendExperts& experts, Act h, Act router_logits, const MoeRouting& routing, Act out,
            const ExpertInputObserver* observer) override {
     const auto& x = static_cast<const CpuExperts&>(experts);
-    MARLIN_CHECK(h.cols == x.d_model && out.cols == x.d_model && router_logits.cols == x.n_experts &&
+    const int routed = x.n_experts - routing.n_shared;
+    MARLIN_CHECK(h.cols == x.d_model && out.cols == x.d_model && router_logits.cols == routed &&
                      router_logits.rows == h.rows && out.rows == h.rows,
                  "cpu moe: activations do not fit {} experts of width {}", x.n_experts, x.d_model);
-    cpu::moe_forward(x.experts, f32(h), h.rows, h.cols, f32(router_logits), routing, f32(out), pool_, moe_scratch_,
-                     observer);
+    MARLIN_CHECK(!x.has_score_bias || int(x.score_bias.size()) == routed, "cpu moe: {} score biases for {} experts",
+                 x.score_bias.size(), routed);
+    cpu::moe_forward(x.experts, x.score_bias, f32(h), h.rows, h.cols, f32(router_logits), routing, f32(out), pool_,
+                     moe_scratch_, observer);
   }
 
   void mla_store_kv(Act kv_a, const BackendTensor& kv_norm, float eps, KvCache& cache, int layer) override {

@@ -16,10 +16,14 @@ struct ExpertChoice {
   float weight = 0;
 };
 
-// The routing.top_k experts of one token from its n_experts router logits, best first (equal
-// scores: the lower expert index first), with their weights (Backend::moe's rule).
-// out holds routing.top_k entries; 1 <= top_k <= n_experts.
-void route_token(const float* logits, int n_experts, const MoeRouting& routing, ExpertChoice* out);
+// The routing.top_k experts of one token from its n_experts router logits (routed experts only),
+// best first (equal scores: the lower expert index first), with their weights, by Backend::moe's
+// rule. score_bias: n_experts values or nullptr. out holds routing.top_k entries.
+void route_token(const float* logits, const float* score_bias, int n_experts, const MoeRouting& routing,
+                 ExpertChoice* out);
+
+// Refuses routing that does not fit n_experts routed experts (top_k, groups).
+void check_routing(const MoeRouting& routing, int n_experts);
 
 // Scratch memory of moe_forward, kept between calls.
 struct MoeScratch {
@@ -30,8 +34,10 @@ struct MoeScratch {
 };
 
 // out (rows × d_model) = the sparse MLP of h (rows × d_model) given router_logits
-// (rows × experts.size()). Expert outputs are added to each row in expert order.
-void moe_forward(std::span<const ExpertWeights> experts, const float* h, int64_t rows, int64_t d_model,
+// (rows × routed experts): experts holds the routed experts then routing.n_shared shared ones;
+// score_bias is empty or one per routed expert. Expert outputs are added to each row in expert
+// order.
+void moe_forward(std::span<const ExpertWeights> experts, std::span<const float> score_bias, const float* h, int64_t rows, int64_t d_model,
                  const float* router_logits, const MoeRouting& routing, float* out, ThreadPool& pool,
                  MoeScratch& scratch, const ExpertInputObserver* observer);
 

@@ -199,8 +199,9 @@ class CudaBackend final : public Backend {
     return cuda::CudaLinear::upload(parts, ctx_);
   }
 
-  std::unique_ptr<BackendExperts> experts(std::span<const ExpertWeights> experts) override {
-    auto x = cuda::CudaExperts::upload(experts, ctx_);
+  std::unique_ptr<BackendExperts> experts(std::span<const ExpertWeights> experts,
+                                          std::span<const float> score_bias) override {
+    auto x = cuda::CudaExperts::upload(experts, score_bias, ctx_);
     has_experts_ = true;
     host_routed_experts_ = host_routed_experts_ || !x->device_routed(1);
     return x;

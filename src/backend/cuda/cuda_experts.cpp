@@ -36,10 +36,19 @@ DeviceArray<const void*> routed_table(const std::vector<std::unique_ptr<CudaLine
 
 }  // namespace
 
-std::unique_ptr<CudaExperts> CudaExperts::upload(std::span<const ExpertWeights> experts, LinearContext& ctx) {
+std::unique_ptr<CudaExperts> CudaExperts::upload(std::span<const ExpertWeights> experts,
+                                                 std::span<const float> score_bias, LinearContext& ctx) {
   MARLIN_CHECK(!experts.empty(), "cuda backend: a sparse MLP needs at least one expert");
+  MARLIN_CHECK(score_bias.size() <= experts.size(), "cuda backend: {} score biases for {} experts", score_bias.size(),
+               experts.size());
   auto x = std::make_unique<CudaExperts>();
   x->n_experts = int(experts.size());
+  x->has_score_bias = !score_bias.empty();
+  x->host_score_bias_.assign(score_bias.begin(), score_bias.end());
+  if (x->has_score_bias) {
+    x->score_bias_ = DeviceArray<float>(score_bias.size());
+    x->score_bias_.upload(score_bias.data(), score_bias.size());
+  }
   x->d_model = experts[0].gate.cols;
   x->d_ffn = experts[0].gate.rows;
   MARLIN_CHECK(x->d_model % 8 == 0 && x->d_ffn % 8 == 0, "cuda backend: expert widths {} and {} must be multiples of 8",
@@ -117,7 +126,7 @@ void CudaExperts::forward_on_host(const __half* h, int64_t rows, const float* ro
   // Tokens grouped by expert: expert e's rows are host_rows[begin[e] .. begin[e + 1]).
   std::vector<cpu::ExpertChoice> choices(size_t(rows * k));
   for (int64_t t = 0; t < rows; ++t)
-    cpu::route_token(&s.host_logits[size_t(t * n_experts)], n_experts, routing, &choices[size_t(t * k)]);
+    cpu::route_token(&s.host_logits[size_t(t * n_experts)], nullptr, n_experts, routing, &choices[size_t(t * k)]);
   std::vector<int64_t> begin(size_t(n_experts) + 1, 0);
   for (const auto& c : choices) ++begin[size_t(c.expert) + 1];
   for (int e = 0; e < n_experts; ++e) begin[size_t(e) + 1] += begin[size_t(e)];

@@ -44,7 +44,9 @@ class CudaExperts final : public BackendExperts {
   static constexpr int64_t kDeviceRows = 8;
   static constexpr int kMaxTopK = 32;
 
-  static std::unique_ptr<CudaExperts> upload(std::span<const ExpertWeights> experts, LinearContext& ctx);
+  // experts: the routed ones, then the shared ones; score_bias: one per routed expert, or empty.
+  static std::unique_ptr<CudaExperts> upload(std::span<const ExpertWeights> experts, std::span<const float> score_bias,
+                                             LinearContext& ctx);
   // Whether steps of `rows` tokens avoid the host (and may be recorded into graphs).
   bool device_routed(int64_t rows) const { return device_routable_ && rows <= kDeviceRows; }
 
@@ -62,6 +64,8 @@ class CudaExperts final : public BackendExperts {
   void routed_product(const DeviceArray<const void*>& table, const CudaLinear& first, const int32_t* ids, int slots,
                       int slot_div, const __half* a, __half* c, LinearContext& ctx) const;
 
+  std::vector<float> host_score_bias_;  // the router's correction bias (host-routed steps), or empty
+  DeviceArray<float> score_bias_;       // and on the device
   std::vector<std::unique_ptr<CudaLinear>> gate_up_, down_;  // per expert: [gate | up] and down
   // Device tables of every expert's weights (tile or fp16 pointers) for the routed products.
   DeviceArray<const void*> gate_up_table_, down_table_;
