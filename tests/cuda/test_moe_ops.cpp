@@ -15,31 +15,45 @@
 namespace marlin::test {
 namespace {
 
-void check_routing(int rows, int n_experts, const MoeRouting& routing, std::mt19937& rng) {
+void check_routing(int rows, int n_experts, const MoeRouting& routing, std::mt19937& rng, bool bias = false) {
   SCOPED_TRACE(testing::Message() << rows << " rows, " << n_experts << " experts, top " << routing.top_k
                                   << (routing.renormalize ? " renormalized" : "")
-                                  << (routing.scoring == RouterScoring::kSigmoid ? " sigmoid" : " softmax"));
+                                  << (routing.scoring == RouterScoring::kSigmoid ? " sigmoid" : " softmax") << ", "
+                                  << routing.top_groups << " of " << routing.n_groups << " groups, "
+                                  << routing.n_shared << " shared" << (bias ? ", biased" : ""));
   std::uniform_real_distribution<float> dist(-4.0f, 4.0f);
   std::vector<float> logits(size_t(rows) * size_t(n_experts));
   for (auto& l : logits) l = dist(rng);
   for (int e = 0; e < n_experts; e += 3) logits[size_t(e)] = 1.5f;  // row 0: many equal logits
-  DeviceBuffer<float> dlogits(logits), dweights(size_t(rows * routing.top_k));
-  DeviceBuffer<int32_t> dids(size_t(rows * routing.top_k));
-  cuda::moe_route(dlogits.get(), rows, n_experts, routing.top_k, routing.scoring == RouterScoring::kSigmoid,
-                  routing.renormalize, dids.get(), dweights.get(), nullptr);
+  std::vector<float> score_bias;
+  std::uniform_real_distribution<float> bias_dist(-0.3f, 0.3f);
+  if (bias)
+    for (int e = 0; e < n_experts; ++e) score_bias.push_back(bias_dist(rng));
+  const int per_token = routing.top_k + routing.n_shared;
+  DeviceBuffer<float> dlogits(logits), dweights(size_t(rows * per_token));
+  DeviceBuffer<float> dbias(bias ? score_bias : std::vector<float>(1));
+  DeviceBuffer<int32_t> dids(size_t(rows * per_token));
+  cuda::moe_route(dlogits.get(), bias ? dbias.get() : nullptr, rows, n_experts, routing, dids.get(), dweights.get(),
+                  nullptr);
   const std::vector<int32_t> ids = dids.download();
   const std::vector<float> weights = dweights.download();
   std::vector<cpu::ExpertChoice> expected(size_t(routing.top_k));
   for (int t = 0; t < rows; ++t) {
-    cpu::route_token(&logits[size_t(t) * size_t(n_experts)], nullptr, n_experts, routing, expected.data());
+    cpu::route_token(&logits[size_t(t) * size_t(n_experts)], bias ? score_bias.data() : nullptr, n_experts, routing,
+                     expected.data());
     for (int j = 0; j < routing.top_k; ++j) {
-      const size_t at = size_t(t * routing.top_k + j);
+      const size_t at = size_t(t * per_token + j);
       ASSERT_EQ(ids[at], expected[size_t(j)].expert) << "token " << t << " choice " << j;
       // fp32 against the CPU's double arithmetic rounded once: the sums of n_experts scores and
-      // of top_k weights err by at most (n_experts + top_k) units of 2^-24 relative, expf and the
-      // divisions by a few more.
+      // of top_k weights err by at most (n_experts + top_k) units of 2^-24 relative, expf, the
+      // divisions and the scale by a few more.
       const double w = expected[size_t(j)].weight;
       EXPECT_NEAR(weights[at], w, (8 + n_experts + routing.top_k) * 0x1p-24 * w) << "token " << t << " choice " << j;
+    }
+    for (int j = 0; j < routing.n_shared; ++j) {
+      const size_t at = size_t(t * per_token + routing.top_k + j);
+      EXPECT_EQ(ids[at], n_experts + j) << "token " << t << " shared " << j;
+      EXPECT_EQ(weights[at], 1.0f) << "token " << t << " shared " << j;
     }
   }
 }
@@ -52,6 +66,25 @@ TEST(CudaMoe, RoutingMatchesCpu) {
   check_routing(17, 128, {8, true, RouterScoring::kSoftmax}, rng);
   check_routing(2, 256, {8, false, RouterScoring::kSigmoid}, rng);
   check_routing(4, 33, {32, true, RouterScoring::kSigmoid}, rng);
+}
+
+// DeepSeek-V2 (softmax, groups by their best score, scaled), DeepSeek-V3 / GLM (sigmoid, a score
+// bias, groups by their two best, renormalized and scaled, a shared expert).
+TEST(CudaMoe, GroupedBiasedRoutingMatchesCpu) {
+  MARLIN_REQUIRE_GPU();
+  std::mt19937 rng(12);
+  MoeRouting v2{6, false, RouterScoring::kSoftmax};
+  v2.n_groups = 8, v2.top_groups = 3, v2.scale = 16.0f, v2.n_shared = 2;
+  check_routing(9, 160, v2, rng);
+  MoeRouting v3{8, true, RouterScoring::kSigmoid};
+  v3.n_groups = 8, v3.top_groups = 4, v3.group_score = GroupScore::kTopTwoSum, v3.scale = 2.5f, v3.n_shared = 1;
+  check_routing(9, 256, v3, rng, true);
+  MoeRouting glm{4, true, RouterScoring::kSigmoid};
+  glm.scale = 1.8f, glm.n_shared = 1;
+  check_routing(8, 64, glm, rng, true);
+  MoeRouting tiny{2, true, RouterScoring::kSigmoid};
+  tiny.n_groups = 4, tiny.top_groups = 2, tiny.group_score = GroupScore::kTopTwoSum;
+  check_routing(16, 8, tiny, rng, true);
 }
 
 }  // namespace

@@ -358,9 +358,11 @@ class CudaBackend final : public Backend {
            const ExpertInputObserver* observer) override {
     MARLIN_CHECK(observer == nullptr, "cuda backend: calibration runs on the CPU backend only");
     const auto& x = static_cast<const cuda::CudaExperts&>(experts);
-    MARLIN_CHECK(h.cols == x.d_model && out.cols == x.d_model && router_logits.cols == x.n_experts &&
+    MARLIN_CHECK(h.cols == x.d_model && out.cols == x.d_model && router_logits.cols == x.n_experts - routing.n_shared &&
                      router_logits.rows == h.rows && out.rows == h.rows && router_logits.type == ActType::kF32,
                  "cuda moe: activations do not fit {} experts of width {}", x.n_experts, x.d_model);
+    MARLIN_CHECK(!x.has_score_bias || x.score_bias_size() == router_logits.cols,
+                 "cuda moe: {} score biases for {} routed experts", x.score_bias_size(), router_logits.cols);
     const OpTimer timer(*this, "moe");
     x.forward(f16(h), h.rows, f32(router_logits), routing, f16(out), ctx_, moe_scratch_);
   }

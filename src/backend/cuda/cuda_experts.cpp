@@ -84,8 +84,9 @@ void CudaExperts::routed_product(const DeviceArray<const void*>& table, const Cu
 
 void CudaExperts::forward_on_device(const __half* h, int64_t rows, const float* router_logits,
                                     const MoeRouting& routing, __half* out, LinearContext& ctx, MoeScratch& s) const {
-  const int k = routing.top_k;
-  MARLIN_CHECK(k >= 1 && k <= n_experts && k <= kMaxTopK, "cuda moe: {} experts per token out of {}", k, n_experts);
+  const int k = routing.top_k + routing.n_shared;  // slots per token
+  MARLIN_CHECK(routing.top_k >= 1 && k <= n_experts && k <= kMaxTopK, "cuda moe: {} experts per token out of {}", k,
+               n_experts);
   const int slots = int(rows) * k;
   // Sized once for the largest device-routed step, before any graph records them.
   const size_t most = size_t(kDeviceRows * kMaxTopK);
@@ -105,8 +106,8 @@ void CudaExperts::forward_on_device(const __half* h, int64_t rows, const float* 
     s.slot_y = DeviceArray<__half>(most * size_t(d_model));
     ++ctx.generation;
   }
-  moe_route(router_logits, int(rows), n_experts, k, routing.scoring == RouterScoring::kSigmoid, routing.renormalize,
-            s.slot_ids.get(), s.slot_weights.get(), ctx.stream);
+  moe_route(router_logits, has_score_bias ? score_bias_.get() : nullptr, int(rows), n_experts - routing.n_shared,
+            routing, s.slot_ids.get(), s.slot_weights.get(), ctx.stream);
   routed_product(gate_up_table_, *gate_up_[0], s.slot_ids.get(), slots, k, h, s.slot_gate_up.get(), ctx);
   silu_mul(s.slot_gate_up.get(), slots, d_ffn, s.slot_hidden.get(), ctx.stream);
   routed_product(down_table_, *down_[0], s.slot_ids.get(), slots, 1, s.slot_hidden.get(), s.slot_y.get(), ctx);
@@ -115,9 +116,10 @@ void CudaExperts::forward_on_device(const __half* h, int64_t rows, const float* 
 
 void CudaExperts::forward_on_host(const __half* h, int64_t rows, const float* router_logits,
                                   const MoeRouting& routing, __half* out, LinearContext& ctx, MoeScratch& s) const {
-  const int k = routing.top_k;
-  MARLIN_CHECK(k >= 1 && k <= n_experts, "cuda moe: {} experts per token out of {}", k, n_experts);
-  s.host_logits.resize(size_t(rows * n_experts));
+  const int routed = n_experts - routing.n_shared;
+  const int k = routing.top_k + routing.n_shared;  // choices per token
+  MARLIN_CHECK(routing.n_shared >= 0 && routed >= 1, "cuda moe: {} shared experts of {}", routing.n_shared, n_experts);
+  s.host_logits.resize(size_t(rows * routed));
   check_cuda(cudaMemcpyAsync(s.host_logits.data(), router_logits, s.host_logits.size() * sizeof(float),
                              cudaMemcpyDeviceToHost, ctx.stream),
              "cudaMemcpyAsync(router logits)");
@@ -125,8 +127,12 @@ void CudaExperts::forward_on_host(const __half* h, int64_t rows, const float* ro
 
   // Tokens grouped by expert: expert e's rows are host_rows[begin[e] .. begin[e + 1]).
   std::vector<cpu::ExpertChoice> choices(size_t(rows * k));
-  for (int64_t t = 0; t < rows; ++t)
-    cpu::route_token(&s.host_logits[size_t(t * n_experts)], nullptr, n_experts, routing, &choices[size_t(t * k)]);
+  for (int64_t t = 0; t < rows; ++t) {
+    cpu::ExpertChoice* c = &choices[size_t(t * k)];
+    cpu::route_token(&s.host_logits[size_t(t * routed)], has_score_bias ? host_score_bias_.data() : nullptr, routed,
+                     routing, c);
+    for (int j = 0; j < routing.n_shared; ++j) c[routing.top_k + j] = {routed + j, 1.0f};
+  }
   std::vector<int64_t> begin(size_t(n_experts) + 1, 0);
   for (const auto& c : choices) ++begin[size_t(c.expert) + 1];
   for (int e = 0; e < n_experts; ++e) begin[size_t(e) + 1] += begin[size_t(e)];

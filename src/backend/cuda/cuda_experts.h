@@ -49,6 +49,7 @@ class CudaExperts final : public BackendExperts {
                                              LinearContext& ctx);
   // Whether steps of `rows` tokens avoid the host (and may be recorded into graphs).
   bool device_routed(int64_t rows) const { return device_routable_ && rows <= kDeviceRows; }
+  int64_t score_bias_size() const { return int64_t(host_score_bias_.size()); }
 
   // out (rows × d_model, fp16) = the sparse MLP of h (rows × d_model, fp16) for router_logits
   // (rows × n_experts, fp32), as Backend::moe describes.

@@ -18,6 +18,7 @@
 #include <cstdint>
 
 #include "backend/sampling_rule.h"
+#include "model/config.h"
 
 namespace marlin::cuda {
 
@@ -57,12 +58,13 @@ void half_to_float(const __half* in, int64_t count, float* out, cudaStream_t str
 // fp32 → fp16 (round to nearest), count values.
 void float_to_half(const float* in, int64_t count, __half* out, cudaStream_t stream);
 
-// Sparse MLPs (moe_ops.cu). Routing on the device, by backend/cpu/moe.h's rule: for each of `rows`
-// rows of fp32 router logits (rows × n_experts, n_experts ≤ 256, top_k ≤ 32), the top_k experts
-// by softmax (or sigmoid) score into ids[row · top_k + j], best first, and their weights
-// (renormalized to sum 1 when asked).
-void moe_route(const float* logits, int rows, int n_experts, int top_k, bool sigmoid, bool renormalize, int32_t* ids,
-               float* weights, cudaStream_t stream);
+// Sparse MLPs (moe_ops.cu). Routing on the device, by Backend::moe's rule (backend/cpu/moe.h):
+// for each of `rows` tokens, from its n_experts ≤ 256 routed experts' fp32 router logits and the
+// optional score bias (n_experts values or nullptr), ids[row · s + j] (s = top_k + n_shared ≤ 32)
+// are the chosen experts, best first, then the shared experts n_experts, n_experts + 1, ...;
+// weights the slots' weights (times routing.scale; 1 for the shared experts).
+void moe_route(const float* logits, const float* score_bias, int rows, int n_experts, const MoeRouting& routing,
+               int32_t* ids, float* weights, cudaStream_t stream);
 // For fp16 experts: c[slot] = a[slot / slot_div] · W_eᵀ, e = ids[slot], W_e (rows × cols, cols a
 // multiple of 8) at weights[e] (a device array of device pointers); c is slots × rows.
 void routed_dense_gemv(const __half* const* weights, const int32_t* ids, int slots, int slot_div, const __half* a,
