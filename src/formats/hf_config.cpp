@@ -213,6 +213,11 @@ void read_gemma3(ModelConfig& c, const Json& j, const Json& rope) {
   c.attention_scale = float(1.0 / std::sqrt(scalar));
   c.embedding_scale = gemma_embedding_scale(j, c.d_model);
   c.norm_weight_offset = 1.0f;
+  // marlin's own checkpoints (write_gemma3) say what their tensors need.
+  if (j.contains("marlin_norm_weight_offset"))
+    c.norm_weight_offset = float(json_number(j, "marlin_norm_weight_offset", kSource).value_or(1.0));
+  if (j.contains("marlin_embedding_scale"))
+    c.embedding_scale = positive(json_number(j, "marlin_embedding_scale", kSource), "marlin_embedding_scale");
 
   const int window = optional_int(j, "sliding_window", 4096, 1, 1 << 24);
   c.sliding_window.assign(size_t(c.n_layers), 0);
@@ -408,20 +413,51 @@ ModelConfig model_config_from_hf(const Json& j) {
 
 bool hf_tie_word_embeddings(const Json& j) { return json_bool(j, "tie_word_embeddings", kSource).value_or(false); }
 
+namespace {
+
+// Gemma 3's fields (config read back by read_gemma3). The norm weight offset and the embedding
+// scale go in marlin's own keys: a GGUF source stores norms as 1 + w (offset 0), which Gemma's
+// config.json form would read as 2 + w.
+void write_gemma3(const ModelConfig& c, Json& j) {
+  j.erase("hidden_act");
+  j["hidden_activation"] = "gelu_pytorch_tanh";
+  j["query_pre_attn_scalar"] = 1.0 / (double(c.query_scale()) * double(c.query_scale()));
+  int window = 0;
+  Json types = Json::array();
+  for (int i = 0; i < c.n_layers; ++i) {
+    const int w = c.window(i);
+    MARLIN_CHECK(w == 0 || window == 0 || w == window, "config.json: Gemma 3 layers with windows {} and {}", window, w);
+    if (w > 0) window = w;
+    types.push_back(w > 0 ? "sliding_attention" : "full_attention");
+  }
+  j["layer_types"] = types;
+  if (window > 0) j["sliding_window"] = window;
+  const RopeConfig& local = c.sliding_rope ? *c.sliding_rope : c.rope;
+  MARLIN_CHECK(local.scaling == RopeScaling::kNone && local.dim == c.rope.dim && local.pairing == c.rope.pairing,
+               "config.json: Gemma 3's sliding layers differ from its global ones beyond rope theta");
+  j["rope_local_base_freq"] = double(local.theta);
+  j["marlin_norm_weight_offset"] = double(c.norm_weight_offset);
+  j["marlin_embedding_scale"] = double(c.embedding_scale);
+}
+
+}  // namespace
+
 Json hf_config_from_model_config(const ModelConfig& c) {
   const Architecture* arch = nullptr;
   for (const auto& a : kArchitectures)
     if (!arch && a.family == c.architecture) arch = &a;
   MARLIN_CHECK(arch != nullptr && !is_mla_family(arch->family),
                "config.json: architecture '{}' has no Hugging Face form here", c.architecture);
-  // Gemma 3's config.json form (layer types, norm weights stored as w) is not written yet: GGUF
-  // Gemma files store norms as 1 + w, which a Gemma config.json would read as 2 + w.
-  MARLIN_CHECK(c.architecture != "gemma3", "config.json: Gemma 3 models cannot be written as config.json yet");
   MARLIN_CHECK(c.rope.freq_factors.empty(),
                "config.json: RoPE frequency factors cannot be written as config.json fields");
+  const MoeRouting& r = c.moe.routing;
+  const bool plain_routing = r.scoring == RouterScoring::kSoftmax && r.n_groups == 1 && r.scale == 1.0f &&
+                             r.n_shared == 0 && !c.moe.score_bias && c.moe.d_shared_ffn == 0;
   const bool mixtral = c.architecture == "llama" && c.moe.n_experts > 0;
-  MARLIN_CHECK(c.moe.n_experts == 0 || (mixtral && c.moe.sparse_layers.empty() && c.moe.routing.renormalize &&
-                                        c.moe.routing.scoring == RouterScoring::kSoftmax && c.moe.d_expert_ffn == c.d_ffn),
+  const bool qwen3_moe = c.architecture == "qwen3moe";
+  MARLIN_CHECK(c.moe.n_experts == 0 || (mixtral && plain_routing && c.moe.sparse_layers.empty() && r.renormalize &&
+                                        c.moe.d_expert_ffn == c.d_ffn) ||
+                   (qwen3_moe && plain_routing),
                "config.json: this mixture-of-experts model has no Hugging Face form here yet");
   Json j = {
       {"architectures", {arch->hf_class}},
@@ -445,6 +481,18 @@ Json hf_config_from_model_config(const ModelConfig& c) {
     j["num_local_experts"] = c.moe.n_experts;
     j["num_experts_per_tok"] = c.moe.routing.top_k;
   }
+  if (qwen3_moe) {
+    j["num_experts"] = c.moe.n_experts;
+    j["num_experts_per_tok"] = r.top_k;
+    j["moe_intermediate_size"] = c.moe.d_expert_ffn;
+    j["norm_topk_prob"] = r.renormalize;
+    j["decoder_sparse_step"] = 1;
+    Json dense = Json::array();
+    for (int i = 0; i < c.n_layers; ++i)
+      if (!c.moe.sparse(i)) dense.push_back(i);
+    j["mlp_only_layers"] = dense;
+  }
+  if (c.architecture == "gemma3") write_gemma3(c, j);
   if (c.rope.dim != c.head_dim) {
     // Readers truncate head_dim × factor; keep the product from landing just below dim.
     double partial = double(c.rope.dim) / c.head_dim;

@@ -80,6 +80,11 @@ ModelConfig model_config_from_gguf(const GgufFile& file) {
   c.rms_eps = optional_float(file, a + "attention.layer_norm_rms_epsilon", 1e-5f);
   MARLIN_CHECK(c.rms_eps > 0 && c.rms_eps < 1, "model: rms epsilon {} is out of range", c.rms_eps);
   c.vocab_size = optional_int(file, a + "vocab_size", 0, 0, 1 << 24);
+  if (const GgufTensorInfo* t = file.find_tensor("token_embd.weight"); c.vocab_size == 0 && t && t->shape.size() == 2) {
+    // Files without the key (Gemma 3): the embedding table's rows.
+    MARLIN_CHECK(t->shape[1] >= 1 && t->shape[1] <= (1u << 24), "model: token_embd.weight has {} rows", t->shape[1]);
+    c.vocab_size = int(t->shape[1]);
+  }
 
   // Mixture of experts (llama.cpp's keys): Mixtral is a "llama" file with experts.
   MoeConfig& m = c.moe;

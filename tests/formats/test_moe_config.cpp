@@ -69,7 +69,19 @@ TEST(MoeConfig, Qwen3MoeSparseLayers) {
   EXPECT_FALSE(d.moe.routing.renormalize);
   EXPECT_EQ(d.moe.d_expert_ffn, 768);
   EXPECT_EQ(d.moe.sparse_layers, (std::vector<bool>(4, true)));
-  EXPECT_THROW(hf_config_from_model_config(d), Error);  // no config.json form for Qwen3-MoE yet
+
+  // Written back (a GGUF Qwen3-MoE exported as a checkpoint), it reads the same.
+  const ModelConfig back = model_config_from_hf(hf_config_from_model_config(c));
+  EXPECT_EQ(back.architecture, "qwen3moe");
+  EXPECT_EQ(back.moe.n_experts, 16);
+  EXPECT_EQ(back.moe.routing.top_k, 4);
+  EXPECT_TRUE(back.moe.routing.renormalize);
+  EXPECT_EQ(back.moe.d_expert_ffn, 32);
+  EXPECT_EQ(back.moe.sparse_layers, c.moe.sparse_layers);
+  // Routing the Qwen3-MoE form cannot say is refused.
+  ModelConfig sigmoid = c;
+  sigmoid.moe.routing.scoring = RouterScoring::kSigmoid;
+  EXPECT_THROW(hf_config_from_model_config(sigmoid), Error);
 }
 
 TEST(MoeConfig, RejectsBadFields) {

@@ -6,6 +6,7 @@ France?" in Gemma's chat format it repeats the question (transformers on the sam
 same; tests/model/test_gemma3_real.cpp checks those tokens), so the answer is asked for as text
 to complete, where it says Paris.
 """
+import json
 import pathlib
 import subprocess
 
@@ -61,3 +62,26 @@ def test_greedy_tokens_match_llama_cpp(marlin_bin, gemma, prompt, tokens):
     r = marlin(marlin_bin, "run", "-m", str(gemma), "--raw", "--temperature", "0", "--max-tokens", str(tokens), prompt)
     assert r.returncode == 0, r.stderr
     assert r.stdout.rstrip("\n") == theirs.rstrip("\n")
+
+
+def perplexity(binary, model):
+    r = marlin(binary, "perplexity", str(model), "--chunks", "2", "--ctx", "128", "--json")
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)["perplexity"]
+
+
+def test_quantized_checkpoint_keeps_the_model(marlin_bin, gemma, tmp_path):
+    # keep: the GGUF's blocks as they are, so the checkpoint computes exactly what the GGUF does
+    # (norm weights stored as 1 + w, the embedding scale carried in the checkpoint's config).
+    kept, int8 = tmp_path / "keep.marlin", tmp_path / "int8.marlin"
+    for out, fmt in ((kept, "keep"), (int8, "int8-g32")):
+        r = marlin(marlin_bin, "quantize", str(gemma), str(out), "--format", fmt)
+        assert r.returncode == 0, r.stderr
+    base = perplexity(marlin_bin, gemma)
+    assert perplexity(marlin_bin, kept) == base
+    # int8-g32 of weights already at 4-6 bits: within 2 % of the GGUF's perplexity.
+    assert perplexity(marlin_bin, int8) == pytest.approx(base, rel=0.02)
+    r = marlin(marlin_bin, "run", "-m", str(int8), "--raw", "--temperature", "0", "--max-tokens", "4",
+               "Question: What is the capital of France?\nAnswer:")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(" Paris"), r.stdout
