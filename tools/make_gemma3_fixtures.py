@@ -13,6 +13,10 @@ scaling on the global layers only.
 The logits of every position are computed in float64 (the expected values) and float32 (whose
 distance to float64 sets the C++ tests' tolerance), as tools/make_llama_fixtures.py does.
 
+"tiny_gemma3_multimodal" is tiny_gemma3's language model inside a Gemma3ForConditionalGeneration
+(the form of Gemma 3 4B/12B/27B checkpoints: text_config, language_model.model.* weights, a vision
+tower marlin does not read); for text it computes tiny_gemma3's logits, which the tests reuse.
+
 With --real MODEL.gguf it also writes gemma3_270m_greedy.json: the greedy continuations that
 transformers (float32) computes for a few prompts from the GGUF's weights dequantized (norms back
 to w), the prompts tokenized by llama.cpp (llama-cpp-python), the chat prompt in Gemma's turn format.
@@ -29,7 +33,7 @@ import shutil
 import gguf
 import numpy as np
 import torch
-from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+from transformers import Gemma3Config, Gemma3ForCausalLM, Gemma3ForConditionalGeneration, Gemma3TextConfig
 
 VARIANTS = {
     # 5 layers, every 3rd global: sliding, sliding, global, sliding, sliding.
@@ -119,6 +123,22 @@ def write_gguf(model, v: dict, path: pathlib.Path):
     w.close()
 
 
+def write_multimodal(text_model, ids: list[int], folder: pathlib.Path):
+    vision = dict(hidden_size=32, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=28,
+                  patch_size=14)
+    config = Gemma3Config(text_config=text_model.config.to_dict(), vision_config=vision, mm_tokens_per_image=4)
+    torch.manual_seed(7)
+    model = Gemma3ForConditionalGeneration(config).to(torch.float32).eval()
+    missing = model.model.language_model.load_state_dict(
+        {k.removeprefix("model."): v for k, v in text_model.state_dict().items() if k.startswith("model.")})
+    assert not missing.missing_keys and not missing.unexpected_keys, missing
+    with torch.no_grad():
+        ours = model(torch.tensor([ids])).logits[0].to(torch.float64).numpy()
+    theirs = logits_for(text_model, ids, torch.float32)
+    assert np.max(np.abs(ours - theirs)) < 1e-5, np.max(np.abs(ours - theirs))
+    write_hf(model, folder)
+
+
 REAL_PROMPTS = [
     # (text, chat-formatted?)
     ("What is the capital of France?", True),
@@ -190,7 +210,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("tests/fixtures/model"))
     parser.add_argument("--real", type=pathlib.Path, help="also write gemma3_270m_greedy.json from this GGUF")
+    parser.add_argument("--multimodal-only", action="store_true",
+                        help="only write tiny_gemma3_multimodal, from the tiny_gemma3 folder already in --out")
     args = parser.parse_args()
+    if args.multimodal_only:
+        model = Gemma3ForCausalLM.from_pretrained(args.out / "tiny_gemma3", attn_implementation="eager").eval()
+        ids = json.loads((args.out / "tiny_gemma3.json").read_text())["tokens"]
+        write_multimodal(model.to(torch.float32), ids, args.out / "tiny_gemma3_multimodal")
+        return
     args.out.mkdir(parents=True, exist_ok=True)
     if args.real:
         real(args.real, args.out)
@@ -211,6 +238,8 @@ def main():
                 "gguf": f"{name}.gguf" if v["gguf"] else None, "sliding_window": WINDOW,
                 "layer_types": model.config.layer_types}
         (args.out / f"{name}.json").write_text(json.dumps(meta, indent=1) + "\n")
+        if name == "tiny_gemma3":
+            write_multimodal(model.to(torch.float32), ids, args.out / "tiny_gemma3_multimodal")
         print(f"{name}: {len(ids)} tokens, fp32 error {fp32_error:.3g}, max |logit| {meta['logits_max_abs']:.3g}")
 
 

@@ -55,7 +55,7 @@ const Architecture& find_architecture(const Json& j) {
   fail(
       "config.json: architecture {} is not supported (supported: LlamaForCausalLM, MistralForCausalLM, "
       "Qwen2ForCausalLM, Qwen3ForCausalLM, MixtralForCausalLM, Qwen3MoeForCausalLM, DeepseekV2ForCausalLM, "
-      "DeepseekV3ForCausalLM, Glm4MoeLiteForCausalLM, Gemma3ForCausalLM)",
+      "DeepseekV3ForCausalLM, Glm4MoeLiteForCausalLM, Gemma3ForCausalLM, Gemma3ForConditionalGeneration)",
       gguf_quote(hf_class ? *hf_class : *model_type));
 }
 
@@ -340,10 +340,40 @@ void read_mla(ModelConfig& c, const Json& j, std::string_view family) {
   }
 }
 
+// Gemma 3's text settings as transformers reads them: Gemma3ForConditionalGeneration's
+// text_config (the top level's dtype when it has none) and Gemma3TextConfig's defaults for what a
+// config leaves out (multimodal configs leave out most). nullopt when `j` needs no change.
+std::optional<Json> gemma3_text_config(const Json& j) {
+  static const Json kDefaults = {
+      {"vocab_size", 262208},       {"hidden_size", 2304},          {"intermediate_size", 9216},
+      {"num_hidden_layers", 26},    {"num_attention_heads", 8},     {"num_key_value_heads", 4},
+      {"head_dim", 256},            {"max_position_embeddings", 131072}, {"rms_norm_eps", 1e-6}};
+  Json text;
+  if (json_string(j, "model_type", kSource) == "gemma3" ||
+      (j.contains("architectures") && j["architectures"] == Json::array({"Gemma3ForConditionalGeneration"}))) {
+    text = j.value("text_config", Json::object());
+    MARLIN_CHECK(text.is_object(), "config.json: 'text_config' is not an object");
+    text["architectures"] = Json::array({"Gemma3ForCausalLM"});
+    text["model_type"] = "gemma3_text";
+    for (const char* key : {"dtype", "torch_dtype", "_name_or_path"})
+      if (!text.contains(key) && j.contains(key)) text[key] = j[key];
+  } else if (json_string(j, "model_type", kSource) == "gemma3_text") {
+    text = j;
+  } else {
+    return std::nullopt;
+  }
+  bool changed = text != j;
+  for (const auto& [key, value] : kDefaults.items())
+    if (!text.contains(key) || text[key].is_null()) text[key] = value, changed = true;
+  if (!changed) return std::nullopt;
+  return text;
+}
+
 }  // namespace
 
 ModelConfig model_config_from_hf(const Json& j) {
   MARLIN_CHECK(j.is_object(), "config.json: the JSON is {}, not an object", j.type_name());
+  if (const std::optional<Json> text = gemma3_text_config(j)) return model_config_from_hf(*text);
   const Architecture& arch = find_architecture(j);
   ModelConfig c;
   c.architecture = std::string(arch.family);

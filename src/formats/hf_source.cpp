@@ -95,6 +95,12 @@ std::unique_ptr<HfSource> HfSource::open(const std::string& dir) {
     fail("{}/{}", dir, e.what());
   }
   s->shards_ = SafetensorsShards::open(weights_path(dir));
+  if (s->config_json_.value("architectures", nlohmann::json()) == nlohmann::json::array({"Gemma3ForConditionalGeneration"})) {
+    for (const char* prefix : {"language_model.model.", "model.language_model."})
+      if (s->text_prefix_.empty() && s->shards_->find(std::string(prefix) + "embed_tokens.weight")) s->text_prefix_ = prefix;
+    MARLIN_CHECK(!s->text_prefix_.empty(), "{}: a Gemma3ForConditionalGeneration checkpoint without its language model's "
+                 "embed_tokens.weight", dir);
+  }
   s->detect_quantization();
   s->list_names();
   return s;
@@ -130,6 +136,13 @@ void HfSource::detect_quantization() {
   }
 }
 
+std::string HfSource::stored_name(std::string_view name) const {
+  if (text_prefix_.empty()) return std::string(name);
+  if (name.starts_with("model.")) return text_prefix_ + std::string(name.substr(6));
+  if (name == "lm_head.weight" && shards_->find("language_model.lm_head.weight")) return "language_model.lm_head.weight";
+  return std::string(name);
+}
+
 void HfSource::list_names() {
   auto has_qweight = [&](std::string_view name, std::string_view suffix) {
     if (quantization_ == Quantization::kNone || !ends_with(name, suffix)) return false;
@@ -137,12 +150,23 @@ void HfSource::list_names() {
     return shards_->find(prefix + ".qweight") != nullptr;
   };
   for (const auto& e : shards_->entries()) {
-    const std::string& name = e.tensor->name;
-    if (has_qweight(name, ".qweight")) {
+    const std::string& stored = e.tensor->name;
+    std::string name = stored;
+    if (!text_prefix_.empty()) {  // the language model's weights, by the names the model asks for
+      if (name.starts_with(text_prefix_)) {
+        name = "model." + name.substr(text_prefix_.size());
+      } else if (name == "language_model.lm_head.weight" || name == "lm_head.weight") {
+        name = "lm_head.weight";
+      } else {
+        continue;
+      }
+    }
+    if (has_qweight(stored, ".qweight")) {
       const std::string weight = name.substr(0, name.size() - 8) + ".weight";
-      MARLIN_CHECK(!shards_->find(weight), "{}: both {} and its quantized form are stored", dir_, gguf_quote(weight));
+      MARLIN_CHECK(!shards_->find(stored_name(weight)), "{}: both {} and its quantized form are stored", dir_,
+                   gguf_quote(weight));
       names_.push_back(weight);
-    } else if (!has_qweight(name, ".qzeros") && !has_qweight(name, ".scales") && !has_qweight(name, ".g_idx")) {
+    } else if (!has_qweight(stored, ".qzeros") && !has_qweight(stored, ".scales") && !has_qweight(stored, ".g_idx")) {
       names_.push_back(name);
     }
   }
@@ -154,7 +178,8 @@ std::string HfSource::quantized_prefix(std::string_view name) const {
   return shards_->find(prefix + ".qweight") ? prefix : std::string();
 }
 
-std::optional<QuantTensor> HfSource::tensor(std::string_view name) const {
+std::optional<QuantTensor> HfSource::tensor(std::string_view model_name) const {
+  const std::string name = stored_name(model_name);
   if (const std::string prefix = quantized_prefix(name); !prefix.empty()) {
     std::lock_guard lock(converted_mutex_);
     auto it = converted_.find(name);

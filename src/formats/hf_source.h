@@ -53,12 +53,18 @@ class HfSource final : public ModelSource {
   void list_names();
   // PREFIX when `name` is PREFIX.weight of a quantized linear, else "".
   std::string quantized_prefix(std::string_view name) const;
+  // Where the weight the model calls `name` is stored (multimodal checkpoints keep the language
+  // model under a prefix).
+  std::string stored_name(std::string_view name) const;
 
   std::string dir_;
   nlohmann::json config_json_;
   ModelConfig config_;
   std::unique_ptr<SafetensorsShards> shards_;
   std::vector<std::string> names_;
+  // Gemma3ForConditionalGeneration: the stored prefix of the language model's "model." weights
+  // (the vision tower's are not listed); empty for text-only checkpoints.
+  std::string text_prefix_;
   Quantization quantization_ = Quantization::kNone;
   GptqConfig gptq_;
   AwqConfig awq_;

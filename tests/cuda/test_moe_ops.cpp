@@ -3,6 +3,8 @@
 // logits break ties towards the lower expert index on both.
 #include <gtest/gtest.h>
 
+#include <cuda_fp16.h>
+
 #include <cmath>
 #include <random>
 #include <vector>
@@ -85,6 +87,43 @@ TEST(CudaMoe, GroupedBiasedRoutingMatchesCpu) {
   MoeRouting tiny{2, true, RouterScoring::kSigmoid};
   tiny.n_groups = 4, tiny.top_groups = 2, tiny.group_score = GroupScore::kTopTwoSum;
   check_routing(16, 8, tiny, rng, true);
+}
+
+// dense_gemv (routers' fp32 logits) against a double-precision product of the same fp16 values:
+// fp32 sums of `cols` products err by at most cols · 2^-24 relative to the sum of magnitudes.
+TEST(CudaMoe, DenseGemvMatchesDouble) {
+  MARLIN_REQUIRE_GPU();
+  std::mt19937 rng(13);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  for (const int rows : {128, 61}) {
+    const int cols = 2048;
+    std::vector<__half> w(size_t(rows) * cols), x(size_t(cuda::kDenseGemvRows) * cols);
+    for (auto& v : w) v = __float2half(dist(rng));
+    for (auto& v : x) v = __float2half(dist(rng));
+    DeviceBuffer<__half> dw(w), dx(x);
+    for (const int m : {1, 3, 8, 16}) {
+      SCOPED_TRACE(testing::Message() << rows << " rows, m = " << m);
+      DeviceBuffer<float> out(size_t(m) * rows);
+      DeviceBuffer<__half> out16(size_t(m) * rows);
+      cuda::dense_gemv(dw.get(), rows, cols, dx.get(), m, out.get(), true, nullptr);
+      cuda::dense_gemv(dw.get(), rows, cols, dx.get(), m, out16.get(), false, nullptr);
+      const std::vector<float> got = out.download();
+      const std::vector<__half> got16 = out16.download();
+      for (int t = 0; t < m; ++t)
+        for (int r = 0; r < rows; ++r) {
+          double want = 0, magnitude = 0;
+          for (int k = 0; k < cols; ++k) {
+            const double p = double(__half2float(w[size_t(r) * cols + k])) * __half2float(x[size_t(t) * cols + k]);
+            want += p;
+            magnitude += std::fabs(p);
+          }
+          const size_t at = size_t(t) * rows + size_t(r);
+          ASSERT_NEAR(got[at], want, cols * 0x1p-24 * magnitude) << "token " << t << " row " << r;
+          // fp16 output: the fp32 sum rounded once (half an fp16 ulp, 2^-11 relative).
+          ASSERT_NEAR(__half2float(got16[at]), got[at], std::fabs(got[at]) * 0x1p-11 + 0x1p-24) << "fp16 " << t;
+        }
+    }
+  }
 }
 
 }  // namespace

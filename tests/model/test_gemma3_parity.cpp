@@ -158,3 +158,60 @@ INSTANTIATE_TEST_SUITE_P(Loaders, TinyGemma3Parity,
 
 }  // namespace
 }  // namespace marlin
+
+namespace marlin {
+namespace {
+
+// Gemma 3 4B/12B/27B's form, Gemma3ForConditionalGeneration: the config in text_config, the
+// language model under language_model.model.*, a vision tower marlin does not read. The fixture
+// holds tiny_gemma3's language model, so it must compute tiny_gemma3's logits bit for bit.
+TEST(Gemma3Multimodal, ReadsTheLanguageModel) {
+  auto text = open_model_source(kDir + "/tiny_gemma3");
+  auto multi = open_model_source(kDir + "/tiny_gemma3_multimodal");
+  EXPECT_EQ(multi->config().architecture, "gemma3");
+  std::vector<std::string> names = multi->tensor_names(), text_names = text->tensor_names();
+  std::sort(names.begin(), names.end());
+  std::sort(text_names.begin(), text_names.end());
+  EXPECT_EQ(names, text_names);  // the vision tower and projector are left out
+  const auto ref = testing::load_reference(kDir, "tiny_gemma3");
+  ThreadPool pool(2);
+  std::vector<float> a(static_cast<size_t>(ref.positions) * size_t(ref.vocab)), b(a.size());
+  for (auto [source, out] : {std::pair{text.get(), &a}, std::pair{multi.get(), &b}}) {
+    auto model = load_model(*source, pool);
+    auto cache = model->new_cache(int64_t(ref.tokens.size()));
+    model->forward(ref.tokens, *cache, out->data(), true);
+  }
+  EXPECT_EQ(a, b);
+}
+
+// The real 4B's config.json gives only what differs from Gemma3TextConfig's defaults.
+TEST(Gemma3Multimodal, FillsTextConfigDefaults) {
+  const auto j = nlohmann::json::parse(R"({
+    "architectures": ["Gemma3ForConditionalGeneration"], "model_type": "gemma3", "torch_dtype": "bfloat16",
+    "text_config": {"hidden_size": 2560, "intermediate_size": 10240, "model_type": "gemma3_text",
+                    "num_hidden_layers": 34, "rope_scaling": {"factor": 8.0, "rope_type": "linear"},
+                    "sliding_window": 1024},
+    "vision_config": {"hidden_size": 1152, "model_type": "siglip_vision_model"}})");
+  const ModelConfig c = model_config_from_hf(j);
+  EXPECT_EQ(c.architecture, "gemma3");
+  EXPECT_EQ(c.d_model, 2560);
+  EXPECT_EQ(c.n_layers, 34);
+  EXPECT_EQ(c.n_heads, 8);
+  EXPECT_EQ(c.n_kv_heads, 4);
+  EXPECT_EQ(c.head_dim, 256);
+  EXPECT_EQ(c.vocab_size, 262208);
+  EXPECT_EQ(c.rope.theta, 1e6f);
+  EXPECT_EQ(c.rope.scaling, RopeScaling::kLinear);
+  EXPECT_EQ(c.rope.factor, 8.0f);
+  EXPECT_EQ(c.sliding_rope->theta, 1e4f);
+  EXPECT_EQ(c.window(0), 1024);
+  EXPECT_EQ(c.window(5), 0);  // every 6th layer is global
+  EXPECT_FLOAT_EQ(c.query_scale(), 1.0f / 16.0f);
+  EXPECT_EQ(c.embedding_scale, 50.5f);  // sqrt(2560) = 50.596 in bfloat16
+  EXPECT_THROW(model_config_from_hf(nlohmann::json::parse(
+                   R"({"architectures": ["Gemma3ForConditionalGeneration"], "text_config": [1]})")),
+               Error);
+}
+
+}  // namespace
+}  // namespace marlin

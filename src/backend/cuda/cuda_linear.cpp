@@ -140,6 +140,9 @@ class DenseLinear final : public CudaLinear {
     for (const QuantTensor& p : parts) rows += p.rows;
   }
   void forward(const __half* in, int64_t m, void* out, bool out_f32, LinearContext& ctx) const override {
+    // fp32 outputs of small products (routers) on the GEMV kernel; cuBLAS elsewhere.
+    if (out_f32 && m <= kDenseGemvRows && rows * cols <= (int64_t(1) << 24) && cols % 8 == 0)
+      return dense_gemv(weights_.get(), rows, cols, in, m, out, true, ctx.stream);
     gemm_f16(ctx, weights_.get(), rows, cols, in, m, out, out_f32);
   }
   const char* kernel_name() const override { return "fp16"; }

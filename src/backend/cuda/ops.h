@@ -58,6 +58,12 @@ void half_to_float(const __half* in, int64_t count, float* out, cudaStream_t str
 // fp32 → fp16 (round to nearest), count values.
 void float_to_half(const float* in, int64_t count, __half* out, cudaStream_t stream);
 
+// out (m × rows, fp32 or fp16) = in (m × cols) · Wᵀ for fp16 W (rows × cols, cols a multiple of
+// 8) and 1 ≤ m ≤ kDenseGemvRows activation rows, fp32 sums (dense_gemv.cu).
+constexpr int kDenseGemvRows = 16;
+void dense_gemv(const __half* w, int64_t rows, int64_t cols, const __half* in, int64_t m, void* out, bool out_f32,
+                cudaStream_t stream);
+
 // Sparse MLPs (moe_ops.cu). Routing on the device, by Backend::moe's rule (backend/cpu/moe.h):
 // for each of `rows` tokens, from its n_experts ≤ 256 routed experts' fp32 router logits and the
 // optional score bias (n_experts values or nullptr), ids[row · s + j] (s = top_k + n_shared ≤ 32)
