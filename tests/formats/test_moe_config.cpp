@@ -183,9 +183,9 @@ TEST(MoeConfig, DeepseekAndGlmErrorsNameTheField) {
   EXPECT_EQ(v3_with("n_routed_experts", 0), "config.json: 'n_routed_experts' = 0 is outside [1, 4096]");
   EXPECT_EQ(v3_with("n_shared_experts", -1), "config.json: 'n_shared_experts' = -1 is outside [0, 64]");
   EXPECT_EQ(v3_with("topk_method", "greedy"),
-            "config.json: topk_method \"greedy\" is not supported for deepseek3 (supported: noaux_tc)");
+            "config.json: topk_method 'greedy' is not supported for deepseek3 (supported: noaux_tc)");
   EXPECT_EQ(v3_with("scoring_func", "softmax"),
-            "config.json: scoring_func \"softmax\" is not supported for deepseek3 (supported: sigmoid)");
+            "config.json: scoring_func 'softmax' is not supported for deepseek3 (supported: sigmoid)");
   EXPECT_EQ(v3_with("moe_layer_freq", 2), "config.json: moe_layer_freq other than 1 is not supported");
 
   Json v2 = mla("DeepseekV2ForCausalLM", "deepseek_v2");
@@ -197,11 +197,11 @@ TEST(MoeConfig, DeepseekAndGlmErrorsNameTheField) {
   };
   EXPECT_EQ(error_of(v2), "config.json: 'num_experts_per_tok' is missing");  // transformers' default: None
   EXPECT_EQ(v2_with("topk_method", "noaux_tc"),
-            "config.json: topk_method \"noaux_tc\" is not supported for deepseek2 (supported: greedy, group_limited_greedy)");
+            "config.json: topk_method 'noaux_tc' is not supported for deepseek2 (supported: greedy, group_limited_greedy)");
   EXPECT_EQ(v2_with("topk_method", "group_limited_greedy"), "config.json: 'n_group' is missing");
   EXPECT_EQ(v2_with("norm_topk_prob", true), "config.json: deepseek2 with norm_topk_prob is not supported");
   EXPECT_EQ(v2_with("scoring_func", "sigmoid"),
-            "config.json: scoring_func \"sigmoid\" is not supported for deepseek2 (supported: softmax)");
+            "config.json: scoring_func 'sigmoid' is not supported for deepseek2 (supported: softmax)");
 }
 
 }  // namespace
