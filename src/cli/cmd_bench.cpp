@@ -45,7 +45,8 @@ double seconds(Fn&& fn) {
 
 // Bytes of weights one token reads: every linear layer and norm, one embedding row (the whole
 // table again when it is also the output projection, tied), and of each sparse MLP the top_k
-// experts it is routed to (top_k / n_experts of the experts' bytes).
+// experts it is routed to (top_k / n_experts of the routed experts' bytes; shared experts,
+// "mlp.shared_experts.", run for every token and count whole).
 double weight_bytes_per_token(const ModelSource& source) {
   const MoeConfig& moe = source.config().moe;
   const double expert_share = moe.n_experts > 0 ? double(moe.routing.top_k) / moe.n_experts : 1.0;
@@ -188,7 +189,7 @@ void register_bench(CLI::App& app) {
       ->check(CLI::Range(1, 256));
   c->add_option("--synthetic", options->synthetic,
                  "Instead of a model file, a model of this shape with random weights (llama3-8b, tiny, "
-                "qwen3-30b-a3b, tiny-moe)")
+                "qwen3-30b-a3b, tiny-moe, glm-4.7-flash, tiny-glm)")
       ->check(CLI::IsMember(synthetic_shapes()));
   c->add_option("--format", options->format, "Weight format of the --synthetic model's linear layers (f16, int4-g128, ...)")
       ->capture_default_str();

@@ -92,6 +92,8 @@ void quantize(const QuantizeCliOptions& o) {
   info.tokenizer_config_json = source->tokenizer_config_json();
   info.chat_template = source->chat_template();
   info.rope_freq_factors = source->config().rope.freq_factors;  // quantize_model writes Hugging Face Q/K rows
+  // Those pair half-split, except MLA models' (DeepSeek, GLM), whose rows stay as stored.
+  if (source->config().mla.enabled()) info.rope_pairing = source->config().rope.pairing;
   const auto names = source->tensor_names();
   MarlinWriter writer(o.output, std::move(info),
                       {.max_shard_bytes = uint64_t(o.shard_gb * 1e9), .expected_tensors = names.size()});

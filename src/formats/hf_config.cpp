@@ -1,6 +1,8 @@
 #include "formats/hf_config.h"
 
+#include <algorithm>
 #include <cmath>
+#include <initializer_list>
 #include <numbers>
 #include <optional>
 
@@ -289,6 +291,104 @@ void read_moe(ModelConfig& c, const Json& j, std::string_view model_type) {
   m.routing.top_k = optional_int(j, "num_experts_per_tok", model_type == "mixtral" ? 2 : 8, 1, m.n_experts);
 }
 
+// Which layers of an MLA model have a mixture-of-experts MLP: GLM's mlp_layer_types (default:
+// the first dense, the others sparse), else layers from first_k_dense_replace on.
+std::vector<bool> mla_sparse_layers(const ModelConfig& c, const Json& j, std::string_view family) {
+  std::vector<bool> sparse(size_t(c.n_layers), false);
+  if (family == "glm4moelite") {
+    if (auto it = j.find("mlp_layer_types"); it != j.end() && !it->is_null()) {
+      MARLIN_CHECK(it->is_array() && it->size() == size_t(c.n_layers),
+                   "config.json: mlp_layer_types is not a list of {} layer types", c.n_layers);
+      for (size_t i = 0; i < it->size(); ++i) {
+        const Json& t = (*it)[i];
+        MARLIN_CHECK(t == "dense" || t == "sparse", "config.json: mlp_layer_types[{}] is neither dense nor sparse", i);
+        sparse[i] = t == "sparse";
+      }
+    } else {
+      for (size_t i = 1; i < sparse.size(); ++i) sparse[i] = true;  // transformers' default
+    }
+    return sparse;
+  }
+  const int dense = optional_int(j, "first_k_dense_replace", family == "deepseek2" ? 0 : 3, 0, 1 << 16);
+  // DeepSeek's own code also skips layers by moe_layer_freq; transformers ignores it.
+  MARLIN_CHECK(optional_int(j, "moe_layer_freq", 1, 1, 1 << 16) == 1,
+               "config.json: moe_layer_freq other than 1 is not supported");
+  for (int i = dense; i < c.n_layers; ++i) sparse[size_t(i)] = true;
+  return sparse;
+}
+
+// A string setting that must be one of `allowed` when present.
+std::string one_of(const Json& j, std::string_view key, std::string_view fallback, std::string_view family,
+                   std::initializer_list<std::string_view> allowed) {
+  const std::string value = json_string(j, key, kSource).value_or(std::string(fallback));
+  std::string names;
+  for (const std::string_view a : allowed) {
+    if (value == a) return value;
+    names += (names.empty() ? "" : ", ") + std::string(a);
+  }
+  fail("config.json: {} {} is not supported for {} (supported: {})", key, gguf_quote(value), family, names);
+}
+
+// The mixture-of-experts layers of DeepSeek-V2/V3 and GLM-4.7-Flash, with transformers' defaults
+// and routing: V2 softmax scores, topk_method greedy or group_limited_greedy (groups by their best
+// score), no renormalization; V3 and GLM sigmoid scores chosen with e_score_correction_bias, groups
+// by the sum of their two best (noaux_tc), norm_topk_prob. Routed weights are multiplied by
+// routed_scaling_factor; n_shared_experts shared experts form one MLP n_shared_experts times the
+// experts' width (moe.d_shared_ffn).
+void read_mla_moe(ModelConfig& c, const Json& j, std::string_view family) {
+  MoeConfig& m = c.moe;
+  m.sparse_layers = mla_sparse_layers(c, j, family);
+  if (std::none_of(m.sparse_layers.begin(), m.sparse_layers.end(), [](bool sparse) { return sparse; })) return;
+  const bool v2 = family == "deepseek2", v3 = family == "deepseek3";
+  // transformers' attribute_map: V2 also reads num_experts, V3 and GLM num_local_experts.
+  const std::string_view alias = v2 ? "num_experts" : "num_local_experts";
+  const std::string_view experts_key = !j.contains("n_routed_experts") && j.contains(alias) ? alias : "n_routed_experts";
+  m.n_experts = optional_int(j, experts_key, v3 ? 256 : 64, 1, 4096);
+  m.d_expert_ffn = optional_int(j, "moe_intermediate_size", v2 ? 1407 : v3 ? 2048 : 1536, 1, 1 << 20);
+  MoeRouting& r = m.routing;
+  r.top_k = v2 ? required_int(j, "num_experts_per_tok", 1, m.n_experts)
+               : optional_int(j, "num_experts_per_tok", v3 ? 8 : 4, 1, m.n_experts);
+  const double scale = json_number(j, "routed_scaling_factor", kSource).value_or(v2 ? 1.0 : v3 ? 2.5 : 1.8);
+  MARLIN_CHECK(std::isfinite(scale) && scale > 0 && scale <= 1e6, "config.json: routed_scaling_factor {} is out of range",
+               scale);
+  r.scale = float(scale);
+  // null: no shared experts (DeepSeek's code); transformers' default otherwise.
+  const bool no_shared = j.contains("n_shared_experts") && j["n_shared_experts"].is_null();
+  const int shared = no_shared ? 0 : optional_int(j, "n_shared_experts", v2 ? 2 : 1, 0, 64);
+  m.d_shared_ffn = shared * m.d_expert_ffn;
+  bool grouped = true;
+  if (v2) {
+    one_of(j, "scoring_func", "softmax", family, {"softmax"});
+    grouped = one_of(j, "topk_method", "greedy", family, {"greedy", "group_limited_greedy"}) != "greedy";
+    // transformers' DeepSeek-V2 never renormalizes; DeepSeek's own code does when this is set.
+    MARLIN_CHECK(!json_bool(j, "norm_topk_prob", kSource).value_or(false),
+                 "config.json: deepseek2 with norm_topk_prob is not supported");
+    r.scoring = RouterScoring::kSoftmax;
+    r.group_score = GroupScore::kMax;
+    r.renormalize = false;
+  } else {
+    one_of(j, "scoring_func", "sigmoid", family, {"sigmoid"});
+    one_of(j, "topk_method", "noaux_tc", family, {"noaux_tc"});
+    r.scoring = RouterScoring::kSigmoid;
+    r.group_score = GroupScore::kTopTwoSum;
+    r.renormalize = json_bool(j, "norm_topk_prob", kSource).value_or(true);
+    m.score_bias = true;
+  }
+  if (grouped) {
+    r.n_groups = v2 ? required_int(j, "n_group", 1, m.n_experts) : optional_int(j, "n_group", v3 ? 8 : 1, 1, m.n_experts);
+    r.top_groups = v2 ? required_int(j, "topk_group", 1, r.n_groups)
+                      : optional_int(j, "topk_group", v3 ? 4 : 1, 1, r.n_groups);
+    const int size = m.n_experts / r.n_groups;
+    MARLIN_CHECK(m.n_experts % r.n_groups == 0, "config.json: {} routed experts do not split into n_group {} groups",
+                 m.n_experts, r.n_groups);
+    MARLIN_CHECK(r.group_score != GroupScore::kTopTwoSum || size >= 2,
+                 "config.json: groups of {} expert cannot be scored by their two best", size);
+    MARLIN_CHECK(r.top_k <= r.top_groups * size,
+                 "config.json: num_experts_per_tok {} exceeds the {} experts of topk_group {} groups", r.top_k,
+                 r.top_groups * size, r.top_groups);
+  }
+}
+
 // MLA settings of DeepSeek-V2/V3 and GLM-4.7-Flash, after read_rope (head_dim is
 // qk_rope_head_dim there), as transformers reads them.
 void read_mla(ModelConfig& c, const Json& j, std::string_view family) {
@@ -317,27 +417,7 @@ void read_mla(ModelConfig& c, const Json& j, std::string_view family) {
     scale *= mscale * mscale;
   }
   m.softmax_scale = float(scale);
-  // Which layers have a mixture-of-experts MLP (loading refuses them until the MoE block serves
-  // DeepSeek's routing).
-  c.moe.n_experts = optional_int(j, "n_routed_experts", 0, 0, 4096);
-  std::vector<bool>& sparse = c.moe.sparse_layers;
-  sparse.assign(size_t(c.n_layers), false);
-  if (family == "glm4moelite") {
-    if (auto it = j.find("mlp_layer_types"); it != j.end() && !it->is_null()) {
-      MARLIN_CHECK(it->is_array() && it->size() == size_t(c.n_layers),
-                   "config.json: mlp_layer_types is not a list of {} layer types", c.n_layers);
-      for (size_t i = 0; i < it->size(); ++i) {
-        const Json& t = (*it)[i];
-        MARLIN_CHECK(t == "dense" || t == "sparse", "config.json: mlp_layer_types[{}] is neither dense nor sparse", i);
-        sparse[i] = t == "sparse";
-      }
-    } else {
-      for (size_t i = 1; i < sparse.size(); ++i) sparse[i] = true;  // transformers' default
-    }
-  } else {
-    const int dense = optional_int(j, "first_k_dense_replace", family == "deepseek2" ? 0 : 3, 0, 1 << 16);
-    for (int i = dense; i < c.n_layers; ++i) sparse[size_t(i)] = true;
-  }
+  read_mla_moe(c, j, family);
 }
 
 // Gemma 3's text settings as transformers reads them: Gemma3ForConditionalGeneration's

@@ -15,7 +15,11 @@
 // Multi-head latent attention models — DeepseekV2ForCausalLM, DeepseekV3ForCausalLM and
 // Glm4MoeLiteForCausalLM (GLM-4.7-Flash) — fill ModelConfig::mla (head_dim is qk_rope_head_dim,
 // RoPE pairs adjacent values unless rope_interleave is false; the softmax scale takes YaRN's
-// mscale_all_dim correction) and moe.sparse_layers (first_k_dense_replace, GLM's mlp_layer_types); their
+// mscale_all_dim correction) and ModelConfig::moe: sparse layers (first_k_dense_replace, GLM's
+// mlp_layer_types), experts, and routing — V2 softmax with topk_method greedy or
+// group_limited_greedy, V3/GLM sigmoid with e_score_correction_bias and groups by their two best
+// (noaux_tc), routed_scaling_factor, norm_topk_prob (V3/GLM), n_shared_experts as d_shared_ffn —
+// with transformers' defaults, refusing what transformers would not compute the same way. Their
 // families are "deepseek2", "deepseek3" and "glm4moelite", and they have no config.json form from
 // hf_config_from_model_config.
 //

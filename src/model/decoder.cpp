@@ -74,7 +74,8 @@ const StackedLinear* DecoderModel::keep(int layer, std::unique_ptr<StackedLinear
 }
 
 const ExpertStack* DecoderModel::add_experts(int layer, const ModelSource& source,
-                                             std::vector<std::array<std::string, 3>> names, int64_t d_ffn) {
+                                             std::vector<std::array<std::string, 3>> names, int64_t d_ffn,
+                                             std::vector<float> score_bias) {
   MARLIN_CHECK(layer >= 0 && layer < config_.n_layers, "model: no layer {}", layer);
   const int64_t d = config_.d_model;
   auto stack = std::make_unique<ExpertStack>();
@@ -88,7 +89,8 @@ const ExpertStack* DecoderModel::add_experts(int layer, const ModelSource& sourc
     groups.push_back({{n[2]}});
     stack->names.push_back(std::move(n));
   }
-  stack->uploaded = be_->experts(stack->experts);
+  stack->score_bias = std::move(score_bias);
+  stack->uploaded = be_->experts(stack->experts, stack->score_bias);
   return expert_stacks_.emplace_back(std::move(stack)).get();
 }
 
@@ -114,7 +116,7 @@ void DecoderModel::replace_weight(const std::string& name, const QuantTensor& we
   if (ref.stack) {
     ref.stack->uploaded = be_->linear(ref.stack->parts);
   } else {
-    ref.experts->uploaded = be_->experts(ref.experts->experts);
+    ref.experts->uploaded = be_->experts(ref.experts->experts, ref.experts->score_bias);
   }
 }
 

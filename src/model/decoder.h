@@ -32,6 +32,7 @@ struct StackedLinear {
 struct ExpertStack {
   std::vector<std::array<std::string, 3>> names;
   std::vector<ExpertWeights> experts;
+  std::vector<float> score_bias;  // the router's, one per routed expert, or empty
   std::unique_ptr<BackendExperts> uploaded;
   int first_group = 0;
   const BackendExperts& operator*() const { return *uploaded; }
@@ -83,9 +84,11 @@ class DecoderModel : public Model {
   // and uploads it; the pointer stays valid for the model's lifetime.
   const StackedLinear* add_linear(int layer, const ModelSource& source, std::vector<MatrixSpec> specs);
   // Loads the experts of layer `layer`, each named by {gate, up, down}, gate and up d_ffn × d_model,
-  // down d_model × d_ffn, and uploads them; their linear groups follow the layer's earlier ones.
+  // down d_model × d_ffn, and uploads them with the router's score bias (Backend::experts); their
+  // linear groups follow the layer's earlier ones.
   const ExpertStack* add_experts(int layer, const ModelSource& source,
-                                 std::vector<std::array<std::string, 3>> names, int64_t d_ffn);
+                                 std::vector<std::array<std::string, 3>> names, int64_t d_ffn,
+                                 std::vector<float> score_bias = {});
   // The RMSNorm weight `name` (n values) with the config's norm_weight_offset added, uploaded.
   std::unique_ptr<BackendTensor> norm_weight(const ModelSource& source, const std::string& name, int64_t n) const;
   // Reports the input of linear group `group` to the observer, if any.

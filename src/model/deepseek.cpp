@@ -1,23 +1,27 @@
 #include "model/deepseek.h"
 
-#include <algorithm>
 #include <string>
 #include <utility>
 #include <vector>
 
-#include "model/decoder.h"
+#include "model/moe_block.h"
 #include "model/weights.h"
 #include "quant/dequant.h"
 
 namespace marlin {
 namespace {
 
-// The config as the source gives it, refused when a layer needs what is not built yet.
+// The source's config with the shared experts placed: a shared MLP of the experts' width
+// (n_shared_experts = 1) runs as one more expert inside the moe op, a wider one as a dense MLP.
 ModelConfig checked_config(const ModelSource& source) {
-  const ModelConfig& c = source.config();
+  ModelConfig c = source.config();
   MARLIN_CHECK(c.mla.enabled(), "model: {} without kv_lora_rank is not an MLA model", c.architecture);
-  MARLIN_CHECK(std::none_of(c.moe.sparse_layers.begin(), c.moe.sparse_layers.end(), [](bool moe) { return moe; }),
-               "MoE layers for {} are not supported yet", c.architecture);
+  MoeConfig& m = c.moe;
+  if (m.n_experts > 0) {
+    MARLIN_CHECK(m.d_expert_ffn > 0 && m.d_shared_ffn >= 0, "model: experts {} wide with shared experts {} wide",
+                 m.d_expert_ffn, m.d_shared_ffn);
+    m.routing.n_shared = m.d_shared_ffn == m.d_expert_ffn ? 1 : 0;
+  }
   return c;
 }
 
@@ -28,10 +32,10 @@ std::vector<float> dequantized(const QuantTensor& t) {
   return values;
 }
 
-class DeepseekModel final : public DecoderModel {
+class DeepseekModel final : public MoeDecoderModel {
  public:
   DeepseekModel(const ModelSource& source, std::unique_ptr<Backend> backend)
-      : DecoderModel(source, std::move(backend), checked_config(source)) {
+      : MoeDecoderModel(source, std::move(backend), checked_config(source)) {
     const ModelConfig& c = config_;
     const MlaConfig& m = c.mla;
     const int64_t d = c.d_model, heads = c.n_heads;
@@ -56,25 +60,52 @@ class DeepseekModel final : public DecoderModel {
       l.kv_up = be_->vector(dequantized(
           require_matrix(source, a + "kv_b_proj.weight", heads * (m.qk_nope_head_dim + m.v_head_dim), m.kv_lora_rank)));
       l.wo = add_linear(i, source, {{a + "o_proj.weight", d, heads * m.v_head_dim}});
-      l.mlp = add_swiglu_mlp(i, source, "mlp.", c.d_ffn);
+      if (c.moe.sparse(i)) {
+        add_moe(i, source, l);
+      } else {
+        l.mlp = add_swiglu_mlp(i, source, "mlp.", c.d_ffn);
+      }
     }
   }
 
  private:
-  enum Slot : int { kQa = kFirstBlockSlot, kQaNormed, kQ, kKvA, kAttn, kDelta };
+  enum Slot : int { kQa = kFirstBlockSlot, kQaNormed, kQ, kKvA, kAttn, kDelta, kRouterLogits, kSharedDelta };
 
   struct Layer {
     std::unique_ptr<BackendTensor> attn_norm, ffn_norm, q_a_norm, kv_a_norm, kv_up;
     const StackedLinear* q_a = nullptr;  // only with q_lora_rank
     const StackedLinear *q, *kv_a, *wo;
-    SwigluMlp mlp;
+    SwigluMlp mlp;      // dense layers
+    SparseMlp moe;      // sparse layers
+    SwigluMlp shared;   // sparse layers whose shared experts are wider than one expert
+    int shared_group = 0;
   };
+
+  // The router (and its score bias), the routed experts and the shared experts of sparse layer i.
+  void add_moe(int i, const ModelSource& source, Layer& l) {
+    const MoeConfig& m = config_.moe;
+    const std::string p = "model.layers." + std::to_string(i) + ".mlp.";
+    SparseMlpNames names{p + "gate.weight", {}, m.score_bias ? p + "gate.e_score_correction_bias" : ""};
+    for (int e = 0; e < m.n_experts; ++e) {
+      const std::string x = p + "experts." + std::to_string(e) + ".";
+      names.experts.push_back({x + "gate_proj.weight", x + "up_proj.weight", x + "down_proj.weight"});
+    }
+    const std::string s = p + "shared_experts.";
+    if (m.routing.n_shared == 1) names.experts.push_back({s + "gate_proj.weight", s + "up_proj.weight", s + "down_proj.weight"});
+    l.moe = add_sparse_mlp(i, source, std::move(names));
+    if (m.d_shared_ffn > 0 && m.routing.n_shared == 0) {
+      l.shared_group = int(linear_groups(i).size());
+      l.shared = add_swiglu_mlp(i, source, "mlp.shared_experts.", m.d_shared_ffn);
+    }
+  }
 
   const BackendTensor& input_norm(int layer) const override { return *layers_[size_t(layer)].attn_norm; }
 
   // Linear groups in order: q_a_proj, kv_a_proj_with_mqa, q_b_proj (without q_lora_rank: q_proj,
-  // kv_a_proj_with_mqa), then o_proj, gate/up, down. kv_b_proj is no linear group: attention
-  // reads it absorbed (fp32), so calibration leaves it as stored.
+  // kv_a_proj_with_mqa), then o_proj, and gate/up, down of a dense layer, or of a sparse one the
+  // router, each expert's gate/up and down (the shared expert last when it is one of them), then
+  // a wider shared MLP's gate/up and down. kv_b_proj is no linear group: attention reads it
+  // absorbed (fp32), so calibration leaves it as stored.
   void block(int li, Act x, Act h, KvCache& cache, const LinearInputObserver* observer,
              const BackendTensor* next_norm) override {
     const ModelConfig& c = config_;
@@ -108,7 +139,19 @@ class DeepseekModel final : public DecoderModel {
     observe(observer, group++, attn);
     be_->matmul(**l.wo, attn, delta);
     be_->add_rms_norm(x, delta, *l.ffn_norm, c.rms_eps, h);
-    swiglu_mlp(l.mlp, h, delta, observer, group);
+    if (l.mlp.gate_up) {
+      swiglu_mlp(l.mlp, h, delta, observer, group);
+    } else {
+      sparse_mlp(l.moe, h, delta, kRouterLogits, observer);
+      if (l.shared.gate_up) {
+        // x + (routed + shared), added as (x + routed) + shared with the residual ops.
+        const Act shared = be_->activations(kSharedDelta, n, d, ActType::kF16);
+        swiglu_mlp(l.shared, h, shared, observer, l.shared_group);
+        be_->add(x, delta);
+        residual_add(x, shared, h, next_norm);
+        return;
+      }
+    }
     residual_add(x, delta, h, next_norm);
   }
 

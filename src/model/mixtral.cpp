@@ -27,7 +27,7 @@ class MixtralModel final : public MoeDecoderModel {
       l.attention = add_gqa_attention(i, source, false);
       // Published checkpoints (and transformers' save_pretrained) name the experts w1 (gate),
       // w3 (up) and w2 (down) under block_sparse_moe.
-      SparseMlpNames names{p + "block_sparse_moe.gate.weight", {}};
+      SparseMlpNames names{p + "block_sparse_moe.gate.weight", {}, ""};
       for (int e = 0; e < c.moe.n_experts; ++e) {
         const std::string x = p + "block_sparse_moe.experts." + std::to_string(e) + ".";
         names.experts.push_back({x + "w1.weight", x + "w3.weight", x + "w2.weight"});

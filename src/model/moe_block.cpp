@@ -3,17 +3,23 @@
 #include <utility>
 
 #include "core/error.h"
+#include "model/weights.h"
 
 namespace marlin {
 
 SparseMlp MoeDecoderModel::add_sparse_mlp(int layer, const ModelSource& source, SparseMlpNames names) {
   const MoeConfig& m = config_.moe;
-  MARLIN_CHECK(int(names.experts.size()) == m.n_experts, "model: layer {} names {} experts of {}", layer,
-               names.experts.size(), m.n_experts);
+  MARLIN_CHECK(int(names.experts.size()) == m.n_experts + m.routing.n_shared,
+               "model: layer {} names {} experts of {} routed and {} shared", layer, names.experts.size(), m.n_experts,
+               m.routing.n_shared);
+  MARLIN_CHECK(names.score_bias.empty() != m.score_bias, "model: layer {} {} a router score bias", layer,
+               m.score_bias ? "lacks" : "has");
+  std::vector<float> score_bias;
+  if (m.score_bias) score_bias = require_vector(source, names.score_bias, m.n_experts);
   SparseMlp mlp;
   mlp.router_group = int(linear_groups(layer).size());
   mlp.router = add_linear(layer, source, {{std::move(names.router), m.n_experts, config_.d_model}});
-  mlp.experts = add_experts(layer, source, std::move(names.experts), m.d_expert_ffn);
+  mlp.experts = add_experts(layer, source, std::move(names.experts), m.d_expert_ffn, std::move(score_bias));
   return mlp;
 }
 

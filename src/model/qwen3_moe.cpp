@@ -25,7 +25,7 @@ class Qwen3MoeModel final : public MoeDecoderModel {
       l.ffn_norm = be_->vector(require_vector(source, p + "post_attention_layernorm.weight", d));
       l.attention = add_gqa_attention(i, source, true);
       if (c.moe.sparse(i)) {
-        SparseMlpNames names{p + "mlp.gate.weight", {}};
+        SparseMlpNames names{p + "mlp.gate.weight", {}, ""};
         for (int e = 0; e < c.moe.n_experts; ++e) {
           const std::string x = p + "mlp.experts." + std::to_string(e) + ".";
           names.experts.push_back({x + "gate_proj.weight", x + "up_proj.weight", x + "down_proj.weight"});

@@ -15,6 +15,49 @@
 namespace marlin {
 namespace {
 
+// GLM-4.7-Flash (Glm4MoeLiteForCausalLM), as zai-org/GLM-4.7-Flash's config.json gives it (the
+// copy in vLLM's tests/transformers_utils glm4_moe_lite config test, 2026): hidden_size 2048,
+// 47 layers (the checkpoint's extra MTP layer is not part of the model), 20 heads, q_lora_rank
+// 768, kv_lora_rank 512, qk_nope_head_dim 192, qk_rope_head_dim 64, v_head_dim 256,
+// intermediate_size 10240 (the first, dense layer), 64 routed experts of moe_intermediate_size
+// 1536, 4 per token, 1 shared expert, n_group 1, norm_topk_prob, routed_scaling_factor 1.8,
+// sigmoid scores with e_score_correction_bias (noaux_tc), vocab 154880, rope_theta 1e6 without
+// scaling, rms_norm_eps 1e-5, max_position_embeddings 202752. "tiny-glm" is its layout in 2
+// layers (dense, sparse) of small widths, for tests.
+ModelConfig glm_config(const std::string& shape) {
+  ModelConfig c;
+  c.architecture = "glm4moelite";
+  c.name = "synthetic-" + shape;
+  MlaConfig& m = c.mla;
+  MoeConfig& e = c.moe;
+  if (shape == "glm-4.7-flash") {
+    c.n_layers = 47, c.d_model = 2048, c.n_heads = 20, c.d_ffn = 10240, c.vocab_size = 154880;
+    c.context_length = 202752;
+    m.q_lora_rank = 768, m.kv_lora_rank = 512, m.qk_nope_head_dim = 192, m.qk_rope_head_dim = 64, m.v_head_dim = 256;
+    e.n_experts = 64, e.d_expert_ffn = 1536, e.routing.top_k = 4;
+  } else {
+    c.n_layers = 2, c.d_model = 256, c.n_heads = 4, c.d_ffn = 512, c.vocab_size = 512, c.context_length = 4096;
+    m.q_lora_rank = 128, m.kv_lora_rank = 128, m.qk_nope_head_dim = 32, m.qk_rope_head_dim = 16, m.v_head_dim = 32;
+    e.n_experts = 8, e.d_expert_ffn = 128, e.routing.top_k = 2;
+  }
+  c.n_kv_heads = c.n_heads;
+  c.head_dim = m.qk_rope_head_dim;
+  c.rms_eps = 1e-5f;
+  c.rope.theta = 1000000.0f;
+  c.rope.dim = c.head_dim;
+  c.rope.pairing = RopePairing::kAdjacent;  // rope_interleave (transformers' default)
+  m.softmax_scale = 1.0f / std::sqrt(float(m.qk_nope_head_dim + m.qk_rope_head_dim));
+  e.routing.renormalize = true;
+  e.routing.scoring = RouterScoring::kSigmoid;
+  e.routing.group_score = GroupScore::kTopTwoSum;
+  e.routing.scale = 1.8f;
+  e.score_bias = true;
+  e.d_shared_ffn = e.d_expert_ffn;
+  e.sparse_layers.assign(size_t(c.n_layers), true);
+  e.sparse_layers[0] = false;
+  return c;
+}
+
 ModelConfig shape_config(const std::string& shape) {
   ModelConfig c;
   c.architecture = "llama";
@@ -37,8 +80,12 @@ ModelConfig shape_config(const std::string& shape) {
     c.vocab_size = 512, c.context_length = 4096, c.rms_eps = 1e-6f;
     c.moe.n_experts = 8, c.moe.d_expert_ffn = 128;
     c.moe.routing = {2, true, RouterScoring::kSoftmax};
+  } else if (shape == "glm-4.7-flash" || shape == "tiny-glm") {
+    return glm_config(shape);
   } else {
-    fail("unknown synthetic model shape '{}' (known: llama3-8b, tiny, qwen3-30b-a3b, tiny-moe)", shape);
+    fail("unknown synthetic model shape '{}' (known: llama3-8b, tiny, qwen3-30b-a3b, tiny-moe, glm-4.7-flash, "
+         "tiny-glm)",
+         shape);
   }
   c.rope.dim = c.head_dim;
   c.rope.pairing = RopePairing::kHalfSplit;
@@ -85,6 +132,10 @@ class SyntheticSource final : public ModelSource {
     shapes_["model.embed_tokens.weight"] = {config_.vocab_size, d};
     shapes_["lm_head.weight"] = {config_.vocab_size, d};
     shapes_["model.norm.weight"] = {1, d};
+    if (config_.mla.enabled()) {
+      add_mla_layers();
+      return;
+    }
     for (int i = 0; i < config_.n_layers; ++i) {
       const std::string p = fmt::format("model.layers.{}.", i);
       shapes_[p + "input_layernorm.weight"] = {1, d};
@@ -111,6 +162,41 @@ class SyntheticSource final : public ModelSource {
         shapes_[x + "down_proj.weight"] = {d, fe};
       }
     }
+  }
+
+  // DeepSeek-V3 / GLM-4.7-Flash layers, named as deepseek.cpp reads them: MLA attention, then a
+  // dense MLP or a router (with its score bias), the routed experts and the shared experts.
+  void add_mla_layers() {
+    const ModelConfig& c = config_;
+    const MlaConfig& m = c.mla;
+    const int64_t d = c.d_model, heads = c.n_heads;
+    for (int i = 0; i < c.n_layers; ++i) {
+      const std::string p = fmt::format("model.layers.{}.", i), a = p + "self_attn.";
+      shapes_[p + "input_layernorm.weight"] = {1, d};
+      shapes_[p + "post_attention_layernorm.weight"] = {1, d};
+      shapes_[a + "q_a_proj.weight"] = {m.q_lora_rank, d};
+      shapes_[a + "q_a_layernorm.weight"] = {1, m.q_lora_rank};
+      shapes_[a + "q_b_proj.weight"] = {heads * (m.qk_nope_head_dim + m.qk_rope_head_dim), m.q_lora_rank};
+      shapes_[a + "kv_a_proj_with_mqa.weight"] = {m.kv_lora_rank + m.qk_rope_head_dim, d};
+      shapes_[a + "kv_a_layernorm.weight"] = {1, m.kv_lora_rank};
+      shapes_[a + "kv_b_proj.weight"] = {heads * (m.qk_nope_head_dim + m.v_head_dim), m.kv_lora_rank};
+      shapes_[a + "o_proj.weight"] = {d, heads * m.v_head_dim};
+      if (!c.moe.sparse(i)) {
+        add_mlp(p + "mlp.", c.d_ffn);
+        continue;
+      }
+      shapes_[p + "mlp.gate.weight"] = {c.moe.n_experts, d};
+      shapes_[p + "mlp.gate.e_score_correction_bias"] = {1, c.moe.n_experts};
+      for (int e = 0; e < c.moe.n_experts; ++e) add_mlp(fmt::format("{}mlp.experts.{}.", p, e), c.moe.d_expert_ffn);
+      add_mlp(p + "mlp.shared_experts.", c.moe.d_shared_ffn);
+    }
+  }
+
+  void add_mlp(const std::string& prefix, int64_t f) {
+    const int64_t d = config_.d_model;
+    shapes_[prefix + "gate_proj.weight"] = {f, d};
+    shapes_[prefix + "up_proj.weight"] = {f, d};
+    shapes_[prefix + "down_proj.weight"] = {d, f};
   }
 
   const ModelConfig& config() const override { return config_; }
@@ -141,19 +227,21 @@ class SyntheticSource final : public ModelSource {
   QuantBuffers make(const std::string& name, std::pair<int64_t, int64_t> shape) const {
     auto [rows, cols] = shape;
     Noise noise{seed_ ^ std::hash<std::string>()(name)};
-    if (rows == 1) {  // norm weights around 1
+    if (rows == 1) {  // norm weights around 1, router score biases around 0
+      const bool bias = name.ends_with(".e_score_correction_bias");
       QuantBuffers b = QuantBuffers::allocate(TensorFormat{FormatKind::kF32}, rows, cols);
       for (int64_t k = 0; k < cols; ++k) {
-        const float v = 1.0f + noise.uniform(0.1f);
+        const float v = (bias ? 0.0f : 1.0f) + noise.uniform(0.1f);
         std::memcpy(&b.codes[size_t(k) * 4], &v, 4);
       }
       return b;
     }
     // Weights of standard deviation about 1/sqrt(cols), so each layer keeps activations bounded.
-    // Embeddings and routers stay f16 (quantizers keep routers at full precision).
-    constexpr std::string_view kRouter = ".mlp.gate.weight";
-    const bool router = name.ends_with(kRouter);
-    const TensorFormat f = name == "model.embed_tokens.weight" || router ? TensorFormat{FormatKind::kF16}
+    // Embeddings, routers and MLA's kv_b_proj stay f16 (quantizers keep routers at full
+    // precision; kv_b_proj is read absorbed into attention, no linear to quantize).
+    const bool router = name.ends_with(".mlp.gate.weight");
+    const bool f16 = name == "model.embed_tokens.weight" || router || name.ends_with(".kv_b_proj.weight");
+    const TensorFormat f = f16 ? TensorFormat{FormatKind::kF16}
                            : name == "lm_head.weight"                   ? head_format_
                                                                         : format_;
     QuantBuffers b = QuantBuffers::allocate(f, rows, cols);
@@ -183,7 +271,9 @@ class SyntheticSource final : public ModelSource {
 
 }  // namespace
 
-std::vector<std::string> synthetic_shapes() { return {"llama3-8b", "tiny", "qwen3-30b-a3b", "tiny-moe"}; }
+std::vector<std::string> synthetic_shapes() {
+  return {"llama3-8b", "tiny", "qwen3-30b-a3b", "tiny-moe", "glm-4.7-flash", "tiny-glm"};
+}
 
 std::unique_ptr<ModelSource> make_synthetic_source(const std::string& shape, const TensorFormat& format,
                                                    uint64_t seed) {

@@ -12,8 +12,10 @@
 namespace marlin {
 
 // Shape names make_synthetic_source knows: "llama3-8b" (Llama-3.1-8B), "tiny" (2 layers, for
-// tests), "qwen3-30b-a3b" (Qwen3-30B-A3B: 128 experts, 8 per token) and "tiny-moe" (its layout in
-// 2 layers of 8 experts, 2 per token).
+// tests), "qwen3-30b-a3b" (Qwen3-30B-A3B: 128 experts, 8 per token), "tiny-moe" (its layout in
+// 2 layers of 8 experts, 2 per token), "glm-4.7-flash" (GLM-4.7-Flash: MLA, 64 experts, 4 per
+// token, one shared, a dense first layer) and "tiny-glm" (its layout in 2 layers, dense then
+// sparse with 8 experts).
 std::vector<std::string> synthetic_shapes();
 
 // Linear weights in `format` (f16, or a planar integer format: int8/int4/int3/int2 with any group

@@ -19,7 +19,8 @@ namespace {
 // files store Q/K rows so that RoPE pairs (i, i + D/2) of a head are adjacent; the Hugging Face
 // layout keeps the halves apart: output row r of a head comes from source row 2·(r mod D/2) + r div D/2.
 std::vector<int64_t> source_rows(std::string_view name, int64_t rows, const ModelConfig& c) {
-  if (c.rope.pairing != RopePairing::kAdjacent) return {};
+  // MLA models (DeepSeek, GLM) pair adjacent values in their Hugging Face layout too: nothing moves.
+  if (c.rope.pairing != RopePairing::kAdjacent || c.mla.enabled()) return {};
   const bool qk = name.ends_with("self_attn.q_proj.weight") || name.ends_with("self_attn.k_proj.weight");
   if (!qk) return {};
   const int64_t d = c.head_dim, half = d / 2;

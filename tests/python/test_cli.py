@@ -98,6 +98,22 @@ def test_bench_moe_counts_only_the_routed_experts(marlin_bin):
     assert got == d * 2 + vocab * d * 2 + d * 4 + layers * per_layer
 
 
+def test_bench_glm_counts_the_shared_expert_whole(marlin_bin):
+    r = marlin(marlin_bin, "bench", "--synthetic", "tiny-glm", "--format", "f16", "--prompt-tokens", "8",
+               "--gen-tokens", "2", "--reps", "1", "--json")
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout.splitlines()[0])["weight_bytes_per_token"]
+    # tiny-glm in f16 (norms and the score bias f32): vocab 512, d 256, 4 heads, q_lora 128,
+    # kv_lora 128, qk_nope 32, qk_rope 16, v 32; layer 0 a dense MLP of 512, layer 1 8 experts of
+    # 128 (2 chosen per token) and one shared expert of 128.
+    vocab, d, heads, q_lora, kv_lora, nope, rope, v, f, experts, fe, top_k = 512, 256, 4, 128, 128, 32, 16, 32, 512, 8, 128, 2
+    attention = (2 * d * 4 + q_lora * 4 + kv_lora * 4 + q_lora * d * 2 + heads * (nope + rope) * q_lora * 2
+                 + (kv_lora + rope) * d * 2 + heads * (nope + v) * kv_lora * 2 + d * heads * v * 2)
+    dense = 3 * f * d * 2
+    sparse = experts * d * 2 + experts * 4 + top_k * 3 * fe * d * 2 + 3 * fe * d * 2
+    assert got == d * 2 + vocab * d * 2 + d * 4 + 2 * attention + dense + sparse
+
+
 @pytest.mark.parametrize("args", [
     ["frobnicate"],
     [],
