@@ -13,7 +13,7 @@ SparseMlp MoeDecoderModel::add_sparse_mlp(int layer, const ModelSource& source, 
   SparseMlp mlp;
   mlp.router_group = int(linear_groups(layer).size());
   mlp.router = add_linear(layer, source, {{std::move(names.router), m.n_experts, config_.d_model}});
-  mlp.experts = add_experts(layer, source, std::move(names.experts), m.d_expert_ffn);
+  mlp.experts = add_experts(layer, source, std::move(names.experts), m.d_expert_ffn, mlp.router_group);
   return mlp;
 }
 
