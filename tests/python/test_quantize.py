@@ -157,7 +157,9 @@ def tiny_moe_with_tokenizer(folder):
     folder.mkdir()
     for f in MOE_DIR.iterdir():
         (folder / f.name).symlink_to(f)
-    vocab = {c: i for i, c in enumerate(["Ġ"] + [chr(c) for c in range(ord("a"), ord("z") + 1)])}
+    chars = ["Ġ"] + [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    chars += sorted(set(pre_tokenizers.ByteLevel.alphabet()) - set(chars))[:128 - len(chars)]
+    vocab = {c: i for i, c in enumerate(chars)}
     tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
