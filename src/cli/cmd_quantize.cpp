@@ -4,12 +4,14 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "cli/progress.h"
 #include "formats/marlin_writer.h"
 #include "model/model_source.h"
+#include "runtime/expert_bits_plan.h"
 #include "runtime/quantize_model.h"
 #include "tokenizer/tokenizer.h"
 
@@ -28,7 +30,34 @@ struct QuantizeCliOptions {
   double damp = 0.01;
   double shard_gb = 0;
   int threads = 0;
+  std::string moe_bits;  // "", "auto" or a width
+  int min_bits = 2, max_bits = 8;
+  double target_bits = 0;
+  bool min_bits_given = false, max_bits_given = false, target_bits_given = false;
 };
+
+// --moe-bits and its companions, checked against each other.
+std::optional<ExpertBitsOptions> expert_bits_options(const QuantizeCliOptions& o) {
+  if (o.moe_bits.empty()) {
+    MARLIN_CHECK(!o.min_bits_given && !o.max_bits_given && !o.target_bits_given,
+                 "--min-bits, --max-bits and --target-bits need --moe-bits auto");
+    return std::nullopt;
+  }
+  ExpertBitsOptions out;
+  out.group_size = o.group_size;
+  if (o.moe_bits == "auto") {
+    MARLIN_CHECK(o.target_bits_given, "--moe-bits auto needs --target-bits (the average bits per expert weight)");
+    out.min_bits = o.min_bits, out.max_bits = o.max_bits, out.target_bits = o.target_bits;
+    return out;
+  }
+  MARLIN_CHECK(!o.min_bits_given && !o.max_bits_given && !o.target_bits_given,
+               "--min-bits, --max-bits and --target-bits apply to --moe-bits auto only, not --moe-bits {}",
+               o.moe_bits);
+  MARLIN_CHECK(o.moe_bits == "2" || o.moe_bits == "3" || o.moe_bits == "4" || o.moe_bits == "8",
+               "--moe-bits must be auto, 2, 3, 4 or 8, got '{}'", o.moe_bits);
+  out.bits = std::stoi(o.moe_bits);
+  return out;
+}
 
 // "int4" + --group-size 128 -> "int4-g128"; a name that already says its group is taken as is.
 TensorFormat target_format(const QuantizeCliOptions& o) {
@@ -69,6 +98,7 @@ std::vector<std::vector<int32_t>> calibration_sequences(const ModelSource& sourc
 void quantize(const QuantizeCliOptions& o) {
   MARLIN_CHECK(o.output.ends_with(".marlin"), "the output '{}' must end in .marlin", o.output);
   MARLIN_CHECK(o.method == "rtn" || o.method == "gptq", "--method must be rtn or gptq, got '{}'", o.method);
+  const auto expert_bits = expert_bits_options(o);
   auto source = open_model_source(resolve_model_path(o.input));
   ThreadPool pool(o.threads);
 
@@ -80,14 +110,19 @@ void quantize(const QuantizeCliOptions& o) {
     options.rules = parse_quant_rules(o.rules[0] == '@' ? read_text_file(o.rules.substr(1)) : o.rules);
   MARLIN_CHECK(options.gptq || !options.format || !options.format->act_order,
                "act-order ({}) needs --method gptq", options.format ? options.format->name() : "");
-  if (options.gptq) {
-    MARLIN_CHECK(options.format.has_value(), "--method gptq needs a --format to quantize to");
-    options.calibration = calibration_sequences(*source, o);
+  if (options.gptq) MARLIN_CHECK(options.format.has_value(), "--method gptq needs a --format to quantize to");
+  if (options.gptq || (expert_bits && expert_bits->bits == 0)) options.calibration = calibration_sequences(*source, o);
+  std::optional<ExpertBitsPlan> plan;
+  if (expert_bits) {
+    plan = plan_expert_bits(*source, options.format, options.rules, options.calibration, *expert_bits, pool);
+    options.tensor_formats = expert_tensor_formats(*plan);
   }
 
   MarlinCheckpointInfo info;
   info.config = source->hf_config();
   info.config.erase("quantization_config");  // the weights are marlin's own now
+  info.config.erase(kExpertBitsConfigKey);
+  if (plan) info.config[kExpertBitsConfigKey] = expert_bits_json(*plan);
   info.tokenizer_json = source->tokenizer_json();
   info.tokenizer_config_json = source->tokenizer_config_json();
   info.chat_template = source->chat_template();
@@ -113,6 +148,7 @@ void quantize(const QuantizeCliOptions& o) {
               double(bytes) / 1e6, report.seconds);
   for (const auto& [format, count] : by_format) std::printf(" %d %s", count, format.c_str());
   std::printf("\n");
+  if (plan) std::printf("%s", expert_bits_summary(expert_bits_json(*plan)).c_str());
 }
 
 }  // namespace
@@ -130,7 +166,9 @@ void register_quantize(CLI::App& app) {
   c->add_option("-g,--group-size", o->group_size, "Values per scale (32, 64, 128; default 128 where the format needs one)")
       ->check(CLI::IsMember({32, 64, 128}));
   c->add_option("-m,--method", o->method, "rtn (round to nearest) or gptq (calibrated, lower error)")->capture_default_str();
-  c->add_option("--calibration", o->calibration, "Text for GPTQ's calibration (default: the repository's calibration text)");
+  c->add_option("--calibration", o->calibration,
+                "Text for GPTQ's calibration and --moe-bits auto's sensitivity (default: the repository's "
+                "calibration text)");
   c->add_option("--calibration-samples", o->calibration_samples, "Calibration sequences")
       ->capture_default_str()
       ->check(CLI::Range(1, 4096));
@@ -145,6 +183,31 @@ void register_quantize(CLI::App& app) {
       ->check(CLI::Range(1e-6, 10.0));
   c->add_option("--shard-size", o->shard_gb, "Split the checkpoint into files of at most this many GB (0: one file)")
       ->check(CLI::Range(0.0, 1e6));
+  c->add_option("--moe-bits", o->moe_bits,
+                "Mixture-of-experts models: the experts' widths. N (2, 3, 4 or 8): every expert's gate/up/down "
+                "at intN; auto: each expert's width chosen from the integer widths in [--min-bits, --max-bits] "
+                "(2 -> int2, 3 -> int3, 4 -> int4, 8 -> int8, with the group size and zero points of --format "
+                "when it is an integer format, else --group-size or 128) to minimize the experts' summed output "
+                "error under --target-bits. The error of an expert at a width is measured on the calibration "
+                "text with round-to-nearest trial quantizations (whatever --method; the final pass uses "
+                "--method): mean squared change of router weight x expert output over the tokens routed to it "
+                "(at most 256 sampled), times its routing frequency. Experts no calibration token chose get the "
+                "lowest width. The choice is printed and stored in the checkpoint (marlin inspect shows it); "
+                "--rules may not match expert tensors");
+  c->add_option("--min-bits", o->min_bits, "--moe-bits auto: the lowest expert width")
+      ->capture_default_str()
+      ->check(CLI::Range(2, 8))
+      ->each([o](const std::string&) { o->min_bits_given = true; });
+  c->add_option("--max-bits", o->max_bits, "--moe-bits auto: the highest expert width")
+      ->capture_default_str()
+      ->check(CLI::Range(2, 8))
+      ->each([o](const std::string&) { o->max_bits_given = true; });
+  c->add_option("--target-bits", o->target_bits,
+                "--moe-bits auto (required): average bits per expert weight over every expert of every sparse "
+                "layer, weighted by parameter count (code bits; scales not counted); between the lowest and "
+                "highest candidate widths")
+      ->check(CLI::Range(2.0, 8.0))
+      ->each([o](const std::string&) { o->target_bits_given = true; });
   c->add_option("-t,--threads", o->threads, "Worker threads (default: one per core)")->check(CLI::Range(0, 1024));
   c->callback([o] { quantize(*o); });
 }

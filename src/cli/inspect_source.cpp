@@ -8,6 +8,7 @@
 
 #include "model/kv_cache.h"
 #include "model/model_source.h"
+#include "runtime/expert_bits_plan.h"
 
 namespace marlin::cli {
 namespace {
@@ -47,6 +48,11 @@ void inspect_model_source(const std::string& path, bool json, bool tensors) {
     config["experts_used"] = c.moe.routing.top_k;
     config["expert_d_ffn"] = c.moe.d_expert_ffn;
   }
+  // Per-expert widths chosen by marlin quantize --moe-bits, kept in the checkpoint's config.
+  const nlohmann::json hf_config = source->hf_config();
+  const nlohmann::json* expert_bits = nullptr;
+  if (hf_config.is_object() && hf_config.contains(kExpertBitsConfigKey) && hf_config[kExpertBitsConfigKey].is_object())
+    expert_bits = &hf_config[kExpertBitsConfigKey];
   // What the KV cache holds per token over every layer: fp16 on CUDA, fp32 on the CPU.
   const int64_t kv_values = kv_geometry(c).values_per_token();
   if (json) {
@@ -56,6 +62,7 @@ void inspect_model_source(const std::string& path, bool json, bool tensors) {
                                   {"kv_bytes_per_token", {{"cuda_f16", 2 * kv_values}, {"cpu_f32", 4 * kv_values}}}};
     for (const auto& [name, s] : formats)
       out["formats"][name] = {{"tensors", s.tensors}, {"parameters", s.elements}, {"bytes", s.bytes}};
+    if (expert_bits) out["expert_bits"] = *expert_bits;
     if (tensors) out["tensors"] = tensor_list;
     fmt::print("{}\n", out.dump(2));
   } else {
@@ -68,6 +75,13 @@ void inspect_model_source(const std::string& path, bool json, bool tensors) {
     for (const auto& [name, s] : formats)
       fmt::print("  {:<20}{:>8}{:>14}{:>14}{:>13.3f}\n", name, s.tensors, s.elements, s.bytes,
                  bits_per_weight(s.bytes, s.elements));
+    if (expert_bits) {
+      try {
+        fmt::print("\n{}", expert_bits_summary(*expert_bits));
+      } catch (const nlohmann::json::exception& e) {
+        fmt::print("\nexpert bits: unreadable summary in the config ({})\n", e.what());
+      }
+    }
     if (tensors) {
       fmt::print("\ntensors ({})\n", tensor_list.size());
       for (const auto& t : tensor_list)

@@ -75,12 +75,14 @@ const StackedLinear* DecoderModel::keep(int layer, std::unique_ptr<StackedLinear
 
 const ExpertStack* DecoderModel::add_experts(int layer, const ModelSource& source,
                                              std::vector<std::array<std::string, 3>> names, int64_t d_ffn,
-                                             std::vector<float> score_bias) {
+                                             int router_group, std::vector<float> score_bias) {
   MARLIN_CHECK(layer >= 0 && layer < config_.n_layers, "model: no layer {}", layer);
   const int64_t d = config_.d_model;
   auto stack = std::make_unique<ExpertStack>();
   auto& groups = layer_groups_[size_t(layer)];
   stack->first_group = int(groups.size());
+  stack->layer = layer;
+  stack->router_group = router_group;
   for (auto& n : names) {
     stack->experts.push_back({require_matrix(source, n[0], d_ffn, d), require_matrix(source, n[1], d_ffn, d),
                               require_matrix(source, n[2], d, d_ffn)});
@@ -97,6 +99,17 @@ const ExpertStack* DecoderModel::add_experts(int layer, const ModelSource& sourc
 std::vector<LinearGroup> DecoderModel::linear_groups(int layer) const {
   MARLIN_CHECK(layer >= 0 && layer < config_.n_layers, "model: no layer {}", layer);
   return layer_groups_[size_t(layer)];
+}
+
+std::optional<SparseMlpGroups> DecoderModel::sparse_mlp_groups(int layer) const {
+  MARLIN_CHECK(layer >= 0 && layer < config_.n_layers, "model: no layer {}", layer);
+  for (const auto& stack : expert_stacks_) {
+    if (stack->layer != layer || stack->router_group < 0) continue;
+    const auto& router = layer_groups_[size_t(layer)][size_t(stack->router_group)].weights;
+    MARLIN_CHECK(router.size() == 1, "model: layer {}'s router group holds {} weights", layer, router.size());
+    return SparseMlpGroups{stack->router_group, router.front(), stack->names};
+  }
+  return std::nullopt;
 }
 
 void DecoderModel::replace_weight(const std::string& name, const QuantTensor& weight) {

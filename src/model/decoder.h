@@ -35,6 +35,8 @@ struct ExpertStack {
   std::vector<float> score_bias;  // the router's, one per routed expert, or empty
   std::unique_ptr<BackendExperts> uploaded;
   int first_group = 0;
+  int layer = 0;
+  int router_group = -1;  // the linear group of the router that feeds them (-1: none)
   const BackendExperts& operator*() const { return *uploaded; }
 };
 
@@ -62,6 +64,7 @@ class DecoderModel : public Model {
 
   // The layer's stacked linears, in the order they were added (the order block() runs them).
   std::vector<LinearGroup> linear_groups(int layer) const override;
+  std::optional<SparseMlpGroups> sparse_mlp_groups(int layer) const override;
   void embed(std::span<const int32_t> tokens, float* x) const override;
   void run_layer(int layer, float* x, int64_t n_tokens, KvCache& cache, const LinearInputObserver& observer) override;
   void replace_weight(const std::string& name, const QuantTensor& weight) override;
@@ -85,10 +88,11 @@ class DecoderModel : public Model {
   const StackedLinear* add_linear(int layer, const ModelSource& source, std::vector<MatrixSpec> specs);
   // Loads the experts of layer `layer`, each named by {gate, up, down}, gate and up d_ffn × d_model,
   // down d_model × d_ffn, and uploads them with the router's score bias (Backend::experts); their
-  // linear groups follow the layer's earlier ones.
+  // linear groups follow the layer's earlier ones. `router_group`: the linear group of the router
+  // choosing among them (-1: none).
   const ExpertStack* add_experts(int layer, const ModelSource& source,
                                  std::vector<std::array<std::string, 3>> names, int64_t d_ffn,
-                                 std::vector<float> score_bias = {});
+                                 int router_group = -1, std::vector<float> score_bias = {});
   // The RMSNorm weight `name` (n values) with the config's norm_weight_offset added, uploaded.
   std::unique_ptr<BackendTensor> norm_weight(const ModelSource& source, const std::string& name, int64_t n) const;
   // Reports the input of linear group `group` to the observer, if any.

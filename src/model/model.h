@@ -1,9 +1,11 @@
 // A loaded model: runs tokens through the network and returns next-token logits.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -21,6 +23,16 @@ struct QuantTensor;
 // Linear layers of one block that read the same input (for calibration: one Hessian serves all).
 struct LinearGroup {
   std::vector<std::string> weights;  // Hugging Face names, e.g. "model.layers.3.self_attn.q_proj.weight"
+};
+
+// The experts of one sparse MLP layer, for calibration: linear group `router_group` is the
+// router's (its input, the normalized hidden state, is also every routed expert's input); experts
+// holds each expert's Hugging Face names {gate, up, down}, the routed experts first, then the
+// shared ones (MoeRouting::n_shared).
+struct SparseMlpGroups {
+  int router_group = 0;
+  std::string router;
+  std::vector<std::array<std::string, 3>> experts;
 };
 
 // Receives the input rows of linear group `group` (an index into linear_groups(layer)).
@@ -78,6 +90,8 @@ class Model {
 
   // Layer-wise execution, for calibrating quantizers block by block (marlin quantize; CPU only).
   virtual std::vector<LinearGroup> linear_groups(int layer) const = 0;
+  // The sparse MLP of block `layer`, or nullopt for a dense block.
+  virtual std::optional<SparseMlpGroups> sparse_mlp_groups(int) const { return std::nullopt; }
   // Hidden states of `tokens` entering the first block (tokens.size() × d_model).
   virtual void embed(std::span<const int32_t> tokens, float* x) const = 0;
   // Runs block `layer` in place on the hidden states of one sequence (positions 0..n_tokens-1,

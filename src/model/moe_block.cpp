@@ -19,7 +19,8 @@ SparseMlp MoeDecoderModel::add_sparse_mlp(int layer, const ModelSource& source, 
   SparseMlp mlp;
   mlp.router_group = int(linear_groups(layer).size());
   mlp.router = add_linear(layer, source, {{std::move(names.router), m.n_experts, config_.d_model}});
-  mlp.experts = add_experts(layer, source, std::move(names.experts), m.d_expert_ffn, std::move(score_bias));
+  mlp.experts =
+      add_experts(layer, source, std::move(names.experts), m.d_expert_ffn, mlp.router_group, std::move(score_bias));
   return mlp;
 }
 

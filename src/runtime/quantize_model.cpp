@@ -91,6 +91,11 @@ class Quantizer {
     return *t;
   }
 
+  std::optional<TensorFormat> format_for(const std::string& name, int64_t rows) const {
+    if (const auto it = options_.tensor_formats.find(name); it != options_.tensor_formats.end()) return it->second;
+    return choose_format(name, rows, options_.format, options_.rules);
+  }
+
   void emit(const std::string& name, const QuantTensor& t, double loss = -1) {
     sink_(name, t);
     report_.tensors.push_back({name, t.format, t.rows, t.cols, loss});
@@ -101,7 +106,7 @@ class Quantizer {
   void emit_rtn(const std::string& name) {
     const QuantTensor t = stored(name);
     const auto order = source_rows(name, t.rows, source_.config());
-    const auto format = choose_format(name, t.rows, options_.format, options_.rules);
+    const auto format = format_for(name, t.rows);
     if (!format || *format == t.format) {
       if (order.empty()) return emit(name, t);
       return emit(name, permute_rows(t, order).view());
@@ -163,7 +168,7 @@ class Quantizer {
                                const GptqOptions& gptq) {
     const QuantTensor t = stored(name);
     const auto order = source_rows(name, t.rows, source_.config());
-    const auto format = choose_format(name, t.rows, options_.format, options_.rules);
+    const auto format = format_for(name, t.rows);
     if (!format || *format == t.format || !format->quantized() || format->kind == FormatKind::kGgml) {
       emit_rtn(name);  // kept, converted or repacked: nothing for GPTQ to do
       return {};

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -20,6 +21,7 @@ struct QuantizeOptions {
   std::optional<TensorFormat> format;  // for matrices; nullopt keeps every tensor as stored
   bool gptq = false;                   // GPTQ for the blocks' linear layers (else RTN)
   std::vector<QuantRule> rules;        // override the defaults; the first match wins
+  std::map<std::string, TensorFormat> tensor_formats;  // exact names, ahead of the rules (--moe-bits)
   std::vector<std::vector<int32_t>> calibration;  // token sequences for GPTQ
   GptqOptions gptq_options;
 };

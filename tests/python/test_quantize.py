@@ -1,5 +1,6 @@
 """marlin quantize on the default model: formats, conversion without loss, and errors."""
 import json
+import pathlib
 import subprocess
 
 import gguf
@@ -122,6 +123,15 @@ def test_gptq_runs_with_rules_and_sharding(marlin_bin, default_model, tmp_path):
     ["OUT.marlin", "--format", "int4", "--method", "awq"],
     ["OUT.marlin", "--format", "int4", "--rules", "nonsense"],
     ["OUT.marlin", "--format", "int4", "--group-size", "100"],
+    ["OUT.marlin", "--format", "int4", "--moe-bits", "auto"],  # no --target-bits
+    ["OUT.marlin", "--format", "int4", "--moe-bits", "5"],
+    ["OUT.marlin", "--format", "int4", "--moe-bits", "4", "--target-bits", "3"],
+    ["OUT.marlin", "--format", "int4", "--target-bits", "3"],  # no --moe-bits
+    ["OUT.marlin", "--format", "int4", "--moe-bits", "auto", "--target-bits", "3", "--min-bits", "4", "--max-bits", "3"],
+    ["OUT.marlin", "--format", "int4", "--moe-bits", "auto", "--target-bits", "1.5"],
+    ["OUT.marlin", "--format", "int4", "--moe-bits", "auto", "--target-bits", "6", "--max-bits", "7"],  # widths 2-4
+    ["OUT.marlin", "--format", "int4", "--moe-bits", "auto", "--target-bits", "3", "--min-bits", "5", "--max-bits", "7"],
+    ["OUT.marlin", "--format", "int4", "--moe-bits", "4"],  # the default model has no experts
 ])
 def test_bad_quantize_invocations(marlin_bin, default_model, tmp_path, args):
     args = [str(tmp_path / a) if a.startswith("OUT") else a for a in args]
@@ -135,3 +145,62 @@ def test_bad_quantize_invocations(marlin_bin, default_model, tmp_path, args):
 def test_missing_input(marlin_bin, tmp_path):
     r = marlin(marlin_bin, "quantize", tmp_path / "nope.gguf", tmp_path / "x.marlin", "--format", "int4")
     assert r.returncode != 0 and r.stderr.startswith("error: ")
+
+
+MOE_DIR = pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "model" / "tiny_mixtral"
+
+
+def tiny_moe_with_tokenizer(folder):
+    """The tiny Mixtral checkpoint plus a byte-level BPE tokenizer over lowercase words (its
+    vocabulary fits the model's 128 ids), and calibration text in that alphabet."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, decoders
+    folder.mkdir()
+    for f in MOE_DIR.iterdir():
+        (folder / f.name).symlink_to(f)
+    chars = ["Ġ"] + [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    chars += sorted(set(pre_tokenizers.ByteLevel.alphabet()) - set(chars))[:128 - len(chars)]
+    vocab = {c: i for i, c in enumerate(chars)}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.save(str(folder / "tokenizer.json"))
+    words = ["expert", "router", "token", "layer", "weight", "bits", "quantize", "model", "mixture", "gate"]
+    text = " ".join(words[(i * 7 + i * i) % len(words)] for i in range(600))
+    (folder.parent / "calibration.txt").write_text(text)
+    return folder, folder.parent / "calibration.txt"
+
+
+def test_moe_bits_auto_writes_and_reports_the_allocation(marlin_bin, tmp_path):
+    model, text = tiny_moe_with_tokenizer(tmp_path / "tiny_mixtral")
+    out = tmp_path / "auto.marlin"
+    r = marlin(marlin_bin, "quantize", model, out, "--format", "int4-g32", "--moe-bits", "auto", "--target-bits",
+               "3", "--calibration", text, "--calibration-samples", "8", "--calibration-ctx", "64")
+    assert r.returncode == 0, r.stderr
+    assert "expert bits (auto: target 3.000, widths 2-8" in r.stdout, r.stdout
+    assert "16 experts" in r.stdout
+    report = json.loads(marlin(marlin_bin, "inspect", out, "--json", "--tensors").stdout)
+    plan = report["expert_bits"]
+    assert plan["mode"] == "auto" and plan["average_bits"] <= 3.0
+    assert sum(plan["experts_per_width"].values()) == 16
+    # Every expert tensor has the format of its width, and the average is what the tensors hold.
+    widths = {t["name"]: int(t["format"][3]) for t in report["tensors"] if ".experts." in t["name"]}
+    assert len(widths) == 48
+    for layer, bits in plan["layers"].items():
+        for e, b in enumerate(bits):
+            for w in ("w1", "w2", "w3"):
+                assert widths[f"model.layers.{layer}.block_sparse_moe.experts.{e}.{w}.weight"] == b
+    assert abs(sum(widths.values()) / 48 - plan["average_bits"]) < 1e-9
+    text_report = marlin(marlin_bin, "inspect", out).stdout
+    assert "expert bits (auto" in text_report and "layer   1:" in text_report
+    r = marlin(marlin_bin, "run", "--model", out, "--temperature", "0", "--max-tokens", "4", "expert")
+    assert r.returncode == 0, r.stderr
+
+
+def test_moe_bits_uniform(marlin_bin, tmp_path):
+    out = tmp_path / "u3.marlin"
+    r = marlin(marlin_bin, "quantize", MOE_DIR, out, "--format", "int4-g32", "--moe-bits", "3")
+    assert r.returncode == 0, r.stderr
+    assert "48 int3-g32" in r.stdout and "expert bits (uniform)" in r.stdout
+    report = json.loads(marlin(marlin_bin, "inspect", out, "--json").stdout)
+    assert report["expert_bits"]["experts_per_width"] == {"3": 16}
+    assert report["formats"]["int3-g32"]["tensors"] == 48
