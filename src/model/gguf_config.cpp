@@ -94,6 +94,14 @@ int64_t token_count(const GgufFile& file) {
   return list ? int64_t(list->items.size()) : 0;
 }
 
+// GLM-4.7-Flash: GLM's tokenizer, or llama.cpp's test for files without one (47 layers and the MTP
+// block, 154880 tokens).
+bool is_glm(const GgufFile& file, const ModelConfig& c) {
+  const int64_t vocab = c.vocab_size > 0 ? c.vocab_size : token_count(file);
+  return file.get_string("tokenizer.ggml.pre").value_or("") == "glm4" ||
+         ((c.n_layers == 47 || c.n_layers == 48) && vocab == 154880);
+}
+
 // The routed experts, as transformers routes DeepSeek-V2 (softmax; groups scored by their best
 // expert) and V3 / GLM-4.7-Flash (sigmoid; groups by their two best, a score bias when the file
 // has exp_probs_b tensors, which the source checks). The first leading_dense_block_count layers
@@ -110,14 +118,11 @@ void read_mla_experts(const GgufFile& file, const std::string& a, ModelConfig& c
   r.scale = optional_float(file, a + "expert_weights_scale", 1.0f);
   MARLIN_CHECK(std::isfinite(r.scale) && r.scale > 0 && r.scale <= 1e4f, "model: expert_weights_scale {} is out of range",
                r.scale);
-  // 1 softmax, 2 sigmoid. Files without the key: llama.cpp takes 47/48-block files with GLM-4.7's
-  // 154880 tokens for GLM-4.7-Flash (whose config.json names no scoring function), others softmax.
+  // 1 softmax, 2 sigmoid. Without the key (GLM-4.7-Flash's config.json names no scoring function,
+  // so its files have none): sigmoid for GLM, whose router always is, else softmax (DeepSeek-V2).
   int gating = optional_int(file, a + "expert_gating_func", 0, 0, 3);
   MARLIN_CHECK(gating != 3, "model: expert_gating_func 3 (sqrt-softplus) is not supported");
-  if (gating == 0) {
-    const int64_t vocab = c.vocab_size > 0 ? c.vocab_size : token_count(file);
-    gating = (c.n_layers == 47 || c.n_layers == 48) && vocab == 154880 ? 2 : 1;
-  }
+  if (gating == 0) gating = is_glm(file, c) ? 2 : 1;
   r.scoring = gating == 2 ? RouterScoring::kSigmoid : RouterScoring::kSoftmax;
   r.group_score = gating == 2 ? GroupScore::kTopTwoSum : GroupScore::kMax;
   r.n_groups = optional_int(file, a + "expert_group_count", 1, 1, m.n_experts);
@@ -154,10 +159,11 @@ void read_mla_rest(const GgufFile& file, const std::string& a, ModelConfig& c) {
   if (r.scaling == RopeScaling::kYarn && !file.find(a + "rope.scaling.yarn_attn_factor")) r.yarn_attn_factor = 1.0f;
   m.softmax_scale = float(scale);
   read_mla_experts(file, a, c);
-  // The family only names the model (every rule is in the config): sigmoid routing is V3's or
-  // GLM's, told apart by GLM's tokenizer.
-  const bool glm = file.get_string("tokenizer.ggml.pre").value_or("") == "glm4";
-  if (c.moe.routing.scoring == RouterScoring::kSigmoid) c.architecture = glm ? "glm4moelite" : "deepseek3";
+  // The family only names the model (every rule is in the config).
+  if (is_glm(file, c))
+    c.architecture = "glm4moelite";
+  else if (c.moe.routing.scoring == RouterScoring::kSigmoid)
+    c.architecture = "deepseek3";
 }
 
 }  // namespace
