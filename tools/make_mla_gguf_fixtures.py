@@ -16,7 +16,8 @@ is transformers' rope_interleave; every checkpoint here has it). The HF checkpoi
                      head_count_kv = heads, no *_mla keys.
   tiny_mla_glm       Glm4MoeLiteForCausalLM, dense layers, F16 matrices (the weights rounded to fp16
                      before the reference runs), tokenizer pre "glm4", one multi-token-prediction
-                     block appended (nextn_predict_layers 1) that inference ignores.
+                     block appended (nextn_predict_layers 1: a MoE layer of 4 experts and the nextn
+                     tensors, as llama.cpp requires them) that inference ignores.
   tiny_mla_v3_moe    DeepseekV3ForCausalLM, layer 0 dense and layers 1-2 MoE: 8 routed experts in 4
                      groups (2 chosen), 3 per token, sigmoid scores with e_score_correction_bias, 1
                      shared expert, norm_topk_prob, routed_scaling_factor 2.5; F16 experts. Weights are
@@ -67,6 +68,7 @@ def variants():
                                {}, dict(split_kv_b=False)),
         "tiny_mla_glm": (Glm4MoeLiteForCausalLM,
                          Glm4MoeLiteConfig(**COMMON, q_lora_rank=40, mlp_layer_types=["dense", "dense"],
+                                           n_routed_experts=4, num_experts_per_tok=2, moe_intermediate_size=16,
                                            rope_parameters={"rope_type": "default", "rope_theta": 1e6}),
                          {"first_k_dense_replace": 2}, dict(split_kv_b=True, f16=True, nextn=1, pre="glm4")),
         "tiny_mla_v3_moe": (DeepseekV3ForCausalLM,
@@ -251,17 +253,34 @@ def write_gguf(path: pathlib.Path, model, config, hp: dict, opts: dict):
             add(b + "ffn_gate_exps.weight", gate_up[:, :f], half)
             add(b + "ffn_up_exps.weight", gate_up[:, f:], half)
             add(b + "ffn_down_exps.weight", sd[p + "mlp.experts.down_proj"], half)
-    rng = np.random.default_rng(5)
-    for n in range(opts.get("nextn", 0)):  # an MTP block: present in the file, unused by inference
-        b, d = f"blk.{config.num_hidden_layers + n}.", config.hidden_size
-        add(b + "attn_norm.weight", 1 + 0.1 * rng.standard_normal(d))
-        add(b + "nextn.enorm.weight", 1 + 0.1 * rng.standard_normal(d))
-        add(b + "nextn.hnorm.weight", 1 + 0.1 * rng.standard_normal(d))
-        add(b + "nextn.eh_proj.weight", 0.1 * rng.standard_normal((d, 2 * d)), f16)
+    for n in range(opts.get("nextn", 0)):
+        write_mtp_block(add, config, config.num_hidden_layers + n, f16)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
+
+
+def write_mtp_block(add, config, index: int, f16: bool):
+    """A multi-token-prediction block as GLM's files append it (random values; inference does not
+    run it): a whole MoE decoder layer plus the nextn tensors, every one llama.cpp requires."""
+    rng = np.random.default_rng(5 + index)
+    d, e, f = config.hidden_size, config.n_routed_experts, config.moe_intermediate_size
+    heads, rank, rope = config.num_attention_heads, config.kv_lora_rank, config.qk_rope_head_dim
+    nope, v_dim, q_rank = config.qk_nope_head_dim, config.v_head_dim, config.q_lora_rank
+    shapes = {  # numpy shapes (rows, cols): GGUF's reversed
+        "attn_norm.weight": (d,), "ffn_norm.weight": (d,), "attn_q_a_norm.weight": (q_rank,),
+        "attn_kv_a_norm.weight": (rank,), "attn_q_a.weight": (q_rank, d), "attn_q_b.weight": (heads * (nope + rope), q_rank),
+        "attn_kv_a_mqa.weight": (rank + rope, d), "attn_k_b.weight": (heads, rank, nope),
+        "attn_v_b.weight": (heads, v_dim, rank), "attn_output.weight": (d, heads * v_dim),
+        "ffn_gate_inp.weight": (e, d), "exp_probs_b.bias": (e,), "ffn_gate_exps.weight": (e, f, d),
+        "ffn_up_exps.weight": (e, f, d), "ffn_down_exps.weight": (e, d, f), "ffn_gate_shexp.weight": (f, d),
+        "ffn_up_shexp.weight": (f, d), "ffn_down_shexp.weight": (d, f), "nextn.eh_proj.weight": (d, 2 * d),
+        "nextn.enorm.weight": (d,), "nextn.hnorm.weight": (d,), "nextn.shared_head_norm.weight": (d,),
+    }
+    for name, shape in shapes.items():
+        values = 1 + 0.1 * rng.standard_normal(shape) if len(shape) == 1 else 0.1 * rng.standard_normal(shape)
+        add(f"blk.{index}.{name}", values, f16 and name != "ffn_gate_inp.weight")
 
 
 def checksum(values: np.ndarray) -> float:
