@@ -3,12 +3,14 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
+#include <map>
 #include <mutex>
 #include <span>
 #include <vector>
 #include <utility>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "core/error.h"
 #include "formats/gguf.h"
@@ -47,11 +49,34 @@ constexpr std::array<std::pair<std::string_view, std::string_view>, 3> kGemma3La
     {"post_feedforward_layernorm.weight", "post_ffw_norm.weight"},
 }};
 
+// Multi-head latent attention and DeepSeek's MoE extras (llama.cpp's "deepseek2" files: DeepSeek-V2/V3,
+// GLM-4.7-Flash). kv_b_proj is attn_kv_b only in files written before llama.cpp split it into
+// attn_k_b / attn_v_b (see GgufSource::assembled_kv_b).
+constexpr std::array<std::pair<std::string_view, std::string_view>, 10> kMlaLayerNames = {{
+    {"self_attn.q_a_proj.weight", "attn_q_a.weight"},
+    {"self_attn.q_a_layernorm.weight", "attn_q_a_norm.weight"},
+    {"self_attn.q_b_proj.weight", "attn_q_b.weight"},
+    {"self_attn.kv_a_proj_with_mqa.weight", "attn_kv_a_mqa.weight"},
+    {"self_attn.kv_a_layernorm.weight", "attn_kv_a_norm.weight"},
+    {"self_attn.kv_b_proj.weight", "attn_kv_b.weight"},
+    {"mlp.gate.e_score_correction_bias", "exp_probs_b.bias"},
+    {"mlp.shared_experts.gate_proj.weight", "ffn_gate_shexp.weight"},
+    {"mlp.shared_experts.up_proj.weight", "ffn_up_shexp.weight"},
+    {"mlp.shared_experts.down_proj.weight", "ffn_down_shexp.weight"},
+}};
+constexpr std::string_view kKvBSuffix = "self_attn.kv_b_proj.weight";
+constexpr std::string_view kKBTensor = "attn_k_b.weight", kVBTensor = "attn_v_b.weight";
+
 using NamePairs = std::span<const std::pair<std::string_view, std::string_view>>;
+
+bool is_mla_family(std::string_view architecture) {
+  return architecture == "deepseek2" || architecture == "deepseek3" || architecture == "glm4moelite";
+}
 
 // The per-layer name tables of an architecture, most specific first.
 std::vector<NamePairs> layer_name_tables(std::string_view architecture) {
   if (architecture == "gemma3") return {NamePairs(kGemma3LayerNames), NamePairs(kLayerNames)};
+  if (is_mla_family(architecture)) return {NamePairs(kMlaLayerNames), NamePairs(kLayerNames)};
   return {NamePairs(kLayerNames)};
 }
 
@@ -88,7 +113,7 @@ class GgufSource final : public ModelSource {
   explicit GgufSource(const std::string& path)
       : file_(GgufFile::open(path)),
         config_(model_config_from_gguf(*file_)),
-        moe_naming_(config_.architecture == "qwen3moe" ? kQwenMoeNaming : kMixtralNaming) {
+        moe_naming_(config_.architecture == "qwen3moe" || config_.mla.enabled() ? kQwenMoeNaming : kMixtralNaming) {
     if (const auto* freqs = file_->find_tensor("rope_freqs.weight")) {
       MARLIN_CHECK(int64_t(freqs->elements) == config_.rope.dim / 2,
                    "model: rope_freqs.weight has {} values for {} frequencies", freqs->elements, config_.rope.dim / 2);
@@ -96,6 +121,12 @@ class GgufSource final : public ModelSource {
       dequantize_row(freqs->type, file_->tensor_data(*freqs).data(), config_.rope.freq_factors.data(),
                      int64_t(freqs->elements));
     }
+    // DeepSeek-V3 / GLM routers carry a score bias (exp_probs_b); llama.cpp keeps it optional.
+    const auto& sparse = config_.moe.sparse_layers;
+    const auto first_sparse = std::find(sparse.begin(), sparse.end(), true);
+    if (config_.mla.enabled() && first_sparse != sparse.end())
+      config_.moe.score_bias =
+          file_->find_tensor(fmt::format("blk.{}.exp_probs_b.bias", first_sparse - sparse.begin())) != nullptr;
   }
 
   const ModelConfig& config() const override { return config_; }
@@ -108,7 +139,7 @@ class GgufSource final : public ModelSource {
     std::string gguf_name = moe_tensor_name(name, expert);
     if (gguf_name.empty()) gguf_name = gguf_tensor_name(name, config_.architecture);
     const GgufTensorInfo* t = file_->find_tensor(gguf_name.empty() ? name : std::string_view(gguf_name));
-    if (!t) return std::nullopt;
+    if (!t) return config_.mla.enabled() ? assembled_kv_b(name) : std::nullopt;
     if (expert >= 0) return expert_matrix(*t, uint64_t(expert));
     MARLIN_CHECK(t->shape.size() <= 2, "model: tensor '{}' has {} dimensions (at most 2 expected)", t->name,
                  t->shape.size());
@@ -136,6 +167,14 @@ class GgufSource final : public ModelSource {
   std::vector<std::string> tensor_names() const override {
     std::vector<std::string> names;
     for (const auto& t : file_->tensors()) {
+      const std::string_view suffix = layer_suffix(t.name);
+      if (suffix == kKBTensor || suffix == kVBTensor) {  // one kv_b_proj for the split pair
+        const std::string blk = t.name.substr(0, t.name.size() - suffix.size());
+        const bool pair = file_->find_tensor(blk + std::string(kKBTensor)) && file_->find_tensor(blk + std::string(kVBTensor));
+        if (pair && suffix == kKBTensor) names.push_back(hf_name(blk + "attn_kv_b.weight"));
+        if (!pair) names.push_back(t.name);
+        continue;
+      }
       const auto part = std::find(kExpertTensors.begin(), kExpertTensors.end(), layer_suffix(t.name));
       const bool experts = part != kExpertTensors.end() && t.shape.size() == 3 && config_.moe.n_experts > 0 &&
                            t.shape[2] == uint64_t(config_.moe.n_experts);
@@ -152,6 +191,59 @@ class GgufSource final : public ModelSource {
   }
 
  private:
+  // kv_b_proj (heads·(qk_nope + v_head) × kv_lora_rank, per head its nope-key rows then its value
+  // rows) from llama.cpp's split attn_k_b (GGUF shape qk_nope, kv_lora_rank, heads: each head's
+  // key rows transposed) and attn_v_b (kv_lora_rank, v_head, heads), dequantized to fp32 and
+  // kept for the source's life; nullopt for other names or when the layer has no split pair.
+  std::optional<QuantTensor> assembled_kv_b(std::string_view name) const {
+    unsigned layer = 0;
+    std::string_view suffix;
+    if (!split_layer_name(name, layer, suffix) || suffix != kKvBSuffix) return std::nullopt;
+    const std::string blk = "blk." + std::to_string(layer) + ".";
+    const GgufTensorInfo* k_b = file_->find_tensor(blk + std::string(kKBTensor));
+    const GgufTensorInfo* v_b = file_->find_tensor(blk + std::string(kVBTensor));
+    if (!k_b || !v_b) return std::nullopt;
+    const MlaConfig& m = config_.mla;
+    const uint64_t heads = uint64_t(config_.n_heads), nope = uint64_t(m.qk_nope_head_dim),
+                   v_dim = uint64_t(m.v_head_dim), rank = uint64_t(m.kv_lora_rank);
+    MARLIN_CHECK(k_b->shape == std::vector<uint64_t>({nope, rank, heads}),
+                 "model: tensor '{}' has shape [{}], not [{}, {}, {}] (qk_nope, kv_lora_rank, heads)", k_b->name,
+                 fmt::join(k_b->shape, ", "), nope, rank, heads);
+    MARLIN_CHECK(v_b->shape == std::vector<uint64_t>({rank, v_dim, heads}),
+                 "model: tensor '{}' has shape [{}], not [{}, {}, {}] (kv_lora_rank, v_head, heads)", v_b->name,
+                 fmt::join(v_b->shape, ", "), rank, v_dim, heads);
+    std::lock_guard lock(kv_b_mutex_);
+    std::vector<float>& w = assembled_kv_b_[layer];
+    if (w.empty()) {
+      const uint64_t per_head = nope + v_dim;
+      w.resize(heads * per_head * rank);
+      std::vector<float> k_rows(rank * nope);  // one head's attn_k_b: rank rows of nope values
+      const auto k_data = file_->tensor_data(*k_b), v_data = file_->tensor_data(*v_b);
+      const uint64_t k_row_bytes = ggml_row_bytes(k_b->type, nope).value_or(0);
+      const uint64_t v_row_bytes = ggml_row_bytes(v_b->type, rank).value_or(0);
+      MARLIN_CHECK(k_row_bytes > 0 && k_data.size() == k_row_bytes * rank * heads && v_row_bytes > 0 &&
+                       v_data.size() == v_row_bytes * v_dim * heads,
+                   "model: tensors '{}' / '{}' are not rows of their ggml types", k_b->name, v_b->name);
+      for (uint64_t h = 0; h < heads; ++h) {
+        for (uint64_t r = 0; r < rank; ++r)
+          dequantize_row(k_b->type, k_data.data() + (h * rank + r) * k_row_bytes, &k_rows[r * nope], int64_t(nope));
+        float* head = &w[h * per_head * rank];
+        for (uint64_t j = 0; j < nope; ++j)
+          for (uint64_t r = 0; r < rank; ++r) head[j * rank + r] = k_rows[r * nope + j];
+        for (uint64_t i = 0; i < v_dim; ++i)
+          dequantize_row(v_b->type, v_data.data() + (h * v_dim + i) * v_row_bytes, &head[(nope + i) * rank],
+                         int64_t(rank));
+      }
+    }
+    QuantTensor q;
+    q.format = format_of_ggml(GgmlType::F32);
+    q.rows = int64_t(w.size() / rank);
+    q.cols = int64_t(rank);
+    q.codes = reinterpret_cast<const uint8_t*>(w.data());
+    q.code_row_bytes = rank * sizeof(float);
+    return q;
+  }
+
   // "blk.N.<suffix>" -> suffix (empty for other names).
   static std::string_view layer_suffix(std::string_view gguf_name) {
     if (gguf_name.substr(0, 4) != "blk.") return {};
@@ -228,6 +320,8 @@ class GgufSource final : public ModelSource {
   std::unique_ptr<GgufFile> file_;
   ModelConfig config_;
   const MoeNaming& moe_naming_;
+  mutable std::mutex kv_b_mutex_;
+  mutable std::map<unsigned, std::vector<float>> assembled_kv_b_;  // by layer; values never move once filled
   mutable std::once_flag tokenizer_once_;
   mutable HfTokenizerFiles tokenizer_files_;
 };
