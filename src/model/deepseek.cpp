@@ -53,7 +53,7 @@ class DeepseekModel final : public DecoderModel {
       l.kv_a = add_linear(i, source, {{a + "kv_a_proj_with_mqa.weight", m.kv_lora_rank + m.qk_rope_head_dim, d}});
       l.kv_a_norm = be_->vector(require_vector(source, a + "kv_a_layernorm.weight", m.kv_lora_rank));
       if (m.q_lora_rank > 0) l.q = add_linear(i, source, {{a + "q_b_proj.weight", q_width, m.q_lora_rank}});
-      l.kv_up = be_->vector(dequantized(
+      l.kv_up = be_->mla_kv_up(dequantized(
           require_matrix(source, a + "kv_b_proj.weight", heads * (m.qk_nope_head_dim + m.v_head_dim), m.kv_lora_rank)));
       l.wo = add_linear(i, source, {{a + "o_proj.weight", d, heads * m.v_head_dim}});
       l.mlp = add_swiglu_mlp(i, source, "mlp.", c.d_ffn);
