@@ -61,7 +61,7 @@ class DeepseekModel final : public DecoderModel {
   }
 
  private:
-  enum Slot : int { kQa = kFirstBlockSlot, kQaNormed, kQ, kKvA, kAttn, kDelta };
+  enum Slot : int { kQa = kFirstBlockSlot, kQ, kKvA, kAttn, kDelta };
 
   struct Layer {
     std::unique_ptr<BackendTensor> attn_norm, ffn_norm, q_a_norm, kv_a_norm, kv_up;
@@ -89,14 +89,13 @@ class DeepseekModel final : public DecoderModel {
     int group = 0;
     if (l.q_a) {
       const Act qa = be_->activations(kQa, n, m.q_lora_rank, ActType::kF16);
-      const Act qa_normed = be_->activations(kQaNormed, n, m.q_lora_rank, ActType::kF16);
       observe(observer, group++, h);
       be_->matmul(**l.q_a, h, qa);
       observe(observer, group++, h);
       be_->matmul(**l.kv_a, h, kv_a);
-      be_->rms_norm(qa, *l.q_a_norm, c.rms_eps, qa_normed);
-      observe(observer, group++, qa_normed);
-      be_->matmul(**l.q, qa_normed, q);
+      be_->rms_norm_rows(qa, *l.q_a_norm, c.rms_eps);  // in place: qa is fp16 on the GPU
+      observe(observer, group++, qa);
+      be_->matmul(**l.q, qa, q);
     } else {
       observe(observer, group++, h);
       be_->matmul(**l.q, h, q);
