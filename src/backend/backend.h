@@ -200,10 +200,13 @@ class Backend {
   // kv_a rows are kv_a_proj_with_mqa's output [latent: kv_lora_rank | k_pe: qk_rope_head_dim];
   // stores rms_norm(latent) · kv_norm (epsilon `eps`) and k_pe rotated by the token's position.
   virtual void mla_store_kv(Act kv_a, const BackendTensor& kv_norm, float eps, KvCache& cache, int layer);
+  // kv_b_proj (n_heads · (qk_nope_head_dim + v_head_dim) rows of kv_lora_rank fp32 values,
+  // row-major, per head first W_UK then W_UV) in the form mla_attention reads it: by default as
+  // vector() uploads it (fp32); the CUDA backend keeps only an fp16 copy.
+  virtual std::unique_ptr<BackendTensor> mla_kv_up(std::span<const float> values) { return vector(values); }
   // Causal attention of the step's queries over the cache, with the up-projections absorbed:
   // q rows are n_heads heads of [q_nope: qk_nope_head_dim | q_pe: qk_rope_head_dim] (q_pe not
-  // yet rotated); kv_up is kv_b_proj (n_heads · (qk_nope_head_dim + v_head_dim) rows of
-  // kv_lora_rank, per head first W_UK then W_UV) uploaded by vector() as fp32, row-major. Per head
+  // yet rotated); kv_up is kv_b_proj uploaded by mla_kv_up(). Per head
   // the score of position j is softmax_scale · ((W_UKᵀ q_nope) · c_kv_j + rope(q_pe) · k_pe_j);
   // the head's output is W_UV (Σ_j p_j c_kv_j). out: rows × n_heads · v_head_dim (o_proj's input).
   virtual void mla_attention(Act q, const BackendTensor& kv_up, KvCache& cache, int layer, Act out);

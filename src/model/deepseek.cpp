@@ -57,7 +57,7 @@ class DeepseekModel final : public MoeDecoderModel {
       l.kv_a = add_linear(i, source, {{a + "kv_a_proj_with_mqa.weight", m.kv_lora_rank + m.qk_rope_head_dim, d}});
       l.kv_a_norm = be_->vector(require_vector(source, a + "kv_a_layernorm.weight", m.kv_lora_rank));
       if (m.q_lora_rank > 0) l.q = add_linear(i, source, {{a + "q_b_proj.weight", q_width, m.q_lora_rank}});
-      l.kv_up = be_->vector(dequantized(
+      l.kv_up = be_->mla_kv_up(dequantized(
           require_matrix(source, a + "kv_b_proj.weight", heads * (m.qk_nope_head_dim + m.v_head_dim), m.kv_lora_rank)));
       l.wo = add_linear(i, source, {{a + "o_proj.weight", d, heads * m.v_head_dim}});
       if (c.moe.sparse(i)) {
@@ -69,7 +69,7 @@ class DeepseekModel final : public MoeDecoderModel {
   }
 
  private:
-  enum Slot : int { kQa = kFirstBlockSlot, kQaNormed, kQ, kKvA, kAttn, kDelta, kRouterLogits, kSharedDelta };
+  enum Slot : int { kQa = kFirstBlockSlot, kQ, kKvA, kAttn, kDelta, kRouterLogits, kSharedDelta };
 
   struct Layer {
     std::unique_ptr<BackendTensor> attn_norm, ffn_norm, q_a_norm, kv_a_norm, kv_up;
@@ -120,14 +120,13 @@ class DeepseekModel final : public MoeDecoderModel {
     int group = 0;
     if (l.q_a) {
       const Act qa = be_->activations(kQa, n, m.q_lora_rank, ActType::kF16);
-      const Act qa_normed = be_->activations(kQaNormed, n, m.q_lora_rank, ActType::kF16);
       observe(observer, group++, h);
       be_->matmul(**l.q_a, h, qa);
       observe(observer, group++, h);
       be_->matmul(**l.kv_a, h, kv_a);
-      be_->rms_norm(qa, *l.q_a_norm, c.rms_eps, qa_normed);
-      observe(observer, group++, qa_normed);
-      be_->matmul(**l.q, qa_normed, q);
+      be_->rms_norm_rows(qa, *l.q_a_norm, c.rms_eps);  // in place: qa is fp16 on the GPU
+      observe(observer, group++, qa);
+      be_->matmul(**l.q, qa, q);
     } else {
       observe(observer, group++, h);
       be_->matmul(**l.q, h, q);

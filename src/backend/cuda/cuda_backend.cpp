@@ -16,6 +16,7 @@
 
 #include "backend/cuda/cuda_experts.h"
 #include "backend/cuda/cuda_linear.h"
+#include "backend/cuda/cuda_mla.h"
 #include "backend/cuda/device_info.h"
 #include "backend/cuda/device_memory.h"
 #include "backend/cuda/op_profiler.h"
@@ -44,25 +45,26 @@ struct CudaEmbedding final : BackendTensor {
 };
 
 // The CUDA backend's KV cache: the blocks of the shared pool (model/kv_blocks.h) are its pages,
-// every layer's in one allocation (page numbers are block numbers in every layer). The device
+// every layer's in one allocation (page numbers are block numbers in every layer), fp16 rows of
+// the model's kv_geometry: keys and values of each KV head, or for multi-head latent attention one
+// row [c_kv | k_pe] per position and no values (ops.h's MlaGeometry). The device
 // block table mirrors the page tables (row b: sequence b's pages, unmapped entries 0) and is
 // uploaded when they change; a cache slot of (sequence, position) is its block · page size +
 // position in block. A decode step reads the rows of its sequences from a step table (row i: the
 // step's i-th sequence), uploaded when the step's sequences or the page tables change.
 class CudaKvCache final : public KvCache {
  public:
-  CudaKvCache(const ModelConfig& c, int64_t capacity, int sequences, const KvCacheLayout& layout, uint64_t id,
+  CudaKvCache(const KvGeometry& geometry, int64_t capacity, int sequences, const KvCacheLayout& layout, uint64_t id,
               cudaStream_t stream)
       : KvCache(capacity, sequences, layout.block_size > 0 ? layout.block_size : kPageSize, layout.blocks),
-        id_(id), stream_(stream), pages_(blocks().max_pages()), n_layers_(c.n_layers),
-        block_elems_(size_t(c.n_kv_heads) * size_t(block_size()) * size_t(c.head_dim)),
-        layer_elems_(size_t(blocks().total_blocks()) * block_elems_),
-        keys_(layer_elems_ * size_t(c.n_layers)), values_(layer_elems_ * size_t(c.n_layers)),
+        id_(id), stream_(stream), pages_(blocks().max_pages()), geometry_(geometry),
+        key_block_elems_(size_t(geometry.heads) * size_t(block_size()) * size_t(geometry.key_width)),
+        value_block_elems_(size_t(geometry.heads) * size_t(block_size()) * size_t(geometry.value_width)),
+        keys_(size_t(blocks().total_blocks()) * key_block_elems_ * size_t(geometry.layers)),
+        values_(size_t(blocks().total_blocks()) * value_block_elems_ * size_t(geometry.layers)),
         block_table_(size_t(sequences) * size_t(pages_)), step_table_(block_table_.size()) {}
   uint64_t id() const { return id_; }
-  int64_t bytes_per_token() const override {
-    return int64_t(2 * size_t(n_layers_) * (block_elems_ / size_t(block_size())) * sizeof(__half));
-  }
+  int64_t bytes_per_token() const override { return geometry_.values_per_token() * int64_t(sizeof(__half)); }
   int pages() const { return pages_; }  // per sequence
   int32_t slot(int seq, int64_t pos) const {
     return int32_t(int64_t(blocks().block_of(seq, pos)) * block_size() + pos % block_size());
@@ -89,18 +91,25 @@ class CudaKvCache final : public KvCache {
     step_seqs_ = seqs;
     step_version_ = blocks().version();
   }
+  // Layer l's keys and values (values null without them).
   cuda::KvLayer layer(int l) const {
-    return {keys_.get() + size_t(l) * layer_elems_, values_.get() + size_t(l) * layer_elems_};
+    const size_t blocks_total = size_t(blocks().total_blocks());
+    return {keys_.get() + size_t(l) * blocks_total * key_block_elems_,
+            value_block_elems_ > 0 ? values_.get() + size_t(l) * blocks_total * value_block_elems_ : nullptr};
   }
 
  protected:
   // One strided copy per array: the block's elements in every layer.
   void copy_block(int32_t from, int32_t to) override {
-    const size_t pitch = layer_elems_ * sizeof(__half), width = block_elems_ * sizeof(__half);
-    for (__half* base : {keys_.get(), values_.get()})
-      check_cuda(cudaMemcpy2DAsync(base + size_t(to) * block_elems_, pitch, base + size_t(from) * block_elems_, pitch,
-                                   width, size_t(n_layers_), cudaMemcpyDeviceToDevice, stream_),
+    const size_t blocks_total = size_t(blocks().total_blocks());
+    const std::pair<__half*, size_t> arrays[] = {{keys_.get(), key_block_elems_}, {values_.get(), value_block_elems_}};
+    for (const auto& [base, block_elems] : arrays) {
+      if (block_elems == 0) continue;
+      const size_t pitch = blocks_total * block_elems * sizeof(__half), width = block_elems * sizeof(__half);
+      check_cuda(cudaMemcpy2DAsync(base + size_t(to) * block_elems, pitch, base + size_t(from) * block_elems, pitch,
+                                   width, size_t(geometry_.layers), cudaMemcpyDeviceToDevice, stream_),
                  "cudaMemcpy2DAsync(kv block)");
+    }
   }
 
  private:
@@ -120,8 +129,9 @@ class CudaKvCache final : public KvCache {
 
   uint64_t id_;
   cudaStream_t stream_;
-  int pages_, n_layers_;
-  size_t block_elems_, layer_elems_;
+  int pages_;
+  KvGeometry geometry_;
+  size_t key_block_elems_, value_block_elems_;  // per block and layer
   DeviceArray<__half> keys_, values_;
   DeviceArray<int32_t> block_table_, step_table_;
   uint64_t uploaded_version_ = ~uint64_t(0), step_version_ = ~uint64_t(0);
@@ -180,14 +190,17 @@ class CudaBackend final : public Backend {
   }
 
   void configure(const ModelConfig& config) override {
-    MARLIN_CHECK(!config.mla.enabled(),
-                 "cuda backend: multi-head latent attention ({}) is not supported yet; use --device cpu",
-                 config.architecture);
     config_ = config;
     rope_ = std::make_unique<Rope>(config.rope, config.head_dim);
     if (config.sliding_rope) sliding_rope_ = std::make_unique<Rope>(*config.sliding_rope, config.head_dim);
     geometry_ = {config.n_heads, config.n_kv_heads, config.head_dim, rope_->rotary_dim(),
                  config.rope.pairing == RopePairing::kHalfSplit, kPageSize};  // page size: per cache
+    const MlaConfig& m = config.mla;
+    mla_ = {config.n_heads, m.qk_nope_head_dim, m.qk_rope_head_dim, m.kv_lora_rank, m.v_head_dim,
+            config.rope.pairing == RopePairing::kHalfSplit, kPageSize};
+    MARLIN_CHECK(!m.enabled() || rope_->rotary_dim() == m.qk_rope_head_dim,
+                 "cuda backend: MLA rotates all {} qk_rope_head_dim values, not {}", m.qk_rope_head_dim,
+                 rope_->rotary_dim());
     ctx_.max_rows = kMaxStepTokens;
     ids_ = DeviceArray<int32_t>(size_t(kMaxStepTokens));
     positions_ = DeviceArray<int32_t>(size_t(kMaxStepTokens));
@@ -214,6 +227,10 @@ class CudaBackend final : public Backend {
     return v;
   }
 
+  std::unique_ptr<BackendTensor> mla_kv_up(std::span<const float> values) override {
+    return cuda::upload_mla_up_projection(values);
+  }
+
   std::unique_ptr<BackendTensor> embedding(const QuantTensor& table) override {
     auto e = std::make_unique<CudaEmbedding>();
     e->table = cuda::upload_as_half(std::span(&table, 1));
@@ -234,12 +251,13 @@ class CudaBackend final : public Backend {
       if (sliding_rope_) upload_rope_table(*sliding_rope_, capacity, sliding_rope_table_);
       rope_positions_ = capacity;
     }
-    const cuda::AttentionGeometry g = geometry(page_size);
     size_t floats = 0;  // a decode step may carry any number of the cache's sequences
     for (int b = 1; b <= sequences; ++b)
-      floats = std::max(floats, size_t(cuda::attention_decode_workspace_floats(b, capacity, g)));
+      floats = std::max(floats, size_t(config_.mla.enabled()
+                                           ? cuda::mla_attention_workspace_floats(b, 1, capacity, mla_geometry(page_size))
+                                           : cuda::attention_decode_workspace_floats(b, capacity, geometry(page_size))));
     if (floats > decode_workspace_.size()) replace(decode_workspace_, DeviceArray<float>(floats));
-    return std::make_unique<CudaKvCache>(config_, capacity, sequences, KvCacheLayout{page_size, blocks},
+    return std::make_unique<CudaKvCache>(kv_geometry(config_), capacity, sequences, KvCacheLayout{page_size, blocks},
                                          next_cache_id_++, ctx_.stream);
   }
 
@@ -367,6 +385,47 @@ class CudaBackend final : public Backend {
     x.forward(f16(h), h.rows, f32(router_logits), routing, f16(out), ctx_, moe_scratch_);
   }
 
+  void mla_store_kv(Act kv_a, const BackendTensor& kv_norm, float eps, KvCache& cache, int layer) override {
+    const OpTimer timer(*this, "mla_store_kv");
+    MARLIN_CHECK(config_.mla.enabled() && kv_a.cols == mla_.row_width() && kv_a.type == ActType::kF16,
+                 "cuda mla_store_kv: rows of {} values, expected fp16 kv_lora_rank + qk_rope_head_dim", kv_a.cols);
+    const auto& kv = static_cast<const CudaKvCache&>(cache);
+    cuda::mla_store_kv(f16(kv_a), kv_a.rows, static_cast<const CudaVector&>(kv_norm).values.get(), eps,
+                       positions_.get(), slots_.get(), rope_table_.get(), mla_geometry(kv.block_size()),
+                       kv.layer(layer).keys, ctx_.stream);
+  }
+
+  // Absorbed queries (cuBLAS per head, then the rotated q_pe), the latent kernel, the output
+  // projection (cuBLAS per head). Rounded to fp16 on the way: the absorbed queries and the
+  // weighted latent sums.
+  void mla_attention(Act q, const BackendTensor& kv_up, KvCache& cache, int layer, Act out) override {
+    const OpTimer timer(*this, decode_step_ ? "mla_attention_decode" : "mla_attention_prefill");
+    const cuda::MlaGeometry& g = mla_;
+    MARLIN_CHECK(config_.mla.enabled() && q.cols == int64_t(g.n_heads) * (g.qk_nope + g.qk_rope) &&
+                     out.cols == int64_t(g.n_heads) * g.v_dim && out.rows == q.rows && q.type == ActType::kF16 &&
+                     out.type == ActType::kF16,
+                 "cuda mla_attention: q of {} and out of {} columns do not fit the model", q.cols, out.cols);
+    const auto& up = static_cast<const cuda::MlaUpProjection&>(kv_up);
+    const auto& kv = static_cast<const CudaKvCache&>(cache);
+    const size_t heads = size_t(q.rows) * size_t(g.n_heads);
+    if (mla_queries_.size() < heads * size_t(g.row_width())) {
+      replace(mla_queries_, DeviceArray<__half>(heads * size_t(g.row_width())));
+      replace(mla_latents_, DeviceArray<__half>(heads * size_t(g.kv_lora)));
+    }
+    cuda::mla_absorb_queries(ctx_.cublas, f16(q), q.rows, up, g, mla_queries_.get());
+    cuda::mla_rope_queries(f16(q), q.rows, positions_.get(), rope_table_.get(), g, mla_queries_.get(), ctx_.stream);
+    if (decode_step_) {  // one new token per sequence
+      cuda::mla_attention_latent(mla_queries_.get(), int(q.rows), 1, seq_len_.get(), kv.step_table(), kv.pages(),
+                                 kv.capacity(), mla_geometry(kv.block_size()), kv.layer(layer).keys,
+                                 config_.mla.softmax_scale, mla_latents_.get(), decode_workspace_.get(), ctx_.stream);
+    } else {
+      cuda::mla_attention_latent(mla_queries_.get(), 1, int(q.rows), seq_len_.get(), kv.block_table(step_seq_),
+                                 kv.pages(), pos0_ + q.rows, mla_geometry(kv.block_size()), kv.layer(layer).keys,
+                                 config_.mla.softmax_scale, mla_latents_.get(), nullptr, ctx_.stream);
+    }
+    cuda::mla_project_outputs(ctx_.cublas, mla_latents_.get(), q.rows, up, g, f16(out));
+  }
+
   void silu_mul(Act gate_up, Act out) override {
     const OpTimer timer(*this, "silu_mul");
     cuda::silu_mul(f16(gate_up), gate_up.rows, out.cols, f16(out), ctx_.stream);
@@ -451,6 +510,12 @@ class CudaBackend final : public Backend {
     return g;
   }
 
+  cuda::MlaGeometry mla_geometry(int page_size) const {
+    cuda::MlaGeometry g = mla_;
+    g.page_size = page_size;
+    return g;
+  }
+
   // The angles of positions [0, positions) of `rope`, uploaded into `table`.
   void upload_rope_table(const Rope& rope, int64_t positions, DeviceArray<float>& table) {
     const int rd = rope.rotary_dim();
@@ -512,6 +577,8 @@ class CudaBackend final : public Backend {
   ModelConfig config_;
   std::unique_ptr<Rope> rope_, sliding_rope_;  // sliding_rope_: of sliding-window layers, when it differs
   cuda::AttentionGeometry geometry_;
+  cuda::MlaGeometry mla_;  // multi-head latent attention (unused without it)
+  DeviceArray<__half> mla_queries_, mla_latents_;  // the absorbed queries and latent sums of a step
   DeviceArray<float> rope_table_, sliding_rope_table_;
   int64_t rope_positions_ = 0;
   DeviceArray<float> decode_workspace_;

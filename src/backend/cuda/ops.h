@@ -129,6 +129,52 @@ void attention_decode(const __half* qkv, int batch, const int32_t* seq_lens, con
                       __half* out, float* workspace, cudaStream_t stream);
 int64_t attention_decode_workspace_floats(int batch, int64_t max_len, const AttentionGeometry& g);
 
+// Multi-head latent attention (DeepSeek-V2/V3, GLM-4.7-Flash; mla_store.cu, mla_attention.cu).
+// A layer's cache holds per position one row of `row_width()` fp16 values, [c_kv: kv_lora |
+// k_pe: qk_rope], page p at element p · page_size · row_width(), so cache slot s (ops.h) is the row
+// at s · row_width(). The attention runs with kv_b_proj absorbed: the queries meet the cached rows
+// as [W_UKᵀ·q_nope | rope(q_pe)] ("absorbed queries", row_width() values per head) and the output
+// is Σ_j p_j c_kv_j per head (kv_lora values), which W_UV turns into the head's output.
+struct MlaGeometry {
+  int n_heads = 0;
+  int qk_nope = 0;    // per head: query values without position
+  int qk_rope = 0;    // per head: rotated values (the shared key's width), even
+  int kv_lora = 0;    // latent width
+  int v_dim = 0;      // per head: output values
+  bool rope_half_split = true;  // pair i with i + qk_rope/2 (Hugging Face); else 2i with 2i+1
+  int page_size = 0;  // positions per KV page, a power of two
+  int row_width() const { return kv_lora + qk_rope; }
+};
+
+// For each of `rows` rows of kv_a ([latent: kv_lora | k_pe: qk_rope], fp16): writes
+// fp16(rms_norm(latent) · kv_norm) (fp32 arithmetic, epsilon `eps`) and fp16(k_pe rotated by the
+// angles of positions[t] from cos_sin (rope_store_kv's table)) as the cache row of slot slots[t]
+// (a negative slot: a padding row, not stored). kv_lora and qk_rope are multiples of 8.
+void mla_store_kv(const __half* kv_a, int64_t rows, const float* kv_norm, float eps, const int32_t* positions,
+                  const int32_t* slots, const float* cos_sin, const MlaGeometry& g, __half* cache,
+                  cudaStream_t stream);
+
+// For each of `rows` query rows (n_heads × [q_nope | q_pe], fp16) and head h: q_abs[t][h] (rows of
+// row_width() values, rows · n_heads of them) gets q_pe rotated by the angles of positions[t] in
+// its last qk_rope values; its first kv_lora values (W_UKᵀ·q_nope) are left to the caller.
+void mla_rope_queries(const __half* q, int64_t rows, const int32_t* positions, const float* cos_sin,
+                      const MlaGeometry& g, __half* q_abs, cudaStream_t stream);
+
+// The softmax-weighted sum of cached latents, for `batch` sequences of `rows_per_seq` new tokens
+// each (already in the cache; a prompt: batch 1, a decode step: rows_per_seq 1). Query row i of
+// sequence b is q_abs row (b · rows_per_seq · n_heads + i) (row_width() values; i = token ·
+// n_heads + head); its token t = i / n_heads sits at position seq_lens[b] - rows_per_seq + t and
+// attends to positions [0, that]. score_j = scale · (q_abs · cache row j); o_lat row (same index,
+// kv_lora values, fp16) = Σ_j softmax_j · c_kv_j. Sequence b's pages are block_tables[b ·
+// max_pages ...]; max_len bounds every seq_lens[b] and, with the batch, alone decides the launch
+// (CUDA-graph replays stay valid): long contexts of a decode step are split into chunks merged
+// through `workspace` (mla_attention_workspace_floats floats; null when that is 0). Tensor cores,
+// fp32 softmax. kv_lora ≤ 512 and row_width() ≤ 768, both multiples of 8.
+void mla_attention_latent(const __half* q_abs, int batch, int rows_per_seq, const int32_t* seq_lens,
+                          const int32_t* block_tables, int max_pages, int64_t max_len, const MlaGeometry& g,
+                          const __half* cache, float scale, __half* o_lat, float* workspace, cudaStream_t stream);
+int64_t mla_attention_workspace_floats(int batch, int rows_per_seq, int64_t max_len, const MlaGeometry& g);
+
 // Greedy sampling: tokens[b] = argmax of logits row b (vocab fp32 values; lowest index on ties).
 void argmax(const float* logits, int batch, int64_t vocab, int32_t* tokens, cudaStream_t stream);
 

@@ -1,7 +1,7 @@
 #include "backend/cuda/ops_check.h"
 
 #include <mutex>
-#include <set>
+#include <map>
 #include <utility>
 
 #include "core/error.h"
@@ -35,18 +35,20 @@ int check_geometry(const char* op, const AttentionGeometry& g) {
 
 void allow_shared_memory(const void* kernel, int bytes, const char* op) {
   if (bytes <= 48 * 1024) return;
-  // Once per (kernel, device): the attribute call costs microseconds of host time per launch.
+  // Once per (kernel, device) and larger size: the attribute call costs microseconds of host time
+  // per launch.
   int device = 0;
   const cudaError_t device_err = cudaGetDevice(&device);
   MARLIN_CHECK(device_err == cudaSuccess, "{}: cudaGetDevice: {}", op, cudaGetErrorString(device_err));
   static std::mutex mutex;
-  static std::set<std::pair<const void*, int>> done;
+  static std::map<std::pair<const void*, int>, int> reserved;
   std::lock_guard<std::mutex> lock(mutex);
-  if (done.count({kernel, device})) return;
+  const auto it = reserved.find({kernel, device});
+  if (it != reserved.end() && it->second >= bytes) return;
   const cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
   MARLIN_CHECK(err == cudaSuccess, "{}: cannot reserve {} bytes of shared memory: {}", op, bytes,
                cudaGetErrorString(err));
-  done.insert({kernel, device});
+  reserved[{kernel, device}] = bytes;
 }
 
 }  // namespace marlin::cuda::ops_detail

@@ -24,7 +24,8 @@ void check_launch(const char* op);
 // of two) and returns log2(page_size).
 int check_geometry(const char* op, const AttentionGeometry& g);
 
-// Sets a kernel's dynamic shared memory limit when it needs more than the default 48 KiB.
+// Sets a kernel's dynamic shared memory limit when it needs more than the default 48 KiB (or more
+// than an earlier call reserved for it).
 void allow_shared_memory(const void* kernel, int bytes, const char* op);
 
 }  // namespace marlin::cuda::ops_detail
