@@ -111,7 +111,7 @@ TEST(CudaModel, Qwen3MatchesCpu) {
 }
 
 // Sparse MLPs (the Qwen3-MoE layout: 8 experts, 2 per token), experts in int4 tiles and in fp16,
-// over a prompt and single-token steps.
+// over a prompt and single-token steps; then the GLM layout.
 TEST(CudaModel, MoeModelsMatchCpu) {
   MARLIN_REQUIRE_GPU();
   for (const char* format : {"int4-g128", "f16"}) {
@@ -119,6 +119,10 @@ TEST(CudaModel, MoeModelsMatchCpu) {
     auto source = make_synthetic_source("tiny-moe", TensorFormat::parse(format));
     compare_backends(*source, {1, 17, 400, 3, 99, 256, 7, 8, 300, 511, 2, 45, 46, 47, 100, 101, 5}, 12);
   }
+  // GLM-4.7-Flash's layout (MLA, sigmoid routing with a score bias, a shared expert run as one
+  // more slot), int4 experts on the routed kernel.
+  auto glm = make_synthetic_source("tiny-glm", TensorFormat::parse("int4-g128"));
+  compare_backends(*glm, {1, 17, 400, 3, 99, 256, 7, 8, 300, 511, 2, 45, 46, 47, 100, 101, 5}, 12);
 }
 
 TEST(CudaModel, LowBitModelsMatchCpu) {
