@@ -11,11 +11,11 @@ namespace {
 
 constexpr int64_t kBlock = 64;  // rows per step of the blocked factorization
 
-// In place: the lower triangle of `a` (n × n) becomes L with a = L·Lᵀ. Row-oriented: entry (i, j)
-// is (a_ij − L[i][0..j)·L[j][0..j)) / L_jj. The rows of a block of 64 need only finished columns
-// before the block, so they are computed 4 at a time per pass over each finished row (split over
-// the threads); the block's own triangle follows row by row. False when a pivot is not positive
-// and finite.
+}  // namespace
+
+// Row-oriented: entry (i, j) is (a_ij − L[i][0..j)·L[j][0..j)) / L_jj. The rows of a block of 64
+// need only finished columns before the block, so they are computed 4 at a time per pass over each
+// finished row (split over the threads); the block's own triangle follows row by row.
 bool cholesky_lower(std::vector<double>& a, int64_t n, ThreadPool* pool) {
   double* m = a.data();
   for (int64_t b = 0; b < n; b += kBlock) {
@@ -43,8 +43,6 @@ bool cholesky_lower(std::vector<double>& a, int64_t n, ThreadPool* pool) {
   }
   return true;
 }
-
-}  // namespace
 
 bool inverse_hessian_factor(const std::vector<double>& h, int64_t n, double damping, std::vector<double>& u,
                             ThreadPool* pool) {

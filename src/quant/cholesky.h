@@ -1,4 +1,4 @@
-// Dense Cholesky work for GPTQ, in double.
+// Dense Cholesky work for GPTQ and LDLQ, in double.
 #pragma once
 
 #include <cstdint>
@@ -7,6 +7,12 @@
 namespace marlin {
 
 class ThreadPool;
+
+// In place: the lower triangle of `a` (n × n, row-major; only the lower triangle is read) becomes
+// L with a = L·Lᵀ; the strict upper triangle is left as it was. n³/6 multiply-adds, split over
+// `pool` (the result does not depend on the thread count). Returns false, leaving `a`
+// unspecified, when a pivot is not positive and finite.
+bool cholesky_lower(std::vector<double>& a, int64_t n, ThreadPool* pool = nullptr);
 
 // The upper-triangular U with (H + λI)⁻¹ = Uᵀ·U (what GPTQ calls the Cholesky factor of the
 // inverse Hessian) for a symmetric n × n matrix H (row-major; only its lower triangle is read)
