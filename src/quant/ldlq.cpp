@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "quant/dense_kernels.h"
 #include "quant/parallel.h"
 
 namespace marlin {
@@ -31,21 +32,26 @@ std::vector<float> ldlq(const float* w, int64_t rows, int64_t cols, const BlockL
   MARLIN_CHECK(bool(quantize), "LDLQ: no strip quantizer");
   std::vector<float> q(size_t(rows * n)), target(size_t(rows * b)), strip(size_t(rows * b));
   std::vector<double> err(size_t(rows * n), 0.0);  // W − Ŵ of the strips done so far
-  const double* l = ldl.l.data();
+  std::vector<double> feedback;                     // L[c0+b.., c0..c0+b) transposed: b × m
   for (int64_t k = n / b - 1; k >= 0; --k) {
-    const int64_t c0 = k * b;
-    // target_k = W_k + Σ_{j >= c0+b} E[:, j]·L[j, c0..c0+b): every row sums j in order.
-    parallel_ranges(pool, rows, 4, [&](int64_t begin, int64_t end) {
-      double acc[kMaxWidth];
-      for (int64_t r = begin; r < end; ++r) {
-        for (int64_t c = 0; c < b; ++c) acc[c] = w[r * n + c0 + c];
-        const double* e = &err[size_t(r * n)];
-        for (int64_t j = c0 + b; j < n; ++j) {
-          const double ej = e[j];
-          const double* lj = l + j * n + c0;
-          for (int64_t c = 0; c < b; ++c) acc[c] += ej * lj[c];
+    const int64_t c0 = k * b, done = c0 + b, m = n - done;
+    feedback.resize(size_t(b * m));
+    for (int64_t j = 0; j < m; ++j)
+      for (int64_t c = 0; c < b; ++c) feedback[size_t(c * m + j)] = ldl.l[size_t((done + j) * n + c0 + c)];
+    // target_k = W_k + E[:, done..n)·L[done..n, c0..c0+b): 4 rows share each pass over a column of
+    // L; every element is one dot product in a fixed order (dot_rows), whatever the threads.
+    parallel_ranges(pool, (rows + 3) / 4, 1, [&](int64_t begin, int64_t end) {
+      const double* rows_e[4];
+      double sums[4];
+      for (int64_t g = begin; g < end; ++g) {
+        const int64_t r0 = 4 * g;
+        const int count = int(std::min<int64_t>(4, rows - r0));
+        for (int t = 0; t < count; ++t) rows_e[t] = &err[size_t((r0 + t) * n + done)];
+        for (int64_t c = 0; c < b; ++c) {
+          dot_rows(rows_e, count, feedback.data() + c * m, m, sums);
+          for (int t = 0; t < count; ++t)
+            target[size_t((r0 + t) * b + c)] = float(double(w[(r0 + t) * n + c0 + c]) + sums[t]);
         }
-        for (int64_t c = 0; c < b; ++c) target[size_t(r * b + c)] = float(acc[c]);
       }
     });
     quantize(target.data(), rows, b, k, strip.data());
@@ -65,20 +71,28 @@ double proxy_loss(const float* w, const float* q, int64_t rows, int64_t cols, st
   const int64_t n = cols;
   MARLIN_CHECK(rows > 0 && cols > 0 && int64_t(hessian.size()) == n * n,
                "proxy loss: Hessian has {} entries, {} columns need {}", hessian.size(), n, n * n);
-  std::vector<double> row_loss(static_cast<size_t>(rows));
-  parallel_ranges(pool, rows, 1, [&](int64_t begin, int64_t end) {
-    std::vector<double> e(static_cast<size_t>(n));
-    for (int64_t r = begin; r < end; ++r) {
-      for (int64_t i = 0; i < n; ++i) e[size_t(i)] = double(w[r * n + i]) - double(q[r * n + i]);
-      // e·H·eᵀ from the lower triangle: Σ_i e_i·(h_ii·e_i + 2·Σ_{j<i} h_ij·e_j).
-      double total = 0.0;
+  // e·H·eᵀ from the lower triangle, Σ_i e_i·(h_ii·e_i + 2·Σ_{j<i} h_ij·e_j), 4 rows of E sharing
+  // each pass over a row of H.
+  std::vector<double> row_loss(static_cast<size_t>(rows), 0.0);
+  parallel_ranges(pool, (rows + 3) / 4, 1, [&](int64_t begin, int64_t end) {
+    std::vector<double> e(size_t(4 * n));
+    const double* rows_e[4];
+    double sums[4];
+    for (int64_t g = begin; g < end; ++g) {
+      const int64_t r0 = 4 * g;
+      const int count = int(std::min<int64_t>(4, rows - r0));
+      for (int t = 0; t < count; ++t) {
+        for (int64_t i = 0; i < n; ++i) e[size_t(t * n + i)] = double(w[(r0 + t) * n + i]) - double(q[(r0 + t) * n + i]);
+        rows_e[t] = &e[size_t(t * n)];
+      }
       for (int64_t i = 0; i < n; ++i) {
         const double* hi = &hessian[size_t(i * n)];
-        double off = 0.0;
-        for (int64_t j = 0; j < i; ++j) off += hi[j] * e[size_t(j)];
-        total += e[size_t(i)] * (hi[i] * e[size_t(i)] + 2.0 * off);
+        dot_rows(rows_e, count, hi, i, sums);
+        for (int t = 0; t < count; ++t) {
+          const double ei = rows_e[t][i];
+          row_loss[size_t(r0 + t)] += ei * (hi[i] * ei + 2.0 * sums[t]);
+        }
       }
-      row_loss[size_t(r)] = total;
     }
   });
   double loss = 0.0;
