@@ -94,10 +94,19 @@ double time_ldl_4096(ThreadPool* pool) {
   return s;
 }
 
+double load_average() {
+  double load = -1.0;
+  if (std::FILE* f = std::fopen("/proc/loadavg", "r")) {
+    if (std::fscanf(f, "%lf", &load) != 1) load = -1.0;
+    std::fclose(f);
+  }
+  return load;
+}
+
 }  // namespace
 
 int main() {
-  std::printf("{\n  \"layers\": [\n");
+  std::printf("{\n  \"load_average_at_start\": %.2f,\n  \"layers\": [\n", load_average());
   bool first = true;
   for (int threads : {1, 2}) {
     ThreadPool pool(threads);
@@ -120,6 +129,6 @@ int main() {
     std::printf("%s{\"threads\": %d, \"seconds\": %.3f}", threads == 1 ? "" : ", ", threads, s);
     std::fprintf(stderr, "block LDL n = 4096, %d thread(s): %.2f s\n", threads, s);
   }
-  std::printf("]\n}\n");
+  std::printf("],\n  \"load_average_at_end\": %.2f\n}\n", load_average());
   return 0;
 }

@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "quant/cholesky.h"
+#include "quant/hadamard.h"
 #include "quant/hessian.h"
 #include "quant/ldl.h"
 #include "quant/ldlq.h"
@@ -395,6 +396,35 @@ TEST(Ldlq, IdentityHessianIsPlainTileQuantization) {
       for (int64_t c = 0; c < 16; ++c) want[size_t(r * n + k * 16 + c)] = out[size_t(r * 16 + c)];
   }
   EXPECT_EQ(got.weights, want);
+}
+
+// The whole incoherent pipeline: LDLQ on (R_out·W·R_inᵀ, R_in·H·R_inᵀ), then the result rotated
+// back, has the same proxy loss in the original basis as LDLQ reported in the rotated one.
+TEST(Ldlq, IncoherentPipelineKeepsTheLoss) {
+  const int64_t rows = 64, n = 256;
+  const Matrix h = correlated_hessian(n, 1024, 17);
+  std::vector<float> w = gaussian(rows * n, 18);
+  w[5] = 12.0f;  // an outlier, what the rotation spreads out
+  const Rotation in(n, 19), out(rows, 20);
+  std::vector<float> wr = w;
+  Matrix hr = h;
+  rotate_weight(wr.data(), rows, n, &out, &in);
+  rotate_hessian(hr.data(), n, in);
+  const LdlqResult got = quantize_ldlq(wr.data(), rows, n, hr, grid_rtn(0.25));
+  std::vector<float> back = got.weights;
+  unrotate_weight(back.data(), rows, n, &out, &in);
+  const double loss = oracle_loss(w, back, rows, n, h);
+  // The float rotations move E by ΔE with ‖ΔE‖ <= δ = 2·(log2 128 + 2)·eps·(‖W‖ + ‖Ŵ‖) (two
+  // transforms each way). By Cauchy–Schwarz in the H inner product the loss moves by at most
+  // 2·√(ΔE·H·ΔEᵀ)·√loss + ΔE·H·ΔEᵀ, with ΔE·H·ΔEᵀ <= ‖H‖₂·δ² <= ‖H‖_F·δ².
+  double w_norm = 0.0, q_norm = 0.0;
+  for (size_t i = 0; i < w.size(); ++i) {
+    w_norm += double(w[i]) * w[i];
+    q_norm += double(back[i]) * back[i];
+  }
+  const double delta = 2 * (7 + 2) * kFloatEps * (std::sqrt(w_norm) + std::sqrt(q_norm));
+  const double moved = frobenius(h) * delta * delta;
+  EXPECT_NEAR(got.proxy_loss, loss, 2 * std::sqrt(moved * loss) + moved);
 }
 
 TEST(Ldlq, ResultsDoNotDependOnThreads) {
