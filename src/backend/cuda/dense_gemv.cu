@@ -14,23 +14,32 @@ constexpr int kWarps = 4;
 
 // One warp per weight row: 16-byte loads along K, kBatch of them in flight per lane before any
 // arithmetic (a 2048-wide row is 8 loads per lane: one round trip instead of eight), every
-// activation row against the same weights, fp32 sums reduced across the warp.
+// activation row against the same weights, fp32 sums reduced across the warp. The first weights
+// are loaded before waiting for the previous kernel (they do not depend on it; the activations do).
 constexpr int kBatch = 8;
 
 template <bool kF32Out>
 __global__ void dense_gemv_kernel(const __half* w, int rows, int cols, const __half* in, int m, void* out) {
-  pdl_prologue();
+  allow_dependent_launch();
   const int row = blockIdx.x * kWarps + threadIdx.x / 32, lane = threadIdx.x % 32;
-  if (row >= rows) return;
+  if (row >= rows) {
+    grid_dependency_wait();
+    return;
+  }
   const uint4* wr = reinterpret_cast<const uint4*>(w + static_cast<long long>(row) * cols);
   const int vectors = cols / 8;
   float acc[kDenseGemvRows] = {};
+  bool waited = false;
   for (int base = lane; base < vectors; base += 32 * kBatch) {
     uint4 wv[kBatch];
 #pragma unroll
     for (int b = 0; b < kBatch; ++b) {
       const int i = base + 32 * b;
       wv[b] = i < vectors ? __ldg(wr + i) : make_uint4(0, 0, 0, 0);
+    }
+    if (!waited) {
+      grid_dependency_wait();
+      waited = true;
     }
 #pragma unroll
     for (int b = 0; b < kBatch; ++b) {
@@ -43,7 +52,7 @@ __global__ void dense_gemv_kernel(const __half* w, int rows, int cols, const __h
 #pragma unroll
       for (int t = 0; t < kDenseGemvRows; ++t) {
         if (t >= m) break;
-        const uint4 xv = __ldg(reinterpret_cast<const uint4*>(in + static_cast<long long>(t) * cols) + i);
+        const uint4 xv = *(reinterpret_cast<const uint4*>(in + static_cast<long long>(t) * cols) + i);
         const __half2* xh = reinterpret_cast<const __half2*>(&xv);
 #pragma unroll
         for (int j = 0; j < 4; ++j) {
@@ -53,6 +62,7 @@ __global__ void dense_gemv_kernel(const __half* w, int rows, int cols, const __h
       }
     }
   }
+  if (!waited) grid_dependency_wait();
 #pragma unroll
   for (int t = 0; t < kDenseGemvRows; ++t) {
     if (t >= m) break;
