@@ -15,12 +15,13 @@ namespace {
 
 void check_bits(int k) { MARLIN_CHECK(k >= 1 && k <= 8, "trellis: {} bits per value is outside 1..8", k); }
 
-void check_shape(const TrellisShape& shape) {
+void check_shape(const TrellisShape& shape, bool circular) {
   check_bits(shape.bits);
   MARLIN_CHECK(shape.state_bits >= 2 * shape.bits && shape.state_bits <= 16,
                "trellis: state width {} is outside {}..16 for {} bits per value", shape.state_bits, 2 * shape.bits,
                shape.bits);
-  MARLIN_CHECK(shape.values >= 1 && int64_t(shape.values) * shape.bits >= shape.state_bits,
+  MARLIN_CHECK(shape.values >= 1, "trellis: {} values", shape.values);
+  MARLIN_CHECK(!circular || int64_t(shape.values) * shape.bits >= shape.state_bits,
                "trellis: {} values of {} bits are fewer bits than one {}-bit state", shape.values, shape.bits,
                shape.state_bits);
 }
@@ -113,7 +114,7 @@ void trellis_encode_tiles(const float* targets, int64_t tiles, int k, uint16_t* 
 }
 
 uint32_t trellis_circular_state(const uint8_t* symbols, const TrellisShape& shape, int t) {
-  check_shape(shape);
+  check_shape(shape, true);
   MARLIN_CHECK(symbols, "trellis: null symbols pointer");
   MARLIN_CHECK(t >= 0 && t < shape.values, "trellis: value {} is outside 0..{}", t, shape.values - 1);
   const int64_t k = shape.bits, stream_bits = int64_t(shape.values) * k;
@@ -126,7 +127,7 @@ uint32_t trellis_circular_state(const uint8_t* symbols, const TrellisShape& shap
 }
 
 double trellis_encode_circular(const float* target, const TrellisShape& shape, uint8_t* symbols) {
-  check_shape(shape);
+  check_shape(shape, true);
   check_targets(target, shape.values);
   MARLIN_CHECK(symbols, "trellis: null symbols pointer");
   TrellisViterbi viterbi;
@@ -140,7 +141,7 @@ double trellis_encode_circular(const float* target, const TrellisShape& shape, u
 }
 
 double trellis_encode_free(const float* target, const TrellisShape& shape, uint32_t* states) {
-  check_shape(shape);
+  check_shape(shape, false);
   check_targets(target, shape.values);
   MARLIN_CHECK(states, "trellis: null states pointer");
   TrellisViterbi viterbi;

@@ -67,7 +67,7 @@ void trellis_encode_tiles(const float* targets, int64_t tiles, int k, uint16_t* 
 // The same trellis at any size, for tests and experiments: `values` values, `bits` (K) bits each,
 // a `state_bits` (L) state, 2K ≤ L ≤ 16. A circular stream is given as one K-bit symbol per value
 // (the value's new bits); the state of value t is the L stream bits ending with symbol t, read
-// circularly (values·K ≥ L is required).
+// circularly (circular streams need values·K ≥ L).
 struct TrellisShape {
   int values = kTrellisTileValues;
   int bits = 2;

@@ -1,17 +1,36 @@
 #include "quant/trellis_viterbi.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "core/error.h"
 #include "quant/trellis_code.h"
 
+// 32-byte vectors are only ever passed inside always_inline helpers, so GCC's note that their
+// calling convention differs between ISA levels does not concern this file.
+#pragma GCC diagnostic ignored "-Wpsabi"
+
 namespace marlin {
 namespace {
 
+// Prefixes per block of the vector step; below this many prefixes the scalar step runs.
+constexpr int64_t kBlock = 32;
+
+// The backpointer (dropped bits h) of prefix p in one step's row of bytes. Scalar rows hold it at
+// byte p; vector rows interleave each block of 32 as eight 32-bit words, word i of a block holding
+// prefixes i, i + 8, i + 16, i + 24 in its bits 0–7, 8–15, 16–23, 24–31.
+uint32_t read_backpointer(const uint8_t* row, int64_t prefixes, int64_t p) {
+  if (prefixes < kBlock) return row[p];
+  uint32_t word;
+  std::memcpy(&word, row + (p & ~(kBlock - 1)) + 4 * (p & 7), sizeof word);
+  return (word >> (8 * ((p >> 3) & 3))) & 0xffu;
+}
+
 // One step: next[p] = min over h of previous[s >> K] + (x − v[s])² with s = (h << (L−K)) | p, and
-// backpointer[p] = the least h that attains it. Scalar form, used where 2^(L−K) < 8.
+// back[p] = the least h attaining it. Scalar form, for fewer than 32 prefixes.
 template <int K>
-void viterbi_step_scalar(const float* v, int L, float x, const float* previous, float* next, uint8_t* backpointer) {
+void viterbi_step_scalar(const float* v, int L, float x, const float* previous, float* next, uint8_t* back) {
   const int64_t prefixes = int64_t(1) << (L - K), quarter = prefixes >> K;
   for (int64_t p = 0; p < prefixes; ++p) {
     float best = INFINITY;
@@ -19,68 +38,70 @@ void viterbi_step_scalar(const float* v, int L, float x, const float* previous, 
     for (int h = 0; h < (1 << K); ++h) {
       const float d = x - v[h * prefixes + p];
       const float cost = previous[h * quarter + (p >> K)] + d * d;
-      if (cost < best || h == 0) best = cost, arg = h;
+      if (cost < best) best = cost, arg = h;
     }
     next[p] = best;
-    backpointer[p] = uint8_t(arg);
+    back[p] = uint8_t(arg);
   }
 }
 
 typedef float Floats8 __attribute__((vector_size(32)));
-typedef int32_t Ints8 __attribute__((vector_size(32)));
-typedef uint8_t Bytes8 __attribute__((vector_size(8)));
 typedef float Floats4 __attribute__((vector_size(16)));
+typedef int32_t Ints8 __attribute__((vector_size(32)));
 
 // previous[(p0 + i) >> K] for i = 0..7 (p0 a multiple of 8): 4 entries each twice (K = 1),
-// 2 entries four times (K = 2), or one entry broadcast (K ≥ 3).
+// 2 entries four times (K = 2), or one entry broadcast (K ≥ 3). Reads 4 floats for K ≤ 2.
 template <int K>
 [[gnu::always_inline]] inline Floats8 spread(const float* previous, int64_t p0) {
   const float* src = previous + (p0 >> K);
-  if constexpr (K == 1) {
+  if constexpr (K <= 2) {
     Floats4 four;
-    __builtin_memcpy(&four, src, sizeof four);
-    return __builtin_shufflevector(four, four, 0, 0, 1, 1, 2, 2, 3, 3);
-  } else if constexpr (K == 2) {
-    Floats4 four;
-    __builtin_memcpy(&four, src, sizeof four);
-    return __builtin_shufflevector(four, four, 0, 0, 0, 0, 1, 1, 1, 1);
+    std::memcpy(&four, src, sizeof four);
+    if constexpr (K == 1) return __builtin_shufflevector(four, four, 0, 0, 1, 1, 2, 2, 3, 3);
+    else return __builtin_shufflevector(four, four, 0, 0, 0, 0, 1, 1, 1, 1);
   } else {
     return Floats8{} + *src;
   }
 }
 
-// The same step, eight prefixes at a time in GCC/Clang vector types (SSE pairs by default, AVX2
-// in the clone below); identical results to the scalar form (same operations, no contraction).
+// The same step, 32 prefixes (four vectors of 8) at a time in GCC/Clang vector types (SSE pairs
+// by default, AVX2 in the clone below), the four vectors' backpointers merged bytewise into one.
 template <int K>
 [[gnu::always_inline]] inline void viterbi_step_vector(const float* v, int L, float x, const float* previous,
-                                                      float* next, uint8_t* backpointer) {
+                                                      float* next, uint8_t* back) {
   const int64_t prefixes = int64_t(1) << (L - K), quarter = prefixes >> K;
   const Floats8 target = Floats8{} + x;
-  for (int64_t p0 = 0; p0 < prefixes; p0 += 8) {
-    Floats8 values, best;
-    Ints8 arg = Ints8{};
-    __builtin_memcpy(&values, v + p0, sizeof values);
-    Floats8 d = target - values;
-    best = spread<K>(previous, p0) + d * d;
-    for (int h = 1; h < (1 << K); ++h) {
-      __builtin_memcpy(&values, v + h * prefixes + p0, sizeof values);
-      d = target - values;
-      const Floats8 cost = spread<K>(previous + h * quarter, p0) + d * d;
-      const Ints8 better = cost < best;
-      best = better ? cost : best;
-      arg = better ? Ints8{} + h : arg;
+  for (int64_t p0 = 0; p0 < prefixes; p0 += kBlock) {
+    Floats8 best[4];
+    Ints8 arg[4] = {};
+    for (int i = 0; i < 4; ++i) {
+      Floats8 values;
+      std::memcpy(&values, v + p0 + 8 * i, sizeof values);
+      const Floats8 d = target - values;
+      best[i] = spread<K>(previous, p0 + 8 * i) + d * d;
     }
-    const Bytes8 args = __builtin_convertvector(arg, Bytes8);
-    __builtin_memcpy(next + p0, &best, sizeof best);
-    __builtin_memcpy(backpointer + p0, &args, sizeof args);
+    for (int h = 1; h < (1 << K); ++h) {
+      for (int i = 0; i < 4; ++i) {
+        Floats8 values;
+        std::memcpy(&values, v + h * prefixes + p0 + 8 * i, sizeof values);
+        const Floats8 d = target - values;
+        const Floats8 cost = spread<K>(previous + h * quarter, p0 + 8 * i) + d * d;
+        const Ints8 better = cost < best[i];
+        best[i] = better ? cost : best[i];
+        arg[i] = better ? Ints8{} + h : arg[i];
+      }
+    }
+    const Ints8 merged = arg[0] | (arg[1] << 8) | (arg[2] << 16) | (arg[3] << 24);
+    std::memcpy(next + p0, best, sizeof best);
+    std::memcpy(back + p0, &merged, sizeof merged);
   }
 }
 
-#define MARLIN_TRELLIS_STEP(K)                                                                           \
-  __attribute__((target_clones("avx2", "default"))) void viterbi_step_##K(                               \
-      const float* v, int L, float x, const float* previous, float* next, uint8_t* backpointer) {        \
-    if (L - K < 3) return viterbi_step_scalar<K>(v, L, x, previous, next, backpointer);                 \
-    viterbi_step_vector<K>(v, L, x, previous, next, backpointer);                                        \
+#define MARLIN_TRELLIS_STEP(K)                                                                             \
+  __attribute__((target_clones("avx2", "default"))) void viterbi_step_##K(                                 \
+      const float* v, int L, float x, const float* previous, float* next, uint8_t* back) {                 \
+    if ((int64_t(1) << (L - K)) < kBlock) return viterbi_step_scalar<K>(v, L, x, previous, next, back);    \
+    viterbi_step_vector<K>(v, L, x, previous, next, back);                                                 \
   }
 MARLIN_TRELLIS_STEP(1)
 MARLIN_TRELLIS_STEP(2)
@@ -92,7 +113,8 @@ MARLIN_TRELLIS_STEP(7)
 MARLIN_TRELLIS_STEP(8)
 #undef MARLIN_TRELLIS_STEP
 
-constexpr size_t kCostPadding = 4;
+// spread() reads up to 4 floats from an entry on, so both cost rows carry a few unused ones.
+constexpr int64_t kCostPadding = 4;
 
 using StepFn = void (*)(const float*, int, float, const float*, float*, uint8_t*);
 
@@ -122,24 +144,20 @@ void TrellisViterbi::solve(const float* x, int T, int K, int L, int64_t start_pr
   const StepFn step = step_for(K);
   const float* v = trellis_value_table();
 
-  // spread() reads up to 4 floats from an entry on, so both cost arrays carry a few unused ones.
-  previous_.assign(size_t(prefixes) + kCostPadding, start_prefix < 0 ? 0.0f : INFINITY);
+  // Before the first value: cost 0 for the allowed prefixes of s_0 >> K.
+  previous_.assign(size_t(prefixes + kCostPadding), start_prefix < 0 ? 0.0f : INFINITY);
   if (start_prefix >= 0) previous_[size_t(start_prefix)] = 0.0f;
-  next_.assign(size_t(prefixes) + kCostPadding, 0.0f);
-  backpointers_.resize(size_t(T) * size_t(prefixes));
+  next_.assign(size_t(prefixes + kCostPadding), 0.0f);
+  backpointers_.resize(size_t(T * prefixes));
   for (int t = 0; t < T; ++t) {
-    step(v, L, x[t], previous_.data(), next_.data(), &backpointers_[size_t(t) * size_t(prefixes)]);
+    step(v, L, x[t], previous_.data(), next_.data(), &backpointers_[size_t(t * prefixes)]);
     previous_.swap(next_);
   }
 
   int64_t prefix = end_prefix;
-  if (prefix < 0) {
-    prefix = 0;
-    for (int64_t p = 1; p < prefixes; ++p)
-      if (previous_[size_t(p)] < previous_[size_t(prefix)]) prefix = p;
-  }
+  if (prefix < 0) prefix = std::min_element(previous_.begin(), previous_.begin() + prefixes) - previous_.begin();
   for (int t = T - 1; t >= 0; --t) {
-    const uint32_t h = backpointers_[size_t(t) * size_t(prefixes) + size_t(prefix)];
+    const uint32_t h = read_backpointer(&backpointers_[size_t(t * prefixes)], prefixes, prefix);
     states[t] = uint32_t((int64_t(h) << (L - K)) | prefix);
     prefix = states[t] >> K;
   }

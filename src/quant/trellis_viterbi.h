@@ -5,10 +5,10 @@
 // and a path costs Σ_t (x_t − trellis_value(s_t))². State s' has the 2^K predecessors
 // (h << (L−K)) | (s' >> K), h = 0..2^K−1, which differ only in the K bits that are dropped, so the
 // search keeps, per step, only the best cost B_t[p] over the states whose low L−K bits are p (the
-// "prefix" that the next state keeps) and which top bits h achieved it:
+// "prefix" that the next state keeps):
 //   B_t[p] = min_h ( B_{t−1}[((h << (L−K)) | p) >> K] + (x_t − v((h << (L−K)) | p))² ),
-// O(2^L) work per step whatever K is, 2^(L−K) floats of state and 2^(L−K) backpointer bytes per
-// step (4 MiB for 256 steps at L = 16, K = 2).
+// O(2^L) work per step whatever K is; two rows of 2^(L−K) floats and one backpointer byte (the h
+// that won) per prefix and step: 4 MiB for 256 steps at L = 16, K = 2 (8 MiB at K = 1).
 #pragma once
 
 #include <cstdint>
