@@ -82,7 +82,7 @@ int main(int argc, char** argv) try {
   for (int k : bits) {
     for (int threads : thread_counts) {
       const int64_t tiles = tiles_per_thread * threads;
-      std::mt19937 rng(uint32_t(k));
+      std::mt19937 rng(static_cast<uint32_t>(k));
       std::normal_distribution<float> normal(0.0f, 1.0f);
       std::vector<float> targets(size_t(tiles * kTrellisTileValues));
       for (float& x : targets) x = normal(rng);

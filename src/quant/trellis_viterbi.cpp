@@ -10,6 +10,9 @@
 // 32-byte vectors are only ever passed inside always_inline helpers, so GCC's note that their
 // calling convention differs between ISA levels does not concern this file.
 #pragma GCC diagnostic ignored "-Wpsabi"
+// The AVX-512 clone's ISA includes FMA; contracting cost + d·d into one would round differently
+// from the other clones, and the encoded streams would then depend on the machine.
+#pragma GCC optimize("fp-contract=off")
 
 namespace marlin {
 namespace {
@@ -28,7 +31,7 @@ uint32_t read_backpointer(const uint8_t* row, int64_t prefixes, int64_t p) {
 }
 
 // One step: next[p] = min over h of previous[s >> K] + (x − v[s])² with s = (h << (L−K)) | p, and
-// back[p] = the least h attaining it. Scalar form, for fewer than 32 prefixes.
+// back[p] = the least h attaining it. Scalar form, for fewer than 32 prefixes (v in state order).
 template <int K>
 void viterbi_step_scalar(const float* v, int L, float x, const float* previous, float* next, uint8_t* back) {
   const int64_t prefixes = int64_t(1) << (L - K), quarter = prefixes >> K;
@@ -48,6 +51,10 @@ void viterbi_step_scalar(const float* v, int L, float x, const float* previous, 
 typedef float Floats8 __attribute__((vector_size(32)));
 typedef float Floats4 __attribute__((vector_size(16)));
 typedef int32_t Ints8 __attribute__((vector_size(32)));
+// Unaligned views for loads and stores (memcpy into a local array would keep the accumulators in
+// memory rather than registers).
+typedef float Floats8Unaligned __attribute__((vector_size(32), aligned(4)));
+typedef int32_t Ints8Unaligned __attribute__((vector_size(32), aligned(1)));
 
 // previous[(p0 + i) >> K] for i = 0..7 (p0 a multiple of 8): 4 entries each twice (K = 1),
 // 2 entries four times (K = 2), or one entry broadcast (K ≥ 3). Reads 4 floats for K ≤ 2.
@@ -65,40 +72,39 @@ template <int K>
 }
 
 // The same step, 32 prefixes (four vectors of 8) at a time in GCC/Clang vector types (SSE pairs
-// by default, AVX2 in the clone below), the four vectors' backpointers merged bytewise into one.
+// by default; AVX2, or AVX-512VL with mask registers, in the clones below), the four vectors' backpointers merged bytewise into one.
+// `blocked` holds the codebook block-major (see block_major_values), so it streams sequentially.
 template <int K>
-[[gnu::always_inline]] inline void viterbi_step_vector(const float* v, int L, float x, const float* previous,
+[[gnu::always_inline]] inline void viterbi_step_vector(const float* blocked, int L, float x, const float* previous,
                                                       float* next, uint8_t* back) {
   const int64_t prefixes = int64_t(1) << (L - K), quarter = prefixes >> K;
   const Floats8 target = Floats8{} + x;
-  for (int64_t p0 = 0; p0 < prefixes; p0 += kBlock) {
+  for (int64_t p0 = 0; p0 < prefixes; p0 += kBlock, blocked += kBlock << K) {
     Floats8 best[4];
     Ints8 arg[4] = {};
     for (int i = 0; i < 4; ++i) {
-      Floats8 values;
-      std::memcpy(&values, v + p0 + 8 * i, sizeof values);
-      const Floats8 d = target - values;
+      const Floats8 d = target - *reinterpret_cast<const Floats8Unaligned*>(blocked + 8 * i);
       best[i] = spread<K>(previous, p0 + 8 * i) + d * d;
     }
     for (int h = 1; h < (1 << K); ++h) {
       for (int i = 0; i < 4; ++i) {
-        Floats8 values;
-        std::memcpy(&values, v + h * prefixes + p0 + 8 * i, sizeof values);
-        const Floats8 d = target - values;
+        const Floats8 d = target - *reinterpret_cast<const Floats8Unaligned*>(blocked + h * kBlock + 8 * i);
         const Floats8 cost = spread<K>(previous + h * quarter, p0 + 8 * i) + d * d;
-        const Ints8 better = cost < best[i];
-        best[i] = better ? cost : best[i];
-        arg[i] = better ? Ints8{} + h : arg[i];
+        // h only grows, so the last h that improved is the largest of (better ? h : 0): a max
+        // and a min instead of two blends.
+        const Ints8 improved = (cost < best[i]) & h;
+        best[i] = cost < best[i] ? cost : best[i];
+        arg[i] = improved > arg[i] ? improved : arg[i];
       }
     }
     const Ints8 merged = arg[0] | (arg[1] << 8) | (arg[2] << 16) | (arg[3] << 24);
-    std::memcpy(next + p0, best, sizeof best);
-    std::memcpy(back + p0, &merged, sizeof merged);
+    for (int i = 0; i < 4; ++i) *reinterpret_cast<Floats8Unaligned*>(next + p0 + 8 * i) = best[i];
+    *reinterpret_cast<Ints8Unaligned*>(back + p0) = merged;
   }
 }
 
 #define MARLIN_TRELLIS_STEP(K)                                                                             \
-  __attribute__((target_clones("avx2", "default"))) void viterbi_step_##K(                                 \
+  __attribute__((target_clones("arch=x86-64-v4", "avx2", "default"))) void viterbi_step_##K(                                 \
       const float* v, int L, float x, const float* previous, float* next, uint8_t* back) {                 \
     if ((int64_t(1) << (L - K)) < kBlock) return viterbi_step_scalar<K>(v, L, x, previous, next, back);    \
     viterbi_step_vector<K>(v, L, x, previous, next, back);                                                 \
@@ -112,6 +118,21 @@ MARLIN_TRELLIS_STEP(6)
 MARLIN_TRELLIS_STEP(7)
 MARLIN_TRELLIS_STEP(8)
 #undef MARLIN_TRELLIS_STEP
+
+// The codebook of L-bit states in the vector step's order: for each block of 32 prefixes, for each
+// h, the 32 values of states (h << (L−K)) | p (the scalar step uses plain state order).
+void block_major_values(int K, int L, std::vector<float>& out) {
+  const float* v = trellis_value_table();
+  const int64_t prefixes = int64_t(1) << (L - K);
+  out.resize(size_t(1) << L);
+  if (prefixes < kBlock) {
+    std::copy(v, v + out.size(), out.begin());
+    return;
+  }
+  float* dst = out.data();
+  for (int64_t p0 = 0; p0 < prefixes; p0 += kBlock)
+    for (int64_t h = 0; h < (int64_t(1) << K); ++h, dst += kBlock) std::copy_n(v + h * prefixes + p0, kBlock, dst);
+}
 
 // spread() reads up to 4 floats from an entry on, so both cost rows carry a few unused ones.
 constexpr int64_t kCostPadding = 4;
@@ -142,7 +163,10 @@ void TrellisViterbi::solve(const float* x, int T, int K, int L, int64_t start_pr
   const int64_t prefixes = int64_t(1) << (L - K);
   MARLIN_CHECK(start_prefix < prefixes && end_prefix < prefixes, "trellis: a prefix constraint exceeds {} bits", L - K);
   const StepFn step = step_for(K);
-  const float* v = trellis_value_table();
+  if (values_k_ != K || values_l_ != L) {
+    block_major_values(K, L, values_);
+    values_k_ = K, values_l_ = L;
+  }
 
   // Before the first value: cost 0 for the allowed prefixes of s_0 >> K.
   previous_.assign(size_t(prefixes + kCostPadding), start_prefix < 0 ? 0.0f : INFINITY);
@@ -150,7 +174,7 @@ void TrellisViterbi::solve(const float* x, int T, int K, int L, int64_t start_pr
   next_.assign(size_t(prefixes + kCostPadding), 0.0f);
   backpointers_.resize(size_t(T * prefixes));
   for (int t = 0; t < T; ++t) {
-    step(v, L, x[t], previous_.data(), next_.data(), &backpointers_[size_t(t * prefixes)]);
+    step(values_.data(), L, x[t], previous_.data(), next_.data(), &backpointers_[size_t(t * prefixes)]);
     previous_.swap(next_);
   }
 

@@ -27,6 +27,8 @@ class TrellisViterbi {
   void solve(const float* x, int T, int K, int L, int64_t start_prefix, int64_t end_prefix, uint32_t* states);
 
  private:
+  std::vector<float> values_;  // the codebook in the step's order for (values_k_, values_l_)
+  int values_k_ = 0, values_l_ = 0;
   std::vector<float> previous_, next_;
   std::vector<uint8_t> backpointers_;
 };
