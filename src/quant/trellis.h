@@ -18,11 +18,15 @@
 //
 // Tail-biting: an exact circular Viterbi would need one constrained search per value of the
 // 16 − K overlapping bits. Instead (the usual two-pass approximation): pass 1 runs an unconstrained
-// Viterbi on the sequence rotated by half a tile, so that the wrap point (after value 255) lies in
+// Viterbi on the sequence rotated by half a tile (values 128..255, 0..127; a circle shorter than
+// 64 values is repeated to 32 values each side), so that the wrap point (after value 255) lies in
 // the middle of the path, and reads the low 16 − K bits of the state of value 255; pass 2 runs an
 // exact Viterbi on the tile in order with s_0's high 16 − K bits and s_255's low 16 − K bits both
 // constrained to those bits. The result is always a valid circular stream, the best one among
-// those that share pass 1's overlap bits; tests measure how often it misses the circular optimum.
+// those that share pass 1's overlap bits. Measured (tests/quant/test_trellis.cpp): at 256 values
+// with L = 8..10 it reached the exact circular optimum in 60 of 60 cases; on circles of 3..16
+// values (T·K ≤ 2L) in 2 of 3. A shorter pass 1 costs quality at L = 16 (half-windows of 64:
+// +0.5% error at K = 2), so it spans the whole tile.
 //
 // Targets are in the codebook's unit (unit variance); callers scale them. Errors are reported as
 // Σ_t (target_t − decoded_t)², summed in double in the order t = 0..255, over the values the
