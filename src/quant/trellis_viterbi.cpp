@@ -3,35 +3,37 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <utility>
 
+#include "backend/cpu/cpu_isa.h"
 #include "core/error.h"
 #include "quant/trellis_code.h"
 
-// 32-byte vectors are only ever passed inside always_inline helpers, so GCC's note that their
-// calling convention differs between ISA levels does not concern this file.
+// Vectors are only ever passed inside always_inline helpers, so GCC's note that their calling
+// convention differs between ISA levels does not concern this file.
 #pragma GCC diagnostic ignored "-Wpsabi"
-// The AVX-512 clone's ISA includes FMA; contracting cost + d·d into one would round differently
-// from the other clones, and the encoded streams would then depend on the machine.
+// The AVX-512 ISA includes FMA; contracting cost + d·d into one would round differently from the
+// other paths, and the encoded streams would then depend on the machine.
 #pragma GCC optimize("fp-contract=off")
 
 namespace marlin {
 namespace {
 
 // Prefixes per block of the vector step; below this many prefixes the scalar step runs.
-constexpr int64_t kBlock = 32;
+constexpr int64_t kBlock = 64;
 
 // The backpointer (dropped bits h) of prefix p in one step's row of bytes. Scalar rows hold it at
-// byte p; vector rows interleave each block of 32 as eight 32-bit words, word i of a block holding
-// prefixes i, i + 8, i + 16, i + 24 in its bits 0–7, 8–15, 16–23, 24–31.
+// byte p; vector rows store each block of 64 as sixteen 32-bit words, word i holding prefixes i,
+// i + 16, i + 32, i + 48 in its bits 0–7, 8–15, 16–23, 24–31 (the same for every vector width).
 uint32_t read_backpointer(const uint8_t* row, int64_t prefixes, int64_t p) {
   if (prefixes < kBlock) return row[p];
   uint32_t word;
-  std::memcpy(&word, row + (p & ~(kBlock - 1)) + 4 * (p & 7), sizeof word);
-  return (word >> (8 * ((p >> 3) & 3))) & 0xffu;
+  std::memcpy(&word, row + (p & ~(kBlock - 1)) + 4 * (p & 15), sizeof word);
+  return (word >> (8 * ((p >> 4) & 3))) & 0xffu;
 }
 
 // One step: next[p] = min over h of previous[s >> K] + (x − v[s])² with s = (h << (L−K)) | p, and
-// back[p] = the least h attaining it. Scalar form, for fewer than 32 prefixes (v in state order).
+// back[p] = the least h attaining it. Scalar form, for fewer than 64 prefixes (v in state order).
 template <int K>
 void viterbi_step_scalar(const float* v, int L, float x, const float* previous, float* next, uint8_t* back) {
   const int64_t prefixes = int64_t(1) << (L - K), quarter = prefixes >> K;
@@ -48,66 +50,91 @@ void viterbi_step_scalar(const float* v, int L, float x, const float* previous, 
   }
 }
 
-typedef float Floats8 __attribute__((vector_size(32)));
-typedef float Floats4 __attribute__((vector_size(16)));
-typedef int32_t Ints8 __attribute__((vector_size(32)));
-// Unaligned views for loads and stores (memcpy into a local array would keep the accumulators in
-// memory rather than registers).
-typedef float Floats8Unaligned __attribute__((vector_size(32), aligned(4)));
-typedef int32_t Ints8Unaligned __attribute__((vector_size(32), aligned(1)));
+// Vector types of W lanes (GCC/Clang extensions; the compiler maps them onto what the function's
+// ISA has: SSE pairs, AVX2 registers, AVX-512 registers with mask-register compares).
+template <int W>
+struct Lanes {
+  typedef float Floats __attribute__((vector_size(4 * W)));
+  typedef int32_t Ints __attribute__((vector_size(4 * W)));
+  // Unaligned views for loads and stores (memcpy into local arrays would keep the accumulators
+  // in memory rather than registers).
+  typedef float FloatsUnaligned __attribute__((vector_size(4 * W), aligned(4)));
+  typedef int32_t IntsUnaligned __attribute__((vector_size(4 * W), aligned(1)));
+};
 
-// previous[(p0 + i) >> K] for i = 0..7 (p0 a multiple of 8): 4 entries each twice (K = 1),
-// 2 entries four times (K = 2), or one entry broadcast (K ≥ 3). Reads 4 floats for K ≤ 2.
-template <int K>
-[[gnu::always_inline]] inline Floats8 spread(const float* previous, int64_t p0) {
+// previous[(p0 + i) >> K] for i = 0..W−1 (p0 a multiple of W): each of W / 2^K entries repeated
+// 2^K times, or one entry broadcast. Reads W floats (the cost rows are padded).
+template <int K, int W, size_t... I>
+[[gnu::always_inline]] inline typename Lanes<W>::Floats spread(const float* previous, int64_t p0,
+                                                                std::index_sequence<I...>) {
   const float* src = previous + (p0 >> K);
-  if constexpr (K <= 2) {
-    Floats4 four;
-    std::memcpy(&four, src, sizeof four);
-    if constexpr (K == 1) return __builtin_shufflevector(four, four, 0, 0, 1, 1, 2, 2, 3, 3);
-    else return __builtin_shufflevector(four, four, 0, 0, 0, 0, 1, 1, 1, 1);
+  constexpr int kDistinct = W >> K;
+  if constexpr (kDistinct <= 1) {
+    return typename Lanes<W>::Floats{} + *src;
   } else {
-    return Floats8{} + *src;
+    // A full-width load and a same-width permutation (GCC lowers narrower sources poorly).
+    typename Lanes<W>::Floats source;
+    std::memcpy(&source, src, sizeof source);
+    return __builtin_shufflevector(source, source, int(I >> K)...);
   }
 }
 
-// The same step, 32 prefixes (four vectors of 8) at a time in GCC/Clang vector types (SSE pairs
-// by default; AVX2, or AVX-512VL with mask registers, in the clones below), the four vectors' backpointers merged bytewise into one.
-// `blocked` holds the codebook block-major (see block_major_values), so it streams sequentially.
-template <int K>
+// The same step, one block of 64 prefixes (64 / W vectors) at a time; the vectors' backpointers
+// are merged bytewise into sixteen words (see read_backpointer). `blocked` holds the codebook
+// block-major (see block_major_values), so it streams sequentially.
+template <int K, int W>
 [[gnu::always_inline]] inline void viterbi_step_vector(const float* blocked, int L, float x, const float* previous,
                                                       float* next, uint8_t* back) {
+  using Floats = typename Lanes<W>::Floats;
+  using Ints = typename Lanes<W>::Ints;
+  using FloatsUnaligned = typename Lanes<W>::FloatsUnaligned;
+  using IntsUnaligned = typename Lanes<W>::IntsUnaligned;
+  constexpr int kVectors = int(kBlock) / W, kGroups = 16 / W;
+  constexpr auto lanes = std::make_index_sequence<W>{};
   const int64_t prefixes = int64_t(1) << (L - K), quarter = prefixes >> K;
-  const Floats8 target = Floats8{} + x;
+  const Floats target = Floats{} + x;
   for (int64_t p0 = 0; p0 < prefixes; p0 += kBlock, blocked += kBlock << K) {
-    Floats8 best[4];
-    Ints8 arg[4] = {};
-    for (int i = 0; i < 4; ++i) {
-      const Floats8 d = target - *reinterpret_cast<const Floats8Unaligned*>(blocked + 8 * i);
-      best[i] = spread<K>(previous, p0 + 8 * i) + d * d;
+    Floats best[kVectors];
+    Ints arg[kVectors] = {};
+    for (int i = 0; i < kVectors; ++i) {
+      const Floats d = target - *reinterpret_cast<const FloatsUnaligned*>(blocked + W * i);
+      best[i] = spread<K, W>(previous, p0 + W * i, lanes) + d * d;
     }
     for (int h = 1; h < (1 << K); ++h) {
-      for (int i = 0; i < 4; ++i) {
-        const Floats8 d = target - *reinterpret_cast<const Floats8Unaligned*>(blocked + h * kBlock + 8 * i);
-        const Floats8 cost = spread<K>(previous + h * quarter, p0 + 8 * i) + d * d;
+      for (int i = 0; i < kVectors; ++i) {
+        const Floats d = target - *reinterpret_cast<const FloatsUnaligned*>(blocked + h * kBlock + W * i);
+        const Floats cost = spread<K, W>(previous + h * quarter, p0 + W * i, lanes) + d * d;
         // h only grows, so the last h that improved is the largest of (better ? h : 0): a max
         // and a min instead of two blends.
-        const Ints8 improved = (cost < best[i]) & h;
+        const Ints improved = (cost < best[i]) & h;
         best[i] = cost < best[i] ? cost : best[i];
         arg[i] = improved > arg[i] ? improved : arg[i];
       }
     }
-    const Ints8 merged = arg[0] | (arg[1] << 8) | (arg[2] << 16) | (arg[3] << 24);
-    for (int i = 0; i < 4; ++i) *reinterpret_cast<Floats8Unaligned*>(next + p0 + 8 * i) = best[i];
-    *reinterpret_cast<Ints8Unaligned*>(back + p0) = merged;
+    for (int i = 0; i < kVectors; ++i) *reinterpret_cast<FloatsUnaligned*>(next + p0 + W * i) = best[i];
+    for (int g = 0; g < kGroups; ++g) {
+      const Ints merged = arg[g] | (arg[g + kGroups] << 8) | (arg[g + 2 * kGroups] << 16) | (arg[g + 3 * kGroups] << 24);
+      *reinterpret_cast<IntsUnaligned*>(back + p0 + 4 * W * g) = merged;
+    }
   }
 }
 
-#define MARLIN_TRELLIS_STEP(K)                                                                             \
-  __attribute__((target_clones("arch=x86-64-v4", "avx2", "default"))) void viterbi_step_##K(                                 \
-      const float* v, int L, float x, const float* previous, float* next, uint8_t* back) {                 \
-    if ((int64_t(1) << (L - K)) < kBlock) return viterbi_step_scalar<K>(v, L, x, previous, next, back);    \
-    viterbi_step_vector<K>(v, L, x, previous, next, back);                                                 \
+// One function per K and ISA: 16 lanes with AVX-512, 8 with AVX2, 8 in SSE pairs otherwise; all
+// give identical results (the same IEEE operations per lane, no contraction).
+#define MARLIN_TRELLIS_STEP(K)                                                                               \
+  void viterbi_step_##K##_generic(const float* v, int L, float x, const float* previous, float* next,        \
+                                  uint8_t* back) {                                                           \
+    if ((int64_t(1) << (L - K)) < kBlock) return viterbi_step_scalar<K>(v, L, x, previous, next, back);      \
+    viterbi_step_vector<K, 8>(v, L, x, previous, next, back);                                                \
+  }                                                                                                          \
+  __attribute__((target("avx2"))) void viterbi_step_##K##_avx2(const float* v, int L, float x,              \
+                                                                const float* previous, float* next,          \
+                                                                uint8_t* back) {                             \
+    viterbi_step_vector<K, 8>(v, L, x, previous, next, back);                                                \
+  }                                                                                                          \
+  __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq"))) void viterbi_step_##K##_avx512(              \
+      const float* v, int L, float x, const float* previous, float* next, uint8_t* back) {                   \
+    viterbi_step_vector<K, 16>(v, L, x, previous, next, back);                                               \
   }
 MARLIN_TRELLIS_STEP(1)
 MARLIN_TRELLIS_STEP(2)
@@ -119,8 +146,8 @@ MARLIN_TRELLIS_STEP(7)
 MARLIN_TRELLIS_STEP(8)
 #undef MARLIN_TRELLIS_STEP
 
-// The codebook of L-bit states in the vector step's order: for each block of 32 prefixes, for each
-// h, the 32 values of states (h << (L−K)) | p (the scalar step uses plain state order).
+// The codebook of L-bit states in the vector step's order: for each block of 64 prefixes, for each
+// h, the 64 values of states (h << (L−K)) | p (the scalar step uses plain state order).
 void block_major_values(int K, int L, std::vector<float>& out) {
   const float* v = trellis_value_table();
   const int64_t prefixes = int64_t(1) << (L - K);
@@ -134,23 +161,30 @@ void block_major_values(int K, int L, std::vector<float>& out) {
     for (int64_t h = 0; h < (int64_t(1) << K); ++h, dst += kBlock) std::copy_n(v + h * prefixes + p0, kBlock, dst);
 }
 
-// spread() reads up to 4 floats from an entry on, so both cost rows carry a few unused ones.
-constexpr int64_t kCostPadding = 4;
+// spread() reads up to 16 floats from an entry on, so both cost rows carry a few unused ones.
+constexpr int64_t kCostPadding = 16;
 
 using StepFn = void (*)(const float*, int, float, const float*, float*, uint8_t*);
 
-StepFn step_for(int K) {
+// The step for K on this machine (or the level MARLIN_CPU_ISA / set_cpu_isa_override asks for);
+// the generic one, which runs the scalar step, when there are fewer prefixes than one block.
+StepFn step_for(int K, int64_t prefixes) {
+  const cpu::CpuIsa isa = cpu::active_cpu_isa();
+  const int level = prefixes < kBlock || isa == cpu::CpuIsa::Scalar ? 0 : isa == cpu::CpuIsa::Avx512 ? 2 : 1;
+#define MARLIN_TRELLIS_CASE(K) \
+  case K: return level == 2 ? viterbi_step_##K##_avx512 : level == 1 ? viterbi_step_##K##_avx2 : viterbi_step_##K##_generic;
   switch (K) {
-    case 1: return viterbi_step_1;
-    case 2: return viterbi_step_2;
-    case 3: return viterbi_step_3;
-    case 4: return viterbi_step_4;
-    case 5: return viterbi_step_5;
-    case 6: return viterbi_step_6;
-    case 7: return viterbi_step_7;
-    case 8: return viterbi_step_8;
+    MARLIN_TRELLIS_CASE(1)
+    MARLIN_TRELLIS_CASE(2)
+    MARLIN_TRELLIS_CASE(3)
+    MARLIN_TRELLIS_CASE(4)
+    MARLIN_TRELLIS_CASE(5)
+    MARLIN_TRELLIS_CASE(6)
+    MARLIN_TRELLIS_CASE(7)
+    MARLIN_TRELLIS_CASE(8)
     default: fail("trellis: {} bits per value is outside 1..8", K);
   }
+#undef MARLIN_TRELLIS_CASE
 }
 
 }  // namespace
@@ -162,7 +196,7 @@ void TrellisViterbi::solve(const float* x, int T, int K, int L, int64_t start_pr
   MARLIN_CHECK(T >= 1, "trellis: {} values", T);
   const int64_t prefixes = int64_t(1) << (L - K);
   MARLIN_CHECK(start_prefix < prefixes && end_prefix < prefixes, "trellis: a prefix constraint exceeds {} bits", L - K);
-  const StepFn step = step_for(K);
+  const StepFn step = step_for(K, prefixes);
   if (values_k_ != K || values_l_ != L) {
     block_major_values(K, L, values_);
     values_k_ = K, values_l_ = L;

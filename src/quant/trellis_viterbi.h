@@ -8,7 +8,9 @@
 // "prefix" that the next state keeps):
 //   B_t[p] = min_h ( B_{t−1}[((h << (L−K)) | p) >> K] + (x_t − v((h << (L−K)) | p))² ),
 // O(2^L) work per step whatever K is; two rows of 2^(L−K) floats and one backpointer byte (the h
-// that won) per prefix and step: 4 MiB for 256 steps at L = 16, K = 2 (8 MiB at K = 1).
+// that won) per prefix and step: 4 MiB for 256 steps at L = 16, K = 2 (8 MiB at K = 1). The step
+// runs 16 lanes wide with AVX-512, 8 with AVX2, else in portable code (backend/cpu/cpu_isa.h picks;
+// MARLIN_CPU_ISA overrides), with identical results on every path.
 #pragma once
 
 #include <cstdint>

@@ -7,9 +7,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <optional>
 #include <random>
 #include <vector>
 
+#include "backend/cpu/cpu_isa.h"
 #include "core/error.h"
 #include "core/half.h"
 #include "core/thread_pool.h"
@@ -306,6 +308,28 @@ TEST(Trellis, ResultsDoNotDependOnThreads) {
   std::vector<uint16_t> single(size_t(trellis_tile_words(k)));
   EXPECT_EQ(trellis_encode_tile(x.data() + 2 * kTrellisTileValues, k, single.data()), errors1[2]);
   EXPECT_TRUE(std::equal(single.begin(), single.end(), packed1.begin() + 2 * trellis_tile_words(k)));
+}
+
+// The step runs at 16 lanes (AVX-512), 8 (AVX2) or in SSE pairs / scalar code; every level this
+// machine supports must give the same streams bit for bit (same IEEE operations, no contraction).
+TEST(Trellis, ResultsDoNotDependOnTheInstructionSet) {
+  const int64_t tiles = 2;
+  const std::vector<float> x = gaussian(size_t(tiles * kTrellisTileValues), 13);
+  struct Restore {
+    ~Restore() { cpu::set_cpu_isa_override(std::nullopt); }
+  } restore;
+  for (int k : {1, 2, 3, 4, 8}) {
+    std::vector<uint16_t> reference;
+    for (cpu::CpuIsa isa : {cpu::CpuIsa::Scalar, cpu::CpuIsa::Avx2, cpu::CpuIsa::Avx512}) {
+      if (!cpu::cpu_supports(isa)) continue;
+      cpu::set_cpu_isa_override(isa);
+      std::vector<uint16_t> packed(size_t(tiles * trellis_tile_words(k)));
+      std::vector<double> errors(static_cast<size_t>(tiles));
+      trellis_encode_tiles(x.data(), tiles, k, packed.data(), errors.data(), nullptr);
+      if (reference.empty()) reference = packed;
+      EXPECT_EQ(packed, reference) << "k=" << k << " isa=" << cpu::cpu_isa_name(isa);
+    }
+  }
 }
 
 TEST(Trellis, BadArgumentsThrow) {
