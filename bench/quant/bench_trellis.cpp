@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "backend/cpu/cpu_isa.h"
 #include "core/thread_pool.h"
 #include "quant/trellis.h"
 
@@ -74,11 +75,12 @@ int main(int argc, char** argv) try {
   if (hardware > 1) thread_counts.push_back(hardware);
   nlohmann::json report;
   report["cpu"] = cpu_model();
+  report["isa"] = std::string(cpu::cpu_isa_name(cpu::active_cpu_isa()));
   report["hardware_threads"] = hardware;
   report["load_average_at_start"] = load_average();
   report["encode"] = nlohmann::json::array();
-  std::fprintf(stderr, "trellis_encode_tiles, N(0,1) targets, 16-bit state, 256-value tiles (%s)\n",
-               report["cpu"].get<std::string>().c_str());
+  std::fprintf(stderr, "trellis_encode_tiles, N(0,1) targets, 16-bit state, 256-value tiles (%s, %s)\n",
+               report["cpu"].get<std::string>().c_str(), report["isa"].get<std::string>().c_str());
   for (int k : bits) {
     for (int threads : thread_counts) {
       const int64_t tiles = tiles_per_thread * threads;
