@@ -1,7 +1,8 @@
 // AVX2 + FMA + F16C trellis kernels (trellis_matmul.h). The codebook of quant/trellis_code.h, 8
 // states at a time: a 32-bit multiply-add, the piece mask, the two fp16 pieces widened to fp32 by
-// integer ops (they are always normal), an exact fp32 add, and one F16C round trip for the
-// fp16 rounding of the sum (vcvtps2ph rounds to nearest even, as the codebook says).
+// integer ops (they are always normal), an exact fp32 add, and one F16C round trip for the fp16
+// rounding of the sum (vcvtps2ph rounds to nearest even, as the codebook says). Widening the
+// pieces with F16C and a horizontal add instead measured slower: it piles shuffles on one port.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -23,27 +24,52 @@
 namespace marlin::cpu::detail {
 namespace {
 
-// Where the state of value t sits, for one K: the state is (window[word[t]] >> shift[t]) & 0xffff
-// with window[w] = words[w] << 16 | words[w + 1] (circularly), as trellis_tile_state reads it.
-struct StateIndex {
-  alignas(32) int32_t word[kTrellisTileValues];
-  alignas(32) int32_t shift[kTrellisTileValues];
+// State extraction without gathers. With the tile's stream as bytes P (MSB-first bits), preceded
+// by its last 2 bytes (the circular wrap), the state of value t is the 16 bits starting at bit
+// (t + 1)·K of P. Values 8g..8g+7 start within P[g·K .. g·K + 10] (bit (i + 1)·K ≤ 64 past g·K·8,
+// plus 3 bytes), so one 16-byte load per group, broadcast to both lanes, and one byte shuffle put
+// each value's 3 bytes in its 32-bit lane (big-endian: v = P[b]<<16 | P[b+1]<<8 | P[b+2]); then
+// state = (v >> (8 − bit mod 8)) & 0xffff. The masks are the same for every group since 8·K bits
+// is K whole bytes.
+struct GroupShuffle {
+  alignas(32) int8_t bytes[32];
+  alignas(32) int32_t shift[8];
 };
 
-const StateIndex& state_index(int k) {
-  static const std::array<StateIndex, 8> tables = [] {
-    std::array<StateIndex, 8> out{};
+const GroupShuffle& group_shuffle(int k) {
+  static const std::array<GroupShuffle, 8> tables = [] {
+    std::array<GroupShuffle, 8> out{};
     for (int kk = 1; kk <= 8; ++kk) {
-      const int stream_bits = kTrellisTileValues * kk;
-      for (int t = 0; t < kTrellisTileValues; ++t) {
-        const int start = (t * kk + kk - kTrellisStateBits + stream_bits) % stream_bits;
-        out[size_t(kk - 1)].word[t] = start >> 4;
-        out[size_t(kk - 1)].shift[t] = 16 - (start & 15);
+      GroupShuffle& g = out[size_t(kk - 1)];
+      for (int lane = 0; lane < 8; ++lane) {
+        const int bit = (lane + 1) * kk, byte = bit >> 3;
+        int8_t* b = g.bytes + 4 * lane;  // lanes 4..7 read the same 16 bytes from the high half
+        b[0] = int8_t(byte + 2);
+        b[1] = int8_t(byte + 1);
+        b[2] = int8_t(byte);
+        b[3] = int8_t(0x80);  // zero
+        g.shift[lane] = 8 - (bit & 7);
       }
     }
     return out;
   }();
   return tables[size_t(k - 1)];
+}
+
+// The padded stream bytes of one tile: P[0..1] = the stream's last 2 bytes, P[2..] = the stream
+// (each little-endian stored word's bytes swapped), then zeros up to the last group's 16-byte load.
+constexpr int kPaddedBytes = 2 + 32 * 8 + 16;
+
+void load_stream(const uint8_t* tile, int k, uint8_t* padded) {
+  const __m256i swap = _mm256_setr_epi8(1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14, 1, 0, 3, 2, 5, 4, 7, 6, 9,
+                                        8, 11, 10, 13, 12, 15, 14);
+  for (int c = 0; c < k; ++c) {
+    const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tile + 32 * c));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(padded + 2 + 32 * c), _mm256_shuffle_epi8(raw, swap));
+  }
+  padded[0] = padded[2 + 32 * k - 2];
+  padded[1] = padded[2 + 32 * k - 1];
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(padded + 2 + 32 * k), _mm_setzero_si128());
 }
 
 // fp16 bits (normal numbers only) in the low 16 bits of each lane -> fp32.
@@ -65,18 +91,19 @@ inline __m256 trellis_values8(__m256i state) {
   return _mm256_mul_ps(_mm256_cvtph_ps(code), _mm256_set1_ps(kTrellisScale));
 }
 
-void decode_tile(const uint16_t* words, int k, float* out) {
-  const int n = trellis_tile_words(k);
-  alignas(32) uint32_t window[kTrellisMaxTileWords];
-  for (int w = 0; w < n; ++w) window[w] = uint32_t(words[w]) << 16 | words[w + 1 == n ? 0 : w + 1];
-  const StateIndex& index = state_index(k);
+// Decodes the tile whose stored bytes (little-endian words) start at `tile`.
+void decode_tile(const uint8_t* tile, int k, float* out) {
+  alignas(32) uint8_t padded[kPaddedBytes];
+  load_stream(tile, k, padded);
+  const GroupShuffle& g = group_shuffle(k);
+  const __m256i bytes = _mm256_load_si256(reinterpret_cast<const __m256i*>(g.bytes));
+  const __m256i shift = _mm256_load_si256(reinterpret_cast<const __m256i*>(g.shift));
   const __m256i low16 = _mm256_set1_epi32(0xffff);
-  for (int t = 0; t < kTrellisTileValues; t += 8) {
-    const __m256i at = _mm256_load_si256(reinterpret_cast<const __m256i*>(index.word + t));
-    const __m256i shift = _mm256_load_si256(reinterpret_cast<const __m256i*>(index.shift + t));
-    const __m256i win = _mm256_i32gather_epi32(reinterpret_cast<const int*>(window), at, 4);
-    const __m256i state = _mm256_and_si256(_mm256_srlv_epi32(win, shift), low16);
-    _mm256_store_ps(out + t, trellis_values8(state));
+  for (int group = 0; group < kTrellisTileValues / 8; ++group) {
+    const __m256i src =
+        _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(padded + group * k)));
+    const __m256i state = _mm256_and_si256(_mm256_srlv_epi32(_mm256_shuffle_epi8(src, bytes), shift), low16);
+    _mm256_store_ps(out + 8 * group, trellis_values8(state));
   }
 }
 
@@ -90,12 +117,11 @@ inline float horizontal_sum(__m256 v) {
 
 void trellis_decode_tile_avx2(const uint16_t* words, int k, float* out) {
   alignas(32) float tile[kTrellisTileValues];
-  decode_tile(words, k, tile);
+  decode_tile(reinterpret_cast<const uint8_t*>(words), k, tile);  // little-endian host
   std::copy(tile, tile + kTrellisTileValues, out);
 }
 
 void trellis_strips_avx2(const QuantTensor& w, const float* x, int64_t m, int64_t s0, int64_t s1, float* y) {
-  uint16_t words[kTrellisMaxTileWords];
   alignas(32) float tile[kTrellisTileValues];
   // acc[c·16 + rr]: 8 partial sums of row rr for activation row c (summed across lanes at the end).
   __m256 acc[kTrellisActRows * 16];
@@ -105,8 +131,7 @@ void trellis_strips_avx2(const QuantTensor& w, const float* x, int64_t m, int64_
       const int64_t rows_here = std::min(kTrellisActRows, m - c0);
       std::fill(acc, acc + rows_here * 16, _mm256_setzero_ps());
       for (int64_t j = 0; j < w.cols / 16; ++j) {
-        trellis_load_tile(w, s, j, words);
-        decode_tile(words, k, tile);
+        decode_tile(w.codes + trellis_tile_offset(w, s, j), k, tile);
         for (int64_t c = 0; c < rows_here; ++c) {
           const float* xc = x + (c0 + c) * w.cols + 16 * j;
           const __m256 x0 = _mm256_loadu_ps(xc), x1 = _mm256_loadu_ps(xc + 8);
