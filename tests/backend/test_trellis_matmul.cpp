@@ -1,6 +1,6 @@
 // cpu::matmul on trellis weights (backend/cpu/trellis_matmul.h) against Ŵ·x in double, Ŵ from the
 // reference dequantizer (itself checked against an independent oracle in tests/quant), on the
-// scalar and AVX2 paths, awkward shapes and batch sizes.
+// scalar, AVX2 and AVX-512 paths, awkward shapes and batch sizes.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -24,8 +24,7 @@ using test::pool;
 
 double gamma(double n) { return n * kUnit / (1 - n * kUnit); }
 
-TEST(TrellisMatmul, Avx2TileDecoderIsBitExact) {
-  if (!cpu_supports(CpuIsa::Avx2)) GTEST_SKIP() << "no AVX2";
+TEST(TrellisMatmul, SimdTileDecodersAreBitExact) {
   std::mt19937_64 rng(11);
   for (int k = 1; k <= 8; ++k)
     for (int rep = 0; rep < 50; ++rep) {
@@ -33,8 +32,13 @@ TEST(TrellisMatmul, Avx2TileDecoderIsBitExact) {
       for (auto& w : words) w = uint16_t(rng());
       float want[256], got[256];
       trellis_decode_tile(words.data(), k, want);
-      detail::trellis_decode_tile_avx2(words.data(), k, got);
-      for (int t = 0; t < 256; ++t) ASSERT_EQ(std::bit_cast<uint32_t>(got[t]), std::bit_cast<uint32_t>(want[t])) << k << " " << t;
+      for (CpuIsa isa : {CpuIsa::Avx2, CpuIsa::Avx512}) {
+        if (!cpu_supports(isa)) continue;
+        if (isa == CpuIsa::Avx2) detail::trellis_decode_tile_avx2(words.data(), k, got);
+        else detail::trellis_decode_tile_avx512(words.data(), k, got);
+        for (int t = 0; t < 256; ++t)
+          ASSERT_EQ(std::bit_cast<uint32_t>(got[t]), std::bit_cast<uint32_t>(want[t])) << cpu_isa_name(isa) << " K=" << k << " " << t;
+      }
     }
 }
 
@@ -47,8 +51,8 @@ struct Case {
 // n·u/(1 − n·u), each stage an orthogonal map or a dot product):
 //   x' = R_in·x:   log2(b_in) + 1 roundings per value of a b_in-term sum of ±x/√b_in, so
 //                  ‖δx'‖ ≤ γ·√b_in·‖x‖;
-//   y' = Ŵ'·x':    per row at most max(cols/8 + 4, cols/16 + 17) roundings (8-lane FMA chains and a
-//                  lane sum; or 16-term dots added per tile) + 1 for s_r applied last, so
+//   y' = Ŵ'·x':    per row at most max(cols/8 + 4, cols/16 + 17) roundings (8- or 16-lane FMA
+//                  chains and a lane sum; or 16-term dots added per tile) + 1 for s_r applied last, so
 //                  ‖δy'‖ ≤ γ·‖Ŵ'‖_F·‖x'‖ + ‖Ŵ'‖_F·‖δx'‖;
 //   y = R_outᵀ·y': ‖δy‖ ≤ ‖δy'‖ + γ·√b_out·‖y'‖, ‖y'‖ ≤ ‖Ŵ'‖_F·‖x‖.
 // ‖Ŵ'‖_F = ‖Ŵ‖_F (rotations are orthogonal); the oracle's fp32-rounded Ŵ adds u·‖Ŵ‖_F·‖x‖.
@@ -84,7 +88,7 @@ TEST(TrellisMatmul, MatchesTheDequantizedMatrix) {
           want[size_t(i * c.rows + r)] = acc;
         }
       std::vector<float> first;
-      for (CpuIsa isa : {CpuIsa::Scalar, CpuIsa::Avx2}) {
+      for (CpuIsa isa : {CpuIsa::Scalar, CpuIsa::Avx2, CpuIsa::Avx512}) {
         if (!cpu_supports(isa)) continue;
         IsaGuard guard(isa);
         for (int threads : {1, 3}) {
