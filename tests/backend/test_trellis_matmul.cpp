@@ -37,7 +37,8 @@ TEST(TrellisMatmul, SimdTileDecodersAreBitExact) {
         if (isa == CpuIsa::Avx2) detail::trellis_decode_tile_avx2(words.data(), k, got);
         else detail::trellis_decode_tile_avx512(words.data(), k, got);
         for (int t = 0; t < 256; ++t)
-          ASSERT_EQ(std::bit_cast<uint32_t>(got[t]), std::bit_cast<uint32_t>(want[t])) << cpu_isa_name(isa) << " K=" << k << " " << t;
+          ASSERT_EQ(std::bit_cast<uint32_t>(got[t]), std::bit_cast<uint32_t>(want[t]))
+              << cpu_isa_name(isa) << " K=" << k << " " << t;
       }
     }
 }
@@ -104,7 +105,8 @@ TEST(TrellisMatmul, MatchesTheDequantizedMatrix) {
               err += d * d;
               y_norm += want[size_t(i * c.rows + r)] * want[size_t(i * c.rows + r)];
             }
-            for (int64_t k = 0; k < c.cols; ++k) x_norm += double(x[size_t(i * c.cols + k)]) * x[size_t(i * c.cols + k)];
+            for (int64_t k = 0; k < c.cols; ++k)
+              x_norm += double(x[size_t(i * c.cols + k)]) * x[size_t(i * c.cols + k)];
             ASSERT_LE(std::sqrt(err), error_bound(c, w_norm, std::sqrt(x_norm))) << "row " << i;
             worst = std::max(worst, std::sqrt(err / y_norm));
           }

@@ -23,8 +23,8 @@ TEST(MarlinTrellis, SeedText) {
   EXPECT_EQ(marlin_seed_text(0xfedcba9876543210ull), "0xfedcba9876543210");
   EXPECT_EQ(marlin_seed_text(1), "0x0000000000000001");
   EXPECT_EQ(parse_marlin_seed("0xFEDCBA9876543210"), 0xfedcba9876543210ull);
-  for (const char* bad : {"", "0x", "fedcba9876543210", "0xfedcba987654321", "0xfedcba98765432100", "0xfedcba987654321g",
-                          "0Xfedcba9876543210", " 0xfedcba987654321"})
+  for (const char* bad : {"", "0x", "fedcba9876543210", "0xfedcba987654321", "0xfedcba98765432100",
+                          "0xfedcba987654321g", "0Xfedcba9876543210", " 0xfedcba987654321"})
     EXPECT_FALSE(parse_marlin_seed(bad).has_value()) << bad;
 }
 
