@@ -90,6 +90,21 @@ inline __m512 decode_row(const uint8_t* padded, int k, int row, __m512i permutat
   return trellis_values16(state);
 }
 
+// m = 1: the 16 row sums of one strip stay in registers (the unrolled row loop names each one).
+void strip_gemv(const QuantTensor& w, const float* x, int64_t s, const __m512i permutation, const __m512i shift,
+                uint8_t* padded, float* y) {
+  const int k = w.format.bits;
+  __m512 acc[16];
+  for (auto& a : acc) a = _mm512_setzero_ps();
+  for (int64_t j = 0; j < w.cols / 16; ++j) {
+    load_stream(w.codes + trellis_tile_offset(w, s, j), k, padded);
+    const __m512 xj = _mm512_loadu_ps(x + 16 * j);
+#pragma GCC unroll 16
+    for (int rr = 0; rr < 16; ++rr) acc[rr] = _mm512_fmadd_ps(decode_row(padded, k, rr, permutation, shift), xj, acc[rr]);
+  }
+  for (int rr = 0; rr < 16; ++rr) y[16 * s + rr] = trellis_row_scale(w, 16 * s + rr) * _mm512_reduce_add_ps(acc[rr]);
+}
+
 }  // namespace
 
 void trellis_decode_tile_avx512(const uint16_t* words, int k, float* out) {
@@ -109,6 +124,10 @@ void trellis_strips_avx512(const QuantTensor& w, const float* x, int64_t m, int6
   const RowPermutation& p = row_permutation(k);
   const __m512i permutation = _mm512_load_si512(p.bytes), shift = _mm512_load_si512(p.shift);
   for (int64_t s = s0; s < s1; ++s) {
+    if (m == 1) {
+      strip_gemv(w, x, s, permutation, shift, padded, y);
+      continue;
+    }
     for (int64_t c0 = 0; c0 < m; c0 += kTrellisActRows) {
       const int64_t rows_here = std::min(kTrellisActRows, m - c0);
       std::fill(acc, acc + rows_here * 16, _mm512_setzero_ps());
