@@ -8,8 +8,9 @@
 // one decode step of the whole model (30 layers + lm_head) at m = 1, all in one format ("q4_1" is
 // the real model: Q4_1 layers and a Q8_0 lm_head).
 // Weight GB/s counts every byte a call reads for its weights: codes, scales, zero points, 2:4
-// metadata. Planar weights are random codes with sane scales (the kernels' speed does not depend
-// on the values); GGML weights are quantized from random normals.
+// metadata. Planar and trellis weights are random codes with sane scales (the kernels' speed does
+// not depend on the values; every trellis bitstream is valid); GGML weights are quantized from
+// random normals. Trellis timings include the two Hadamard rotations (activations and outputs).
 //
 // Usage: bench_cpu_matmul [--quick] [--threads 1,2] [--isa NAME] [--formats a,b] [--m 1,512]
 //                         [--no-model]
@@ -51,7 +52,8 @@ constexpr Shape kShapes[] = {
 };
 
 const char* const kDefaultFormats[] = {"q4_1",     "int4-g128", "int4-g128-asym", "int8-pc", "f16",  "fp8-pc",
-                                       "int3-g128", "int2-g128", "fp4-g128",       "mxfp4",   "nvfp4", "int4-g128-24"};
+                                       "int3-g128", "int2-g128", "fp4-g128",       "mxfp4",   "nvfp4", "int4-g128-24",
+                                       "trellis2",  "trellis3",  "trellis4"};
 
 std::vector<std::string> split_commas(const char* s) {
   std::vector<std::string> out;

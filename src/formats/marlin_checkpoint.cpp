@@ -54,6 +54,22 @@ std::vector<MarlinPart> marlin_parts(const TensorFormat& format, int64_t rows, i
   return parts;
 }
 
+std::string marlin_seed_text(uint64_t seed) { return fmt::format("0x{:016x}", seed); }
+
+std::optional<uint64_t> parse_marlin_seed(std::string_view text) {
+  if (text.size() != 18 || !text.starts_with("0x")) return std::nullopt;
+  uint64_t seed = 0;
+  for (char c : text.substr(2)) {
+    int digit;
+    if (c >= '0' && c <= '9') digit = c - '0';
+    else if (c >= 'a' && c <= 'f') digit = c - 'a' + 10;
+    else if (c >= 'A' && c <= 'F') digit = c - 'A' + 10;
+    else return std::nullopt;
+    seed = seed << 4 | uint64_t(digit);
+  }
+  return seed;
+}
+
 std::string marlin_shard_name(const std::string& path, int index, int count) {
   std::string base = path;
   if (base.size() > 7 && base.ends_with(".marlin")) base.resize(base.size() - 7);

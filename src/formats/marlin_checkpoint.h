@@ -8,7 +8,9 @@
 //    "shards": ["NAME-00001-of-00002.marlin", ...],
 //    "tensors": {"<HF name>": {"format": "int4-g128", "shape": [rows, cols],
 //                              "parts": {"codes": "<stored name>", "scales": ..., ...},
-//                              "tensor_scale": 1.0}}}
+//                              "tensor_scale": 1.0, "rotation_seed": "0x0123456789abcdef"}}}
+// "rotation_seed" is present exactly for trellis formats: 16 hex digits, a string because JSON
+// numbers above 2^53 do not round-trip through every reader.
 // Later shards carry "marlin_shard" = {"id": same id, "index": k (0-based), "count": N}.
 // tokenizer.json and tokenizer_config.json are U8 tensors "__tokenizer_json__" and
 // "__tokenizer_config_json__" of the first shard; "__padding_N__" U8 tensors keep parts 8-byte
@@ -50,6 +52,11 @@ struct MarlinPart {
 // has them.
 std::vector<MarlinPart> marlin_parts(const TensorFormat& format, int64_t rows, int64_t cols,
                                      const std::vector<uint64_t>& logical_shape);
+
+// A rotation seed as stored ("0x" and 16 lowercase hex digits), and back: nullopt for anything but
+// "0x" followed by exactly 16 hex digits (either case).
+std::string marlin_seed_text(uint64_t seed);
+std::optional<uint64_t> parse_marlin_seed(std::string_view text);
 
 // "out.marlin", shard 0 of 3 -> "out-00001-of-00003.marlin".
 std::string marlin_shard_name(const std::string& path, int index, int count);

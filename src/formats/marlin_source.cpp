@@ -194,6 +194,17 @@ void MarlinSource::read_tensors(const Json& tensors) {
     MARLIN_CHECK(std::isfinite(scale) && (t.format.kind != FormatKind::kNvFp4 || scale > 0),
                  "{}: tensor_scale {} is not usable", where, scale);
     t.tensor_scale = float(scale);
+    const auto seed = entry.find("rotation_seed");
+    if (t.format.kind == FormatKind::kTrellis) {
+      MARLIN_CHECK(seed != entry.end(), "{}: 'rotation_seed' is missing (format {} needs it)", where, *format_name);
+      const auto value = seed->is_string() ? parse_marlin_seed(seed->get<std::string>()) : std::nullopt;
+      MARLIN_CHECK(value.has_value(), "{}: rotation_seed {} is not a string of 0x and 16 hex digits", where,
+                   gguf_quote(seed->dump(), 40));
+      t.rotation_seed = *value;
+    } else {
+      MARLIN_CHECK(seed == entry.end(), "{}: 'rotation_seed' given for format {}, which has no rotations", where,
+                   *format_name);
+    }
     try {
       if (t.perm) check_permutation(t.perm, t.cols);
       t.validate();

@@ -122,6 +122,7 @@ void MarlinWriter::add(const std::string& name, const QuantTensor& t, std::vecto
   }
   nlohmann::ordered_json entry = {{"format", t.format.name()}, {"shape", shape}, {"parts", part_names}};
   if (t.format.kind == FormatKind::kNvFp4 || t.tensor_scale != 1.0f) entry["tensor_scale"] = double(t.tensor_scale);
+  if (t.format.kind == FormatKind::kTrellis) entry["rotation_seed"] = marlin_seed_text(t.rotation_seed);
   tensors_[name] = std::move(entry);
   names_.insert(name);
 }

@@ -9,6 +9,7 @@
 #include "quant/fp_codes.h"
 #include "quant/ggml_dequant.h"
 #include "quant/pack.h"
+#include "quant/trellis_matrix.h"
 
 namespace marlin {
 namespace {
@@ -77,6 +78,7 @@ void dequantize_row(const QuantTensor& t, int64_t row, float* out) {
   const TensorFormat& f = t.format;
   if (!f.quantized()) return dequantize_plain(t, src, out);
   if (f.kind == FormatKind::kGgml) return dequantize_row(f.ggml, src, out, t.cols);
+  if (f.kind == FormatKind::kTrellis) return dequantize_trellis_row(t, row, out);
 
   const int bits = format_info(f.kind).code_bits;
   const int64_t groups = t.groups();

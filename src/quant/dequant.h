@@ -11,7 +11,8 @@ namespace marlin {
 // (integer formats: s·float(q − z); nvfp4: (t·e4m3(s))·e2m1(q)). Values come out in the STORED
 // column order: for act-order tensors out[k] is the weight of input feature t.perm[k] (the
 // unpermuted row is logical[perm[k]] = out[k]). 2:4 tensors give exact zeros in dropped columns.
-// GGML kinds go through quant/ggml_dequant.h. Throws marlin::Error for a tensor that fails
+// GGML kinds go through quant/ggml_dequant.h; trellis tensors come out in the original
+// (unrotated) basis, Ŵ = R_outᵀ·Ŵ'·R_in (quant/trellis_matrix.h). Throws marlin::Error for a tensor that fails
 // t.validate(), a row out of range, or a malformed 2:4 pattern.
 void dequantize_row(const QuantTensor& t, int64_t row, float* out);
 

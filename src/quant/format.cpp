@@ -24,7 +24,12 @@ constexpr std::array kFormats = {
     FormatInfo{FormatKind::kFp4, "fp4", 4, ScaleType::kF16, false, 0, false},
     FormatInfo{FormatKind::kMxFp4, "mxfp4", 4, ScaleType::kE8M0, false, 32, false},
     FormatInfo{FormatKind::kNvFp4, "nvfp4", 4, ScaleType::kE4M3, false, 16, false},
+    // Bits per weight are per tensor (TensorFormat::bits, in the name: "trellis4"); one scale per row.
+    FormatInfo{FormatKind::kTrellis, "trellis", 0, ScaleType::kF16, false, 0, false},
 };
+
+// K of trellisK: the trellis decoder (quant/trellis.h) takes 1..8 bits per value.
+constexpr int kTrellisMinBits = 1, kTrellisMaxBits = 8;
 
 // Largest column count accepted: keeps every size computed from it far from overflow.
 constexpr int64_t kMaxCols = int64_t(1) << 40;
@@ -56,7 +61,7 @@ std::string known_names() {
   std::string out;
   for (const auto& info : kFormats) {
     if (info.kind == FormatKind::kGgml) continue;
-    out += std::string(info.name) + ", ";
+    out += std::string(info.name) + (info.kind == FormatKind::kTrellis ? "1..8" : "") + ", ";
   }
   for (const auto& info : ggml_type_table())
     if (info.block_elements > 1) out += lowercase(info.name) + ", ";
@@ -66,8 +71,17 @@ std::string known_names() {
 
 // A kind named by the first part of a format name, or the ggml block type with that name.
 bool parse_kind(std::string_view word, TensorFormat& f) {
+  constexpr std::string_view kTrellisName = "trellis";
+  if (word.starts_with(kTrellisName)) {
+    const std::string_view k = word.substr(kTrellisName.size());
+    MARLIN_CHECK(k.size() == 1 && k[0] >= '0' + kTrellisMinBits && k[0] <= '0' + kTrellisMaxBits,
+                 "format '{}': trellis needs its bits per weight, 1 to 8 (e.g. trellis4)", word);
+    f.kind = FormatKind::kTrellis;
+    f.bits = k[0] - '0';
+    return true;
+  }
   for (const auto& info : kFormats) {
-    if (info.kind != FormatKind::kGgml && word == info.name) {
+    if (info.kind != FormatKind::kGgml && info.kind != FormatKind::kTrellis && word == info.name) {
       f.kind = info.kind;
       return true;
     }
@@ -114,6 +128,7 @@ int scale_bytes(ScaleType type) {
 
 std::string TensorFormat::name() const {
   if (kind == FormatKind::kGgml) return lowercase(ggml_type_info(ggml).name);
+  if (kind == FormatKind::kTrellis) return "trellis" + std::to_string(bits);
   const FormatInfo& info = format_info(kind);
   std::string out(info.name);
   if (!quantized()) return out;
@@ -130,7 +145,7 @@ TensorFormat TensorFormat::parse(std::string_view name) {
   const std::vector<std::string_view> parts = split_dashes(lower);
   TensorFormat f;
   MARLIN_CHECK(parse_kind(parts[0], f), "unknown format '{}' (known: {})", name, known_names());
-  const bool options_allowed = f.quantized() && f.kind != FormatKind::kGgml;
+  const bool options_allowed = f.quantized() && f.kind != FormatKind::kGgml && f.kind != FormatKind::kTrellis;
   MARLIN_CHECK(options_allowed || parts.size() == 1, "format '{}': {} takes no options", name, parts[0]);
   if (!options_allowed) return f;
 
@@ -167,6 +182,14 @@ TensorFormat TensorFormat::parse(std::string_view name) {
 
 void TensorFormat::validate() const {
   const FormatInfo& info = format_info(kind);
+  if (kind == FormatKind::kTrellis) {
+    MARLIN_CHECK(bits >= kTrellisMinBits && bits <= kTrellisMaxBits, "format trellis: {} bits per weight (1 to 8)",
+                 bits);
+    MARLIN_CHECK(group_size == 0 && !asymmetric && !act_order && !sparse_24,
+                 "format trellis{} takes no group size, zero points, act-order or 2:4 (one scale per row)", bits);
+    return;
+  }
+  MARLIN_CHECK(bits == 0, "format {}: bits {} (only trellis formats carry bits)", info.name, bits);
   if (kind == FormatKind::kGgml) {
     MARLIN_CHECK(ggml_type_info(ggml).block_elements > 1, "ggml format with non-block type {}",
                  ggml_type_info(ggml).name);
@@ -195,6 +218,9 @@ void TensorFormat::check_shape(int64_t rows, int64_t cols) const {
     MARLIN_CHECK(cols % info.block_elements == 0, "format {}: {} columns are not a whole number of {}-value blocks",
                  name(), cols, info.block_elements);
   }
+  if (kind == FormatKind::kTrellis)
+    MARLIN_CHECK(rows % 16 == 0 && cols % 16 == 0, "format {}: {} × {} is not made of 16 × 16 tiles", name(), rows,
+                 cols);
   if (sparse_24) MARLIN_CHECK(cols % 4 == 0, "format {}: {} columns are not a multiple of 4", name(), cols);
 }
 
@@ -209,6 +235,7 @@ uint64_t TensorFormat::min_code_row_bytes(int64_t cols) const {
     MARLIN_CHECK(bytes.has_value(), "format {}: {} columns are not a whole number of blocks", name(), cols);
     return *bytes;
   }
+  if (kind == FormatKind::kTrellis) return (uint64_t(cols) * uint64_t(bits) + 7) / 8;
   const uint64_t stored = sparse_24 ? uint64_t(cols) / 2 : uint64_t(cols);
   return (stored * uint64_t(format_info(kind).code_bits) + 7) / 8;
 }
@@ -218,6 +245,7 @@ double TensorFormat::bits_per_weight() const {
     const auto& info = ggml_type_info(ggml);
     return 8.0 * info.block_bytes / info.block_elements;
   }
+  if (kind == FormatKind::kTrellis) return bits;
   const FormatInfo& info = format_info(kind);
   if (!quantized()) return info.code_bits;
   // 2:4 stores half the codes plus 4 bits of metadata per 4 columns.

@@ -12,6 +12,10 @@
 //         fp8 (E4M3)       w = s·e4m3(q)                   fp4 (E2M1)       w = s·e2m1(q)
 //         mxfp4            w = 2^(e−127)·e2m1(q), 32/group  nvfp4           w = t·e4m3(s)·e2m1(q), 16/group
 // (t: one fp32 scale per tensor). GGML block formats keep their GGUF blocks as `codes`.
+// Trellis ("trellis2".."trellis8", also "trellis1") is not planar: `codes` holds 16×16 tiles
+// strip by strip (code_row_bytes = cols·K/8 is bookkeeping: strip i starts at byte
+// 16·i·code_row_bytes), scales are per row (fp16) in a rotated basis, and rotation_seed names the
+// rotations; quant/trellis_matrix.h has the full layout.
 //
 // Details (docs/quantization.md has the full description):
 // - Groups: group g of a row covers columns [g·group_size, (g+1)·group_size); groups() =
@@ -51,6 +55,8 @@ enum class FormatKind : uint8_t {
   kFp4,    // E2M1 codes, fp16 group scales
   kMxFp4,  // E2M1 codes, E8M0 scale per 32 (OCP microscaling)
   kNvFp4,  // E2M1 codes, E4M3 scale per 16, fp32 tensor scale
+  kTrellis,  // trellis-coded 16×16 tiles, K bits per weight (TensorFormat::bits), fp16 row scales,
+             // randomized Hadamard rotations on both sides (quant/trellis_matrix.h)
 };
 
 enum class ScaleType : uint8_t { kNone, kF16, kE8M0, kE4M3 };
@@ -85,16 +91,19 @@ struct TensorFormat {
   bool asymmetric = false;        // zero points stored
   bool act_order = false;         // columns permuted (GPTQ desc_act)
   bool sparse_24 = false;         // 2 of every 4 values along K stored
+  int bits = 0;                   // kind == kTrellis only: K, bits per weight (1..8); 0 otherwise
 
   // "int4-g128", "int4-g128-asym", "int8-pc" (per channel), "mxfp4", "fp8-g128", "f16",
-  // "q4_1" (GGML), with "-act" / "-24" suffixes for act-order and 2:4 sparsity.
+  // "q4_1" (GGML), with "-act" / "-24" suffixes for act-order and 2:4 sparsity; "trellis4"
+  // (K = 1..8, no options).
   std::string name() const;
   // Inverse of name(); marlin::Error naming the problem for anything unknown or inconsistent
   // (e.g. "int4-g100", "mxfp4-g64", "fp8-asym").
   static TensorFormat parse(std::string_view name);
 
   // Average storage bits per weight, scales and zero points included (for K = a multiple of
-  // the group size; per-channel formats count their scale as 0).
+  // the group size; per-channel formats count their scale as 0, so trellisK gives exactly K:
+  // its fp16 row scale adds 16/cols and its 64-bit seed 64/(rows·cols) in a real tensor).
   double bits_per_weight() const;
 
   // Throws marlin::Error naming the problem when the fields contradict the table (what parse
@@ -102,7 +111,7 @@ struct TensorFormat {
   // not a block format, ...
   void validate() const;
   // validate(), and that a rows × cols tensor can have this format (cols a whole number of ggml
-  // blocks, a multiple of 4 for 2:4, sizes in range).
+  // blocks, a multiple of 4 for 2:4, rows and cols multiples of 16 for trellis, sizes in range).
   void check_shape(int64_t rows, int64_t cols) const;
   // Scale groups per row: ceil(cols / group_size), 1 per channel, 0 for unquantized and ggml kinds.
   int64_t groups(int64_t cols) const;
@@ -127,6 +136,7 @@ struct QuantTensor {
   const int32_t* perm = nullptr;    // cols entries when act_order
   float tensor_scale = 1.0f;        // nvfp4
   const uint8_t* sparse_meta = nullptr;  // 2:4 only: rows × sparse_meta_row_bytes(cols) bytes
+  uint64_t rotation_seed = 0;            // trellis only: R_in = Rotation(cols, seed), R_out = Rotation(rows, seed + 1)
 
   int64_t groups() const;  // scale groups per row
   // Bytes of the stored data at the minimal row stride: codes, scales, zero points, permutation

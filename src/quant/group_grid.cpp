@@ -34,6 +34,9 @@ GroupQuantizer::GroupQuantizer(const TensorFormat& format, float tensor_scale)
       tensor_scale_(tensor_scale) {
   MARLIN_CHECK(format.quantized() && format.kind != FormatKind::kGgml, "no group quantizer for format {}",
                format.name());
+  MARLIN_CHECK(format.kind != FormatKind::kTrellis,
+               "format {} is not quantized group by group: use quantize_trellis_rtn (quant/trellis_matrix.h)",
+               format.name());
 }
 
 GroupGrid GroupQuantizer::int_grid(float scale, int zero) const {

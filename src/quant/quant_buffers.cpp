@@ -33,6 +33,7 @@ QuantTensor QuantBuffers::view() const {
   t.zeros = zeros.empty() ? nullptr : zeros.data();
   t.perm = perm.empty() ? nullptr : perm.data();
   t.tensor_scale = tensor_scale;
+  t.rotation_seed = rotation_seed;
   t.sparse_meta = sparse_meta.empty() ? nullptr : sparse_meta.data();
   return t;
 }

@@ -20,6 +20,7 @@ struct QuantBuffers {
   std::vector<uint8_t> sparse_meta;  // rows × sparse_meta_row_bytes(cols) (2:4 only)
   std::vector<int32_t> perm;         // cols (act-order only)
   float tensor_scale = 1.0f;         // nvfp4
+  uint64_t rotation_seed = 0;        // trellis
 
   // Zero-filled storage for a rows × cols tensor of `format` (checked with check_shape), with the
   // minimal row stride.

@@ -5,6 +5,7 @@
 
 #include "backend/cpu/cpu_isa.h"
 #include "backend/cpu/kernels.h"
+#include "backend/cpu/trellis_matmul.h"
 #include "core/error.h"
 #include "quant/dequant.h"
 #include "quant/pack.h"
@@ -101,7 +102,9 @@ void matmul(const QuantTensor& w, const float* x, int64_t m, float* y, ThreadPoo
   check_tensor(w, m);
   if (m == 0 || w.rows == 0) return;
   if (w.format.act_order) x = permuted_activations(w, x, m, pool);
-  if (g_exact_activations.load(std::memory_order_relaxed)) {
+  const bool exact = g_exact_activations.load(std::memory_order_relaxed);
+  if (w.format.kind == FormatKind::kTrellis && !exact) return trellis_matmul(w, x, m, y, pool);
+  if (exact) {
     if (w.format.sparse_24) check_sparse_patterns(w);
     pool.parallel_for(w.rows, kRowGrain, [&](int64_t begin, int64_t end) { exact_rows(w, x, m, begin, end, y); });
     return;

@@ -1,6 +1,6 @@
 // Matrix multiplication on the CPU: y = x · Wᵀ with W in any weight format marlin runs
 // (quant/format.h): GGML blocks, planar int8/4/3/2 (symmetric or with zero points, act-order),
-// fp8 E4M3, fp4 / mxfp4 / nvfp4, f32 / f16 / bf16.
+// fp8 E4M3, fp4 / mxfp4 / nvfp4, f32 / f16 / bf16, trellis (trellis_matmul.h).
 #pragma once
 
 #include <cstdint>
@@ -14,7 +14,7 @@ namespace marlin::cpu {
 // order, column k of W multiplies x[i*cols + perm[k]]).
 // Rows are split across the pool's threads. Activations are quantized internally to 8 bits per
 // 32 values (as llama.cpp does) for formats that run in the int8 form (GGML quantized types,
-// planar integer and fp4 formats); f32/f16/bf16/fp8 weights multiply fp32 activations. The error
+// planar integer and fp4 formats); f32/f16/bf16/fp8 and trellis weights multiply fp32 activations. The error
 // of each path is bounded by the tests against the fp64 oracle (tests/backend/test_cpu_matmul.cpp).
 // Throws marlin::Error for a format or shape it cannot run (before touching y).
 void matmul(const QuantTensor& w, const float* x, int64_t m, float* y, ThreadPool& pool);

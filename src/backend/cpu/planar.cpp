@@ -5,7 +5,9 @@
 
 namespace marlin::cpu {
 
-bool is_planar(FormatKind kind) { return kind != FormatKind::kGgml && format_info(kind).scale != ScaleType::kNone; }
+bool is_planar(FormatKind kind) {
+  return kind != FormatKind::kGgml && kind != FormatKind::kTrellis && format_info(kind).scale != ScaleType::kNone;
+}
 bool is_planar_int8(FormatKind kind) { return is_planar(kind) && kind != FormatKind::kFp8E4M3; }
 
 PlanarGeometry planar_geometry(const QuantTensor& w) {
