@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "quant/hadamard.h"
+#include "quant/ldl.h"
 #include "quant/ldlq.h"
 #include "quant/parallel.h"
 #include "quant/trellis.h"
@@ -73,6 +74,53 @@ struct StripEncoder {
   }
 };
 
+std::vector<int64_t> identity_order(int64_t n) {
+  std::vector<int64_t> order(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) order[size_t(i)] = i;
+  return order;
+}
+
+// The order LDLQ visits the strips in, as LDL block positions: position p holds strip order[p];
+// LDLQ quantizes the last position first, and that one's error is compensated by all the others,
+// while position 0, quantized last, is compensated by none (its error weight is its whole
+// diagonal block of H'). So the strips go by increasing energy tr(H'_jj) (ties by index), which is
+// GPTQ's act-order one level up: the costliest inputs are quantized while the most strips remain
+// to absorb their error. The layout is unchanged; only the visiting order is.
+std::vector<int64_t> strips_by_energy(const std::vector<double>& h, int64_t cols) {
+  const int64_t strips = cols / kTile;
+  std::vector<double> energy(static_cast<size_t>(strips), 0.0);
+  for (int64_t i = 0; i < cols; ++i) energy[size_t(i / kTile)] += h[size_t(i * cols + i)];
+  std::vector<int64_t> order = identity_order(strips);
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return energy[size_t(a)] < energy[size_t(b)]; });
+  return order;
+}
+
+// Column strip order[p] of w moved to position p (and back).
+std::vector<float> permute_strips(const std::vector<float>& w, int64_t rows, int64_t cols, const std::vector<int64_t>& order) {
+  std::vector<float> out(w.size());
+  for (int64_t r = 0; r < rows; ++r)
+    for (size_t p = 0; p < order.size(); ++p)
+      std::copy_n(w.data() + r * cols + order[p] * kTile, kTile, out.data() + r * cols + int64_t(p) * kTile);
+  return out;
+}
+std::vector<float> unpermute_strips(const std::vector<float>& w, int64_t rows, int64_t cols, const std::vector<int64_t>& order) {
+  std::vector<float> out(w.size());
+  for (int64_t r = 0; r < rows; ++r)
+    for (size_t p = 0; p < order.size(); ++p)
+      std::copy_n(w.data() + r * cols + int64_t(p) * kTile, kTile, out.data() + r * cols + order[p] * kTile);
+  return out;
+}
+// H with its rows and columns in the strip order: block (p, q) = block (order[p], order[q]).
+std::vector<double> permute_strip_blocks(const std::vector<double>& h, int64_t cols, const std::vector<int64_t>& order) {
+  std::vector<double> out(h.size());
+  for (int64_t i = 0; i < cols; ++i) {
+    const int64_t from_i = order[size_t(i / kTile)] * kTile + i % kTile;
+    for (size_t q = 0; q < order.size(); ++q)
+      std::copy_n(h.data() + from_i * cols + order[q] * kTile, kTile, out.data() + i * cols + int64_t(q) * kTile);
+  }
+  return out;
+}
+
 double squared_distance(const float* a, const float* b, int64_t n) {
   double sum = 0.0;
   for (int64_t i = 0; i < n; ++i) {
@@ -131,20 +179,22 @@ TrellisLayer quantize_trellis_layer(const float* w, int64_t rows, int64_t cols, 
   } else {
     std::vector<double> h_rot(hessian.begin(), hessian.end());
     rotate_hessian(h_rot.data(), cols, r_in, pool);
-    LdlqOptions ldlq_options;
-    ldlq_options.ldl.block = kTile;
-    ldlq_options.ldl.percdamp = options.percdamp;
-    ldlq_options.ldl.damping_retries = options.damping_retries;
-    ldlq_options.ldl.pool = pool;
-    ldlq_options.pool = pool;
-    auto strip_quantizer = [&](const float* target, int64_t strip_rows, int64_t width, int64_t strip, float* out) {
+    const std::vector<int64_t> order = options.order_strips ? strips_by_energy(h_rot, cols) : identity_order(cols / kTile);
+    const std::vector<float> w_ordered = permute_strips(rotated, rows, cols, order);
+    const std::vector<double> h_ordered = permute_strip_blocks(h_rot, cols, order);
+    LdlOptions ldl_options;
+    ldl_options.block = kTile;
+    ldl_options.percdamp = options.percdamp;
+    ldl_options.damping_retries = options.damping_retries;
+    ldl_options.pool = pool;
+    const BlockLdl factor = block_ldl(h_ordered, cols, ldl_options);
+    auto strip_quantizer = [&](const float* target, int64_t strip_rows, int64_t width, int64_t position, float* out) {
       MARLIN_CHECK(strip_rows == rows && width == kTile, "trellis layer: LDLQ strip of {} × {}", strip_rows, width);
-      encoder.encode_strip(target, rows, cols, strip, out, layer.codes.data());
+      encoder.encode_strip(target, rows, cols, order[size_t(position)], out, layer.codes.data());
     };
-    LdlqResult result = quantize_ldlq(rotated.data(), rows, cols, h_rot, strip_quantizer, ldlq_options);
-    quantized = std::move(result.weights);
-    layer.rotated_proxy_loss = result.proxy_loss;
-    layer.damping = result.damping;
+    quantized = unpermute_strips(ldlq(w_ordered.data(), rows, cols, factor, strip_quantizer, pool), rows, cols, order);
+    layer.rotated_proxy_loss = proxy_loss(rotated.data(), quantized.data(), rows, cols, h_rot, pool);
+    layer.damping = factor.damping;
   }
 
   unrotate_weight(quantized.data(), rows, cols, &r_out, &r_in, pool);

@@ -23,6 +23,9 @@ struct TrellisQuantOptions {
   // by bench_trellis_layer (see trellis_quantize.cpp): LDLQ's targets carry the feedback of later
   // strips' errors on top of W', and the trellis codebook clips beyond ≈ ±3.2.
   double scale_factor = 1.0;
+  // LDLQ visits the 16-column strips by increasing energy tr(H'_jj) instead of right to left
+  // (trellis_quantize.cpp says why); the layout does not change.
+  bool order_strips = true;
   double percdamp = 0.01;      // LDL dampening relative to mean(diag H) (quant/ldl.h)
   int damping_retries = 3;
   ThreadPool* pool = nullptr;  // results do not depend on it
@@ -42,7 +45,7 @@ struct TrellisLayer {
 };
 
 // Quantizes w (rows × cols row-major, rows = output features) to k bits per weight. `hessian` is
-// cols × cols (lower triangle read, e.g. HessianAccumulator::hessian()) for LDLQ; empty means no
+// cols × cols, symmetric (both triangles are read: the rotation needs them), e.g. HessianAccumulator::hessian(), for LDLQ; empty means no
 // calibration: every tile is encoded on its own (no feedback) and the losses are plain squared
 // errors. Throws marlin::Error for rows or cols not multiples of 16, k outside 1..8, a Hessian of
 // the wrong size, non-finite input, a row whose scale overflows fp16, or a Hessian LDL rejects.
