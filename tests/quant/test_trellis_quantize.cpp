@@ -126,11 +126,12 @@ TEST(TrellisQuantize, CodesDecodeToTheReportedLoss) {
 // of 96 at 96 columns) and per channel, on the same H: these synthetic Hessians (8 directions
 // holding ~98% of the energy) are hard for 16-column strips, whose last strip has no later one to
 // absorb its error, and single instances can lose (48 × 96 with seeds 21/22 loses at K = 3 and 4,
-// trellis/GPTQ 1.3 and 2.0), so the claim tested is on the sum over 4 instances per shape.
+// trellis/GPTQ 1.5 and 1.8), so the claim tested is on the geometric mean of GPTQ/trellis over 4
+// instances per shape and K (GPTQ's outliers, up to 20× on seeds 23/24, would swamp a plain sum).
 TEST(TrellisQuantize, LdlqBeatsPlainTilesAndGptqOnSyntheticLayers) {
   for (const Case& c : kCases)
     for (int k : {2, 3, 4}) {
-      double trellis = 0.0, g128 = 0.0, pc = 0.0;
+      double log_g128 = 0.0, log_pc = 0.0;  // Σ log(GPTQ / trellis)
       for (uint32_t seed = 21; seed < 29; seed += 2) {
         const auto w = layer_weights(c.rows, c.cols, seed);
         const auto h = correlated_hessian(c.cols, 4 * c.cols, seed + 1);
@@ -144,12 +145,11 @@ TEST(TrellisQuantize, LdlqBeatsPlainTilesAndGptqOnSyntheticLayers) {
                     (long long)c.rows, (long long)c.cols, k, seed, seed + 1, layer.proxy_loss,
                     plain_loss / layer.proxy_loss, one_g128 / layer.proxy_loss, one_pc / layer.proxy_loss);
         EXPECT_LT(layer.proxy_loss, plain_loss);
-        trellis += layer.proxy_loss;
-        g128 += one_g128;
-        pc += one_pc;
+        log_g128 += std::log(one_g128 / layer.proxy_loss);
+        log_pc += std::log(one_pc / layer.proxy_loss);
       }
-      EXPECT_LT(trellis, g128) << c.rows << " x " << c.cols << " K=" << k;
-      EXPECT_LT(trellis, pc) << c.rows << " x " << c.cols << " K=" << k;
+      EXPECT_GT(log_g128, 0.0) << c.rows << " x " << c.cols << " K=" << k;
+      EXPECT_GT(log_pc, 0.0) << c.rows << " x " << c.cols << " K=" << k;
     }
 }
 
