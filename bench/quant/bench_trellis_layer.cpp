@@ -1,6 +1,6 @@
 // The layer trellis quantizer (rotation + LDLQ + trellis tiles) on the default model's layer
 // shapes with synthetic correlated activations: time (weights/s) and proxy loss against GPTQ
-// int-K (group 128 and per channel) at K = 2, 3, 4, and the proxy loss for several row-scale
+// int-K (group 128 with and without act-order, per channel) at K = 2, 3, 4, and the proxy loss for several row-scale
 // factors (TrellisQuantOptions::scale_factor). JSON on stdout, a summary on stderr (bench/README.md).
 #include <fmt/format.h>
 
@@ -63,8 +63,11 @@ double gptq_loss(const std::vector<float>& w, int64_t rows, int64_t cols, const 
   GptqOptions options;
   options.pool = pool;
   const GptqResult g = quantize_gptq(w.data(), rows, cols, TensorFormat::parse(format), h, options);
-  std::vector<float> q(w.size());
-  for (int64_t r = 0; r < rows; ++r) dequantize_row(g.weights.view(), r, q.data() + r * cols);
+  std::vector<float> q(w.size()), row(static_cast<size_t>(cols));
+  for (int64_t r = 0; r < rows; ++r) {  // act-order undone: Ŵ in the original column order
+    dequantize_row(g.weights.view(), r, row.data());
+    for (int64_t c = 0; c < cols; ++c) q[size_t(r * cols + (g.weights.perm.empty() ? c : g.weights.perm[size_t(c)]))] = row[size_t(c)];
+  }
   return proxy_loss(w.data(), q.data(), rows, cols, h, pool);
 }
 
@@ -94,14 +97,17 @@ int main() {
       const double seconds = seconds_since(start);
       const double g128 = gptq_loss(w, rows, cols, h, fmt::format("int{}-g128", k), &pool);
       const double pc = gptq_loss(w, rows, cols, h, fmt::format("int{}-pc", k), &pool);
+      const double g128_act = gptq_loss(w, rows, cols, h, fmt::format("int{}-g128-act", k), &pool);
       const double rate = double(rows * cols) / seconds;
       std::printf("%s    {\"rows\": %lld, \"cols\": %lld, \"k\": %d, \"seconds\": %.3f, \"weights_per_s\": %.0f, "
-                  "\"relative_loss\": %.6g, \"trellis_over_gptq_g128\": %.4f, \"trellis_over_gptq_pc\": %.4f}",
+                  "\"relative_loss\": %.6g, \"trellis_over_gptq_g128\": %.4f, \"trellis_over_gptq_pc\": %.4f, "
+                  "\"trellis_over_gptq_g128_act\": %.4f}",
                   first ? "" : ",\n", (long long)rows, (long long)cols, k, seconds, rate, layer.relative_loss,
-                  layer.proxy_loss / g128, layer.proxy_loss / pc);
-      std::fprintf(stderr, "%lld x %lld K=%d: %.2f s (%.0f weights/s), relative loss %.4g, trellis/GPTQ g128 %.3f, pc %.3f\n",
+                  layer.proxy_loss / g128, layer.proxy_loss / pc, layer.proxy_loss / g128_act);
+      std::fprintf(stderr, "%lld x %lld K=%d: %.2f s (%.0f weights/s), relative loss %.4g, trellis/GPTQ g128 %.3f, pc %.3f, "
+                   "g128-act %.3f\n",
                    (long long)rows, (long long)cols, k, seconds, rate, layer.relative_loss, layer.proxy_loss / g128,
-                   layer.proxy_loss / pc);
+                   layer.proxy_loss / pc, layer.proxy_loss / g128_act);
       first = false;
     }
   }

@@ -181,7 +181,8 @@ TrellisLayer quantize_trellis_layer(const float* w, int64_t rows, int64_t cols, 
     rotate_hessian(h_rot.data(), cols, r_in, pool);
     const std::vector<int64_t> order = options.order_strips ? strips_by_energy(h_rot, cols) : identity_order(cols / kTile);
     const std::vector<float> w_ordered = permute_strips(rotated, rows, cols, order);
-    const std::vector<double> h_ordered = permute_strip_blocks(h_rot, cols, order);
+    std::vector<double> h_ordered = permute_strip_blocks(h_rot, cols, order);
+    std::vector<double>().swap(h_rot);  // cols² doubles: one Hessian copy less beside the LDL's
     LdlOptions ldl_options;
     ldl_options.block = kTile;
     ldl_options.percdamp = options.percdamp;
@@ -192,8 +193,10 @@ TrellisLayer quantize_trellis_layer(const float* w, int64_t rows, int64_t cols, 
       MARLIN_CHECK(strip_rows == rows && width == kTile, "trellis layer: LDLQ strip of {} × {}", strip_rows, width);
       encoder.encode_strip(target, rows, cols, order[size_t(position)], out, layer.codes.data());
     };
-    quantized = unpermute_strips(ldlq(w_ordered.data(), rows, cols, factor, strip_quantizer, pool), rows, cols, order);
-    layer.rotated_proxy_loss = proxy_loss(rotated.data(), quantized.data(), rows, cols, h_rot, pool);
+    const std::vector<float> q_ordered = ldlq(w_ordered.data(), rows, cols, factor, strip_quantizer, pool);
+    // The loss is the same in any strip order (rows and columns of H' permuted alike).
+    layer.rotated_proxy_loss = proxy_loss(w_ordered.data(), q_ordered.data(), rows, cols, h_ordered, pool);
+    quantized = unpermute_strips(q_ordered, rows, cols, order);
     layer.damping = factor.damping;
   }
 
