@@ -98,18 +98,18 @@ std::vector<int> allocate_trellis_bits(std::span<const LayerCost> layers, double
 
   // Budget unit: the gcd (exact), doubled while the table over the widest budget is too big, as
   // long as an average layer still spans 16 units; past that, greedy. The choice depends on the
-  // layers and the bit range only, never on the target, so the result is monotone in the target.
+  // layers and the bit range only, never on the target, so the DP's loss is monotone in the target.
   std::vector<int64_t> cost(layers.size());  // units per extra bit, rounded up
-  int64_t table = 0;
+  double table = 0.0;  // n × (widest budget + 1) cells; sums below 2^52, the product may not fit int64
   for (;;) {
     int64_t sum = 0;
     for (size_t i = 0; i < layers.size(); ++i) sum += cost[i] = (layers[i].weights + unit - 1) / unit;
-    table = n * (spread * sum + 1);
-    if (double(n) * double(spread * sum + 1) <= double(kMaxAllocationCells) || unit > total / (16 * n)) break;
+    table = double(n) * double(spread * sum + 1);
+    if (table <= double(kMaxAllocationCells) || unit > total / (16 * n)) break;
     unit *= 2;
   }
   const double extra_budget = std::floor((target_bits - min_bits) * double(total));
-  if (table > kMaxAllocationCells) return allocate_greedy(layers, int64_t(extra_budget), min_bits, max_bits);
+  if (table > double(kMaxAllocationCells)) return allocate_greedy(layers, int64_t(extra_budget), min_bits, max_bits);
   return allocate_exact(layers, cost, int64_t(std::floor(extra_budget / double(unit))), min_bits, max_bits);
 }
 

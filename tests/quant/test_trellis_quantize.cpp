@@ -313,6 +313,18 @@ TEST(BitAllocation, CoarseUnitsStayWithinBudgetAndMonotone) {
   }
 }
 
+// Near the 2^48 limit (sizes with gcd 1): no overflow, the budget held.
+TEST(BitAllocation, HugeLayers) {
+  std::vector<LayerCost> layers{{(int64_t(1) << 46) + 1, rate_distortion_losses(1.0, 2, 8)},
+                                {(int64_t(1) << 46) + 2, rate_distortion_losses(8.0, 2, 8)},
+                                {(int64_t(1) << 45) + 3, rate_distortion_losses(2.0, 2, 8)}};
+  for (double target : {2.0, 3.5, 5.0, 7.9}) {
+    const auto bits = allocate_trellis_bits(layers, target, 2, 8);
+    EXPECT_TRUE(within_budget(layers, bits, target)) << target;
+    EXPECT_GE(bits[1], bits[0]);  // the more sensitive of two near-equal layers
+  }
+}
+
 // Thousands of layers: greedy. With equal weights and convex losses the optimum takes the largest
 // marginal gains over all layers, which the greedy pass must match.
 TEST(BitAllocation, GreedyForManyLayersIsOptimalOnConvexLosses) {
