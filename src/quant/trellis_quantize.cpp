@@ -1,0 +1,239 @@
+#include "quant/trellis_quantize.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.h"
+#include "core/half.h"
+#include "quant/hadamard.h"
+#include "quant/ldl.h"
+#include "quant/ldlq.h"
+#include "quant/parallel.h"
+#include "quant/trellis.h"
+#include "quant/trellis_code.h"
+
+namespace marlin {
+namespace {
+
+constexpr int64_t kTile = 16;
+constexpr uint16_t kSmallestNormalFp16 = 0x0400;  // 2^-14
+
+void check_layout(int64_t rows, int64_t cols, int k) {
+  MARLIN_CHECK(rows > 0 && cols > 0 && rows % kTile == 0 && cols % kTile == 0,
+               "trellis layer: a {} × {} weight is not whole {} × {} tiles", rows, cols, kTile, kTile);
+  MARLIN_CHECK(k >= 1 && k <= 8, "trellis layer: {} bits per weight is outside 1..8", k);
+}
+
+// Word offset of tile (i, j) in `codes` (the fixed layout: strip by strip, 16·k words a tile).
+int64_t tile_offset(int64_t i, int64_t j, int64_t cols, int k) { return i * cols * k + j * kTile * k; }
+
+// fp16(factor · RMS of each row of W'). A row whose scale rounds to zero (or a subnormal) gets
+// fp16's smallest normal value instead, so the division stays finite and the row's error tiny.
+std::vector<uint16_t> row_scales_of(const std::vector<float>& w, int64_t rows, int64_t cols, double factor) {
+  std::vector<uint16_t> scales(static_cast<size_t>(rows));
+  for (int64_t r = 0; r < rows; ++r) {
+    double sum = 0.0;
+    for (int64_t c = 0; c < cols; ++c) sum += double(w[size_t(r * cols + c)]) * w[size_t(r * cols + c)];
+    const float s = float(factor * std::sqrt(sum / double(cols)));
+    uint16_t h = fp32_to_fp16(s);
+    MARLIN_CHECK((h & 0x7c00) != 0x7c00, "trellis layer: row {} has scale {}, beyond fp16's range", r, s);
+    if (h < kSmallestNormalFp16) h = kSmallestNormalFp16;
+    scales[size_t(r)] = h;
+  }
+  return scales;
+}
+
+// Encodes one 16-column strip: each row divided by its scale, the strip's rows/16 tiles encoded in
+// parallel, their words written to their slots of `codes`, and s_r × decoded returned (Ŵ'). The
+// buffers are reused from strip to strip.
+struct StripEncoder {
+  const std::vector<float>& scale;  // s_r as stored, in fp32
+  int k;
+  ThreadPool* pool;
+  std::vector<float> normalized, decoded;
+  std::vector<uint16_t> packed;
+  std::vector<double> errors;
+
+  // target: rows × 16 (one strip, row-major) → quantized (same layout); codes of tile (i, strip).
+  void encode_strip(const float* target, int64_t rows, int64_t cols, int64_t strip, float* quantized,
+                    uint16_t* codes) {
+    const int64_t tiles = rows / kTile, words = trellis_tile_words(k);
+    normalized.resize(size_t(rows * kTile));
+    decoded.resize(normalized.size());
+    packed.resize(size_t(tiles * words));
+    errors.resize(size_t(tiles));
+    // Row r of the strip is values (r mod 16)·16 .. +15 of tile r / 16: the strip already is its
+    // tiles one after another, in value order.
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < kTile; ++c) normalized[size_t(r * kTile + c)] = target[r * kTile + c] / scale[size_t(r)];
+    trellis_encode_tiles(normalized.data(), tiles, k, packed.data(), errors.data(), pool, decoded.data());
+    for (int64_t i = 0; i < tiles; ++i)
+      std::copy_n(packed.data() + i * words, words, codes + tile_offset(i, strip, cols, k));
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < kTile; ++c) quantized[r * kTile + c] = scale[size_t(r)] * decoded[size_t(r * kTile + c)];
+  }
+};
+
+std::vector<int64_t> identity_order(int64_t n) {
+  std::vector<int64_t> order(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) order[size_t(i)] = i;
+  return order;
+}
+
+// The order LDLQ visits the strips in, as LDL block positions: position p holds strip order[p];
+// LDLQ quantizes the last position first, and that one's error is compensated by all the others,
+// while position 0, quantized last, is compensated by none (its error weight is its whole
+// diagonal block of H'). So the strips go by increasing energy tr(H'_jj) (ties by index), which is
+// GPTQ's act-order one level up: the costliest inputs are quantized while the most strips remain
+// to absorb their error. The layout is unchanged; only the visiting order is.
+std::vector<int64_t> strips_by_energy(const std::vector<double>& h, int64_t cols) {
+  const int64_t strips = cols / kTile;
+  std::vector<double> energy(static_cast<size_t>(strips), 0.0);
+  for (int64_t i = 0; i < cols; ++i) energy[size_t(i / kTile)] += h[size_t(i * cols + i)];
+  std::vector<int64_t> order = identity_order(strips);
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return energy[size_t(a)] < energy[size_t(b)]; });
+  return order;
+}
+
+// Column strip order[p] of w moved to position p (and back).
+std::vector<float> permute_strips(const std::vector<float>& w, int64_t rows, int64_t cols, const std::vector<int64_t>& order) {
+  std::vector<float> out(w.size());
+  for (int64_t r = 0; r < rows; ++r)
+    for (size_t p = 0; p < order.size(); ++p)
+      std::copy_n(w.data() + r * cols + order[p] * kTile, kTile, out.data() + r * cols + int64_t(p) * kTile);
+  return out;
+}
+std::vector<float> unpermute_strips(const std::vector<float>& w, int64_t rows, int64_t cols, const std::vector<int64_t>& order) {
+  std::vector<float> out(w.size());
+  for (int64_t r = 0; r < rows; ++r)
+    for (size_t p = 0; p < order.size(); ++p)
+      std::copy_n(w.data() + r * cols + int64_t(p) * kTile, kTile, out.data() + r * cols + order[p] * kTile);
+  return out;
+}
+// H with its rows and columns in the strip order: block (p, q) = block (order[p], order[q]).
+std::vector<double> permute_strip_blocks(const std::vector<double>& h, int64_t cols, const std::vector<int64_t>& order) {
+  std::vector<double> out(h.size());
+  for (int64_t i = 0; i < cols; ++i) {
+    const int64_t from_i = order[size_t(i / kTile)] * kTile + i % kTile;
+    for (size_t q = 0; q < order.size(); ++q)
+      std::copy_n(h.data() + from_i * cols + order[q] * kTile, kTile, out.data() + i * cols + int64_t(q) * kTile);
+  }
+  return out;
+}
+
+double squared_distance(const float* a, const float* b, int64_t n) {
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double d = double(a[i]) - double(b[i]);
+    sum += d * d;
+  }
+  return sum;
+}
+
+}  // namespace
+
+TrellisLayer quantize_trellis_layer(const float* w, int64_t rows, int64_t cols, std::span<const double> hessian, int k,
+                                    uint64_t seed, const TrellisQuantOptions& options) {
+  check_layout(rows, cols, k);
+  MARLIN_CHECK(w != nullptr, "trellis layer: no weights");
+  MARLIN_CHECK(hessian.empty() || int64_t(hessian.size()) == cols * cols,
+               "trellis layer: Hessian has {} entries, {} columns need {}", hessian.size(), cols, cols * cols);
+  MARLIN_CHECK(std::isfinite(options.scale_factor) && options.scale_factor > 0.0,
+               "trellis layer: scale factor {} is not positive", options.scale_factor);
+  const int64_t n = rows * cols;
+  for (int64_t i = 0; i < n; ++i)
+    MARLIN_CHECK(std::isfinite(w[i]), "trellis layer: weight ({}, {}) is {}", i / cols, i % cols, w[i]);
+  for (size_t i = 0; i < hessian.size(); ++i)
+    MARLIN_CHECK(std::isfinite(hessian[i]), "trellis layer: Hessian entry ({}, {}) is {}", int64_t(i) / cols,
+                 int64_t(i) % cols, hessian[i]);
+
+  ThreadPool* pool = options.pool;
+  const Rotation r_in(cols, seed), r_out(rows, seed + 1);
+  std::vector<float> rotated(w, w + n);
+  rotate_weight(rotated.data(), rows, cols, &r_out, &r_in, pool);
+
+  TrellisLayer layer;
+  layer.rows = rows;
+  layer.cols = cols;
+  layer.k = k;
+  layer.seed = seed;
+  layer.row_scales = row_scales_of(rotated, rows, cols, options.scale_factor);
+  layer.codes.assign(size_t(n * k / 16), 0);
+  std::vector<float> scale(static_cast<size_t>(rows));
+  for (int64_t r = 0; r < rows; ++r) scale[size_t(r)] = fp16_to_fp32(layer.row_scales[size_t(r)]);
+  StripEncoder encoder{scale, k, pool, {}, {}, {}, {}};
+
+  std::vector<float> quantized;  // Ŵ', then Ŵ
+  if (hessian.empty()) {
+    // No feedback: the strips are independent, so each is encoded from W' as it is.
+    quantized.resize(size_t(n));
+    std::vector<float> strip(size_t(rows * kTile)), out(strip.size());
+    for (int64_t j = 0; j < cols / kTile; ++j) {
+      for (int64_t r = 0; r < rows; ++r)
+        std::copy_n(rotated.data() + r * cols + j * kTile, kTile, strip.data() + r * kTile);
+      encoder.encode_strip(strip.data(), rows, cols, j, out.data(), layer.codes.data());
+      for (int64_t r = 0; r < rows; ++r)
+        std::copy_n(out.data() + r * kTile, kTile, quantized.data() + r * cols + j * kTile);
+    }
+    layer.rotated_proxy_loss = squared_distance(rotated.data(), quantized.data(), n);
+  } else {
+    std::vector<double> h_rot(hessian.begin(), hessian.end());
+    rotate_hessian(h_rot.data(), cols, r_in, pool);
+    const std::vector<int64_t> order = options.order_strips ? strips_by_energy(h_rot, cols) : identity_order(cols / kTile);
+    const std::vector<float> w_ordered = permute_strips(rotated, rows, cols, order);
+    std::vector<double> h_ordered = permute_strip_blocks(h_rot, cols, order);
+    std::vector<double>().swap(h_rot);  // cols² doubles: one Hessian copy less beside the LDL's
+    LdlOptions ldl_options;
+    ldl_options.block = kTile;
+    ldl_options.percdamp = options.percdamp;
+    ldl_options.damping_retries = options.damping_retries;
+    ldl_options.pool = pool;
+    const BlockLdl factor = block_ldl(h_ordered, cols, ldl_options);
+    auto strip_quantizer = [&](const float* target, int64_t strip_rows, int64_t width, int64_t position, float* out) {
+      MARLIN_CHECK(strip_rows == rows && width == kTile, "trellis layer: LDLQ strip of {} × {}", strip_rows, width);
+      encoder.encode_strip(target, rows, cols, order[size_t(position)], out, layer.codes.data());
+    };
+    const std::vector<float> q_ordered = ldlq(w_ordered.data(), rows, cols, factor, strip_quantizer, pool);
+    // The loss is the same in any strip order (rows and columns of H' permuted alike).
+    layer.rotated_proxy_loss = proxy_loss(w_ordered.data(), q_ordered.data(), rows, cols, h_ordered, pool);
+    quantized = unpermute_strips(q_ordered, rows, cols, order);
+    layer.damping = factor.damping;
+  }
+
+  unrotate_weight(quantized.data(), rows, cols, &r_out, &r_in, pool);
+  const std::vector<float> zero(size_t(n), 0.0f);
+  double energy = 0.0;
+  if (hessian.empty()) {
+    layer.proxy_loss = squared_distance(w, quantized.data(), n);
+    energy = squared_distance(w, zero.data(), n);
+  } else {
+    layer.proxy_loss = proxy_loss(w, quantized.data(), rows, cols, hessian, pool);
+    energy = proxy_loss(w, zero.data(), rows, cols, hessian, pool);
+  }
+  layer.relative_loss = energy > 0.0 ? layer.proxy_loss / energy : 0.0;
+  return layer;
+}
+
+std::vector<float> decode_trellis_layer(std::span<const uint16_t> codes, std::span<const uint16_t> row_scales,
+                                        int64_t rows, int64_t cols, int k, uint64_t seed, ThreadPool* pool) {
+  check_layout(rows, cols, k);
+  MARLIN_CHECK(int64_t(codes.size()) == rows * cols * k / 16, "trellis layer: {} code words, a {} × {} layer at {} bits has {}",
+               codes.size(), rows, cols, k, rows * cols * k / 16);
+  MARLIN_CHECK(int64_t(row_scales.size()) == rows, "trellis layer: {} row scales for {} rows", row_scales.size(), rows);
+  std::vector<float> out(size_t(rows * cols));
+  parallel_ranges(pool, rows / kTile, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i)
+      for (int64_t j = 0; j < cols / kTile; ++j) {
+        const uint16_t* tile = codes.data() + tile_offset(i, j, cols, k);
+        for (int t = 0; t < kTrellisTileValues; ++t) {
+          const int64_t r = i * kTile + t / kTile, c = j * kTile + t % kTile;
+          out[size_t(r * cols + c)] = fp16_to_fp32(row_scales[size_t(r)]) * trellis_value(trellis_tile_state(tile, k, t));
+        }
+      }
+  });
+  const Rotation r_in(cols, seed), r_out(rows, seed + 1);
+  unrotate_weight(out.data(), rows, cols, &r_out, &r_in, pool);
+  return out;
+}
+
+}  // namespace marlin
