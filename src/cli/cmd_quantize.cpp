@@ -22,6 +22,7 @@ struct QuantizeCliOptions {
   std::string input, output;
   std::string format;
   int group_size = 0;
+  double bits = 0;  // --format trellis: bits per weight
   std::string method = "rtn";
   std::string calibration;
   int calibration_samples = 32;
@@ -62,6 +63,15 @@ std::optional<ExpertBitsOptions> expert_bits_options(const QuantizeCliOptions& o
 // "int4" + --group-size 128 -> "int4-g128"; a name that already says its group is taken as is.
 TensorFormat target_format(const QuantizeCliOptions& o) {
   std::string name = o.format;
+  MARLIN_CHECK(o.bits == 0 || name == "trellis", "--bits goes with --format trellis, not '{}'", name);
+  if (name == "trellis") {
+    MARLIN_CHECK(o.bits > 0, "--format trellis needs --bits (1 to 8)");
+    MARLIN_CHECK(o.bits == double(int(o.bits)),
+                 "--bits {}: a fractional average (per-layer widths) is not supported yet; give a whole number 1 to 8",
+                 o.bits);
+    MARLIN_CHECK(o.group_size == 0, "--group-size does not apply to trellis (one scale per row)");
+    return TensorFormat::parse("trellis" + std::to_string(int(o.bits)));
+  }
   const bool has_group = name.find("-g") != std::string::npos || name.find("-pc") != std::string::npos;
   if (o.group_size > 0) {
     MARLIN_CHECK(!has_group, "--group-size {} conflicts with the group in --format {}", o.group_size, name);
@@ -160,9 +170,14 @@ void register_quantize(CLI::App& app) {
   c->add_option("output", o->output, "The .marlin checkpoint to write")->required();
   c->add_option("-f,--format", o->format,
                 "Weight format for the linear layers: int8, int4, int3, int2 (with -asym/-act/-24 options), fp8, "
-                "fp4, mxfp4, nvfp4, f16, bf16, a full name like int4-g128-asym, or 'keep' to convert without "
-                "requantizing")
+                "fp4, mxfp4, nvfp4, f16, bf16, trellis (with --bits; or trellis1..trellis8), a full name like "
+                "int4-g128-asym, or 'keep' to convert without requantizing")
       ->required();
+  c->add_option("--bits", o->bits,
+                "--format trellis: bits per weight, 1 to 8 (trellis-coded: Hadamard rotations, then 16x16 tiles "
+                "searched by Viterbi; with --method gptq each layer's error is fed back through its calibration "
+                "Hessian (LDLQ). Slow on a CPU: tens of thousands of weights per second per core)")
+      ->check(CLI::Range(1.0, 8.0));
   c->add_option("-g,--group-size", o->group_size, "Values per scale (32, 64, 128; default 128 where the format needs one)")
       ->check(CLI::IsMember({32, 64, 128}));
   c->add_option("-m,--method", o->method, "rtn (round to nearest) or gptq (calibrated, lower error)")->capture_default_str();

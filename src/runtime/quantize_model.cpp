@@ -11,6 +11,8 @@
 #include "quant/hessian.h"
 #include "quant/quant_buffers.h"
 #include "quant/rtn.h"
+#include "quant/trellis_matrix.h"
+#include "quant/trellis_quantize.h"
 
 namespace marlin {
 namespace {
@@ -34,6 +36,38 @@ std::vector<int64_t> source_rows(std::string_view name, int64_t rows, const Mode
 }
 
 int64_t source_row(const std::vector<int64_t>& order, int64_t r) { return order.empty() ? r : order[size_t(r)]; }
+
+// A trellis tensor's rotation seed, from its name (FNV-1a): the same checkpoint every run.
+uint64_t trellis_seed(std::string_view name) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (const char c : name) h = (h ^ uint8_t(c)) * 0x100000001b3ull;
+  return h;
+}
+
+// A trellis layer (quant/trellis_quantize.h) as the tensor format stores it.
+QuantBuffers trellis_buffers(const TensorFormat& format, const TrellisLayer& layer) {
+  QuantBuffers out = QuantBuffers::allocate(format, layer.rows, layer.cols);
+  MARLIN_CHECK(out.codes.size() == layer.codes.size() * 2 && out.scales.size() == layer.row_scales.size() * 2,
+               "quantize: a trellis layer of {} words does not fit {} x {} {}", layer.codes.size(), layer.rows,
+               layer.cols, format.name());
+  for (size_t i = 0; i < layer.codes.size(); ++i) {  // little-endian words
+    out.codes[2 * i] = uint8_t(layer.codes[i]);
+    out.codes[2 * i + 1] = uint8_t(layer.codes[i] >> 8);
+  }
+  for (size_t i = 0; i < layer.row_scales.size(); ++i) {
+    out.scales[2 * i] = uint8_t(layer.row_scales[i]);
+    out.scales[2 * i + 1] = uint8_t(layer.row_scales[i] >> 8);
+  }
+  out.rotation_seed = layer.seed;
+  return out;
+}
+
+// rows × cols fp32 values as an f32 tensor.
+QuantBuffers f32_buffers(const std::vector<float>& w, int64_t rows, int64_t cols) {
+  QuantBuffers out = QuantBuffers::allocate(TensorFormat::parse("f32"), rows, cols);
+  std::memcpy(out.codes.data(), w.data(), w.size() * sizeof(float));
+  return out;
+}
 
 // The whole matrix in fp32, rows in output order.
 std::vector<float> dequantize_matrix(const QuantTensor& t, const std::vector<int64_t>& order) {
@@ -115,6 +149,8 @@ class Quantizer {
       return emit(name, permute_rows(repack_ggml(t).view(), order).view());
     MARLIN_CHECK(!format->act_order, "quantize: '{}': act-order ({}) needs GPTQ (--method gptq)", name, format->name());
     const auto w = dequantize_matrix(t, order);
+    if (format->kind == FormatKind::kTrellis)
+      return emit(name, quantize_trellis_rtn(w.data(), t.rows, t.cols, format->bits, trellis_seed(name), &pool_).view());
     emit(name, quantize_rtn(w.data(), t.rows, t.cols, *format, {}, &pool_).view());
   }
 
@@ -174,11 +210,36 @@ class Quantizer {
       return {};
     }
     const auto w = dequantize_matrix(t, order);
+    if (format->kind == FormatKind::kTrellis) return quantize_trellis(model, name, t, *format, w, order, hessian);
     GptqResult result = quantize_gptq(w.data(), t.rows, t.cols, *format, hessian, gptq);
     emit(name, result.weights.view(), result.loss);
     QuantBuffers in_model_order = order.empty() ? std::move(result.weights) : permute_rows(result.weights.view(), inverse(order));
     model.replace_weight(name, in_model_order.view());
     return in_model_order;
+  }
+
+  // Rotation, LDLQ and trellis tiles (quant/trellis_quantize.h). The model goes on with the
+  // decoded weights in fp32: a trellis tensor's rows cannot be reordered (its output rotation mixes
+  // them), and GGUF sources store Q/K rows in another order than the checkpoint's.
+  QuantBuffers quantize_trellis(Model& model, const std::string& name, const QuantTensor& t, const TensorFormat& format,
+                                const std::vector<float>& w, const std::vector<int64_t>& order,
+                                const std::vector<double>& hessian) {
+    TrellisQuantOptions trellis;
+    trellis.percdamp = options_.gptq_options.percdamp;
+    trellis.pool = &pool_;
+    const TrellisLayer layer =
+        quantize_trellis_layer(w.data(), t.rows, t.cols, hessian, format.bits, trellis_seed(name), trellis);
+    emit(name, trellis_buffers(format, layer).view(), layer.proxy_loss);
+    const auto decoded =
+        decode_trellis_layer(layer.codes, layer.row_scales, t.rows, t.cols, format.bits, layer.seed, &pool_);
+    std::vector<float> in_model_order(decoded.size());
+    const auto back = inverse(order);
+    for (int64_t r = 0; r < t.rows; ++r)
+      std::memcpy(&in_model_order[size_t(r * t.cols)], &decoded[size_t(source_row(back, r) * t.cols)],
+                  size_t(t.cols) * sizeof(float));
+    QuantBuffers replacement = f32_buffers(in_model_order, t.rows, t.cols);
+    model.replace_weight(name, replacement.view());
+    return replacement;
   }
 
   static std::vector<int64_t> inverse(const std::vector<int64_t>& order) {

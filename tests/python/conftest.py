@@ -5,7 +5,8 @@ import pathlib
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-MARLIN = ROOT / "build" / "marlin"
+# MARLIN_BIN picks another build (e.g. a CPU-only one); scripts/test.sh uses build/marlin.
+MARLIN = pathlib.Path(os.environ.get("MARLIN_BIN", ROOT / "build" / "marlin")).resolve()
 DEFAULT_MODEL = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 

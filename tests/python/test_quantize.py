@@ -132,6 +132,12 @@ def test_gptq_runs_with_rules_and_sharding(marlin_bin, default_model, tmp_path):
     ["OUT.marlin", "--format", "int4", "--moe-bits", "auto", "--target-bits", "6", "--max-bits", "7"],  # widths 2-4
     ["OUT.marlin", "--format", "int4", "--moe-bits", "auto", "--target-bits", "3", "--min-bits", "5", "--max-bits", "7"],
     ["OUT.marlin", "--format", "int4", "--moe-bits", "4"],  # the default model has no experts
+    ["OUT.marlin", "--format", "trellis"],  # no --bits
+    ["OUT.marlin", "--format", "trellis", "--bits", "2.5"],  # fractional: not yet
+    ["OUT.marlin", "--format", "trellis", "--bits", "9"],
+    ["OUT.marlin", "--format", "trellis", "--bits", "3", "--group-size", "128"],
+    ["OUT.marlin", "--format", "int4", "--bits", "3"],
+    ["OUT.marlin", "--format", "trellis9"],
 ])
 def test_bad_quantize_invocations(marlin_bin, default_model, tmp_path, args):
     args = [str(tmp_path / a) if a.startswith("OUT") else a for a in args]
@@ -192,6 +198,23 @@ def test_moe_bits_auto_writes_and_reports_the_allocation(marlin_bin, tmp_path):
     assert abs(sum(widths.values()) / 48 - plan["average_bits"]) < 1e-9
     text_report = marlin(marlin_bin, "inspect", out).stdout
     assert "expert bits (auto" in text_report and "layer   1:" in text_report
+    r = marlin(marlin_bin, "run", "--model", out, "--temperature", "0", "--max-tokens", "4", "expert")
+    assert r.returncode == 0, r.stderr
+
+
+def test_trellis_with_calibration_end_to_end(marlin_bin, tmp_path):
+    """--format trellis --bits 3 --method gptq: every linear of the blocks trellis3 (experts
+    included; routers, embeddings and the head as the rules keep them), and the checkpoint runs."""
+    model, text = tiny_moe_with_tokenizer(tmp_path / "tiny_mixtral")
+    out = tmp_path / "t3.marlin"
+    r = marlin(marlin_bin, "quantize", model, out, "--format", "trellis", "--bits", "3", "--method", "gptq",
+               "--calibration", text, "--calibration-samples", "8", "--calibration-ctx", "64")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(marlin(marlin_bin, "inspect", out, "--json", "--tensors").stdout)
+    formats = {t["name"]: t["format"] for t in report["tensors"]}
+    experts = [n for n in formats if ".experts." in n]
+    assert len(experts) == 48 and all(formats[n] == "trellis3" for n in experts)
+    assert all(formats[f"model.layers.{l}.self_attn.{p}_proj.weight"] == "trellis3" for l in (0, 1) for p in "qkvo")
     r = marlin(marlin_bin, "run", "--model", out, "--temperature", "0", "--max-tokens", "4", "expert")
     assert r.returncode == 0, r.stderr
 

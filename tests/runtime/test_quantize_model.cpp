@@ -26,6 +26,7 @@ QuantBuffers copy_of(const QuantTensor& t) {
   if (t.sparse_meta) b.sparse_meta.assign(t.sparse_meta, t.sparse_meta + b.sparse_meta.size());
   if (t.perm) b.perm.assign(t.perm, t.perm + t.cols);
   b.tensor_scale = t.tensor_scale;
+  b.rotation_seed = t.rotation_seed;
   return b;
 }
 
@@ -136,6 +137,37 @@ TEST_F(QuantizeModel, GptqMovesLogitsLessThanRtn) {
   for (const auto& t : q.report.tensors) calibrated += t.gptq_loss >= 0;
   EXPECT_EQ(calibrated, 2 * 7);  // every linear of both blocks
   std::cout << "KL from the original: RTN " << rtn << ", GPTQ " << gptq << "\n";
+}
+
+// Trellis with the calibration Hessians (rotation, LDLQ, tiles) against trellis without them, and
+// against GPTQ int3-g32 (3.5 bits per weight with its scales; issue 7 asks trellis at 3 bits to beat
+// GPTQ int3). Q/K rows come from a
+// GGUF (adjacent-pair layout), so the checkpoint's rows differ from the model's order.
+TEST_F(QuantizeModel, TrellisWithHessiansMovesLogitsLessThanWithout) {
+  QuantizeOptions options;
+  options.format = TensorFormat::parse("trellis3");
+  options.rules = parse_quant_rules("embed_tokens=keep,lm_head=keep");
+  const double rtn = kl_from_original(*quantize(*source_, options, pool_).source);
+  options.gptq = true;
+  for (int s = 0; s < 8; ++s) {
+    std::vector<int32_t> tokens;
+    for (int i = 0; i < 64; ++i) tokens.push_back(int32_t((s * 131 + i * 17 + i * i) % 128));
+    options.calibration.push_back(tokens);
+  }
+  auto q = quantize(*source_, options, pool_);
+  const double ldlq = kl_from_original(*q.source);
+  int calibrated = 0;
+  for (const auto& t : q.report.tensors) {
+    calibrated += t.gptq_loss >= 0;
+    if (t.gptq_loss >= 0) EXPECT_EQ(t.format.name(), "trellis3") << t.name;
+  }
+  EXPECT_EQ(calibrated, 2 * 7);  // every linear of both blocks
+  EXPECT_LT(ldlq, rtn);
+  options.format = TensorFormat::parse("int3-g32");
+  const double gptq = kl_from_original(*quantize(*source_, options, pool_).source);
+  EXPECT_LT(ldlq, gptq);
+  std::cout << "KL from the original: trellis3 " << rtn << ", trellis3 + LDLQ " << ldlq << ", GPTQ int3-g32 " << gptq
+            << "\n";
 }
 
 TEST_F(QuantizeModel, ActOrderNeedsGptq) {
