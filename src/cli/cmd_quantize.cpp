@@ -1,5 +1,6 @@
 // marlin quantize: any model source (GGUF, Hugging Face folder incl. GPTQ/AWQ, .marlin) to a
 // .marlin checkpoint in a chosen format, by RTN or GPTQ.
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <map>
@@ -13,6 +14,7 @@
 #include "model/model_source.h"
 #include "runtime/expert_bits_plan.h"
 #include "runtime/quantize_model.h"
+#include "runtime/trellis_bits.h"
 #include "tokenizer/tokenizer.h"
 
 namespace marlin::cli {
@@ -66,11 +68,9 @@ TensorFormat target_format(const QuantizeCliOptions& o) {
   MARLIN_CHECK(o.bits == 0 || name == "trellis", "--bits goes with --format trellis, not '{}'", name);
   if (name == "trellis") {
     MARLIN_CHECK(o.bits > 0, "--format trellis needs --bits (1 to 8)");
-    MARLIN_CHECK(o.bits == double(int(o.bits)),
-                 "--bits {}: a fractional average (per-layer widths) is not supported yet; give a whole number 1 to 8",
-                 o.bits);
     MARLIN_CHECK(o.group_size == 0, "--group-size does not apply to trellis (one scale per row)");
-    return TensorFormat::parse("trellis" + std::to_string(int(o.bits)));
+    // A fractional average: this is the width of what the per-tensor plan does not cover.
+    return TensorFormat::parse("trellis" + std::to_string(int(std::floor(o.bits))));
   }
   const bool has_group = name.find("-g") != std::string::npos || name.find("-pc") != std::string::npos;
   if (o.group_size > 0) {
@@ -127,6 +127,17 @@ void quantize(const QuantizeCliOptions& o) {
     plan = plan_expert_bits(*source, options.format, options.rules, options.calibration, *expert_bits, pool);
     options.tensor_formats = expert_tensor_formats(*plan);
   }
+  if (o.bits != std::floor(o.bits)) {  // --format trellis --bits 2.5: a width per tensor
+    MARLIN_CHECK(!expert_bits, "--moe-bits and a fractional --bits do not combine");
+    if (options.calibration.empty()) options.calibration = calibration_sequences(*source, o);
+    const int low = o.bits < 2 ? 1 : 2;
+    const auto widths = plan_trellis_bits(*source, options.rules, options.calibration, o.bits, low, 8, pool);
+    options.tensor_formats = widths.formats;
+    std::printf("trellis bits (target %.3f, widths %d-8): average %.3f over %zu tensors:", o.bits, low,
+                widths.average_bits, widths.formats.size());
+    for (const auto& [k, count] : widths.tensors_per_width) std::printf(" %d trellis%d", count, k);
+    std::printf("\n");
+  }
 
   MarlinCheckpointInfo info;
   info.config = source->hf_config();
@@ -176,7 +187,10 @@ void register_quantize(CLI::App& app) {
   c->add_option("--bits", o->bits,
                 "--format trellis: bits per weight, 1 to 8 (trellis-coded: Hadamard rotations, then 16x16 tiles "
                 "searched by Viterbi; with --method gptq each layer's error is fed back through its calibration "
-                "Hessian (LDLQ). Slow on a CPU: tens of thousands of weights per second per core)")
+                "Hessian (LDLQ). Slow on a CPU: tens of thousands of weights per second per core). A fractional "
+                "average (2.5) gives each linear of the blocks a whole width from 2 to 8 (1 below 2) by its "
+                "estimated output error on the calibration text (one pass of the unquantized model), printed "
+                "and visible in marlin inspect")
       ->check(CLI::Range(1.0, 8.0));
   c->add_option("-g,--group-size", o->group_size, "Values per scale (32, 64, 128; default 128 where the format needs one)")
       ->check(CLI::IsMember({32, 64, 128}));

@@ -133,7 +133,7 @@ def test_gptq_runs_with_rules_and_sharding(marlin_bin, default_model, tmp_path):
     ["OUT.marlin", "--format", "int4", "--moe-bits", "auto", "--target-bits", "3", "--min-bits", "5", "--max-bits", "7"],
     ["OUT.marlin", "--format", "int4", "--moe-bits", "4"],  # the default model has no experts
     ["OUT.marlin", "--format", "trellis"],  # no --bits
-    ["OUT.marlin", "--format", "trellis", "--bits", "2.5"],  # fractional: not yet
+    ["OUT.marlin", "--format", "trellis", "--bits", "0.5"],
     ["OUT.marlin", "--format", "trellis", "--bits", "9"],
     ["OUT.marlin", "--format", "trellis", "--bits", "3", "--group-size", "128"],
     ["OUT.marlin", "--format", "int4", "--bits", "3"],
@@ -215,6 +215,27 @@ def test_trellis_with_calibration_end_to_end(marlin_bin, tmp_path):
     experts = [n for n in formats if ".experts." in n]
     assert len(experts) == 48 and all(formats[n] == "trellis3" for n in experts)
     assert all(formats[f"model.layers.{l}.self_attn.{p}_proj.weight"] == "trellis3" for l in (0, 1) for p in "qkvo")
+    r = marlin(marlin_bin, "run", "--model", out, "--temperature", "0", "--max-tokens", "4", "expert")
+    assert r.returncode == 0, r.stderr
+
+
+def test_trellis_fractional_bits_plan_widths_per_tensor(marlin_bin, tmp_path):
+    """--bits 2.5: whole widths per linear (2 to 8), the weight-weighted average at most 2.5 and
+    printed; the checkpoint holds them and runs."""
+    model, text = tiny_moe_with_tokenizer(tmp_path / "tiny_mixtral")
+    out = tmp_path / "t25.marlin"
+    r = marlin(marlin_bin, "quantize", model, out, "--format", "trellis", "--bits", "2.5", "--calibration", text,
+               "--calibration-samples", "8", "--calibration-ctx", "64")
+    assert r.returncode == 0, r.stderr
+    assert "trellis bits (target 2.500, widths 2-8): average" in r.stdout, r.stdout
+    report = json.loads(marlin(marlin_bin, "inspect", out, "--json", "--tensors").stdout)
+    planned = [t for t in report["tensors"] if t["format"].startswith("trellis")]
+    widths = {int(t["format"][len("trellis"):]) for t in planned}
+    assert len(planned) == 48 + 8 and widths <= set(range(2, 9)) and len(widths) >= 2
+    weights = sum(t["rows"] * t["cols"] for t in planned)
+    average = sum(t["rows"] * t["cols"] * int(t["format"][len("trellis"):]) for t in planned) / weights
+    assert 2.0 < average <= 2.5
+    assert f"average {average:.3f}" in r.stdout
     r = marlin(marlin_bin, "run", "--model", out, "--temperature", "0", "--max-tokens", "4", "expert")
     assert r.returncode == 0, r.stderr
 
