@@ -32,11 +32,14 @@
 #include "quant/ggml_quantize.h"
 #include "quant/pack.h"
 #include "quant/quant_buffers.h"
+#include "../bench_util.h"
 
 using namespace marlin;
 using Clock = std::chrono::steady_clock;
 
 namespace {
+
+using marlin::bench::load_average;
 
 struct Shape {
   const char* name;
@@ -139,15 +142,6 @@ Timing time_calls(Fn&& fn, double budget) {
   const double cpu = (process_cpu_seconds() - cpu_start) / double(samples.size());
   std::sort(samples.begin(), samples.end());
   return {samples.front(), samples[samples.size() / 2], cpu};
-}
-
-double load_average() {
-  double load = -1;
-  if (FILE* f = std::fopen("/proc/loadavg", "r")) {
-    if (std::fscanf(f, "%lf", &load) != 1) load = -1;
-    std::fclose(f);
-  }
-  return load;
 }
 
 // Distinct copies of a tensor totalling at least `bytes` (the first made, the rest copied).

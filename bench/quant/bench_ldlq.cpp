@@ -14,21 +14,16 @@
 #include "quant/hessian.h"
 #include "quant/ldl.h"
 #include "quant/ldlq.h"
+#include "../bench_util.h"
 
 namespace {
 
+using marlin::bench::seconds_since;
+using marlin::bench::gaussian;
+using marlin::bench::load_average;
+
 using namespace marlin;
 using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
-
-std::vector<float> gaussian(int64_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  std::vector<float> v(static_cast<size_t>(n));
-  for (auto& x : v) x = normal(rng);
-  return v;
-}
 
 std::vector<double> activation_hessian(int64_t cols, ThreadPool* pool) {
   const int64_t samples = 1024;
@@ -92,15 +87,6 @@ double time_ldl_4096(ThreadPool* pool) {
   const double s = seconds_since(start);
   if (ldl.n != n) std::fprintf(stderr, "bad LDL\n");
   return s;
-}
-
-double load_average() {
-  double load = -1.0;
-  if (std::FILE* f = std::fopen("/proc/loadavg", "r")) {
-    if (std::fscanf(f, "%lf", &load) != 1) load = -1.0;
-    std::fclose(f);
-  }
-  return load;
 }
 
 }  // namespace

@@ -17,19 +17,15 @@
 #include "quant/gptq.h"
 #include "quant/hessian.h"
 #include "quant/rtn.h"
+#include "../bench_util.h"
 
 namespace {
 
+using marlin::bench::gaussian;
+using marlin::bench::seconds_since;
+
 using namespace marlin;
 using Clock = std::chrono::steady_clock;
-
-std::vector<float> gaussian(int64_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  std::vector<float> v(static_cast<size_t>(n));
-  for (auto& x : v) x = normal(rng);
-  return v;
-}
 
 std::vector<float> dequantize_logical(const QuantBuffers& q) {
   std::vector<float> out(size_t(q.rows * q.cols)), row(static_cast<size_t>(q.cols));
@@ -77,8 +73,6 @@ double hessian_error(const std::vector<double>& h, const std::vector<float>& w, 
   }
   return total;
 }
-
-double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 }  // namespace
 

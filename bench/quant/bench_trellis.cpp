@@ -16,20 +16,14 @@
 #include "backend/cpu/cpu_isa.h"
 #include "core/thread_pool.h"
 #include "quant/trellis.h"
+#include "../bench_util.h"
 
 namespace {
 
+using marlin::bench::load_average;
+
 using namespace marlin;
 using Clock = std::chrono::steady_clock;
-
-double load_average() {
-  double load = -1;
-  if (FILE* f = std::fopen("/proc/loadavg", "r")) {
-    if (std::fscanf(f, "%lf", &load) != 1) load = -1;
-    std::fclose(f);
-  }
-  return load;
-}
 
 std::string cpu_model() {
   std::string model = "unknown";

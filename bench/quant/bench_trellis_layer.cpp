@@ -18,45 +18,20 @@
 #include "quant/ldlq.h"
 #include "quant/trellis_quantize.h"
 
+#include "../../tests/quant/synthetic_layer.h"
+#include "../bench_util.h"
+
 namespace {
+
+using marlin::bench::seconds_since;
+using marlin::bench::load_average;
 
 using namespace marlin;
 using Clock = std::chrono::steady_clock;
 
-double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+using marlin::testing::correlated_hessian;
+using marlin::testing::layer_weights;
 
-// Log-normal row and column scales on Gaussian weights.
-std::vector<float> layer_weights(int64_t rows, int64_t cols, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  std::vector<float> row_scale(static_cast<size_t>(rows)), col_scale(static_cast<size_t>(cols)), w(size_t(rows * cols));
-  for (auto& s : row_scale) s = 0.02f * std::exp(0.3f * normal(rng));
-  for (auto& s : col_scale) s = std::exp(0.3f * normal(rng));
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c) w[size_t(r * cols + c)] = row_scale[size_t(r)] * col_scale[size_t(c)] * normal(rng);
-  return w;
-}
-
-// Activations with 8 strong shared directions, log-normal feature scales and unit noise.
-std::vector<double> correlated_hessian(int64_t n, int64_t samples, uint32_t seed, ThreadPool* pool) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  std::vector<float> basis(size_t(8 * n)), scale(static_cast<size_t>(n)), x(size_t(samples * n));
-  for (auto& v : basis) v = normal(rng);
-  for (auto& s : scale) s = std::exp(0.7f * normal(rng));
-  for (int64_t t = 0; t < samples; ++t) {
-    float z[8];
-    for (auto& v : z) v = 3.0f * normal(rng);
-    for (int64_t i = 0; i < n; ++i) {
-      float v = normal(rng);
-      for (int d = 0; d < 8; ++d) v += z[d] * basis[size_t(d * n + i)];
-      x[size_t(t * n + i)] = scale[size_t(i)] * v;
-    }
-  }
-  HessianAccumulator acc(n);
-  acc.add(x.data(), samples, pool);
-  return acc.hessian();
-}
 
 double gptq_loss(const std::vector<float>& w, int64_t rows, int64_t cols, const std::vector<double>& h,
                  const std::string& format, ThreadPool* pool) {
@@ -69,15 +44,6 @@ double gptq_loss(const std::vector<float>& w, int64_t rows, int64_t cols, const 
     for (int64_t c = 0; c < cols; ++c) q[size_t(r * cols + (g.weights.perm.empty() ? c : g.weights.perm[size_t(c)]))] = row[size_t(c)];
   }
   return proxy_loss(w.data(), q.data(), rows, cols, h, pool);
-}
-
-double load_average() {
-  double load = -1.0;
-  if (std::FILE* f = std::fopen("/proc/loadavg", "r")) {
-    if (std::fscanf(f, "%lf", &load) != 1) load = -1.0;
-    std::fclose(f);
-  }
-  return load;
 }
 
 }  // namespace

@@ -16,6 +16,8 @@
 #include "quant/ldl.h"
 #include "quant/ldlq.h"
 
+#include "synthetic_layer.h"
+
 namespace marlin {
 namespace {
 
@@ -32,27 +34,8 @@ std::vector<float> gaussian(int64_t n, uint32_t seed, float sigma = 1.0f) {
   return v;
 }
 
-// The Hessian of activations with 8 strong shared directions, log-normal feature scales and unit
-// noise (like real LLM layer inputs), through the production accumulator.
-Matrix correlated_hessian(int64_t n, int64_t samples, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  std::vector<float> basis(size_t(8 * n)), scale(static_cast<size_t>(n)), x(size_t(samples * n));
-  for (auto& v : basis) v = normal(rng);
-  for (auto& s : scale) s = std::exp(0.7f * normal(rng));
-  for (int64_t t = 0; t < samples; ++t) {
-    float z[8];
-    for (auto& v : z) v = 3.0f * normal(rng);
-    for (int64_t i = 0; i < n; ++i) {
-      float v = normal(rng);
-      for (int d = 0; d < 8; ++d) v += z[d] * basis[size_t(d * n + i)];
-      x[size_t(t * n + i)] = scale[size_t(i)] * v;
-    }
-  }
-  HessianAccumulator acc(n);
-  acc.add(x.data(), samples);
-  return acc.hessian();
-}
+using testing::correlated_hessian;
+
 
 Matrix plus_identity(Matrix h, int64_t n, double lambda) {
   for (int64_t i = 0; i < n; ++i) h[size_t(i * n + i)] += lambda;
