@@ -229,15 +229,9 @@ class Quantizer {
     trellis.pool = &pool_;
     const TrellisLayer layer =
         quantize_trellis_layer(w.data(), t.rows, t.cols, hessian, format.bits, trellis_seed(name), trellis);
-    emit(name, trellis_buffers(format, layer).view(), layer.proxy_loss);
-    const auto decoded =
-        decode_trellis_layer(layer.codes, layer.row_scales, t.rows, t.cols, format.bits, layer.seed, &pool_);
-    std::vector<float> in_model_order(decoded.size());
-    const auto back = inverse(order);
-    for (int64_t r = 0; r < t.rows; ++r)
-      std::memcpy(&in_model_order[size_t(r * t.cols)], &decoded[size_t(source_row(back, r) * t.cols)],
-                  size_t(t.cols) * sizeof(float));
-    QuantBuffers replacement = f32_buffers(in_model_order, t.rows, t.cols);
+    const QuantBuffers stored = trellis_buffers(format, layer);
+    emit(name, stored.view(), layer.proxy_loss);
+    QuantBuffers replacement = f32_buffers(dequantize_matrix(stored.view(), inverse(order)), t.rows, t.cols);
     model.replace_weight(name, replacement.view());
     return replacement;
   }
