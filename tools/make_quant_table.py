@@ -22,7 +22,6 @@ import tempfile
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-MARLIN = ROOT / "build" / "marlin"
 MODEL = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 DOC = ROOT / "docs" / "quantization.md"
 BEGIN, END = "<!-- quant-table:begin -->", "<!-- quant-table:end -->"
@@ -46,25 +45,38 @@ FORMATS = [
 ]
 
 
-def run_json(*args):
-    out = subprocess.run([str(MARLIN), *map(str, args)], check=True, capture_output=True, text=True)
+def run_json(marlin, *args):
+    """Runs `marlin ARGS` and returns the JSON object it prints last."""
+    out = subprocess.run([str(marlin), *map(str, args)], check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def replace_table(doc, begin, end, lines, heading):
+    """Puts `lines` between the markers `begin` and `end` of the file `doc`; without the markers,
+    appends them under a new section `heading`."""
+    text = doc.read_text()
+    table = begin + "\n" + "\n".join(lines) + "\n" + end
+    if begin in text:
+        text = text[:text.index(begin)] + table + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip() + f"\n\n## {heading}\n\n" + table + "\n"
+    doc.write_text(text)
+
+
 def measure(model, args):
-    ppl = run_json("perplexity", model, "--chunks", args.chunks, "--threads", args.threads, "--json")
+    ppl = run_json(args.marlin, "perplexity", model, "--chunks", args.chunks, "--threads", args.threads, "--json")
     row = {"ppl": ppl["perplexity"], "ppl_err": ppl["perplexity_stderr"]}
     if model != MODEL:
-        cmp = run_json("compare", MODEL, model, "--chunks", args.chunks, "--threads", args.threads, "--json")
+        cmp = run_json(args.marlin, "compare", MODEL, model, "--chunks", args.chunks, "--threads", args.threads,
+                       "--json")
         row.update(kl=cmp["mean_kl"], top1=cmp["top1_agreement"])
-    bench = run_json("bench", "--model", model, "--prompt-tokens", 0, "--gen-tokens", 64, "--reps", 3,
-                     "--threads", args.threads, "--json")
+    bench = run_json(args.marlin, "bench", "--model", model, "--prompt-tokens", 0, "--gen-tokens", 64,
+                     "--reps", 3, "--threads", args.threads, "--json")
     row["decode"] = bench["decode_tokens_per_s"]
     return row
 
 
 def main():
-    global MARLIN
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--chunks", type=int, default=16)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
@@ -72,7 +84,6 @@ def main():
     ap.add_argument("--marlin", type=pathlib.Path, default=ROOT / "build" / "marlin",
                     help="the marlin binary (default: build/marlin; pass a copy to rebuild meanwhile)")
     args = ap.parse_args()
-    MARLIN = args.marlin
     rows = [("Q4_1 (original, baseline)", MODEL.stat().st_size, measure(MODEL, args))]
     with tempfile.TemporaryDirectory() as tmp:
         for label, fmt, method in FORMATS:
@@ -80,7 +91,7 @@ def main():
                 continue
             out = pathlib.Path(tmp) / f"{label.split()[0]}-{method}.marlin"
             start = time.time()
-            subprocess.run([str(MARLIN), "quantize", MODEL, out, "--format", fmt, "--method", method,
+            subprocess.run([str(args.marlin), "quantize", MODEL, out, "--format", fmt, "--method", method,
                             "--threads", str(args.threads)], check=True, capture_output=True)
             print(f"{label}: quantized in {time.time() - start:.0f} s", file=sys.stderr)
             rows.append((label, out.stat().st_size, measure(out, args)))
@@ -98,13 +109,7 @@ def main():
         top1 = f"{100 * r['top1']:.1f}%" if "top1" in r else "—"
         lines.append(f"| {label} | {size / 1e6:.1f} | {r['ppl']:.3f} ± {r['ppl_err']:.3f} | {kl} | {top1} | "
                      f"{r['decode']:.1f} |")
-    text = DOC.read_text()
-    table = BEGIN + "\n" + "\n".join(lines) + "\n" + END
-    if BEGIN in text:
-        text = text[:text.index(BEGIN)] + table + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip() + "\n\n## Quality and speed on the default model\n\n" + table + "\n"
-    DOC.write_text(text)
+    replace_table(DOC, BEGIN, END, lines, "Quality and speed on the default model")
     print("\n".join(lines))
 
 

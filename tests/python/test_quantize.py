@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from safetensors import deserialize, safe_open
 
+from tiny_models import FIXTURES, tiny_model_with_tokenizer
+
 
 def marlin(binary, *args, timeout=600):
     return subprocess.run([str(binary), *map(str, args)], capture_output=True, text=True, timeout=timeout)
@@ -153,31 +155,11 @@ def test_missing_input(marlin_bin, tmp_path):
     assert r.returncode != 0 and r.stderr.startswith("error: ")
 
 
-MOE_DIR = pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "model" / "tiny_mixtral"
-
-
-def tiny_moe_with_tokenizer(folder):
-    """The tiny Mixtral checkpoint plus a byte-level BPE tokenizer over lowercase words (its
-    vocabulary fits the model's 128 ids), and calibration text in that alphabet."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, decoders
-    folder.mkdir()
-    for f in MOE_DIR.iterdir():
-        (folder / f.name).symlink_to(f)
-    chars = ["Ġ"] + [chr(c) for c in range(ord("a"), ord("z") + 1)]
-    chars += sorted(set(pre_tokenizers.ByteLevel.alphabet()) - set(chars))[:128 - len(chars)]
-    vocab = {c: i for i, c in enumerate(chars)}
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.save(str(folder / "tokenizer.json"))
-    words = ["expert", "router", "token", "layer", "weight", "bits", "quantize", "model", "mixture", "gate"]
-    text = " ".join(words[(i * 7 + i * i) % len(words)] for i in range(600))
-    (folder.parent / "calibration.txt").write_text(text)
-    return folder, folder.parent / "calibration.txt"
+MOE_DIR = FIXTURES / "tiny_mixtral"
 
 
 def test_moe_bits_auto_writes_and_reports_the_allocation(marlin_bin, tmp_path):
-    model, text = tiny_moe_with_tokenizer(tmp_path / "tiny_mixtral")
+    model, text = tiny_model_with_tokenizer(tmp_path / "tiny_mixtral")
     out = tmp_path / "auto.marlin"
     r = marlin(marlin_bin, "quantize", model, out, "--format", "int4-g32", "--moe-bits", "auto", "--target-bits",
                "3", "--calibration", text, "--calibration-samples", "8", "--calibration-ctx", "64")
@@ -205,7 +187,7 @@ def test_moe_bits_auto_writes_and_reports_the_allocation(marlin_bin, tmp_path):
 def test_trellis_with_calibration_end_to_end(marlin_bin, tmp_path):
     """--format trellis --bits 3 --method gptq: every linear of the blocks trellis3 (experts
     included; routers, embeddings and the head as the rules keep them), and the checkpoint runs."""
-    model, text = tiny_moe_with_tokenizer(tmp_path / "tiny_mixtral")
+    model, text = tiny_model_with_tokenizer(tmp_path / "tiny_mixtral")
     out = tmp_path / "t3.marlin"
     r = marlin(marlin_bin, "quantize", model, out, "--format", "trellis", "--bits", "3", "--method", "gptq",
                "--calibration", text, "--calibration-samples", "8", "--calibration-ctx", "64")
@@ -222,7 +204,7 @@ def test_trellis_with_calibration_end_to_end(marlin_bin, tmp_path):
 def test_trellis_fractional_bits_plan_widths_per_tensor(marlin_bin, tmp_path):
     """--bits 2.5: whole widths per linear (2 to 8), the weight-weighted average at most 2.5 and
     printed; the checkpoint holds them and runs."""
-    model, text = tiny_moe_with_tokenizer(tmp_path / "tiny_mixtral")
+    model, text = tiny_model_with_tokenizer(tmp_path / "tiny_mixtral")
     out = tmp_path / "t25.marlin"
     r = marlin(marlin_bin, "quantize", model, out, "--format", "trellis", "--bits", "2.5", "--calibration", text,
                "--calibration-samples", "8", "--calibration-ctx", "64")
