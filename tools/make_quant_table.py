@@ -46,9 +46,11 @@ FORMATS = [
 
 
 def run_json(marlin, *args):
-    """Runs `marlin ARGS` and returns the JSON object it prints last."""
-    out = subprocess.run([str(marlin), *map(str, args)], check=True, capture_output=True, text=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    """Runs `marlin ARGS` and returns the JSON object it prints (on one line or several, after any
+    other output)."""
+    out = subprocess.run([str(marlin), *map(str, args)], check=True, capture_output=True, text=True).stdout
+    lines = out.strip().splitlines()
+    return json.loads("\n".join(lines[max(i for i, line in enumerate(lines) if line.startswith("{")):]))
 
 
 def replace_table(doc, begin, end, lines, heading):
