@@ -130,20 +130,39 @@ def same_measurement(a, b):
     return all(a[k] == b[k] for k in ("model", "chunks", "ctx", "text", "device"))
 
 
+def expected_seconds(row_id, args):
+    """A pending row's time, judged from the slowest finished row of its kind (trellis or integer):
+    its quantization unless the checkpoint is there, and the measurement; 0 with none to go by."""
+    kind = row_id.split("-")[0].rstrip("0123456789.")
+    done = [json.loads((args.workdir / f"{r}.json").read_text()) for r in ROWS
+            if r.startswith(kind) and (args.workdir / f"{r}.json").exists()]
+    quantize_s = [r["quantize_s"] for r in done if r["quantize_s"] is not None]
+    quantized = ROWS[row_id][1] is None or (args.workdir / f"{row_id}.marlin").exists()
+    return (0 if quantized else max(quantize_s, default=0)) + max((r["measure_s"] for r in done), default=0)
+
+
 def run_rows(args):
+    start = time.time()
     args.workdir.mkdir(parents=True, exist_ok=True)
     probe = {"model": args.model.name, "chunks": args.chunks, "ctx": args.ctx,
              "text": str(args.text or "tests/fixtures/corpus/gnu_manuals.txt"), "device": args.device}
+    pending = []
     for row_id in [r for r in ROWS if not args.rows or r in args.rows]:
         result = args.workdir / f"{row_id}.json"
         if result.exists() and same_measurement(json.loads(result.read_text()), probe):
             print(f"{row_id}: done already ({result})", file=sys.stderr, flush=True)
-            continue
-        row = measure(row_id, args)
-        tmp = result.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(row, indent=1))
-        tmp.rename(result)
-        print(json.dumps(row), flush=True)
+        elif args.budget and time.time() - start + expected_seconds(row_id, args) > args.budget:
+            pending.append(row_id)
+        else:
+            row_start = time.time()
+            row = measure(row_id, args)
+            row["measure_s"] = time.time() - row_start - (row["quantize_s"] or 0)
+            tmp = result.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(row, indent=1))
+            tmp.rename(result)
+            print(json.dumps(row), flush=True)
+    if pending:
+        print(f"--budget {args.budget:.0f} s reached; run again for: {' '.join(pending)}", file=sys.stderr, flush=True)
 
 
 def table_lines(rows):
@@ -193,6 +212,9 @@ def main():
     ap.add_argument("--doc", type=pathlib.Path, default=DOC, help="the document holding the table markers")
     ap.add_argument("--model", type=pathlib.Path, default=MODEL, help="the model to quantize (default: %(default)s)")
     ap.add_argument("--marlin", type=pathlib.Path, default=ROOT / "build" / "marlin", help="the marlin binary")
+    ap.add_argument("--budget", type=float,
+                    help="seconds: start no row expected to end later than this (judged from the slowest finished "
+                         "row of its kind), so that a time-limited command ends between rows")
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where perplexity and compare run")
     ap.add_argument("--threads", type=int, default=os.cpu_count(), help="marlin quantize's worker threads")
     ap.add_argument("--chunks", type=int, default=16, help="corpus chunks scored (0: all)")

@@ -40,6 +40,10 @@ def test_rows_are_measured_once_and_written_to_the_doc(marlin_bin, tmp_path):
 
     again = make_table(marlin_bin, model, text, workdir, "--rows", "trellis3-gptq", "int3-g128-gptq", "baseline")
     assert again.stdout == "" and again.stderr.count("done already") == 3
+    # Rows that would outlast --budget (judged from the finished rows of their kind) wait for the next run.
+    late = make_table(marlin_bin, model, text, workdir, "--rows", "int2-g64-rtn", "trellis4-rtn", "--budget", "0.001")
+    assert late.stdout == "" and "run again for: trellis4-rtn int2-g64-rtn" in late.stderr
+    assert not (workdir / "trellis4-rtn.marlin").exists() and not (workdir / "int2-g64-rtn.json").exists()
 
     doc = tmp_path / "doc.md"
     doc.write_text("# Doc\n\n<!-- trellis-table:begin -->\nto be measured\n<!-- trellis-table:end -->\n\nafter\n")
