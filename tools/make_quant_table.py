@@ -48,8 +48,10 @@ FORMATS = [
 def run_json(marlin, *args):
     """Runs `marlin ARGS` and returns the JSON object it prints (on one line or several, after any
     other output)."""
-    out = subprocess.run([str(marlin), *map(str, args)], check=True, capture_output=True, text=True).stdout
-    lines = out.strip().splitlines()
+    r = subprocess.run([str(marlin), *map(str, args)], capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit(f"error: marlin {' '.join(map(str, args))} failed: {r.stderr.strip()}")
+    lines = r.stdout.strip().splitlines()
     return json.loads("\n".join(lines[max(i for i, line in enumerate(lines) if line.startswith("{")):]))
 
 

@@ -88,14 +88,15 @@ def eval_args(args):
 
 
 def quantize(row_id, args):
-    """The row's checkpoint in the workdir (quantized now unless it is there) and its quantize time."""
+    """The row's checkpoint in the workdir (quantized now unless it is there), the seconds that took
+    and the threads it had."""
     out, info = args.workdir / f"{row_id}.marlin", args.workdir / f"{row_id}.quantize.json"
     settings = {"model": str(args.model.resolve()), "quantize_args": ROWS[row_id][1] + args.calibration_args}
     if out.exists():
         done = json.loads(info.read_text())
         if done["settings"] != settings:
             sys.exit(f"error: {out} was quantized with {done['settings']}, not {settings}: use another --workdir")
-        return out, done["seconds"]
+        return out, done["seconds"], done["threads"]
     partial = args.workdir / f"{row_id}.partial.marlin"
     start = time.time()
     r = subprocess.run([str(args.marlin), "quantize", args.model, partial, *settings["quantize_args"], "--threads",
@@ -106,19 +107,18 @@ def quantize(row_id, args):
     info.write_text(json.dumps({"settings": settings, "seconds": seconds, "threads": args.threads,
                                 "machine": machine(), "log": r.stdout.strip().splitlines()[-1:]}))
     partial.rename(out)  # last: a checkpoint in the workdir is a whole one with its quantize.json
-    return out, seconds
+    return out, seconds, args.threads
 
 
 def measure(row_id, args):
-    model, seconds = (args.model, None) if ROWS[row_id][1] is None else quantize(row_id, args)
+    model, seconds, threads = (args.model, None, None) if ROWS[row_id][1] is None else quantize(row_id, args)
     ppl = run_json(args.marlin, "perplexity", model, *eval_args(args))
     bits, formats = linear_stats(args.marlin, model, quantized_only=seconds is not None)
     label = ROWS[row_id][0] + (f" ({', '.join(formats)})" if seconds is None else "")
-    row = {"id": row_id, "label": label, "model": args.model.name, "chunks": args.chunks, "ctx": args.ctx,
-           "text": str(args.text or "tests/fixtures/corpus/gnu_manuals.txt"), "device": args.device,
-           "bits_per_weight": bits, "linear_formats": formats, "file_mb": size_mb(model),
+    row = {"id": row_id, "label": label, **measurement_settings(args), "bits_per_weight": bits,
+           "linear_formats": formats, "file_mb": size_mb(model),
            "ppl": ppl["perplexity"], "ppl_err": ppl["perplexity_stderr"], "kl": None, "top1": None,
-           "quantize_s": seconds, "quantize_threads": None if seconds is None else args.threads,
+           "quantize_s": seconds, "quantize_threads": threads,
            "machine": machine(), "date": datetime.date.today().isoformat()}
     if model != args.model:
         cmp = run_json(args.marlin, "compare", args.model, model, *eval_args(args))
@@ -126,8 +126,10 @@ def measure(row_id, args):
     return row
 
 
-def same_measurement(a, b):
-    return all(a[k] == b[k] for k in ("model", "chunks", "ctx", "text", "device"))
+def measurement_settings(args):
+    """What makes two rows' numbers comparable."""
+    return {"model": args.model.name, "chunks": args.chunks, "ctx": args.ctx,
+            "text": str(args.text or "tests/fixtures/corpus/gnu_manuals.txt"), "device": args.device}
 
 
 def expected_seconds(row_id, args):
@@ -144,12 +146,11 @@ def expected_seconds(row_id, args):
 def run_rows(args):
     start = time.time()
     args.workdir.mkdir(parents=True, exist_ok=True)
-    probe = {"model": args.model.name, "chunks": args.chunks, "ctx": args.ctx,
-             "text": str(args.text or "tests/fixtures/corpus/gnu_manuals.txt"), "device": args.device}
+    settings = measurement_settings(args)
     pending = []
     for row_id in [r for r in ROWS if not args.rows or r in args.rows]:
         result = args.workdir / f"{row_id}.json"
-        if result.exists() and same_measurement(json.loads(result.read_text()), probe):
+        if result.exists() and settings.items() <= json.loads(result.read_text()).items():
             print(f"{row_id}: done already ({result})", file=sys.stderr, flush=True)
         elif args.budget and time.time() - start + expected_seconds(row_id, args) > args.budget:
             pending.append(row_id)
@@ -173,7 +174,8 @@ def table_lines(rows):
     lines = [f"{first['model']}, {first['text']}, {first['chunks']} chunks of {first['ctx']} tokens (second halves "
              f"scored), perplexity and compare on {first['device']}. Bits/weight: what the blocks' quantized linears "
              f"store, scales included (embeddings and the head are int8-g32 in every quantized row). KL and top-1 "
-             f"against the unquantized model. Quantize seconds: CPU, {'/'.join(map(str, threads)) or '—'} threads.",
+             f"against the baseline (the model as stored). Quantize seconds: CPU, "
+             f"{'/'.join(map(str, threads)) or '—'} threads.",
              "",
              "| format | bits/weight | file MB | perplexity | KL vs baseline | top-1 agreement | quantize s |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
@@ -227,10 +229,9 @@ def main():
     if args.write_doc:
         write_doc(args)
         return
-    args.calibration_args = [str(x) for flag, value in (("--calibration", args.calibration and args.calibration.resolve()),
-                                                        ("--calibration-samples", args.calibration_samples),
-                                                        ("--calibration-ctx", args.calibration_ctx))
-                             if value is not None for x in (flag, value)]
+    calibration = (("--calibration", args.calibration and args.calibration.resolve()),
+                   ("--calibration-samples", args.calibration_samples), ("--calibration-ctx", args.calibration_ctx))
+    args.calibration_args = [str(x) for flag, value in calibration if value is not None for x in (flag, value)]
     run_rows(args)
 
 

@@ -1,6 +1,5 @@
 """marlin quantize on the default model: formats, conversion without loss, and errors."""
 import json
-import pathlib
 import subprocess
 
 import gguf
