@@ -125,8 +125,8 @@ class SyntheticSource final : public ModelSource {
     const bool planar_int = (format.kind == FormatKind::kInt8 || format.kind == FormatKind::kInt4 ||
                              format.kind == FormatKind::kInt3 || format.kind == FormatKind::kInt2) &&
                             !format.act_order && !format.sparse_24;
-    MARLIN_CHECK(format.kind == FormatKind::kF16 || planar_int,
-                 "synthetic models come in f16 or intN formats (no act-order or 2:4), not {}", format.name());
+    MARLIN_CHECK(format.kind == FormatKind::kF16 || format.kind == FormatKind::kTrellis || planar_int,
+                 "synthetic models come in f16, intN (no act-order or 2:4) or trellis formats, not {}", format.name());
     const int64_t d = config_.d_model, qd = int64_t(config_.n_heads) * config_.head_dim;
     const int64_t kvd = int64_t(config_.n_kv_heads) * config_.head_dim, f = config_.d_ffn;
     shapes_["model.embed_tokens.weight"] = {config_.vocab_size, d};
@@ -253,6 +253,11 @@ class SyntheticSource final : public ModelSource {
       return b;
     }
     noise.fill(b.codes.data(), b.codes.size());  // uniform codes: standard deviation ≈ 2^bits / sqrt(12)
+    if (f.kind == FormatKind::kTrellis) {  // any bitstream is valid; values of unit variance
+      auto* scales = reinterpret_cast<uint16_t*>(b.scales.data());
+      for (size_t i = 0; i < b.scales.size() / 2; ++i) scales[i] = fp32_to_fp16(sigma);
+      return b;  // one rotation seed for every tensor, so stacked parts share their input rotation
+    }
     const int bits = format_info(f.kind).code_bits;
     const uint16_t scale = fp32_to_fp16(sigma * std::sqrt(12.0f) / float(1 << bits));
     auto* scales = reinterpret_cast<uint16_t*>(b.scales.data());

@@ -19,7 +19,7 @@ namespace marlin {
 std::vector<std::string> synthetic_shapes();
 
 // Linear weights in `format` (f16, or a planar integer format: int8/int4/int3/int2 with any group
-// size, symmetric or asymmetric); lm_head in int8-g32 below 8 bits (as `marlin quantize` makes
+// size, symmetric or asymmetric, or trellisK with random bitstreams); lm_head in int8-g32 below 8 bits (as `marlin quantize` makes
 // it), else in `format`; embeddings and norms are f16/f32. Throws marlin::Error for an
 // unknown shape or an unsupported format.
 std::unique_ptr<ModelSource> make_synthetic_source(const std::string& shape, const TensorFormat& format,

@@ -3,6 +3,9 @@
 #include <chrono>
 #include <cstring>
 #include <set>
+#include <string>
+#include <string_view>
+#include <utility>
 
 #include "core/error.h"
 #include "model/model.h"
@@ -37,10 +40,21 @@ std::vector<int64_t> source_rows(std::string_view name, int64_t rows, const Mode
 
 int64_t source_row(const std::vector<int64_t>& order, int64_t r) { return order.empty() ? r : order[size_t(r)]; }
 
-// A trellis tensor's rotation seed, from its name (FNV-1a): the same checkpoint every run.
+// A trellis tensor's rotation seed, from its name (FNV-1a): the same checkpoint every run. The
+// weights the runtime stacks because they read one input (q|k|v, gate|up, Mixtral's w1|w3) take
+// the name of the stack's first part, so they share the input rotation and run as one product.
 uint64_t trellis_seed(std::string_view name) {
+  static constexpr std::pair<std::string_view, std::string_view> kStackedWith[] = {
+      {".k_proj.weight", ".q_proj.weight"},
+      {".v_proj.weight", ".q_proj.weight"},
+      {".up_proj.weight", ".gate_proj.weight"},
+      {".w3.weight", ".w1.weight"},
+  };
+  std::string key(name);
+  for (const auto& [part, first] : kStackedWith)
+    if (name.ends_with(part)) key = std::string(name.substr(0, name.size() - part.size())) + std::string(first);
   uint64_t h = 0xcbf29ce484222325ull;
-  for (const char c : name) h = (h ^ uint8_t(c)) * 0x100000001b3ull;
+  for (const char c : key) h = (h ^ uint8_t(c)) * 0x100000001b3ull;
   return h;
 }
 

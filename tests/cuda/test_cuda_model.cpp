@@ -58,13 +58,15 @@ struct ExactActivations {
 
 // Logits of a prompt (one prefill step) and then of `decode` single-token steps feeding back the
 // CPU's greedy choice, on both backends; checks the error bound and the greedy tokens.
-void compare_backends(const ModelSource& source, const std::vector<int32_t>& prompt, int decode) {
+// `roundings` counts the fp16 roundings of one layer (7 unless the weights' kernels add some).
+void compare_backends(const ModelSource& source, const std::vector<int32_t>& prompt, int decode,
+                      double roundings = 7) {
   ExactActivations exact;
   ThreadPool pool(2);
   auto cpu = load_model(source, pool, DeviceKind::kCpu);
   auto gpu = load_model(source, pool, DeviceKind::kCuda);
   const int vocab = cpu->config().vocab_size;
-  const double bound = 2 * test::kHalfUlp * std::sqrt(7.0 * cpu->config().n_layers);
+  const double bound = 2 * test::kHalfUlp * std::sqrt(roundings * cpu->config().n_layers);
   auto cache_cpu = cpu->new_cache(512), cache_gpu = gpu->new_cache(512);
   std::vector<float> a(size_t(vocab) * prompt.size()), b(a.size());
   cpu->forward(prompt, *cache_cpu, a.data(), true);
@@ -159,6 +161,22 @@ TEST(CudaModel, LowBitModelsMatchCpu) {
       expect_same_choice(a.data(), b.data(), vocab, allowed);
       tokens = {argmax(a.data(), vocab)};
     }
+  }
+}
+
+// Trellis weights (random bitstreams, cuda trellis_kernels.h), each linear with one rounding more
+// (its rotated input in fp16; 4 linears a layer): the fused decode + product for a 17-row prompt
+// and the decode steps; then the many-row path (weights decoded to fp16, cuBLAS, whose fp16
+// products before the output rotation are a fifth rounding per linear) for a 40-row prompt.
+TEST(CudaModel, TrellisModelsMatchCpu) {
+  MARLIN_REQUIRE_GPU();
+  for (const char* format : {"trellis2", "trellis4"}) {
+    SCOPED_TRACE(format);
+    auto source = make_synthetic_source("tiny", TensorFormat::parse(format));
+    compare_backends(*source, {1, 17, 400, 3, 99, 256, 7, 8, 300, 511, 2, 45, 46, 47, 100, 101, 5}, 12, 7 + 4);
+    std::vector<int32_t> prompt(40);
+    for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = int32_t((i * 37 + 11) % 512);
+    compare_backends(*source, prompt, 2, 7 + 8);
   }
 }
 

@@ -14,6 +14,7 @@
 #include "backend/cuda/cuda_mla.h"
 #include "backend/cuda/ops.h"
 #include "device_buffer.h"
+#include "graph_timer.h"
 #include "test_util.h"
 
 namespace marlin::test {
@@ -22,35 +23,6 @@ namespace {
 constexpr int kPage = 32;
 
 const cuda::MlaGeometry kGlm{20, 192, 64, 512, 256, true, kPage};
-
-// Mean milliseconds of `iterations` calls of launch(stream) captured into one graph.
-template <typename F>
-float graph_ms(F launch, int iterations) {
-  cudaStream_t stream;
-  cuda_ok(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "stream");
-  cudaGraph_t graph;
-  cuda_ok(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal), "begin capture");
-  for (int i = 0; i < iterations; ++i) launch(stream);
-  cuda_ok(cudaStreamEndCapture(stream, &graph), "end capture");
-  cudaGraphExec_t exec;
-  cuda_ok(cudaGraphInstantiate(&exec, graph, 0), "instantiate");
-  cudaGraphDestroy(graph);
-  cuda_ok(cudaGraphLaunch(exec, stream), "warm-up");
-  cudaEvent_t start, stop;
-  cuda_ok(cudaEventCreate(&start), "event");
-  cuda_ok(cudaEventCreate(&stop), "event");
-  cuda_ok(cudaEventRecord(start, stream), "record");
-  cuda_ok(cudaGraphLaunch(exec, stream), "graph launch");
-  cuda_ok(cudaEventRecord(stop, stream), "record");
-  cuda_ok(cudaEventSynchronize(stop), "sync");
-  float ms = 0;
-  cuda_ok(cudaEventElapsedTime(&ms, start, stop), "elapsed");
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  cudaGraphExecDestroy(exec);
-  cudaStreamDestroy(stream);
-  return ms / float(iterations);
-}
 
 // `batch` sequences of `len` positions each (rows_per_seq new tokens at the end of each), pages
 // laid out sequence after sequence.

@@ -185,6 +185,17 @@ TEST_F(QuantizeModel, Trellis4MovesLogitsLessThanInt4) {
   int trellis = 0;
   for (const auto& t : q.report.tensors) trellis += t.format.kind == FormatKind::kTrellis;
   EXPECT_EQ(trellis, 7 * source_->config().n_layers);
+  // Weights that read one input (the runtime stacks them) share the input rotation's seed.
+  for (int layer = 0; layer < source_->config().n_layers; ++layer) {
+    const std::string p = "model.layers." + std::to_string(layer) + ".";
+    const auto seed = [&](const std::string& name) { return q.source->tensor(p + name)->rotation_seed; };
+    EXPECT_EQ(seed("self_attn.k_proj.weight"), seed("self_attn.q_proj.weight"));
+    EXPECT_EQ(seed("self_attn.v_proj.weight"), seed("self_attn.q_proj.weight"));
+    EXPECT_EQ(seed("mlp.up_proj.weight"), seed("mlp.gate_proj.weight"));
+    EXPECT_NE(seed("self_attn.o_proj.weight"), seed("self_attn.q_proj.weight"));
+    EXPECT_NE(seed("mlp.down_proj.weight"), seed("mlp.gate_proj.weight"));
+    EXPECT_NE(seed("mlp.gate_proj.weight"), seed("self_attn.q_proj.weight"));
+  }
   const double t4 = kl_from_original(*q.source);
   options.format = TensorFormat::parse("int4-g32");
   const double i4 = kl_from_original(*quantize(*source_, options, pool_).source);

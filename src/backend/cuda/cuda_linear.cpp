@@ -22,21 +22,6 @@ namespace {
 // the fused kernel takes twice as long).
 constexpr int64_t kUnpackRows = 256;
 
-void check_cublas(cublasStatus_t status, const char* what) {
-  MARLIN_CHECK(status == CUBLAS_STATUS_SUCCESS, "cublas: {} failed (status {})", what, int(status));
-}
-
-// Row-major out (m × rows) = in (m × cols) · Wᵀ for fp16 W (rows × cols, row-major): column-major,
-// that is W(cols × rows)ᵀ · in(cols × m).
-void gemm_f16(const LinearContext& ctx, const __half* w, int64_t rows, int64_t cols, const __half* in, int64_t m,
-              void* out, bool out_f32) {
-  const float one = 1.0f, zero = 0.0f;
-  check_cublas(cublasGemmEx(ctx.cublas, CUBLAS_OP_T, CUBLAS_OP_N, int(rows), int(m), int(cols), &one, w, CUDA_R_16F,
-                            int(cols), in, CUDA_R_16F, int(cols), &zero, out, out_f32 ? CUDA_R_32F : CUDA_R_16F,
-                            int(rows), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-               "cublasGemmEx");
-}
-
 // The parts stacked into one planar tensor (host copy).
 QuantBuffers stack_rows(std::span<const QuantTensor> parts) {
   int64_t rows = 0;
@@ -154,6 +139,17 @@ class DenseLinear final : public CudaLinear {
 
 }  // namespace
 
+// Column-major, that is W(cols × rows)ᵀ · in(cols × m).
+void gemm_f16(const LinearContext& ctx, const __half* w, int64_t rows, int64_t cols, const __half* in, int64_t m,
+              void* out, bool out_f32) {
+  const float one = 1.0f, zero = 0.0f;
+  const cublasStatus_t status =
+      cublasGemmEx(ctx.cublas, CUBLAS_OP_T, CUBLAS_OP_N, int(rows), int(m), int(cols), &one, w, CUDA_R_16F, int(cols),
+                   in, CUDA_R_16F, int(cols), &zero, out, out_f32 ? CUDA_R_32F : CUDA_R_16F, int(rows),
+                   CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+  MARLIN_CHECK(status == CUBLAS_STATUS_SUCCESS, "cublas: cublasGemmEx failed (status {})", int(status));
+}
+
 DeviceArray<__half> upload_as_half(std::span<const QuantTensor> parts) {
   const int64_t cols = parts[0].cols;
   std::vector<float> row(static_cast<size_t>(cols));
@@ -179,6 +175,7 @@ std::unique_ptr<CudaLinear> CudaLinear::upload(std::span<const QuantTensor> part
     MARLIN_CHECK(p.cols == parts[0].cols, "cuda backend: stacked weights of {} and {} columns", parts[0].cols, p.cols);
   }
   if (const auto packed = pack_tiles(parts)) return std::make_unique<TiledLinear>(*packed, ctx);
+  if (auto trellis = upload_trellis(parts, ctx)) return trellis;
   return std::make_unique<DenseLinear>(parts);
 }
 

@@ -25,6 +25,8 @@ struct LinearContext {
   GemmWorkspace workspace;          // split-K scratch of the fused kernels
   DeviceArray<__half> unpacked;     // the int4 weights of one layer as fp16 (many-row products)
   DeviceArray<__half> f16_scratch;  // an int4 product on its way to fp32 (logits), grown on demand
+  DeviceArray<__half> rotated;      // a trellis layer's rotated activations (max_rows × widest cols)
+  DeviceArray<float> products;      // a trellis layer's few-row products before their rotation
   int64_t max_rows = 0;  // the most activation rows of one call (sizes the workspaces)
   // Counts replacements of the buffers above after upload: recorded graphs that use them are stale.
   int64_t generation = 0;
@@ -32,6 +34,11 @@ struct LinearContext {
 
 // `parts` (same column count) dequantized, stacked by rows and rounded to fp16 in device memory.
 DeviceArray<__half> upload_as_half(std::span<const QuantTensor> parts);
+
+// Row-major out (m × rows) = in (m × cols) · Wᵀ for fp16 W (rows × cols, row-major), by cuBLAS;
+// out is fp16, or fp32 when `out_f32`.
+void gemm_f16(const LinearContext& ctx, const __half* w, int64_t rows, int64_t cols, const __half* in, int64_t m,
+              void* out, bool out_f32);
 
 class CudaLinear : public BackendLinear {
  public:
@@ -45,5 +52,10 @@ class CudaLinear : public BackendLinear {
   virtual const TiledWeights* tiles() const { return nullptr; }
   virtual const __half* half_weights() const { return nullptr; }
 };
+
+// Trellis parts (trellis_linear.cpp) as the fused trellis kernels run them, or null when they
+// cannot: another format, parts of different widths or rotation seeds (each input rotation would
+// differ), more parts than the output rotation takes.
+std::unique_ptr<CudaLinear> upload_trellis(std::span<const QuantTensor> parts, LinearContext& ctx);
 
 }  // namespace marlin::cuda

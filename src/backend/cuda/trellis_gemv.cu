@@ -1,0 +1,285 @@
+// Trellis decode straight into tensor-core fragments (trellis_kernels.h).
+//
+// A 16 × 16 tile is exactly the A operand of one mma.sync m16n8k16: the weight rows are its M and
+// the tile's columns its K. The K order inside one product is free (a dot product does not care in
+// which order it adds), so lane (g, q) = (lane / 4, lane % 4) takes columns 4q..4q+3 of rows g and
+// g + 8 — four values in a row of the stream, whose states all lie in one 32-bit window of it
+// (3K + 16 ≤ 32 bits for K ≤ 5; two windows above) — and the B fragment it meets is
+// x[c0 + 4q .. c0 + 4q + 3], one 8-byte load. Each value: a shift and a mask for its state, a
+// multiply-add, a lop3 for the two fp16 pieces; two values: two byte permutes and one HADD2 for
+// both codes (quant/trellis_code.h, bit for bit).
+//
+// Work: one block of 8 warps per 16-row strip; warp w takes the w-th eighth of its tiles, copies
+// them into its own shared-memory ring with cp.async (no block barrier in the loop), and the eight
+// partial sums are added in warp order (deterministic) before the row scales multiply them.
+#include "backend/cuda/pdl_launch.cuh"
+#include "backend/cuda/ptx.cuh"
+#include "backend/cuda/trellis_kernels.h"
+#include "quant/trellis_code.h"
+
+namespace marlin::cuda {
+namespace {
+
+constexpr int kWarps = 8;
+constexpr int kTilesPerStage = 8;
+
+template <int K>
+__host__ __device__ constexpr int tile_words() {
+  return 8 * K;  // uint32 words per tile
+}
+
+// Stages of a warp's ring: about 3 KB of codes in flight per warp whatever K.
+template <int K>
+__host__ __device__ constexpr int ring_stages() {
+  return K <= 2 ? 8 : K <= 4 ? 5 : 3;
+}
+
+// The 32 stream bits ending at bit `end` (1 ≤ end ≤ 256·K) of a tile, circularly: word offsets and
+// shift, fixed per lane.
+struct Window {
+  int hi, lo, shift;
+};
+
+template <int K>
+__device__ __forceinline__ Window window_ending_at(int end) {
+  constexpr int kWords = tile_words<K>();
+  const int start = end - 32;  // may be negative: the stream wraps around (tail-biting)
+  const int hi = ((start >> 5) % kWords + kWords) % kWords;
+  return {hi, (hi + 1) % kWords, start & 31};
+}
+
+__device__ __forceinline__ uint32_t read_window(const uint32_t* tile, const Window& w) {
+  return __funnelshift_l(tile[w.lo], tile[w.hi], w.shift);
+}
+
+// The fp16 codes of two states (low half: sa), exactly as trellis_code_fp16.
+__device__ __forceinline__ uint32_t code_pair(uint32_t sa, uint32_t sb) {
+  const uint32_t pa = and_or(kTrellisMul * sa + kTrellisAdd, kTrellisPieceMask, kTrellisPieceBits);
+  const uint32_t pb = and_or(kTrellisMul * sb + kTrellisAdd, kTrellisPieceMask, kTrellisPieceBits);
+  const uint32_t lo = __byte_perm(pa, pb, 0x5410), hi = __byte_perm(pa, pb, 0x7632);
+  const __half2 sum = __hadd2(*reinterpret_cast<const __half2*>(&lo), *reinterpret_cast<const __half2*>(&hi));
+  return *reinterpret_cast<const uint32_t*>(&sum);
+}
+
+// Where lane (g, q) finds its states in any tile: windows of rows g and g + 8.
+template <int K>
+struct LaneWindows {
+  static constexpr bool kOneWindow = 3 * K + 16 <= 32;
+  Window w[2][2];  // [row g / g + 8][window]; the second only for K ≥ 6
+
+  __device__ __forceinline__ explicit LaneWindows(int lane) {
+    const int g = lane / 4, q = lane % 4;
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int end = (16 * (g + 8 * half) + 4 * q + 4) * K;  // end of value 4q + 3's bits
+      if constexpr (kOneWindow) {
+        w[half][0] = window_ending_at<K>(end);
+      } else {
+        w[half][0] = window_ending_at<K>(end - 2 * K);  // values 4q, 4q + 1
+        w[half][1] = window_ending_at<K>(end);          // values 4q + 2, 4q + 3
+      }
+    }
+  }
+
+  // The A fragment of one tile: a[0] / a[2] = row g's (4q, 4q + 1) / (4q + 2, 4q + 3), a[1] / a[3]
+  // the same of row g + 8.
+  __device__ __forceinline__ void decode(const uint32_t* tile, uint32_t (&a)[4]) const {
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      if constexpr (kOneWindow) {
+        const uint32_t v = read_window(tile, w[half][0]);
+        a[half] = code_pair((v >> (3 * K)) & 0xffff, (v >> (2 * K)) & 0xffff);
+        a[half + 2] = code_pair((v >> K) & 0xffff, v & 0xffff);
+      } else {
+        const uint32_t v0 = read_window(tile, w[half][0]), v1 = read_window(tile, w[half][1]);
+        a[half] = code_pair((v0 >> K) & 0xffff, v0 & 0xffff);
+        a[half + 2] = code_pair((v1 >> K) & 0xffff, v1 & 0xffff);
+      }
+    }
+  }
+};
+
+struct GemvArgs {
+  TrellisWeights w;
+  const __half* x;
+  float* out;
+  int m;
+};
+
+template <int K, int kFragsM>
+__global__ void __launch_bounds__(kWarps * 32) trellis_gemv_kernel(const __grid_constant__ GemvArgs p) {
+  allow_dependent_launch();
+  constexpr int kWords = tile_words<K>();
+  constexpr int kStages = ring_stages<K>();
+  constexpr int kStageWords = kWords * kTilesPerStage;
+  extern __shared__ __align__(16) uint32_t smem[];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int strip = blockIdx.x, tiles = p.w.cols / 16;
+  const int t_begin = warp * tiles / kWarps, t_end = (warp + 1) * tiles / kWarps;
+  const uint32_t* src = p.w.words + (static_cast<long long>(strip) * tiles + t_begin) * kWords;
+  uint32_t* ring = smem + warp * kStages * kStageWords;
+  const int stages = (t_end - t_begin + kTilesPerStage - 1) / kTilesPerStage;
+
+  // Stage s: tiles t_begin + s·kTilesPerStage.. (fewer in the last), 16-byte pieces over the lanes.
+  auto issue = [&](int s) {
+    if (s < stages) {
+      const int n = min(kTilesPerStage, t_end - t_begin - s * kTilesPerStage) * kWords / 4;
+      const uint32_t* from = src + s * kStageWords;
+      uint32_t* to = ring + (s % kStages) * kStageWords;
+      for (int i = lane; i < n; i += 32) cp_async16(smem_addr(to + 4 * i), from + 4 * i);
+    }
+    cp_async_commit();
+  };
+#pragma unroll
+  for (int s = 0; s < kStages - 1; ++s) issue(s);
+  grid_dependency_wait();  // the codes above do not depend on the previous kernel; x does
+
+  const LaneWindows<K> windows(lane);
+  const int g = lane / 4, q = lane % 4;
+  float acc[kFragsM][4] = {};
+  for (int s = 0; s < stages; ++s) {
+    cp_async_wait<kStages - 2>();
+    __syncwarp();  // every lane's pieces of stage s have landed; stage s − 1's slot is free
+    issue(s + kStages - 1);
+    const uint32_t* stage = ring + (s % kStages) * kStageWords;
+    const int count = min(kTilesPerStage, t_end - t_begin - s * kTilesPerStage);
+    for (int i = 0; i < count; ++i) {
+      uint32_t a[4];
+      windows.decode(stage + i * kWords, a);
+      const int col = (t_begin + s * kTilesPerStage + i) * 16 + 4 * q;
+#pragma unroll
+      for (int fm = 0; fm < kFragsM; ++fm) {
+        const int tok = fm * 8 + g;
+        uint2 b = make_uint2(0, 0);
+        if (tok < p.m) b = __ldg(reinterpret_cast<const uint2*>(p.x + static_cast<long long>(tok) * p.w.cols + col));
+        mma_16816(acc[fm], a, b.x, b.y);
+      }
+    }
+  }
+  cp_async_wait<0>();
+
+  // The eight warps' partial sums, added in warp order by warp 0.
+  __syncthreads();  // every warp is done with its ring: the reduction reuses the shared memory
+  float* red = reinterpret_cast<float*>(smem);
+#pragma unroll
+  for (int fm = 0; fm < kFragsM; ++fm)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) red[((warp * kFragsM + fm) * 4 + i) * 32 + lane] = acc[fm][i];
+  __syncthreads();
+  if (warp != 0) return;
+  const int row = strip * 16 + g;
+  const float top = p.w.row_scales[row], bottom = p.w.row_scales[row + 8];
+#pragma unroll
+  for (int fm = 0; fm < kFragsM; ++fm) {
+    float sum[4] = {};
+    for (int other = 0; other < kWarps; ++other)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) sum[i] += red[((other * kFragsM + fm) * 4 + i) * 32 + lane];
+    const int tok = fm * 8 + 2 * q;
+    float* c = p.out + static_cast<long long>(tok) * p.w.rows + row;
+    if (tok < p.m) {
+      c[0] = sum[0] * top;
+      c[8] = sum[2] * bottom;
+    }
+    if (tok + 1 < p.m) {
+      c[p.w.rows] = sum[1] * top;
+      c[p.w.rows + 8] = sum[3] * bottom;
+    }
+  }
+}
+
+template <int K, int kFragsM>
+cudaError_t launch_gemv(const GemvArgs& args, cudaStream_t stream) {
+  constexpr int ring_bytes = kWarps * ring_stages<K>() * tile_words<K>() * kTilesPerStage * 4;
+  constexpr int red_bytes = kWarps * kFragsM * 4 * 32 * 4;
+  constexpr int bytes = ring_bytes > red_bytes ? ring_bytes : red_bytes;
+  auto kernel = trellis_gemv_kernel<K, kFragsM>;
+  if (bytes > 48 * 1024) {
+    const cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+    if (err != cudaSuccess) return err;
+  }
+  return launch_pdl(kernel, dim3(args.w.rows / 16), dim3(kWarps * 32), bytes, stream, args);
+}
+
+template <int K>
+cudaError_t launch_gemv_frags(const GemvArgs& args, cudaStream_t stream) {
+  if (args.m <= 8) return launch_gemv<K, 1>(args, stream);
+  if (args.m <= 16) return launch_gemv<K, 2>(args, stream);
+  return launch_gemv<K, 4>(args, stream);
+}
+
+// One warp per tile: lane (g, q) writes its eight values of rows g and g + 8 as fp16.
+template <int K>
+__global__ void __launch_bounds__(256) trellis_decode_kernel(const TrellisWeights w, __half* out) {
+  pdl_prologue();
+  const long long tile = (static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
+  const int tiles = w.cols / 16, lane = threadIdx.x % 32;
+  if (tile >= static_cast<long long>(w.rows / 16) * tiles) return;
+  const uint32_t* words = w.words + tile * tile_words<K>();
+  uint32_t a[4];
+  LaneWindows<K>(lane).decode(words, a);
+  const int g = lane / 4, q = lane % 4;
+  const long long strip = tile / tiles;
+  const int col = int(tile % tiles) * 16 + 4 * q;
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const long long row = strip * 16 + g + 8 * half;
+    const float scale = __half2float(__ushort_as_half(w.half_scales[row]));
+    __half v[4];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const uint32_t pair = a[half + 2 * (j / 2)];
+      const uint16_t code = uint16_t(j % 2 ? pair >> 16 : pair & 0xffff);
+      v[j] = __float2half_rn(__fmul_rn(scale, __fmul_rn(trellis_code_to_float(code), kTrellisScale)));
+    }
+    *reinterpret_cast<uint2*>(out + row * w.cols + col) = *reinterpret_cast<const uint2*>(v);
+  }
+}
+
+template <int K>
+cudaError_t launch_decode(const TrellisWeights& w, __half* out, cudaStream_t stream) {
+  const long long threads = static_cast<long long>(w.rows / 16) * (w.cols / 16) * 32;
+  return launch_pdl(trellis_decode_kernel<K>, dim3(unsigned((threads + 255) / 256)), dim3(256), 0, stream, w, out);
+}
+
+// f<1>..f<8>(args...) by the tensor's K.
+template <template <int> class F, typename... Args>
+cudaError_t by_bits(int bits, Args&&... args) {
+  switch (bits) {
+    case 1: return F<1>::run(args...);
+    case 2: return F<2>::run(args...);
+    case 3: return F<3>::run(args...);
+    case 4: return F<4>::run(args...);
+    case 5: return F<5>::run(args...);
+    case 6: return F<6>::run(args...);
+    case 7: return F<7>::run(args...);
+    case 8: return F<8>::run(args...);
+    default: return cudaErrorInvalidValue;
+  }
+}
+
+template <int K>
+struct Gemv {
+  static cudaError_t run(const GemvArgs& args, cudaStream_t stream) { return launch_gemv_frags<K>(args, stream); }
+};
+template <int K>
+struct Decode {
+  static cudaError_t run(const TrellisWeights& w, __half* out, cudaStream_t stream) {
+    return launch_decode<K>(w, out, stream);
+  }
+};
+
+}  // namespace
+
+cudaError_t trellis_gemv(const TrellisWeights& w, const __half* x, int m, float* out, cudaStream_t stream) {
+  if (m < 1 || m > kTrellisGemvRows || w.rows % 16 || w.cols % 16 || w.rows <= 0 || w.cols <= 0)
+    return cudaErrorInvalidValue;
+  return by_bits<Gemv>(w.bits, GemvArgs{w, x, out, m}, stream);
+}
+
+cudaError_t trellis_decode_half(const TrellisWeights& w, __half* out, cudaStream_t stream) {
+  if (w.rows % 16 || w.cols % 16 || w.rows <= 0 || w.cols <= 0) return cudaErrorInvalidValue;
+  return by_bits<Decode>(w.bits, w, out, stream);
+}
+
+}  // namespace marlin::cuda
