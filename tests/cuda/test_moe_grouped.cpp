@@ -127,7 +127,7 @@ void reference(const Layer& l, const std::vector<float>& h, const std::vector<fl
   out.assign(size_t(rows * dm), 0.0);
   tolerance.assign(size_t(rows * dm), 0.0);
   std::vector<double> magnitude(size_t(rows * dm), 0.0);  // Σ w·|y|, for the sum's own rounding
-  std::vector<double> g(size_t(df)), u(size_t(df)), hid(size_t(df)), hid_err(size_t(df));
+  std::vector<double> hid(static_cast<size_t>(df)), hid_err(static_cast<size_t>(df));
   for (int e = 0; e < n_experts; ++e) {
     std::vector<int64_t> slots;
     for (int64_t s = 0; s < rows * k; ++s)
@@ -148,7 +148,6 @@ void reference(const Layer& l, const std::vector<float>& h, const std::vector<fl
         const double eg = (kU + double(dm) * kF) * ag + kU * std::fabs(sg) + kF;
         const double eu = (kU + double(dm) * kF) * au + kU * std::fabs(su) + kF;
         const double silu = sg / (1 + std::exp(-sg));
-        g[size_t(r)] = sg, u[size_t(r)] = su;
         hid[size_t(r)] = silu * su;
         hid_err[size_t(r)] = 1.1 * eg * std::fabs(su) + std::fabs(silu) * eu + 1.1 * eg * eu +
                              (kU + 8 * kF) * std::fabs(hid[size_t(r)]) + kF;

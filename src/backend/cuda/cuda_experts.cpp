@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstdlib>
+#include <string>
 
 #include "backend/cpu/moe.h"
 #include "backend/cuda/ops.h"
@@ -80,8 +82,10 @@ std::unique_ptr<CudaExperts> CudaExperts::upload(std::span<const ExpertWeights> 
   x->device_routable_ = x->n_experts <= 256 && x->gate_up_table_.size() > 0 && x->down_table_.size() > 0;
   const TiledWeights* gate_up = x->gate_up_[0]->tiles();
   const TiledWeights* down = x->down_[0]->tiles();
+  // MARLIN_MOE_GROUPED=0 keeps longer steps on the host-routed path (to measure against it).
+  const char* grouped = std::getenv("MARLIN_MOE_GROUPED");
   x->grouped_ = x->device_routable_ && gate_up && down && grouped_gemm_supported(gate_up->shape) &&
-                grouped_gemm_supported(down->shape);
+                grouped_gemm_supported(down->shape) && !(grouped && std::string(grouped) == "0");
   return x;
 }
 
