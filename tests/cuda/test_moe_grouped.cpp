@@ -31,10 +31,9 @@
 #include "backend/cuda/ops.h"
 #include "backend/cuda/tiled_gemm.h"
 #include "core/half.h"
-#include "core/thread_pool.h"
 #include "device_buffer.h"
+#include "moe_test_layer.h"
 #include "quant/dequant.h"
-#include "quant/rtn.h"
 #include "test_util.h"
 
 namespace marlin::test {
@@ -77,39 +76,6 @@ TEST(CudaMoeGrouped, GroupSlotsIsAStableSortByExpert) {
   check_grouping(16384, 256, 32, rng, 256);
   check_grouping(16384, 128, 32, rng, 1);  // every slot to expert 0
   check_grouping(4097, 200, 7, rng, 200);
-}
-
-// Uniform values in [-scale, scale) from a fast generator (the large layers hold 600M weights).
-void fill_uniform(std::vector<float>& v, float scale, uint64_t seed) {
-  uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
-  for (auto& f : v) {
-    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-    f = scale * (float(x >> 40) * 0x1p-23f - 1.0f);
-  }
-}
-
-struct Layer {
-  int64_t d_model = 0, d_ffn = 0;
-  std::vector<QuantBuffers> weights;  // per expert: gate, up, down
-  std::vector<ExpertWeights> experts;
-};
-
-Layer make_layer(int n_experts, int64_t d_model, int64_t d_ffn, const TensorFormat& format, uint64_t seed,
-                 ThreadPool& pool) {
-  Layer l{d_model, d_ffn, {}, {}};
-  l.weights.reserve(size_t(3 * n_experts));
-  std::vector<float> w;
-  for (int e = 0; e < n_experts; ++e)
-    for (int m = 0; m < 3; ++m) {
-      const int64_t rows = m < 2 ? d_ffn : d_model, cols = m < 2 ? d_model : d_ffn;
-      w.resize(size_t(rows * cols));
-      fill_uniform(w, float(2.0 / std::sqrt(double(cols))), seed + uint64_t(3 * e + m));
-      l.weights.push_back(quantize_rtn(w.data(), rows, cols, format, {}, &pool));
-    }
-  for (int e = 0; e < n_experts; ++e)
-    l.experts.push_back({l.weights[size_t(3 * e)].view(), l.weights[size_t(3 * e + 1)].view(),
-                         l.weights[size_t(3 * e + 2)].view()});
-  return l;
 }
 
 std::vector<float> dequantized(const QuantTensor& t) {
@@ -221,10 +187,14 @@ std::pair<double, double> max_and_rms_error(const std::vector<float>& got, const
   return {worst, std::sqrt(sum / double(got.size()))};
 }
 
-// A CUDA stream-less context for the experts: the default stream and a cuBLAS handle.
+// The experts' context as the backend sets it up: the default stream, a cuBLAS handle, and room
+// for steps of up to 2048 tokens (the CUDA backend's most per step).
 struct Context {
   cuda::LinearContext ctx;
-  Context() { EXPECT_EQ(cublasCreate(&ctx.cublas), CUBLAS_STATUS_SUCCESS); }
+  Context() {
+    EXPECT_EQ(cublasCreate(&ctx.cublas), CUBLAS_STATUS_SUCCESS);
+    ctx.max_rows = 2048;
+  }
   ~Context() { cublasDestroy(ctx.cublas); }
 };
 
