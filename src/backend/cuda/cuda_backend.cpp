@@ -217,6 +217,7 @@ class CudaBackend final : public Backend {
     auto x = cuda::CudaExperts::upload(experts, score_bias, ctx_);
     has_experts_ = true;
     host_routed_experts_ = host_routed_experts_ || !x->device_routed(1);
+    long_steps_host_routed_ = long_steps_host_routed_ || !x->grouped();
     return x;
   }
 
@@ -479,8 +480,11 @@ class CudaBackend final : public Backend {
   // a graph the second time, and replays that graph afterwards (until a buffer it uses is replaced).
   void run(int64_t shape_key, const std::function<void()>& ops) override {
     if (graph_generation_ != generation()) drop_graphs();
-    // Steps whose sparse MLPs route on the host synchronize with it: never recorded.
-    const bool host_routed = has_experts_ && (host_routed_experts_ || shape_key > cuda::CudaExperts::kDeviceRows);
+    // Steps whose sparse MLPs route on the host synchronize with it: never recorded. Steps of more
+    // than kDeviceRows tokens route on the device when every sparse MLP takes the grouped path.
+    const bool host_routed =
+        has_experts_ && (host_routed_experts_ ||
+                         (shape_key > cuda::CudaExperts::kDeviceRows && long_steps_host_routed_));
     if (shape_key < 0 || !graphs_enabled_ || host_routed) return ops();
     const std::pair<int64_t, uint64_t> key{shape_key, cache_->id()};
     auto it = graphs_.find(key);
@@ -571,8 +575,9 @@ class CudaBackend final : public Backend {
   std::string name_;
   cuda::LinearContext ctx_;
   cuda::MoeScratch moe_scratch_;
-  bool has_experts_ = false;          // a sparse MLP was uploaded (cuda_experts.h)
-  bool host_routed_experts_ = false;  // one of them always routes on the host
+  bool has_experts_ = false;             // a sparse MLP was uploaded (cuda_experts.h)
+  bool host_routed_experts_ = false;     // one of them always routes on the host
+  bool long_steps_host_routed_ = false;  // one of them routes steps of over kDeviceRows tokens on the host
   DeviceArray<uint8_t> cublas_workspace_;
   ModelConfig config_;
   std::unique_ptr<Rope> rope_, sliding_rope_;  // sliding_rope_: of sliding-window layers, when it differs

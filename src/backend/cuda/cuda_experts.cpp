@@ -1,6 +1,9 @@
 #include "backend/cuda/cuda_experts.h"
 
 #include <algorithm>
+#include <climits>
+#include <cstdlib>
+#include <string>
 
 #include "backend/cpu/moe.h"
 #include "backend/cuda/ops.h"
@@ -11,6 +14,19 @@ namespace {
 template <typename T>
 void fit(DeviceArray<T>& buffer, size_t count) {
   if (buffer.size() < count) buffer = DeviceArray<T>(std::max(count, 2 * buffer.size()));
+}
+
+// Grows a device-path buffer to hold `count` elements (doubling, but never past `most`, the need of
+// the largest step) while no graph is being recorded; graphs that recorded the old one are stale.
+template <typename T>
+void grow(DeviceArray<T>& buffer, size_t count, size_t most, LinearContext& ctx) {
+  if (buffer.size() >= count) return;
+  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+  check_cuda(cudaStreamIsCapturing(ctx.stream, &capture), "cudaStreamIsCapturing");
+  MARLIN_CHECK(capture == cudaStreamCaptureStatusNone, "cuda moe: scratch sized while capturing a graph");
+  check_cuda(cudaStreamSynchronize(ctx.stream), "cudaStreamSynchronize");
+  buffer = DeviceArray<T>(std::max(count, std::min(2 * buffer.size(), most)));
+  ++ctx.generation;
 }
 
 // The experts' weights as a device table of pointers, when every expert has them in a form a
@@ -64,12 +80,19 @@ std::unique_ptr<CudaExperts> CudaExperts::upload(std::span<const ExpertWeights> 
   x->gate_up_table_ = routed_table(x->gate_up_);
   x->down_table_ = routed_table(x->down_);
   x->device_routable_ = x->n_experts <= 256 && x->gate_up_table_.size() > 0 && x->down_table_.size() > 0;
+  const TiledWeights* gate_up = x->gate_up_[0]->tiles();
+  const TiledWeights* down = x->down_[0]->tiles();
+  // MARLIN_MOE_GROUPED=0 keeps longer steps on the host-routed path (to measure against it).
+  const char* grouped = std::getenv("MARLIN_MOE_GROUPED");
+  x->grouped_ = x->device_routable_ && gate_up && down && grouped_gemm_supported(gate_up->shape) &&
+                grouped_gemm_supported(down->shape) && !(grouped && std::string(grouped) == "0");
   return x;
 }
 
 void CudaExperts::forward(const __half* h, int64_t rows, const float* router_logits, const MoeRouting& routing,
                           __half* out, LinearContext& ctx, MoeScratch& scratch) const {
   if (device_routed(rows)) return forward_on_device(h, rows, router_logits, routing, out, ctx, scratch);
+  if (grouped_) return forward_grouped(h, rows, router_logits, routing, out, ctx, scratch);
   forward_on_host(h, rows, router_logits, routing, out, ctx, scratch);
 }
 
@@ -116,6 +139,42 @@ void CudaExperts::forward_on_device(const __half* h, int64_t rows, const float* 
     silu_mul(s.slot_gate_up.get(), slots, d_ffn, s.slot_hidden.get(), ctx.stream);
     routed_product(down_table_, *down_[0], s.slot_ids.get(), slots, 1, s.slot_hidden.get(), s.slot_y.get(), ctx);
   }
+  combine_slots(s.slot_y.get(), s.slot_weights.get(), rows, k, d_model, out, ctx.stream);
+}
+
+void CudaExperts::forward_grouped(const __half* h, int64_t rows, const float* router_logits, const MoeRouting& routing,
+                                  __half* out, LinearContext& ctx, MoeScratch& s) const {
+  const int k = routing.top_k + routing.n_shared;  // slots per token
+  MARLIN_CHECK(routing.top_k >= 1 && k <= n_experts && k <= kMaxTopK, "cuda moe: {} experts per token out of {}", k,
+               n_experts);
+  MARLIN_CHECK(rows >= 1 && rows * k <= INT_MAX / 4, "cuda moe: {} rows", rows);
+  const size_t slots = size_t(rows) * size_t(k);
+  const size_t most = std::max(slots, size_t(std::max<int64_t>(ctx.max_rows, 1)) * size_t(k));
+  grow(s.slot_ids, slots, most, ctx);
+  grow(s.slot_weights, slots, most, ctx);
+  grow(s.group_order, slots, most, ctx);
+  grow(s.group_offsets, size_t(2 * (n_experts + 1)), size_t(2 * (n_experts + 1)), ctx);
+  grow(s.slot_gate_up, slots * size_t(2 * d_ffn), most * size_t(2 * d_ffn), ctx);
+  grow(s.slot_hidden, slots * size_t(d_ffn), most * size_t(d_ffn), ctx);
+  grow(s.slot_y, slots * size_t(d_model), most * size_t(d_model), ctx);
+
+  moe_route(router_logits, has_score_bias ? score_bias_.get() : nullptr, int(rows), n_experts - routing.n_shared,
+            routing, s.slot_ids.get(), s.slot_weights.get(), ctx.stream);
+  ExpertGroups groups;
+  groups.order = s.group_order.get();
+  groups.expert_begin = s.group_offsets.get();
+  groups.chunk_begin = s.group_offsets.get() + n_experts + 1;
+  groups.n_experts = n_experts;
+  groups.slots = int(slots);
+  group_slots(s.slot_ids.get(), groups.slots, n_experts, kGroupedGemmChunk, s.group_order.get(),
+              s.group_offsets.get(), s.group_offsets.get() + n_experts + 1, ctx.stream);
+  // gate|up of each slot's token (gathered), in grouped order; SwiGLU; the downs, scattered back
+  // to slot order; each token's weighted sum of its slots in slot order.
+  grouped_gemm(reinterpret_cast<const uint8_t* const*>(gate_up_table_.get()), gate_up_[0]->tiles()->shape, groups, h,
+               k, s.slot_gate_up.get(), false, ctx.stream);
+  silu_mul(s.slot_gate_up.get(), int64_t(slots), d_ffn, s.slot_hidden.get(), ctx.stream);
+  grouped_gemm(reinterpret_cast<const uint8_t* const*>(down_table_.get()), down_[0]->tiles()->shape, groups,
+               s.slot_hidden.get(), 0, s.slot_y.get(), true, ctx.stream);
   combine_slots(s.slot_y.get(), s.slot_weights.get(), rows, k, d_model, out, ctx.stream);
 }
 

@@ -1,4 +1,4 @@
-// The experts of one sparse MLP layer on the GPU (Backend::experts and Backend::moe). Two paths:
+// The experts of one sparse MLP layer on the GPU (Backend::experts and Backend::moe). Three paths:
 //  - device-routed, for steps of at most kDeviceRows tokens (decode): the router's top-k on the
 //    GPU (moe_route), then one routed product for all (token, expert) slots of the stacked
 //    gate|up (routed_gemv on tiles, routed_dense_gemv on fp16 experts), one routed product of the
@@ -6,11 +6,16 @@
 //    and each token's weighted sum of its slots (combine_slots) — no host
 //    synchronization, so these steps can be recorded into CUDA graphs. Each slot reads its
 //    expert's weights, so an expert chosen by several tokens of a step is read several times.
-//  - host-routed, for longer steps (prompts) and formats without a routed kernel (int3, int2):
-//    the router logits are read back (one stream synchronization per sparse layer), tokens are
-//    routed and grouped per expert on the host by backend/cpu/moe.h's rule, and every chosen
-//    expert runs its gate|up and down as CudaLinear products over the rows routed to it
-//    (gathered), its weighted outputs added to the tokens' fp32 sums in expert order.
+//  - grouped, for longer steps (prompts) of tiled experts: moe_route, the slots grouped by expert
+//    on the device (group_slots), one grouped GEMM of every expert's gate|up over its tokens'
+//    rows (gathered as the kernel loads them), silu_mul over all slots, one grouped GEMM of the
+//    downs writing each slot's output back in slot order, and combine_slots: six launches per
+//    layer whatever the number of experts, and no host synchronization.
+//  - host-routed, for longer steps of experts the grouped kernel does not take (fp16, int3, int2,
+//    mixed formats): the router logits are read back (one stream synchronization per sparse
+//    layer), tokens are routed and grouped per expert on the host by backend/cpu/moe.h's rule, and
+//    every chosen expert runs its gate|up and down as CudaLinear products over the rows routed to
+//    it (gathered), its weighted outputs added to the tokens' fp32 sums in expert order.
 #pragma once
 
 #include <cuda_fp16.h>
@@ -37,6 +42,8 @@ struct MoeScratch {
   DeviceArray<int32_t> slot_ids;
   DeviceArray<float> slot_weights;
   DeviceArray<__half> slot_gate_up, slot_hidden, slot_y;
+  // The grouped path's order of the slots by expert, and its expert and chunk offsets.
+  DeviceArray<int32_t> group_order, group_offsets;
 };
 
 class CudaExperts final : public BackendExperts {
@@ -50,6 +57,8 @@ class CudaExperts final : public BackendExperts {
                                              LinearContext& ctx);
   // Whether steps of `rows` tokens avoid the host (and may be recorded into graphs).
   bool device_routed(int64_t rows) const { return device_routable_ && rows <= kDeviceRows; }
+  // Whether longer steps take the grouped path (else the host-routed one).
+  bool grouped() const { return grouped_; }
   int64_t score_bias_size() const { return int64_t(host_score_bias_.size()); }
 
   // out (rows × d_model, fp16) = the sparse MLP of h (rows × d_model, fp16) for router_logits
@@ -60,6 +69,8 @@ class CudaExperts final : public BackendExperts {
  private:
   void forward_on_device(const __half* h, int64_t rows, const float* router_logits, const MoeRouting& routing,
                          __half* out, LinearContext& ctx, MoeScratch& scratch) const;
+  void forward_grouped(const __half* h, int64_t rows, const float* router_logits, const MoeRouting& routing,
+                       __half* out, LinearContext& ctx, MoeScratch& scratch) const;
   void forward_on_host(const __half* h, int64_t rows, const float* router_logits, const MoeRouting& routing,
                        __half* out, LinearContext& ctx, MoeScratch& scratch) const;
   // One routed product over `slots` slots (tiles or fp16, by what the experts hold).
@@ -72,6 +83,7 @@ class CudaExperts final : public BackendExperts {
   // Device tables of every expert's weights (tile or fp16 pointers) for the routed products.
   DeviceArray<const void*> gate_up_table_, down_table_;
   bool device_routable_ = false;
+  bool grouped_ = false;
 };
 
 }  // namespace marlin::cuda

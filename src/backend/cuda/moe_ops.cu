@@ -1,7 +1,7 @@
-// The small kernels of a sparse MLP on the GPU (cuda_experts.h): routing on the device, a routed
-// product for fp16 experts, combining each token's expert outputs; and for the host-routed path,
-// gathering the rows routed to one expert, adding its weighted outputs back into the tokens' fp32
-// sums, and rounding the sums to fp16.
+// The small kernels of a sparse MLP on the GPU (cuda_experts.h): routing on the device, grouping
+// the routed slots by expert, a routed product for fp16 experts, combining each token's expert
+// outputs; and for the host-routed path, gathering the rows routed to one expert, adding its
+// weighted outputs back into the tokens' fp32 sums, and rounding the sums to fp16.
 #include <cuda_fp16.h>
 
 #include "backend/cuda/ops.h"
@@ -186,6 +186,89 @@ __global__ void combine_slots_kernel(const __half* y, const float* weights, int 
   }
 }
 
+// Stable counting sort of a step's slots by expert, in one block of kGroupWarps warps: warp w
+// takes a contiguous segment of the slots, counts each expert's slots in it (lanes of one step
+// with the same expert found by __match_any_sync), the counts become starting positions (by
+// expert, then by segment), and a second walk writes each slot at its expert's next position.
+// A slot's position so follows the slot order within its expert, whatever the timing.
+constexpr int kGroupWarps = 32;
+constexpr int kGroupMaxExperts = 256;
+constexpr int kGroupExpertsPerLane = kGroupMaxExperts / 32;
+
+__global__ void __launch_bounds__(kGroupWarps * 32)
+    group_slots_kernel(const int32_t* ids, int slots, int n_experts, int chunk, int32_t* order,
+                       int32_t* expert_begin, int32_t* chunk_begin) {
+  pdl_prologue();
+  __shared__ int count[kGroupWarps][kGroupMaxExperts];  // per segment: slots, then next position
+  __shared__ int start[kGroupMaxExperts];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  for (int i = threadIdx.x; i < kGroupWarps * kGroupMaxExperts; i += blockDim.x)
+    count[i / kGroupMaxExperts][i % kGroupMaxExperts] = 0;
+  __syncthreads();
+  const int per_warp = (slots + kGroupWarps * 32 - 1) / (kGroupWarps * 32) * 32;
+  const int begin = min(slots, warp * per_warp), end = min(slots, begin + per_warp);
+  const unsigned lanes_below = (1u << lane) - 1;
+  for (int s0 = begin; s0 < end; s0 += 32) {
+    const int s = s0 + lane;
+    const int e = s < end ? ids[s] : -1;
+    const bool valid = e >= 0 && e < n_experts;
+    const unsigned peers = __match_any_sync(0xffffffffu, valid ? e : -1);
+    if (valid && (peers & lanes_below) == 0) count[warp][e] += __popc(peers);
+    __syncwarp();
+  }
+  __syncthreads();
+  if (threadIdx.x < n_experts) {  // each segment's offset within its expert
+    const int e = threadIdx.x;
+    int sum = 0;
+    for (int w = 0; w < kGroupWarps; ++w) {
+      const int c = count[w][e];
+      count[w][e] = sum;
+      sum += c;
+    }
+    start[e] = sum;
+  }
+  __syncthreads();
+  if (warp == 0) {  // exclusive scans over the experts of their slots and chunks
+    int slots_of[kGroupExpertsPerLane], mine = 0, mine_chunks = 0;
+    for (int j = 0; j < kGroupExpertsPerLane; ++j) {
+      const int e = kGroupExpertsPerLane * lane + j;
+      slots_of[j] = e < n_experts ? start[e] : 0;
+      mine += slots_of[j];
+      mine_chunks += (slots_of[j] + chunk - 1) / chunk;
+    }
+    int total = mine, total_chunks = mine_chunks;
+    for (int offset = 1; offset < 32; offset *= 2) {
+      const int a = __shfl_up_sync(0xffffffffu, total, offset), b = __shfl_up_sync(0xffffffffu, total_chunks, offset);
+      if (lane >= offset) total += a, total_chunks += b;
+    }
+    int at = total - mine, at_chunk = total_chunks - mine_chunks;
+    for (int j = 0; j < kGroupExpertsPerLane; ++j) {
+      const int e = kGroupExpertsPerLane * lane + j;
+      if (e >= n_experts) break;
+      start[e] = at;
+      expert_begin[e] = at;
+      chunk_begin[e] = at_chunk;
+      at += slots_of[j];
+      at_chunk += (slots_of[j] + chunk - 1) / chunk;
+    }
+    if (lane == 31) {
+      expert_begin[n_experts] = total;
+      chunk_begin[n_experts] = total_chunks;
+    }
+  }
+  __syncthreads();
+  for (int s0 = begin; s0 < end; s0 += 32) {
+    const int s = s0 + lane;
+    const int e = s < end ? ids[s] : -1;
+    const bool valid = e >= 0 && e < n_experts;
+    const unsigned peers = __match_any_sync(0xffffffffu, valid ? e : -1);
+    if (valid) order[start[e] + count[warp][e] + __popc(peers & lanes_below)] = s;
+    __syncwarp();
+    if (valid && (peers & lanes_below) == 0) count[warp][e] += __popc(peers);
+    __syncwarp();
+  }
+}
+
 }  // namespace
 
 void moe_route(const float* logits, const float* score_bias, int rows, int n_experts, const MoeRouting& routing,
@@ -237,6 +320,16 @@ void combine_slots(const __half* y, const float* weights, int64_t rows, int top_
   if (rows == 0) return;
   launch_pdl(combine_slots_kernel, unsigned(rows), kThreads, 0, stream, y, weights, top_k, cols, out);
   ops_detail::check_launch("combine_slots");
+}
+
+void group_slots(const int32_t* ids, int slots, int n_experts, int chunk, int32_t* order, int32_t* expert_begin,
+                 int32_t* chunk_begin, cudaStream_t stream) {
+  using ops_detail::require;
+  require(n_experts >= 1 && n_experts <= kGroupMaxExperts, "group_slots", "expert count out of range", n_experts);
+  require(slots >= 1 && chunk >= 1, "group_slots", "slot count out of range", slots);
+  launch_pdl(group_slots_kernel, 1, kGroupWarps * 32, 0, stream, ids, slots, n_experts, chunk, order, expert_begin,
+             chunk_begin);
+  ops_detail::check_launch("group_slots");
 }
 
 void gather_rows(const __half* in, int64_t cols, const int32_t* rows, int64_t n, __half* out, cudaStream_t stream) {

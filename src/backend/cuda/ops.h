@@ -79,6 +79,14 @@ void routed_dense_gemv(const __half* const* weights, const int32_t* ids, int slo
 // in slot order, rounded once).
 void combine_slots(const __half* y, const float* weights, int64_t rows, int top_k, int64_t cols, __half* out,
                    cudaStream_t stream);
+// Groups the `slots` (token, expert) slots of a step by expert, on the device (no host sync):
+// ids[slot] < n_experts ≤ 256 (moe_route's output). Writes order[i] (slots entries): the slot at
+// grouped position i, expert by expert and, within an expert, by slot index;
+// expert_begin[e] (n_experts + 1 entries): the first position of expert e (the last entry: slots);
+// chunk_begin[e] (n_experts + 1): the number of `chunk`-position chunks of the experts before e.
+// One block.
+void group_slots(const int32_t* ids, int slots, int n_experts, int chunk, int32_t* order, int32_t* expert_begin,
+                 int32_t* chunk_begin, cudaStream_t stream);
 // out[i] = in[rows[i]] for n rows of `cols` fp16 values (cols a multiple
 // of 8, both 16-byte aligned; row indices in device memory, valid rows of `in`).
 void gather_rows(const __half* in, int64_t cols, const int32_t* rows, int64_t n, __half* out, cudaStream_t stream);

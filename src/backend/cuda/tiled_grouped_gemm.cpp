@@ -1,0 +1,67 @@
+// Host side of the grouped weight-tile GEMM (tiled_gemm.h's grouped_gemm): entry checks and the
+// launch of the format's variant on a grid sized for the most chunks the step can have.
+#include <algorithm>
+#include <climits>
+
+#include "backend/cuda/tiled_gemm.h"
+#include "backend/cuda/tiled_grouped_gemm.h"
+#include "core/error.h"
+
+namespace marlin::cuda {
+namespace {
+
+static_assert(kGroupedGemmChunk == tiled_detail::kGroupedChunkTokens, "the grouping's chunks are the kernel's");
+
+// The grouped variant for `shape`'s format, or -1.
+int grouped_variant(const WeightTileShape& shape) {
+  int count = 0;
+  const tiled_detail::GroupedGemmConfig* configs = tiled_detail::grouped_gemm_configs(&count);
+  for (int i = 0; i < count; ++i)
+    if (configs[i].codec == int(shape.codec) && configs[i].groups_per_tile == shape.groups_per_tile &&
+        configs[i].asymmetric == shape.asymmetric)
+      return i;
+  return -1;
+}
+
+}  // namespace
+
+bool grouped_gemm_supported(const WeightTileShape& shape) {
+  return tiled_gemm_supported() && grouped_variant(shape) >= 0 && shape.rows % tiled_detail::kGroupedBlockRows == 0 &&
+         shape.cols % kTileColAlign == 0 && shape.rows < INT_MAX && shape.cols < INT_MAX;
+}
+
+void grouped_gemm(const uint8_t* const* expert_tiles, const WeightTileShape& shape, const ExpertGroups& groups,
+                  const __half* a, int a_div, __half* c, bool scatter, cudaStream_t stream) {
+  MARLIN_CHECK(grouped_gemm_supported(shape), "grouped gemm: no kernel for {} x {} weights of this format", shape.rows,
+               shape.cols);
+  MARLIN_CHECK(groups.n_experts >= 1 && groups.slots >= 1 && a_div >= 0, "grouped gemm: {} slots of {} experts",
+               groups.slots, groups.n_experts);
+  MARLIN_CHECK(expert_tiles && groups.order && groups.expert_begin && groups.chunk_begin && a && c,
+               "grouped gemm: missing pointer");
+  MARLIN_CHECK(reinterpret_cast<uintptr_t>(a) % 16 == 0, "grouped gemm: activations not 16-byte aligned");
+  // Each expert's rows end in at most one partial chunk, and at most min(experts, slots) experts
+  // have rows.
+  const int64_t chunks = groups.slots / kGroupedGemmChunk + std::min(groups.n_experts, groups.slots);
+  MARLIN_CHECK(chunks <= 65535, "grouped gemm: {} slots are too many for one launch", groups.slots);
+  tiled_detail::GroupedGemmParams p;
+  p.expert_tiles = expert_tiles;
+  p.tiles_bytes = static_cast<long long>(shape.tiles_bytes());
+  p.order = groups.order;
+  p.expert_begin = groups.expert_begin;
+  p.chunk_begin = groups.chunk_begin;
+  p.n_experts = groups.n_experts;
+  p.a = a;
+  p.a_div = a_div;
+  p.c = c;
+  p.scatter = scatter;
+  p.n = int(shape.rows);
+  p.k = int(shape.cols);
+  p.k_tiles = int(shape.col_blocks());
+  const int row_blocks = p.n / tiled_detail::kGroupedBlockRows;
+  // sm_90 (tiled_gemm_supported): programmatic dependent launch is always there.
+  const cudaError_t err =
+      tiled_detail::launch_grouped_gemm(grouped_variant(shape), p, row_blocks, int(chunks), true, stream);
+  MARLIN_CHECK(err == cudaSuccess, "grouped gemm: launch: {}", cudaGetErrorString(err));
+}
+
+}  // namespace marlin::cuda

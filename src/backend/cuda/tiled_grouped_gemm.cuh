@@ -1,0 +1,195 @@
+// The grouped weight-tile GEMM (tiled_grouped_gemm.h): all experts of a sparse MLP step in one
+// launch. Block (x, y) owns output rows [128·x, 128·x + 128) of chunk y (up to 32 grouped rows of
+// one expert) and their whole K range, so every output value is written once, by one block, summed
+// in K order: deterministic, no workspace. The expert and its rows come from the grouping kernel's
+// device-side offsets (a binary search of chunk_begin), so the host sizes the grid by an upper
+// bound and surplus blocks return at once.
+//
+// Each k-step stage holds the expert's 2 weight tiles of that k-step and the chunk's activations
+// in the striped kernel's layout (tiled_gemm_kernel.cuh), so its mma.sync step (TiledGemm::
+// mma_stage) multiplies them unchanged. All 8 warps copy a stage (16-byte cp.async: weight bytes as
+// they lie, activation rows gathered through the row index) into a 3-deep ring, then each warp
+// multiplies its 16-row strip by the chunk's tokens. Rows of the chunk past the expert's count are
+// not loaded and not stored; activation columns past K are zero-filled (the tiles' padding is zero
+// weights, but stale shared memory might hold NaNs).
+#pragma once
+
+#include <iterator>
+
+#include "backend/cuda/tiled_gemm_kernel.cuh"
+#include "backend/cuda/tiled_grouped_gemm.h"
+
+namespace marlin::cuda::tiled_detail {
+
+// Closes this thread's group of cp.async copies issued since the last commit.
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+
+// Waits until at most kPending of this thread's committed cp.async groups are still in flight.
+template <int kPending>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;" ::"n"(kPending) : "memory");
+}
+
+template <int kCodec, int kGroupsPerTile, bool kAsym>
+struct GroupedGemm {
+  using Tile = TiledGemm<kCodec, kGroupedBlockRows / 64, 1, kGroupedChunkTokens / 8, kGroupsPerTile, kAsym, kPathMma>;
+  using C = typename Tile::C;
+  static constexpr int kStages = 3;
+  static constexpr int kThreads = Tile::kWarps * 32;
+  static constexpr int kSmemBytes = kStages * Tile::kStageBytes;
+  static constexpr int kRowTiles = kGroupedBlockRows / 64;
+  static constexpr int kTilePieces = Tile::kTileBytes / 16;
+  static_assert(Tile::kTileBytes % 16 == 0 && Tile::kStageBytes % 128 == 0, "16-byte copies, 128-byte stages");
+  static_assert(Tile::kWarps == 8 && Tile::kChunk == kGroupedChunkTokens, "one 16-row strip per warp");
+
+  // Copies k-step kt of row block nb of the expert's tiles and of the chunk's activation rows.
+  static __device__ __forceinline__ void load_stage(const GroupedGemmParams& p, const uint8_t* tiles, int nb, int kt,
+                                                    uint8_t* stage, const int* src_row) {
+    const uint32_t weights = smem_addr(stage);
+    for (int i = threadIdx.x; i < kRowTiles * kTilePieces; i += kThreads) {
+      const int j = i / kTilePieces, piece = i % kTilePieces;
+      const uint8_t* from =
+          tiles + (static_cast<long long>(nb * kRowTiles + j) * p.k_tiles + kt) * Tile::kTileBytes + piece * 16;
+      cp_async16(weights + j * Tile::kTileBytes + piece * 16, from);
+    }
+    // Piece c: values 8·kc .. 8·kc + 7 of chunk row 8·tg + r, as TiledGemm::load_activation_pieces.
+    const uint32_t act = smem_addr(stage + Tile::kWeightBytes);
+    for (int c = threadIdx.x; c < Tile::kChunk * 16; c += kThreads) {
+      const int kc = 2 * ((c >> 4) & 7) + (c & 1), r = (c >> 1) & 7, tg = c >> 7;
+      const int row = src_row[8 * tg + r];
+      if (row < 0) continue;
+      const int col = kt * kTileCols + kc * 8;
+      const bool inside_k = col < p.k;
+      const __half* from = inside_k ? p.a + static_cast<long long>(row) * p.k + col : p.a;
+      cp_async16_or_zero(act + tg * kActGroupBytes + kc * kCoreMatrixBytes + r * 16, from, inside_k);
+    }
+  }
+
+  // The expert whose chunks hold chunk y: the last e with chunk_begin[e] ≤ y (experts without
+  // rows have chunk_begin[e] = chunk_begin[e + 1] and are passed over).
+  static __device__ __forceinline__ int expert_of(const GroupedGemmParams& p, int y) {
+    int lo = 0, hi = p.n_experts - 1;
+    while (lo < hi) {
+      const int mid = (lo + hi + 1) / 2;
+      if (p.chunk_begin[mid] <= y)
+        lo = mid;
+      else
+        hi = mid - 1;
+    }
+    return lo;
+  }
+
+  static __device__ void run(const GroupedGemmParams& p, uint8_t* smem, int* src_row, int* dst_row) {
+    const int y = blockIdx.y, nb = blockIdx.x;
+    if (y >= p.chunk_begin[p.n_experts]) return;
+    const int e = expert_of(p, y);
+    const int first = p.expert_begin[e] + (y - p.chunk_begin[e]) * Tile::kChunk;
+    const int rows = min(Tile::kChunk, p.expert_begin[e + 1] - first);
+    if (threadIdx.x < Tile::kChunk) {
+      const int i = first + threadIdx.x;
+      const bool valid = int(threadIdx.x) < rows;
+      src_row[threadIdx.x] = !valid ? -1 : p.a_div > 0 ? p.order[i] / p.a_div : i;
+      dst_row[threadIdx.x] = !valid ? -1 : p.scatter ? p.order[i] : i;
+    }
+    __syncthreads();
+    const uint8_t* tiles = p.expert_tiles[e];
+
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int tile_off[1] = {(warp / 4) * Tile::kTileBytes};
+    const int row_off[1] = {(warp % 4) * 16 + lane / 4};
+    typename Tile::Acc acc;
+#pragma unroll
+    for (int fm = 0; fm < Tile::kChunk / 8; ++fm)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) acc[0][fm][i] = 0.0f;
+
+    // Ring: stage kt lives in slot kt % kStages; the copies of k-step kt + kStages - 1 go into the
+    // slot every warp finished multiplying in the previous iteration (the barrier says so).
+#pragma unroll
+    for (int s = 0; s < kStages - 1; ++s) {
+      if (s < p.k_tiles) load_stage(p, tiles, nb, s, smem + s * Tile::kStageBytes, src_row);
+      cp_async_commit();
+    }
+    for (int kt = 0; kt < p.k_tiles; ++kt) {
+      cp_async_wait<kStages - 2>();
+      __syncthreads();
+      const int next = kt + kStages - 1;
+      if (next < p.k_tiles) load_stage(p, tiles, nb, next, smem + (next % kStages) * Tile::kStageBytes, src_row);
+      cp_async_commit();
+      Tile::mma_stage(smem + (kt % kStages) * Tile::kStageBytes, tile_off, row_off, lane, acc);
+    }
+    cp_async_wait<0>();
+
+    // Accumulator fm holds rows n, n + 8 of tokens 8·fm + 2t, 8·fm + 2t + 1 (store_c's layout).
+    const int g = lane / 4, t = lane % 4;
+    const int n = nb * kGroupedBlockRows + warp * 16 + g;
+    float top = 1.0f, bottom = 1.0f;
+    if constexpr (C::kRowScales) {
+      const float* row_scales = reinterpret_cast<const float*>(tiles + p.tiles_bytes);
+      top = row_scales[n];
+      bottom = row_scales[n + 8];
+    }
+#pragma unroll
+    for (int fm = 0; fm < Tile::kChunk / 8; ++fm)
+#pragma unroll
+      for (int j = 0; j < 2; ++j) {
+        const int tok = fm * 8 + 2 * t + j;
+        if (tok >= rows) continue;
+        __half* c = p.c + static_cast<long long>(dst_row[tok]) * p.n + n;
+        c[0] = __float2half_rn(scale_output<C::kRowScales>(acc[0][fm][j], top));
+        c[8] = __float2half_rn(scale_output<C::kRowScales>(acc[0][fm][2 + j], bottom));
+      }
+  }
+};
+
+template <int kCodec, int kGroupsPerTile, bool kAsym>
+__global__ void __launch_bounds__(GroupedGemm<kCodec, kGroupsPerTile, kAsym>::kThreads)
+    grouped_gemm_kernel(const __grid_constant__ GroupedGemmParams p) {
+  extern __shared__ __align__(128) uint8_t smem[];
+  __shared__ int src_row[kGroupedChunkTokens], dst_row[kGroupedChunkTokens];
+  grid_dependency_wait();  // the grouping and the activations come from earlier kernels
+  allow_dependent_launch();
+  GroupedGemm<kCodec, kGroupsPerTile, kAsym>::run(p, smem, src_row, dst_row);
+}
+
+template <int kCodec, int kGroupsPerTile, bool kAsym>
+cudaError_t launch_grouped_gemm_variant(const GroupedGemmParams& params, int row_blocks, int chunks, bool pdl,
+                                        cudaStream_t stream) {
+  using G = GroupedGemm<kCodec, kGroupsPerTile, kAsym>;
+  auto* kernel = grouped_gemm_kernel<kCodec, kGroupsPerTile, kAsym>;
+  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, G::kSmemBytes);
+  if (err != cudaSuccess) return err;
+  cudaLaunchConfig_t config = {};
+  config.gridDim = dim3(row_blocks, chunks);
+  config.blockDim = dim3(G::kThreads);
+  config.dynamicSmemBytes = size_t(G::kSmemBytes);
+  config.stream = stream;
+  cudaLaunchAttribute attribute = {};
+  attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attribute.val.programmaticStreamSerializationAllowed = 1;
+  config.attrs = &attribute;
+  config.numAttrs = pdl ? 1 : 0;
+  return cudaLaunchKernelEx(&config, kernel, params);
+}
+
+}  // namespace marlin::cuda::tiled_detail
+
+// The grouped table from an X-macro list X(codec, groups_per_tile, asymmetric).
+#define MARLIN_GROUPED_GEMM_CONFIG_ROW(CODEC, G, Z) GroupedGemmConfig{CODEC, G, Z},
+#define MARLIN_GROUPED_GEMM_LAUNCH_CASE(CODEC, G, Z) \
+  if (index == i++) return launch_grouped_gemm_variant<CODEC, G, Z>(params, row_blocks, chunks, pdl, stream);
+
+#define MARLIN_DEFINE_GROUPED_GEMM_TABLE(LIST)                                                              \
+  namespace {                                                                                              \
+  constexpr GroupedGemmConfig grouped_configs[] = {LIST(MARLIN_GROUPED_GEMM_CONFIG_ROW)};                  \
+  }                                                                                                        \
+  const GroupedGemmConfig* grouped_gemm_configs(int* count) {                                              \
+    *count = int(std::size(grouped_configs));                                                              \
+    return grouped_configs;                                                                                \
+  }                                                                                                        \
+  cudaError_t launch_grouped_gemm(int index, const GroupedGemmParams& params, int row_blocks, int chunks,   \
+                                  bool pdl, cudaStream_t stream) {                                         \
+    int i = 0;                                                                                             \
+    LIST(MARLIN_GROUPED_GEMM_LAUNCH_CASE)                                                                  \
+    return cudaErrorInvalidValue;                                                                          \
+  }
