@@ -21,15 +21,6 @@
 
 namespace marlin::cuda::tiled_detail {
 
-// Closes this thread's group of cp.async copies issued since the last commit.
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
-
-// Waits until at most kPending of this thread's committed cp.async groups are still in flight.
-template <int kPending>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;" ::"n"(kPending) : "memory");
-}
-
 template <int kCodec, int kGroupsPerTile, bool kAsym>
 struct GroupedGemm {
   using Tile = TiledGemm<kCodec, kGroupedBlockRows / 64, 1, kGroupedChunkTokens / 8, kGroupsPerTile, kAsym, kPathMma>;

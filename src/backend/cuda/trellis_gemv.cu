@@ -9,8 +9,9 @@
 // multiply-add, a lop3 for the two fp16 pieces; two values: two byte permutes and one HADD2 for
 // both codes (quant/trellis_code.h, bit for bit).
 //
-// Work: one block of 8 warps per 16-row strip; warp w takes the w-th eighth of its tiles, copies
-// them into its own shared-memory ring with cp.async (no block barrier in the loop), and the eight
+// Work: one block of 16 warps per 16-row strip; warp w takes the w-th sixteenth of its tiles,
+// copies them into its own shared-memory ring with cp.async (no block barrier in the loop), decodes
+// a full stage of 8 tiles unrolled (their chains interleave; B fragments loaded first), and the 16
 // partial sums are added in warp order (deterministic) before the row scales multiply them.
 #include "backend/cuda/pdl_launch.cuh"
 #include "backend/cuda/ptx.cuh"
@@ -20,7 +21,7 @@
 namespace marlin::cuda {
 namespace {
 
-constexpr int kWarps = 8;
+constexpr int kWarps = 16;
 constexpr int kTilesPerStage = 8;
 
 template <int K>
@@ -28,10 +29,10 @@ __host__ __device__ constexpr int tile_words() {
   return 8 * K;  // uint32 words per tile
 }
 
-// Stages of a warp's ring: about 3 KB of codes in flight per warp whatever K.
+// Stages of a warp's ring: 2–3 KB of codes in flight per warp whatever K.
 template <int K>
 __host__ __device__ constexpr int ring_stages() {
-  return K <= 2 ? 8 : K <= 4 ? 5 : 3;
+  return K <= 2 ? 6 : K <= 4 ? 4 : 3;
 }
 
 // The 32 stream bits ending at bit `end` (1 ≤ end ≤ 256·K) of a tile, circularly: word offsets and
@@ -136,35 +137,58 @@ __global__ void __launch_bounds__(kWarps * 32) trellis_gemv_kernel(const __grid_
 
   const LaneWindows<K> windows(lane);
   const int g = lane / 4, q = lane % 4;
-  float acc[kFragsM][4] = {};
+  // Two accumulator sets for one token fragment (even and odd tiles), so that consecutive tensor
+  // core products do not wait on each other.
+  constexpr int kSets = kFragsM == 1 ? 2 : 1;
+  float acc[kSets][kFragsM][4] = {};
+  auto product = [&](const uint32_t* tile, const uint2 (&b)[kFragsM], float (&sum)[kFragsM][4]) {
+    uint32_t a[4];
+    windows.decode(tile, a);
+#pragma unroll
+    for (int fm = 0; fm < kFragsM; ++fm) mma_16816(sum[fm], a, b[fm].x, b[fm].y);
+  };
+  // B fragments of tile t: x[tok][16t + 4q .. + 3] (zero past m).
+  auto load_b = [&](int t, uint2 (&b)[kFragsM]) {
+#pragma unroll
+    for (int fm = 0; fm < kFragsM; ++fm) {
+      const int tok = fm * 8 + g;
+      b[fm] = tok < p.m ? __ldg(reinterpret_cast<const uint2*>(p.x + static_cast<long long>(tok) * p.w.cols + t * 16 + 4 * q))
+                        : make_uint2(0, 0);
+    }
+  };
   for (int s = 0; s < stages; ++s) {
     cp_async_wait<kStages - 2>();
     __syncwarp();  // every lane's pieces of stage s have landed; stage s − 1's slot is free
     issue(s + kStages - 1);
     const uint32_t* stage = ring + (s % kStages) * kStageWords;
-    const int count = min(kTilesPerStage, t_end - t_begin - s * kTilesPerStage);
-    for (int i = 0; i < count; ++i) {
-      uint32_t a[4];
-      windows.decode(stage + i * kWords, a);
-      const int col = (t_begin + s * kTilesPerStage + i) * 16 + 4 * q;
+    const int first = t_begin + s * kTilesPerStage, count = min(kTilesPerStage, t_end - first);
+    if (count == kTilesPerStage) {  // unrolled: the tiles' decodes interleave
+      uint2 b[kTilesPerStage][kFragsM];
 #pragma unroll
-      for (int fm = 0; fm < kFragsM; ++fm) {
-        const int tok = fm * 8 + g;
-        uint2 b = make_uint2(0, 0);
-        if (tok < p.m) b = __ldg(reinterpret_cast<const uint2*>(p.x + static_cast<long long>(tok) * p.w.cols + col));
-        mma_16816(acc[fm], a, b.x, b.y);
+      for (int i = 0; i < kTilesPerStage; ++i) load_b(first + i, b[i]);
+#pragma unroll
+      for (int i = 0; i < kTilesPerStage; ++i) product(stage + i * kWords, b[i], acc[i % kSets]);
+    } else {
+      for (int i = 0; i < count; ++i) {
+        uint2 b[kFragsM];
+        load_b(first + i, b);
+        product(stage + i * kWords, b, acc[0]);
       }
     }
   }
   cp_async_wait<0>();
 
-  // The eight warps' partial sums, added in warp order by warp 0.
+  // The warps' partial sums, added in warp order by warp 0.
   __syncthreads();  // every warp is done with its ring: the reduction reuses the shared memory
   float* red = reinterpret_cast<float*>(smem);
 #pragma unroll
   for (int fm = 0; fm < kFragsM; ++fm)
 #pragma unroll
-    for (int i = 0; i < 4; ++i) red[((warp * kFragsM + fm) * 4 + i) * 32 + lane] = acc[fm][i];
+    for (int i = 0; i < 4; ++i) {
+      float sum = acc[0][fm][i];
+      if constexpr (kSets == 2) sum += acc[1][fm][i];
+      red[((warp * kFragsM + fm) * 4 + i) * 32 + lane] = sum;
+    }
   __syncthreads();
   if (warp != 0) return;
   const int row = strip * 16 + g;
