@@ -52,6 +52,13 @@ std::vector<float> reference_rotated(const QuantTensor& t) {
   return w;
 }
 
+// x as trellis_gemv reads it: each value followed by a zero.
+std::vector<uint16_t> with_zeros(const std::vector<uint16_t>& x) {
+  std::vector<uint16_t> out(2 * x.size(), 0);
+  for (size_t i = 0; i < x.size(); ++i) out[2 * i] = x[i];
+  return out;
+}
+
 // One tensor in the kernels' device layout.
 struct DeviceTrellis {
   explicit DeviceTrellis(const QuantTensor& t)
@@ -107,7 +114,7 @@ TEST(CudaTrellis, GemvMatchesReference) {
       for (int m : {1, 3, 8, 13, 32}) {
         SCOPED_TRACE("K = " + std::to_string(bits) + ", cols " + std::to_string(cols) + ", m " + std::to_string(m));
         const auto x = random_halves(size_t(m * cols), -1.0f, 1.0f, rng);
-        DeviceBuffer<uint16_t> dx(x);
+        DeviceBuffer<uint16_t> dx(with_zeros(x));
         DeviceBuffer<float> out(size_t(m * rows));
         cuda_ok(cuda::trellis_gemv(d.view, as_half(dx), m, out.get(), nullptr), "gemv");
         const auto got = out.download();
@@ -185,6 +192,17 @@ TEST(CudaTrellis, RotationsMatchReference) {
         }
       }
       expect_within(got, ref, [&](size_t i) { return bound[i]; }, "rotated");
+      // As trellis_gemv reads it: fp16 values, each followed by a zero half.
+      p.pairs = true;
+      DeviceBuffer<uint16_t> pairs(2 * x.size());
+      cuda_ok(cuda::hadamard_rotate(p, dx.get(), false, pairs.get(), false, m, nullptr), "rotate to pairs");
+      const auto halves = pairs.download();
+      std::vector<float> values(x.size());
+      for (size_t i = 0; i < x.size(); ++i) {
+        values[i] = fp16_to_fp32(halves[2 * i]);
+        EXPECT_EQ(halves[2 * i + 1], 0u) << "pair " << i;
+      }
+      expect_within(values, ref, [&](size_t i) { return bound[i] + kHalfUlp * std::abs(ref[i]); }, "rotated pairs");
     }
   }
 }
@@ -223,7 +241,7 @@ TEST(CudaTrellisPerf, Llama8bLayerShapes) {
     double total[7] = {}, bytes_total[7] = {};
     for (const auto& [rows, cols] : shapes) {
       const auto x = random_halves(size_t(m) * size_t(std::max(rows, cols)), -1.0f, 1.0f, rng);
-      DeviceBuffer<uint16_t> dx(x);
+      DeviceBuffer<uint16_t> dx(x), dx_pairs(with_zeros(x));
       DeviceBuffer<float> y32(size_t(m) * size_t(rows));
       DeviceBuffer<uint16_t> y16(size_t(m) * size_t(rows));
       double us[7], bytes[7];
@@ -236,7 +254,7 @@ TEST(CudaTrellisPerf, Llama8bLayerShapes) {
         size_t next = 0;
         us[bits - 2] = 1e3 * graph_ms(
                                  [&](cudaStream_t stream) {
-                                   cuda_ok(cuda::trellis_gemv(copies[next++ % copies.size()]->view, as_half(dx), m,
+                                   cuda_ok(cuda::trellis_gemv(copies[next++ % copies.size()]->view, as_half(dx_pairs), m,
                                                               y32.get(), stream),
                                            "trellis gemv");
                                  },

@@ -73,6 +73,13 @@ __global__ void __launch_bounds__(128) hadamard_rotate_kernel(const __grid_const
   if (!valid) return;
   if (args.out_f32) {
     *reinterpret_cast<float4*>(static_cast<float*>(args.out) + at) = make_float4(v[0], v[1], v[2], v[3]);
+  } else if (p.pairs) {  // (v, 0) halves: the low half of each word
+    uint4 h;
+    h.x = __half_as_ushort(__float2half_rn(v[0]));
+    h.y = __half_as_ushort(__float2half_rn(v[1]));
+    h.z = __half_as_ushort(__float2half_rn(v[2]));
+    h.w = __half_as_ushort(__float2half_rn(v[3]));
+    *reinterpret_cast<uint4*>(static_cast<__half*>(args.out) + 2 * at) = h;
   } else {
     const __half2 lo = __floats2half2_rn(v[0], v[1]), hi = __floats2half2_rn(v[2], v[3]);
     uint2 h;
@@ -86,7 +93,8 @@ __global__ void __launch_bounds__(128) hadamard_rotate_kernel(const __grid_const
 
 cudaError_t hadamard_rotate(const RotationParams& p, const void* in, bool in_f32, void* out, bool out_f32, int m,
                             cudaStream_t stream) {
-  if (p.count < 1 || p.count > kMaxRotationSegments || m < 1) return cudaErrorInvalidValue;
+  if (p.count < 1 || p.count > kMaxRotationSegments || m < 1 || (p.pairs && (out_f32 || in == out)))
+    return cudaErrorInvalidValue;
   int chunks = 0;
   for (int i = 0; i < p.count; ++i) {
     const RotationSegment& s = p.segments[i];

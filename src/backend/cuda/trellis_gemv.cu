@@ -5,14 +5,17 @@
 // which order it adds), so lane (g, q) = (lane / 4, lane % 4) takes columns 4q..4q+3 of rows g and
 // g + 8 — four values in a row of the stream, whose states all lie in one 32-bit window of it
 // (3K + 16 ≤ 32 bits for K ≤ 5; two windows above) — and the B fragment it meets is
-// x[c0 + 4q .. c0 + 4q + 3], one 8-byte load. Each value: a shift and a mask for its state, a
-// multiply-add, a lop3 for the two fp16 pieces; two values: two byte permutes and one HADD2 for
-// both codes (quant/trellis_code.h, bit for bit).
+// x[c0 + 4q .. c0 + 4q + 3]. Each value: its state by a byte permute (or a shift and a mask), a
+// multiply-add, a lop3 for the two fp16 pieces and one HADD2 adding them into both halves of a
+// register (quant/trellis_code.h, bit for bit); that register fills a k-slot pair whose activation
+// partner is zero (x arrives as (value, 0) pairs, one 16-byte load per tile), so no instruction
+// pairs two codes up, for the price of two tensor-core products per tile instead of one.
 //
 // Work: one block of 16 warps per 16-row strip; warp w takes the w-th sixteenth of its tiles,
 // copies them into its own shared-memory ring with cp.async (no block barrier in the loop), decodes
 // a full stage of 8 tiles unrolled (their chains interleave; B fragments loaded first), and the 16
-// partial sums are added in warp order (deterministic) before the row scales multiply them.
+// partial sums are added in warp order (deterministic) before the row scales multiply them. (A
+// persistent grid, each block streaming many strips through one ring, measured 8 % slower.)
 #include "backend/cuda/pdl_launch.cuh"
 #include "backend/cuda/ptx.cuh"
 #include "backend/cuda/trellis_kernels.h"
@@ -53,13 +56,23 @@ __device__ __forceinline__ uint32_t read_window(const uint32_t* tile, const Wind
   return __funnelshift_l(tile[w.lo], tile[w.hi], w.shift);
 }
 
-// The fp16 codes of two states (low half: sa), exactly as trellis_code_fp16.
-__device__ __forceinline__ uint32_t code_pair(uint32_t sa, uint32_t sb) {
-  const uint32_t pa = and_or(kTrellisMul * sa + kTrellisAdd, kTrellisPieceMask, kTrellisPieceBits);
-  const uint32_t pb = and_or(kTrellisMul * sb + kTrellisAdd, kTrellisPieceMask, kTrellisPieceBits);
-  const uint32_t lo = __byte_perm(pa, pb, 0x5410), hi = __byte_perm(pa, pb, 0x7632);
-  const __half2 sum = __hadd2(*reinterpret_cast<const __half2*>(&lo), *reinterpret_cast<const __half2*>(&hi));
+// The fp16 code of a state, exactly as trellis_code_fp16, in both halves: the multiply-add, the
+// lop3 for the two pieces, one HADD2 adding the low piece to the high one.
+__device__ __forceinline__ uint32_t code_twice(uint32_t state) {
+  const uint32_t p = and_or(kTrellisMul * state + kTrellisAdd, kTrellisPieceMask, kTrellisPieceBits);
+  const __half2 pieces = *reinterpret_cast<const __half2*>(&p);
+  const __half2 sum = __hadd2(__low2half2(pieces), __high2half2(pieces));
   return *reinterpret_cast<const uint32_t*>(&sum);
+}
+
+// The 16 bits of `w` starting `kShift` bits up, zero-extended: a byte permute where the field is
+// byte-aligned in w or in w4 = w >> 4, else a shift and a mask.
+template <int kShift>
+__device__ __forceinline__ uint32_t field16(uint32_t w, uint32_t w4) {
+  if constexpr (kShift == 16) return w >> 16;
+  if constexpr (kShift % 8 == 0) return __byte_perm(w, 0, 0x4400 | (kShift / 8) | (kShift / 8 + 1) << 4);
+  if constexpr (kShift % 8 == 4) return __byte_perm(w4, 0, 0x4400 | (kShift / 8) | (kShift / 8 + 1) << 4);
+  return (w >> kShift) & 0xffff;
 }
 
 // Where lane (g, q) finds its states in any tile: windows of rows g and g + 8.
@@ -82,19 +95,23 @@ struct LaneWindows {
     }
   }
 
-  // The A fragment of one tile: a[0] / a[2] = row g's (4q, 4q + 1) / (4q + 2, 4q + 3), a[1] / a[3]
-  // the same of row g + 8.
-  __device__ __forceinline__ void decode(const uint32_t* tile, uint32_t (&a)[4]) const {
+  // The codes of one tile, each twice: c[j] for j < 4 is row g's column 4q + j, c[4 + j] row g + 8's.
+  __device__ __forceinline__ void decode(const uint32_t* tile, uint32_t (&c)[8]) const {
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
+      uint32_t* out = c + 4 * half;
       if constexpr (kOneWindow) {
-        const uint32_t v = read_window(tile, w[half][0]);
-        a[half] = code_pair((v >> (3 * K)) & 0xffff, (v >> (2 * K)) & 0xffff);
-        a[half + 2] = code_pair((v >> K) & 0xffff, v & 0xffff);
+        const uint32_t v = read_window(tile, w[half][0]), v4 = v >> 4;
+        out[0] = code_twice(field16<3 * K>(v, v4));
+        out[1] = code_twice(field16<2 * K>(v, v4));
+        out[2] = code_twice(field16<K>(v, v4));
+        out[3] = code_twice(field16<0>(v, v4));
       } else {
         const uint32_t v0 = read_window(tile, w[half][0]), v1 = read_window(tile, w[half][1]);
-        a[half] = code_pair((v0 >> K) & 0xffff, v0 & 0xffff);
-        a[half + 2] = code_pair((v1 >> K) & 0xffff, v1 & 0xffff);
+        out[0] = code_twice(field16<K>(v0, v0 >> 4));
+        out[1] = code_twice(field16<0>(v0, v0 >> 4));
+        out[2] = code_twice(field16<K>(v1, v1 >> 4));
+        out[3] = code_twice(field16<0>(v1, v1 >> 4));
       }
     }
   }
@@ -107,6 +124,11 @@ struct GemvArgs {
   int m;
 };
 
+template <int K>
+constexpr int ring_bytes() {
+  return kWarps * ring_stages<K>() * tile_words<K>() * kTilesPerStage * 4;
+}
+
 template <int K, int kFragsM>
 __global__ void __launch_bounds__(kWarps * 32) trellis_gemv_kernel(const __grid_constant__ GemvArgs p) {
   allow_dependent_launch();
@@ -117,9 +139,9 @@ __global__ void __launch_bounds__(kWarps * 32) trellis_gemv_kernel(const __grid_
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int strip = blockIdx.x, tiles = p.w.cols / 16;
   const int t_begin = warp * tiles / kWarps, t_end = (warp + 1) * tiles / kWarps;
+  const int stages = (t_end - t_begin + kTilesPerStage - 1) / kTilesPerStage;
   const uint32_t* src = p.w.words + (static_cast<long long>(strip) * tiles + t_begin) * kWords;
   uint32_t* ring = smem + warp * kStages * kStageWords;
-  const int stages = (t_end - t_begin + kTilesPerStage - 1) / kTilesPerStage;
 
   // Stage s: tiles t_begin + s·kTilesPerStage.. (fewer in the last), 16-byte pieces over the lanes.
   auto issue = [&](int s) {
@@ -141,19 +163,25 @@ __global__ void __launch_bounds__(kWarps * 32) trellis_gemv_kernel(const __grid_
   // core products do not wait on each other.
   constexpr int kSets = kFragsM == 1 ? 2 : 1;
   float acc[kSets][kFragsM][4] = {};
-  auto product = [&](const uint32_t* tile, const uint2 (&b)[kFragsM], float (&sum)[kFragsM][4]) {
-    uint32_t a[4];
-    windows.decode(tile, a);
-#pragma unroll
-    for (int fm = 0; fm < kFragsM; ++fm) mma_16816(sum[fm], a, b[fm].x, b[fm].y);
-  };
-  // B fragments of tile t: x[tok][16t + 4q .. + 3] (zero past m).
-  auto load_b = [&](int t, uint2 (&b)[kFragsM]) {
+  // Each code fills a k-slot pair and meets (x, 0) there: two products per tile, one for columns
+  // 4q, 4q + 1 and one for 4q + 2, 4q + 3 (a byte permute per pair of codes saved for one mma).
+  auto product = [&](const uint32_t* tile, const uint4 (&b)[kFragsM], float (&sum)[kFragsM][4]) {
+    uint32_t c[8];
+    windows.decode(tile, c);
+    const uint32_t a0[4] = {c[0], c[4], c[1], c[5]}, a1[4] = {c[2], c[6], c[3], c[7]};
 #pragma unroll
     for (int fm = 0; fm < kFragsM; ++fm) {
-      const int tok = fm * 8 + g;
-      b[fm] = tok < p.m ? __ldg(reinterpret_cast<const uint2*>(p.x + static_cast<long long>(tok) * p.w.cols + t * 16 + 4 * q))
-                        : make_uint2(0, 0);
+      mma_16816(sum[fm], a0, b[fm].x, b[fm].y);
+      mma_16816(sum[fm], a1, b[fm].z, b[fm].w);
+    }
+  };
+  // B fragments of tile t: x[tok][16t + 4q .. + 3], each value followed by a zero. A token past m
+  // reads token m − 1 instead: its column of the product is never stored, and no branch is needed.
+  auto load_b = [&](int t, uint4 (&b)[kFragsM]) {
+#pragma unroll
+    for (int fm = 0; fm < kFragsM; ++fm) {
+      const int tok = min(fm * 8 + g, p.m - 1);
+      b[fm] = __ldg(reinterpret_cast<const uint4*>(p.x + 2 * (static_cast<long long>(tok) * p.w.cols + t * 16 + 4 * q)));
     }
   };
   for (int s = 0; s < stages; ++s) {
@@ -163,14 +191,19 @@ __global__ void __launch_bounds__(kWarps * 32) trellis_gemv_kernel(const __grid_
     const uint32_t* stage = ring + (s % kStages) * kStageWords;
     const int first = t_begin + s * kTilesPerStage, count = min(kTilesPerStage, t_end - first);
     if (count == kTilesPerStage) {  // unrolled: the tiles' decodes interleave
-      uint2 b[kTilesPerStage][kFragsM];
+      // One token fragment: all B fragments of the stage first; more: tile by tile (registers).
+      constexpr int kAhead = kFragsM == 1 ? kTilesPerStage : 1;
+      uint4 b[kAhead][kFragsM];
 #pragma unroll
-      for (int i = 0; i < kTilesPerStage; ++i) load_b(first + i, b[i]);
+      for (int i = 0; i < kTilesPerStage; ++i) {
+        if (i % kAhead == 0)
 #pragma unroll
-      for (int i = 0; i < kTilesPerStage; ++i) product(stage + i * kWords, b[i], acc[i % kSets]);
+          for (int j = 0; j < kAhead; ++j) load_b(first + i + j, b[j]);
+        product(stage + i * kWords, b[i % kAhead], acc[i % kSets]);
+      }
     } else {
       for (int i = 0; i < count; ++i) {
-        uint2 b[kFragsM];
+        uint4 b[kFragsM];
         load_b(first + i, b);
         product(stage + i * kWords, b, acc[0]);
       }
@@ -214,9 +247,8 @@ __global__ void __launch_bounds__(kWarps * 32) trellis_gemv_kernel(const __grid_
 
 template <int K, int kFragsM>
 cudaError_t launch_gemv(const GemvArgs& args, cudaStream_t stream) {
-  constexpr int ring_bytes = kWarps * ring_stages<K>() * tile_words<K>() * kTilesPerStage * 4;
   constexpr int red_bytes = kWarps * kFragsM * 4 * 32 * 4;
-  constexpr int bytes = ring_bytes > red_bytes ? ring_bytes : red_bytes;
+  constexpr int bytes = ring_bytes<K>() > red_bytes ? ring_bytes<K>() : red_bytes;
   auto kernel = trellis_gemv_kernel<K, kFragsM>;
   if (bytes > 48 * 1024) {
     const cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
@@ -240,8 +272,8 @@ __global__ void __launch_bounds__(256) trellis_decode_kernel(const TrellisWeight
   const int tiles = w.cols / 16, lane = threadIdx.x % 32;
   if (tile >= static_cast<long long>(w.rows / 16) * tiles) return;
   const uint32_t* words = w.words + tile * tile_words<K>();
-  uint32_t a[4];
-  LaneWindows<K>(lane).decode(words, a);
+  uint32_t c[8];
+  LaneWindows<K>(lane).decode(words, c);
   const int g = lane / 4, q = lane % 4;
   const long long strip = tile / tiles;
   const int col = int(tile % tiles) * 16 + 4 * q;
@@ -252,8 +284,7 @@ __global__ void __launch_bounds__(256) trellis_decode_kernel(const TrellisWeight
     __half v[4];
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
-      const uint32_t pair = a[half + 2 * (j / 2)];
-      const uint16_t code = uint16_t(j % 2 ? pair >> 16 : pair & 0xffff);
+      const uint16_t code = uint16_t(c[4 * half + j] & 0xffff);
       v[j] = __float2half_rn(__fmul_rn(scale, __fmul_rn(trellis_code_to_float(code), kTrellisScale)));
     }
     *reinterpret_cast<uint2*>(out + row * w.cols + col) = *reinterpret_cast<const uint2*>(v);

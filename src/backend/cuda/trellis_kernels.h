@@ -32,8 +32,10 @@ std::vector<uint32_t> trellis_device_words(const uint8_t* codes, int64_t rows, i
                                            int64_t code_row_bytes);
 
 // y'[t][r] = Σ_c Ŵ'[r][c]·x'[t][c] for t < m ≤ kTrellisGemvRows, in fp32 (out: m × rows).
-// Ŵ' decoded on the fly into tensor-core fragments; no workspace.
-cudaError_t trellis_gemv(const TrellisWeights& w, const __half* x, int m, float* out, cudaStream_t stream);
+// Ŵ' decoded on the fly into tensor-core fragments; no workspace. `x_pairs` holds x' as
+// hadamard_rotate writes it with `pairs`: each fp16 value followed by a zero (m × 2·cols halves),
+// because each code takes a pair of k-slots in the tensor-core product.
+cudaError_t trellis_gemv(const TrellisWeights& w, const __half* x_pairs, int m, float* out, cudaStream_t stream);
 
 // Ŵ' as fp16 rows (rows × cols, row-major): each value fp16(s_r · value), the value exactly as
 // quant/trellis_code.h defines it and the product rounded in fp32 as trellis_decode_strip does.
@@ -52,12 +54,15 @@ constexpr int kMaxRotationSegments = 4;
 
 // Rotates each of `m` rows (`row_len` values apart) segment by segment: `transpose` false is
 // v ← R·v = H·S·v (activations before the product), true is v ← Rᵀ·v = S·H·v (outputs after it).
-// In fp32; in: fp16 or fp32 (in_f32), out: fp16 or fp32 (out_f32); in == out is allowed.
+// In fp32; in: fp16 or fp32 (in_f32), out: fp16 or fp32 (out_f32); in == out is allowed (not with
+// `pairs`). With `pairs` (fp16 out only) each output value is followed by a zero half: rows of
+// 2·row_len halves, what trellis_gemv reads.
 struct RotationParams {
   RotationSegment segments[kMaxRotationSegments];
   int count = 0;
   int row_len = 0;
   bool transpose = false;
+  bool pairs = false;
 };
 cudaError_t hadamard_rotate(const RotationParams& p, const void* in, bool in_f32, void* out, bool out_f32, int m,
                             cudaStream_t stream);

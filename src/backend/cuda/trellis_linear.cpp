@@ -1,10 +1,12 @@
 // Trellis layers on the GPU (cuda_linear.h upload_trellis): y = R_outᵀ·(Ŵ'·(R_in·x)) with
-//   - R_in·x by hadamard_rotate into ctx.rotated (fp16);
+//   - R_in·x by hadamard_rotate into ctx.rotated (fp16; for few rows each value followed by a
+//     zero, as trellis_gemv reads it);
 //   - few rows (≤ kTrellisGemvRows): the fused decode + product (trellis_gemv) into ctx.products
 //     in fp32, then R_outᵀ part by part straight into the output (one rounding);
 //   - more rows: Ŵ' decoded to fp16 into ctx.unpacked, cuBLAS, then R_outᵀ in place.
 // Stacked parts (q|k|v, gate|up) share R_in, so they must share the rotation seed (marlin quantize
 // gives tensors that read the same input one seed); each keeps its own R_out.
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -79,6 +81,8 @@ class TrellisLinear final : public CudaLinear {
     in_.segments[0] = {0, int(cols), int(hadamard_block(cols)), signs_.get()};
     in_.count = 1;
     in_.row_len = int(cols);
+    in_pairs_ = in_;
+    in_pairs_.pairs = true;
     int begin = 0;
     for (size_t i = 0; i < parts.size(); ++i) {
       const int dim = int(parts[i].rows);
@@ -90,7 +94,8 @@ class TrellisLinear final : public CudaLinear {
     out_.transpose = true;
 
     // Sized now for every row count a step may have: recorded graphs keep these pointers.
-    if (ctx.rotated.size() < size_t(ctx.max_rows * cols)) ctx.rotated = DeviceArray<__half>(size_t(ctx.max_rows * cols));
+    const size_t rotated = size_t(std::max<int64_t>(ctx.max_rows, 2 * kTrellisGemvRows) * cols);
+    if (ctx.rotated.size() < rotated) ctx.rotated = DeviceArray<__half>(rotated);
     if (ctx.products.size() < size_t(kTrellisGemvRows * rows))
       ctx.products = DeviceArray<float>(size_t(kTrellisGemvRows * rows));
     if (ctx.max_rows > kTrellisGemvRows && ctx.unpacked.size() < size_t(rows * cols))
@@ -98,16 +103,19 @@ class TrellisLinear final : public CudaLinear {
   }
 
   void forward(const __half* in, int64_t m, void* out, bool out_f32, LinearContext& ctx) const override {
-    MARLIN_CHECK(m >= 1 && m <= ctx.max_rows && ctx.rotated.size() >= size_t(m * cols),
+    const int64_t rotated_rows = m <= kTrellisGemvRows ? 2 * m : m;  // few rows: (value, 0) pairs
+    MARLIN_CHECK(m >= 1 && m <= ctx.max_rows && ctx.rotated.size() >= size_t(rotated_rows * cols),
                  "cuda trellis: {} rows in one call (at most {})", m, ctx.max_rows);
-    check_cuda(hadamard_rotate(in_, in, false, ctx.rotated.get(), false, int(m), ctx.stream), "trellis input rotation");
     if (m <= kTrellisGemvRows) {
+      check_cuda(hadamard_rotate(in_pairs_, in, false, ctx.rotated.get(), false, int(m), ctx.stream),
+                 "trellis input rotation");
       check_cuda(trellis_gemv(weights_, ctx.rotated.get(), int(m), ctx.products.get(), ctx.stream), "trellis gemv");
       check_cuda(hadamard_rotate(out_, ctx.products.get(), true, out, out_f32, int(m), ctx.stream),
                  "trellis output rotation");
       return;
     }
     MARLIN_CHECK(ctx.unpacked.size() >= size_t(rows * cols), "cuda trellis: no scratch for {} x {} weights", rows, cols);
+    check_cuda(hadamard_rotate(in_, in, false, ctx.rotated.get(), false, int(m), ctx.stream), "trellis input rotation");
     check_cuda(trellis_decode_half(weights_, ctx.unpacked.get(), ctx.stream), "trellis decode");
     gemm_f16(ctx, ctx.unpacked.get(), rows, cols, ctx.rotated.get(), m, out, out_f32);
     check_cuda(hadamard_rotate(out_, out, out_f32, out, out_f32, int(m), ctx.stream), "trellis output rotation");
@@ -119,7 +127,7 @@ class TrellisLinear final : public CudaLinear {
   DeviceArray<float> row_scales_;
   DeviceArray<uint16_t> half_scales_;
   TrellisWeights weights_;
-  RotationParams in_, out_;
+  RotationParams in_, in_pairs_, out_;  // in_pairs_: in_ written as (value, 0) pairs
 };
 
 }  // namespace
