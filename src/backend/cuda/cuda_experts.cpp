@@ -132,13 +132,8 @@ void CudaExperts::forward_on_device(const __half* h, int64_t rows, const float* 
   moe_route(router_logits, has_score_bias ? score_bias_.get() : nullptr, int(rows), n_experts - routing.n_shared,
             routing, s.slot_ids.get(), s.slot_weights.get(), ctx.stream);
   routed_product(gate_up_table_, *gate_up_[0], s.slot_ids.get(), slots, k, h, s.slot_gate_up.get(), ctx);
-  if (const TiledWeights* t = down_[0]->tiles()) {  // SwiGLU inside the down product
-    routed_gemv(reinterpret_cast<const uint8_t* const*>(down_table_.get()), t->shape, s.slot_ids.get(), slots, 1,
-                s.slot_gate_up.get(), s.slot_y.get(), ctx.stream, true);
-  } else {
-    silu_mul(s.slot_gate_up.get(), slots, d_ffn, s.slot_hidden.get(), ctx.stream);
-    routed_product(down_table_, *down_[0], s.slot_ids.get(), slots, 1, s.slot_hidden.get(), s.slot_y.get(), ctx);
-  }
+  silu_mul(s.slot_gate_up.get(), slots, d_ffn, s.slot_hidden.get(), ctx.stream);
+  routed_product(down_table_, *down_[0], s.slot_ids.get(), slots, 1, s.slot_hidden.get(), s.slot_y.get(), ctx);
   combine_slots(s.slot_y.get(), s.slot_weights.get(), rows, k, d_model, out, ctx.stream);
 }
 

@@ -1,9 +1,8 @@
 // The experts of one sparse MLP layer on the GPU (Backend::experts and Backend::moe). Three paths:
 //  - device-routed, for steps of at most kDeviceRows tokens (decode): the router's top-k on the
 //    GPU (moe_route), then one routed product for all (token, expert) slots of the stacked
-//    gate|up (routed_gemv on tiles, routed_dense_gemv on fp16 experts), one routed product of the
-//    downs with SwiGLU applied to its input as it loads (a separate silu_mul for fp16 experts),
-//    and each token's weighted sum of its slots (combine_slots) — no host
+//    gate|up (routed_gemv on tiles, routed_dense_gemv on fp16 experts), SwiGLU, one routed product
+//    of the downs, and each token's weighted sum of its slots (combine_slots) — no host
 //    synchronization, so these steps can be recorded into CUDA graphs. Each slot reads its
 //    expert's weights, so an expert chosen by several tokens of a step is read several times.
 //  - grouped, for longer steps (prompts) of tiled experts: moe_route, the slots grouped by expert

@@ -168,11 +168,10 @@ int routed_variant(const WeightTileShape& shape) {
 bool routed_gemv_supported(const WeightTileShape& shape) { return tiled_gemm_supported() && routed_variant(shape) >= 0; }
 
 void routed_gemv(const uint8_t* const* expert_tiles, const WeightTileShape& shape, const int32_t* expert_ids, int slots,
-                 int slot_div, const __half* a, __half* c, cudaStream_t stream, bool swiglu_input) {
+                 int slot_div, const __half* a, __half* c, cudaStream_t stream) {
   const int variant = routed_variant(shape);
   MARLIN_CHECK(variant >= 0 && tiled_gemm_supported(), "routed gemv: no kernel for these weights");
-  MARLIN_CHECK(slots >= 1 && slots <= 65535 && slot_div >= 1 && (!swiglu_input || slot_div == 1),
-               "routed gemv: {} slots", slots);
+  MARLIN_CHECK(slots >= 1 && slots <= 65535 && slot_div >= 1, "routed gemv: {} slots", slots);
   MARLIN_CHECK(shape.rows % kTileRows == 0 && shape.cols % kTileColAlign == 0 && shape.rows < INT_MAX &&
                    shape.cols < INT_MAX,
                "routed gemv: {} x {} weights", shape.rows, shape.cols);
@@ -184,7 +183,6 @@ void routed_gemv(const uint8_t* const* expert_tiles, const WeightTileShape& shap
   r.expert_ids = expert_ids;
   r.tiles_bytes = static_cast<long long>(shape.tiles_bytes());
   r.slot_div = slot_div;
-  r.swiglu_input = swiglu_input;
   tiled_detail::GemvParams& p = r.gemv;
   p.a = a;
   p.c = c;

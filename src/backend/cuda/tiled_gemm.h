@@ -99,12 +99,10 @@ void tiled_gemm(const TiledWeights& w, const __half* a, __half* c, int64_t m, Ge
 // c[y] = a[y / slot_div] · W_eᵀ with e = expert_ids[y] (device memory, written by the previous
 // kernel), where expert e's weights (`shape`, the same for every expert) are at expert_tiles[e]
 // (a device array of device pointers). a rows are shape.cols wide, c rows shape.rows. One launch.
-// With swiglu_input, a rows are [gate | up] (2·shape.cols wide) and the product's input is
-// silu(gate)·up, rounded to fp16 as silu_mul (ops.h) rounds it: SwiGLU fused into the expert's down.
 // routed_gemv_supported() says whether a compiled variant takes the format.
 bool routed_gemv_supported(const WeightTileShape& shape);
 void routed_gemv(const uint8_t* const* expert_tiles, const WeightTileShape& shape, const int32_t* expert_ids, int slots,
-                 int slot_div, const __half* a, __half* c, cudaStream_t stream, bool swiglu_input = false);
+                 int slot_div, const __half* a, __half* c, cudaStream_t stream);
 
 // Grouped experts (a sparse MLP's longer steps, cuda_experts.h): every expert's rows in one launch.
 // The rows are the `slots` (token, expert) slots of a step in the grouped order group_slots

@@ -24,10 +24,7 @@
 
 namespace marlin::cuda::tiled_detail {
 
-// kSwiGlu: activation rows are [gate | up] (2·k values) and the product takes silu(gate)·up,
-// computed in fp32 and rounded to fp16 as silu_mul (ops.h) rounds it.
-template <int kCodec, int kWarps, int kStripsPerWarp, int kFragsM, int kDepth, int kGroupsPerTile, bool kAsym,
-          bool kSwiGlu = false>
+template <int kCodec, int kWarps, int kStripsPerWarp, int kFragsM, int kDepth, int kGroupsPerTile, bool kAsym>
 struct TiledGemv {
   using C = Codec<kCodec>;
   using Quant = typename C::Quant;
@@ -60,34 +57,18 @@ struct TiledGemv {
     }
   }
 
-  // Two activation values at `at` (with kSwiGlu: silu(gate)·up of the gate pair at `at` and the
-  // up pair k values later).
-  static __device__ __forceinline__ uint32_t act_pair(const __half* at, int k) {
-    const uint32_t x = __ldg(reinterpret_cast<const uint32_t*>(at));
-    if constexpr (!kSwiGlu) {
-      return x;
-    } else {
-      const uint32_t y = __ldg(reinterpret_cast<const uint32_t*>(at + k));
-      const float2 g = __half22float2(*reinterpret_cast<const __half2*>(&x));
-      const float2 u = __half22float2(*reinterpret_cast<const __half2*>(&y));
-      const __half2 r = __floats2half2_rn(g.x / (1.0f + expf(-g.x)) * u.x, g.y / (1.0f + expf(-g.y)) * u.y);
-      return *reinterpret_cast<const uint32_t*>(&r);
-    }
-  }
-
   // B fragments of k-step ks of half-k-tile h for token group fm (zero past m).
   static __device__ __forceinline__ void load_acts(const GemvParams& p, int h, int lane,
                                                    uint32_t (&b)[4][kFragsM][2]) {
     const int g = lane / 4, t = lane % 4;
-    const long long row_len = static_cast<long long>(p.k) * (kSwiGlu ? 2 : 1);
 #pragma unroll
     for (int fm = 0; fm < kFragsM; ++fm) {
       const int tok = fm * 8 + g;
-      const __half* row = p.a + tok * row_len + h * 64 + 2 * t;
+      const __half* row = p.a + static_cast<long long>(tok) * p.k + h * 64 + 2 * t;
 #pragma unroll
       for (int ks = 0; ks < 4; ++ks) {
-        b[ks][fm][0] = tok < p.m ? act_pair(row + ks * 16, p.k) : 0u;
-        b[ks][fm][1] = tok < p.m ? act_pair(row + ks * 16 + 8, p.k) : 0u;
+        b[ks][fm][0] = tok < p.m ? __ldg(reinterpret_cast<const uint32_t*>(row + ks * 16)) : 0u;
+        b[ks][fm][1] = tok < p.m ? __ldg(reinterpret_cast<const uint32_t*>(row + ks * 16 + 8)) : 0u;
       }
     }
   }

@@ -10,8 +10,7 @@
 
 namespace marlin::cuda::tiled_detail {
 
-template <int kCodec, int kWarps, int kStripsPerWarp, int kFragsM, int kDepth, int kGroupsPerTile, bool kAsym,
-          bool kSwiGlu>
+template <int kCodec, int kWarps, int kStripsPerWarp, int kFragsM, int kDepth, int kGroupsPerTile, bool kAsym>
 __global__ void __launch_bounds__(kWarps * 32, 1) routed_gemv_kernel(const __grid_constant__ RoutedGemvParams p) {
   allow_dependent_launch();
   extern __shared__ __align__(16) float red[];
@@ -20,10 +19,10 @@ __global__ void __launch_bounds__(kWarps * 32, 1) routed_gemv_kernel(const __gri
   const int slot = blockIdx.y;
   q.tiles = p.expert_tiles[p.expert_ids[slot]];
   if constexpr (Codec<kCodec>::kRowScales) q.row_scales = reinterpret_cast<const float*>(q.tiles + p.tiles_bytes);
-  q.a = p.gemv.a + static_cast<long long>(slot / p.slot_div) * p.gemv.k * (kSwiGlu ? 2 : 1);
+  q.a = p.gemv.a + static_cast<long long>(slot / p.slot_div) * p.gemv.k;
   q.c = p.gemv.c + static_cast<long long>(slot) * p.gemv.n;
   q.m = 1;
-  TiledGemv<kCodec, kWarps, kStripsPerWarp, kFragsM, kDepth, kGroupsPerTile, kAsym, kSwiGlu>::run(q, red);
+  TiledGemv<kCodec, kWarps, kStripsPerWarp, kFragsM, kDepth, kGroupsPerTile, kAsym>::run(q, red);
 }
 
 template <int kCodec, int kWarps, int kStripsPerWarp, int kFragsM, int kDepth, int kGroupsPerTile, bool kAsym>
@@ -38,13 +37,8 @@ cudaError_t launch_routed_gemv_variant(const RoutedGemvParams& params, int grid_
   attribute.val.programmaticStreamSerializationAllowed = 1;
   config.attrs = &attribute;
   config.numAttrs = 1;
-  if (params.swiglu_input)
-    return cudaLaunchKernelEx(
-        &config, routed_gemv_kernel<kCodec, kWarps, kStripsPerWarp, kFragsM, kDepth, kGroupsPerTile, kAsym, true>,
-        params);
   return cudaLaunchKernelEx(
-      &config, routed_gemv_kernel<kCodec, kWarps, kStripsPerWarp, kFragsM, kDepth, kGroupsPerTile, kAsym, false>,
-      params);
+      &config, routed_gemv_kernel<kCodec, kWarps, kStripsPerWarp, kFragsM, kDepth, kGroupsPerTile, kAsym>, params);
 }
 
 }  // namespace marlin::cuda::tiled_detail

@@ -11,16 +11,13 @@ namespace marlin::cuda::tiled_detail {
 
 // Grid row y multiplies activation row y / slot_div of gemv.a by the weights of expert
 // expert_ids[y] (tiles at expert_tiles[that], its row scales right after its tiles_bytes of
-// tiles) into row y of gemv.c; gemv.m = 1, gemv.tiles and gemv.row_scales unused. With
-// swiglu_input the activation rows are [gate | up] (2·gemv.k values; slot_div 1) and the product
-// takes silu(gate)·up.
+// tiles) into row y of gemv.c; gemv.m = 1, gemv.tiles and gemv.row_scales unused.
 struct RoutedGemvParams {
   GemvParams gemv;
   const uint8_t* const* expert_tiles = nullptr;
   const int32_t* expert_ids = nullptr;
   long long tiles_bytes = 0;
   int slot_div = 1;
-  bool swiglu_input = false;
 };
 
 // The routed variants (one per weight format: 16 warps, one strip each, one token), and a launch
