@@ -27,6 +27,7 @@
 
 #include "backend/cuda/int4_gemm.h"
 #include "backend/cuda/int8_gemm.h"
+#include "backend/cuda/pdl_launch.cuh"
 #include "backend/cuda/tiled_gemm.h"
 #include "backend/cuda/tiled_gemm_kernels.h"
 #include "backend/weight_tiles.h"
@@ -431,16 +432,7 @@ static double copy_bandwidth() {
 static void time_empty_kernel() {
   for (bool pdl : {false, true}) {
     const double us = time_graph(stream, 48, 10, [&](int) {
-      cudaLaunchConfig_t config = {};
-      config.gridDim = dim3(sms);
-      config.blockDim = dim3(128);
-      config.stream = stream;
-      cudaLaunchAttribute attribute = {};
-      attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-      attribute.val.programmaticStreamSerializationAllowed = 1;
-      config.attrs = &attribute;
-      config.numAttrs = pdl ? 1 : 0;
-      CK(cudaLaunchKernelEx(&config, empty_kernel));
+      CK(marlin::cuda::launch_overlapping(pdl, empty_kernel, dim3(sms), dim3(128), 0, stream));
     });
     printf("empty kernel in a graph%s: %.2f µs per launch\n", pdl ? " (PDL)" : "", us);
     json.record("{\"kind\":\"empty_kernel\",\"pdl\":%s,\"us\":%.3f}", pdl ? "true" : "false", us);

@@ -29,6 +29,7 @@
 
 #include <cstdint>
 
+#include "backend/cuda/pdl_launch.cuh"
 #include "backend/cuda/ptx.cuh"
 #include "backend/cuda/tile_codecs.cuh"
 #include "backend/cuda/tiled_gemm_kernels.h"
@@ -439,17 +440,9 @@ cudaError_t launch_gemm_variant(const GemmParams& params, int grid, int smem, bo
   // thread-safe and correct on every device.
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (err != cudaSuccess) return err;
-  cudaLaunchConfig_t config = {};
-  config.gridDim = dim3(grid);
-  config.blockDim = dim3(TiledGemm<kCodec, kRowTiles, kFragsN, kFragsM, kGroupsPerTile, kAsym, kPath>::kThreads);
-  config.dynamicSmemBytes = size_t(smem);
-  config.stream = stream;
-  cudaLaunchAttribute attribute = {};
-  attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attribute.val.programmaticStreamSerializationAllowed = 1;
-  config.attrs = &attribute;
-  config.numAttrs = pdl ? 1 : 0;
-  return cudaLaunchKernelEx(&config, kernel, params);
+  return launch_overlapping(pdl, kernel, dim3(grid),
+                            dim3(TiledGemm<kCodec, kRowTiles, kFragsN, kFragsM, kGroupsPerTile, kAsym, kPath>::kThreads),
+                            size_t(smem), stream, params);
 }
 
 }  // namespace marlin::cuda::tiled_detail

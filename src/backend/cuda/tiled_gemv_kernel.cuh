@@ -18,6 +18,7 @@
 
 #include <cstdint>
 
+#include "backend/cuda/pdl_launch.cuh"
 #include "backend/cuda/ptx.cuh"
 #include "backend/cuda/tile_codecs.cuh"
 #include "backend/cuda/tiled_gemm_kernels.h"
@@ -189,18 +190,9 @@ __global__ void __launch_bounds__(kWarps * 32, 1) tiled_gemv_kernel(const __grid
 // partial sums.
 template <int kCodec, int kWarps, int kStripsPerWarp, int kFragsM, int kDepth, int kGroupsPerTile, bool kAsym>
 cudaError_t launch_gemv_variant(const GemvParams& params, int grid, bool pdl, cudaStream_t stream) {
-  cudaLaunchConfig_t config = {};
-  config.gridDim = dim3(grid);
-  config.blockDim = dim3(kWarps * 32);
-  config.dynamicSmemBytes = size_t(kWarps * 32 * kStripsPerWarp * kFragsM * 16);
-  config.stream = stream;
-  cudaLaunchAttribute attribute = {};
-  attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attribute.val.programmaticStreamSerializationAllowed = 1;
-  config.attrs = &attribute;
-  config.numAttrs = pdl ? 1 : 0;
-  return cudaLaunchKernelEx(
-      &config, tiled_gemv_kernel<kCodec, kWarps, kStripsPerWarp, kFragsM, kDepth, kGroupsPerTile, kAsym>, params);
+  return launch_overlapping(pdl, tiled_gemv_kernel<kCodec, kWarps, kStripsPerWarp, kFragsM, kDepth, kGroupsPerTile, kAsym>,
+                            dim3(grid), dim3(kWarps * 32), size_t(kWarps * 32 * kStripsPerWarp * kFragsM * 16), stream,
+                            params);
 }
 
 }  // namespace marlin::cuda::tiled_detail

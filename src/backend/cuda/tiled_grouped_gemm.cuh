@@ -150,17 +150,8 @@ cudaError_t launch_grouped_gemm_variant(const GroupedGemmParams& params, int row
   auto* kernel = grouped_gemm_kernel<kCodec, kGroupsPerTile, kAsym>;
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, G::kSmemBytes);
   if (err != cudaSuccess) return err;
-  cudaLaunchConfig_t config = {};
-  config.gridDim = dim3(row_blocks, chunks);
-  config.blockDim = dim3(G::kThreads);
-  config.dynamicSmemBytes = size_t(G::kSmemBytes);
-  config.stream = stream;
-  cudaLaunchAttribute attribute = {};
-  attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attribute.val.programmaticStreamSerializationAllowed = 1;
-  config.attrs = &attribute;
-  config.numAttrs = pdl ? 1 : 0;
-  return cudaLaunchKernelEx(&config, kernel, params);
+  return launch_overlapping(pdl, kernel, dim3(row_blocks, chunks), dim3(G::kThreads), size_t(G::kSmemBytes), stream,
+                            params);
 }
 
 }  // namespace marlin::cuda::tiled_detail

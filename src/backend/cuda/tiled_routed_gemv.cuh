@@ -27,18 +27,9 @@ __global__ void __launch_bounds__(kWarps * 32, 1) routed_gemv_kernel(const __gri
 
 template <int kCodec, int kWarps, int kStripsPerWarp, int kFragsM, int kDepth, int kGroupsPerTile, bool kAsym>
 cudaError_t launch_routed_gemv_variant(const RoutedGemvParams& params, int grid_x, int slots, cudaStream_t stream) {
-  cudaLaunchConfig_t config = {};
-  config.gridDim = dim3(grid_x, slots);
-  config.blockDim = dim3(kWarps * 32);
-  config.dynamicSmemBytes = size_t(kWarps * 32 * kStripsPerWarp * kFragsM * 16);
-  config.stream = stream;
-  cudaLaunchAttribute attribute = {};
-  attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attribute.val.programmaticStreamSerializationAllowed = 1;
-  config.attrs = &attribute;
-  config.numAttrs = 1;
-  return cudaLaunchKernelEx(
-      &config, routed_gemv_kernel<kCodec, kWarps, kStripsPerWarp, kFragsM, kDepth, kGroupsPerTile, kAsym>, params);
+  return launch_overlapping(true, routed_gemv_kernel<kCodec, kWarps, kStripsPerWarp, kFragsM, kDepth, kGroupsPerTile, kAsym>,
+                            dim3(grid_x, slots), dim3(kWarps * 32), size_t(kWarps * 32 * kStripsPerWarp * kFragsM * 16),
+                            stream, params);
 }
 
 }  // namespace marlin::cuda::tiled_detail
