@@ -12,6 +12,8 @@
 #include <map>
 #include <set>
 
+#include <unistd.h>
+
 #include "formats/marlin_writer.h"
 #include "model/model.h"
 #include "model/model_source.h"
@@ -57,7 +59,10 @@ class ExpertBitsModel : public ::testing::TestWithParam<std::string> {
     ref_ = testing::load_reference(kDir, GetParam());
     base_ = TensorFormat::parse("int4-g32");
     rules_ = parse_quant_rules("embed_tokens=keep,lm_head=keep");
-    dir_ = std::filesystem::path(::testing::TempDir()) / ("expert_bits_" + GetParam());
+    // One directory per test and process: ctest runs this fixture's tests in parallel.
+    const std::string test = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    dir_ = std::filesystem::path(::testing::TempDir()) /
+           ("expert_bits_" + GetParam() + "_" + test.substr(0, test.find('/')) + "_" + std::to_string(getpid()));
     std::filesystem::create_directories(dir_);
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
