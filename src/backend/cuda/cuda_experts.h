@@ -2,7 +2,8 @@
 //  - device-routed, for steps of at most kDeviceRows tokens (decode): the router's top-k on the
 //    GPU (moe_route), then one routed product for all (token, expert) slots of the stacked
 //    gate|up (routed_gemv on tiles, routed_dense_gemv on fp16 experts), SwiGLU, one routed product
-//    of the downs, and each token's weighted sum of its slots (combine_slots) — no host
+//    of the downs, and each token's weighted sum of its slots (combine_slots; on tiles, SwiGLU and
+//    the sum are the routed products' epilogues: three launches a layer) — no host
 //    synchronization, so these steps can be recorded into CUDA graphs. Each slot reads its
 //    expert's weights, so an expert chosen by several tokens of a step is read several times.
 //  - grouped, for longer steps (prompts) of tiled experts: moe_route, the slots grouped by expert
@@ -37,8 +38,9 @@ struct MoeScratch {
   DeviceArray<int32_t> rows;
   DeviceArray<float> weights, sums;
   DeviceArray<__half> x, gate_up, hidden, y;
-  // The device-routed path's (token, expert) slots: ids, weights, and their products.
-  DeviceArray<int32_t> slot_ids;
+  // The device-routed path's (token, expert) slots: ids, weights, and their products; counters
+  // for the routed products' epilogues (tiled_gemm.h's RoutedEpilogue, zero between launches).
+  DeviceArray<int32_t> slot_ids, slot_counters;
   DeviceArray<float> slot_weights;
   DeviceArray<__half> slot_gate_up, slot_hidden, slot_y;
   // The grouped path's order of the slots by expert, and its expert and chunk offsets.

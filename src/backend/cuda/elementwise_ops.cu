@@ -8,6 +8,7 @@
 #include "backend/cuda/ops.h"
 #include "backend/cuda/ops_check.h"
 #include "backend/cuda/pdl_launch.cuh"
+#include "backend/cuda/slot_math.cuh"
 
 namespace marlin::cuda {
 namespace {
@@ -25,9 +26,6 @@ __device__ void half8_to_float8(uint4 packed, float4& lo, float4& hi) {
   hi = make_float4(c.x, c.y, d.x, d.y);
 }
 
-struct Silu {
-  __device__ float operator()(float g) const { return g / (1.0f + expf(-g)); }
-};
 struct GeluTanh {
   __device__ float operator()(float g) const {
     constexpr float kSqrt2OverPi = 0.7978845608028654f;
@@ -43,16 +41,7 @@ __global__ void gated_mul_kernel(const __half* gate_up, int64_t rows, int64_t f,
     const int64_t row = i / chunks, c = i % chunks;
     const uint4 g = reinterpret_cast<const uint4*>(gate_up + row * 2 * f)[c];
     const uint4 u = reinterpret_cast<const uint4*>(gate_up + row * 2 * f + f)[c];
-    const __half2* gh = reinterpret_cast<const __half2*>(&g);
-    const __half2* uh = reinterpret_cast<const __half2*>(&u);
-    uint4 result;
-    __half2* rh = reinterpret_cast<__half2*>(&result);
-    const Act act;
-    for (int k = 0; k < 4; ++k) {
-      const float2 gv = __half22float2(gh[k]), uv = __half22float2(uh[k]);
-      rh[k] = __floats2half2_rn(act(gv.x) * uv.x, act(gv.y) * uv.y);
-    }
-    reinterpret_cast<uint4*>(out + row * f)[c] = result;
+    reinterpret_cast<uint4*>(out + row * f)[c] = gated_chunk<Act>(g, u);
   }
 }
 

@@ -7,6 +7,7 @@
 #include "backend/cuda/ops.h"
 #include "backend/cuda/ops_check.h"
 #include "backend/cuda/pdl_launch.cuh"
+#include "backend/cuda/slot_math.cuh"
 
 namespace marlin::cuda {
 namespace {
@@ -179,11 +180,9 @@ __global__ void routed_dense_gemv_kernel(const __half* const* weights, const int
 __global__ void combine_slots_kernel(const __half* y, const float* weights, int top_k, int64_t cols, __half* out) {
   pdl_prologue();
   const int64_t t = blockIdx.x;
-  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
-    float sum = 0;
-    for (int j = 0; j < top_k; ++j) sum += weights[t * top_k + j] * __half2float(y[(t * top_k + j) * cols + c]);
-    out[t * cols + c] = __float2half_rn(sum);
-  }
+  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x)
+    out[t * cols + c] = weighted_slot_sum(y + t * top_k * cols + c, weights + t * top_k, top_k, cols,
+                                          [](const __half* v) { return *v; });
 }
 
 // Stable counting sort of a step's slots by expert, in one block of kGroupWarps warps: warp w

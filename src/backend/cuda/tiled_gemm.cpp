@@ -168,7 +168,7 @@ int routed_variant(const WeightTileShape& shape) {
 bool routed_gemv_supported(const WeightTileShape& shape) { return tiled_gemm_supported() && routed_variant(shape) >= 0; }
 
 void routed_gemv(const uint8_t* const* expert_tiles, const WeightTileShape& shape, const int32_t* expert_ids, int slots,
-                 int slot_div, const __half* a, __half* c, cudaStream_t stream) {
+                 int slot_div, const __half* a, __half* c, cudaStream_t stream, const RoutedEpilogue& epilogue) {
   const int variant = routed_variant(shape);
   MARLIN_CHECK(variant >= 0 && tiled_gemm_supported(), "routed gemv: no kernel for these weights");
   MARLIN_CHECK(slots >= 1 && slots <= 65535 && slot_div >= 1, "routed gemv: {} slots", slots);
@@ -183,6 +183,20 @@ void routed_gemv(const uint8_t* const* expert_tiles, const WeightTileShape& shap
   r.expert_ids = expert_ids;
   r.tiles_bytes = static_cast<long long>(shape.tiles_bytes());
   r.slot_div = slot_div;
+  if (epilogue.kind != RoutedEpilogue::kNone) {
+    MARLIN_CHECK(epilogue.counters && epilogue.out, "routed gemv: an epilogue without counters or output");
+    MARLIN_CHECK(epilogue.kind != RoutedEpilogue::kSiluMul || shape.rows % 16 == 0,
+                 "routed gemv: SwiGLU of {} rows", shape.rows);
+    MARLIN_CHECK(epilogue.kind != RoutedEpilogue::kCombine ||
+                     (epilogue.weights && slot_div == 1 && epilogue.top_k >= 1 && slots % epilogue.top_k == 0),
+                 "routed gemv: combining {} slots by {}", slots, epilogue.top_k);
+    r.epilogue = epilogue.kind == RoutedEpilogue::kSiluMul ? tiled_detail::kEpilogueSiluMul
+                                                           : tiled_detail::kEpilogueCombine;
+    r.counters = epilogue.counters;
+    r.epilogue_out = epilogue.out;
+    r.slot_weights = epilogue.weights;
+    r.top_k = epilogue.top_k;
+  }
   tiled_detail::GemvParams& p = r.gemv;
   p.a = a;
   p.c = c;

@@ -100,9 +100,21 @@ void tiled_gemm(const TiledWeights& w, const __half* a, __half* c, int64_t m, Ge
 // kernel), where expert e's weights (`shape`, the same for every expert) are at expert_tiles[e]
 // (a device array of device pointers). a rows are shape.cols wide, c rows shape.rows. One launch.
 // routed_gemv_supported() says whether a compiled variant takes the format.
+// An epilogue saves the launch after it: kSiluMul also writes out[y] = silu(c[y][:n/2])·c[y][n/2:]
+// (slots × n/2 values; SwiGLU of a stacked gate|up), kCombine also writes each token's
+// out[t] = Σ_j weights[t·top_k + j]·c[t·top_k + j] (slots/top_k × n values, slot_div 1), bit for
+// bit as silu_mul and combine_slots (ops.h) would. `counters` (one per slot for kSiluMul, one per
+// token for kCombine) must be zero before the first launch; each launch leaves them zero.
+struct RoutedEpilogue {
+  enum Kind { kNone, kSiluMul, kCombine } kind = kNone;
+  int* counters = nullptr;
+  __half* out = nullptr;
+  const float* weights = nullptr;  // kCombine
+  int top_k = 1;                   // kCombine
+};
 bool routed_gemv_supported(const WeightTileShape& shape);
 void routed_gemv(const uint8_t* const* expert_tiles, const WeightTileShape& shape, const int32_t* expert_ids, int slots,
-                 int slot_div, const __half* a, __half* c, cudaStream_t stream);
+                 int slot_div, const __half* a, __half* c, cudaStream_t stream, const RoutedEpilogue& epilogue = {});
 
 // Grouped experts (a sparse MLP's longer steps, cuda_experts.h): every expert's rows in one launch.
 // The rows are the `slots` (token, expert) slots of a step in the grouped order group_slots

@@ -1,14 +1,55 @@
 // The routed form of the few-token kernel (tiled_routed_gemv.h): each grid row is one (token,
 // expert) slot. The expert ids come from the previous kernel, so a block waits for that kernel
 // before it loads any weights (no prefetch across the launch).
+//
+// Epilogues: every block counts itself done on its group's counter after its rows are visible
+// device-wide (threadfence, then one atomicAdd); the block that arrives last has every row of the
+// group and finishes it — SwiGLU of a slot or the weighted sum of a token's slots, with the same
+// arithmetic as the kernels that do it on their own (slot_math.cuh) — and resets the counter for
+// the next launch (a recorded graph replays the same counters). The result does not depend on
+// which block is last.
 #pragma once
 
 #include <iterator>
 
+#include "backend/cuda/slot_math.cuh"
 #include "backend/cuda/tiled_gemv_kernel.cuh"
 #include "backend/cuda/tiled_routed_gemv.h"
 
 namespace marlin::cuda::tiled_detail {
+
+// Whether this block is the last of its group to finish (see above); every thread calls it.
+__device__ __forceinline__ bool last_of_group(int* counter, int arrivals) {
+  __shared__ bool last;
+  __threadfence();  // this thread's rows, device-wide, before the block counts itself done
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    last = atomicAdd(counter, 1) == arrivals - 1;
+    if (last) *counter = 0;
+  }
+  __syncthreads();
+  if (last) __threadfence();  // and the other blocks' rows are read after their counts
+  return last;
+}
+
+__device__ __forceinline__ void routed_epilogue(const RoutedGemvParams& p, int slot) {
+  const int n = p.gemv.n;
+  if (p.epilogue == kEpilogueSiluMul) {
+    if (!last_of_group(p.counters + slot, gridDim.x)) return;
+    const int f = n / 2;
+    const uint4* row = reinterpret_cast<const uint4*>(p.gemv.c + static_cast<long long>(slot) * n);
+    uint4* out = reinterpret_cast<uint4*>(p.epilogue_out + static_cast<long long>(slot) * f);
+    for (int c = threadIdx.x; c < f / 8; c += blockDim.x) out[c] = gated_chunk<Silu>(__ldcg(row + c), __ldcg(row + f / 8 + c));
+  } else if (p.epilogue == kEpilogueCombine) {
+    const int token = slot / p.top_k;
+    if (!last_of_group(p.counters + token, gridDim.x * p.top_k)) return;
+    const __half* y = p.gemv.c + static_cast<long long>(token) * p.top_k * n;
+    const float* weights = p.slot_weights + token * p.top_k;
+    for (int c = threadIdx.x; c < n; c += blockDim.x)
+      p.epilogue_out[static_cast<long long>(token) * n + c] =
+          weighted_slot_sum(y + c, weights, p.top_k, n, [](const __half* v) { return __ldcg(v); });
+  }
+}
 
 template <int kCodec, int kWarps, int kStripsPerWarp, int kFragsM, int kDepth, int kGroupsPerTile, bool kAsym>
 __global__ void __launch_bounds__(kWarps * 32, 1) routed_gemv_kernel(const __grid_constant__ RoutedGemvParams p) {
@@ -23,6 +64,7 @@ __global__ void __launch_bounds__(kWarps * 32, 1) routed_gemv_kernel(const __gri
   q.c = p.gemv.c + static_cast<long long>(slot) * p.gemv.n;
   q.m = 1;
   TiledGemv<kCodec, kWarps, kStripsPerWarp, kFragsM, kDepth, kGroupsPerTile, kAsym>::run(q, red);
+  routed_epilogue(p, slot);
 }
 
 template <int kCodec, int kWarps, int kStripsPerWarp, int kFragsM, int kDepth, int kGroupsPerTile, bool kAsym>

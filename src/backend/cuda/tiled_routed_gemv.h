@@ -9,6 +9,11 @@
 
 namespace marlin::cuda::tiled_detail {
 
+// What the last block to finish a group of slot rows does with them (tiled_gemm.h's
+// RoutedEpilogue, one launch fewer): nothing; silu(gate)·up of each slot row (the group is one
+// slot); or each token's weighted sum of its top_k slot rows (the group is a token's slots).
+enum RoutedEpilogueKind : int { kEpilogueNone = 0, kEpilogueSiluMul = 1, kEpilogueCombine = 2 };
+
 // Grid row y multiplies activation row y / slot_div of gemv.a by the weights of expert
 // expert_ids[y] (tiles at expert_tiles[that], its row scales right after its tiles_bytes of
 // tiles) into row y of gemv.c; gemv.m = 1, gemv.tiles and gemv.row_scales unused.
@@ -18,6 +23,11 @@ struct RoutedGemvParams {
   const int32_t* expert_ids = nullptr;
   long long tiles_bytes = 0;
   int slot_div = 1;
+  int epilogue = kEpilogueNone;
+  int* counters = nullptr;              // one per group, zero between launches (the last block resets it)
+  __half* epilogue_out = nullptr;       // silu: slots × n/2; combine: slots/top_k × n
+  const float* slot_weights = nullptr;  // combine: one per slot
+  int top_k = 1;                        // combine: slots per token
 };
 
 // The routed variants (one per weight format: 16 warps, one strip each, one token), and a launch
