@@ -172,6 +172,12 @@ class Backend {
   // Rotates the q and k heads of the qkv rows with the layer's RoPE and stores k and v in `cache`
   // for `layer`.
   virtual void rope_store_kv(Act qkv, KvCache& cache, int layer) = 0;
+  // qk_norm, then rope_store_kv: one op, so that a backend may fuse them.
+  virtual void qk_norm_rope_store_kv(Act qkv, const BackendTensor& q_weight, const BackendTensor& k_weight, float eps,
+                                     KvCache& cache, int layer) {
+    qk_norm(qkv, q_weight, k_weight, eps);
+    rope_store_kv(qkv, cache, layer);
+  }
   // Causal attention of the step's queries (from qkv) over the cache; out: rows × n_heads·head_dim.
   // A query at position p attends to positions [0, p], or (p - window, p] for a layer with a
   // sliding window; scores are scaled by the config's query_scale().

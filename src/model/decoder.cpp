@@ -274,8 +274,10 @@ void DecoderModel::gqa_attention(int li, const GqaAttention& a, Act h, Act delta
   const Act attn = be_->activations(kAttn, n, qd, ActType::kF16);
   observe(observer, group, h);
   be_->matmul(**a.qkv, h, qkv);
-  if (a.q_norm) be_->qk_norm(qkv, *a.q_norm, *a.k_norm, c.rms_eps);
-  be_->rope_store_kv(qkv, cache, li);
+  if (a.q_norm)
+    be_->qk_norm_rope_store_kv(qkv, *a.q_norm, *a.k_norm, c.rms_eps, cache, li);
+  else
+    be_->rope_store_kv(qkv, cache, li);
   be_->attention(qkv, cache, li, attn);
   observe(observer, group + 1, attn);
   be_->matmul(**a.wo, attn, delta);

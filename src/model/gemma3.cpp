@@ -62,8 +62,7 @@ class Gemma3Model final : public DecoderModel {
 
     observe(observer, 0, h);
     be_->matmul(**l.qkv, h, qkv);
-    be_->qk_norm(qkv, *l.q_norm, *l.k_norm, c.rms_eps);
-    be_->rope_store_kv(qkv, cache, li);
+    be_->qk_norm_rope_store_kv(qkv, *l.q_norm, *l.k_norm, c.rms_eps, cache, li);
     be_->attention(qkv, cache, li, attn);
     observe(observer, 1, attn);
     be_->matmul(**l.wo, attn, delta);

@@ -351,11 +351,15 @@ class CudaBackend final : public Backend {
 
   void rope_store_kv(Act qkv, KvCache& cache, int layer) override {
     const OpTimer timer(*this, "rope_store_kv");
-    const auto& kv = static_cast<const CudaKvCache&>(cache);
-    const bool sliding = sliding_rope_ && config_.window(layer) > 0;
-    cuda::rope_store_kv(f16(qkv), qkv.rows, positions_.get(), slots_.get(),
-                        sliding ? sliding_rope_table_.get() : rope_table_.get(), geometry(kv.block_size()),
-                        kv.layer(layer), ctx_.stream);
+    rope_store_kv(qkv, cache, layer, {});
+  }
+
+  void qk_norm_rope_store_kv(Act qkv, const BackendTensor& q_weight, const BackendTensor& k_weight, float eps,
+                             KvCache& cache, int layer) override {
+    const OpTimer timer(*this, "qk_norm_rope_store_kv");
+    rope_store_kv(qkv, cache, layer,
+                  {static_cast<const CudaVector&>(q_weight).values.get(),
+                   static_cast<const CudaVector&>(k_weight).values.get(), eps});
   }
 
   void attention(Act qkv, KvCache& cache, int layer, Act out) override {
@@ -496,6 +500,14 @@ class CudaBackend final : public Backend {
   }
 
  private:
+  void rope_store_kv(Act qkv, KvCache& cache, int layer, const cuda::HeadNorm& norm) {
+    const auto& kv = static_cast<const CudaKvCache&>(cache);
+    const bool sliding = sliding_rope_ && config_.window(layer) > 0;
+    cuda::rope_store_kv(f16(qkv), qkv.rows, positions_.get(), slots_.get(),
+                        sliding ? sliding_rope_table_.get() : rope_table_.get(), geometry(kv.block_size()),
+                        kv.layer(layer), ctx_.stream, norm);
+  }
+
   // Brackets one op for the profiler (when MARLIN_PROFILE_OPS is on).
   class OpTimer {
    public:

@@ -5,6 +5,7 @@
 
 #include "backend/cuda/ops.h"
 #include "backend/cuda/ops_check.h"
+#include "backend/cuda/head_norm.cuh"
 #include "backend/cuda/pdl_launch.cuh"
 
 namespace marlin::cuda {
@@ -118,28 +119,9 @@ __global__ void qk_norm_kernel(__half* qkv, int64_t rows, int64_t stride, int n_
   const int64_t item = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
   if (item >= rows * n_heads) return;
   const int64_t row = item / n_heads;
-  const int head = int(item % n_heads), lane = threadIdx.x % 32;
-  const bool active = lane * 8 < head_dim;
-  uint4* values = reinterpret_cast<uint4*>(qkv + row * stride + int64_t(head) * head_dim) + lane;
-  float v[8] = {};
-  if (active) {
-    const uint4 packed = *values;
-    const __half2* h = reinterpret_cast<const __half2*>(&packed);
-    for (int i = 0; i < 4; ++i) {
-      const float2 f = __half22float2(h[i]);
-      v[2 * i] = f.x, v[2 * i + 1] = f.y;
-    }
-  }
-  float squares = 0;
-  for (float x : v) squares += x * x;
-  for (int offset = 16; offset > 0; offset /= 2) squares += __shfl_xor_sync(0xffffffffu, squares, offset);
-  if (!active) return;
-  const float scale = rsqrtf(squares / float(head_dim) + eps);
-  const float* w = (head < n_q_heads ? q_weight : k_weight) + lane * 8;
-  uint4 packed;
-  __half2* h = reinterpret_cast<__half2*>(&packed);
-  for (int i = 0; i < 4; ++i) h[i] = __floats2half2_rn(v[2 * i] * scale * w[2 * i], v[2 * i + 1] * scale * w[2 * i + 1]);
-  *values = packed;
+  const int head = int(item % n_heads);
+  rms_normalize_head(qkv + row * stride + int64_t(head) * head_dim, head_dim, head < n_q_heads ? q_weight : k_weight,
+                     eps, threadIdx.x % 32);
 }
 
 }  // namespace

@@ -114,9 +114,16 @@ struct KvLayer {
 // [q: n_heads·head_dim | k: n_kv_heads·head_dim | v: n_kv_heads·head_dim]) with the angles of
 // positions[t] from cos_sin (per position rotary_dim/2 cosines then rotary_dim/2 sines, already
 // scaled: see Rope::angles), then writes k and v to cache slot slots[t] (a negative slot: a padding
-// row, rotated but not stored).
+// row, rotated but not stored). With `norm` weights, each q and k head is first normalized as
+// qk_norm does it (the same bits; one launch instead of two).
+struct HeadNorm {
+  const float* q_weight = nullptr;
+  const float* k_weight = nullptr;
+  float eps = 0;
+};
 void rope_store_kv(__half* qkv, int64_t rows, const int32_t* positions, const int32_t* slots,
-                   const float* cos_sin, const AttentionGeometry& g, KvLayer cache, cudaStream_t stream);
+                   const float* cos_sin, const AttentionGeometry& g, KvLayer cache, cudaStream_t stream,
+                   const HeadNorm& norm = {});
 
 // Causal attention of one sequence's `rows` new tokens (positions pos0 .. pos0+rows-1, already in
 // the cache) over its cache: token t attends to positions [0, pos0 + t], or to the last g.window

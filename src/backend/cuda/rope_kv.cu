@@ -1,10 +1,11 @@
-// RoPE on the q and k heads of each qkv row, then k and v into the paged KV cache.
-// One block per (token, head) of head_dim/2 threads, so that a single decode token still spreads
-// over many SMs: thread j rotates pair j of a q or k head, then a k or v head is copied to its
-// cache slot in 16-byte pieces.
+// RoPE on the q and k heads of each qkv row (after their per-head RMSNorm when the model has one),
+// then k and v into the paged KV cache. One block per (token, head) of head_dim/2 threads, so that
+// a single decode token still spreads over many SMs: warp 0 normalizes a q or k head, thread j
+// rotates pair j of it, then a k or v head is copied to its cache slot in 16-byte pieces.
 #include <cuda_fp16.h>
 
 #include "backend/cuda/ops.h"
+#include "backend/cuda/head_norm.cuh"
 #include "backend/cuda/ops_check.h"
 #include "backend/cuda/pdl_launch.cuh"
 
@@ -22,6 +23,9 @@ struct RopeParams {
   int page_shift;
   __half* keys;
   __half* values;
+  const float* q_norm;  // per-head RMSNorm weights of q and k heads, or null for none
+  const float* k_norm;
+  float eps;
 };
 
 // Grid: (n_heads + 2·n_kv_heads, rows); block: head_dim / 2 threads.
@@ -31,6 +35,10 @@ __global__ void rope_store_kv_kernel(RopeParams p) {
   const int head = blockIdx.x, j = threadIdx.x;
   __half* x = p.qkv + t * p.row_stride + int64_t(head) * p.head_dim;
   const bool rotated = head < p.n_heads + p.n_kv_heads;
+  if (rotated && p.q_norm) {
+    if (j < 32) rms_normalize_head(x, p.head_dim, head < p.n_heads ? p.q_norm : p.k_norm, p.eps, j);
+    __syncthreads();  // the normalized values are rotated by other threads below
+  }
   if (rotated && j < p.pairs) {  // in fp32, as Rope::rotate does it
     const float* cosines = p.cos_sin + int64_t(p.positions[t]) * 2 * p.pairs;
     const float c = cosines[j], s = cosines[p.pairs + j];
@@ -58,7 +66,7 @@ __global__ void rope_store_kv_kernel(RopeParams p) {
 }  // namespace
 
 void rope_store_kv(__half* qkv, int64_t rows, const int32_t* positions, const int32_t* slots, const float* cos_sin,
-                   const AttentionGeometry& g, KvLayer cache, cudaStream_t stream) {
+                   const AttentionGeometry& g, KvLayer cache, cudaStream_t stream, const HeadNorm& norm) {
   const char* op = "rope_store_kv";
   const int page_shift = ops_detail::check_geometry(op, g);
   ops_detail::require(rows >= 0 && rows < 65536, op, "row count out of range", rows);
@@ -72,7 +80,10 @@ void rope_store_kv(__half* qkv, int64_t rows, const int32_t* positions, const in
                g.n_kv_heads, g.head_dim,
                g.rotary_dim / 2, g.rope_half_split,
                page_shift, cache.keys,
-               cache.values};
+               cache.values, norm.q_weight,
+               norm.k_weight, norm.eps};
+  ops_detail::require((norm.q_weight == nullptr) == (norm.k_weight == nullptr), op,
+                      "q and k norm weights come together", 0);
   const dim3 grid(unsigned(g.n_heads + 2 * g.n_kv_heads), unsigned(rows));
   launch_pdl(rope_store_kv_kernel, grid, unsigned(g.head_dim / 2), 0, stream, p);
   ops_detail::check_launch(op);
