@@ -40,7 +40,7 @@ struct QuantizedTensor {
 struct QuantizeReport {
   std::vector<QuantizedTensor> tensors;
   double seconds = 0;
-  int64_t hessian_passes = 0;  // GPTQ's passes over the calibration text to collect Hessians (>= the blocks)
+  int64_t hessian_passes = 0;  // GPTQ runs of a block over the calibration text to collect its Hessians
 };
 
 using TensorSink = std::function<void(const std::string& name, const QuantTensor& tensor)>;
