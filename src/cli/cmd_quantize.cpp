@@ -10,9 +10,11 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "cli/progress.h"
+#include "core/memory_size.h"
 #include "formats/marlin_writer.h"
 #include "model/model_source.h"
 #include "runtime/expert_bits_plan.h"
+#include "runtime/hessian_budget.h"
 #include "runtime/quantize_model.h"
 #include "runtime/trellis_bits.h"
 #include "tokenizer/tokenizer.h"
@@ -33,6 +35,7 @@ struct QuantizeCliOptions {
   double damp = 0.01;
   double shard_gb = 0;
   int threads = 0;
+  std::string memory_budget;  // "" (a share of the free memory) or a size such as 8G
   std::string moe_bits;  // "", "auto" or a width
   int min_bits = 2, max_bits = 8;
   double target_bits = 0;
@@ -121,6 +124,8 @@ void quantize(const QuantizeCliOptions& o) {
   MARLIN_CHECK(options.gptq || !options.format || !options.format->act_order,
                "act-order ({}) needs --method gptq", options.format ? options.format->name() : "");
   if (options.gptq) MARLIN_CHECK(options.format.has_value(), "--method gptq needs a --format to quantize to");
+  MARLIN_CHECK(options.gptq || o.memory_budget.empty(), "--memory-budget applies to --method gptq only");
+  if (!o.memory_budget.empty()) options.hessian_budget = parse_memory_size(o.memory_budget);
   if (options.gptq || (expert_bits && expert_bits->bits == 0)) options.calibration = calibration_sequences(*source, o);
   std::optional<ExpertBitsPlan> plan;
   if (expert_bits) {
@@ -157,7 +162,7 @@ void quantize(const QuantizeCliOptions& o) {
   ProgressBar bar("quantize", int64_t(names.size()));
   auto report = quantize_model(
       *source, options, pool, [&](const std::string& name, const QuantTensor& t) { writer.add(name, t); },
-      [&](int64_t done, int64_t) { bar.update(done); });
+      [&](int64_t done, int64_t) { bar.update(done); }, [&](const std::string& text) { bar.message(text); });
   const auto files = writer.finish();
   bar.finish();
 
@@ -237,6 +242,23 @@ void register_quantize(CLI::App& app) {
                 "highest candidate widths")
       ->check(CLI::Range(2.0, 8.0))
       ->each([o](const std::string&) { o->target_bits_given = true; });
+  c->add_option("--memory-budget", o->memory_budget,
+                fmt::format("--method gptq: memory for the Hessians of one block at a time (one cols x cols matrix "
+                            "of doubles per linear group: gigabytes for many experts or wide layers), e.g. 512M, 8G, "
+                            "1.5G (K, M, G, T: powers of 1024). A block needing more runs the calibration text "
+                            "through it several times, each pass collecting the Hessians of the groups that fit, "
+                            "with the same result. Default: {:.0f}% of the memory the kernel reports available "
+                            "(MemAvailable) when GPTQ starts; no limit where that is unknown",
+                            kHessianBudgetShare * 100))
+      ->type_name("SIZE")
+      ->check([](const std::string& text) {
+        try {
+          parse_memory_size(text);
+          return std::string();
+        } catch (const Error& e) {
+          return std::string(e.what());
+        }
+      });
   c->add_option("-t,--threads", o->threads, "Worker threads (default: one per core)")->check(CLI::Range(0, 1024));
   c->callback([o] { quantize(*o); });
 }

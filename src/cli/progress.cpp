@@ -33,6 +33,12 @@ void ProgressBar::finish(const std::string& note) {
   draw(note, true);
 }
 
+void ProgressBar::message(const std::string& text) {
+  std::fprintf(stderr, "%s%s: %s\n", tty_ ? "\r\033[K" : "", label_.c_str(), text.c_str());
+  if (tty_) draw("", false);
+  std::fflush(stderr);
+}
+
 void ProgressBar::draw(const std::string& note, bool final) {
   const double fraction = double(done_) / double(total_);
   const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();

@@ -14,6 +14,8 @@ class ProgressBar {
   void update(int64_t done, const std::string& note = "");
   // Ends the line.
   void finish(const std::string& note = "");
+  // A message on a line of its own ("label: message"), above the bar on a terminal.
+  void message(const std::string& text);
 
  private:
   void draw(const std::string& note, bool final);

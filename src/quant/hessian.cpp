@@ -15,12 +15,22 @@ constexpr int64_t kChunk = 64;
 // The Gram blocks are 4 rows × 16 columns (add_gram_block).
 constexpr int64_t kRowBlock = 4, kColBlock = 16;
 
-}  // namespace
-
-HessianAccumulator::HessianAccumulator(int64_t cols) : cols_(cols), stride_((cols + kColBlock - 1) / kColBlock * kColBlock) {
+// The accumulator's row length: cols rounded up to whole column blocks.
+int64_t padded_cols(int64_t cols) {
   MARLIN_CHECK(cols > 0 && cols <= kMaxHessianCols, "Hessian of {} columns is out of range (1..{})", cols,
                kMaxHessianCols);
+  return (cols + kColBlock - 1) / kColBlock * kColBlock;
+}
+
+}  // namespace
+
+HessianAccumulator::HessianAccumulator(int64_t cols) : cols_(cols), stride_(padded_cols(cols)) {
   sum_.assign(size_t(stride_ * stride_), 0.0);
+}
+
+uint64_t HessianAccumulator::memory_bytes(int64_t cols) {
+  const auto stride = uint64_t(padded_cols(cols));
+  return stride * stride * sizeof(double);
 }
 
 void HessianAccumulator::add(const float* x, int64_t n, ThreadPool* pool) {

@@ -17,6 +17,9 @@ class HessianAccumulator {
   // cols: the layer's input features (K), 1..kMaxHessianCols. Memory: cols² doubles.
   explicit HessianAccumulator(int64_t cols);
 
+  // The bytes an accumulator of `cols` features holds (checked like the constructor).
+  static uint64_t memory_bytes(int64_t cols);
+
   // Adds n activation rows (row-major n × cols). Sums in double, split over `pool` by rows of H;
   // the result does not depend on the thread count. Throws marlin::Error (adding nothing)
   // for a non-finite activation.

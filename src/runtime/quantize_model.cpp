@@ -1,5 +1,7 @@
 #include "runtime/quantize_model.h"
 
+#include <fmt/format.h>
+
 #include <chrono>
 #include <cstring>
 #include <set>
@@ -8,6 +10,7 @@
 #include <utility>
 
 #include "core/error.h"
+#include "core/memory_size.h"
 #include "model/model.h"
 #include "quant/dequant.h"
 #include "quant/ggml_repack.h"
@@ -16,6 +19,7 @@
 #include "quant/rtn.h"
 #include "quant/trellis_matrix.h"
 #include "quant/trellis_quantize.h"
+#include "runtime/hessian_budget.h"
 
 namespace marlin {
 namespace {
@@ -110,8 +114,8 @@ QuantBuffers permute_rows(const QuantTensor& t, const std::vector<int64_t>& orde
 class Quantizer {
  public:
   Quantizer(const ModelSource& source, const QuantizeOptions& options, ThreadPool& pool, const TensorSink& sink,
-            const QuantizeProgress& progress)
-      : source_(source), options_(options), pool_(pool), sink_(sink), progress_(progress),
+            const QuantizeProgress& progress, const QuantizeNotice& notice)
+      : source_(source), options_(options), pool_(pool), sink_(sink), progress_(progress), notice_(notice),
         names_(source.tensor_names()) {}
 
   QuantizeReport run() {
@@ -170,9 +174,11 @@ class Quantizer {
 
   // GPTQ block by block: each block's linear inputs are collected on the calibration sequences as
   // the already-quantized blocks before it produce them, its linears quantized with the Hessian of
-  // their input, and the sequences moved on through the quantized block.
+  // their input, and the sequences moved on through the quantized block. A block whose Hessians
+  // pass the memory budget runs the sequences once per subset of its groups (plan_passes).
   void run_gptq(Model& model) {
     const ModelConfig& c = model.config();
+    const auto passes = plan_passes(model);
     std::vector<std::vector<float>> hidden;
     int64_t longest = 0;
     for (const auto& tokens : options_.calibration) {
@@ -181,30 +187,28 @@ class Quantizer {
       longest = std::max<int64_t>(longest, int64_t(tokens.size()));
     }
     auto cache = model.new_cache(longest);
-    std::vector<float> scratch;
     GptqOptions gptq = options_.gptq_options;
     gptq.pool = &pool_;
     for (int layer = 0; layer < c.n_layers; ++layer) {
       const auto groups = model.linear_groups(layer);
-      std::vector<HessianAccumulator> hessians;
-      for (const auto& g : groups) hessians.emplace_back(stored(g.weights.front()).cols);
-      for (size_t s = 0; s < hidden.size(); ++s) {
-        scratch = hidden[s];
-        cache->clear();
-        model.run_layer(layer, scratch.data(), int64_t(options_.calibration[s].size()), *cache,
-                        [&](int group, const float* x, int64_t rows, int64_t) { hessians[size_t(group)].add(x, rows, &pool_); });
+      // Installed once every group is quantized: each pass must see the block's original weights.
+      std::vector<std::pair<std::string, QuantBuffers>> replacements;
+      for (const auto& [begin, end] : passes[size_t(layer)]) {
+        const auto hessians = collect_hessians(model, layer, groups, begin, end, hidden, *cache);
+        for (size_t g = begin; g < end; ++g) {
+          const HessianAccumulator& hessian = hessians[g - begin];
+          if (hessian.samples() == 0) {  // an expert no calibration token chose: round to nearest
+            for (const auto& name : groups[g].weights) emit_rtn(name);
+            continue;
+          }
+          const auto h = hessian.hessian();
+          for (const auto& name : groups[g].weights)
+            if (auto q = quantize_linear(name, h, gptq)) replacements.emplace_back(name, std::move(*q));
+        }
       }
       // The quantized weights stand in for the originals while the sequences move on through
       // this block (the model never runs it again, so they may go afterwards).
-      std::vector<QuantBuffers> replacements;
-      for (size_t g = 0; g < groups.size(); ++g) {
-        if (hessians[g].samples() == 0) {  // an expert no calibration token chose: round to nearest
-          for (const auto& name : groups[g].weights) emit_rtn(name);
-          continue;
-        }
-        const auto h = hessians[g].hessian();
-        for (const auto& name : groups[g].weights) replacements.push_back(quantize_linear(model, name, h, gptq));
-      }
+      for (const auto& [name, weight] : replacements) model.replace_weight(name, weight.view());
       for (size_t s = 0; s < hidden.size(); ++s) {
         cache->clear();
         model.run_layer(layer, hidden[s].data(), int64_t(options_.calibration[s].size()), *cache, {});
@@ -212,30 +216,83 @@ class Quantizer {
     }
   }
 
-  // Quantizes one linear with GPTQ and writes it; returns what the model runs until the block's
-  // sequences have moved on (the quantized weight itself, rows in the source's order).
-  QuantBuffers quantize_linear(Model& model, const std::string& name, const std::vector<double>& hessian,
-                               const GptqOptions& gptq) {
+  // Every block's groups split into passes whose Hessians fit the budget; tells the user the
+  // budget, and once what goes past it.
+  std::vector<std::vector<HessianPass>> plan_passes(const Model& model) {
+    const HessianBudget budget = hessian_budget(options_.hessian_budget, mem_available());
+    say("memory budget for a block's Hessians: " + budget.summary);
+    std::vector<std::vector<HessianPass>> passes;
+    int split_blocks = 0, oversized = 0;
+    size_t most_passes = 0;
+    uint64_t largest = 0;
+    std::string largest_name;
+    for (int layer = 0; layer < model.config().n_layers; ++layer) {
+      std::vector<uint64_t> bytes;
+      for (const auto& group : model.linear_groups(layer)) {
+        const int64_t cols = stored(group.weights.front()).cols;
+        bytes.push_back(HessianAccumulator::memory_bytes(cols));
+        if (bytes.back() <= budget.bytes) continue;
+        oversized++;
+        if (bytes.back() > largest)
+          largest = bytes.back(), largest_name = fmt::format("{} ({} columns)", group.weights.front(), cols);
+      }
+      passes.push_back(plan_hessian_passes(bytes, budget.bytes));
+      split_blocks += passes.back().size() > 1;
+      most_passes = std::max(most_passes, passes.back().size());
+    }
+    if (oversized)
+      say(fmt::format("warning: {} of the linear groups need more than the {} budget for their Hessian alone (the "
+                      "largest: {}, {}); each is collected in a pass of its own",
+                      oversized, format_memory_size(budget.bytes), largest_name, format_memory_size(largest)));
+    if (split_blocks)
+      say(fmt::format("{} of {} blocks collect their Hessians in several passes over the calibration text (up to {})",
+                      split_blocks, passes.size(), most_passes));
+    return passes;
+  }
+
+  // The Hessians of groups [begin, end) of block `layer`, from the sequences entering it.
+  std::vector<HessianAccumulator> collect_hessians(Model& model, int layer, const std::vector<LinearGroup>& groups,
+                                                   size_t begin, size_t end,
+                                                   const std::vector<std::vector<float>>& hidden, KvCache& cache) {
+    std::vector<HessianAccumulator> hessians;
+    for (size_t g = begin; g < end; ++g) hessians.emplace_back(stored(groups[g].weights.front()).cols);
+    std::vector<float> scratch;
+    for (size_t s = 0; s < hidden.size(); ++s) {
+      scratch = hidden[s];
+      cache.clear();
+      model.run_layer(layer, scratch.data(), int64_t(options_.calibration[s].size()), cache,
+                      [&](int group, const float* x, int64_t rows, int64_t) {
+                        if (size_t(group) >= begin && size_t(group) < end)
+                          hessians[size_t(group) - begin].add(x, rows, &pool_);
+                      });
+    }
+    report_.hessian_passes++;
+    return hessians;
+  }
+
+  // Quantizes one linear with GPTQ and writes it; returns what the model is to run once the block
+  // is done (the quantized weight, rows in the source's order), or nothing where it keeps the
+  // original (a tensor kept, converted or repacked).
+  std::optional<QuantBuffers> quantize_linear(const std::string& name, const std::vector<double>& hessian,
+                                              const GptqOptions& gptq) {
     const QuantTensor t = stored(name);
     const auto order = source_rows(name, t.rows, source_.config());
     const auto format = format_for(name, t.rows);
     if (!format || *format == t.format || !format->quantized() || format->kind == FormatKind::kGgml) {
-      emit_rtn(name);  // kept, converted or repacked: nothing for GPTQ to do
-      return {};
+      emit_rtn(name);  // nothing for GPTQ to do
+      return std::nullopt;
     }
     const auto w = dequantize_matrix(t, order);
-    if (format->kind == FormatKind::kTrellis) return quantize_trellis(model, name, t, *format, w, order, hessian);
+    if (format->kind == FormatKind::kTrellis) return quantize_trellis(name, t, *format, w, order, hessian);
     GptqResult result = quantize_gptq(w.data(), t.rows, t.cols, *format, hessian, gptq);
     emit(name, result.weights.view(), result.loss);
-    QuantBuffers in_model_order = order.empty() ? std::move(result.weights) : permute_rows(result.weights.view(), inverse(order));
-    model.replace_weight(name, in_model_order.view());
-    return in_model_order;
+    return order.empty() ? std::move(result.weights) : permute_rows(result.weights.view(), inverse(order));
   }
 
   // Rotation, LDLQ and trellis tiles (quant/trellis_quantize.h). The model goes on with the
   // decoded weights in fp32: a trellis tensor's rows cannot be reordered (its output rotation mixes
   // them), and GGUF sources store Q/K rows in another order than the checkpoint's.
-  QuantBuffers quantize_trellis(Model& model, const std::string& name, const QuantTensor& t, const TensorFormat& format,
+  QuantBuffers quantize_trellis(const std::string& name, const QuantTensor& t, const TensorFormat& format,
                                 const std::vector<float>& w, const std::vector<int64_t>& order,
                                 const std::vector<double>& hessian) {
     TrellisQuantOptions trellis;
@@ -245,9 +302,11 @@ class Quantizer {
         quantize_trellis_layer(w.data(), t.rows, t.cols, hessian, format.bits, trellis_seed(name), trellis);
     const QuantBuffers stored = trellis_buffers(format, layer);
     emit(name, stored.view(), layer.proxy_loss);
-    QuantBuffers replacement = f32_buffers(dequantize_matrix(stored.view(), inverse(order)), t.rows, t.cols);
-    model.replace_weight(name, replacement.view());
-    return replacement;
+    return f32_buffers(dequantize_matrix(stored.view(), inverse(order)), t.rows, t.cols);
+  }
+
+  void say(const std::string& message) const {
+    if (notice_) notice_(message);
   }
 
   static std::vector<int64_t> inverse(const std::vector<int64_t>& order) {
@@ -261,6 +320,7 @@ class Quantizer {
   ThreadPool& pool_;
   const TensorSink& sink_;
   const QuantizeProgress& progress_;
+  const QuantizeNotice& notice_;
   std::vector<std::string> names_;
   QuantizeReport report_;
 };
@@ -268,8 +328,9 @@ class Quantizer {
 }  // namespace
 
 QuantizeReport quantize_model(const ModelSource& source, const QuantizeOptions& options, ThreadPool& pool,
-                              const TensorSink& sink, const QuantizeProgress& progress) {
-  return Quantizer(source, options, pool, sink, progress).run();
+                              const TensorSink& sink, const QuantizeProgress& progress,
+                              const QuantizeNotice& notice) {
+  return Quantizer(source, options, pool, sink, progress, notice).run();
 }
 
 }  // namespace marlin

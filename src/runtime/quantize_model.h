@@ -24,6 +24,10 @@ struct QuantizeOptions {
   std::map<std::string, TensorFormat> tensor_formats;  // exact names, ahead of the rules (--moe-bits)
   std::vector<std::vector<int32_t>> calibration;  // token sequences for GPTQ
   GptqOptions gptq_options;
+  // Bytes the Hessians of one block may take at once (GPTQ); a block needing more collects them in
+  // several passes over the calibration text, with the same result. nullopt: a share of the free
+  // memory when GPTQ starts (runtime/hessian_budget.h).
+  std::optional<uint64_t> hessian_budget;
 };
 
 struct QuantizedTensor {
@@ -36,15 +40,19 @@ struct QuantizedTensor {
 struct QuantizeReport {
   std::vector<QuantizedTensor> tensors;
   double seconds = 0;
+  int64_t hessian_passes = 0;  // GPTQ runs of a block over the calibration text to collect its Hessians
 };
 
 using TensorSink = std::function<void(const std::string& name, const QuantTensor& tensor)>;
 using QuantizeProgress = std::function<void(int64_t done, int64_t total)>;
+// A one-line message for the user (GPTQ's memory budget, blocks that need several passes).
+using QuantizeNotice = std::function<void(const std::string& message)>;
 
 // Every tensor of `source`, Hugging Face names, written through `sink` (views valid only during
 // the call). Sources whose Q/K rows are stored for adjacent-pair RoPE (GGUF) come out in the
 // Hugging Face row order, so the result is an ordinary Hugging Face layout.
 QuantizeReport quantize_model(const ModelSource& source, const QuantizeOptions& options, ThreadPool& pool,
-                              const TensorSink& sink, const QuantizeProgress& progress = {});
+                              const TensorSink& sink, const QuantizeProgress& progress = {},
+                              const QuantizeNotice& notice = {});
 
 }  // namespace marlin

@@ -139,6 +139,10 @@ def test_gptq_runs_with_rules_and_sharding(marlin_bin, default_model, tmp_path):
     ["OUT.marlin", "--format", "trellis", "--bits", "3", "--group-size", "128"],
     ["OUT.marlin", "--format", "int4", "--bits", "3"],
     ["OUT.marlin", "--format", "trellis9"],
+    ["OUT.marlin", "--format", "int4", "--method", "gptq", "--memory-budget", "lots"],
+    ["OUT.marlin", "--format", "int4", "--method", "gptq", "--memory-budget", "0"],
+    ["OUT.marlin", "--format", "int4", "--method", "gptq", "--memory-budget", "-1G"],
+    ["OUT.marlin", "--format", "int4", "--memory-budget", "1G"],  # RTN collects no Hessians
 ])
 def test_bad_quantize_invocations(marlin_bin, default_model, tmp_path, args):
     args = [str(tmp_path / a) if a.startswith("OUT") else a for a in args]
@@ -229,3 +233,23 @@ def test_moe_bits_uniform(marlin_bin, tmp_path):
     report = json.loads(marlin(marlin_bin, "inspect", out, "--json").stdout)
     assert report["expert_bits"]["experts_per_width"] == {"3": 16}
     assert report["formats"]["int3-g32"]["tensors"] == 48
+
+
+def test_memory_budget_splits_hessians_without_changing_the_checkpoint(marlin_bin, tmp_path):
+    """GPTQ on the tiny Mixtral: the default budget (a share of MemAvailable) is printed; 40K (one
+    expert's two Hessians at a time) makes every block run the calibration text 11 times, and the
+    tensors come out byte for byte the same (the checkpoint's random id aside)."""
+    model, text = tiny_model_with_tokenizer(tmp_path / "tiny_mixtral")
+    common = ["--format", "int4-g32", "--method", "gptq", "--calibration", text, "--calibration-samples", "4",
+              "--calibration-ctx", "64"]
+    r = marlin(marlin_bin, "quantize", model, tmp_path / "default.marlin", *common)
+    assert r.returncode == 0, r.stderr
+    assert "quantize: memory budget for a block's Hessians: " in r.stderr and "% of the " in r.stderr, r.stderr
+    assert "several passes" not in r.stderr
+    r = marlin(marlin_bin, "quantize", model, tmp_path / "split.marlin", *common, "--memory-budget", "40K")
+    assert r.returncode == 0, r.stderr
+    assert "quantize: memory budget for a block's Hessians: 40.0 KiB\n" in r.stderr, r.stderr
+    assert ("quantize: 2 of 2 blocks collect their Hessians in several passes over the calibration text (up to 11)"
+            in r.stderr), r.stderr
+    split, default = (dict(deserialize((tmp_path / f).read_bytes())) for f in ("split.marlin", "default.marlin"))
+    assert len(split) == 125 and split == default
