@@ -1,7 +1,8 @@
 // The sparse MLP's grouped path (cuda_experts.h: steps of more than kDeviceRows tokens with tiled
 // experts): group_slots against a host stable sort, and whole layers (route, group, grouped
 // gate|up, SwiGLU, grouped down, combine) against a double-precision reference on the CPU from the
-// same quantized weights, routed by the CPU's rule (backend/cpu/moe.h).
+// same quantized weights, routed by the CPU's rule (backend/cpu/moe.h); and the same layers in
+// decode steps, which take the device-routed path.
 //
 // Two checks of every output. (1) A first-order bound of what fp16 does on the GPU, per value
 // (u = 2^-11, the unit roundoff of fp16; f = 2^-24, of fp32): every dequantized weight is rounded
@@ -202,7 +203,10 @@ struct Context {
 // among the first `allowed` experts.
 enum class Skew { kNone, kSameExpert, kHalfUnused };
 
-void check_layer(const Layer& l, int64_t rows, const MoeRouting& routing, Skew skew, uint32_t seed) {
+// prompt_rows > 0: a step of that many tokens runs first on the same scratch (a prompt before
+// the checked step, as in a session).
+void check_layer(const Layer& l, int64_t rows, const MoeRouting& routing, Skew skew, uint32_t seed,
+                 int64_t prompt_rows = 0) {
   const int n_experts = int(l.experts.size()), routed = n_experts - routing.n_shared;
   SCOPED_TRACE(testing::Message() << rows << " rows, " << n_experts << " experts (" << routing.n_shared
                                   << " shared), top " << routing.top_k << ", d_model " << l.d_model << ", d_ffn "
@@ -226,9 +230,19 @@ void check_layer(const Layer& l, int64_t rows, const MoeRouting& routing, Skew s
 
   Context c;
   auto experts = cuda::CudaExperts::upload(l.experts, {}, c.ctx);
-  ASSERT_TRUE(experts->grouped()) << "these experts should take the grouped path";
-  ASSERT_FALSE(experts->device_routed(rows));
+  if (rows > cuda::CudaExperts::kDeviceRows) {
+    ASSERT_TRUE(experts->grouped()) << "these experts should take the grouped path";
+    ASSERT_FALSE(experts->device_routed(rows));
+  } else {
+    ASSERT_TRUE(experts->device_routed(rows)) << "a decode step should be routed on the device";
+  }
   cuda::MoeScratch scratch;
+  if (prompt_rows > 0) {
+    DeviceBuffer<uint16_t> ph(std::vector<uint16_t>(size_t(prompt_rows * l.d_model), fp32_to_fp16(0.5f))),
+        pout(size_t(prompt_rows * l.d_model));
+    DeviceBuffer<float> plogits(std::vector<float>(size_t(prompt_rows * routed), 0.0f));
+    experts->forward(as_half(ph), prompt_rows, plogits.get(), routing, as_half(pout), c.ctx, scratch);
+  }
   DeviceBuffer<uint16_t> dh(h16), dout(size_t(rows * l.d_model));
   DeviceBuffer<float> dlogits(logits);
   experts->forward(as_half(dh), rows, dlogits.get(), routing, as_half(dout), c.ctx, scratch);
@@ -264,6 +278,32 @@ TEST(CudaMoeGrouped, SmallLayersMatchCpu) {
       check_layer(many, rows, {8, true, RouterScoring::kSoftmax}, Skew::kNone, 2);
     }
   }
+}
+
+// Decode steps (at most kDeviceRows tokens): the device-routed path, whose routed products finish
+// SwiGLU and the slot combination in their last blocks (tiled_gemm.h's RoutedEpilogue). Its second
+// run (check_layer's determinism check) also shows that the epilogues' counters were left at zero.
+TEST(CudaMoeGrouped, DeviceRoutedStepsMatchCpu) {
+  MARLIN_REQUIRE_GPU();
+  if (!grouped_kernels_run()) GTEST_SKIP() << "the tiled kernels need sm_90";
+  ThreadPool pool(4);
+  for (const char* name : {"int4-g128", "int8-g128"}) {
+    SCOPED_TRACE(name);
+    const TensorFormat format = TensorFormat::parse(name);
+    const Layer eight = make_layer(8, 256, 128, format, 700, pool);
+    const Layer many = make_layer(128, 256, 128, format, 800, pool);
+    for (const int64_t rows : {1, 3, 8}) {
+      check_layer(eight, rows, {2, true, RouterScoring::kSoftmax}, Skew::kNone, 9);
+      check_layer(many, rows, {8, true, RouterScoring::kSoftmax}, Skew::kSameExpert, 10);
+    }
+  }
+  const Layer shared = make_layer(9, 256, 192, TensorFormat::parse("int4-g128"), 900, pool);
+  MoeRouting routing{2, true, RouterScoring::kSoftmax};
+  routing.n_shared = 1;
+  check_layer(shared, 5, routing, Skew::kNone, 11);
+  // After a prompt whose grouped step grew the slot arrays beyond a decode step's needs.
+  const Layer many = make_layer(128, 256, 128, TensorFormat::parse("int4-g128"), 1000, pool);
+  check_layer(many, 1, {8, true, RouterScoring::kSoftmax}, Skew::kNone, 12, 512);
 }
 
 // Every token's first choice is the same expert (its rows span many chunks), and half the

@@ -388,6 +388,55 @@ void check_rope_store_kv(const RopeCase& c) {
   }
 }
 
+// qk_norm inside rope_store_kv gives the bits of qk_norm, then rope_store_kv (each checked
+// against its reference above), in qkv and in the cache.
+void check_fused_qk_norm(int n_heads, int n_kv_heads, int head_dim, bool half_split) {
+  SCOPED_TRACE(testing::Message() << "heads " << n_heads << "/" << n_kv_heads << " hd " << head_dim);
+  cuda::AttentionGeometry g;
+  g.n_heads = n_heads;
+  g.n_kv_heads = n_kv_heads;
+  g.head_dim = head_dim;
+  g.rotary_dim = head_dim;
+  g.rope_half_split = half_split;
+  g.page_size = 16;
+  const int rows = 11, max_pos = 64, pages = 2;
+  const int64_t row_len = int64_t(n_heads + 2 * n_kv_heads) * head_dim;
+  std::mt19937 rng(uint32_t(head_dim + n_heads));
+  const std::vector<uint16_t> qkv = random_halves(size_t(rows * row_len), -3.0f, 3.0f, rng);
+  std::vector<float> qw(static_cast<size_t>(head_dim)), kw(qw.size()), cos_sin(static_cast<size_t>(max_pos * head_dim));
+  std::uniform_real_distribution<float> weight(0.5f, 1.5f), angle(-1.0f, 1.0f);
+  for (auto& w : qw) w = weight(rng);
+  for (auto& w : kw) w = weight(rng);
+  for (auto& v : cos_sin) v = angle(rng);
+  std::vector<int32_t> positions(rows), slots(rows);
+  for (int t = 0; t < rows; ++t) positions[size_t(t)] = (t * 7) % max_pos, slots[size_t(t)] = (t * 5) % (pages * 16);
+  DeviceBuffer<int32_t> dpos(positions), dslots(slots);
+  DeviceBuffer<float> dcs(cos_sin), dqw(qw), dkw(kw);
+  const size_t cache_len = size_t(pages * n_kv_heads * 16 * head_dim);
+  std::vector<std::vector<uint16_t>> results;
+  for (bool fused : {false, true}) {
+    DeviceBuffer<uint16_t> dqkv(qkv), dkeys(std::vector<uint16_t>(cache_len, 0)),
+        dvalues(std::vector<uint16_t>(cache_len, 0));
+    const float eps = 1e-6f;
+    if (!fused) cuda::qk_norm(as_half(dqkv), rows, row_len, n_heads, n_kv_heads, head_dim, dqw.get(), dkw.get(), eps, nullptr);
+    cuda::rope_store_kv(as_half(dqkv), rows, dpos.get(), dslots.get(), dcs.get(), g, {as_half(dkeys), as_half(dvalues)},
+                        nullptr, fused ? cuda::HeadNorm{dqw.get(), dkw.get(), eps} : cuda::HeadNorm{});
+    results.push_back(dqkv.download());
+    results.push_back(dkeys.download());
+    results.push_back(dvalues.download());
+  }
+  EXPECT_EQ(results[3], results[0]) << "qkv";
+  EXPECT_EQ(results[4], results[1]) << "keys";
+  EXPECT_EQ(results[5], results[2]) << "values";
+}
+
+TEST(CudaOps, QkNormInsideRopeStoreKvMatchesTwoLaunches) {
+  MARLIN_REQUIRE_GPU();
+  check_fused_qk_norm(32, 4, 128, true);  // Qwen3
+  check_fused_qk_norm(4, 1, 256, true);   // Gemma 3
+  check_fused_qk_norm(6, 2, 64, false);
+}
+
 TEST(CudaOps, RopeStoreKv) {
   MARLIN_REQUIRE_GPU();
   check_rope_store_kv({9, 3, 64, 64, true, 16, RopeScaling::kNone});

@@ -113,13 +113,16 @@ void CudaExperts::forward_on_device(const __half* h, int64_t rows, const float* 
   const int slots = int(rows) * k;
   // Sized once for the largest device-routed step, before any graph records them.
   const size_t most = size_t(kDeviceRows * kMaxTopK);
-  if (s.slot_ids.size() < most) {
+  // (A prompt's grouped step may have grown the ids and weights already, but never the counters.)
+  if (s.slot_ids.size() < most || s.slot_counters.size() < most) {
     cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
     check_cuda(cudaStreamIsCapturing(ctx.stream, &capture), "cudaStreamIsCapturing");
     MARLIN_CHECK(capture == cudaStreamCaptureStatusNone, "cuda moe: scratch sized while capturing a graph");
     check_cuda(cudaStreamSynchronize(ctx.stream), "cudaStreamSynchronize");
-    s.slot_ids = DeviceArray<int32_t>(most);
-    s.slot_weights = DeviceArray<float>(most);
+    if (s.slot_ids.size() < most) {
+      s.slot_ids = DeviceArray<int32_t>(most);
+      s.slot_weights = DeviceArray<float>(most);
+    }
     s.slot_counters = DeviceArray<int32_t>(most);
     check_cuda(cudaMemsetAsync(s.slot_counters.get(), 0, most * sizeof(int32_t), ctx.stream), "cudaMemsetAsync");
     ++ctx.generation;
