@@ -8,7 +8,9 @@
 // mse(K)·‖W‖²·tr(H)/cols, with tr(H) = 2·Σ‖x‖²/n over the layer's calibration inputs and mse(K)
 // ≈ 4^−K (the trellis follows the rate–distortion rule within a few percent per bit for K ≤ 5).
 // LDLQ lowers every layer's loss below this estimate; the estimate ranks the layers, it does not
-// predict their final losses.
+// predict their final losses. n counts every calibration token, whether or not it reached the
+// layer: a routed expert's error moves only the tokens routed to it, so its importance is its
+// per-token one times the share of tokens that chose it.
 #pragma once
 
 #include <cstdint>
@@ -30,6 +32,18 @@ struct TrellisBitsPlan {
   double average_bits = 0;  // Σ weights·K / Σ weights over the planned tensors
   std::map<int, int> tensors_per_width;
 };
+
+// The importance ‖W‖²/cols · tr(H) of every linear of the blocks that `rules` leave in trellis
+// (tr(H) over all calibration tokens, as above), in block order. Throws marlin::Error without
+// calibration sequences.
+struct TrellisLinearImportance {
+  std::string name;
+  int64_t weights = 0;
+  double importance = 0;
+};
+std::vector<TrellisLinearImportance> trellis_importance(const ModelSource& source, const std::vector<QuantRule>& rules,
+                                                        const std::vector<std::vector<int32_t>>& calibration,
+                                                        ThreadPool& pool);
 
 // Plans the linears of the blocks that `rules` and the trellis target leave in trellis (others keep
 // what the rules give them), K in [min_bits, max_bits]. Throws marlin::Error without calibration
