@@ -264,20 +264,26 @@ void check_layer(const Layer& l, int64_t rows, const MoeRouting& routing, Skew s
 
 bool grouped_kernels_run() { return cuda::tiled_gemm_supported(); }
 
+// 8 experts top-2 and 128 experts top-8 (d_model 256, d_ffn 128) in int4 and int8, at each of
+// `row_counts`; `many_skew` for the 128-expert layer.
+void check_small_layers(std::initializer_list<int64_t> row_counts, Skew many_skew, uint64_t seed, ThreadPool& pool) {
+  for (const char* name : {"int4-g128", "int8-g128"}) {
+    SCOPED_TRACE(name);
+    const TensorFormat format = TensorFormat::parse(name);
+    const Layer eight = make_layer(8, 256, 128, format, seed, pool);
+    const Layer many = make_layer(128, 256, 128, format, seed + 100, pool);
+    for (const int64_t rows : row_counts) {
+      check_layer(eight, rows, {2, true, RouterScoring::kSoftmax}, Skew::kNone, uint32_t(seed + 1));
+      check_layer(many, rows, {8, true, RouterScoring::kSoftmax}, many_skew, uint32_t(seed + 2));
+    }
+  }
+}
+
 TEST(CudaMoeGrouped, SmallLayersMatchCpu) {
   MARLIN_REQUIRE_GPU();
   if (!grouped_kernels_run()) GTEST_SKIP() << "the tiled kernels need sm_90";
   ThreadPool pool(4);
-  for (const char* name : {"int4-g128", "int8-g128"}) {
-    SCOPED_TRACE(name);
-    const TensorFormat format = TensorFormat::parse(name);
-    const Layer eight = make_layer(8, 256, 128, format, 100, pool);
-    const Layer many = make_layer(128, 256, 128, format, 200, pool);
-    for (const int64_t rows : {9, 64, 300}) {
-      check_layer(eight, rows, {2, true, RouterScoring::kSoftmax}, Skew::kNone, 1);
-      check_layer(many, rows, {8, true, RouterScoring::kSoftmax}, Skew::kNone, 2);
-    }
-  }
+  check_small_layers({9, 64, 300}, Skew::kNone, 100, pool);
 }
 
 // Decode steps (at most kDeviceRows tokens): the device-routed path, whose routed products finish
@@ -287,16 +293,7 @@ TEST(CudaMoeGrouped, DeviceRoutedStepsMatchCpu) {
   MARLIN_REQUIRE_GPU();
   if (!grouped_kernels_run()) GTEST_SKIP() << "the tiled kernels need sm_90";
   ThreadPool pool(4);
-  for (const char* name : {"int4-g128", "int8-g128"}) {
-    SCOPED_TRACE(name);
-    const TensorFormat format = TensorFormat::parse(name);
-    const Layer eight = make_layer(8, 256, 128, format, 700, pool);
-    const Layer many = make_layer(128, 256, 128, format, 800, pool);
-    for (const int64_t rows : {1, 3, 8}) {
-      check_layer(eight, rows, {2, true, RouterScoring::kSoftmax}, Skew::kNone, 9);
-      check_layer(many, rows, {8, true, RouterScoring::kSoftmax}, Skew::kSameExpert, 10);
-    }
-  }
+  check_small_layers({1, 3, 8}, Skew::kSameExpert, 700, pool);
   const Layer shared = make_layer(9, 256, 192, TensorFormat::parse("int4-g128"), 900, pool);
   MoeRouting routing{2, true, RouterScoring::kSoftmax};
   routing.n_shared = 1;
