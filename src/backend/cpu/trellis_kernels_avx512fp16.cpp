@@ -167,21 +167,45 @@ void strip_gemv(const QuantTensor& w, const float* x, int64_t s, float* y) {
   store_strip(w, s, acc, y);
 }
 
-// Each pair of tile rows is decoded once per chunk of kTrellisActRows activation rows.
+// GEMM: the values of kPassTiles tiles are decoded once into an L1 buffer, then multiplied with
+// every activation row of the chunk, two rows at a time with their 16 accumulators in registers
+// (kept in acc between passes).
+constexpr int64_t kPassTiles = 8;
+constexpr int64_t kChunkRows = 64;
+
+template <int R>
+inline void multiply_rows(const PairValues (*values)[8], int64_t tiles, const float* x, int64_t cols, __m512* acc) {
+  __m512 a[R][8];
+  for (int r = 0; r < R; ++r)
+    for (int p = 0; p < 8; ++p) a[r][p] = acc[8 * r + p];
+  for (int64_t jj = 0; jj < tiles; ++jj) {
+    DupActs xd[R];
+    for (int r = 0; r < R; ++r) xd[r] = dup_acts(x + r * cols + 16 * jj);
+    for (int p = 0; p < 8; ++p)
+      for (int r = 0; r < R; ++r) a[r][p] = fma_pair(values[jj][p], xd[r], a[r][p]);
+  }
+  for (int r = 0; r < R; ++r)
+    for (int p = 0; p < 8; ++p) acc[8 * r + p] = a[r][p];
+}
+
 template <int K>
 void strip_gemm(const QuantTensor& w, const float* x, int64_t m, int64_t s, float* y) {
-  __m512 acc[kTrellisActRows * 8];  // acc[c·8 + p]: rows 2p, 2p + 1 for activation row c
-  DupActs xs[kTrellisActRows];
-  for (int64_t c0 = 0; c0 < m; c0 += kTrellisActRows) {
-    const int64_t rows_here = std::min(kTrellisActRows, m - c0);
+  PairValues values[kPassTiles][8];
+  __m512 acc[kChunkRows * 8];  // acc[c·8 + p]: rows 2p, 2p + 1 for activation row c
+  const int64_t tiles = w.cols / 16;
+  for (int64_t c0 = 0; c0 < m; c0 += kChunkRows) {
+    const int64_t rows_here = std::min(kChunkRows, m - c0);
     std::fill(acc, acc + rows_here * 8, _mm512_setzero_ps());
-    for (int64_t j = 0; j < w.cols / 16; ++j) {
-      const TileRegs<K> tile(w.codes + trellis_tile_offset(w, s, j));
-      for (int64_t c = 0; c < rows_here; ++c) xs[c] = dup_acts(x + (c0 + c) * w.cols + 16 * j);
-      for_each_pair([&]<int P>() {
-        const PairValues v = decode_pair<K, P>(tile);
-        for (int64_t c = 0; c < rows_here; ++c) acc[c * 8 + P] = fma_pair(v, xs[c], acc[c * 8 + P]);
-      });
+    for (int64_t j0 = 0; j0 < tiles; j0 += kPassTiles) {
+      const int64_t n = std::min(kPassTiles, tiles - j0);
+      for (int64_t jj = 0; jj < n; ++jj) {
+        const TileRegs<K> tile(w.codes + trellis_tile_offset(w, s, j0 + jj));
+        for_each_pair([&]<int P>() { values[jj][P] = decode_pair<K, P>(tile); });
+      }
+      const float* xc = x + c0 * w.cols + 16 * j0;
+      int64_t c = 0;
+      for (; c + 2 <= rows_here; c += 2) multiply_rows<2>(values, n, xc + c * w.cols, w.cols, acc + c * 8);
+      if (c < rows_here) multiply_rows<1>(values, n, xc + c * w.cols, w.cols, acc + c * 8);
     }
     for (int64_t c = 0; c < rows_here; ++c) store_strip(w, s, acc + c * 8, y + (c0 + c) * w.rows);
   }
