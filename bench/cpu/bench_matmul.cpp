@@ -273,7 +273,7 @@ int main(int argc, char** argv) try {
       cpu::set_cpu_isa_override(*isa);
     } else {
       std::fprintf(stderr,
-                   "usage: %s [--quick] [--threads 1,2] [--isa scalar|avx2|avx2vnni|avx512] [--formats a,b] "
+                   "usage: %s [--quick] [--threads 1,2] [--isa scalar|avx2|avx2vnni|avx512|avx512fp16] [--formats a,b] "
                    "[--m 1,512] [--no-model]\n",
                    argv[0]);
       return 2;

@@ -170,7 +170,7 @@ using StepFn = void (*)(const float*, int, float, const float*, float*, uint8_t*
 // the generic one, which runs the scalar step, when there are fewer prefixes than one block.
 StepFn step_for(int K, int64_t prefixes) {
   const cpu::CpuIsa isa = cpu::active_cpu_isa();
-  const int level = prefixes < kBlock || isa == cpu::CpuIsa::Scalar ? 0 : isa == cpu::CpuIsa::Avx512 ? 2 : 1;
+  const int level = prefixes < kBlock || isa == cpu::CpuIsa::Scalar ? 0 : cpu::has_avx512(isa) ? 2 : 1;
 #define MARLIN_TRELLIS_CASE(K) \
   case K: return level == 2 ? viterbi_step_##K##_avx512 : level == 1 ? viterbi_step_##K##_avx2 : viterbi_step_##K##_generic;
   switch (K) {

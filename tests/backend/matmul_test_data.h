@@ -28,7 +28,8 @@ constexpr double kUnit = 0x1p-24;  // fp32 unit roundoff
 
 inline std::vector<cpu::CpuIsa> supported_isas() {
   std::vector<cpu::CpuIsa> out;
-  for (cpu::CpuIsa isa : {cpu::CpuIsa::Scalar, cpu::CpuIsa::Avx2, cpu::CpuIsa::Avx2Vnni, cpu::CpuIsa::Avx512})
+  for (cpu::CpuIsa isa : {cpu::CpuIsa::Scalar, cpu::CpuIsa::Avx2, cpu::CpuIsa::Avx2Vnni, cpu::CpuIsa::Avx512,
+                          cpu::CpuIsa::Avx512Fp16})
     if (cpu::cpu_supports(isa)) out.push_back(isa);
   return out;
 }

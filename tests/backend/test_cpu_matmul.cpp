@@ -51,7 +51,7 @@ std::vector<double> int8_term_magnitudes(GgmlType type, const std::vector<uint8_
 double rounding_steps(CpuIsa isa, GgmlType type, int64_t cols) {
   if (is_float_type(type)) return isa == CpuIsa::Scalar ? double(cols) + 2 : double(cols) / 8.0 + 16;
   const double groups = double(groups_for(cols));
-  const double per_group = isa == CpuIsa::Scalar ? 64.0 : isa == CpuIsa::Avx512 ? 2.0 : 4.0;
+  const double per_group = isa == CpuIsa::Scalar ? 64.0 : has_avx512(isa) ? 2.0 : 4.0;
   return per_group * groups + (isa == CpuIsa::Scalar ? 8 : 16) + 2;
 }
 
@@ -185,10 +185,11 @@ TEST(Matmul, HonoursRowStride) {
 
 TEST(CpuIsa, ParsesNamesAndRejectsUnsupported) {
   EXPECT_EQ(parse_cpu_isa("avx512"), CpuIsa::Avx512);
+  EXPECT_EQ(parse_cpu_isa("avx512fp16"), CpuIsa::Avx512Fp16);
   EXPECT_EQ(parse_cpu_isa("scalar"), CpuIsa::Scalar);
   EXPECT_FALSE(parse_cpu_isa("sse9"));
   EXPECT_TRUE(cpu_supports(CpuIsa::Scalar));
-  for (CpuIsa isa : {CpuIsa::Avx2, CpuIsa::Avx2Vnni, CpuIsa::Avx512})
+  for (CpuIsa isa : {CpuIsa::Avx2, CpuIsa::Avx2Vnni, CpuIsa::Avx512, CpuIsa::Avx512Fp16})
     if (!cpu_supports(isa)) EXPECT_THROW(set_cpu_isa_override(isa), Error);
 }
 

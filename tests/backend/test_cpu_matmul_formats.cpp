@@ -57,7 +57,7 @@ double rounding_steps(CpuIsa isa, const QuantTensor& t) {
     return double(t.cols) / 8.0 + groups + 16;
   }
   const double groups = double(groups_for(t.cols));
-  const double per_group = isa == CpuIsa::Scalar ? 64.0 : isa == CpuIsa::Avx512 ? 2.0 : 4.0;
+  const double per_group = isa == CpuIsa::Scalar ? 64.0 : has_avx512(isa) ? 2.0 : 4.0;
   return per_group * groups + (isa == CpuIsa::Scalar ? 8 : 16) + 2;
 }
 

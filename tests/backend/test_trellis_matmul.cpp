@@ -1,6 +1,6 @@
 // cpu::matmul on trellis weights (backend/cpu/trellis_matmul.h) against Ŵ·x in double, Ŵ from the
 // reference dequantizer (itself checked against an independent oracle in tests/quant), on the
-// scalar, AVX2 and AVX-512 paths, awkward shapes and batch sizes.
+// scalar, AVX2, AVX-512 and AVX-512 FP16 paths, awkward shapes and batch sizes.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -32,10 +32,11 @@ TEST(TrellisMatmul, SimdTileDecodersAreBitExact) {
       for (auto& w : words) w = uint16_t(rng());
       float want[256], got[256];
       trellis_decode_tile(words.data(), k, want);
-      for (CpuIsa isa : {CpuIsa::Avx2, CpuIsa::Avx512}) {
+      for (CpuIsa isa : {CpuIsa::Avx2, CpuIsa::Avx512, CpuIsa::Avx512Fp16}) {
         if (!cpu_supports(isa)) continue;
         if (isa == CpuIsa::Avx2) detail::trellis_decode_tile_avx2(words.data(), k, got);
-        else detail::trellis_decode_tile_avx512(words.data(), k, got);
+        else if (isa == CpuIsa::Avx512) detail::trellis_decode_tile_avx512(words.data(), k, got);
+        else detail::trellis_decode_tile_avx512fp16(words.data(), k, got);
         for (int t = 0; t < 256; ++t)
           ASSERT_EQ(std::bit_cast<uint32_t>(got[t]), std::bit_cast<uint32_t>(want[t]))
               << cpu_isa_name(isa) << " K=" << k << " " << t;
@@ -89,7 +90,7 @@ TEST(TrellisMatmul, MatchesTheDequantizedMatrix) {
           want[size_t(i * c.rows + r)] = acc;
         }
       std::vector<float> first;
-      for (CpuIsa isa : {CpuIsa::Scalar, CpuIsa::Avx2, CpuIsa::Avx512}) {
+      for (CpuIsa isa : {CpuIsa::Scalar, CpuIsa::Avx2, CpuIsa::Avx512, CpuIsa::Avx512Fp16}) {
         if (!cpu_supports(isa)) continue;
         IsaGuard guard(isa);
         for (int threads : {1, 3}) {

@@ -320,7 +320,7 @@ TEST(Trellis, ResultsDoNotDependOnTheInstructionSet) {
   } restore;
   for (int k : {1, 2, 3, 4, 8}) {
     std::vector<uint16_t> reference;
-    for (cpu::CpuIsa isa : {cpu::CpuIsa::Scalar, cpu::CpuIsa::Avx2, cpu::CpuIsa::Avx512}) {
+    for (cpu::CpuIsa isa : {cpu::CpuIsa::Scalar, cpu::CpuIsa::Avx2, cpu::CpuIsa::Avx512, cpu::CpuIsa::Avx512Fp16}) {
       if (!cpu::cpu_supports(isa)) continue;
       cpu::set_cpu_isa_override(isa);
       std::vector<uint16_t> packed(size_t(tiles * trellis_tile_words(k)));

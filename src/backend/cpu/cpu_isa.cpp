@@ -19,12 +19,14 @@ bool detect(CpuIsa isa) {
       return avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
              __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") &&
              __builtin_cpu_supports("avx512vbmi");
+    case CpuIsa::Avx512Fp16:
+      return detect(CpuIsa::Avx512) && __builtin_cpu_supports("avx512fp16") && __builtin_cpu_supports("avx512vbmi2");
   }
   return false;
 }
 
 CpuIsa best_supported() {
-  for (CpuIsa isa : {CpuIsa::Avx512, CpuIsa::Avx2Vnni, CpuIsa::Avx2})
+  for (CpuIsa isa : {CpuIsa::Avx512Fp16, CpuIsa::Avx512, CpuIsa::Avx2Vnni, CpuIsa::Avx2})
     if (detect(isa)) return isa;
   return CpuIsa::Scalar;
 }
@@ -33,7 +35,7 @@ CpuIsa from_environment() {
   const char* env = std::getenv("MARLIN_CPU_ISA");
   if (!env || !*env) return best_supported();
   auto isa = parse_cpu_isa(env);
-  MARLIN_CHECK(isa, "MARLIN_CPU_ISA={} is not one of scalar, avx2, avx2vnni, avx512", env);
+  MARLIN_CHECK(isa, "MARLIN_CPU_ISA={} is not one of scalar, avx2, avx2vnni, avx512, avx512fp16", env);
   MARLIN_CHECK(detect(*isa), "MARLIN_CPU_ISA={}: this CPU does not support it", env);
   return *isa;
 }
@@ -48,12 +50,13 @@ std::string_view cpu_isa_name(CpuIsa isa) {
     case CpuIsa::Avx2: return "avx2";
     case CpuIsa::Avx2Vnni: return "avx2vnni";
     case CpuIsa::Avx512: return "avx512";
+    case CpuIsa::Avx512Fp16: return "avx512fp16";
   }
   return "?";
 }
 
 std::optional<CpuIsa> parse_cpu_isa(std::string_view name) {
-  for (CpuIsa isa : {CpuIsa::Scalar, CpuIsa::Avx2, CpuIsa::Avx2Vnni, CpuIsa::Avx512})
+  for (CpuIsa isa : {CpuIsa::Scalar, CpuIsa::Avx2, CpuIsa::Avx2Vnni, CpuIsa::Avx512, CpuIsa::Avx512Fp16})
     if (name == cpu_isa_name(isa)) return isa;
   return std::nullopt;
 }

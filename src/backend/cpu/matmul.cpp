@@ -31,7 +31,8 @@ namespace {
 detail::KernelSet kernels_for(CpuIsa isa, const TensorFormat& f) {
   detail::KernelSet set{};
   switch (isa) {
-    case CpuIsa::Avx512: set = detail::kernels_avx512(f); break;
+    case CpuIsa::Avx512:
+    case CpuIsa::Avx512Fp16: set = detail::kernels_avx512(f); break;
     case CpuIsa::Avx2Vnni: set = detail::kernels_avx2(f, true); break;
     case CpuIsa::Avx2: set = detail::kernels_avx2(f, false); break;
     case CpuIsa::Scalar: break;

@@ -47,9 +47,10 @@ void trellis_matmul(const QuantTensor& w, const float* x, int64_t m, float* y, T
   rotated.assign(x, x + m * w.cols);
   r_in.apply(rotated.data(), m, &pool);
   const CpuIsa isa = active_cpu_isa();
-  const detail::TrellisStripKernel kernel = isa == CpuIsa::Scalar   ? detail::trellis_strips_scalar
-                                            : isa == CpuIsa::Avx512 ? detail::trellis_strips_avx512
-                                                                    : detail::trellis_strips_avx2;
+  const detail::TrellisStripKernel kernel = isa == CpuIsa::Scalar       ? detail::trellis_strips_scalar
+                                            : isa == CpuIsa::Avx512Fp16 ? detail::trellis_strips_avx512fp16
+                                            : isa == CpuIsa::Avx512     ? detail::trellis_strips_avx512
+                                                                        : detail::trellis_strips_avx2;
   const float* xr = rotated.data();
   pool.parallel_for(w.rows / 16, 1, [&](int64_t begin, int64_t end) { kernel(w, xr, m, begin, end, y); });
   r_out.apply_transpose(y, m, &pool);
