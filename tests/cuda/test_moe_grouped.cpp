@@ -96,12 +96,13 @@ struct Reference {
 };
 
 Reference reference(const Layer& l, const std::vector<float>& h, const std::vector<float>& logits, int64_t rows,
-                    int routed, const MoeRouting& routing) {
+                    int routed, const MoeRouting& routing, const std::vector<float>& score_bias) {
   const int n_experts = int(l.experts.size()), k = routing.top_k + routing.n_shared;
   const int64_t dm = l.d_model, df = l.d_ffn;
   std::vector<cpu::ExpertChoice> choices(size_t(rows * k));
   for (int64_t t = 0; t < rows; ++t) {
-    cpu::route_token(&logits[size_t(t * routed)], nullptr, routed, routing, &choices[size_t(t * k)]);
+    cpu::route_token(&logits[size_t(t * routed)], score_bias.empty() ? nullptr : score_bias.data(), routed, routing,
+                     &choices[size_t(t * k)]);
     for (int j = 0; j < routing.n_shared; ++j) choices[size_t(t * k + routing.top_k + j)] = {routed + j, 1.0f};
   }
   Reference ref;
@@ -204,9 +205,9 @@ struct Context {
 enum class Skew { kNone, kSameExpert, kHalfUnused };
 
 // prompt_rows > 0: a step of that many tokens runs first on the same scratch (a prompt before
-// the checked step, as in a session).
+// the checked step, as in a session). score_bias: the routers' correction bias, or none.
 void check_layer(const Layer& l, int64_t rows, const MoeRouting& routing, Skew skew, uint32_t seed,
-                 int64_t prompt_rows = 0) {
+                 int64_t prompt_rows = 0, const std::vector<float>& score_bias = {}) {
   const int n_experts = int(l.experts.size()), routed = n_experts - routing.n_shared;
   SCOPED_TRACE(testing::Message() << rows << " rows, " << n_experts << " experts (" << routing.n_shared
                                   << " shared), top " << routing.top_k << ", d_model " << l.d_model << ", d_ffn "
@@ -226,10 +227,10 @@ void check_layer(const Layer& l, int64_t rows, const MoeRouting& routing, Skew s
       if (skew == Skew::kSameExpert && e == 0) v = 12.0f;
       if (skew == Skew::kHalfUnused && e >= routed / 2) v = -30.0f;
     }
-  const Reference ref = reference(l, h, logits, rows, routed, routing);
+  const Reference ref = reference(l, h, logits, rows, routed, routing, score_bias);
 
   Context c;
-  auto experts = cuda::CudaExperts::upload(l.experts, {}, c.ctx);
+  auto experts = cuda::CudaExperts::upload(l.experts, score_bias, c.ctx);
   if (rows > cuda::CudaExperts::kDeviceRows) {
     ASSERT_TRUE(experts->grouped()) << "these experts should take the grouped path";
     ASSERT_FALSE(experts->device_routed(rows));
@@ -301,6 +302,21 @@ TEST(CudaMoeGrouped, DeviceRoutedStepsMatchCpu) {
   // After a prompt whose grouped step grew the slot arrays beyond a decode step's needs.
   const Layer many = make_layer(128, 256, 128, TensorFormat::parse("int4-g128"), 1000, pool);
   check_layer(many, 1, {8, true, RouterScoring::kSoftmax}, Skew::kNone, 12, 512);
+  // DeepSeek-V3's rule, which the gate|up product's routing prologue follows as moe_route does:
+  // sigmoid scores plus a correction bias, 8 groups of which the best 3 by top-two sum, top 6,
+  // renormalized and scaled, one shared expert.
+  const Layer deepseek = make_layer(65, 256, 128, TensorFormat::parse("int4-g128"), 1100, pool);
+  MoeRouting grouped{6, true, RouterScoring::kSigmoid};
+  grouped.n_groups = 8;
+  grouped.top_groups = 3;
+  grouped.group_score = GroupScore::kTopTwoSum;
+  grouped.scale = 2.5f;
+  grouped.n_shared = 1;
+  std::vector<float> bias(64);
+  std::mt19937 rng(13);
+  std::uniform_real_distribution<float> small(-0.5f, 0.5f);
+  for (float& b : bias) b = small(rng);
+  for (const int64_t rows : {1, 4}) check_layer(deepseek, rows, grouped, Skew::kNone, 14, 0, bias);
 }
 
 // Every token's first choice is the same expert (its rows span many chunks), and half the
@@ -333,13 +349,17 @@ TEST(CudaMoeGrouped, SharedExpertAndPaddedKMatchCpu) {
   check_layer(padded, 33, {2, false, RouterScoring::kSoftmax}, Skew::kNone, 8);
 }
 
-// Qwen3-30B-A3B's expert shape: d_model 2048, d_ffn 768, 128 experts, 8 per token.
+// Qwen3-30B-A3B's expert shape: d_model 2048, d_ffn 768, 128 experts, 8 per token (on a GPU of
+// about 132 SMs for the two decode cases).
 TEST(CudaMoeGrouped, Qwen3ShapeMatchesCpu) {
   MARLIN_REQUIRE_GPU();
   if (!grouped_kernels_run()) GTEST_SKIP() << "the tiled kernels need sm_90";
   ThreadPool pool(8);
   const Layer layer = make_layer(128, 2048, 768, TensorFormat::parse("int4-g128"), 700, pool);
   check_layer(layer, 64, {8, true, RouterScoring::kSoftmax}, Skew::kNone, 9);
+  // Decode steps: one token's routed launch fits one wave of blocks and routes in its prologue;
+  // eight tokens' does not, and moe_route runs first.
+  for (const int64_t rows : {1, 8}) check_layer(layer, rows, {8, true, RouterScoring::kSoftmax}, Skew::kNone, 10);
 }
 
 }  // namespace

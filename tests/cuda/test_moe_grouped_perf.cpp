@@ -5,8 +5,12 @@
 // host-routed path synchronizes every call anyway). Asserts only that both paths run and agree to
 // 1% rms: they round at the same points and differ in the order of fp32 sums (a few fp16 units,
 // 2^-11 each), while a routing or indexing error would miss by the output's own size.
+// Decode steps (1 and 8 tokens: routing and the two routed products on the device) are timed as a
+// replayed graph, with the bytes of the experts they read against the bandwidth of a
+// device-to-device copy measured in the same run.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -21,6 +25,7 @@
 #include "backend/cuda/tiled_gemm.h"
 #include "core/half.h"
 #include "device_buffer.h"
+#include "graph_timer.h"
 #include "moe_test_layer.h"
 #include "test_util.h"
 
@@ -79,6 +84,75 @@ TEST(CudaMoeGroupedPerf, Qwen3LayerTimings) {
       norm += double(b[i]) * b[i];
     }
     EXPECT_LE(std::sqrt(err / norm), 0.01) << rows << " tokens: the paths disagree";
+  }
+
+  cublasDestroy(ctx.cublas);
+}
+
+// Decode steps at the same shape, alone (so that a profiler sees only them): the bytes of the
+// distinct experts the step's tokens choose (their top 8 logits) against the time of one step.
+TEST(CudaMoeGroupedPerf, Qwen3DecodeSteps) {
+  MARLIN_REQUIRE_GPU();
+  if (!cuda::tiled_gemm_supported()) GTEST_SKIP() << "the tiled kernels need sm_90";
+  ThreadPool pool(8);
+  const Layer layer = make_layer(128, 2048, 768, TensorFormat::parse("int4-g128"), 900, pool);
+  cuda::LinearContext ctx;
+  ASSERT_EQ(cublasCreate(&ctx.cublas), CUBLAS_STATUS_SUCCESS);
+  ctx.max_rows = 2048;
+  auto grouped = cuda::CudaExperts::upload(layer.experts, {}, ctx);
+  const MoeRouting routing{8, true, RouterScoring::kSoftmax};
+  std::mt19937 rng(31);
+  // Every call of a timed graph routes by other logits, as the layers of a model would (the
+  // experts of one call fit in L2).
+  constexpr int kCalls = 20;
+  const std::vector<uint16_t> h = random_halves(size_t(8 * 2048), -1.0f, 1.0f, rng);
+  std::vector<float> logits(size_t(kCalls * 8 * 128));
+  std::uniform_real_distribution<float> logit(-4.0f, 4.0f);
+  for (auto& l : logits) l = logit(rng);
+  DeviceBuffer<uint16_t> dh(h), out(size_t(8 * 2048));
+  DeviceBuffer<float> dlogits(logits);
+  cuda::MoeScratch scratch;
+  double expert_bytes = 0;
+  for (int m = 0; m < 3; ++m)
+    expert_bytes += double(layer.weights[size_t(m)].codes.size() + layer.weights[size_t(m)].scales.size() +
+                           layer.weights[size_t(m)].zeros.size());
+  DeviceBuffer<uint8_t> copy_from(size_t(1) << 30), copy_to(size_t(1) << 30);
+  const float copy_ms = time_ms(
+      [&](cudaStream_t s) {
+        cuda_ok(cudaMemcpyAsync(copy_to.get(), copy_from.get(), size_t(1) << 30, cudaMemcpyDeviceToDevice, s), "copy");
+      },
+      5, false);
+  const double copy_bytes_per_s = 2.0 * double(size_t(1) << 30) / (copy_ms * 1e-3);  // read + write
+  std::printf("{\"device_copy_tb_per_s\": %.3f}\n", copy_bytes_per_s * 1e-12);
+  for (const int64_t rows : {1, 8}) {
+    double distinct = 0;  // experts per call, on average
+    for (int call = 0; call < kCalls; ++call) {
+      std::vector<char> used(128, 0);
+      for (int64_t r = 0; r < rows; ++r) {
+        const float* l = &logits[size_t((call * 8 + r) * 128)];
+        std::vector<int> order(128);
+        for (int e = 0; e < 128; ++e) order[size_t(e)] = e;
+        std::partial_sort(order.begin(), order.begin() + 8, order.end(), [&](int a, int b) { return l[a] > l[b]; });
+        for (int j = 0; j < 8; ++j) used[size_t(order[size_t(j)])] = 1;
+      }
+      distinct += double(std::count(used.begin(), used.end(), 1)) / kCalls;
+    }
+    const double bytes = expert_bytes * distinct;
+    grouped->forward(as_half(dh), rows, dlogits.get(), routing, as_half(out), ctx, scratch);  // sizes the scratch
+    cuda_ok(cudaDeviceSynchronize(), "warm-up");
+    int call = 0;
+    const float ms = time_ms(
+        [&](cudaStream_t s) {
+          ctx.stream = s;
+          grouped->forward(as_half(dh), rows, dlogits.get() + size_t(call++ % kCalls) * 8 * 128, routing,
+                           as_half(out), ctx, scratch);
+        },
+        kCalls, true);
+    ctx.stream = nullptr;
+    std::printf("{\"decode_tokens\": %lld, \"sparse_mlp_us\": %.2f, \"expert_mb\": %.2f, \"tb_per_s\": %.3f, "
+                "\"of_copy_bandwidth\": %.3f}\n",
+                static_cast<long long>(rows), ms * 1e3, bytes * 1e-6, bytes / (ms * 1e-3) * 1e-12,
+                bytes / (ms * 1e-3) / copy_bytes_per_s);
   }
   cublasDestroy(ctx.cublas);
 }

@@ -134,18 +134,21 @@ void CudaExperts::forward_on_device(const __half* h, int64_t rows, const float* 
     s.slot_y = DeviceArray<__half>(most * size_t(d_model));
     ++ctx.generation;
   }
-  moe_route(router_logits, has_score_bias ? score_bias_.get() : nullptr, int(rows), n_experts - routing.n_shared,
-            routing, s.slot_ids.get(), s.slot_weights.get(), ctx.stream);
+  const float* score_bias = has_score_bias ? score_bias_.get() : nullptr;
   const TiledWeights* gate_up_tiles = gate_up_[0]->tiles();
   const TiledWeights* down_tiles = down_[0]->tiles();
-  if (gate_up_tiles && down_tiles) {  // SwiGLU and the combination as the products' epilogues
+  if (gate_up_tiles && down_tiles) {  // routing, SwiGLU and the combination inside the two products
     const auto table = [](const DeviceArray<const void*>& t) { return reinterpret_cast<const uint8_t* const*>(t.get()); };
-    routed_gemv(table(gate_up_table_), gate_up_tiles->shape, s.slot_ids.get(), slots, k, h, s.slot_gate_up.get(),
-                ctx.stream, {RoutedEpilogue::kSiluMul, s.slot_counters.get(), s.slot_hidden.get()});
+    routed_gemv(table(gate_up_table_), gate_up_tiles->shape, nullptr, slots, k, h, s.slot_gate_up.get(), ctx.stream,
+                {RoutedEpilogue::kSiluMul, s.slot_counters.get(), s.slot_hidden.get()},
+                {router_logits, score_bias, n_experts - routing.n_shared, routing, s.slot_ids.get(),
+                 s.slot_weights.get()});
     routed_gemv(table(down_table_), down_tiles->shape, s.slot_ids.get(), slots, 1, s.slot_hidden.get(), s.slot_y.get(),
                 ctx.stream, {RoutedEpilogue::kCombine, s.slot_counters.get(), out, s.slot_weights.get(), k});
     return;
   }
+  moe_route(router_logits, score_bias, int(rows), n_experts - routing.n_shared, routing, s.slot_ids.get(),
+            s.slot_weights.get(), ctx.stream);
   routed_product(gate_up_table_, *gate_up_[0], s.slot_ids.get(), slots, k, h, s.slot_gate_up.get(), ctx);
   silu_mul(s.slot_gate_up.get(), slots, d_ffn, s.slot_hidden.get(), ctx.stream);
   routed_product(down_table_, *down_[0], s.slot_ids.get(), slots, 1, s.slot_hidden.get(), s.slot_y.get(), ctx);

@@ -2,8 +2,9 @@
 //  - device-routed, for steps of at most kDeviceRows tokens (decode): the router's top-k on the
 //    GPU (moe_route), then one routed product for all (token, expert) slots of the stacked
 //    gate|up (routed_gemv on tiles, routed_dense_gemv on fp16 experts), SwiGLU, one routed product
-//    of the downs, and each token's weighted sum of its slots (combine_slots; on tiles, SwiGLU and
-//    the sum are the routed products' epilogues: three launches a layer) — no host
+//    of the downs, and each token's weighted sum of its slots (combine_slots; on tiles, the
+//    routing is the gate|up product's prologue where that launch fits one wave of blocks, and
+//    SwiGLU and the sum are the products' epilogues: two or three launches a layer) — no host
 //    synchronization, so these steps can be recorded into CUDA graphs. Each slot reads its
 //    expert's weights, so an expert chosen by several tokens of a step is read several times.
 //  - grouped, for longer steps (prompts) of tiled experts: moe_route, the slots grouped by expert

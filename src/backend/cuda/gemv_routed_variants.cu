@@ -1,27 +1,29 @@
 // The routed few-token kernel (a sparse MLP's decode: each grid row one (token, expert) slot), one
 // variant per weight format that mixture-of-experts checkpoints use: int4 (g128/g64/g32, with or
 // without zero points), int8 and fp8, fp4 / mxfp4 / nvfp4. int3 and int2 experts take the host path
-// (cuda_experts.h).
+// (cuda_experts.h). They run the deep rounds (tiled_gemv_kernel.cuh), 128 bytes per lane deep
+// (8 half-k-tiles of 4-bit codes, 4 of 8-bit ones; 6 where int4-g32 zero points or fp4-g16 scales
+// would not fit in 128 registers).
 #include "backend/cuda/tiled_routed_gemv.cuh"
 
 namespace marlin::cuda::tiled_detail {
 
 // X(codec, warps, strips_per_warp, frags_m, depth, groups_per_tile, asymmetric)
 #define MARLIN_ROUTED_VARIANTS(X)      \
-  X(kCodecInt4, 16, 1, 1, 4, 1, false) \
-  X(kCodecInt4, 16, 1, 1, 4, 2, false) \
-  X(kCodecInt4, 16, 1, 1, 4, 4, false) \
-  X(kCodecInt4, 16, 1, 1, 4, 1, true)  \
-  X(kCodecInt4, 16, 1, 1, 4, 2, true)  \
-  X(kCodecInt4, 16, 1, 1, 4, 4, true)  \
+  X(kCodecInt4, 16, 1, 1, 8, 1, false) \
+  X(kCodecInt4, 16, 1, 1, 8, 2, false) \
+  X(kCodecInt4, 16, 1, 1, 8, 4, false) \
+  X(kCodecInt4, 16, 1, 1, 8, 1, true)  \
+  X(kCodecInt4, 16, 1, 1, 8, 2, true)  \
+  X(kCodecInt4, 16, 1, 1, 6, 4, true)  \
   X(kCodecInt8, 16, 1, 1, 4, 1, false) \
   X(kCodecInt8, 16, 1, 1, 4, 2, false) \
   X(kCodecInt8, 16, 1, 1, 4, 4, false) \
   X(kCodecFp8, 16, 1, 1, 4, 1, false)  \
-  X(kCodecFp4, 16, 1, 1, 4, 1, false)  \
-  X(kCodecFp4, 16, 1, 1, 4, 2, false)  \
-  X(kCodecFp4, 16, 1, 1, 4, 4, false)  \
-  X(kCodecFp4, 16, 1, 1, 4, 8, false)
+  X(kCodecFp4, 16, 1, 1, 8, 1, false)  \
+  X(kCodecFp4, 16, 1, 1, 8, 2, false)  \
+  X(kCodecFp4, 16, 1, 1, 8, 4, false)  \
+  X(kCodecFp4, 16, 1, 1, 6, 8, false)
 
 MARLIN_DEFINE_ROUTED_GEMV_TABLE(MARLIN_ROUTED_VARIANTS)
 

@@ -4,6 +4,7 @@
 // weighted outputs back into the tokens' fp32 sums, and rounding the sums to fp16.
 #include <cuda_fp16.h>
 
+#include "backend/cuda/moe_route.cuh"
 #include "backend/cuda/ops.h"
 #include "backend/cuda/ops_check.h"
 #include "backend/cuda/pdl_launch.cuh"
@@ -38,116 +39,23 @@ __global__ void float_to_half_kernel(const float* in, int64_t count, __half* out
   if (i < count) out[i] = __float2half_rn(in[i]);
 }
 
-// One warp per token: the scores of its n_experts ≤ 32·kPerLane logits and the choice scores
-// (plus the bias), the best groups when routing is group-limited, then top_k rounds of a warp
-// argmax (equal scores: the lower expert index), as backend/cpu/moe.h routes. The shared experts
-// follow in each token's slots with weight 1.
-constexpr int kPerLane = 8;
+// One warp per token (moe_route.cuh).
 constexpr int kRouteWarps = 4;
-constexpr int kMaxGroups = 32;
-
-struct RouteParams {
-  int rows, n_experts, top_k, n_shared;
-  bool sigmoid, renormalize;
-  int n_groups, top_groups;
-  bool top_two_sum;
-  float scale;
-};
 
 __global__ void moe_route_kernel(const float* logits, const float* bias, RouteParams p, int32_t* ids,
                                  float* weights) {
   pdl_prologue();
-  __shared__ float choice_of[kRouteWarps][32 * kPerLane];
-  __shared__ float group_of[kRouteWarps][kMaxGroups];
+  __shared__ RouteScratch scratch[kRouteWarps];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int row = blockIdx.x * kRouteWarps + warp;
   if (row >= p.rows) return;
-  const int n = p.n_experts;
-  const float* l = logits + static_cast<long long>(row) * n;
-  float score[kPerLane];
-  float top = -INFINITY;
-  for (int i = 0; i < kPerLane; ++i) {
-    const int e = lane + 32 * i;
-    score[i] = e < n ? l[e] : -INFINITY;
-    top = fmaxf(top, score[i]);
-  }
-  for (int offset = 16; offset > 0; offset /= 2) top = fmaxf(top, __shfl_xor_sync(0xffffffffu, top, offset));
-  float sum = 0;
-  for (int i = 0; i < kPerLane; ++i) {
-    const int e = lane + 32 * i;
-    if (e >= n) continue;
-    score[i] = p.sigmoid ? 1.0f / (1.0f + expf(-score[i])) : expf(score[i] - top);
-    sum += score[i];
-  }
-  for (int offset = 16; offset > 0; offset /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, offset);
-  float choice[kPerLane];
-  for (int i = 0; i < kPerLane; ++i) {
-    const int e = lane + 32 * i;
-    if (!p.sigmoid) score[i] /= sum;
-    choice[i] = e < n ? score[i] + (bias ? bias[e] : 0.0f) : -INFINITY;
-  }
-  if (p.n_groups > 1) {
-    // Each of the first n_groups lanes scores its group from the warp's shared copy, ranks it
-    // among the others, and the experts of groups ranked top_groups or worse are ruled out.
-    for (int i = 0; i < kPerLane; ++i) choice_of[warp][lane + 32 * i] = choice[i];
-    __syncwarp();
-    const int size = n / p.n_groups;
-    if (lane < p.n_groups) {
-      float best = -INFINITY, second = -INFINITY;
-      for (int e = lane * size; e < (lane + 1) * size; ++e) {
-        const float c = choice_of[warp][e];
-        if (c > best) second = best, best = c;
-        else if (c > second) second = c;
-      }
-      group_of[warp][lane] = p.top_two_sum ? best + second : best;
-    }
-    __syncwarp();
-    bool kept = false;
-    if (lane < p.n_groups) {
-      const float mine = group_of[warp][lane];
-      int rank = 0;
-      for (int g = 0; g < p.n_groups; ++g) {
-        const float other = group_of[warp][g];
-        rank += other > mine || (other == mine && g < lane);
-      }
-      kept = rank < p.top_groups;
-    }
-    const unsigned kept_groups = __ballot_sync(0xffffffffu, kept);
-    for (int i = 0; i < kPerLane; ++i) {
-      const int e = lane + 32 * i;
-      if (e < n && !(kept_groups >> (e / size) & 1u)) choice[i] = -INFINITY;
-    }
-  }
-  float chosen_sum = 0, chosen[32];
-  int chosen_id[32];
-  for (int k = 0; k < p.top_k; ++k) {
-    float best = -INFINITY, best_score = 0;
-    int best_e = n;
-    for (int i = 0; i < kPerLane; ++i) {
-      const int e = lane + 32 * i;
-      if (e < n && (choice[i] > best || (choice[i] == best && e < best_e)))
-        best = choice[i], best_score = score[i], best_e = e;
-    }
-    for (int offset = 16; offset > 0; offset /= 2) {
-      const float other = __shfl_xor_sync(0xffffffffu, best, offset);
-      const float other_score = __shfl_xor_sync(0xffffffffu, best_score, offset);
-      const int other_e = __shfl_xor_sync(0xffffffffu, best_e, offset);
-      if (other > best || (other == best && other_e < best_e)) best = other, best_score = other_score, best_e = other_e;
-    }
-    if (best_e % 32 == lane) choice[best_e / 32] = -INFINITY;  // taken
-    chosen[k] = best_score;
-    chosen_id[k] = best_e;
-    chosen_sum += best_score;
-  }
-  if (lane != 0) return;
+  int32_t id;
+  float weight;
+  route_token(logits + static_cast<long long>(row) * p.n_experts, bias, p, scratch[warp], lane, id, weight);
   const int per_token = p.top_k + p.n_shared;
-  for (int k = 0; k < p.top_k; ++k) {
-    ids[row * per_token + k] = chosen_id[k];
-    weights[row * per_token + k] = (p.renormalize ? chosen[k] / chosen_sum : chosen[k]) * p.scale;
-  }
-  for (int j = 0; j < p.n_shared; ++j) {
-    ids[row * per_token + p.top_k + j] = n + j;
-    weights[row * per_token + p.top_k + j] = 1.0f;
+  if (lane < per_token) {
+    ids[row * per_token + lane] = id;
+    weights[row * per_token + lane] = weight;
   }
 }
 
@@ -270,29 +178,33 @@ __global__ void __launch_bounds__(kGroupWarps * 32)
 
 }  // namespace
 
-void moe_route(const float* logits, const float* score_bias, int rows, int n_experts, const MoeRouting& routing,
-               int32_t* ids, float* weights, cudaStream_t stream) {
+RouteParams route_params(const char* op, int rows, int n_experts, const MoeRouting& routing) {
   using ops_detail::require;
-  require(n_experts >= 1 && n_experts <= 32 * kPerLane, "moe_route", "expert count out of range", n_experts);
+  require(n_experts >= 1 && n_experts <= 32 * kRoutePerLane, op, "expert count out of range", n_experts);
   require(routing.top_k >= 1 && routing.top_k <= n_experts && routing.top_k + routing.n_shared <= 32 &&
               routing.n_shared >= 0,
-          "moe_route", "experts per token out of range", routing.top_k);
-  require(routing.n_groups >= 1 && routing.n_groups <= kMaxGroups && n_experts % routing.n_groups == 0 &&
+          op, "experts per token out of range", routing.top_k);
+  require(routing.n_groups >= 1 && routing.n_groups <= kRouteMaxGroups && n_experts % routing.n_groups == 0 &&
               routing.top_groups >= 1 && routing.top_groups <= routing.n_groups &&
               (routing.n_groups == 1 || routing.top_k <= routing.top_groups * (n_experts / routing.n_groups)),
-          "moe_route", "expert groups do not fit the experts", routing.n_groups);
-  require(rows >= 0, "moe_route", "row count out of range", rows);
+          op, "expert groups do not fit the experts", routing.n_groups);
+  require(rows >= 0, op, "row count out of range", rows);
+  return {rows,
+          n_experts,
+          routing.top_k,
+          routing.n_shared,
+          routing.scoring == RouterScoring::kSigmoid,
+          routing.renormalize,
+          routing.n_groups,
+          routing.top_groups,
+          routing.group_score == GroupScore::kTopTwoSum,
+          routing.scale};
+}
+
+void moe_route(const float* logits, const float* score_bias, int rows, int n_experts, const MoeRouting& routing,
+               int32_t* ids, float* weights, cudaStream_t stream) {
+  const RouteParams p = route_params("moe_route", rows, n_experts, routing);
   if (rows == 0) return;
-  const RouteParams p{rows,
-                      n_experts,
-                      routing.top_k,
-                      routing.n_shared,
-                      routing.scoring == RouterScoring::kSigmoid,
-                      routing.renormalize,
-                      routing.n_groups,
-                      routing.top_groups,
-                      routing.group_score == GroupScore::kTopTwoSum,
-                      routing.scale};
   launch_pdl(moe_route_kernel, unsigned((rows + kRouteWarps - 1) / kRouteWarps), kRouteWarps * 32, 0, stream, logits,
              score_bias, p, ids, weights);
   ops_detail::check_launch("moe_route");

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <climits>
 
+#include "backend/cuda/ops.h"
 #include "backend/cuda/tiled_gemm_kernels.h"
 #include "backend/cuda/tiled_routed_gemv.h"
 #include "core/error.h"
@@ -168,7 +169,8 @@ int routed_variant(const WeightTileShape& shape) {
 bool routed_gemv_supported(const WeightTileShape& shape) { return tiled_gemm_supported() && routed_variant(shape) >= 0; }
 
 void routed_gemv(const uint8_t* const* expert_tiles, const WeightTileShape& shape, const int32_t* expert_ids, int slots,
-                 int slot_div, const __half* a, __half* c, cudaStream_t stream, const RoutedEpilogue& epilogue) {
+                 int slot_div, const __half* a, __half* c, cudaStream_t stream, const RoutedEpilogue& epilogue,
+                 const RoutedPrologue& prologue) {
   const int variant = routed_variant(shape);
   MARLIN_CHECK(variant >= 0 && tiled_gemm_supported(), "routed gemv: no kernel for these weights");
   MARLIN_CHECK(slots >= 1 && slots <= 65535 && slot_div >= 1, "routed gemv: {} slots", slots);
@@ -212,6 +214,24 @@ void routed_gemv(const uint8_t* const* expert_tiles, const WeightTileShape& shap
   p.strip_split = (p.strips_per_block + cfg.strips_per_warp - 1) / cfg.strips_per_warp;
   p.k_split = std::max(1, cfg.warps / p.strip_split);
   const int grid_x = (strips + p.strips_per_block - 1) / p.strips_per_block;
+  if (prologue.logits) {
+    MARLIN_CHECK(expert_ids == nullptr && prologue.ids && prologue.weights &&
+                     slot_div == prologue.routing.top_k + prologue.routing.n_shared && slots % slot_div == 0,
+                 "routed gemv: routing {} slots by {} in the prologue", slots, slot_div);
+    if (int64_t(grid_x) * slots <= sms) {  // one wave: each block routes its token itself
+      r.route = route_params("routed gemv", slots / slot_div, prologue.n_routed, prologue.routing);
+      r.route_logits = prologue.logits;
+      r.route_bias = prologue.score_bias;
+      r.routed_ids = prologue.ids;
+      r.routed_weights = prologue.weights;
+    } else {  // more: routing again in each of the later waves' blocks costs more than a launch
+      moe_route(prologue.logits, prologue.score_bias, slots / slot_div, prologue.n_routed, prologue.routing,
+                prologue.ids, prologue.weights, stream);
+      r.expert_ids = prologue.ids;
+    }
+  } else {
+    MARLIN_CHECK(expert_ids != nullptr, "routed gemv: no expert ids");
+  }
   check_cuda(tiled_detail::launch_routed_gemv(variant, r, grid_x, slots, stream), "launch");
 }
 

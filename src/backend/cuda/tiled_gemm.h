@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "backend/weight_tiles.h"
+#include "model/config.h"
 
 namespace marlin::cuda {
 
@@ -105,6 +106,19 @@ void tiled_gemm(const TiledWeights& w, const __half* a, __half* c, int64_t m, Ge
 // out[t] = Σ_j weights[t·top_k + j]·c[t·top_k + j] (slots/top_k × n values, slot_div 1), bit for
 // bit as silu_mul and combine_slots (ops.h) would. `counters` (one per slot for kSiluMul, one per
 // token for kCombine) must be zero before the first launch; each launch leaves them zero.
+// A prologue saves the launch before it: with `logits` set the launch routes its tokens itself, as
+// moe_route (ops.h) would from the same logits, bias and rule (slot_div = top_k + n_shared), and
+// writes the ids and weights moe_route would write to `ids` and `weights`; expert_ids is then
+// unused (nullptr). Where the launch takes more than one wave of blocks, it launches moe_route
+// first instead (routing in every block of the later waves would cost more).
+struct RoutedPrologue {
+  const float* logits = nullptr;
+  const float* score_bias = nullptr;
+  int n_routed = 0;  // routed experts (logits per token)
+  MoeRouting routing;
+  int32_t* ids = nullptr;
+  float* weights = nullptr;
+};
 struct RoutedEpilogue {
   enum Kind { kNone, kSiluMul, kCombine } kind = kNone;
   int* counters = nullptr;
@@ -114,7 +128,8 @@ struct RoutedEpilogue {
 };
 bool routed_gemv_supported(const WeightTileShape& shape);
 void routed_gemv(const uint8_t* const* expert_tiles, const WeightTileShape& shape, const int32_t* expert_ids, int slots,
-                 int slot_div, const __half* a, __half* c, cudaStream_t stream, const RoutedEpilogue& epilogue = {});
+                 int slot_div, const __half* a, __half* c, cudaStream_t stream, const RoutedEpilogue& epilogue = {},
+                 const RoutedPrologue& prologue = {});
 
 // Grouped experts (a sparse MLP's longer steps, cuda_experts.h): every expert's rows in one launch.
 // The rows are the `slots` (token, expert) slots of a step in the grouped order group_slots

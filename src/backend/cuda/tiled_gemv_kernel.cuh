@@ -8,7 +8,7 @@
 // int4, 8 + 4 for int3, ...) straight into registers (the tile layout is already in register
 // order, so a warp's load is one coalesced run), kDepth half-k-tiles ahead (codecs of fewer bytes
 // per lane go deeper to keep as many bytes in flight), and takes its activation fragments from
-// global memory (L1/L2). The k_split partial sums are added in shared memory in a fixed order.
+// global memory (L1/L2), in rounds (run; accumulate_deep for rounds twice as deep). The k_split partial sums are added in shared memory in a fixed order.
 // K is a multiple of 64, so a half-k-tile lies wholly inside K or wholly in the last tile's
 // padding, which is skipped. (An L2 prefetch of the next kDepth half-k-tiles' codes was 0–8 %
 // slower in run 6.)
@@ -74,64 +74,128 @@ struct TiledGemv {
     }
   }
 
+  // This warp's strips, as the main loops read them.
+  struct Strips {
+    const uint8_t* tile_base[kStripsPerWarp];
+    int strip_in_tile[kStripsPerWarp];
+    bool valid[kStripsPerWarp];
+  };
+
+  static __device__ __forceinline__ void load_steps(const Strips& w, int h, int lane, Step (&s)[kStripsPerWarp]) {
+#pragma unroll
+    for (int j = 0; j < kStripsPerWarp; ++j)
+      if (w.valid[j])
+        load_step(w.tile_base[j] + static_cast<long long>(h / 2) * kTileBytes, w.strip_in_tile[j], h % 2, lane, s[j]);
+  }
+
+  static __device__ __forceinline__ void mma_steps(const Strips& w, const Step (&s)[kStripsPerWarp],
+                                                   const uint32_t (&b)[4][kFragsM][2],
+                                                   float (&acc)[kStripsPerWarp][kFragsM][4]) {
+#pragma unroll
+    for (int j = 0; j < kStripsPerWarp; ++j) {
+      if (!w.valid[j]) continue;
+#pragma unroll
+      for (int ks = 0; ks < 4; ++ks) {
+        const int q = ks * kHalfGroups / 4;
+        uint32_t a[4];
+        C::dequant(s[j].codes, ks, s[j].quant[q][0], s[j].quant[q][1], a);
+#pragma unroll
+        for (int fm = 0; fm < kFragsM; ++fm) mma_16816(acc[j][fm], a, b[ks][fm][0], b[ks][fm][1]);
+      }
+    }
+  }
+
+  // Deep rounds: like the rounds of run(), but each half-k-tile's activations are loaded just
+  // before it is multiplied (from L1 mostly), which leaves the registers for rounds twice as deep:
+  // half as many round trips to memory where the weights cannot be loaded before the previous
+  // kernel ends (the routed kernel). (A register ring that refilled each slot as soon as it was
+  // used was slower than plain rounds at a Qwen3-30B-A3B decode step on an H100: 30.8 against
+  // 28.4 µs for one token, 142 against 132 µs for eight, where these deep rounds take 26.6 and
+  // 106; its loads share a warp's few scoreboards, so a step can wait for loads issued after it.)
+  static __device__ __forceinline__ void accumulate_deep(const GemvParams& p, const Strips& w, int h_begin, int h_end,
+                                                         int lane, float (&acc)[kStripsPerWarp][kFragsM][4]) {
+    bool waited = false;
+    for (int h0 = h_begin; h0 < h_end; h0 += kDepth) {
+      Step steps[kDepth][kStripsPerWarp];
+#pragma unroll
+      for (int d = 0; d < kDepth; ++d)
+        if (h0 + d < h_end) load_steps(w, h0 + d, lane, steps[d]);
+      if (!waited) {
+        grid_dependency_wait();
+        waited = true;
+      }
+#pragma unroll
+      for (int d = 0; d < kDepth; ++d) {
+        if (h0 + d >= h_end) break;
+        uint32_t b[4][kFragsM][2];
+        load_acts(p, h0 + d, lane, b);
+        mma_steps(w, steps[d], b, acc);
+      }
+    }
+    if (!waited) grid_dependency_wait();
+  }
+
+  template <bool kDeep = false>
   static __device__ void run(const GemvParams& p, float* red) {
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int group = warp / p.k_split, piece = warp % p.k_split;
     const int block_strip0 = blockIdx.x * p.strips_per_block;
     const int strips = p.n / 16;
     // This warp's strips (block-relative index group + j·strip_split) and its half-k-tile range.
-    const uint8_t* tile_base[kStripsPerWarp];
-    int strip_in_tile[kStripsPerWarp];
-    bool valid[kStripsPerWarp];
+    Strips w;
 #pragma unroll
     for (int j = 0; j < kStripsPerWarp; ++j) {
       const int local = group + j * p.strip_split;
       const int strip = block_strip0 + local;
-      valid[j] = group < p.strip_split && local < p.strips_per_block && strip < strips;
-      const int s = valid[j] ? strip : 0;
-      tile_base[j] = p.tiles + static_cast<long long>(s / 4) * p.k_tiles * kTileBytes;
-      strip_in_tile[j] = s % 4;
+      w.valid[j] = group < p.strip_split && local < p.strips_per_block && strip < strips;
+      const int s = w.valid[j] ? strip : 0;
+      w.tile_base[j] = p.tiles + static_cast<long long>(s / 4) * p.k_tiles * kTileBytes;
+      w.strip_in_tile[j] = s % 4;
     }
     const int halves = p.k / 64;
     const int h_begin = piece * halves / p.k_split, h_end = (piece + 1) * halves / p.k_split;
 
     float acc[kStripsPerWarp][kFragsM][4] = {};
-    bool waited = false;
-    for (int h0 = h_begin; h0 < h_end; h0 += kDepth) {
-      Step steps[kDepth][kStripsPerWarp];
+    if constexpr (kDeep) {
+      accumulate_deep(p, w, h_begin, h_end, lane, acc);
+    } else {  // rounds: kDepth half-k-tiles are loaded, then multiplied, then the next kDepth loaded
+      bool waited = false;
+      for (int h0 = h_begin; h0 < h_end; h0 += kDepth) {
+        Step steps[kDepth][kStripsPerWarp];
 #pragma unroll
-      for (int d = 0; d < kDepth; ++d)
+        for (int d = 0; d < kDepth; ++d)
 #pragma unroll
-        for (int j = 0; j < kStripsPerWarp; ++j)
-          if (h0 + d < h_end && valid[j])
-            load_step(tile_base[j] + static_cast<long long>((h0 + d) / 2) * kTileBytes, strip_in_tile[j], (h0 + d) % 2,
-                      lane, steps[d][j]);
-      if (!waited) {  // the weights above do not depend on the previous kernel; A does
-        grid_dependency_wait();
-        waited = true;
-      }
-      uint32_t b[kDepth][4][kFragsM][2];
+          for (int j = 0; j < kStripsPerWarp; ++j)
+            if (h0 + d < h_end && w.valid[j])
+              load_step(w.tile_base[j] + static_cast<long long>((h0 + d) / 2) * kTileBytes, w.strip_in_tile[j],
+                        (h0 + d) % 2, lane, steps[d][j]);
+        if (!waited) {  // the weights above do not depend on the previous kernel; A does
+          grid_dependency_wait();
+          waited = true;
+        }
+        uint32_t b[kDepth][4][kFragsM][2];
 #pragma unroll
-      for (int d = 0; d < kDepth; ++d)
-        if (h0 + d < h_end) load_acts(p, h0 + d, lane, b[d]);
+        for (int d = 0; d < kDepth; ++d)
+          if (h0 + d < h_end) load_acts(p, h0 + d, lane, b[d]);
 #pragma unroll
-      for (int d = 0; d < kDepth; ++d) {
-        if (h0 + d >= h_end) break;
+        for (int d = 0; d < kDepth; ++d) {
+          if (h0 + d >= h_end) break;
 #pragma unroll
-        for (int j = 0; j < kStripsPerWarp; ++j) {
-          if (!valid[j]) continue;
+          for (int j = 0; j < kStripsPerWarp; ++j) {
+            if (!w.valid[j]) continue;
 #pragma unroll
-          for (int ks = 0; ks < 4; ++ks) {
-            const int q = ks * kHalfGroups / 4;
-            uint32_t a[4];
-            C::dequant(steps[d][j].codes, ks, steps[d][j].quant[q][0], steps[d][j].quant[q][1], a);
+            for (int ks = 0; ks < 4; ++ks) {
+              const int q = ks * kHalfGroups / 4;
+              uint32_t a[4];
+              C::dequant(steps[d][j].codes, ks, steps[d][j].quant[q][0], steps[d][j].quant[q][1], a);
 #pragma unroll
-            for (int fm = 0; fm < kFragsM; ++fm) mma_16816(acc[j][fm], a, b[d][ks][fm][0], b[d][ks][fm][1]);
+              for (int fm = 0; fm < kFragsM; ++fm) mma_16816(acc[j][fm], a, b[d][ks][fm][0], b[d][ks][fm][1]);
+            }
           }
         }
       }
+      if (!waited) grid_dependency_wait();
     }
-    if (!waited) grid_dependency_wait();
 
     // Partial sums of the k_split pieces of a strip group, added in piece order.
     float* mine = red + (static_cast<long long>(warp) * 32 + lane) * kRedFloats;
@@ -155,7 +219,7 @@ struct TiledGemv {
     const int g = lane / 4, t = lane % 4;
 #pragma unroll
     for (int j = 0; j < kStripsPerWarp; ++j) {
-      if (!valid[j]) continue;
+      if (!w.valid[j]) continue;
       const int n = (block_strip0 + group + j * p.strip_split) * 16 + g;
       float top = 1.0f, bottom = 1.0f;
       if constexpr (C::kRowScales) {

@@ -12,6 +12,7 @@
 
 #include <iterator>
 
+#include "backend/cuda/moe_route.cuh"
 #include "backend/cuda/slot_math.cuh"
 #include "backend/cuda/tiled_gemv_kernel.cuh"
 #include "backend/cuda/tiled_routed_gemv.h"
@@ -51,6 +52,28 @@ __device__ __forceinline__ void routed_epilogue(const RoutedGemvParams& p, int s
   }
 }
 
+// The expert of this block's slot: given, or routed here by the first warp (one launch fewer; every
+// block of the token routes it again, which costs less than waiting for another kernel).
+__device__ __forceinline__ int slot_expert(const RoutedGemvParams& p, int slot) {
+  if (!p.route_logits) return p.expert_ids[slot];
+  __shared__ RouteScratch scratch;
+  __shared__ int expert;
+  if (threadIdx.x < 32) {
+    const int lane = threadIdx.x, token = slot / p.slot_div;
+    int32_t id;
+    float weight;
+    route_token(p.route_logits + static_cast<long long>(token) * p.route.n_experts, p.route_bias, p.route, scratch,
+                lane, id, weight);
+    if (lane == slot % p.slot_div) expert = id;
+    if (blockIdx.x == 0 && slot % p.slot_div == 0 && lane < p.slot_div) {
+      p.routed_ids[slot + lane] = id;
+      p.routed_weights[slot + lane] = weight;
+    }
+  }
+  __syncthreads();
+  return expert;
+}
+
 template <int kCodec, int kWarps, int kStripsPerWarp, int kFragsM, int kDepth, int kGroupsPerTile, bool kAsym>
 __global__ void __launch_bounds__(kWarps * 32, 1) routed_gemv_kernel(const __grid_constant__ RoutedGemvParams p) {
   allow_dependent_launch();
@@ -58,12 +81,12 @@ __global__ void __launch_bounds__(kWarps * 32, 1) routed_gemv_kernel(const __gri
   grid_dependency_wait();
   GemvParams q = p.gemv;
   const int slot = blockIdx.y;
-  q.tiles = p.expert_tiles[p.expert_ids[slot]];
+  q.tiles = p.expert_tiles[slot_expert(p, slot)];
   if constexpr (Codec<kCodec>::kRowScales) q.row_scales = reinterpret_cast<const float*>(q.tiles + p.tiles_bytes);
   q.a = p.gemv.a + static_cast<long long>(slot / p.slot_div) * p.gemv.k;
   q.c = p.gemv.c + static_cast<long long>(slot) * p.gemv.n;
   q.m = 1;
-  TiledGemv<kCodec, kWarps, kStripsPerWarp, kFragsM, kDepth, kGroupsPerTile, kAsym>::run(q, red);
+  TiledGemv<kCodec, kWarps, kStripsPerWarp, kFragsM, kDepth, kGroupsPerTile, kAsym>::template run<true>(q, red);
   routed_epilogue(p, slot);
 }
 

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 
+#include "backend/cuda/moe_route.h"
 #include "backend/cuda/tiled_gemm_kernels.h"
 
 namespace marlin::cuda::tiled_detail {
@@ -15,7 +16,9 @@ namespace marlin::cuda::tiled_detail {
 enum RoutedEpilogueKind : int { kEpilogueNone = 0, kEpilogueSiluMul = 1, kEpilogueCombine = 2 };
 
 // Grid row y multiplies activation row y / slot_div of gemv.a by the weights of expert
-// expert_ids[y] (tiles at expert_tiles[that], its row scales right after its tiles_bytes of
+// expert_ids[y] (or, with route_logits, of the expert the block's first warp routes slot y to,
+// token y / slot_div's slot y % slot_div, slot_div = top_k + n_shared; the blocks of grid column 0
+// write their token's ids and weights to routed_ids and routed_weights) (tiles at expert_tiles[that], its row scales right after its tiles_bytes of
 // tiles) into row y of gemv.c; gemv.m = 1, gemv.tiles and gemv.row_scales unused.
 struct RoutedGemvParams {
   GemvParams gemv;
@@ -28,6 +31,11 @@ struct RoutedGemvParams {
   __half* epilogue_out = nullptr;       // silu: slots × n/2; combine: slots/top_k × n
   const float* slot_weights = nullptr;  // combine: one per slot
   int top_k = 1;                        // combine: slots per token
+  const float* route_logits = nullptr;  // routing in the prologue: fp32 logits, route.n_experts per token
+  const float* route_bias = nullptr;    // its score bias, or none
+  RouteParams route{};
+  int32_t* routed_ids = nullptr;
+  float* routed_weights = nullptr;
 };
 
 // The routed variants (one per weight format: 16 warps, one strip each, one token), and a launch
