@@ -44,14 +44,24 @@ double seconds_per_call(const cuda::CudaExperts& x, const __half* h, int64_t row
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / reps;
 }
 
+// The layer at Qwen3-30B-A3B's expert shape and the experts' context as the backend sets it up.
+struct Qwen3Layer {
+  ThreadPool pool{8};
+  Layer layer = make_layer(128, 2048, 768, TensorFormat::parse("int4-g128"), 900, pool);
+  cuda::LinearContext ctx;
+  Qwen3Layer() {
+    EXPECT_EQ(cublasCreate(&ctx.cublas), CUBLAS_STATUS_SUCCESS);
+    ctx.max_rows = 2048;  // the CUDA backend's most tokens per step
+  }
+  ~Qwen3Layer() { cublasDestroy(ctx.cublas); }
+};
+
 TEST(CudaMoeGroupedPerf, Qwen3LayerTimings) {
   MARLIN_REQUIRE_GPU();
   if (!cuda::tiled_gemm_supported()) GTEST_SKIP() << "the tiled kernels need sm_90";
-  ThreadPool pool(8);
-  const Layer layer = make_layer(128, 2048, 768, TensorFormat::parse("int4-g128"), 900, pool);
-  cuda::LinearContext ctx;
-  ASSERT_EQ(cublasCreate(&ctx.cublas), CUBLAS_STATUS_SUCCESS);
-  ctx.max_rows = 2048;  // the CUDA backend's most tokens per step
+  Qwen3Layer q;
+  const Layer& layer = q.layer;
+  cuda::LinearContext& ctx = q.ctx;
   auto grouped = cuda::CudaExperts::upload(layer.experts, {}, ctx);
   setenv("MARLIN_MOE_GROUPED", "0", 1);
   auto host = cuda::CudaExperts::upload(layer.experts, {}, ctx);
@@ -85,8 +95,6 @@ TEST(CudaMoeGroupedPerf, Qwen3LayerTimings) {
     }
     EXPECT_LE(std::sqrt(err / norm), 0.01) << rows << " tokens: the paths disagree";
   }
-
-  cublasDestroy(ctx.cublas);
 }
 
 // Decode steps at the same shape, alone (so that a profiler sees only them): the bytes of the
@@ -94,11 +102,9 @@ TEST(CudaMoeGroupedPerf, Qwen3LayerTimings) {
 TEST(CudaMoeGroupedPerf, Qwen3DecodeSteps) {
   MARLIN_REQUIRE_GPU();
   if (!cuda::tiled_gemm_supported()) GTEST_SKIP() << "the tiled kernels need sm_90";
-  ThreadPool pool(8);
-  const Layer layer = make_layer(128, 2048, 768, TensorFormat::parse("int4-g128"), 900, pool);
-  cuda::LinearContext ctx;
-  ASSERT_EQ(cublasCreate(&ctx.cublas), CUBLAS_STATUS_SUCCESS);
-  ctx.max_rows = 2048;
+  Qwen3Layer q;
+  const Layer& layer = q.layer;
+  cuda::LinearContext& ctx = q.ctx;
   auto grouped = cuda::CudaExperts::upload(layer.experts, {}, ctx);
   const MoeRouting routing{8, true, RouterScoring::kSoftmax};
   std::mt19937 rng(31);
@@ -154,7 +160,6 @@ TEST(CudaMoeGroupedPerf, Qwen3DecodeSteps) {
                 static_cast<long long>(rows), ms * 1e3, bytes * 1e-6, bytes / (ms * 1e-3) * 1e-12,
                 bytes / (ms * 1e-3) / copy_bytes_per_s);
   }
-  cublasDestroy(ctx.cublas);
 }
 
 }  // namespace

@@ -159,6 +159,8 @@ struct TiledGemv {
     if constexpr (kDeep) {
       accumulate_deep(p, w, h_begin, h_end, lane, acc);
     } else {  // rounds: kDepth half-k-tiles are loaded, then multiplied, then the next kDepth loaded
+      // (written out rather than through load_steps and mma_steps: through them nvcc allocated the
+      // tuned dense variants' registers differently, in one form with a spill)
       bool waited = false;
       for (int h0 = h_begin; h0 < h_end; h0 += kDepth) {
         Step steps[kDepth][kStripsPerWarp];
