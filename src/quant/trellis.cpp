@@ -67,9 +67,21 @@ struct TileWorkspace {
 double encode_tile_with(TileWorkspace& work, const float* target, int k, uint16_t* packed, float* decoded) {
   const TrellisShape shape{kTrellisTileValues, k, kTrellisStateBits};
   encode_circular_states(work.viterbi, target, shape, work.rotated, work.states);
+  return pack_tile_states(work.states.data(), target, k, packed, decoded);
+}
+
+}  // namespace
+
+void trellis_decode_tile(const uint16_t* packed, int k, float* out) {
+  check_bits(k);
+  MARLIN_CHECK(packed && out, "trellis: null pointer passed to trellis_decode_tile");
+  for (int t = 0; t < kTrellisTileValues; ++t) out[t] = trellis_value(trellis_tile_state(packed, k, t));
+}
+
+double pack_tile_states(const uint32_t* states, const float* target, int k, uint16_t* packed, float* decoded) {
   std::memset(packed, 0, sizeof(uint16_t) * size_t(trellis_tile_words(k)));
   for (int t = 0; t < kTrellisTileValues; ++t) {
-    const uint32_t symbol = work.states[size_t(t)] & ((1u << k) - 1);
+    const uint32_t symbol = states[t] & ((1u << k) - 1);
     for (int b = 0; b < k; ++b) {
       const int bit = t * k + b;
       packed[bit >> 4] = uint16_t(packed[bit >> 4] | (((symbol >> (k - 1 - b)) & 1u) << (15 - (bit & 15))));
@@ -79,14 +91,6 @@ double encode_tile_with(TileWorkspace& work, const float* target, int k, uint16_
   trellis_decode_tile(packed, k, values);
   if (decoded) std::memcpy(decoded, values, sizeof values);
   return squared_error(target, values, kTrellisTileValues);
-}
-
-}  // namespace
-
-void trellis_decode_tile(const uint16_t* packed, int k, float* out) {
-  check_bits(k);
-  MARLIN_CHECK(packed && out, "trellis: null pointer passed to trellis_decode_tile");
-  for (int t = 0; t < kTrellisTileValues; ++t) out[t] = trellis_value(trellis_tile_state(packed, k, t));
 }
 
 double trellis_encode_tile(const float* target, int k, uint16_t* packed, float* decoded) {

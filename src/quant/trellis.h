@@ -62,6 +62,12 @@ void trellis_decode_tile(const uint16_t* packed, int k, float* out);
 // Throws marlin::Error for k outside 1..8, null pointers or a non-finite target.
 double trellis_encode_tile(const float* target, int k, uint16_t* packed, float* decoded = nullptr);
 
+// Packs a tile's path (the states of values 0..255, whose low k bits are each value's new bits)
+// into trellis_tile_words(k) words and returns the squared error of its reconstruction, which it
+// also writes to `decoded` when that is not null: the encoders' last step (also for a search that
+// ran elsewhere, such as the GPU's).
+double pack_tile_states(const uint32_t* states, const float* target, int k, uint16_t* packed, float* decoded);
+
 // Encodes `tiles` consecutive tiles (256 targets each; tile i's words at packed + i·16·k, its error
 // in errors[i], its reconstruction at decoded + 256·i when decoded is not null), spread over the
 // pool (null: this thread). The results do not depend on the pool's size.
