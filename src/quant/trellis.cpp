@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "quant/parallel.h"
 #include "quant/trellis_code.h"
+#include "quant/trellis_gpu_search.h"
 #include "quant/trellis_viterbi.h"
 
 namespace marlin {
@@ -109,6 +110,15 @@ void trellis_encode_tiles(const float* targets, int64_t tiles, int k, uint16_t* 
   MARLIN_CHECK(targets && packed && errors, "trellis: null pointer passed to trellis_encode_tiles");
   for (int64_t i = 0; i < tiles; ++i) check_targets(targets + i * kTrellisTileValues, kTrellisTileValues);
   const int64_t words = trellis_tile_words(k);
+  std::vector<uint32_t> gpu_states;
+  if (trellis_search_on_gpu(targets, tiles, k, gpu_states)) {
+    parallel_ranges(pool, tiles, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i)
+        errors[i] = pack_tile_states(&gpu_states[size_t(i) * kTrellisTileValues], targets + i * kTrellisTileValues, k,
+                                     packed + i * words, decoded ? decoded + i * kTrellisTileValues : nullptr);
+    });
+    return;
+  }
   parallel_ranges(pool, tiles, 1, [&](int64_t begin, int64_t end) {
     TileWorkspace work;
     for (int64_t i = begin; i < end; ++i)

@@ -1,0 +1,31 @@
+#include "quant/trellis_gpu_search.h"
+
+#include <cstdlib>
+#include <string_view>
+
+#include "quant/trellis.h"
+
+#ifdef MARLIN_HAVE_CUDA
+#include "backend/cuda/device_info.h"
+#include "backend/cuda/trellis_encode.h"
+#endif
+
+namespace marlin {
+
+bool trellis_search_on_gpu(const float* targets, int64_t tiles, int k, std::vector<uint32_t>& states) {
+#ifdef MARLIN_HAVE_CUDA
+  static const bool wanted = [] {
+    const char* v = std::getenv("MARLIN_TRELLIS_GPU_SEARCH");
+    return v != nullptr && std::string_view(v) == "1";
+  }();
+  if (!wanted || !cuda::trellis_search_supported(k) || cuda::device_count() == 0) return false;
+  states.resize(size_t(tiles) * kTrellisTileValues);
+  cuda::trellis_tile_states(targets, tiles, k, states.data());
+  return true;
+#else
+  (void)targets, (void)tiles, (void)k, (void)states;
+  return false;
+#endif
+}
+
+}  // namespace marlin
