@@ -21,6 +21,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstdint>
 #include <memory>
 #include <random>
@@ -263,6 +264,32 @@ void check_layer(const Layer& l, int64_t rows, const MoeRouting& routing, Skew s
   EXPECT_EQ(again.download(), dout.download()) << "a second run differs";
 }
 
+// A decode step with routing, SwiGLU and the combination inside the routed products gives the bits
+// of the launches that do them on their own (MARLIN_MOE_FUSED=0 at upload).
+void check_fused_step_bits(const Layer& l, int64_t rows, const MoeRouting& routing, uint32_t seed,
+                           const std::vector<float>& score_bias = {}) {
+  SCOPED_TRACE(testing::Message() << rows << " rows, fused against separate launches");
+  const int routed = int(l.experts.size()) - routing.n_shared;
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> logit(-4.0f, 4.0f);
+  std::vector<float> logits(size_t(rows * routed));
+  for (float& v : logits) v = logit(rng);
+  DeviceBuffer<uint16_t> dh(random_halves(size_t(rows * l.d_model), -1.0f, 1.0f, rng));
+  DeviceBuffer<float> dlogits(logits);
+  Context c;
+  auto fused = cuda::CudaExperts::upload(l.experts, score_bias, c.ctx);
+  setenv("MARLIN_MOE_FUSED", "0", 1);
+  auto separate = cuda::CudaExperts::upload(l.experts, score_bias, c.ctx);
+  unsetenv("MARLIN_MOE_FUSED");
+  ASSERT_TRUE(fused->device_routed(rows));
+  cuda::MoeScratch s1, s2;
+  DeviceBuffer<uint16_t> out1(size_t(rows * l.d_model)), out2(size_t(rows * l.d_model));
+  fused->forward(as_half(dh), rows, dlogits.get(), routing, as_half(out1), c.ctx, s1);
+  separate->forward(as_half(dh), rows, dlogits.get(), routing, as_half(out2), c.ctx, s2);
+  cuda_ok(cudaDeviceSynchronize(), "moe");
+  EXPECT_EQ(out1.download(), out2.download());
+}
+
 bool grouped_kernels_run() { return cuda::tiled_gemm_supported(); }
 
 // 8 experts top-2 and 128 experts top-8 (d_model 256, d_ffn 128) in int4 and int8, at each of
@@ -316,7 +343,10 @@ TEST(CudaMoeGrouped, DeviceRoutedStepsMatchCpu) {
   std::mt19937 rng(13);
   std::uniform_real_distribution<float> small(-0.5f, 0.5f);
   for (float& b : bias) b = small(rng);
-  for (const int64_t rows : {1, 4}) check_layer(deepseek, rows, grouped, Skew::kNone, 14, 0, bias);
+  for (const int64_t rows : {1, 4}) {
+    check_layer(deepseek, rows, grouped, Skew::kNone, 14, 0, bias);
+    check_fused_step_bits(deepseek, rows, grouped, 15, bias);
+  }
 }
 
 // Every token's first choice is the same expert (its rows span many chunks), and half the
@@ -359,7 +389,10 @@ TEST(CudaMoeGrouped, Qwen3ShapeMatchesCpu) {
   check_layer(layer, 64, {8, true, RouterScoring::kSoftmax}, Skew::kNone, 9);
   // Decode steps: one token's routed launch fits one wave of blocks and routes in its prologue;
   // eight tokens' does not, and moe_route runs first.
-  for (const int64_t rows : {1, 8}) check_layer(layer, rows, {8, true, RouterScoring::kSoftmax}, Skew::kNone, 10);
+  for (const int64_t rows : {1, 8}) {
+    check_layer(layer, rows, {8, true, RouterScoring::kSoftmax}, Skew::kNone, 10);
+    check_fused_step_bits(layer, rows, {8, true, RouterScoring::kSoftmax}, 11);
+  }
 }
 
 }  // namespace

@@ -98,14 +98,19 @@ TEST(CudaMoeGroupedPerf, Qwen3LayerTimings) {
 }
 
 // Decode steps at the same shape, alone (so that a profiler sees only them): the bytes of the
-// distinct experts the step's tokens choose (their top 8 logits) against the time of one step.
+// distinct experts the step's tokens choose (their top 8 logits) against the time of one step,
+// with routing, SwiGLU and the combination inside the routed products and in launches of their
+// own (MARLIN_MOE_FUSED=0).
 TEST(CudaMoeGroupedPerf, Qwen3DecodeSteps) {
   MARLIN_REQUIRE_GPU();
   if (!cuda::tiled_gemm_supported()) GTEST_SKIP() << "the tiled kernels need sm_90";
   Qwen3Layer q;
   const Layer& layer = q.layer;
   cuda::LinearContext& ctx = q.ctx;
-  auto grouped = cuda::CudaExperts::upload(layer.experts, {}, ctx);
+  auto fused = cuda::CudaExperts::upload(layer.experts, {}, ctx);
+  setenv("MARLIN_MOE_FUSED", "0", 1);
+  auto separate = cuda::CudaExperts::upload(layer.experts, {}, ctx);
+  unsetenv("MARLIN_MOE_FUSED");
   const MoeRouting routing{8, true, RouterScoring::kSoftmax};
   std::mt19937 rng(31);
   // Every call of a timed graph routes by other logits, as the layers of a model would (the
@@ -144,21 +149,23 @@ TEST(CudaMoeGroupedPerf, Qwen3DecodeSteps) {
       distinct += double(std::count(used.begin(), used.end(), 1)) / kCalls;
     }
     const double bytes = expert_bytes * distinct;
-    grouped->forward(as_half(dh), rows, dlogits.get(), routing, as_half(out), ctx, scratch);  // sizes the scratch
-    cuda_ok(cudaDeviceSynchronize(), "warm-up");
-    int call = 0;
-    const float ms = time_ms(
-        [&](cudaStream_t s) {
-          ctx.stream = s;
-          grouped->forward(as_half(dh), rows, dlogits.get() + size_t(call++ % kCalls) * 8 * 128, routing,
-                           as_half(out), ctx, scratch);
-        },
-        kCalls, true);
-    ctx.stream = nullptr;
-    std::printf("{\"decode_tokens\": %lld, \"sparse_mlp_us\": %.2f, \"expert_mb\": %.2f, \"tb_per_s\": %.3f, "
-                "\"of_copy_bandwidth\": %.3f}\n",
-                static_cast<long long>(rows), ms * 1e3, bytes * 1e-6, bytes / (ms * 1e-3) * 1e-12,
-                bytes / (ms * 1e-3) / copy_bytes_per_s);
+    for (const auto* experts : {fused.get(), separate.get()}) {
+      experts->forward(as_half(dh), rows, dlogits.get(), routing, as_half(out), ctx, scratch);  // sizes the scratch
+      cuda_ok(cudaDeviceSynchronize(), "warm-up");
+      int call = 0;
+      const float ms = time_ms(
+          [&](cudaStream_t s) {
+            ctx.stream = s;
+            experts->forward(as_half(dh), rows, dlogits.get() + size_t(call++ % kCalls) * 8 * 128, routing,
+                             as_half(out), ctx, scratch);
+          },
+          kCalls, true);
+      ctx.stream = nullptr;
+      std::printf("{\"decode_tokens\": %lld, \"launches\": \"%s\", \"sparse_mlp_us\": %.2f, \"expert_mb\": %.2f, "
+                  "\"tb_per_s\": %.3f, \"of_copy_bandwidth\": %.3f}\n",
+                  static_cast<long long>(rows), experts == fused.get() ? "fused" : "separate", ms * 1e3, bytes * 1e-6,
+                  bytes / (ms * 1e-3) * 1e-12, bytes / (ms * 1e-3) / copy_bytes_per_s);
+    }
   }
 }
 

@@ -50,7 +50,8 @@ void encode_on_gpu(const std::vector<float>& targets, int64_t tiles, int k, std:
 
 TEST(CudaTrellisEncode, MatchesTheCpuSearch) {
   MARLIN_REQUIRE_GPU();
-  if (std::getenv("MARLIN_TRELLIS_GPU_SEARCH")) GTEST_SKIP() << "unset MARLIN_TRELLIS_GPU_SEARCH: the CPU encoder is the reference";
+  if (std::getenv("MARLIN_TRELLIS_GPU_SEARCH"))
+    GTEST_SKIP() << "unset MARLIN_TRELLIS_GPU_SEARCH: the CPU encoder is the reference";
   ThreadPool pool(std::max(1u, std::thread::hardware_concurrency()));
   const int64_t tiles = 20;
   for (int k = 2; k <= 8; ++k) {

@@ -86,6 +86,10 @@ std::unique_ptr<CudaExperts> CudaExperts::upload(std::span<const ExpertWeights> 
   const char* grouped = std::getenv("MARLIN_MOE_GROUPED");
   x->grouped_ = x->device_routable_ && gate_up && down && grouped_gemm_supported(gate_up->shape) &&
                 grouped_gemm_supported(down->shape) && !(grouped && std::string(grouped) == "0");
+  // MARLIN_MOE_FUSED=0 keeps a decode step's routing, SwiGLU and combination in launches of their
+  // own (to measure against them; the results are the same bits).
+  const char* fused = std::getenv("MARLIN_MOE_FUSED");
+  x->fused_decode_ = gate_up && down && !(fused && std::string(fused) == "0");
   return x;
 }
 
@@ -135,16 +139,15 @@ void CudaExperts::forward_on_device(const __half* h, int64_t rows, const float* 
     ++ctx.generation;
   }
   const float* score_bias = has_score_bias ? score_bias_.get() : nullptr;
-  const TiledWeights* gate_up_tiles = gate_up_[0]->tiles();
-  const TiledWeights* down_tiles = down_[0]->tiles();
-  if (gate_up_tiles && down_tiles) {  // routing, SwiGLU and the combination inside the two products
+  if (fused_decode_) {  // routing, SwiGLU and the combination inside the two products
     const auto table = [](const DeviceArray<const void*>& t) { return reinterpret_cast<const uint8_t* const*>(t.get()); };
-    routed_gemv(table(gate_up_table_), gate_up_tiles->shape, nullptr, slots, k, h, s.slot_gate_up.get(), ctx.stream,
-                {RoutedEpilogue::kSiluMul, s.slot_counters.get(), s.slot_hidden.get()},
+    routed_gemv(table(gate_up_table_), gate_up_[0]->tiles()->shape, nullptr, slots, k, h, s.slot_gate_up.get(),
+                ctx.stream, {RoutedEpilogue::kSiluMul, s.slot_counters.get(), s.slot_hidden.get()},
                 {router_logits, score_bias, n_experts - routing.n_shared, routing, s.slot_ids.get(),
                  s.slot_weights.get()});
-    routed_gemv(table(down_table_), down_tiles->shape, s.slot_ids.get(), slots, 1, s.slot_hidden.get(), s.slot_y.get(),
-                ctx.stream, {RoutedEpilogue::kCombine, s.slot_counters.get(), out, s.slot_weights.get(), k});
+    routed_gemv(table(down_table_), down_[0]->tiles()->shape, s.slot_ids.get(), slots, 1, s.slot_hidden.get(),
+                s.slot_y.get(), ctx.stream,
+                {RoutedEpilogue::kCombine, s.slot_counters.get(), out, s.slot_weights.get(), k});
     return;
   }
   moe_route(router_logits, score_bias, int(rows), n_experts - routing.n_shared, routing, s.slot_ids.get(),

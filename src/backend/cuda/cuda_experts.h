@@ -4,7 +4,8 @@
 //    gate|up (routed_gemv on tiles, routed_dense_gemv on fp16 experts), SwiGLU, one routed product
 //    of the downs, and each token's weighted sum of its slots (combine_slots; on tiles, the
 //    routing is the gate|up product's prologue where that launch fits one wave of blocks, and
-//    SwiGLU and the sum are the products' epilogues: two or three launches a layer) — no host
+//    SwiGLU and the sum are the products' epilogues: two or three launches a layer;
+//    MARLIN_MOE_FUSED=0 at upload keeps them in launches of their own, with the same bits) — no host
 //    synchronization, so these steps can be recorded into CUDA graphs. Each slot reads its
 //    expert's weights, so an expert chosen by several tokens of a step is read several times.
 //  - grouped, for longer steps (prompts) of tiled experts: moe_route, the slots grouped by expert
@@ -86,6 +87,7 @@ class CudaExperts final : public BackendExperts {
   DeviceArray<const void*> gate_up_table_, down_table_;
   bool device_routable_ = false;
   bool grouped_ = false;
+  bool fused_decode_ = false;  // tiled experts: decode steps in two or three launches (see the top)
 };
 
 }  // namespace marlin::cuda

@@ -8,7 +8,8 @@
 // int4, 8 + 4 for int3, ...) straight into registers (the tile layout is already in register
 // order, so a warp's load is one coalesced run), kDepth half-k-tiles ahead (codecs of fewer bytes
 // per lane go deeper to keep as many bytes in flight), and takes its activation fragments from
-// global memory (L1/L2), in rounds (run; accumulate_deep for rounds twice as deep). The k_split partial sums are added in shared memory in a fixed order.
+// global memory (L1/L2), in rounds (run; accumulate_deep for rounds twice as deep). The k_split
+// partial sums are added in shared memory in a fixed order.
 // K is a multiple of 64, so a half-k-tile lies wholly inside K or wholly in the last tile's
 // padding, which is skipped. (An L2 prefetch of the next kDepth half-k-tiles' codes was 0–8 %
 // slower in run 6.)

@@ -16,10 +16,11 @@ namespace marlin::cuda::tiled_detail {
 enum RoutedEpilogueKind : int { kEpilogueNone = 0, kEpilogueSiluMul = 1, kEpilogueCombine = 2 };
 
 // Grid row y multiplies activation row y / slot_div of gemv.a by the weights of expert
-// expert_ids[y] (or, with route_logits, of the expert the block's first warp routes slot y to,
-// token y / slot_div's slot y % slot_div, slot_div = top_k + n_shared; the blocks of grid column 0
-// write their token's ids and weights to routed_ids and routed_weights) (tiles at expert_tiles[that], its row scales right after its tiles_bytes of
-// tiles) into row y of gemv.c; gemv.m = 1, gemv.tiles and gemv.row_scales unused.
+// expert_ids[y] (tiles at expert_tiles[that], its row scales right after its tiles_bytes of tiles)
+// into row y of gemv.c; gemv.m = 1, gemv.tiles and gemv.row_scales unused. With route_logits the
+// expert is the one the block's first warp routes slot y to (token y / slot_div's slot
+// y % slot_div, slot_div = top_k + n_shared), and the blocks of grid column 0 write their token's
+// ids and weights to routed_ids and routed_weights.
 struct RoutedGemvParams {
   GemvParams gemv;
   const uint8_t* const* expert_tiles = nullptr;
