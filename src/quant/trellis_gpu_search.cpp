@@ -1,7 +1,11 @@
 #include "quant/trellis_gpu_search.h"
 
+#include <cstdio>
 #include <cstdlib>
+#include <mutex>
 #include <string_view>
+
+#include "core/error.h"
 
 #include "quant/trellis.h"
 
@@ -18,10 +22,17 @@ bool trellis_search_on_gpu(const float* targets, int64_t tiles, int k, std::vect
     const char* v = std::getenv("MARLIN_TRELLIS_GPU_SEARCH");
     return v != nullptr && std::string_view(v) == "1";
   }();
-  if (!wanted || !cuda::trellis_search_supported(k) || cuda::device_count() == 0) return false;
-  states.resize(size_t(tiles) * kTrellisTileValues);
-  cuda::trellis_tile_states(targets, tiles, k, states.data());
-  return true;
+  if (!wanted || cuda::device_count() == 0 || !cuda::trellis_search_supported(k)) return false;
+  try {
+    states.resize(size_t(tiles) * kTrellisTileValues);
+    cuda::trellis_tile_states(targets, tiles, k, states.data());
+    return true;
+  } catch (const Error& e) {  // out of device memory, say: the CPU searches instead
+    static std::once_flag warned;
+    std::call_once(warned,
+                   [&] { std::fprintf(stderr, "trellis: the GPU search failed (%s); searching on the CPU\n", e.what()); });
+    return false;
+  }
 #else
   (void)targets, (void)tiles, (void)k, (void)states;
   return false;

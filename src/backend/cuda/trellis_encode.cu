@@ -8,7 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
-#include <vector>
+#include <mutex>
 
 #include "backend/cuda/device_memory.h"
 #include "backend/cuda/ops_check.h"
@@ -58,10 +58,10 @@ __device__ void search(const float* x, int start_prefix, int end_prefix, float* 
   __shared__ int end;
   if (threadIdx.x < 32) {  // the free end: the least cost, the smaller prefix on ties
     int arg = end_prefix;
-    if (end_prefix < 0) {
-      float best = INFINITY;
-      arg = kPrefixes;
-      for (int p = threadIdx.x; p < kPrefixes; p += 32)
+    if (end_prefix < 0) {  // (all infinite, as for targets near 1e19: prefix 0, as on the CPU)
+      float best = previous[threadIdx.x];
+      arg = int(threadIdx.x);
+      for (int p = threadIdx.x + 32; p < kPrefixes; p += 32)
         if (previous[p] < best) best = previous[p], arg = p;
       for (int offset = 16; offset > 0; offset /= 2) {
         const float other = __shfl_xor_sync(0xffffffffu, best, offset);
@@ -106,9 +106,14 @@ __global__ void __launch_bounds__(kThreads) trellis_search_kernel(const float* t
     states_out[static_cast<long long>(blockIdx.x) * kTrellisTileValues + t] = states[t];
 }
 
+// Dynamic shared memory of one block: the two cost rows.
+constexpr int row_bytes(int k) { return 2 * (1 << (kTrellisStateBits - k)) * int(sizeof(float)); }
+// Static shared memory: the targets, the path, the end prefix (and slack for the compiler's own).
+constexpr int kStaticBytes = 2 * kSteps * 4 + 64;
+
 template <int K>
 void launch_search(const float* targets, int tiles, uint8_t* back, uint32_t* states) {
-  constexpr int kRowBytes = 2 * (1 << (kTrellisStateBits - K)) * int(sizeof(float));
+  constexpr int kRowBytes = row_bytes(K);
   ops_detail::allow_shared_memory(reinterpret_cast<const void*>(&trellis_search_kernel<K>), kRowBytes,
                                   "trellis_tile_states");
   trellis_search_kernel<K><<<tiles, kThreads, kRowBytes>>>(targets, back, states);
@@ -118,12 +123,40 @@ void launch_search(const float* targets, int tiles, uint8_t* back, uint32_t* sta
 // Backpointer memory per launch: at most this many bytes (K = 2: 256 tiles of 4 MiB).
 constexpr int64_t kBackBudget = int64_t(1) << 30;
 
+// Device memory kept from call to call (the quantizer calls once per 16-column strip), grown on
+// demand; calls are serialized.
+struct Workspace {
+  std::mutex mutex;
+  DeviceArray<float> targets;
+  DeviceArray<uint32_t> states;
+  DeviceArray<uint8_t> back;
+};
+
+Workspace& workspace() {
+  static Workspace w;
+  return w;
+}
+
+template <typename T>
+void grow(DeviceArray<T>& a, size_t count) {
+  if (a.size() < count) a = DeviceArray<T>(count);
+}
+
 }  // namespace
 
-bool trellis_search_supported(int k) { return k >= 2 && k <= 8; }
+bool trellis_search_supported(int k) {
+  if (k < 2 || k > 8) return false;
+  int device = 0, optin = 0;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess)
+    return false;
+  return row_bytes(k) + kStaticBytes <= optin;
+}
 
 void trellis_tile_states(const float* targets, int64_t tiles, int k, uint32_t* states) {
-  MARLIN_CHECK(trellis_search_supported(k), "trellis_tile_states: {} bits per value is outside 2..8", k);
+  MARLIN_CHECK(trellis_search_supported(k),
+               "trellis_tile_states: {} bits per value is outside 2..8 or needs more shared memory than this GPU has",
+               k);
   MARLIN_CHECK(tiles >= 0, "trellis_tile_states: {} tiles", tiles);
   if (tiles == 0) return;
   MARLIN_CHECK(targets && states, "trellis_tile_states: null pointer");
@@ -131,9 +164,14 @@ void trellis_tile_states(const float* targets, int64_t tiles, int k, uint32_t* s
     MARLIN_CHECK(std::isfinite(targets[i]), "trellis_tile_states: target {} is not finite", i);
   const int64_t back_per_tile = int64_t(kSteps) << (kTrellisStateBits - k);
   const int64_t batch = std::min<int64_t>(tiles, std::max<int64_t>(1, kBackBudget / back_per_tile));
-  DeviceArray<float> device_targets(size_t(batch * kTrellisTileValues));
-  DeviceArray<uint32_t> device_states(size_t(batch * kTrellisTileValues));
-  DeviceArray<uint8_t> back(size_t(batch * back_per_tile));
+  Workspace& w = workspace();
+  const std::lock_guard<std::mutex> lock(w.mutex);
+  grow(w.targets, size_t(batch * kTrellisTileValues));
+  grow(w.states, size_t(batch * kTrellisTileValues));
+  grow(w.back, size_t(batch * back_per_tile));
+  DeviceArray<float>& device_targets = w.targets;
+  DeviceArray<uint32_t>& device_states = w.states;
+  DeviceArray<uint8_t>& back = w.back;
   for (int64_t first = 0; first < tiles; first += batch) {
     const int n = int(std::min(batch, tiles - first));
     device_targets.upload(targets + first * kTrellisTileValues, size_t(n) * kTrellisTileValues);
