@@ -110,20 +110,17 @@ void trellis_encode_tiles(const float* targets, int64_t tiles, int k, uint16_t* 
   MARLIN_CHECK(targets && packed && errors, "trellis: null pointer passed to trellis_encode_tiles");
   for (int64_t i = 0; i < tiles; ++i) check_targets(targets + i * kTrellisTileValues, kTrellisTileValues);
   const int64_t words = trellis_tile_words(k);
-  std::vector<uint32_t> gpu_states;
-  if (trellis_search_on_gpu(targets, tiles, k, gpu_states)) {
-    parallel_ranges(pool, tiles, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i)
-        errors[i] = pack_tile_states(&gpu_states[size_t(i) * kTrellisTileValues], targets + i * kTrellisTileValues, k,
-                                     packed + i * words, decoded ? decoded + i * kTrellisTileValues : nullptr);
-    });
-    return;
-  }
+  std::vector<uint32_t> gpu_states;  // the paths, where the GPU searched them
+  const bool on_gpu = trellis_search_on_gpu(targets, tiles, k, gpu_states);
   parallel_ranges(pool, tiles, 1, [&](int64_t begin, int64_t end) {
     TileWorkspace work;
-    for (int64_t i = begin; i < end; ++i)
-      errors[i] = encode_tile_with(work, targets + i * kTrellisTileValues, k, packed + i * words,
-                                   decoded ? decoded + i * kTrellisTileValues : nullptr);
+    for (int64_t i = begin; i < end; ++i) {
+      const float* target = targets + i * kTrellisTileValues;
+      float* out = decoded ? decoded + i * kTrellisTileValues : nullptr;
+      uint16_t* words_out = packed + i * words;
+      errors[i] = on_gpu ? pack_tile_states(&gpu_states[size_t(i) * kTrellisTileValues], target, k, words_out, out)
+                         : encode_tile_with(work, target, k, words_out, out);
+    }
   });
 }
 
