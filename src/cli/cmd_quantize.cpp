@@ -192,7 +192,8 @@ void register_quantize(CLI::App& app) {
   c->add_option("--bits", o->bits,
                 "--format trellis: bits per weight, 1 to 8 (trellis-coded: Hadamard rotations, then 16x16 tiles "
                 "searched by Viterbi; with --method gptq each layer's error is fed back through its calibration "
-                "Hessian (LDLQ). Slow on a CPU: tens of thousands of weights per second per core). A fractional "
+                "Hessian (LDLQ). The search runs on the GPU where one is present (MARLIN_TRELLIS_GPU_SEARCH=0: on "
+                "the CPU, same result), else on the CPU: tens of thousands of weights per second per core). A fractional "
                 "average (2.5) gives each linear of the blocks a whole width from 2 to 8 (1 below 2) by its "
                 "estimated output error on the calibration text (one pass of the unquantized model), printed "
                 "and visible in marlin inspect")

@@ -1,5 +1,6 @@
 #include "quant/trellis_gpu_search.h"
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
@@ -15,14 +16,23 @@
 #endif
 
 namespace marlin {
+namespace {
+
+std::atomic<bool>& gpu_search_allowed() {
+  static std::atomic<bool> allowed = [] {
+    const char* v = std::getenv("MARLIN_TRELLIS_GPU_SEARCH");
+    return v == nullptr || std::string_view(v) != "0";
+  }();
+  return allowed;
+}
+
+}  // namespace
+
+void allow_trellis_gpu_search(bool allowed) { gpu_search_allowed() = allowed; }
 
 bool trellis_search_on_gpu(const float* targets, int64_t tiles, int k, std::vector<uint32_t>& states) {
 #ifdef MARLIN_HAVE_CUDA
-  static const bool wanted = [] {
-    const char* v = std::getenv("MARLIN_TRELLIS_GPU_SEARCH");
-    return v != nullptr && std::string_view(v) == "1";
-  }();
-  if (!wanted || cuda::device_count() == 0 || !cuda::trellis_search_supported(k)) return false;
+  if (!gpu_search_allowed() || cuda::device_count() == 0 || !cuda::trellis_search_supported(k)) return false;
   try {
     states.resize(size_t(tiles) * kTrellisTileValues);
     cuda::trellis_tile_states(targets, tiles, k, states.data());

@@ -1,9 +1,9 @@
-// Where the trellis encoder's Viterbi search may run on a GPU (backend/cuda/trellis_encode.h).
-// Opt-in for now: MARLIN_TRELLIS_GPU_SEARCH=1 asks for it, and it runs where the build has the
-// CUDA backend, a GPU is present and it takes the bit width (2 to 8, where its shared memory holds
-// the cost rows); otherwise, or when it fails (say, out of device memory: one warning), the CPU
-// searches. (It is meant to find the CPU's paths bit for bit; it becomes the default once that has
-// been checked on a GPU: tests/cuda/test_trellis_encode.cpp.)
+// Where the trellis encoder's Viterbi search runs (backend/cuda/trellis_encode.h). On the GPU by
+// default, where the build has the CUDA backend, a GPU is present and it takes the bit width (2 to
+// 8, where its shared memory holds the cost rows); it finds the CPU's paths bit for bit
+// (tests/cuda/test_trellis_encode.cpp, and scripts/test_gpu.sh on a real model's layer), so where
+// the search runs changes the time only. MARLIN_TRELLIS_GPU_SEARCH=0 keeps it on the CPU; so does
+// a failure on the GPU (say, out of device memory: one warning).
 #pragma once
 
 #include <cstdint>
@@ -12,8 +12,12 @@
 namespace marlin {
 
 // The circular paths of `tiles` tiles (256 states each, as quant/trellis.cpp's search writes
-// them) into `states` when the GPU search is asked for and available; false (states untouched)
+// them) into `states` when the GPU search is allowed and available; false (states untouched)
 // otherwise.
 bool trellis_search_on_gpu(const float* targets, int64_t tiles, int k, std::vector<uint32_t>& states);
+
+// Whether trellis_search_on_gpu may use a GPU from now on (initially: unless
+// MARLIN_TRELLIS_GPU_SEARCH=0). Tests turn it off for the CPU reference.
+void allow_trellis_gpu_search(bool allowed);
 
 }  // namespace marlin
