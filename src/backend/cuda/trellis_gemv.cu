@@ -24,7 +24,7 @@
 namespace marlin::cuda {
 namespace {
 
-constexpr int kWarps = 16;
+constexpr int kWarps = 16;  // per 16-row strip (8 and 4 measured slower in total: too few blocks for the wide shapes)
 constexpr int kTilesPerStage = 8;
 
 template <int K>
@@ -175,14 +175,20 @@ __global__ void __launch_bounds__(kWarps * 32) trellis_gemv_kernel(const __grid_
       mma_16816(sum[fm], a1, b[fm].z, b[fm].w);
     }
   };
-  // B fragments of tile t: x[tok][16t + 4q .. + 3], each value followed by a zero. A token past m
-  // reads token m − 1 instead: its column of the product is never stored, and no branch is needed.
-  auto load_b = [&](int t, uint4 (&b)[kFragsM]) {
+  // B fragments of tile t: x[tok][16t + 4q .. + 3], each value followed by a zero: 16 bytes, the
+  // (4t)-th uint4 from x_frag[fm] (so that a stage's loads differ by immediate offsets only). A
+  // token past m reads token m − 1 instead: its column of the product is never stored, and no
+  // branch is needed.
+  const uint4* x_frag[kFragsM];
 #pragma unroll
-    for (int fm = 0; fm < kFragsM; ++fm) {
-      const int tok = min(fm * 8 + g, p.m - 1);
-      b[fm] = __ldg(reinterpret_cast<const uint4*>(p.x + 2 * (static_cast<long long>(tok) * p.w.cols + t * 16 + 4 * q)));
-    }
+  for (int fm = 0; fm < kFragsM; ++fm) {
+    const int tok = min(fm * 8 + g, p.m - 1);
+    x_frag[fm] = reinterpret_cast<const uint4*>(p.x) + static_cast<long long>(tok) * (p.w.cols / 4) + q;
+  }
+  // B fragments of tile `first + i` (i a constant where the stage is unrolled: immediate offsets).
+  auto load_b = [&](int first, int i, uint4 (&b)[kFragsM]) {
+#pragma unroll
+    for (int fm = 0; fm < kFragsM; ++fm) b[fm] = __ldg(x_frag[fm] + 4 * first + 4 * i);
   };
   for (int s = 0; s < stages; ++s) {
     cp_async_wait<kStages - 2>();
@@ -198,13 +204,13 @@ __global__ void __launch_bounds__(kWarps * 32) trellis_gemv_kernel(const __grid_
       for (int i = 0; i < kTilesPerStage; ++i) {
         if (i % kAhead == 0)
 #pragma unroll
-          for (int j = 0; j < kAhead; ++j) load_b(first + i + j, b[j]);
+          for (int j = 0; j < kAhead; ++j) load_b(first, i + j, b[j]);
         product(stage + i * kWords, b[i % kAhead], acc[i % kSets]);
       }
     } else {
       for (int i = 0; i < count; ++i) {
         uint4 b[kFragsM];
-        load_b(first + i, b);
+        load_b(first, i, b);
         product(stage + i * kWords, b, acc[0]);
       }
     }
