@@ -29,11 +29,11 @@ int64_t tile_offset(int64_t i, int64_t j, int64_t cols, int k) { return i * cols
 
 // fp16(factor · RMS of each row of W'). A row whose scale rounds to zero (or a subnormal) gets
 // fp16's smallest normal value instead, so the division stays finite and the row's error tiny.
-std::vector<uint16_t> row_scales_of(const std::vector<float>& w, int64_t rows, int64_t cols, double factor) {
+std::vector<uint16_t> row_scales_of(const float* w, int64_t rows, int64_t cols, double factor) {
   std::vector<uint16_t> scales(static_cast<size_t>(rows));
   for (int64_t r = 0; r < rows; ++r) {
     double sum = 0.0;
-    for (int64_t c = 0; c < cols; ++c) sum += double(w[size_t(r * cols + c)]) * w[size_t(r * cols + c)];
+    for (int64_t c = 0; c < cols; ++c) sum += double(w[r * cols + c]) * w[r * cols + c];
     const float s = float(factor * std::sqrt(sum / double(cols)));
     uint16_t h = fp32_to_fp16(s);
     MARLIN_CHECK((h & 0x7c00) != 0x7c00, "trellis layer: row {} has scale {}, beyond fp16's range", r, s);
@@ -132,38 +132,56 @@ double squared_distance(const float* a, const float* b, int64_t n) {
 
 }  // namespace
 
-TrellisLayer quantize_trellis_layer(const float* w, int64_t rows, int64_t cols, std::span<const double> hessian, int k,
-                                    uint64_t seed, const TrellisQuantOptions& options) {
-  check_layout(rows, cols, k);
-  MARLIN_CHECK(w != nullptr, "trellis layer: no weights");
+std::vector<TrellisLayer> quantize_trellis_stack(std::span<const TrellisMatrix> matrices, int64_t cols,
+                                                 std::span<const double> hessian, int k, uint64_t seed,
+                                                 const TrellisQuantOptions& options) {
+  MARLIN_CHECK(!matrices.empty(), "trellis layer: no weights");
+  int64_t rows = 0;  // of the stack
+  for (const auto& m : matrices) {
+    check_layout(m.rows, cols, k);
+    MARLIN_CHECK(m.w != nullptr, "trellis layer: no weights");
+    for (int64_t i = 0; i < m.rows * cols; ++i)
+      MARLIN_CHECK(std::isfinite(m.w[i]), "trellis layer: weight ({}, {}) is {}", i / cols, i % cols, m.w[i]);
+    rows += m.rows;
+  }
   MARLIN_CHECK(hessian.empty() || int64_t(hessian.size()) == cols * cols,
                "trellis layer: Hessian has {} entries, {} columns need {}", hessian.size(), cols, cols * cols);
   MARLIN_CHECK(std::isfinite(options.scale_factor) && options.scale_factor > 0.0,
                "trellis layer: scale factor {} is not positive", options.scale_factor);
-  const int64_t n = rows * cols;
-  for (int64_t i = 0; i < n; ++i)
-    MARLIN_CHECK(std::isfinite(w[i]), "trellis layer: weight ({}, {}) is {}", i / cols, i % cols, w[i]);
   for (size_t i = 0; i < hessian.size(); ++i)
     MARLIN_CHECK(std::isfinite(hessian[i]), "trellis layer: Hessian entry ({}, {}) is {}", int64_t(i) / cols,
                  int64_t(i) % cols, hessian[i]);
 
+  // W' of every matrix (its own output rotation, the shared input rotation), stacked; the stack's
+  // codes are the matrices' codes one after another (tiles strip by strip, so a matrix's tiles are
+  // a contiguous run of the stack's).
   ThreadPool* pool = options.pool;
-  const Rotation r_in(cols, seed), r_out(rows, seed + 1);
-  std::vector<float> rotated(w, w + n);
-  rotate_weight(rotated.data(), rows, cols, &r_out, &r_in, pool);
-
-  TrellisLayer layer;
-  layer.rows = rows;
-  layer.cols = cols;
-  layer.k = k;
-  layer.seed = seed;
-  layer.row_scales = row_scales_of(rotated, rows, cols, options.scale_factor);
-  layer.codes.assign(size_t(n * k / 16), 0);
-  std::vector<float> scale(static_cast<size_t>(rows));
-  for (int64_t r = 0; r < rows; ++r) scale[size_t(r)] = fp16_to_fp32(layer.row_scales[size_t(r)]);
+  const int64_t n = rows * cols;
+  const Rotation r_in(cols, seed);
+  std::vector<Rotation> r_out;
+  r_out.reserve(matrices.size());
+  std::vector<float> rotated(static_cast<size_t>(n));
+  std::vector<TrellisLayer> layers(matrices.size());
+  std::vector<float> scale;
+  for (size_t i = 0, row0 = 0; i < matrices.size(); row0 += size_t(matrices[i].rows), ++i) {
+    const TrellisMatrix& m = matrices[i];
+    float* mine = rotated.data() + row0 * size_t(cols);
+    std::copy_n(m.w, m.rows * cols, mine);
+    r_out.emplace_back(m.rows, seed + 1);
+    rotate_weight(mine, m.rows, cols, &r_out.back(), &r_in, pool);
+    TrellisLayer& layer = layers[i];
+    layer.rows = m.rows;
+    layer.cols = cols;
+    layer.k = k;
+    layer.seed = seed;
+    layer.row_scales = row_scales_of(mine, m.rows, cols, options.scale_factor);
+    for (const uint16_t h : layer.row_scales) scale.push_back(fp16_to_fp32(h));
+  }
+  std::vector<uint16_t> codes(size_t(n * k / 16), 0);
   StripEncoder encoder{scale, k, pool, {}, {}, {}, {}};
 
-  std::vector<float> quantized;  // Ŵ', then Ŵ
+  std::vector<float> quantized;  // Ŵ' of the stack, then Ŵ
+  std::vector<double> rotated_loss(matrices.size());
   if (hessian.empty()) {
     // No feedback: the strips are independent, so each is encoded from W' as it is.
     quantized.resize(size_t(n));
@@ -171,11 +189,13 @@ TrellisLayer quantize_trellis_layer(const float* w, int64_t rows, int64_t cols, 
     for (int64_t j = 0; j < cols / kTile; ++j) {
       for (int64_t r = 0; r < rows; ++r)
         std::copy_n(rotated.data() + r * cols + j * kTile, kTile, strip.data() + r * kTile);
-      encoder.encode_strip(strip.data(), rows, cols, j, out.data(), layer.codes.data());
+      encoder.encode_strip(strip.data(), rows, cols, j, out.data(), codes.data());
       for (int64_t r = 0; r < rows; ++r)
         std::copy_n(out.data() + r * kTile, kTile, quantized.data() + r * cols + j * kTile);
     }
-    layer.rotated_proxy_loss = squared_distance(rotated.data(), quantized.data(), n);
+    for (size_t i = 0, row0 = 0; i < matrices.size(); row0 += size_t(matrices[i].rows), ++i)
+      rotated_loss[i] = squared_distance(rotated.data() + row0 * size_t(cols), quantized.data() + row0 * size_t(cols),
+                                         matrices[i].rows * cols);
   } else {
     std::vector<double> h_rot(hessian.begin(), hessian.end());
     rotate_hessian(h_rot.data(), cols, r_in, pool);
@@ -191,27 +211,46 @@ TrellisLayer quantize_trellis_layer(const float* w, int64_t rows, int64_t cols, 
     const BlockLdl factor = block_ldl(h_ordered, cols, ldl_options);
     auto strip_quantizer = [&](const float* target, int64_t strip_rows, int64_t width, int64_t position, float* out) {
       MARLIN_CHECK(strip_rows == rows && width == kTile, "trellis layer: LDLQ strip of {} × {}", strip_rows, width);
-      encoder.encode_strip(target, rows, cols, order[size_t(position)], out, layer.codes.data());
+      encoder.encode_strip(target, rows, cols, order[size_t(position)], out, codes.data());
     };
+    // LDLQ treats every row on its own, so the stack's rows come out as each matrix's would alone.
     const std::vector<float> q_ordered = ldlq(w_ordered.data(), rows, cols, factor, strip_quantizer, pool);
     // The loss is the same in any strip order (rows and columns of H' permuted alike).
-    layer.rotated_proxy_loss = proxy_loss(w_ordered.data(), q_ordered.data(), rows, cols, h_ordered, pool);
+    for (size_t i = 0, row0 = 0; i < matrices.size(); row0 += size_t(matrices[i].rows), ++i) {
+      rotated_loss[i] = proxy_loss(w_ordered.data() + row0 * size_t(cols), q_ordered.data() + row0 * size_t(cols),
+                                   matrices[i].rows, cols, h_ordered, pool);
+      layers[i].damping = factor.damping;
+    }
     quantized = unpermute_strips(q_ordered, rows, cols, order);
-    layer.damping = factor.damping;
   }
 
-  unrotate_weight(quantized.data(), rows, cols, &r_out, &r_in, pool);
-  const std::vector<float> zero(size_t(n), 0.0f);
-  double energy = 0.0;
-  if (hessian.empty()) {
-    layer.proxy_loss = squared_distance(w, quantized.data(), n);
-    energy = squared_distance(w, zero.data(), n);
-  } else {
-    layer.proxy_loss = proxy_loss(w, quantized.data(), rows, cols, hessian, pool);
-    energy = proxy_loss(w, zero.data(), rows, cols, hessian, pool);
+  for (size_t i = 0, row0 = 0; i < matrices.size(); row0 += size_t(matrices[i].rows), ++i) {
+    const TrellisMatrix& m = matrices[i];
+    TrellisLayer& layer = layers[i];
+    const int64_t words = m.rows * cols * k / 16;
+    layer.codes.assign(codes.begin() + ptrdiff_t(row0 * size_t(cols) * size_t(k) / 16),
+                       codes.begin() + ptrdiff_t(row0 * size_t(cols) * size_t(k) / 16 + size_t(words)));
+    layer.rotated_proxy_loss = rotated_loss[i];
+    float* mine = quantized.data() + row0 * size_t(cols);
+    unrotate_weight(mine, m.rows, cols, &r_out[i], &r_in, pool);
+    const std::vector<float> zero(size_t(m.rows * cols), 0.0f);
+    double energy = 0.0;
+    if (hessian.empty()) {
+      layer.proxy_loss = squared_distance(m.w, mine, m.rows * cols);
+      energy = squared_distance(m.w, zero.data(), m.rows * cols);
+    } else {
+      layer.proxy_loss = proxy_loss(m.w, mine, m.rows, cols, hessian, pool);
+      energy = proxy_loss(m.w, zero.data(), m.rows, cols, hessian, pool);
+    }
+    layer.relative_loss = energy > 0.0 ? layer.proxy_loss / energy : 0.0;
   }
-  layer.relative_loss = energy > 0.0 ? layer.proxy_loss / energy : 0.0;
-  return layer;
+  return layers;
+}
+
+TrellisLayer quantize_trellis_layer(const float* w, int64_t rows, int64_t cols, std::span<const double> hessian, int k,
+                                    uint64_t seed, const TrellisQuantOptions& options) {
+  const TrellisMatrix m{w, rows};
+  return std::move(quantize_trellis_stack({&m, 1}, cols, hessian, k, seed, options).front());
 }
 
 std::vector<float> decode_trellis_layer(std::span<const uint16_t> codes, std::span<const uint16_t> row_scales,

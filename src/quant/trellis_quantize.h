@@ -54,6 +54,20 @@ struct TrellisLayer {
 TrellisLayer quantize_trellis_layer(const float* w, int64_t rows, int64_t cols, std::span<const double> hessian,
                                     int k, uint64_t seed, const TrellisQuantOptions& options = {});
 
+// Several matrices that read the same input (q, k and v; gate and up), quantized as one stack: the
+// same input rotation (one seed), Hessian and k for all, each its own output rotation (seed + 1,
+// its rows) and row scales. LDLQ treats every row on its own, so each result is bit for bit what
+// quantize_trellis_layer gives that matrix alone; the stack rotates and factors the Hessian once
+// and hands the tile search each strip of all the matrices in one call (more tiles at a time for
+// a GPU search). Throws as quantize_trellis_layer does, for any of the matrices.
+struct TrellisMatrix {
+  const float* w = nullptr;  // rows × cols, row-major
+  int64_t rows = 0;
+};
+std::vector<TrellisLayer> quantize_trellis_stack(std::span<const TrellisMatrix> matrices, int64_t cols,
+                                                 std::span<const double> hessian, int k, uint64_t seed,
+                                                 const TrellisQuantOptions& options = {});
+
 // Ŵ (rows × cols, original basis) straight from the layout: tile states, codebook, row scales,
 // then the inverse rotations. Throws marlin::Error for sizes that do not match the layout.
 std::vector<float> decode_trellis_layer(std::span<const uint16_t> codes, std::span<const uint16_t> row_scales,

@@ -163,6 +163,36 @@ TEST(TrellisQuantize, DeterministicWhateverTheThreads) {
   EXPECT_NE(quantize_trellis_layer(w.data(), 48, 96, h, 3, 10, a).codes, x.codes);
 }
 
+// A stack (q, k, v: one input, one seed) gives each matrix what it gets alone, bit for bit, with a
+// Hessian and without; rows of different counts, so the stack's tiles are not one matrix's multiple.
+TEST(TrellisQuantize, StackMatchesEachMatrixAlone) {
+  const int64_t cols = 96;
+  const auto q = layer_weights(48, cols, 41), k = layer_weights(16, cols, 42), v = layer_weights(32, cols, 43);
+  const auto h = correlated_hessian(cols, 384, 44);
+  ThreadPool pool(2);
+  TrellisQuantOptions options;
+  options.pool = &pool;
+  const TrellisMatrix stack[] = {{q.data(), 48}, {k.data(), 16}, {v.data(), 32}};
+  for (const bool with_hessian : {true, false}) {
+    SCOPED_TRACE(with_hessian ? "with a Hessian" : "without");
+    const std::span<const double> hs = with_hessian ? std::span<const double>(h) : std::span<const double>();
+    const std::vector<TrellisLayer> together = quantize_trellis_stack(stack, cols, hs, 3, 9, options);
+    ASSERT_EQ(together.size(), 3u);
+    for (size_t i = 0; i < 3; ++i) {
+      const TrellisLayer alone = quantize_trellis_layer(stack[i].w, stack[i].rows, cols, hs, 3, 9, options);
+      EXPECT_EQ(together[i].rows, stack[i].rows);
+      EXPECT_EQ(together[i].codes, alone.codes) << "matrix " << i;
+      EXPECT_EQ(together[i].row_scales, alone.row_scales);
+      EXPECT_EQ(together[i].proxy_loss, alone.proxy_loss);
+      EXPECT_EQ(together[i].rotated_proxy_loss, alone.rotated_proxy_loss);
+      EXPECT_EQ(together[i].damping, alone.damping);
+    }
+  }
+  const TrellisMatrix bad[] = {{q.data(), 48}, {k.data(), 8}};
+  EXPECT_THROW(quantize_trellis_stack(bad, cols, h, 3, 9), Error);
+  EXPECT_THROW(quantize_trellis_stack({}, cols, h, 3, 9), Error);
+}
+
 // Rows of zeros get fp16's smallest normal scale 2^-14, so every Ŵ' value is below 2^-14 times the
 // codebook's largest magnitude (< 4 · kTrellisScale) and the loss within tr(H)·‖E‖² of that.
 TEST(TrellisQuantize, AllZeroWeightsStayTiny) {
