@@ -3,8 +3,8 @@
 #   1. the CUDA conformance harness: every CUDA op and whole models against the CPU (test_cuda);
 #   2. `marlin run --device cuda` next to `--device cpu` on the default model (32 greedy tokens);
 #   3. the trellis quantizer's search on the GPU (the default) against the CPU's (MARLIN_TRELLIS_GPU_SEARCH=0):
-#      layer 0's linears of the default model at 2, 3 and 4 bits must give the same checkpoint bytes
-#      (but for its random id).
+#      layer 0's linears of the default model at 2, 3 and 4 bits, with LDLQ on a little calibration
+#      text (q|k|v and gate|up as stacks), must give the same checkpoint bytes (but for its random id).
 # The pass criterion for the GPU's numbers is the harness's (CudaModel.DefaultModelMatchesCpu:
 # logits within the fp16 error bound of the exact CPU forward pass). The CPU's fast path rounds
 # activations to 8 bits and the GPU's to fp16, so two greedy answers may part where two tokens are
@@ -35,11 +35,12 @@ fi
 
 echo "== trellis search on the GPU against the CPU's (layer 0's linears, byte for byte)"
 model="$root/models/SmolLM2-135M-Instruct.Q4_1.gguf"
-rules='layers.0.self_attn.q_proj=trellis2,layers.0.self_attn=trellis3,layers.0.mlp=trellis4'
+rules='layers.0.self_attn.q_proj=trellis2,layers.0.self_attn=trellis3,layers.0.mlp=trellis4,layers.=keep,embed=keep,lm_head=keep'
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-quantize() {  # quantize OUT [ENV=VALUE]: layer 0's linears by $rules, the rest kept as stored
-  if ! env ${2:-} "$build/marlin" quantize "$model" "$1" --format keep --rules "$rules" > "$tmp/log" 2>&1; then
+quantize() {  # quantize OUT [ENV=VALUE]: layer 0's linears by $rules with LDLQ, the rest kept as stored
+  if ! env ${2:-} "$build/marlin" quantize "$model" "$1" --format trellis --bits 3 --rules "$rules" --method gptq \
+      --calibration-samples 4 --calibration-ctx 64 > "$tmp/log" 2>&1; then
     tail -3 "$tmp/log"
     exit 1
   fi

@@ -43,9 +43,9 @@ std::vector<uint16_t> row_scales_of(const float* w, int64_t rows, int64_t cols, 
   return scales;
 }
 
-// Encodes one 16-column strip: each row divided by its scale, the strip's rows/16 tiles encoded in
-// parallel, their words written to their slots of `codes`, and s_r × decoded returned (Ŵ'). The
-// buffers are reused from strip to strip.
+// Encodes 16-column strips: each row divided by its scale, all the strips' tiles (rows/16 each)
+// searched in one call (in parallel), their words written to their slots of `codes`, and s_r ×
+// decoded returned (Ŵ'). The buffers are reused from call to call.
 struct StripEncoder {
   const std::vector<float>& scale;  // s_r as stored, in fp32
   int k;
@@ -54,23 +54,33 @@ struct StripEncoder {
   std::vector<uint16_t> packed;
   std::vector<double> errors;
 
-  // target: rows × 16 (one strip, row-major) → quantized (same layout); codes of tile (i, strip).
-  void encode_strip(const float* target, int64_t rows, int64_t cols, int64_t strip, float* quantized,
-                    uint16_t* codes) {
-    const int64_t tiles = rows / kTile, words = trellis_tile_words(k);
-    normalized.resize(size_t(rows * kTile));
+  // target: strips.size() strips of rows × 16 (each row-major) → quantized (same layout); the
+  // codes of tile i of target strip s are those of tile (i, strips[s]).
+  void encode_strips(const float* target, int64_t rows, int64_t cols, std::span<const int64_t> strips,
+                     float* quantized, uint16_t* codes) {
+    const int64_t count = int64_t(strips.size()), tiles = rows / kTile * count, words = trellis_tile_words(k);
+    normalized.resize(size_t(count * rows * kTile));
     decoded.resize(normalized.size());
     packed.resize(size_t(tiles * words));
     errors.resize(size_t(tiles));
-    // Row r of the strip is values (r mod 16)·16 .. +15 of tile r / 16: the strip already is its
-    // tiles one after another, in value order.
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t c = 0; c < kTile; ++c) normalized[size_t(r * kTile + c)] = target[r * kTile + c] / scale[size_t(r)];
+    // Row r of a strip is values (r mod 16)·16 .. +15 of its tile r / 16: the strips already are
+    // their tiles one after another, in value order.
+    for (int64_t s = 0; s < count; ++s)
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 0; c < kTile; ++c) {
+          const int64_t i = (s * rows + r) * kTile + c;
+          normalized[size_t(i)] = target[i] / scale[size_t(r)];
+        }
     trellis_encode_tiles(normalized.data(), tiles, k, packed.data(), errors.data(), pool, decoded.data());
-    for (int64_t i = 0; i < tiles; ++i)
-      std::copy_n(packed.data() + i * words, words, codes + tile_offset(i, strip, cols, k));
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t c = 0; c < kTile; ++c) quantized[r * kTile + c] = scale[size_t(r)] * decoded[size_t(r * kTile + c)];
+    for (int64_t s = 0; s < count; ++s)
+      for (int64_t i = 0; i < rows / kTile; ++i)
+        std::copy_n(packed.data() + (s * rows / kTile + i) * words, words, codes + tile_offset(i, strips[size_t(s)], cols, k));
+    for (int64_t s = 0; s < count; ++s)
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 0; c < kTile; ++c) {
+          const int64_t i = (s * rows + r) * kTile + c;
+          quantized[i] = scale[size_t(r)] * decoded[size_t(i)];
+        }
   }
 };
 
@@ -183,16 +193,17 @@ std::vector<TrellisLayer> quantize_trellis_stack(std::span<const TrellisMatrix> 
   std::vector<float> quantized;  // Ŵ' of the stack, then Ŵ
   std::vector<double> rotated_loss(matrices.size());
   if (hessian.empty()) {
-    // No feedback: the strips are independent, so each is encoded from W' as it is.
+    // No feedback: the strips are independent, so all of them are encoded from W' in one call.
     quantized.resize(size_t(n));
-    std::vector<float> strip(size_t(rows * kTile)), out(strip.size());
-    for (int64_t j = 0; j < cols / kTile; ++j) {
+    const int64_t strips = cols / kTile;
+    std::vector<float> by_strip(static_cast<size_t>(n)), out(by_strip.size());  // strip after strip
+    for (int64_t j = 0; j < strips; ++j)
       for (int64_t r = 0; r < rows; ++r)
-        std::copy_n(rotated.data() + r * cols + j * kTile, kTile, strip.data() + r * kTile);
-      encoder.encode_strip(strip.data(), rows, cols, j, out.data(), codes.data());
+        std::copy_n(rotated.data() + r * cols + j * kTile, kTile, by_strip.data() + (j * rows + r) * kTile);
+    encoder.encode_strips(by_strip.data(), rows, cols, identity_order(strips), out.data(), codes.data());
+    for (int64_t j = 0; j < strips; ++j)
       for (int64_t r = 0; r < rows; ++r)
-        std::copy_n(out.data() + r * kTile, kTile, quantized.data() + r * cols + j * kTile);
-    }
+        std::copy_n(out.data() + (j * rows + r) * kTile, kTile, quantized.data() + r * cols + j * kTile);
     for (size_t i = 0, row0 = 0; i < matrices.size(); row0 += size_t(matrices[i].rows), ++i)
       rotated_loss[i] = squared_distance(rotated.data() + row0 * size_t(cols), quantized.data() + row0 * size_t(cols),
                                          matrices[i].rows * cols);
@@ -211,7 +222,7 @@ std::vector<TrellisLayer> quantize_trellis_stack(std::span<const TrellisMatrix> 
     const BlockLdl factor = block_ldl(h_ordered, cols, ldl_options);
     auto strip_quantizer = [&](const float* target, int64_t strip_rows, int64_t width, int64_t position, float* out) {
       MARLIN_CHECK(strip_rows == rows && width == kTile, "trellis layer: LDLQ strip of {} × {}", strip_rows, width);
-      encoder.encode_strip(target, rows, cols, order[size_t(position)], out, codes.data());
+      encoder.encode_strips(target, rows, cols, {&order[size_t(position)], 1}, out, codes.data());
     };
     // LDLQ treats every row on its own, so the stack's rows come out as each matrix's would alone.
     const std::vector<float> q_ordered = ldlq(w_ordered.data(), rows, cols, factor, strip_quantizer, pool);

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <map>
 #include <set>
 #include <string>
 #include <string_view>
@@ -202,8 +203,9 @@ class Quantizer {
             continue;
           }
           const auto h = hessian.hessian();
+          auto stacked = trellis_stacks(groups[g].weights, h);
           for (const auto& name : groups[g].weights)
-            if (auto q = quantize_linear(name, h, gptq)) replacements.emplace_back(name, std::move(*q));
+            if (auto q = quantize_linear(name, h, gptq, stacked)) replacements.emplace_back(name, std::move(*q));
         }
       }
       // The quantized weights stand in for the originals while the sequences move on through
@@ -270,39 +272,86 @@ class Quantizer {
     return hessians;
   }
 
-  // Quantizes one linear with GPTQ and writes it; returns what the model is to run once the block
-  // is done (the quantized weight, rows in the source's order), or nothing where it keeps the
-  // original (a tensor kept, converted or repacked).
+  // Whether `name` is quantized to `format` by the calibrated path rather than kept or repacked.
+  static bool requantized(const QuantTensor& t, const std::optional<TensorFormat>& format) {
+    return format && *format != t.format && format->quantized() && format->kind != FormatKind::kGgml;
+  }
+
+  // The trellis layers of a group's linears (one input, one Hessian) that share a width and a
+  // rotation seed with another of them (q, k and v; gate and up): each such set is quantized as
+  // one stack (quant/trellis_quantize.h: the same result as one by one, in fewer and larger tile
+  // searches), before any of them is written.
+  std::map<std::string, TrellisLayer> trellis_stacks(const std::vector<std::string>& names,
+                                                     const std::vector<double>& hessian) {
+    std::map<std::pair<int, uint64_t>, std::vector<std::string>> sets;
+    for (const auto& name : names) {
+      const QuantTensor t = stored(name);
+      const auto format = format_for(name, t.rows);
+      if (requantized(t, format) && format->kind == FormatKind::kTrellis)
+        sets[{format->bits, trellis_seed(name)}].push_back(name);
+    }
+    std::map<std::string, TrellisLayer> layers;
+    for (const auto& [key, members] : sets) {
+      if (members.size() < 2) continue;
+      std::vector<std::vector<float>> weights;
+      std::vector<TrellisMatrix> stack;
+      weights.reserve(members.size());
+      int64_t cols = 0;
+      for (const auto& name : members) {
+        const QuantTensor t = stored(name);
+        weights.push_back(dequantize_matrix(t, source_rows(name, t.rows, source_.config())));
+        stack.push_back({weights.back().data(), t.rows});
+        cols = t.cols;
+      }
+      auto done = quantize_trellis_stack(stack, cols, hessian, key.first, key.second, trellis_options());
+      for (size_t i = 0; i < members.size(); ++i) layers.emplace(members[i], std::move(done[i]));
+    }
+    return layers;
+  }
+
+  // Quantizes one linear with GPTQ (or takes its layer from `stacked`) and writes it; returns what
+  // the model is to run once the block is done (the quantized weight, rows in the source's order),
+  // or nothing where it keeps the original (a tensor kept, converted or repacked).
   std::optional<QuantBuffers> quantize_linear(const std::string& name, const std::vector<double>& hessian,
-                                              const GptqOptions& gptq) {
+                                              const GptqOptions& gptq, std::map<std::string, TrellisLayer>& stacked) {
     const QuantTensor t = stored(name);
     const auto order = source_rows(name, t.rows, source_.config());
     const auto format = format_for(name, t.rows);
-    if (!format || *format == t.format || !format->quantized() || format->kind == FormatKind::kGgml) {
+    if (!requantized(t, format)) {
       emit_rtn(name);  // nothing for GPTQ to do
       return std::nullopt;
     }
+    if (format->kind == FormatKind::kTrellis) {
+      const auto it = stacked.find(name);
+      if (it != stacked.end()) return write_trellis(name, *format, it->second, order);
+      const auto w = dequantize_matrix(t, order);
+      return write_trellis(name, *format,
+                           quantize_trellis_layer(w.data(), t.rows, t.cols, hessian, format->bits, trellis_seed(name),
+                                                  trellis_options()),
+                           order);
+    }
     const auto w = dequantize_matrix(t, order);
-    if (format->kind == FormatKind::kTrellis) return quantize_trellis(name, t, *format, w, order, hessian);
     GptqResult result = quantize_gptq(w.data(), t.rows, t.cols, *format, hessian, gptq);
     emit(name, result.weights.view(), result.loss);
     return order.empty() ? std::move(result.weights) : permute_rows(result.weights.view(), inverse(order));
   }
 
-  // Rotation, LDLQ and trellis tiles (quant/trellis_quantize.h). The model goes on with the
-  // decoded weights in fp32: a trellis tensor's rows cannot be reordered (its output rotation mixes
-  // them), and GGUF sources store Q/K rows in another order than the checkpoint's.
-  QuantBuffers quantize_trellis(const std::string& name, const QuantTensor& t, const TensorFormat& format,
-                                const std::vector<float>& w, const std::vector<int64_t>& order,
-                                const std::vector<double>& hessian) {
+  // Rotation, LDLQ and trellis tiles (quant/trellis_quantize.h).
+  TrellisQuantOptions trellis_options() {
     TrellisQuantOptions trellis;
     trellis.percdamp = options_.gptq_options.percdamp;
     trellis.pool = &pool_;
-    const TrellisLayer layer =
-        quantize_trellis_layer(w.data(), t.rows, t.cols, hessian, format.bits, trellis_seed(name), trellis);
+    return trellis;
+  }
+
+  // Writes a trellis layer. The model goes on with the decoded weights in fp32: a trellis tensor's
+  // rows cannot be reordered (its output rotation mixes them), and GGUF sources store Q/K rows in
+  // another order than the checkpoint's.
+  QuantBuffers write_trellis(const std::string& name, const TensorFormat& format, const TrellisLayer& layer,
+                             const std::vector<int64_t>& order) {
     const QuantBuffers stored = trellis_buffers(format, layer);
     emit(name, stored.view(), layer.proxy_loss);
-    return f32_buffers(dequantize_matrix(stored.view(), inverse(order)), t.rows, t.cols);
+    return f32_buffers(dequantize_matrix(stored.view(), inverse(order)), layer.rows, layer.cols);
   }
 
   void say(const std::string& message) const {
