@@ -74,7 +74,8 @@ struct StripEncoder {
     trellis_encode_tiles(normalized.data(), tiles, k, packed.data(), errors.data(), pool, decoded.data());
     for (int64_t s = 0; s < count; ++s)
       for (int64_t i = 0; i < rows / kTile; ++i)
-        std::copy_n(packed.data() + (s * rows / kTile + i) * words, words, codes + tile_offset(i, strips[size_t(s)], cols, k));
+        std::copy_n(packed.data() + (s * rows / kTile + i) * words, words,
+                    codes + tile_offset(i, strips[size_t(s)], cols, k));
     for (int64_t s = 0; s < count; ++s)
       for (int64_t r = 0; r < rows; ++r)
         for (int64_t c = 0; c < kTile; ++c) {
@@ -163,8 +164,8 @@ std::vector<TrellisLayer> quantize_trellis_stack(std::span<const TrellisMatrix> 
                  int64_t(i) % cols, hessian[i]);
 
   // W' of every matrix (its own output rotation, the shared input rotation), stacked; the stack's
-  // codes are the matrices' codes one after another (tiles strip by strip, so a matrix's tiles are
-  // a contiguous run of the stack's).
+  // codes are the matrices' codes one after another (the layout stores tiles 16 rows at a time, so
+  // a matrix's codes are a contiguous run of the stack's).
   ThreadPool* pool = options.pool;
   const int64_t n = rows * cols;
   const Rotation r_in(cols, seed);

@@ -203,7 +203,7 @@ class Quantizer {
             continue;
           }
           const auto h = hessian.hessian();
-          auto stacked = trellis_stacks(groups[g].weights, h);
+          const auto stacked = trellis_stacks(groups[g].weights, h);
           for (const auto& name : groups[g].weights)
             if (auto q = quantize_linear(name, h, gptq, stacked)) replacements.emplace_back(name, std::move(*q));
         }
@@ -313,7 +313,7 @@ class Quantizer {
   // the model is to run once the block is done (the quantized weight, rows in the source's order),
   // or nothing where it keeps the original (a tensor kept, converted or repacked).
   std::optional<QuantBuffers> quantize_linear(const std::string& name, const std::vector<double>& hessian,
-                                              const GptqOptions& gptq, std::map<std::string, TrellisLayer>& stacked) {
+                                              const GptqOptions& gptq, const std::map<std::string, TrellisLayer>& stacked) {
     const QuantTensor t = stored(name);
     const auto order = source_rows(name, t.rows, source_.config());
     const auto format = format_for(name, t.rows);
