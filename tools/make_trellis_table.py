@@ -88,15 +88,15 @@ def eval_args(args):
 
 
 def quantize(row_id, args):
-    """The row's checkpoint in the workdir (quantized now unless it is there), the seconds that took
-    and the threads it had."""
+    """The row's checkpoint in the workdir (quantized now unless it is there), the seconds that took,
+    the threads it had and whether marlin searched trellis tiles on a GPU."""
     out, info = args.workdir / f"{row_id}.marlin", args.workdir / f"{row_id}.quantize.json"
     settings = {"model": str(args.model.resolve()), "quantize_args": ROWS[row_id][1] + args.calibration_args}
     if out.exists():
         done = json.loads(info.read_text())
         if done["settings"] != settings:
             sys.exit(f"error: {out} was quantized with {done['settings']}, not {settings}: use another --workdir")
-        return out, done["seconds"], done["threads"]
+        return out, done["seconds"], done["threads"], done.get("gpu_search", False)
     partial = args.workdir / f"{row_id}.partial.marlin"
     start = time.time()
     r = subprocess.run([str(args.marlin), "quantize", args.model, partial, *settings["quantize_args"], "--threads",
@@ -104,21 +104,24 @@ def quantize(row_id, args):
     if r.returncode != 0:
         sys.exit(f"error: quantizing {row_id} failed: {r.stderr.strip()}")
     seconds = time.time() - start
+    gpu_search = "searching tiles on the GPU" in r.stderr  # marlin says so once when it does
     info.write_text(json.dumps({"settings": settings, "seconds": seconds, "threads": args.threads,
-                                "machine": machine(), "log": r.stdout.strip().splitlines()[-1:]}))
+                                "gpu_search": gpu_search, "machine": machine(),
+                                "log": r.stdout.strip().splitlines()[-1:]}))
     partial.rename(out)  # last: a checkpoint in the workdir is a whole one with its quantize.json
-    return out, seconds, args.threads
+    return out, seconds, args.threads, gpu_search
 
 
 def measure(row_id, args):
-    model, seconds, threads = (args.model, None, None) if ROWS[row_id][1] is None else quantize(row_id, args)
+    model, seconds, threads, gpu_search = ((args.model, None, None, False) if ROWS[row_id][1] is None
+                                           else quantize(row_id, args))
     ppl = run_json(args.marlin, "perplexity", model, *eval_args(args))
     bits, formats = linear_stats(args.marlin, model, quantized_only=seconds is not None)
     label = ROWS[row_id][0] + (f" ({', '.join(formats)})" if seconds is None else "")
     row = {"id": row_id, "label": label, **measurement_settings(args), "bits_per_weight": bits,
            "linear_formats": formats, "file_mb": size_mb(model),
            "ppl": ppl["perplexity"], "ppl_err": ppl["perplexity_stderr"], "kl": None, "top1": None,
-           "quantize_s": seconds, "quantize_threads": threads,
+           "quantize_s": seconds, "quantize_threads": threads, "quantize_gpu_search": gpu_search,
            "machine": machine(), "date": datetime.date.today().isoformat()}
     if model != args.model:
         cmp = run_json(args.marlin, "compare", args.model, model, *eval_args(args))
@@ -171,11 +174,13 @@ def table_lines(rows):
     machines = sorted({(r["machine"]["cpu"], r["machine"]["gpu"]) for r in rows})
     dates = sorted({r["date"] for r in rows})
     threads = sorted({r["quantize_threads"] for r in rows if r["quantize_threads"]})
+    gpu_search = any(r.get("quantize_gpu_search") for r in rows)
     lines = [f"{first['model']}, {first['text']}, {first['chunks']} chunks of {first['ctx']} tokens (second halves "
              f"scored), perplexity and compare on {first['device']}. Bits/weight: what the blocks' quantized linears "
              f"store, scales included (embeddings and the head are int8-g32 in every quantized row). KL and top-1 "
              f"against the baseline (the model as stored). Quantize seconds: CPU, "
-             f"{'/'.join(map(str, threads)) or '—'} threads.",
+             f"{'/'.join(map(str, threads)) or '—'} threads"
+             f"{', the trellis rows searching their tiles on the GPU' if gpu_search else ''}.",
              "",
              "| format | bits/weight | file MB | perplexity | KL vs baseline | top-1 agreement | quantize s |",
              "| --- | --- | --- | --- | --- | --- | --- |"]

@@ -36,6 +36,11 @@ bool trellis_search_on_gpu(const float* targets, int64_t tiles, int k, std::vect
   try {
     states.resize(size_t(tiles) * kTrellisTileValues);
     cuda::trellis_tile_states(targets, tiles, k, states.data());
+    static std::once_flag said;  // where the time goes, once (tools/make_trellis_table.py reads it)
+    std::call_once(said, [] {
+      std::fprintf(stderr, "trellis: searching tiles on the GPU (%s); MARLIN_TRELLIS_GPU_SEARCH=0 keeps them on the CPU\n",
+                   cuda::device_name(0).c_str());
+    });
     return true;
   } catch (const Error& e) {  // out of device memory, say: the CPU searches instead
     static std::once_flag warned;
