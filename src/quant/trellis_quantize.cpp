@@ -5,7 +5,6 @@
 
 #include "core/error.h"
 #include "core/half.h"
-#include "quant/dense_kernels.h"
 #include "quant/hadamard.h"
 #include "quant/ldl.h"
 #include "quant/ldlq.h"
@@ -162,45 +161,38 @@ std::vector<float> unit_values(const std::vector<uint16_t>& codes, int64_t rows,
 
 void refit_row_scales(const float* w, const float* unit, int64_t rows, int64_t cols, std::span<const double> h,
                       uint16_t* scales, float* quantized, ThreadPool* pool) {
-  // 4 rows share each pass over a row of H (H is symmetric: row i is column i), as proxy_loss does.
-  parallel_ranges(pool, (rows + 3) / 4, 1, [&](int64_t begin, int64_t end) {
-    std::vector<double> c(size_t(4 * cols));
-    const double* rows_c[4];
-    double hc[4];
-    for (int64_t g = begin; g < end; ++g) {
-      const int64_t r0 = 4 * g;
-      const int count = int(std::min<int64_t>(4, rows - r0));
-      double num[4] = {}, den[4] = {};
-      for (int t = 0; t < count; ++t) {
-        for (int64_t i = 0; i < cols; ++i) c[size_t(t * cols + i)] = unit[(r0 + t) * cols + i];
-        rows_c[t] = &c[size_t(t * cols)];
-      }
+  parallel_ranges(pool, rows, 1, [&](int64_t begin, int64_t end) {
+    std::vector<double> hc(static_cast<size_t>(cols));
+    for (int64_t r = begin; r < end; ++r) {
+      const float* c = unit + r * cols;
+      const float* wr = w + r * cols;
       for (int64_t i = 0; i < cols; ++i) {
-        if (h.empty())
-          for (int t = 0; t < count; ++t) hc[t] = rows_c[t][i];
-        else
-          dot_rows(rows_c, count, h.data() + i * cols, cols, hc);
-        for (int t = 0; t < count; ++t) {
-          num[t] += double(w[(r0 + t) * cols + i]) * hc[t];
-          den[t] += rows_c[t][i] * hc[t];
+        if (h.empty()) {
+          hc[size_t(i)] = c[i];
+          continue;
         }
+        double sum = 0.0;
+        for (int64_t j = 0; j < cols; ++j) sum += h[size_t(i * cols + j)] * double(c[j]);
+        hc[size_t(i)] = sum;
       }
-      for (int t = 0; t < count; ++t) {
-        const int64_t r = r0 + t;
-        if (!(den[t] > 0.0) || !(num[t] > 0.0)) continue;
-        uint16_t fit = fp32_to_fp16(float(num[t] / den[t]));
-        if ((fit & 0x7c00) == 0x7c00) continue;  // beyond fp16
-        if (fit < kSmallestNormalFp16) fit = kSmallestNormalFp16;
-        auto loss = [&](uint16_t bits) {  // without w·H·wᵀ, the same for both
-          const double v = fp16_to_fp32(bits);
-          return v * v * den[t] - 2.0 * v * num[t];
-        };
-        if (!(loss(fit) < loss(scales[r]))) continue;
-        scales[r] = fit;
-        const float v = fp16_to_fp32(fit);
-        if (quantized)
-          for (int64_t i = 0; i < cols; ++i) quantized[r * cols + i] = v * unit[r * cols + i];
+      double num = 0.0, den = 0.0;
+      for (int64_t i = 0; i < cols; ++i) {
+        num += double(wr[i]) * hc[size_t(i)];
+        den += double(c[i]) * hc[size_t(i)];
       }
+      if (!(den > 0.0) || !(num > 0.0)) continue;
+      uint16_t fit = fp32_to_fp16(float(num / den));
+      if ((fit & 0x7c00) == 0x7c00) continue;  // beyond fp16
+      if (fit < kSmallestNormalFp16) fit = kSmallestNormalFp16;
+      auto loss = [&](uint16_t bits) {  // without w·H·wᵀ, the same for both
+        const double v = fp16_to_fp32(bits);
+        return v * v * den - 2.0 * v * num;
+      };
+      if (!(loss(fit) < loss(scales[r]))) continue;
+      scales[r] = fit;
+      const float v = fp16_to_fp32(fit);
+      if (quantized)
+        for (int64_t i = 0; i < cols; ++i) quantized[r * cols + i] = v * c[i];
     }
   });
 }
