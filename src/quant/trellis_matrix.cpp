@@ -11,7 +11,6 @@
 #include "quant/hadamard.h"
 #include "quant/parallel.h"
 #include "quant/trellis.h"
-#include "quant/trellis_quantize.h"
 
 namespace marlin {
 namespace {
@@ -148,23 +147,9 @@ QuantBuffers quantize_trellis_rtn(const float* w, int64_t rows, int64_t cols, in
   }
   std::vector<uint16_t> words(size_t(tiles * trellis_tile_words(k)));
   std::vector<double> errors(static_cast<size_t>(tiles));
-  std::vector<float> decoded(targets.size());
-  trellis_encode_tiles(targets.data(), tiles, k, words.data(), errors.data(), pool, decoded.data());
+  trellis_encode_tiles(targets.data(), tiles, k, words.data(), errors.data(), pool);
   // Tiles are consecutive in storage order at the minimal stride, so the words are the codes.
   std::memcpy(out.codes.data(), words.data(), out.codes.size());
-  // Each row's scale refit for its codes (least squares: no Hessian here).
-  std::vector<float> unit(targets.size());
-  for (int64_t tile = 0; tile < tiles; ++tile)
-    for (int t = 0; t < kTrellisTileValues; ++t)
-      unit[size_t((16 * (tile / tile_cols) + t / 16) * cols + 16 * (tile % tile_cols) + t % 16)] =
-          decoded[size_t(tile * kTrellisTileValues + t)];
-  std::vector<uint16_t> bits(static_cast<size_t>(rows));
-  for (int64_t r = 0; r < rows; ++r) bits[size_t(r)] = uint16_t(out.scales[size_t(2 * r)] | out.scales[size_t(2 * r + 1)] << 8);
-  refit_row_scales(rotated.data(), unit.data(), rows, cols, {}, bits.data(), nullptr, pool);
-  for (int64_t r = 0; r < rows; ++r) {
-    out.scales[size_t(2 * r)] = uint8_t(bits[size_t(r)] & 0xff);
-    out.scales[size_t(2 * r + 1)] = uint8_t(bits[size_t(r)] >> 8);
-  }
   return out;
 }
 

@@ -53,9 +53,8 @@ void dequantize_trellis_row(const QuantTensor& t, int64_t row, float* out);
 // Quantizes W (rows × cols, row-major, finite) into trellisK without calibration data: rotate
 // (W' = R_out·W·R_inᵀ with `seed`), s_r = the RMS of row r of W' rounded to fp16 (the codebook has
 // unit variance), then each tile's W'/s_r is encoded by trellis_encode_tiles (a Viterbi search per
-// tile, no error feedback between tiles), and each row's scale refit to the least squared error
-// for its codes (refit_row_scales, quant/trellis_quantize.h). A row whose scale is 0 stores 0 (its
-// values decode to exactly 0). A baseline and a test fixture; LDLQ with a Hessian does better. Encoding is slow
+// tile, no error feedback between tiles). A row whose scale is 0 stores 0 (its values decode to
+// exactly 0). A baseline and a test fixture; LDLQ with a Hessian does better. Encoding is slow
 // (tens of thousands of weights per second per core, quant/trellis.h): spread over `pool`.
 QuantBuffers quantize_trellis_rtn(const float* w, int64_t rows, int64_t cols, int k, uint64_t seed,
                                   ThreadPool* pool = nullptr);

@@ -141,61 +141,7 @@ double squared_distance(const float* a, const float* b, int64_t n) {
   return sum;
 }
 
-// The codebook values of `codes` (rows × cols, the layout's tiles), unscaled, row-major.
-std::vector<float> unit_values(const std::vector<uint16_t>& codes, int64_t rows, int64_t cols, int k,
-                               ThreadPool* pool) {
-  std::vector<float> unit(size_t(rows * cols));
-  parallel_ranges(pool, rows / kTile, 1, [&](int64_t begin, int64_t end) {
-    float tile[kTrellisTileValues];
-    for (int64_t i = begin; i < end; ++i)
-      for (int64_t j = 0; j < cols / kTile; ++j) {
-        trellis_decode_tile(codes.data() + tile_offset(i, j, cols, k), k, tile);
-        for (int t = 0; t < kTrellisTileValues; ++t)
-          unit[size_t((i * kTile + t / kTile) * cols + j * kTile + t % kTile)] = tile[t];
-      }
-  });
-  return unit;
-}
-
 }  // namespace
-
-void refit_row_scales(const float* w, const float* unit, int64_t rows, int64_t cols, std::span<const double> h,
-                      uint16_t* scales, float* quantized, ThreadPool* pool) {
-  parallel_ranges(pool, rows, 1, [&](int64_t begin, int64_t end) {
-    std::vector<double> hc(static_cast<size_t>(cols));
-    for (int64_t r = begin; r < end; ++r) {
-      const float* c = unit + r * cols;
-      const float* wr = w + r * cols;
-      for (int64_t i = 0; i < cols; ++i) {
-        if (h.empty()) {
-          hc[size_t(i)] = c[i];
-          continue;
-        }
-        double sum = 0.0;
-        for (int64_t j = 0; j < cols; ++j) sum += h[size_t(i * cols + j)] * double(c[j]);
-        hc[size_t(i)] = sum;
-      }
-      double num = 0.0, den = 0.0;
-      for (int64_t i = 0; i < cols; ++i) {
-        num += double(wr[i]) * hc[size_t(i)];
-        den += double(c[i]) * hc[size_t(i)];
-      }
-      if (!(den > 0.0) || !(num > 0.0)) continue;
-      uint16_t fit = fp32_to_fp16(float(num / den));
-      if ((fit & 0x7c00) == 0x7c00) continue;  // beyond fp16
-      if (fit < kSmallestNormalFp16) fit = kSmallestNormalFp16;
-      auto loss = [&](uint16_t bits) {  // without w·H·wᵀ, the same for both
-        const double v = fp16_to_fp32(bits);
-        return v * v * den - 2.0 * v * num;
-      };
-      if (!(loss(fit) < loss(scales[r]))) continue;
-      scales[r] = fit;
-      const float v = fp16_to_fp32(fit);
-      if (quantized)
-        for (int64_t i = 0; i < cols; ++i) quantized[r * cols + i] = v * c[i];
-    }
-  });
-}
 
 std::vector<TrellisLayer> quantize_trellis_stack(std::span<const TrellisMatrix> matrices, int64_t cols,
                                                  std::span<const double> hessian, int k, uint64_t seed,
@@ -228,7 +174,6 @@ std::vector<TrellisLayer> quantize_trellis_stack(std::span<const TrellisMatrix> 
   std::vector<float> rotated(static_cast<size_t>(n));
   std::vector<TrellisLayer> layers(matrices.size());
   std::vector<float> scale;
-  std::vector<uint16_t> scale_bits;  // the stack's row scales, as stored
   for (size_t i = 0, row0 = 0; i < matrices.size(); row0 += size_t(matrices[i].rows), ++i) {
     const TrellisMatrix& m = matrices[i];
     float* mine = rotated.data() + row0 * size_t(cols);
@@ -240,10 +185,8 @@ std::vector<TrellisLayer> quantize_trellis_stack(std::span<const TrellisMatrix> 
     layer.cols = cols;
     layer.k = k;
     layer.seed = seed;
-    for (const uint16_t h : row_scales_of(mine, m.rows, cols, options.scale_factor)) {
-      scale_bits.push_back(h);
-      scale.push_back(fp16_to_fp32(h));
-    }
+    layer.row_scales = row_scales_of(mine, m.rows, cols, options.scale_factor);
+    for (const uint16_t h : layer.row_scales) scale.push_back(fp16_to_fp32(h));
   }
   std::vector<uint16_t> codes(size_t(n * k / 16), 0);
   StripEncoder encoder{scale, k, pool, {}, {}, {}, {}};
@@ -262,8 +205,6 @@ std::vector<TrellisLayer> quantize_trellis_stack(std::span<const TrellisMatrix> 
     for (int64_t j = 0; j < strips; ++j)
       for (int64_t r = 0; r < rows; ++r)
         std::copy_n(out.data() + (j * rows + r) * kTile, kTile, quantized.data() + r * cols + j * kTile);
-    refit_row_scales(rotated.data(), unit_values(codes, rows, cols, k, pool).data(), rows, cols, {},
-                     scale_bits.data(), quantized.data(), pool);
     for (size_t i = 0, row0 = 0; i < matrices.size(); row0 += size_t(matrices[i].rows), ++i)
       rotated_loss[i] = squared_distance(rotated.data() + row0 * size_t(cols), quantized.data() + row0 * size_t(cols),
                                          matrices[i].rows * cols);
@@ -285,9 +226,7 @@ std::vector<TrellisLayer> quantize_trellis_stack(std::span<const TrellisMatrix> 
       encoder.encode_strips(target, rows, cols, {&order[size_t(position)], 1}, out, codes.data());
     };
     // LDLQ treats every row on its own, so the stack's rows come out as each matrix's would alone.
-    std::vector<float> q_ordered = ldlq(w_ordered.data(), rows, cols, factor, strip_quantizer, pool);
-    refit_row_scales(w_ordered.data(), permute_strips(unit_values(codes, rows, cols, k, pool), rows, cols, order).data(),
-                     rows, cols, h_ordered, scale_bits.data(), q_ordered.data(), pool);
+    const std::vector<float> q_ordered = ldlq(w_ordered.data(), rows, cols, factor, strip_quantizer, pool);
     // The loss is the same in any strip order (rows and columns of H' permuted alike).
     for (size_t i = 0, row0 = 0; i < matrices.size(); row0 += size_t(matrices[i].rows), ++i) {
       rotated_loss[i] = proxy_loss(w_ordered.data() + row0 * size_t(cols), q_ordered.data() + row0 * size_t(cols),
@@ -301,7 +240,6 @@ std::vector<TrellisLayer> quantize_trellis_stack(std::span<const TrellisMatrix> 
     const TrellisMatrix& m = matrices[i];
     TrellisLayer& layer = layers[i];
     const int64_t words = m.rows * cols * k / 16;
-    layer.row_scales.assign(scale_bits.begin() + ptrdiff_t(row0), scale_bits.begin() + ptrdiff_t(row0 + size_t(m.rows)));
     layer.codes.assign(codes.begin() + ptrdiff_t(row0 * size_t(cols) * size_t(k) / 16),
                        codes.begin() + ptrdiff_t(row0 * size_t(cols) * size_t(k) / 16 + size_t(words)));
     layer.rotated_proxy_loss = rotated_loss[i];

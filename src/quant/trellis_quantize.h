@@ -19,9 +19,7 @@ namespace marlin {
 class ThreadPool;
 
 struct TrellisQuantOptions {
-  // The scale LDLQ quantizes with: s_r = fp16(scale_factor · RMS of row r of W'); once the codes
-  // are chosen, each row's scale is refit to the least proxy loss for them (the stored one).
-  // Slightly above 1 because LDLQ's targets carry
+  // s_r = fp16(scale_factor · RMS of row r of W'). Slightly above 1 because LDLQ's targets carry
   // the feedback of later strips' errors on top of W', and the codebook clips beyond ≈ ±3.2: with
   // LDLQ, a 576 × 576 synthetic layer lost least at 1.0, 1.05, 1.1 for K = 2, 3, 4 (1.05 within
   // 1.1%, 0%, 2.7% of the best), a real one (SmolLM2 layer-0 q_proj) at 1.1 for every K (1.05
@@ -55,16 +53,6 @@ struct TrellisLayer {
 // the wrong size, non-finite input, a row whose scale overflows fp16, or a Hessian LDL rejects.
 TrellisLayer quantize_trellis_layer(const float* w, int64_t rows, int64_t cols, std::span<const double> hessian,
                                     int k, uint64_t seed, const TrellisQuantOptions& options = {});
-
-// The least-loss scale of each row for codes already chosen. The proxy loss is a sum over rows,
-// each quadratic in its scale s: s²·c·H·cᵀ − 2s·w·H·cᵀ + w·H·wᵀ, with w the row (rotated, as
-// quantized) and c its codebook values (unscaled; H = I when `h` is empty), least at
-// s* = w·H·cᵀ / c·H·cᵀ. Codes are chosen under a first scale; a row takes s* (rounded to fp16, at
-// least 2^-14) where that lowers its loss (scales: fp16 bits, rewritten), and its row of
-// `quantized` (when given) becomes s·c as the layout decodes it. rows × cols row-major; h is
-// cols × cols.
-void refit_row_scales(const float* w, const float* unit, int64_t rows, int64_t cols, std::span<const double> h,
-                      uint16_t* scales, float* quantized, ThreadPool* pool);
 
 // Several matrices that read the same input (q, k and v; gate and up), quantized as one stack: the
 // same input rotation (one seed), Hessian and k for all, each its own output rotation (seed + 1,

@@ -19,7 +19,6 @@
 #include "quant/gptq.h"
 #include "quant/hessian.h"
 #include "quant/ldlq.h"
-#include "quant/trellis_matrix.h"
 #include "quant/trellis_quantize.h"
 
 #include "synthetic_layer.h"
@@ -162,66 +161,6 @@ TEST(TrellisQuantize, DeterministicWhateverTheThreads) {
   EXPECT_EQ(x.rotated_proxy_loss, z.rotated_proxy_loss);
   // Another seed is another rotation, so other codes.
   EXPECT_NE(quantize_trellis_layer(w.data(), 48, 96, h, 3, 10, a).codes, x.codes);
-}
-
-// Each row's stored scale is the best fp16 scale for its codes: one fp16 step up or down raises the
-// layer's proxy loss (with a Hessian and without). The loss is quadratic in a row's scale, so this
-// holds only if the refit after LDLQ found the optimum; the first scale (1.05 × the row's RMS)
-// fails it on most rows.
-TEST(TrellisQuantize, RowScalesAreTheBestForTheirCodes) {
-  const int64_t rows = 48, cols = 96;
-  const auto w = layer_weights(rows, cols, 51);
-  const auto h = correlated_hessian(cols, 4 * cols, 52);
-  for (const bool with_hessian : {true, false}) {
-    SCOPED_TRACE(with_hessian ? "with a Hessian" : "without");
-    const std::span<const double> hs = with_hessian ? std::span<const double>(h) : std::span<const double>();
-    const int k = 3;
-    const TrellisLayer layer = quantize_trellis_layer(w.data(), rows, cols, hs, k, 7);
-    auto loss_with = [&](const std::vector<uint16_t>& scales) {
-      const auto decoded = decode_trellis_layer(layer.codes, scales, rows, cols, k, 7);
-      if (with_hessian) return proxy_loss(w.data(), decoded.data(), rows, cols, h);
-      double sq = 0.0;
-      for (size_t i = 0; i < w.size(); ++i) sq += (double(w[i]) - decoded[i]) * (double(w[i]) - decoded[i]);
-      return sq;
-    };
-    const double base = loss_with(layer.row_scales);
-    EXPECT_NEAR(base, layer.proxy_loss, 1e-12 * base);
-    for (const int64_t r : {0, 17, 31, 47}) {
-      for (const int step : {-1, 1}) {
-        std::vector<uint16_t> scales = layer.row_scales;
-        scales[size_t(r)] = uint16_t(scales[size_t(r)] + step);  // positive normal fp16: the next value
-        EXPECT_GT(loss_with(scales), base) << "row " << r << ", step " << step;
-      }
-    }
-  }
-}
-
-// The same for the calibration-free quantizer (squared error; its scales are little-endian fp16
-// bytes in the buffers).
-TEST(TrellisQuantize, RtnRowScalesAreTheBestForTheirCodes) {
-  const int64_t rows = 32, cols = 64;
-  const auto w = layer_weights(rows, cols, 53);
-  const QuantBuffers q = quantize_trellis_rtn(w.data(), rows, cols, 4, 8, nullptr);
-  auto error_with = [&](const QuantBuffers& b) {
-    std::vector<float> row(static_cast<size_t>(cols));
-    double sq = 0.0;
-    for (int64_t r = 0; r < rows; ++r) {
-      dequantize_row(b.view(), r, row.data());
-      for (int64_t c = 0; c < cols; ++c) sq += std::pow(double(w[size_t(r * cols + c)]) - row[size_t(c)], 2);
-    }
-    return sq;
-  };
-  const double base = error_with(q);
-  for (const int64_t r : {0, 9, 31}) {
-    for (const int step : {-1, 1}) {
-      QuantBuffers other = q;
-      const uint16_t bits = uint16_t(other.scales[size_t(2 * r)] | other.scales[size_t(2 * r + 1)] << 8);
-      const uint16_t next = uint16_t(bits + step);
-      other.scales[size_t(2 * r)] = uint8_t(next & 0xff);
-      other.scales[size_t(2 * r + 1)] = uint8_t(next >> 8);
-      EXPECT_GT(error_with(other), base) << "row " << r << ", step " << step;
-    }
-  }
 }
 
 // A stack (q, k, v: one input, one seed) gives each matrix what it gets alone, bit for bit, with a
