@@ -66,13 +66,22 @@ __device__ __forceinline__ uint32_t code_twice(uint32_t state) {
 }
 
 // The 16 bits of `w` starting `kShift` bits up, zero-extended: a byte permute where the field is
-// byte-aligned in w or in w4 = w >> 4, else a shift and a mask.
+// byte-aligned in w or in w4 = w << 4 (a multiply, so off the integer pipe that the permutes, the
+// lop3s and the window shifts keep busy), else a shift and a mask.
 template <int kShift>
 __device__ __forceinline__ uint32_t field16(uint32_t w, uint32_t w4) {
   if constexpr (kShift == 16) return w >> 16;
   if constexpr (kShift % 8 == 0) return __byte_perm(w, 0, 0x4400 | (kShift / 8) | (kShift / 8 + 1) << 4);
-  if constexpr (kShift % 8 == 4) return __byte_perm(w4, 0, 0x4400 | (kShift / 8) | (kShift / 8 + 1) << 4);
+  if constexpr (kShift % 8 == 4 && kShift <= 12)
+    return __byte_perm(w4, 0, 0x4400 | (kShift / 8 + 1) | (kShift / 8 + 2) << 4);
   return (w >> kShift) & 0xffff;
+}
+
+// w << 4 as a multiply (field16's w4).
+__device__ __forceinline__ uint32_t times16(uint32_t w) {
+  uint32_t r;
+  asm("mul.lo.u32 %0, %1, 16;" : "=r"(r) : "r"(w));
+  return r;
 }
 
 // Where lane (g, q) finds its states in any tile: windows of rows g and g + 8.
@@ -101,17 +110,17 @@ struct LaneWindows {
     for (int half = 0; half < 2; ++half) {
       uint32_t* out = c + 4 * half;
       if constexpr (kOneWindow) {
-        const uint32_t v = read_window(tile, w[half][0]), v4 = v >> 4;
+        const uint32_t v = read_window(tile, w[half][0]), v4 = times16(v);
         out[0] = code_twice(field16<3 * K>(v, v4));
         out[1] = code_twice(field16<2 * K>(v, v4));
         out[2] = code_twice(field16<K>(v, v4));
         out[3] = code_twice(field16<0>(v, v4));
       } else {
         const uint32_t v0 = read_window(tile, w[half][0]), v1 = read_window(tile, w[half][1]);
-        out[0] = code_twice(field16<K>(v0, v0 >> 4));
-        out[1] = code_twice(field16<0>(v0, v0 >> 4));
-        out[2] = code_twice(field16<K>(v1, v1 >> 4));
-        out[3] = code_twice(field16<0>(v1, v1 >> 4));
+        out[0] = code_twice(field16<K>(v0, times16(v0)));
+        out[1] = code_twice(field16<0>(v0, times16(v0)));
+        out[2] = code_twice(field16<K>(v1, times16(v1)));
+        out[3] = code_twice(field16<0>(v1, times16(v1)));
       }
     }
   }
@@ -129,8 +138,11 @@ constexpr int ring_bytes() {
   return kWarps * ring_stages<K>() * tile_words<K>() * kTilesPerStage * 4;
 }
 
+// Two blocks per SM up to two token fragments: at 64 registers (a few bytes spilled at two
+// fragments; above 64, one block per SM made m = 16 23 % slower).
 template <int K, int kFragsM>
-__global__ void __launch_bounds__(kWarps * 32) trellis_gemv_kernel(const __grid_constant__ GemvArgs p) {
+__global__ void __launch_bounds__(kWarps * 32, kFragsM <= 2 ? 2 : 1)
+    trellis_gemv_kernel(const __grid_constant__ GemvArgs p) {
   allow_dependent_launch();
   constexpr int kWords = tile_words<K>();
   constexpr int kStages = ring_stages<K>();
@@ -144,12 +156,21 @@ __global__ void __launch_bounds__(kWarps * 32) trellis_gemv_kernel(const __grid_
   uint32_t* ring = smem + warp * kStages * kStageWords;
 
   // Stage s: tiles t_begin + s·kTilesPerStage.. (fewer in the last), 16-byte pieces over the lanes.
+  // A full stage is a fixed number of pieces per lane, copied without a loop: the copies are a
+  // fifth of the instructions otherwise.
+  constexpr int kStagePieces = kStageWords / 4;
+  const int full_stages = (t_end - t_begin) / kTilesPerStage;
+  const uint32_t ring_lane = smem_addr(ring) + 16 * lane;
   auto issue = [&](int s) {
-    if (s < stages) {
-      const int n = min(kTilesPerStage, t_end - t_begin - s * kTilesPerStage) * kWords / 4;
-      const uint32_t* from = src + s * kStageWords;
-      uint32_t* to = ring + (s % kStages) * kStageWords;
-      for (int i = lane; i < n; i += 32) cp_async16(smem_addr(to + 4 * i), from + 4 * i);
+    const uint32_t* from = src + s * kStageWords + 4 * lane;
+    const uint32_t to = ring_lane + (s % kStages) * kStageWords * 4;
+    if (s < full_stages) {
+#pragma unroll
+      for (int j = 0; j < (kStagePieces + 31) / 32; ++j)
+        if (kStagePieces % 32 == 0 || lane + 32 * j < kStagePieces) cp_async16(to + 512 * j, from + 128 * j);
+    } else if (s < stages) {
+      const int n = (t_end - t_begin - s * kTilesPerStage) * kWords / 4;
+      for (int i = 0; lane + i < n; i += 32) cp_async16(to + 16 * i, from + 4 * i);
     }
     cp_async_commit();
   };
