@@ -156,7 +156,10 @@ class CudaBackend final : public Backend {
     graphs_enabled_ = (graphs == nullptr || std::string(graphs) != "0") && !profiler_.enabled();
   }
   ~CudaBackend() override {
-    if (profiler_.enabled()) std::fputs(profiler_.report().c_str(), stderr);
+    if (profiler_.enabled() && cudaStreamSynchronize(ctx_.stream) == cudaSuccess) {
+      profiler_.collect();  // ops since the last copy to the host (device-side sampling copies none)
+      std::fputs(profiler_.report().c_str(), stderr);
+    }
     for (auto& [key, graph] : graphs_) cudaGraphExecDestroy(graph);
     cublasDestroy(ctx_.cublas);
     cudaStreamDestroy(ctx_.stream);

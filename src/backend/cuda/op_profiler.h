@@ -2,6 +2,8 @@
 // MARLIN_PROFILE_OPS=1 every op is bracketed by CUDA events (graphs are off, so each op runs as
 // launched), and the totals per op label are printed to stderr when the backend is destroyed.
 // The sum of the ops next to a step's wall time shows the launch and synchronisation overhead.
+// Each label's first call is reported on its own and left out of its mean: it carries one-time
+// costs (the lazy loading of kernels and cuBLAS's, workspace allocation) that are not the op's.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -27,7 +29,8 @@ class OpProfiler {
 
   // Adds the elapsed times of the ops recorded since the last collect (the stream must be idle).
   void collect();
-  // The table: label, calls, total ms, mean µs, share of the total.
+  // The table: label, calls after the first, their total ms, mean µs and share of the total, and
+  // the first call's µs.
   std::string report() const;
 
  private:
@@ -36,8 +39,9 @@ class OpProfiler {
     std::string label;
   };
   struct Total {
-    long calls = 0;
+    long calls = 0;  // after the first
     double ms = 0;
+    double first_ms = -1;  // not yet seen
   };
   cudaEvent_t take_event();
 
