@@ -273,6 +273,22 @@ class Quantizer {
   }
 
   // Whether `name` is quantized to `format` by the calibrated path rather than kept or repacked.
+  // Whether a trellis stack of `bytes` may be held (trellis_stacks); says so once when not.
+  bool stack_fits(uint64_t bytes) {
+    const std::optional<uint64_t> free = mem_available();
+    const std::optional<uint64_t> limit = options_.trellis_stack_budget ? options_.trellis_stack_budget
+                                          : free                          ? std::optional<uint64_t>(*free / 2)
+                                                                          : std::nullopt;
+    if (!limit || bytes <= *limit) return true;
+    if (!warned_stack_) {
+      say(fmt::format("trellis: linears that read one input quantized one by one where their stack would take more "
+                      "than {} ({} for the first); the result is the same",
+                      format_memory_size(*limit), format_memory_size(bytes)));
+      warned_stack_ = true;
+    }
+    return false;
+  }
+
   static bool requantized(const QuantTensor& t, const std::optional<TensorFormat>& format) {
     return format && *format != t.format && format->quantized() && format->kind != FormatKind::kGgml;
   }
@@ -280,19 +296,24 @@ class Quantizer {
   // The trellis layers of a group's linears (one input, one Hessian) that share a width and a
   // rotation seed with another of them (q, k and v; gate and up): each such set is quantized as
   // one stack (quant/trellis_quantize.h: the same result as one by one, in fewer and larger tile
-  // searches), before any of them is written.
+  // searches), before any of them is written. A set whose stack would pass the memory allowed
+  // for it (QuantizeOptions::trellis_stack_budget) is left to be quantized one by one.
   std::map<std::string, TrellisLayer> trellis_stacks(const std::vector<std::string>& names,
                                                      const std::vector<double>& hessian) {
     std::map<std::pair<int, uint64_t>, std::vector<std::string>> sets;
+    std::map<std::pair<int, uint64_t>, uint64_t> weights_of;
     for (const auto& name : names) {
       const QuantTensor t = stored(name);
       const auto format = format_for(name, t.rows);
-      if (requantized(t, format) && format->kind == FormatKind::kTrellis)
+      if (requantized(t, format) && format->kind == FormatKind::kTrellis) {
         sets[{format->bits, trellis_seed(name)}].push_back(name);
+        weights_of[{format->bits, trellis_seed(name)}] += uint64_t(t.rows) * uint64_t(t.cols);
+      }
     }
     std::map<std::string, TrellisLayer> layers;
     for (const auto& [key, members] : sets) {
-      if (members.size() < 2) continue;
+      if (members.size() < 2 || !stack_fits(trellis_stack_bytes(weights_of[key]))) continue;
+      report_.trellis_stacks++;
       std::vector<std::vector<float>> weights;
       std::vector<TrellisMatrix> stack;
       weights.reserve(members.size());
@@ -372,6 +393,7 @@ class Quantizer {
   const QuantizeNotice& notice_;
   std::vector<std::string> names_;
   QuantizeReport report_;
+  bool warned_stack_ = false;  // stack_fits said once that a set goes one by one
 };
 
 }  // namespace

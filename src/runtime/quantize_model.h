@@ -28,6 +28,10 @@ struct QuantizeOptions {
   // several passes over the calibration text, with the same result. nullopt: a share of the free
   // memory when GPTQ starts (runtime/hessian_budget.h).
   std::optional<uint64_t> hessian_budget;
+  // Bytes a set of trellis linears quantized as one stack may hold (trellis_stack_bytes); a set
+  // needing more is quantized one by one, with the same result. nullopt: half of the memory free
+  // when the set comes up (no figure for the free memory: no limit).
+  std::optional<uint64_t> trellis_stack_budget;
 };
 
 struct QuantizedTensor {
@@ -41,6 +45,7 @@ struct QuantizeReport {
   std::vector<QuantizedTensor> tensors;
   double seconds = 0;
   int64_t hessian_passes = 0;  // GPTQ runs of a block over the calibration text to collect its Hessians
+  int64_t trellis_stacks = 0;  // sets of trellis linears quantized as one stack
 };
 
 using TensorSink = std::function<void(const std::string& name, const QuantTensor& tensor)>;

@@ -173,6 +173,29 @@ TEST_F(QuantizeModel, TrellisWithHessiansMovesLogitsLessThanWithout) {
             << "\n";
 }
 
+// The linears that read one input (q, k, v; gate, up) are quantized as one trellis stack where the
+// memory allows it, else one by one: the same tensors either way.
+TEST_F(QuantizeModel, TrellisStacksWithinTheirBudgetAndGiveTheSameTensors) {
+  QuantizeOptions options;
+  options.format = TensorFormat::parse("trellis3");
+  options.rules = parse_quant_rules("embed_tokens=keep,lm_head=keep");
+  options.gptq = true;
+  options.calibration = calibration_tokens();
+  options.trellis_stack_budget = UINT64_MAX;
+  auto stacked = quantize(*source_, options, pool_);
+  EXPECT_EQ(stacked.report.trellis_stacks, 2 * source_->config().n_layers);  // q|k|v and gate|up per block
+  options.trellis_stack_budget = 0;
+  auto alone = quantize(*source_, options, pool_);
+  EXPECT_EQ(alone.report.trellis_stacks, 0);
+  for (const auto& name : stacked.source->tensor_names()) {
+    const QuantTensor a = *stacked.source->tensor(name), b = *alone.source->tensor(name);
+    ASSERT_EQ(a.format, b.format) << name;
+    const QuantBuffers ca = copy_of(a), cb = copy_of(b);
+    EXPECT_EQ(ca.codes, cb.codes) << name;
+    EXPECT_EQ(ca.scales, cb.scales) << name;
+  }
+}
+
 // Every linear of the blocks in trellis4 without calibration (tiles alone): its weight MSE (0.0045
 // of the variance, tests/quant/test_trellis_matrix.cpp) is about 2/3 of int4-g32 RTN's on
 // Gaussian-like weights (≈ step²/12 with step ≈ 2·absmax/15; 4.5 bits with its scales), and KL
