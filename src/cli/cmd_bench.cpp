@@ -103,10 +103,14 @@ void measure(Model& model, double weight_bytes, double bandwidth, int threads, c
     for (int i = 0; i < o.gen_tokens; ++i) token = model.forward_sample(std::span<const int32_t>(&token, 1), *cache, greedy);
   };
   std::vector<double> prefill_rates, decode_rates;
+  double warm_up_prefill = 0;  // rep 0's: on a GPU, the first test's carries the one-time start-up costs
   for (int rep = 0; rep <= o.reps; ++rep) {  // rep 0 warms up
     const double p = prompt_tokens > 0 ? seconds(prefill) : 0;
     const double d = o.gen_tokens > 0 ? seconds(decode) : 0;
-    if (rep == 0) continue;
+    if (rep == 0) {
+      warm_up_prefill = p;
+      continue;
+    }
     if (prompt_tokens > 0) prefill_rates.push_back(prompt_tokens / p);
     if (o.gen_tokens > 0) decode_rates.push_back(double(o.gen_tokens) * batch / d);
   }
@@ -130,12 +134,15 @@ void measure(Model& model, double weight_bytes, double bandwidth, int threads, c
                           {"prefill_tokens_per_s", prefill_rate},
                           {"decode_tokens_per_s", decode_rate},
                           {"prefill_runs", prefill_rates},
+                          {"warm_up_prefill_seconds", warm_up_prefill},
                           {"decode_runs", decode_rates}};
     std::printf("%s\n", out.dump().c_str());
   } else {
     std::printf("model %s on %s, %d repetitions (median)\n", model.config().name.c_str(),
                 model.device_description().c_str(), o.reps);
-    if (prompt_tokens > 0) std::printf("prefill %5d tokens: %8.1f tokens/s\n", prompt_tokens, prefill_rate);
+    if (prompt_tokens > 0)
+      std::printf("prefill %5d tokens: %8.1f tokens/s (the warm-up run: %.1f ms)\n", prompt_tokens, prefill_rate,
+                  1e3 * warm_up_prefill);
     std::printf("decode  %5d tokens x %d sequences: %8.1f tokens/s\n", o.gen_tokens, batch, decode_rate);
     if (decode_rate > 0)
       std::printf("        a step takes %.2f ms, %.2fx the %.2f ms needed to read %.3g GB of weights at %.0f GB/s\n",

@@ -39,6 +39,7 @@ struct ServeOptions {
   size_t max_body = 4 << 20;
   int max_n = 16;
   double shutdown_timeout = 10;
+  bool warm_up = true;
 };
 
 std::string trimmed(std::string s) {
@@ -70,6 +71,7 @@ void serve(const ServeOptions& o) {
   Engine engine({model_path, o.threads, parse_device(o.device)});
   const ModelConfig& config = engine.model().config();
   const int64_t context = std::min<int64_t>(o.context, config.context_length);
+  if (o.warm_up) fmt::print(stderr, "marlin serve: warmed up in {:.2f} s\n", engine.warm_up());
 
   server::Metrics metrics;
   server::BatchingOptions batching;
@@ -161,6 +163,9 @@ void register_serve(CLI::App& app) {
                 "On SIGTERM/SIGINT, seconds to let requests in flight finish before cancelling them")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 3600.0));
+  c->add_flag("!--no-warmup", o->warm_up,
+              "Skip the short prompt and decode step run before listening (they take the GPU's one-time start-up "
+              "costs off the first request)");
   c->callback([o] { serve(*o); });
 }
 

@@ -1,5 +1,8 @@
 #include "runtime/engine.h"
 
+#include <chrono>
+
+#include "backend/sampling.h"
 #include "model/model_source.h"
 #include "tokenizer/tokenizer.h"
 
@@ -52,6 +55,20 @@ std::vector<int32_t> Engine::chat_prompt(const std::vector<ChatMessage>& message
 
 std::vector<int32_t> Engine::raw_prompt(const std::string& text) const {
   return tokenizer_->encode(text, /*add_special=*/true, /*parse_special=*/true);
+}
+
+double Engine::warm_up() {
+  const auto start = std::chrono::steady_clock::now();
+  const int64_t vocab = model_->config().vocab_size;
+  std::vector<int32_t> prompt(16);
+  for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = int32_t(int64_t(i) % vocab);
+  auto cache = model_->new_cache(int64_t(prompt.size()) + 1);
+  std::vector<float> logits(static_cast<size_t>(vocab));
+  model_->forward(prompt, *cache, logits.data(), false);
+  SampleBatch greedy;
+  greedy.rows.resize(1);
+  model_->forward_sample(std::span<const int32_t>(prompt.data(), 1), *cache, greedy);
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
 }  // namespace marlin

@@ -38,6 +38,11 @@ class Engine {
   std::vector<int32_t> raw_prompt(const std::string& text) const;
   bool has_own_chat_template() const { return has_own_template_; }
 
+  // Runs a 16-token prompt and one decode step on a cache of their own and returns the seconds
+  // taken. On a GPU the first use of each kernel (loaded lazily) and of cuBLAS costs up to a few
+  // hundred milliseconds, which would otherwise fall on the first request (marlin serve).
+  double warm_up();
+
  private:
   std::unique_ptr<ThreadPool> pool_;
   std::unique_ptr<ModelSource> source_;

@@ -69,6 +69,7 @@ def test_bench_json(marlin_bin):
     figures = json.loads(r.stdout)
     assert figures["prefill_tokens_per_s"] > 0 and figures["decode_tokens_per_s"] > 0
     assert figures["copy_bandwidth_bytes_per_s"] > 1e8
+    assert figures["warm_up_prefill_seconds"] > 0
     step = figures["decode_step_seconds"]
     assert step == pytest.approx(1 / figures["decode_tokens_per_s"])
     bound = figures["weight_bytes_per_token"] / figures["copy_bandwidth_bytes_per_s"]

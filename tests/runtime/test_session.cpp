@@ -57,6 +57,17 @@ TEST_F(SessionTest, AnswersTheCapitalOfFrance) {
   EXPECT_EQ(result.finish, FinishReason::kEndOfTurn);
 }
 
+// marlin serve's warm-up runs on a cache of its own: the answers after it are the same.
+TEST_F(SessionTest, WarmUpChangesNoAnswer) {
+  auto prompt = engine_->chat_prompt({{"user", "Name a colour."}}, true);
+  Session before(engine_->model(), engine_->tokenizer(), 256);
+  const auto first = before.generate(prompt, greedy(12));
+  const double seconds = engine_->warm_up();
+  EXPECT_GT(seconds, 0);
+  Session after(engine_->model(), engine_->tokenizer(), 256);
+  EXPECT_EQ(after.generate(prompt, greedy(12)).tokens, first.tokens);
+}
+
 TEST_F(SessionTest, StreamsWholeCharacters) {
   Session session(engine_->model(), engine_->tokenizer(), 512);
   GenerationParams params;
