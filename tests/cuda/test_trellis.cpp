@@ -309,5 +309,67 @@ TEST(CudaTrellisPerf, Llama8bLayerShapes) {
   SUCCEED();
 }
 
+// The same layer at prompt sizes (128, 512, 2048 rows): the trellis4 linear (rotations, the decode
+// into fp16 rows and cuBLAS), the int4-g128 linear and cuBLAS fp16, microseconds and TFLOP/s.
+TEST(CudaTrellisPerf, Llama8bLayerPrompt) {
+  MARLIN_REQUIRE_GPU();
+  std::mt19937 rng(2);
+  cuda::LinearContext ctx;
+  ASSERT_EQ(cublasCreate(&ctx.cublas), CUBLAS_STATUS_SUCCESS);
+  ctx.max_rows = 2048;
+  DeviceBuffer<uint8_t> cublas_workspace(size_t(32) << 20);  // no allocation inside a graph capture
+  ASSERT_EQ(cublasSetWorkspace(ctx.cublas, cublas_workspace.get(), cublas_workspace.size()), CUBLAS_STATUS_SUCCESS);
+  const std::vector<std::pair<int, int>> shapes = {{6144, 4096}, {4096, 4096}, {28672, 4096}, {4096, 14336}};
+  struct Layer {
+    std::unique_ptr<TimedLinears> trellis, int4;
+    std::unique_ptr<DeviceBuffer<uint16_t>> f16;
+  };
+  std::vector<Layer> layers;
+  for (const auto& [rows, cols] : shapes) {
+    layers.push_back({std::make_unique<TimedLinears>(random_trellis(rows, cols, 4, 9, rng), 1, ctx),
+                      std::make_unique<TimedLinears>(random_int4(rows, cols, rng), 1, ctx),
+                      std::make_unique<DeviceBuffer<uint16_t>>(size_t(rows) * cols)});
+  }
+  for (int m : {128, 512, 2048}) {
+    double total[3] = {}, flops = 0;
+    for (size_t s = 0; s < shapes.size(); ++s) {
+      const auto [rows, cols] = shapes[s];
+      const auto x = random_halves(size_t(m) * size_t(cols), -1.0f, 1.0f, rng);
+      DeviceBuffer<uint16_t> dx(x), y16(size_t(m) * size_t(rows));
+      double us[3];
+      const cuda::CudaLinear* linears[2] = {layers[s].trellis->linears[0].get(), layers[s].int4->linears[0].get()};
+      for (int k = 0; k < 2; ++k)
+        us[k] = 1e3 * graph_ms(
+                          [&](cudaStream_t stream) {
+                            ctx.stream = stream;
+                            cublasSetStream(ctx.cublas, stream);
+                            linears[k]->forward(as_half(dx), m, y16.get(), false, ctx);
+                          },
+                          5);
+      us[2] = 1e3 * graph_ms(
+                        [&](cudaStream_t stream) {
+                          ctx.stream = stream;
+                          cublasSetStream(ctx.cublas, stream);
+                          cuda::gemm_f16(ctx, as_half(*layers[s].f16), rows, cols, as_half(dx), m, y16.get(), false);
+                        },
+                        5);
+      const double f = 2.0 * m * rows * cols;
+      const char* names[3] = {"trellis4 linear", "int4-g128", "cublas fp16"};
+      for (int i = 0; i < 3; ++i) {
+        std::printf("{\"m\": %d, \"rows\": %d, \"cols\": %d, \"kernel\": \"%s\", \"us\": %.1f, \"TFLOPs\": %.0f}\n", m,
+                    rows, cols, names[i], us[i], f / (us[i] * 1e-6) / 1e12);
+        total[i] += us[i];
+      }
+      flops += f;
+    }
+    std::printf("{\"m\": %d, \"layer\": true, \"trellis4_linear_us\": %.1f, \"int4_us\": %.1f, \"cublas_us\": %.1f, "
+                "\"trellis4_TFLOPs\": %.0f, \"int4_TFLOPs\": %.0f, \"cublas_TFLOPs\": %.0f}\n",
+                m, total[0], total[1], total[2], flops / (total[0] * 1e-6) / 1e12, flops / (total[1] * 1e-6) / 1e12,
+                flops / (total[2] * 1e-6) / 1e12);
+  }
+  cublasDestroy(ctx.cublas);
+  SUCCEED();
+}
+
 }  // namespace
 }  // namespace marlin::test

@@ -7,35 +7,53 @@ namespace {
 // The tile geometry of backend/weight_tiles.h and int4_tiles.h.
 constexpr int kTileRows = 64, kTileCols = 128, kCodeBytes = kTileRows * kTileCols / 2;
 
-// One thread per 32-bit code word: 8 weights of one lane's m16n8k16 fragment (layout in
-// backend/int4_tiles.h).
-__global__ void unpack_kernel(const uint8_t* tiles, int64_t col_blocks, int tile_bytes, int groups_per_tile,
-                              bool asymmetric, int64_t k, __half* out) {
-  const int64_t word = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;  // over all tiles
-  const int64_t tile = word / (kCodeBytes / 4);
-  const int in_tile = int(word % (kCodeBytes / 4));
+constexpr int kThreads = 256;
+constexpr int kRowPad = 8;  // halves after each staged row: 272-byte rows keep the stores conflict-free
+
+// One block per tile. The fragment layout (backend/int4_tiles.h) scatters a code word's 8 weights
+// over 2 rows and 4 column pairs, so the weights are decoded into shared memory first, a column
+// pair (one half2) at a time, and then written out a row piece of 16 bytes per thread. (Written
+// straight out from the fragments, a warp's stores touched 8 rows at once and the unpack ran at a
+// quarter of the write bandwidth: ≈ 0.5 ms per Llama-3.1-8B layer on an H200.)
+__global__ void __launch_bounds__(kThreads) unpack_kernel(const uint8_t* tiles, int64_t col_blocks, int tile_bytes,
+                                                          int groups_per_tile, bool asymmetric, int64_t k, __half* out) {
+  __shared__ __align__(16) __half staged[kTileRows][kTileCols + kRowPad];
+  const int64_t tile = blockIdx.x;
   const int64_t nb = tile / col_blocks, kt = tile % col_blocks;
   const uint8_t* base = tiles + tile * tile_bytes;
   const auto* scales = reinterpret_cast<const __half*>(base);
   const uint8_t* zeros = base + groups_per_tile * kTileRows * 2;
   const uint8_t* codes = zeros + (asymmetric ? groups_per_tile * kTileRows : 0);
-  // Byte offset 4·in_tile = 1024·strip + 512·(ks/4) + 16·lane + 4·(ks%4).
-  const int byte = in_tile * 4;
-  const int strip = byte / 1024, rest = byte % 1024;
-  const int lane = (rest % 512) / 16, ks = (rest / 512) * 4 + (rest % 16) / 4;
-  const uint32_t w = *reinterpret_cast<const uint32_t*>(codes + byte);
-  const int g = lane / 4, c = 16 * ks + 2 * (lane % 4);
-  const int rows[8] = {g, g + 8, g, g + 8, g, g + 8, g, g + 8};
-  const int cols[8] = {c, c, c + 8, c + 8, c + 1, c + 1, c + 9, c + 9};
-  const int group_cols = kTileCols / groups_per_tile;
+  const int group_cols = kTileCols / groups_per_tile;  // even: a column pair shares its group
+  for (int word = threadIdx.x; word < kCodeBytes / 4; word += kThreads) {
+    // Byte offset 4·word = 1024·strip + 512·(ks/4) + 16·lane + 4·(ks%4).
+    const int byte = word * 4;
+    const int strip = byte / 1024, rest = byte % 1024;
+    const int lane = (rest % 512) / 16, ks = (rest / 512) * 4 + (rest % 16) / 4;
+    const uint32_t w = *reinterpret_cast<const uint32_t*>(codes + byte);
+    const int g = lane / 4, c = 16 * ks + 2 * (lane % 4);
+    // Nibble i and i + 4 are columns col and col + 1 of one row.
 #pragma unroll
-  for (int i = 0; i < 8; ++i) {
-    const int r = strip * 16 + rows[i], col = cols[i], j = col / group_cols;
-    const float q = float((w >> (4 * i)) & 0xf);
-    const float z = asymmetric ? float(zeros[j * kTileRows + r]) : 8.0f;
-    const float s = __half2float(scales[j * kTileRows + r]);
-    const int64_t column = kt * kTileCols + col;  // K is padded to whole tiles with zero weights
-    if (column < k) out[(nb * kTileRows + r) * k + column] = __float2half_rn(s * (q - z));
+    for (int i = 0; i < 4; ++i) {
+      const int r = strip * 16 + g + 8 * (i % 2), col = c + 8 * (i / 2), j = col / group_cols;
+      const float z = asymmetric ? float(zeros[j * kTileRows + r]) : 8.0f;
+      const float s = __half2float(scales[j * kTileRows + r]);
+      const float lo = float((w >> (4 * i)) & 0xf), hi = float((w >> (4 * i + 16)) & 0xf);
+      *reinterpret_cast<__half2*>(&staged[r][col]) = __floats2half2_rn(s * (lo - z), s * (hi - z));
+    }
+  }
+  __syncthreads();
+  const bool vectors = k % 8 == 0;  // then every row piece is 16-byte aligned (cudaMalloc'd out)
+  for (int piece = threadIdx.x; piece < kTileRows * kTileCols / 8; piece += kThreads) {
+    const int r = piece / (kTileCols / 8), c = piece % (kTileCols / 8) * 8;
+    const int64_t column = kt * kTileCols + c;  // K is padded to whole tiles with zero weights
+    if (column >= k) continue;
+    __half* to = out + (nb * kTileRows + r) * k + column;
+    if (vectors) {
+      *reinterpret_cast<uint4*>(to) = *reinterpret_cast<const uint4*>(&staged[r][c]);
+    } else {
+      for (int e = 0; e < 8 && column + e < k; ++e) to[e] = staged[r][c + e];
+    }
   }
 }
 
@@ -45,10 +63,9 @@ cudaError_t int4_tiles_to_half(const uint8_t* tiles, int64_t rows, int64_t cols,
                                __half* out, cudaStream_t stream) {
   const int64_t col_blocks = (cols + kTileCols - 1) / kTileCols;
   const int tile_bytes = groups_per_tile * kTileRows * (asymmetric ? 3 : 2) + kCodeBytes;
-  const int64_t words = rows / kTileRows * col_blocks * (kCodeBytes / 4);
-  const int threads = 256;  // a tile's 1024 words fill whole blocks
-  unpack_kernel<<<unsigned(words / threads), threads, 0, stream>>>(tiles, col_blocks, tile_bytes, groups_per_tile,
-                                                                   asymmetric, cols, out);
+  const int64_t blocks = rows / kTileRows * col_blocks;  // one per tile
+  unpack_kernel<<<unsigned(blocks), kThreads, 0, stream>>>(tiles, col_blocks, tile_bytes, groups_per_tile, asymmetric,
+                                                           cols, out);
   return cudaGetLastError();
 }
 
