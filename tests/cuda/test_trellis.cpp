@@ -14,6 +14,7 @@
 #include <random>
 #include <memory>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -226,16 +227,28 @@ QuantBuffers random_int4(int64_t rows, int64_t cols, std::mt19937& rng) {
 
 int copies_for(double bytes) { return std::max(2, int(std::ceil(200e6 / bytes))); }
 
+// A linear context with a cuBLAS handle of its own, for `max_rows` rows a call.
+struct PerfContext {
+  explicit PerfContext(int64_t max_rows) {
+    if (cublasCreate(&ctx.cublas) != CUBLAS_STATUS_SUCCESS) throw std::runtime_error("cublasCreate failed");
+    ctx.max_rows = max_rows;
+  }
+  ~PerfContext() { cublasDestroy(ctx.cublas); }
+  cuda::LinearContext ctx;
+};
+
+// Llama-3.1-8B's layer, rows × cols: q|k|v, o, gate|up, down.
+const std::vector<std::pair<int, int>> kLlama8bLayer = {{6144, 4096}, {4096, 4096}, {28672, 4096}, {4096, 14336}};
+
 // Llama-3.1-8B's layer (q|k|v, o, gate|up, down) at 1..16 rows: microseconds and GB/s of each
 // weight stream — the trellis product alone (K = 2, 3, 4), the whole trellis linear (rotations
 // included, K = 4), the int4-g128 kernel and cuBLAS fp16 — and the layer's totals.
 TEST(CudaTrellisPerf, Llama8bLayerShapes) {
   MARLIN_REQUIRE_GPU();
   std::mt19937 rng(1);
-  cuda::LinearContext ctx;
-  ASSERT_EQ(cublasCreate(&ctx.cublas), CUBLAS_STATUS_SUCCESS);
-  ctx.max_rows = 16;
-  const std::vector<std::pair<int, int>> shapes = {{6144, 4096}, {4096, 4096}, {28672, 4096}, {4096, 14336}};
+  PerfContext perf(16);
+  cuda::LinearContext& ctx = perf.ctx;
+  const auto& shapes = kLlama8bLayer;
   const int iterations = 20;
   for (int m : {1, 4, 8, 16}) {
     double total[7] = {}, bytes_total[7] = {};
@@ -305,7 +318,6 @@ TEST(CudaTrellisPerf, Llama8bLayerShapes) {
                 bytes_total[4] / (total[4] * 1e-6) / 1e9,
                 (bytes_total[2] / total[2]) / (bytes_total[4] / total[4]), total[0], total[1]);
   }
-  cublasDestroy(ctx.cublas);
   SUCCEED();
 }
 
@@ -314,12 +326,11 @@ TEST(CudaTrellisPerf, Llama8bLayerShapes) {
 TEST(CudaTrellisPerf, Llama8bLayerPrompt) {
   MARLIN_REQUIRE_GPU();
   std::mt19937 rng(2);
-  cuda::LinearContext ctx;
-  ASSERT_EQ(cublasCreate(&ctx.cublas), CUBLAS_STATUS_SUCCESS);
-  ctx.max_rows = 2048;
+  PerfContext perf(2048);
+  cuda::LinearContext& ctx = perf.ctx;
   DeviceBuffer<uint8_t> cublas_workspace(size_t(32) << 20);  // no allocation inside a graph capture
   ASSERT_EQ(cublasSetWorkspace(ctx.cublas, cublas_workspace.get(), cublas_workspace.size()), CUBLAS_STATUS_SUCCESS);
-  const std::vector<std::pair<int, int>> shapes = {{6144, 4096}, {4096, 4096}, {28672, 4096}, {4096, 14336}};
+  const auto& shapes = kLlama8bLayer;
   struct Layer {
     std::unique_ptr<TimedLinears> trellis, int4;
     std::unique_ptr<DeviceBuffer<uint16_t>> f16;
@@ -367,7 +378,6 @@ TEST(CudaTrellisPerf, Llama8bLayerPrompt) {
                 m, total[0], total[1], total[2], flops / (total[0] * 1e-6) / 1e12, flops / (total[1] * 1e-6) / 1e12,
                 flops / (total[2] * 1e-6) / 1e12);
   }
-  cublasDestroy(ctx.cublas);
   SUCCEED();
 }
 
