@@ -60,10 +60,6 @@ TrellisLayer quantize_trellis_layer(const float* w, int64_t rows, int64_t cols, 
 // quantize_trellis_layer gives that matrix alone; the stack rotates and factors the Hessian once
 // and hands the tile search each strip of all the matrices in one call (more tiles at a time for
 // a GPU search). Throws as quantize_trellis_layer does, for any of the matrices.
-// Bytes quantize_trellis_stack holds for a stack of `weights` weights besides its Hessian: the
-// caller's fp32 copy, and the rotated, decoded and strip-ordered input and output matrices.
-constexpr uint64_t trellis_stack_bytes(uint64_t weights) { return 5 * sizeof(float) * weights; }
-
 struct TrellisMatrix {
   const float* w = nullptr;  // rows × cols, row-major
   int64_t rows = 0;
@@ -71,6 +67,10 @@ struct TrellisMatrix {
 std::vector<TrellisLayer> quantize_trellis_stack(std::span<const TrellisMatrix> matrices, int64_t cols,
                                                  std::span<const double> hessian, int k, uint64_t seed,
                                                  const TrellisQuantOptions& options = {});
+
+// Bytes quantize_trellis_stack holds for a stack of `weights` weights besides its Hessian: the
+// caller's fp32 copy, and the rotated, decoded and strip-ordered input and output matrices.
+constexpr uint64_t trellis_stack_bytes(uint64_t weights) { return 5 * sizeof(float) * weights; }
 
 // Ŵ (rows × cols, original basis) straight from the layout: tile states, codebook, row scales,
 // then the inverse rotations. Throws marlin::Error for sizes that do not match the layout.

@@ -272,7 +272,6 @@ class Quantizer {
     return hessians;
   }
 
-  // Whether `name` is quantized to `format` by the calibrated path rather than kept or repacked.
   // Whether a trellis stack of `bytes` may be held (trellis_stacks); says so once when not.
   bool stack_fits(uint64_t bytes) {
     const std::optional<uint64_t> free = mem_available();
@@ -289,6 +288,8 @@ class Quantizer {
     return false;
   }
 
+  // Whether a tensor stored as `t` is quantized to `format` by the calibrated path rather than kept
+  // or repacked.
   static bool requantized(const QuantTensor& t, const std::optional<TensorFormat>& format) {
     return format && *format != t.format && format->quantized() && format->kind != FormatKind::kGgml;
   }

@@ -1,11 +1,11 @@
 #include "backend/cuda/int4_unpack.h"
 
-
 namespace marlin::cuda {
 namespace {
 
 // The tile geometry of backend/weight_tiles.h and int4_tiles.h.
 constexpr int kTileRows = 64, kTileCols = 128, kCodeBytes = kTileRows * kTileCols / 2;
+constexpr int kTileColAlign = 64;  // K is a multiple of this
 
 constexpr int kThreads = kCodeBytes / 16;  // one 16-byte piece of codes each
 constexpr int kMaxGroups = 4;  // a tile's groups: the formats' groups are 32, 64 or 128 columns, or the row
@@ -50,17 +50,13 @@ __global__ void __launch_bounds__(kThreads) unpack_kernel(const uint8_t* tiles, 
     }
   }
   __syncthreads();
-  const bool vectors = k % 8 == 0;  // then every row piece is 16-byte aligned (cudaMalloc'd out)
+  // k is a multiple of kTileColAlign, so every row piece is whole and 16-byte aligned.
   for (int piece = threadIdx.x; piece < kTileRows * kTileCols / 8; piece += kThreads) {
     const int r = piece / (kTileCols / 8), c = piece % (kTileCols / 8) * 8;
     const int64_t column = kt * kTileCols + c;  // K is padded to whole tiles with zero weights
     if (column >= k) continue;
     __half* to = out + (static_cast<int64_t>(nb) * kTileRows + r) * k + column;
-    if (vectors) {
-      *reinterpret_cast<uint4*>(to) = *reinterpret_cast<const uint4*>(&staged[r][c]);
-    } else {
-      for (int e = 0; e < 8 && column + e < k; ++e) to[e] = staged[r][c + e];
-    }
+    *reinterpret_cast<uint4*>(to) = *reinterpret_cast<const uint4*>(&staged[r][c]);
   }
 }
 
@@ -68,7 +64,8 @@ __global__ void __launch_bounds__(kThreads) unpack_kernel(const uint8_t* tiles, 
 
 cudaError_t int4_tiles_to_half(const uint8_t* tiles, int64_t rows, int64_t cols, int groups_per_tile, bool asymmetric,
                                __half* out, cudaStream_t stream) {
-  if (groups_per_tile < 1 || groups_per_tile > kMaxGroups || kTileCols % groups_per_tile) return cudaErrorInvalidValue;
+  if (groups_per_tile < 1 || groups_per_tile > kMaxGroups || kTileCols % groups_per_tile || cols % kTileColAlign)
+    return cudaErrorInvalidValue;
   const int64_t col_blocks = (cols + kTileCols - 1) / kTileCols;
   const int tile_bytes = groups_per_tile * kTileRows * (asymmetric ? 3 : 2) + kCodeBytes;
   const int64_t blocks = rows / kTileRows * col_blocks;  // one per tile
