@@ -314,6 +314,24 @@ TEST(CudaMoeGrouped, SmallLayersMatchCpu) {
   check_small_layers({9, 64, 300}, Skew::kNone, 100, pool);
 }
 
+// Every grouped step on wide chunks (64 positions, wgmma; MARLIN_MOE_WGMMA=1 at upload), which the
+// pick gives only to steps whose experts average many rows: chunks of a few rows, experts spanning
+// several chunks, a shared expert, int8, and a padded last k-step.
+TEST(CudaMoeGrouped, WideChunksMatchCpu) {
+  MARLIN_REQUIRE_GPU();
+  if (!grouped_kernels_run()) GTEST_SKIP() << "the tiled kernels need sm_90";
+  ThreadPool pool(4);
+  setenv("MARLIN_MOE_WGMMA", "1", 1);
+  struct Unset {
+    ~Unset() { unsetenv("MARLIN_MOE_WGMMA"); }
+  } unset;
+  check_small_layers({9, 300}, Skew::kSameExpert, 800, pool);
+  const Layer shared = make_layer(9, 256, 192, TensorFormat::parse("int8-g128"), 900, pool);
+  MoeRouting routing{2, true, RouterScoring::kSoftmax};
+  routing.n_shared = 1;
+  check_layer(shared, 130, routing, Skew::kNone, 16);
+}
+
 // Decode steps (at most kDeviceRows tokens): the device-routed path, whose routed products finish
 // SwiGLU and the slot combination in their last blocks (tiled_gemm.h's RoutedEpilogue). Its second
 // run (check_layer's determinism check) also shows that the epilogues' counters were left at zero.

@@ -1,8 +1,9 @@
 // Timings of one sparse MLP layer at Qwen3-30B-A3B's expert shape (128 experts of d_model 2048,
 // d_ffn 768, int4-g128, 8 per token), printed for the record: the grouped path against the
-// host-routed one (MARLIN_MOE_GROUPED=0 at upload) for steps of 16 to 2048 tokens. Each figure is
+// host-routed one (MARLIN_MOE_GROUPED=0 at upload) for steps of 16 to 2048 tokens, and the grouped
+// path held to 32-position (mma.sync) or 64-position (wgmma) chunks (MARLIN_MOE_WGMMA). Each figure is
 // the mean wall time of 10 calls after a warm-up, the stream drained after the last (the
-// host-routed path synchronizes every call anyway). Asserts only that both paths run and agree to
+// host-routed path synchronizes every call anyway). Asserts only that the paths run and agree to
 // 1% rms: they round at the same points and differ in the order of fp32 sums (a few fp16 units,
 // 2^-11 each), while a routing or indexing error would miss by the output's own size.
 // Decode steps (1 and 8 tokens: routing and the two routed products on the device) are timed as a
@@ -66,6 +67,13 @@ TEST(CudaMoeGroupedPerf, Qwen3LayerTimings) {
   setenv("MARLIN_MOE_GROUPED", "0", 1);
   auto host = cuda::CudaExperts::upload(layer.experts, {}, ctx);
   unsetenv("MARLIN_MOE_GROUPED");
+  // The grouped path on narrow (mma.sync) and on wide (wgmma) chunks whatever the step.
+  std::unique_ptr<cuda::CudaExperts> chunks[2];
+  for (int wide = 0; wide < 2; ++wide) {
+    setenv("MARLIN_MOE_WGMMA", wide ? "1" : "0", 1);
+    chunks[wide] = cuda::CudaExperts::upload(layer.experts, {}, ctx);
+  }
+  unsetenv("MARLIN_MOE_WGMMA");
   ASSERT_TRUE(grouped->grouped());
   ASSERT_FALSE(host->grouped());
 
@@ -80,20 +88,32 @@ TEST(CudaMoeGroupedPerf, Qwen3LayerTimings) {
   DeviceBuffer<float> dlogits(logits);
   cuda::MoeScratch scratch;
   std::printf("Qwen3-30B-A3B sparse MLP layer (int4-g128), one layer:\n");
-  for (const int64_t rows : {16, 64, 512, 2048}) {
-    const double g = seconds_per_call(*grouped, as_half(dh), rows, dlogits.get(), routing, as_half(out_grouped), ctx,
-                                      scratch, 10);
-    const double o = seconds_per_call(*host, as_half(dh), rows, dlogits.get(), routing, as_half(out_host), ctx,
-                                      scratch, 10);
-    std::printf("  %5lld tokens: grouped %8.1f us (%8.0f tokens/s for 48 layers), host-routed %8.1f us, %.1fx\n",
-                static_cast<long long>(rows), g * 1e6, double(rows) / (48 * g), o * 1e6, o / g);
-    const std::vector<float> a = to_float(out_grouped.download()), b = to_float(out_host.download());
+  // rms difference of `out` from the host-routed output, over the step's rows.
+  auto rms_from_host = [&](const DeviceBuffer<uint16_t>& out, int64_t rows) {
+    const std::vector<float> a = to_float(out.download()), b = to_float(out_host.download());
     double err = 0, norm = 0;
     for (size_t i = 0; i < size_t(rows * 2048); ++i) {
       err += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
       norm += double(b[i]) * b[i];
     }
-    EXPECT_LE(std::sqrt(err / norm), 0.01) << rows << " tokens: the paths disagree";
+    return std::sqrt(err / norm);
+  };
+  for (const int64_t rows : {16, 64, 512, 2048}) {
+    const double o = seconds_per_call(*host, as_half(dh), rows, dlogits.get(), routing, as_half(out_host), ctx,
+                                      scratch, 10);
+    const double g = seconds_per_call(*grouped, as_half(dh), rows, dlogits.get(), routing, as_half(out_grouped), ctx,
+                                      scratch, 10);
+    EXPECT_LE(rms_from_host(out_grouped, rows), 0.01) << rows << " tokens: the paths disagree";
+    double narrow_wide[2];
+    for (int wide = 0; wide < 2; ++wide) {
+      narrow_wide[wide] = seconds_per_call(*chunks[wide], as_half(dh), rows, dlogits.get(), routing,
+                                           as_half(out_grouped), ctx, scratch, 10);
+      EXPECT_LE(rms_from_host(out_grouped, rows), 0.01) << rows << " tokens, wide " << wide << ": the paths disagree";
+    }
+    std::printf("  %5lld tokens: grouped %8.1f us (%8.0f tokens/s for 48 layers; 32-position chunks %8.1f us, "
+                "64-position chunks %8.1f us), host-routed %8.1f us, %.1fx\n",
+                static_cast<long long>(rows), g * 1e6, double(rows) / (48 * g), narrow_wide[0] * 1e6,
+                narrow_wide[1] * 1e6, o * 1e6, o / g);
   }
 }
 

@@ -90,6 +90,13 @@ std::unique_ptr<CudaExperts> CudaExperts::upload(std::span<const ExpertWeights> 
   // own (to measure against them; the results are the same bits).
   const char* fused = std::getenv("MARLIN_MOE_FUSED");
   x->fused_decode_ = gate_up && down && !(fused && std::string(fused) == "0");
+  // MARLIN_MOE_WGMMA=0 keeps longer steps on narrow mma.sync chunks, =1 on wide wgmma ones (to
+  // measure the two against each other); unset, grouped_gemm_chunk picks by the step.
+  const char* wgmma = std::getenv("MARLIN_MOE_WGMMA");
+  x->wide_chunks_ = wgmma == nullptr ? WideChunks::kPick
+                    : std::string(wgmma) == "0" ? WideChunks::kNever
+                    : std::string(wgmma) == "1" ? WideChunks::kAlways
+                                                : WideChunks::kPick;
   return x;
 }
 
@@ -182,7 +189,9 @@ void CudaExperts::forward_grouped(const __half* h, int64_t rows, const float* ro
   groups.chunk_begin = s.group_offsets.get() + n_experts + 1;
   groups.n_experts = n_experts;
   groups.slots = int(slots);
-  group_slots(s.slot_ids.get(), groups.slots, n_experts, kGroupedGemmChunk, s.group_order.get(),
+  groups.chunk = wide_chunks_ == WideChunks::kAlways ? grouped_gemm_chunk(INT_MAX, 1)
+                 : grouped_gemm_chunk(groups.slots, n_experts, wide_chunks_ == WideChunks::kPick);
+  group_slots(s.slot_ids.get(), groups.slots, n_experts, groups.chunk, s.group_order.get(),
               s.group_offsets.get(), s.group_offsets.get() + n_experts + 1, ctx.stream);
   // gate|up of each slot's token (gathered), in grouped order; SwiGLU; the downs, scattered back
   // to slot order; each token's weighted sum of its slots in slot order.

@@ -12,7 +12,9 @@
 //    on the device (group_slots), one grouped GEMM of every expert's gate|up over its tokens'
 //    rows (gathered as the kernel loads them), silu_mul over all slots, one grouped GEMM of the
 //    downs writing each slot's output back in slot order, and combine_slots: six launches per
-//    layer whatever the number of experts, and no host synchronization.
+//    layer whatever the number of experts, and no host synchronization. Where the experts average
+//    many rows the GEMMs take chunks of 64 positions with wgmma, else 32 with mma.sync
+//    (grouped_gemm_chunk; MARLIN_MOE_WGMMA=0 or 1 at upload keeps 32 or 64).
 //  - host-routed, for longer steps of experts the grouped kernel does not take (fp16, int3, int2,
 //    mixed formats): the router logits are read back (one stream synchronization per sparse
 //    layer), tokens are routed and grouped per expert on the host by backend/cpu/moe.h's rule, and
@@ -87,7 +89,9 @@ class CudaExperts final : public BackendExperts {
   DeviceArray<const void*> gate_up_table_, down_table_;
   bool device_routable_ = false;
   bool grouped_ = false;
-  bool fused_decode_ = false;  // tiled experts: decode steps in two or three launches (see the top)
+  bool fused_decode_ = false;
+  enum class WideChunks { kPick, kNever, kAlways };  // grouped steps' chunks (grouped_gemm_chunk)
+  WideChunks wide_chunks_ = WideChunks::kPick;  // tiled experts: decode steps in two or three launches (see the top)
 };
 
 }  // namespace marlin::cuda

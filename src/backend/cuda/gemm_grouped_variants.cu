@@ -6,22 +6,26 @@
 
 namespace marlin::cuda::tiled_detail {
 
-// X(codec, groups_per_tile, asymmetric)
-#define MARLIN_GROUPED_VARIANTS(X) \
-  X(kCodecInt4, 1, false)          \
-  X(kCodecInt4, 2, false)          \
-  X(kCodecInt4, 4, false)          \
-  X(kCodecInt4, 1, true)           \
-  X(kCodecInt4, 2, true)           \
-  X(kCodecInt4, 4, true)           \
-  X(kCodecInt8, 1, false)          \
-  X(kCodecInt8, 2, false)          \
-  X(kCodecInt8, 4, false)          \
-  X(kCodecFp8, 1, false)           \
-  X(kCodecFp4, 1, false)           \
-  X(kCodecFp4, 2, false)           \
-  X(kCodecFp4, 4, false)           \
-  X(kCodecFp4, 8, false)
+// X(codec, groups_per_tile, asymmetric, chunk): each format with narrow (mma.sync) and wide
+// (wgmma) chunks.
+#define MARLIN_GROUPED_FORMATS(X, CHUNK) \
+  X(kCodecInt4, 1, false, CHUNK)         \
+  X(kCodecInt4, 2, false, CHUNK)         \
+  X(kCodecInt4, 4, false, CHUNK)         \
+  X(kCodecInt4, 1, true, CHUNK)          \
+  X(kCodecInt4, 2, true, CHUNK)          \
+  X(kCodecInt4, 4, true, CHUNK)          \
+  X(kCodecInt8, 1, false, CHUNK)         \
+  X(kCodecInt8, 2, false, CHUNK)         \
+  X(kCodecInt8, 4, false, CHUNK)         \
+  X(kCodecFp8, 1, false, CHUNK)          \
+  X(kCodecFp4, 1, false, CHUNK)          \
+  X(kCodecFp4, 2, false, CHUNK)          \
+  X(kCodecFp4, 4, false, CHUNK)          \
+  X(kCodecFp4, 8, false, CHUNK)
+#define MARLIN_GROUPED_VARIANTS(X)                    \
+  MARLIN_GROUPED_FORMATS(X, kGroupedChunkNarrow) \
+  MARLIN_GROUPED_FORMATS(X, kGroupedChunkWide)
 
 MARLIN_DEFINE_GROUPED_GEMM_TABLE(MARLIN_GROUPED_VARIANTS)
 

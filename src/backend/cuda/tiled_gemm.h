@@ -133,22 +133,25 @@ void routed_gemv(const uint8_t* const* expert_tiles, const WeightTileShape& shap
 
 // Grouped experts (a sparse MLP's longer steps, cuda_experts.h): every expert's rows in one launch.
 // The rows are the `slots` (token, expert) slots of a step in the grouped order group_slots
-// (ops.h) wrote with chunk kGroupedGemmChunk: position i (slot order[i]) belongs to expert e for
+// (ops.h) wrote with chunk `chunk`: position i (slot order[i]) belongs to expert e for
 // expert_begin[e] ≤ i < expert_begin[e + 1], all in device memory. Row i is
 // a[order[i] / a_div] · W_eᵀ (a_div ≥ 1: the slot's token) or a[i] · W_eᵀ (a_div = 0: a already
 // grouped), written to c[order[i]] (scatter: back in slot order) or c[i]; a rows are shape.cols
 // wide, c rows shape.rows. Experts' weights (`shape`, the same for all) at expert_tiles[e]. Each
 // value is one fp32 sum in K order, rounded once: deterministic. grouped_gemm_supported() says
 // whether a compiled variant takes the format (and shape.rows is a multiple of 128).
-constexpr int kGroupedGemmChunk = 32;
 struct ExpertGroups {
   const int32_t* order = nullptr;
   const int32_t* expert_begin = nullptr;
   const int32_t* chunk_begin = nullptr;
   int n_experts = 0;
   int slots = 0;
+  int chunk = 32;  // positions per chunk: grouped_gemm_chunk()'s choice
 };
 bool grouped_gemm_supported(const WeightTileShape& shape);
+// The chunk width for a step of `slots` slots over `n_experts` experts: 64 (wgmma) where the
+// experts average enough rows to fill wide chunks and `wide` allows it, else 32 (mma.sync).
+int grouped_gemm_chunk(int slots, int n_experts, bool wide = true);
 void grouped_gemm(const uint8_t* const* expert_tiles, const WeightTileShape& shape, const ExpertGroups& groups,
                   const __half* a, int a_div, __half* c, bool scatter, cudaStream_t stream);
 

@@ -10,24 +10,33 @@
 namespace marlin::cuda {
 namespace {
 
-static_assert(kGroupedGemmChunk == tiled_detail::kGroupedChunkTokens, "the grouping's chunks are the kernel's");
-
-// The grouped variant for `shape`'s format, or -1.
-int grouped_variant(const WeightTileShape& shape) {
+// The grouped variant for `shape`'s format and the chunk width, or -1.
+int grouped_variant(const WeightTileShape& shape, int chunk) {
   int count = 0;
   const tiled_detail::GroupedGemmConfig* configs = tiled_detail::grouped_gemm_configs(&count);
   for (int i = 0; i < count; ++i)
     if (configs[i].codec == int(shape.codec) && configs[i].groups_per_tile == shape.groups_per_tile &&
-        configs[i].asymmetric == shape.asymmetric)
+        configs[i].asymmetric == shape.asymmetric && configs[i].chunk == chunk)
       return i;
   return -1;
 }
 
+// Average rows per expert from which wide chunks pay. CudaMoeGroupedPerf.Qwen3LayerTimings (H200,
+// 128 experts, 8 per token), narrow against wide: 214 against 263 µs at 4 rows per expert, 342
+// against 324 at 32, 1,005 against 867 at 128.
+constexpr int kWideChunkRows = 32;
+
 }  // namespace
 
 bool grouped_gemm_supported(const WeightTileShape& shape) {
-  return tiled_gemm_supported() && grouped_variant(shape) >= 0 && shape.rows % tiled_detail::kGroupedBlockRows == 0 &&
+  return tiled_gemm_supported() && grouped_variant(shape, tiled_detail::kGroupedChunkNarrow) >= 0 &&
+         grouped_variant(shape, tiled_detail::kGroupedChunkWide) >= 0 && shape.rows % tiled_detail::kGroupedBlockRows == 0 &&
          shape.cols % kTileColAlign == 0 && shape.rows < INT_MAX && shape.cols < INT_MAX;
+}
+
+int grouped_gemm_chunk(int slots, int n_experts, bool wide) {
+  const bool many_rows = n_experts >= 1 && slots / n_experts >= kWideChunkRows;
+  return wide && many_rows ? tiled_detail::kGroupedChunkWide : tiled_detail::kGroupedChunkNarrow;
 }
 
 void grouped_gemm(const uint8_t* const* expert_tiles, const WeightTileShape& shape, const ExpertGroups& groups,
@@ -36,12 +45,14 @@ void grouped_gemm(const uint8_t* const* expert_tiles, const WeightTileShape& sha
                shape.cols);
   MARLIN_CHECK(groups.n_experts >= 1 && groups.slots >= 1 && a_div >= 0, "grouped gemm: {} slots of {} experts",
                groups.slots, groups.n_experts);
+  const int variant = grouped_variant(shape, groups.chunk);
+  MARLIN_CHECK(variant >= 0, "grouped gemm: no kernel for chunks of {} positions", groups.chunk);
   MARLIN_CHECK(expert_tiles && groups.order && groups.expert_begin && groups.chunk_begin && a && c,
                "grouped gemm: missing pointer");
   MARLIN_CHECK(reinterpret_cast<uintptr_t>(a) % 16 == 0, "grouped gemm: activations not 16-byte aligned");
   // Each expert's rows end in at most one partial chunk, and at most min(experts, slots) experts
   // have rows.
-  const int64_t chunks = groups.slots / kGroupedGemmChunk + std::min(groups.n_experts, groups.slots);
+  const int64_t chunks = groups.slots / groups.chunk + std::min(groups.n_experts, groups.slots);
   MARLIN_CHECK(chunks <= 65535, "grouped gemm: {} slots are too many for one launch", groups.slots);
   tiled_detail::GroupedGemmParams p;
   p.expert_tiles = expert_tiles;
@@ -60,7 +71,7 @@ void grouped_gemm(const uint8_t* const* expert_tiles, const WeightTileShape& sha
   const int row_blocks = p.n / tiled_detail::kGroupedBlockRows;
   // sm_90 (tiled_gemm_supported): programmatic dependent launch is always there.
   const cudaError_t err =
-      tiled_detail::launch_grouped_gemm(grouped_variant(shape), p, row_blocks, int(chunks), true, stream);
+      tiled_detail::launch_grouped_gemm(variant, p, row_blocks, int(chunks), true, stream);
   MARLIN_CHECK(err == cudaSuccess, "grouped gemm: launch: {}", cudaGetErrorString(err));
 }
 

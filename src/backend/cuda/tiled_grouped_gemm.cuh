@@ -7,7 +7,8 @@
 //
 // Each k-step stage holds the expert's 2 weight tiles of that k-step and the chunk's activations
 // in the striped kernel's layout (tiled_gemm_kernel.cuh), so its mma.sync step (TiledGemm::
-// mma_stage) multiplies them unchanged. All 8 warps copy a stage (16-byte cp.async: weight bytes as
+// mma_stage, narrow chunks) or its wgmma step (wgmma_stage, wide chunks: each warpgroup's 64 rows)
+// multiplies them unchanged. All 8 warps copy a stage (16-byte cp.async: weight bytes as
 // they lie, activation rows gathered through the row index) into a 3-deep ring, then each warp
 // multiplies its 16-row strip by the chunk's tokens. Rows of the chunk past the expert's count are
 // not loaded and not stored; activation columns past K are zero-filled (the tiles' padding is zero
@@ -21,9 +22,10 @@
 
 namespace marlin::cuda::tiled_detail {
 
-template <int kCodec, int kGroupsPerTile, bool kAsym>
+template <int kCodec, int kGroupsPerTile, bool kAsym, int kChunk>
 struct GroupedGemm {
-  using Tile = TiledGemm<kCodec, kGroupedBlockRows / 64, 1, kGroupedChunkTokens / 8, kGroupsPerTile, kAsym, kPathMma>;
+  static constexpr int kPath = kChunk == kGroupedChunkWide ? kPathWgmma : kPathMma;
+  using Tile = TiledGemm<kCodec, kGroupedBlockRows / 64, 1, kChunk / 8, kGroupsPerTile, kAsym, kPath>;
   using C = typename Tile::C;
   static constexpr int kStages = 3;
   static constexpr int kThreads = Tile::kWarps * 32;
@@ -31,7 +33,8 @@ struct GroupedGemm {
   static constexpr int kRowTiles = kGroupedBlockRows / 64;
   static constexpr int kTilePieces = Tile::kTileBytes / 16;
   static_assert(Tile::kTileBytes % 16 == 0 && Tile::kStageBytes % 128 == 0, "16-byte copies, 128-byte stages");
-  static_assert(Tile::kWarps == 8 && Tile::kChunk == kGroupedChunkTokens, "one 16-row strip per warp");
+  static_assert(Tile::kWarps == 8, "one 16-row strip per warp");
+  static_assert(kChunk == kGroupedChunkNarrow || kChunk == kGroupedChunkWide, "a chunk width of the table");
 
   // Copies k-step kt of row block nb of the expert's tiles and of the chunk's activation rows.
   static __device__ __forceinline__ void load_stage(const GroupedGemmParams& p, const uint8_t* tiles, int nb, int kt,
@@ -103,11 +106,14 @@ struct GroupedGemm {
     }
     for (int kt = 0; kt < p.k_tiles; ++kt) {
       cp_async_wait<kStages - 2>();
+      if constexpr (kPath == kPathWgmma) fence_proxy_async_shared();  // wgmma reads what cp.async wrote
       __syncthreads();
       const int next = kt + kStages - 1;
       if (next < p.k_tiles) load_stage(p, tiles, nb, next, smem + (next % kStages) * Tile::kStageBytes, src_row);
       cp_async_commit();
-      Tile::mma_stage(smem + (kt % kStages) * Tile::kStageBytes, tile_off, row_off, lane, acc);
+      const uint8_t* stage = smem + (kt % kStages) * Tile::kStageBytes;
+      if constexpr (kPath == kPathMma) Tile::mma_stage(stage, tile_off, row_off, lane, acc);
+      if constexpr (kPath == kPathWgmma) Tile::wgmma_stage(stage, tile_off[0], row_off[0], lane, acc);
     }
     cp_async_wait<0>();
 
@@ -133,21 +139,21 @@ struct GroupedGemm {
   }
 };
 
-template <int kCodec, int kGroupsPerTile, bool kAsym>
-__global__ void __launch_bounds__(GroupedGemm<kCodec, kGroupsPerTile, kAsym>::kThreads)
+template <int kCodec, int kGroupsPerTile, bool kAsym, int kChunk>
+__global__ void __launch_bounds__(GroupedGemm<kCodec, kGroupsPerTile, kAsym, kChunk>::kThreads)
     grouped_gemm_kernel(const __grid_constant__ GroupedGemmParams p) {
   extern __shared__ __align__(128) uint8_t smem[];
-  __shared__ int src_row[kGroupedChunkTokens], dst_row[kGroupedChunkTokens];
+  __shared__ int src_row[kChunk], dst_row[kChunk];
   grid_dependency_wait();  // the grouping and the activations come from earlier kernels
   allow_dependent_launch();
-  GroupedGemm<kCodec, kGroupsPerTile, kAsym>::run(p, smem, src_row, dst_row);
+  GroupedGemm<kCodec, kGroupsPerTile, kAsym, kChunk>::run(p, smem, src_row, dst_row);
 }
 
-template <int kCodec, int kGroupsPerTile, bool kAsym>
+template <int kCodec, int kGroupsPerTile, bool kAsym, int kChunk>
 cudaError_t launch_grouped_gemm_variant(const GroupedGemmParams& params, int row_blocks, int chunks, bool pdl,
                                         cudaStream_t stream) {
-  using G = GroupedGemm<kCodec, kGroupsPerTile, kAsym>;
-  auto* kernel = grouped_gemm_kernel<kCodec, kGroupsPerTile, kAsym>;
+  using G = GroupedGemm<kCodec, kGroupsPerTile, kAsym, kChunk>;
+  auto* kernel = grouped_gemm_kernel<kCodec, kGroupsPerTile, kAsym, kChunk>;
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, G::kSmemBytes);
   if (err != cudaSuccess) return err;
   return launch_overlapping(pdl, kernel, dim3(row_blocks, chunks), dim3(G::kThreads), size_t(G::kSmemBytes), stream,
@@ -156,10 +162,10 @@ cudaError_t launch_grouped_gemm_variant(const GroupedGemmParams& params, int row
 
 }  // namespace marlin::cuda::tiled_detail
 
-// The grouped table from an X-macro list X(codec, groups_per_tile, asymmetric).
-#define MARLIN_GROUPED_GEMM_CONFIG_ROW(CODEC, G, Z) GroupedGemmConfig{CODEC, G, Z},
-#define MARLIN_GROUPED_GEMM_LAUNCH_CASE(CODEC, G, Z) \
-  if (index == i++) return launch_grouped_gemm_variant<CODEC, G, Z>(params, row_blocks, chunks, pdl, stream);
+// The grouped table from an X-macro list X(codec, groups_per_tile, asymmetric, chunk).
+#define MARLIN_GROUPED_GEMM_CONFIG_ROW(CODEC, G, Z, CHUNK) GroupedGemmConfig{CODEC, G, Z, CHUNK},
+#define MARLIN_GROUPED_GEMM_LAUNCH_CASE(CODEC, G, Z, CHUNK) \
+  if (index == i++) return launch_grouped_gemm_variant<CODEC, G, Z, CHUNK>(params, row_blocks, chunks, pdl, stream);
 
 #define MARLIN_DEFINE_GROUPED_GEMM_TABLE(LIST)                                                              \
   namespace {                                                                                              \

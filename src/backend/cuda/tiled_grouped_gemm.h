@@ -31,16 +31,20 @@ struct GroupedGemmParams {
   int k_tiles = 0;  // ceil(k / 128)
 };
 
-// The grouped kernel's shape, the same for every variant: 128 weight rows (8 warps of one 16-row
-// strip each) × 32 positions per block, mma.sync, a 3-stage cp.async ring over K.
+// The grouped kernel's shape: 128 weight rows (8 warps of one 16-row strip each) × a chunk of
+// positions per block, a 3-stage cp.async ring over K. Narrow chunks (32 positions) multiply with
+// mma.sync; wide ones (64) with wgmma, for steps whose experts have many rows each: a wide chunk
+// reads each weight tile half as often per position.
 constexpr int kGroupedBlockRows = 128;
-constexpr int kGroupedChunkTokens = 32;
+constexpr int kGroupedChunkNarrow = 32;
+constexpr int kGroupedChunkWide = 64;
 
-// One variant per weight format (codec, groups per tile, zero points).
+// One variant per weight format (codec, groups per tile, zero points) and chunk width.
 struct GroupedGemmConfig {
   int codec;
   int groups_per_tile;
   bool asymmetric;
+  int chunk;
 };
 
 // The compiled variants, and a launch of variant `config` on a grid of row_blocks × chunks blocks.
