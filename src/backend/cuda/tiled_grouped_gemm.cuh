@@ -6,11 +6,13 @@
 // bound and surplus blocks return at once.
 //
 // Each k-step stage holds the expert's 2 weight tiles of that k-step and the chunk's activations
-// in the striped kernel's layout (tiled_gemm_kernel.cuh), so its mma.sync step (TiledGemm::
-// mma_stage, narrow chunks) or its wgmma step (wgmma_stage, wide chunks: each warpgroup's 64 rows)
-// multiplies them unchanged. All 8 warps copy a stage (16-byte cp.async: weight bytes as
-// they lie, activation rows gathered through the row index) into a 3-deep ring, then each warp
-// multiplies its 16-row strip by the chunk's tokens. Rows of the chunk past the expert's count are
+// in the striped kernel's layout (tiled_gemm_kernel.cuh). All 8 warps copy a stage (16-byte
+// cp.async: weight bytes as they lie, activation rows gathered through the row index) into a
+// ring, then each warp multiplies its 16-row strip by the chunk's tokens:
+//  - narrow chunks: TiledGemm::mma_stage (mma.sync) on a 3-deep ring;
+//  - wide chunks: each warpgroup's 64 rows by wgmma on a 4-deep ring, in half-stages (4 k-steps)
+//    whose products run while the warps dequantize the next half-stage's weights.
+// Rows of the chunk past the expert's count are
 // not loaded and not stored; activation columns past K are zero-filled (the tiles' padding is zero
 // weights, but stale shared memory might hold NaNs).
 #pragma once
@@ -27,7 +29,7 @@ struct GroupedGemm {
   static constexpr int kPath = kChunk == kGroupedChunkWide ? kPathWgmma : kPathMma;
   using Tile = TiledGemm<kCodec, kGroupedBlockRows / 64, 1, kChunk / 8, kGroupsPerTile, kAsym, kPath>;
   using C = typename Tile::C;
-  static constexpr int kStages = 3;
+  static constexpr int kStages = kPath == kPathWgmma ? 4 : 3;
   static constexpr int kThreads = Tile::kWarps * 32;
   static constexpr int kSmemBytes = kStages * Tile::kStageBytes;
   static constexpr int kRowTiles = kGroupedBlockRows / 64;
@@ -73,6 +75,80 @@ struct GroupedGemm {
     return lo;
   }
 
+  // Ring: stage kt lives in slot kt % kStages; the copies of k-step kt + kStages - 1 go into the
+  // slot every warp finished multiplying in the previous iteration (the barrier says so).
+  static __device__ __forceinline__ void multiply_narrow(const GroupedGemmParams& p, const uint8_t* tiles, int nb,
+                                                         uint8_t* smem, const int* src_row, const int (&tile_off)[1],
+                                                         const int (&row_off)[1], int lane, typename Tile::Acc& acc) {
+#pragma unroll
+    for (int s = 0; s < kStages - 1; ++s) {
+      if (s < p.k_tiles) load_stage(p, tiles, nb, s, smem + s * Tile::kStageBytes, src_row);
+      cp_async_commit();
+    }
+    for (int kt = 0; kt < p.k_tiles; ++kt) {
+      cp_async_wait<kStages - 2>();
+      __syncthreads();
+      const int next = kt + kStages - 1;
+      if (next < p.k_tiles) load_stage(p, tiles, nb, next, smem + (next % kStages) * Tile::kStageBytes, src_row);
+      cp_async_commit();
+      Tile::mma_stage(smem + (kt % kStages) * Tile::kStageBytes, tile_off, row_off, lane, acc);
+    }
+    cp_async_wait<0>();
+  }
+
+  // Ring of 4: stage kt lives in slot kt % 4 and is copied two iterations ahead, into the slot of
+  // stage kt − 2, whose products every warpgroup had waited for before the barrier (each waits for
+  // all but its latest half-stage before dequantizing the next). Half h of a stage (k-steps
+  // 4h .. 4h + 3) is dequantized into a[h] once the products that last read a[h] are done, and its
+  // 4 products are committed as one group: they run while the other half is dequantized.
+  static __device__ __forceinline__ void multiply_wide(const GroupedGemmParams& p, const uint8_t* tiles, int nb,
+                                                       uint8_t* smem, const int* src_row, int tile_off, int row_off,
+                                                       int lane, typename Tile::Acc& acc) {
+    static_assert(kStages == 4, "copies two stages ahead into the slot of two stages back");
+    float(&d)[Tile::kChunk / 2] = reinterpret_cast<float(&)[Tile::kChunk / 2]>(acc[0]);
+    uint32_t a[2][4][4];
+    for (int s = 0; s < 2; ++s) {
+      if (s < p.k_tiles) load_stage(p, tiles, nb, s, smem + s * Tile::kStageBytes, src_row);
+      cp_async_commit();
+    }
+    for (int kt = 0; kt < p.k_tiles; ++kt) {
+      cp_async_wait<1>();
+      fence_proxy_async_shared();  // wgmma reads what this thread's cp.async wrote
+      __syncthreads();
+      const int next = kt + 2;
+      if (next < p.k_tiles) load_stage(p, tiles, nb, next, smem + (next % kStages) * Tile::kStageBytes, src_row);
+      cp_async_commit();
+      const uint8_t* stage = smem + (kt % kStages) * Tile::kStageBytes;
+      typename Tile::Quant quant[kGroupsPerTile][2];
+      Tile::load_quant(stage, tile_off, row_off, quant);
+      const uint32_t act = smem_addr(stage + Tile::kWeightBytes);
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        wgmma_wait<1>();  // the group that read a[h] (this stage's other half, or the last stage's) is done
+        fence_registers(a[h]);
+        fence_registers(d);
+        const typename Tile::Codes codes = Tile::load_codes(stage, tile_off, row_off, h, lane);
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          const int ks = 4 * h + i, group = ks * kGroupsPerTile / 8;
+          C::dequant(codes, i, quant[group][0], quant[group][1], a[h][i]);
+        }
+        fence_registers(a[h]);
+        fence_registers(d);
+        wgmma_fence();
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+          wgmma_f16<Tile::kChunk>(d, a[h][i], wgmma_desc(act + (4 * h + i) * 2 * kCoreMatrixBytes));
+        wgmma_commit();
+      }
+    }
+    wgmma_wait<0>();
+    fence_registers(a[0]);
+    fence_registers(a[1]);
+    fence_registers(d);
+    cp_async_wait<0>();
+  }
+
   static __device__ void run(const GroupedGemmParams& p, uint8_t* smem, int* src_row, int* dst_row) {
     const int y = blockIdx.y, nb = blockIdx.x;
     if (y >= p.chunk_begin[p.n_experts]) return;
@@ -97,25 +173,8 @@ struct GroupedGemm {
 #pragma unroll
       for (int i = 0; i < 4; ++i) acc[0][fm][i] = 0.0f;
 
-    // Ring: stage kt lives in slot kt % kStages; the copies of k-step kt + kStages - 1 go into the
-    // slot every warp finished multiplying in the previous iteration (the barrier says so).
-#pragma unroll
-    for (int s = 0; s < kStages - 1; ++s) {
-      if (s < p.k_tiles) load_stage(p, tiles, nb, s, smem + s * Tile::kStageBytes, src_row);
-      cp_async_commit();
-    }
-    for (int kt = 0; kt < p.k_tiles; ++kt) {
-      cp_async_wait<kStages - 2>();
-      if constexpr (kPath == kPathWgmma) fence_proxy_async_shared();  // wgmma reads what cp.async wrote
-      __syncthreads();
-      const int next = kt + kStages - 1;
-      if (next < p.k_tiles) load_stage(p, tiles, nb, next, smem + (next % kStages) * Tile::kStageBytes, src_row);
-      cp_async_commit();
-      const uint8_t* stage = smem + (kt % kStages) * Tile::kStageBytes;
-      if constexpr (kPath == kPathMma) Tile::mma_stage(stage, tile_off, row_off, lane, acc);
-      if constexpr (kPath == kPathWgmma) Tile::wgmma_stage(stage, tile_off[0], row_off[0], lane, acc);
-    }
-    cp_async_wait<0>();
+    if constexpr (kPath == kPathMma) multiply_narrow(p, tiles, nb, smem, src_row, tile_off, row_off, lane, acc);
+    if constexpr (kPath == kPathWgmma) multiply_wide(p, tiles, nb, smem, src_row, tile_off[0], row_off[0], lane, acc);
 
     // Accumulator fm holds rows n, n + 8 of tokens 8·fm + 2t, 8·fm + 2t + 1 (store_c's layout).
     const int g = lane / 4, t = lane % 4;

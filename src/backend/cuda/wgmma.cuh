@@ -46,6 +46,14 @@ __device__ __forceinline__ void wgmma_wait_all() {
 #endif
 }
 
+// Waits until at most `kPending` of this warp's most recent committed wgmma groups are still running.
+template <int kPending>
+__device__ __forceinline__ void wgmma_wait() {
+#ifdef MARLIN_HAVE_WGMMA
+  asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(kPending) : "memory");
+#endif
+}
+
 // Orders this thread's view of shared memory written through the generic proxy (cp.async) before
 // later reads by the async proxy (wgmma's B operand).
 __device__ __forceinline__ void fence_proxy_async_shared() {
