@@ -314,9 +314,10 @@ TEST(CudaMoeGrouped, SmallLayersMatchCpu) {
   check_small_layers({9, 64, 300}, Skew::kNone, 100, pool);
 }
 
-// Every grouped step on wide chunks (64 positions, wgmma; MARLIN_MOE_WGMMA=1 at upload), which the
-// pick gives only to steps whose experts average many rows: chunks of a few rows, experts spanning
-// several chunks, a shared expert, int8, and a padded last k-step.
+// Every grouped step on wide chunks (64 positions × 256 weight rows, wgmma; MARLIN_MOE_WGMMA=1 at
+// upload), which the pick gives only to steps whose experts average many rows: chunks of a few
+// rows, experts spanning several chunks, a shared expert, int8. (A padded last k-step cannot occur
+// there: a d_ffn that is not a multiple of 128 gives a gate|up whose rows are not a multiple of 256.)
 TEST(CudaMoeGrouped, WideChunksMatchCpu) {
   MARLIN_REQUIRE_GPU();
   if (!grouped_kernels_run()) GTEST_SKIP() << "the tiled kernels need sm_90";
@@ -326,10 +327,14 @@ TEST(CudaMoeGrouped, WideChunksMatchCpu) {
     ~Unset() { unsetenv("MARLIN_MOE_WGMMA"); }
   } unset;
   check_small_layers({9, 300}, Skew::kSameExpert, 800, pool);
-  const Layer shared = make_layer(9, 256, 192, TensorFormat::parse("int8-g128"), 900, pool);
+  const Layer shared = make_layer(9, 256, 128, TensorFormat::parse("int8-g128"), 900, pool);
   MoeRouting routing{2, true, RouterScoring::kSoftmax};
   routing.n_shared = 1;
   check_layer(shared, 130, routing, Skew::kNone, 16);
+  Context c;
+  EXPECT_TRUE(cuda::CudaExperts::upload(shared.experts, {}, c.ctx)->wide_chunks());
+  const Layer padded = make_layer(8, 256, 192, TensorFormat::parse("int4-g128"), 950, pool);
+  EXPECT_FALSE(cuda::CudaExperts::upload(padded.experts, {}, c.ctx)->wide_chunks()) << "gate|up rows 384";
 }
 
 // Decode steps (at most kDeviceRows tokens): the device-routed path, whose routed products finish

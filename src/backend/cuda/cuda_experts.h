@@ -64,6 +64,8 @@ class CudaExperts final : public BackendExperts {
   bool device_routed(int64_t rows) const { return device_routable_ && rows <= kDeviceRows; }
   // Whether longer steps take the grouped path (else the host-routed one).
   bool grouped() const { return grouped_; }
+  // Whether longer steps may take wide chunks (grouped_gemm_chunk).
+  bool wide_chunks() const { return wide_chunks_ != WideChunks::kNever; }
   int64_t score_bias_size() const { return int64_t(host_score_bias_.size()); }
 
   // out (rows × d_model, fp16) = the sparse MLP of h (rows × d_model, fp16) for router_logits

@@ -149,6 +149,8 @@ struct ExpertGroups {
   int chunk = 32;  // positions per chunk: grouped_gemm_chunk()'s choice
 };
 bool grouped_gemm_supported(const WeightTileShape& shape);
+// Whether wide chunks (below) take the format and shape.rows (a multiple of 256).
+bool grouped_gemm_wide_supported(const WeightTileShape& shape);
 // The chunk width for a step of `slots` slots over `n_experts` experts: 64 (wgmma) where the
 // experts average enough rows to fill wide chunks and `wide` allows it, else 32 (mma.sync).
 int grouped_gemm_chunk(int slots, int n_experts, bool wide = true);

@@ -21,17 +21,22 @@ int grouped_variant(const WeightTileShape& shape, int chunk) {
   return -1;
 }
 
-// Average rows per expert from which wide chunks pay. CudaMoeGroupedPerf.Qwen3LayerTimings (H200,
-// 128 experts, 8 per token), narrow against wide: 214 against 263 µs at 4 rows per expert, 342
-// against 324 at 32, 1,005 against 867 at 128.
+// Average rows per expert from which wide chunks pay. CudaMoeGroupedPerf.Qwen3LayerTimings (H100,
+// 128 experts, 8 per token; one sparse layer), narrow against wide: 216 against 242 µs at 4 rows
+// per expert, 345 against 289 at 32, 1,003 against 765 at 128.
 constexpr int kWideChunkRows = 32;
 
 }  // namespace
 
 bool grouped_gemm_supported(const WeightTileShape& shape) {
   return tiled_gemm_supported() && grouped_variant(shape, tiled_detail::kGroupedChunkNarrow) >= 0 &&
-         grouped_variant(shape, tiled_detail::kGroupedChunkWide) >= 0 && shape.rows % tiled_detail::kGroupedBlockRows == 0 &&
+         shape.rows % tiled_detail::grouped_block_rows(tiled_detail::kGroupedChunkNarrow) == 0 &&
          shape.cols % kTileColAlign == 0 && shape.rows < INT_MAX && shape.cols < INT_MAX;
+}
+
+bool grouped_gemm_wide_supported(const WeightTileShape& shape) {
+  return grouped_gemm_supported(shape) && grouped_variant(shape, tiled_detail::kGroupedChunkWide) >= 0 &&
+         shape.rows % tiled_detail::grouped_block_rows(tiled_detail::kGroupedChunkWide) == 0;
 }
 
 int grouped_gemm_chunk(int slots, int n_experts, bool wide) {
@@ -46,7 +51,9 @@ void grouped_gemm(const uint8_t* const* expert_tiles, const WeightTileShape& sha
   MARLIN_CHECK(groups.n_experts >= 1 && groups.slots >= 1 && a_div >= 0, "grouped gemm: {} slots of {} experts",
                groups.slots, groups.n_experts);
   const int variant = grouped_variant(shape, groups.chunk);
-  MARLIN_CHECK(variant >= 0, "grouped gemm: no kernel for chunks of {} positions", groups.chunk);
+  const int block_rows = tiled_detail::grouped_block_rows(groups.chunk);
+  MARLIN_CHECK(variant >= 0 && shape.rows % block_rows == 0, "grouped gemm: no kernel for chunks of {} positions",
+               groups.chunk);
   MARLIN_CHECK(expert_tiles && groups.order && groups.expert_begin && groups.chunk_begin && a && c,
                "grouped gemm: missing pointer");
   MARLIN_CHECK(reinterpret_cast<uintptr_t>(a) % 16 == 0, "grouped gemm: activations not 16-byte aligned");
@@ -68,7 +75,7 @@ void grouped_gemm(const uint8_t* const* expert_tiles, const WeightTileShape& sha
   p.n = int(shape.rows);
   p.k = int(shape.cols);
   p.k_tiles = int(shape.col_blocks());
-  const int row_blocks = p.n / tiled_detail::kGroupedBlockRows;
+  const int row_blocks = p.n / block_rows;
   // sm_90 (tiled_gemm_supported): programmatic dependent launch is always there.
   const cudaError_t err =
       tiled_detail::launch_grouped_gemm(variant, p, row_blocks, int(chunks), true, stream);

@@ -1,20 +1,19 @@
 // The grouped weight-tile GEMM (tiled_grouped_gemm.h): all experts of a sparse MLP step in one
-// launch. Block (x, y) owns output rows [128·x, 128·x + 128) of chunk y (up to 32 grouped rows of
-// one expert) and their whole K range, so every output value is written once, by one block, summed
-// in K order: deterministic, no workspace. The expert and its rows come from the grouping kernel's
+// launch. Block (x, y) owns output rows [R·x, R·x + R) of chunk y (R = 128 or 256 weight rows,
+// up to 32 or 64 grouped rows of one expert) and their whole K range, so every output value is
+// written once, by one block, summed in K order: deterministic, no workspace. The expert and its rows come from the grouping kernel's
 // device-side offsets (a binary search of chunk_begin), so the host sizes the grid by an upper
 // bound and surplus blocks return at once.
 //
 // Each k-step stage holds the expert's 2 weight tiles of that k-step and the chunk's activations
-// in the striped kernel's layout (tiled_gemm_kernel.cuh). All 8 warps copy a stage (16-byte
+// in the striped kernel's layout (tiled_gemm_kernel.cuh). All warps copy a stage (16-byte
 // cp.async: weight bytes as they lie, activation rows gathered through the row index) into a
 // ring, then each warp multiplies its 16-row strip by the chunk's tokens:
 //  - narrow chunks: TiledGemm::mma_stage (mma.sync) on a 3-deep ring;
 //  - wide chunks: each warpgroup's 64 rows by wgmma on a 4-deep ring, in half-stages (4 k-steps)
 //    whose products run while the warps dequantize the next half-stage's weights.
-// Rows of the chunk past the expert's count are
-// not loaded and not stored; activation columns past K are zero-filled (the tiles' padding is zero
-// weights, but stale shared memory might hold NaNs).
+// Rows of the chunk past the expert's count are not loaded and not stored; activation columns past
+// K are zero-filled (the tiles' padding is zero weights, but stale shared memory might hold NaNs).
 #pragma once
 
 #include <iterator>
@@ -27,15 +26,16 @@ namespace marlin::cuda::tiled_detail {
 template <int kCodec, int kGroupsPerTile, bool kAsym, int kChunk>
 struct GroupedGemm {
   static constexpr int kPath = kChunk == kGroupedChunkWide ? kPathWgmma : kPathMma;
-  using Tile = TiledGemm<kCodec, kGroupedBlockRows / 64, 1, kChunk / 8, kGroupsPerTile, kAsym, kPath>;
+  static constexpr int kBlockRows = grouped_block_rows(kChunk);
+  using Tile = TiledGemm<kCodec, kBlockRows / 64, 1, kChunk / 8, kGroupsPerTile, kAsym, kPath>;
   using C = typename Tile::C;
   static constexpr int kStages = kPath == kPathWgmma ? 4 : 3;
   static constexpr int kThreads = Tile::kWarps * 32;
   static constexpr int kSmemBytes = kStages * Tile::kStageBytes;
-  static constexpr int kRowTiles = kGroupedBlockRows / 64;
+  static constexpr int kRowTiles = kBlockRows / 64;
   static constexpr int kTilePieces = Tile::kTileBytes / 16;
   static_assert(Tile::kTileBytes % 16 == 0 && Tile::kStageBytes % 128 == 0, "16-byte copies, 128-byte stages");
-  static_assert(Tile::kWarps == 8, "one 16-row strip per warp");
+  static_assert(Tile::kWarps == kBlockRows / 16, "one 16-row strip per warp");
   static_assert(kChunk == kGroupedChunkNarrow || kChunk == kGroupedChunkWide, "a chunk width of the table");
 
   // Copies k-step kt of row block nb of the expert's tiles and of the chunk's activation rows.
@@ -178,7 +178,7 @@ struct GroupedGemm {
 
     // Accumulator fm holds rows n, n + 8 of tokens 8·fm + 2t, 8·fm + 2t + 1 (store_c's layout).
     const int g = lane / 4, t = lane % 4;
-    const int n = nb * kGroupedBlockRows + warp * 16 + g;
+    const int n = nb * kBlockRows + warp * 16 + g;
     float top = 1.0f, bottom = 1.0f;
     if constexpr (C::kRowScales) {
       const float* row_scales = reinterpret_cast<const float*>(tiles + p.tiles_bytes);

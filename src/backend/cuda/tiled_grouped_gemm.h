@@ -12,8 +12,9 @@ namespace marlin::cuda::tiled_detail {
 
 // Rows are in grouped order (expert by expert, group_slots in ops.h): position i belongs to the
 // expert e with expert_begin[e] ≤ i < expert_begin[e + 1], whose rows form chunks of
-// kGroupedChunk positions numbered chunk_begin[e], chunk_begin[e] + 1, ... Block (x, y) computes
-// row block x (128 weight rows) of chunk y; blocks of chunks past chunk_begin[n_experts] return.
+// `chunk` positions numbered chunk_begin[e], chunk_begin[e] + 1, ... Block (x, y) computes row
+// block x (grouped_block_rows(chunk) weight rows) of chunk y; blocks of chunks past
+// chunk_begin[n_experts] return.
 // Row i reads a[order[i] / a_div] (a_div > 0; gathered tokens) or a[i] (a_div = 0), and writes
 // c[order[i]] (scatter) or c[i].
 struct GroupedGemmParams {
@@ -31,13 +32,14 @@ struct GroupedGemmParams {
   int k_tiles = 0;  // ceil(k / 128)
 };
 
-// The grouped kernel's shape: 128 weight rows (8 warps of one 16-row strip each) × a chunk of
-// positions per block, a 3-stage cp.async ring over K. Narrow chunks (32 positions) multiply with
-// mma.sync; wide ones (64) with wgmma, for steps whose experts have many rows each: a wide chunk
-// reads each weight tile half as often per position.
-constexpr int kGroupedBlockRows = 128;
+// The grouped kernel's shape: narrow chunks of 32 positions × 128 weight rows (8 warps of one
+// 16-row strip each) multiply with mma.sync on a 3-stage cp.async ring; wide chunks of 64
+// positions × 256 rows (16 warps, 4 warpgroups) with wgmma on a 4-stage ring, for steps whose
+// experts have many rows each: a wide block reads each weight tile half as often per position
+// and each activation half as often per weight row.
 constexpr int kGroupedChunkNarrow = 32;
 constexpr int kGroupedChunkWide = 64;
+constexpr int grouped_block_rows(int chunk) { return chunk == kGroupedChunkWide ? 256 : 128; }
 
 // One variant per weight format (codec, groups per tile, zero points) and chunk width.
 struct GroupedGemmConfig {
