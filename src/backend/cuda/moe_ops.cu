@@ -4,6 +4,8 @@
 // weighted outputs back into the tokens' fp32 sums, and rounding the sums to fp16.
 #include <cuda_fp16.h>
 
+#include <cstdint>
+
 #include "backend/cuda/moe_route.cuh"
 #include "backend/cuda/ops.h"
 #include "backend/cuda/ops_check.h"
@@ -85,18 +87,44 @@ __global__ void routed_dense_gemv_kernel(const __half* const* weights, const int
 }
 
 // out[t] = Σ_j weights[t·top_k + j] · y[t·top_k + j], in slot order, rounded once to fp16.
+// Rows of a multiple of 8 values (16-byte aligned) take 16-byte loads, 8 sums per thread (the same
+// arithmetic per value as weighted_slot_sum).
 __global__ void combine_slots_kernel(const __half* y, const float* weights, int top_k, int64_t cols, __half* out) {
   pdl_prologue();
   const int64_t t = blockIdx.x;
-  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x)
-    out[t * cols + c] = weighted_slot_sum(y + t * top_k * cols + c, weights + t * top_k, top_k, cols,
-                                          [](const __half* v) { return *v; });
+  const __half* slots = y + t * top_k * cols;
+  const float* w = weights + t * top_k;
+  if (cols % 8 != 0 || (reinterpret_cast<uintptr_t>(y) | reinterpret_cast<uintptr_t>(out)) % 16 != 0) {
+    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x)
+      out[t * cols + c] = weighted_slot_sum(slots + c, w, top_k, cols, [](const __half* v) { return *v; });
+    return;
+  }
+  for (int64_t c = 8 * threadIdx.x; c < cols; c += 8 * blockDim.x) {
+    float sum[8] = {};
+    for (int j = 0; j < top_k; ++j) {
+      const uint4 v = *reinterpret_cast<const uint4*>(slots + j * cols + c);
+      const __half2* h = reinterpret_cast<const __half2*>(&v);
+      const float wj = w[j];
+#pragma unroll
+      for (int k = 0; k < 4; ++k) {
+        const float2 f = __half22float2(h[k]);
+        sum[2 * k] += wj * f.x;
+        sum[2 * k + 1] += wj * f.y;
+      }
+    }
+    uint4 result;
+    __half2* r = reinterpret_cast<__half2*>(&result);
+#pragma unroll
+    for (int k = 0; k < 4; ++k) r[k] = __floats2half2_rn(sum[2 * k], sum[2 * k + 1]);
+    *reinterpret_cast<uint4*>(out + t * cols + c) = result;
+  }
 }
 
 // Stable counting sort of a step's slots by expert, in one block of kGroupWarps warps: warp w
-// takes a contiguous segment of the slots, counts each expert's slots in it (lanes of one step
-// with the same expert found by __match_any_sync), the counts become starting positions (by
-// expert, then by segment), and a second walk writes each slot at its expert's next position.
+// takes a contiguous segment of the slots, counts each expert's slots in it (shared-memory
+// atomics: a count does not depend on their order), the counts become starting positions (by
+// expert, then by segment), and a second walk writes each slot at its expert's next position
+// (lanes of one step with the same expert found by __match_any_sync, ranked by lane).
 // A slot's position so follows the slot order within its expert, whatever the timing.
 constexpr int kGroupWarps = 32;
 constexpr int kGroupMaxExperts = 256;
@@ -115,13 +143,9 @@ __global__ void __launch_bounds__(kGroupWarps * 32)
   const int per_warp = (slots + kGroupWarps * 32 - 1) / (kGroupWarps * 32) * 32;
   const int begin = min(slots, warp * per_warp), end = min(slots, begin + per_warp);
   const unsigned lanes_below = (1u << lane) - 1;
-  for (int s0 = begin; s0 < end; s0 += 32) {
-    const int s = s0 + lane;
-    const int e = s < end ? ids[s] : -1;
-    const bool valid = e >= 0 && e < n_experts;
-    const unsigned peers = __match_any_sync(0xffffffffu, valid ? e : -1);
-    if (valid && (peers & lanes_below) == 0) count[warp][e] += __popc(peers);
-    __syncwarp();
+  for (int s = begin + lane; s < end; s += 32) {
+    const int e = ids[s];
+    if (e >= 0 && e < n_experts) atomicAdd(&count[warp][e], 1);
   }
   __syncthreads();
   if (threadIdx.x < n_experts) {  // each segment's offset within its expert
