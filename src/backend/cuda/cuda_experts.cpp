@@ -93,7 +93,8 @@ std::unique_ptr<CudaExperts> CudaExperts::upload(std::span<const ExpertWeights> 
   // MARLIN_MOE_WGMMA=0 keeps longer steps on narrow mma.sync chunks, =1 on wide wgmma ones (to
   // measure the two against each other); unset, grouped_gemm_chunk picks by the step.
   const char* wgmma = std::getenv("MARLIN_MOE_WGMMA");
-  const bool wide = x->grouped_ && grouped_gemm_wide_supported(gate_up->shape) && grouped_gemm_wide_supported(down->shape);
+  const bool wide =
+      x->grouped_ && grouped_gemm_wide_supported(gate_up->shape) && grouped_gemm_wide_supported(down->shape);
   x->wide_chunks_ = !wide ? WideChunks::kNever
                     : wgmma == nullptr ? WideChunks::kPick
                     : std::string(wgmma) == "0" ? WideChunks::kNever

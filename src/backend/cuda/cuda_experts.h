@@ -91,9 +91,9 @@ class CudaExperts final : public BackendExperts {
   DeviceArray<const void*> gate_up_table_, down_table_;
   bool device_routable_ = false;
   bool grouped_ = false;
-  bool fused_decode_ = false;
+  bool fused_decode_ = false;  // tiled experts: decode steps in two or three launches (see the top)
   enum class WideChunks { kPick, kNever, kAlways };  // grouped steps' chunks (grouped_gemm_chunk)
-  WideChunks wide_chunks_ = WideChunks::kPick;  // tiled experts: decode steps in two or three launches (see the top)
+  WideChunks wide_chunks_ = WideChunks::kPick;
 };
 
 }  // namespace marlin::cuda

@@ -1,9 +1,9 @@
 // The grouped weight-tile GEMM (tiled_grouped_gemm.h): all experts of a sparse MLP step in one
 // launch. Block (x, y) owns output rows [R·x, R·x + R) of chunk y (R = 128 or 256 weight rows,
 // up to 32 or 64 grouped rows of one expert) and their whole K range, so every output value is
-// written once, by one block, summed in K order: deterministic, no workspace. The expert and its rows come from the grouping kernel's
-// device-side offsets (a binary search of chunk_begin), so the host sizes the grid by an upper
-// bound and surplus blocks return at once.
+// written once, by one block, summed in K order: deterministic, no workspace. The expert and its
+// rows come from the grouping kernel's device-side offsets (a binary search of chunk_begin), so
+// the host sizes the grid by an upper bound and surplus blocks return at once.
 //
 // Each k-step stage holds the expert's 2 weight tiles of that k-step and the chunk's activations
 // in the striped kernel's layout (tiled_gemm_kernel.cuh). All warps copy a stage (16-byte
