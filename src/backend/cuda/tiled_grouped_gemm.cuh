@@ -105,6 +105,9 @@ struct GroupedGemm {
                                                        uint8_t* smem, const int* src_row, int tile_off, int row_off,
                                                        int lane, typename Tile::Acc& acc) {
     static_assert(kStages == 4, "copies two stages ahead into the slot of two stages back");
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+    __trap();  // wgmma and the async-proxy fence need sm_90; grouped_gemm_supported() keeps older GPUs away
+#else
     float(&d)[Tile::kChunk / 2] = reinterpret_cast<float(&)[Tile::kChunk / 2]>(acc[0]);
     uint32_t a[2][4][4];
     for (int s = 0; s < 2; ++s) {
@@ -147,6 +150,7 @@ struct GroupedGemm {
     fence_registers(a[1]);
     fence_registers(d);
     cp_async_wait<0>();
+#endif
   }
 
   static __device__ void run(const GroupedGemmParams& p, uint8_t* smem, int* src_row, int* dst_row) {
