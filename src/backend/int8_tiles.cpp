@@ -24,6 +24,13 @@ std::vector<uint8_t> pack_int8_tiles(const QuantTensor& w) {
   for (int64_t nb = 0; nb < shape.row_blocks(); ++nb) {
     for (int64_t kt = 0; kt < shape.col_blocks(); ++kt) {
       uint8_t* codes = out.data() + uint64_t(nb * shape.col_blocks() + kt) * uint64_t(shape.tile_bytes()) + code_offset;
+      // A tile whose columns are all stored reads its codes straight from the rows' bytes (one
+      // byte a code); the last tile of a K that is not a multiple of 128 goes code by code.
+      const bool inside = (kt + 1) * kTileCols <= w.cols;
+      auto code = [&](int64_t row, int64_t col) {
+        return inside ? w.codes[uint64_t(row) * w.code_row_bytes + uint64_t(col)]
+                      : uint8_t(tiles_detail::code_or_neutral(w, row, col));
+      };
       for (int strip = 0; strip < kTileRows / 16; ++strip) {
         for (int ks = 0; ks < kTileCols / 16; ++ks) {
           for (int lane = 0; lane < 32; ++lane) {
@@ -32,10 +39,10 @@ std::vector<uint8_t> pack_int8_tiles(const QuantTensor& w) {
             uint8_t* dst = codes + 2048 * strip + 512 * (ks / 2) + 16 * lane + 8 * (ks % 2);
             for (int word = 0; word < 2; ++word) {
               const int64_t col = c + 8 * word;
-              dst[4 * word + 0] = uint8_t(tiles_detail::code_or_neutral(w, g, col));
-              dst[4 * word + 1] = uint8_t(tiles_detail::code_or_neutral(w, g + 8, col));
-              dst[4 * word + 2] = uint8_t(tiles_detail::code_or_neutral(w, g, col + 1));
-              dst[4 * word + 3] = uint8_t(tiles_detail::code_or_neutral(w, g + 8, col + 1));
+              dst[4 * word + 0] = code(g, col);
+              dst[4 * word + 1] = code(g + 8, col);
+              dst[4 * word + 2] = code(g, col + 1);
+              dst[4 * word + 3] = code(g + 8, col + 1);
             }
           }
         }
