@@ -36,7 +36,7 @@ WeightTileShape fp4_tile_shape(const TensorFormat& format, int64_t rows, int64_t
   return tiles_detail::base_shape(format, rows, cols, TileCodec::kFp4);
 }
 
-std::vector<uint8_t> pack_fp4_tiles(const QuantTensor& w) {
+std::vector<uint8_t> pack_fp4_tiles(const QuantTensor& w, ThreadPool* pool) {
   w.validate();
   const WeightTileShape shape = fp4_tile_shape(w.format, w.rows, w.cols);
   std::vector<uint8_t> out(shape.total_bytes());
@@ -74,7 +74,7 @@ std::vector<uint8_t> pack_fp4_tiles(const QuantTensor& w) {
       out);
   tiles_detail::fill_tile_codes(
       shape, [&](int64_t row0, int64_t col0, uint8_t* codes) { tiles_detail::write_nibble_codes(w, row0, col0, codes); },
-      out);
+      out, pool);
   return out;
 }
 

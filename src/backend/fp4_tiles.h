@@ -31,7 +31,7 @@ WeightTileShape fp4_tile_shape(const TensorFormat& format, int64_t rows, int64_t
 // Re-lays out a planar fp4-family tensor into fp4 tiles followed by the row multipliers
 // (fp4_tile_shape(...).total_bytes() bytes). Throws marlin::Error for a tensor that fails
 // validate() or fp4_tile_shape(), or scales the tiles cannot hold exactly (see above).
-std::vector<uint8_t> pack_fp4_tiles(const QuantTensor& w);
+std::vector<uint8_t> pack_fp4_tiles(const QuantTensor& w, ThreadPool* pool = nullptr);
 
 // Multiplies the row multipliers of rows [row0, row0 + rows) of packed fp4 tiles by `factor`: for
 // tensors stacked by rows whose parts had different nvfp4 tensor scales (packed with scale 1).

@@ -44,14 +44,14 @@ void write_nibble_codes(const QuantTensor& w, int64_t row0, int64_t col0, uint8_
 
 }  // namespace tiles_detail
 
-std::vector<uint8_t> pack_int4_tiles(const QuantTensor& w) {
+std::vector<uint8_t> pack_int4_tiles(const QuantTensor& w, ThreadPool* pool) {
   w.validate();
   const WeightTileShape shape = int4_tile_shape(w.format, w.rows, w.cols);
   std::vector<uint8_t> out(shape.total_bytes());
   tiles_detail::fill_tile_quant(w, shape, 1.0f, out);
   tiles_detail::fill_tile_codes(
       shape, [&](int64_t row0, int64_t col0, uint8_t* codes) { tiles_detail::write_nibble_codes(w, row0, col0, codes); },
-      out);
+      out, pool);
   return out;
 }
 

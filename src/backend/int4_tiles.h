@@ -27,7 +27,7 @@ WeightTileShape int4_tile_shape(const TensorFormat& format, int64_t rows, int64_
 
 // Re-lays out a planar int4 tensor into int4 tiles (int4_tile_shape(...).total_bytes() bytes).
 // Throws marlin::Error for a tensor that fails validate() or int4_tile_shape().
-std::vector<uint8_t> pack_int4_tiles(const QuantTensor& w);
+std::vector<uint8_t> pack_int4_tiles(const QuantTensor& w, ThreadPool* pool = nullptr);
 
 namespace tiles_detail {
 

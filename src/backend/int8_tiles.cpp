@@ -15,13 +15,13 @@ WeightTileShape int8_tile_shape(const TensorFormat& format, int64_t rows, int64_
   return tiles_detail::base_shape(format, rows, cols, fp8 ? TileCodec::kFp8 : TileCodec::kInt8);
 }
 
-std::vector<uint8_t> pack_int8_tiles(const QuantTensor& w) {
+std::vector<uint8_t> pack_int8_tiles(const QuantTensor& w, ThreadPool* pool) {
   w.validate();
   const WeightTileShape shape = int8_tile_shape(w.format, w.rows, w.cols);
   std::vector<uint8_t> out(shape.total_bytes());
   tiles_detail::fill_tile_quant(w, shape, shape.codec == TileCodec::kFp8 ? kFp8TileScaleMultiplier : 1.0f, out);
   const int code_offset = shape.scale_bytes() + shape.zero_bytes();
-  for (int64_t nb = 0; nb < shape.row_blocks(); ++nb) {
+  tiles_detail::for_row_blocks(shape, pool, [&](int64_t nb) {
     for (int64_t kt = 0; kt < shape.col_blocks(); ++kt) {
       uint8_t* codes = out.data() + uint64_t(nb * shape.col_blocks() + kt) * uint64_t(shape.tile_bytes()) + code_offset;
       // A tile whose columns are all stored reads its codes straight from the rows' bytes (one
@@ -48,7 +48,7 @@ std::vector<uint8_t> pack_int8_tiles(const QuantTensor& w) {
         }
       }
     }
-  }
+  });
   return out;
 }
 

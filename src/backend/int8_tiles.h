@@ -35,6 +35,6 @@ WeightTileShape int8_tile_shape(const TensorFormat& format, int64_t rows, int64_
 // Re-lays out a planar int8 or fp8 tensor into 8-bit tiles (int8_tile_shape(...).total_bytes()
 // bytes). Throws marlin::Error for a tensor that fails validate() or int8_tile_shape(), or an fp8
 // scale too large for the 256-fold stored scale.
-std::vector<uint8_t> pack_int8_tiles(const QuantTensor& w);
+std::vector<uint8_t> pack_int8_tiles(const QuantTensor& w, ThreadPool* pool = nullptr);
 
 }  // namespace marlin

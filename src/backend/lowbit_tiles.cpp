@@ -43,7 +43,7 @@ WeightTileShape lowbit_tile_shape(const TensorFormat& format, int64_t rows, int6
                                   format.kind == FormatKind::kInt3 ? TileCodec::kInt3 : TileCodec::kInt2);
 }
 
-std::vector<uint8_t> pack_lowbit_tiles(const QuantTensor& w) {
+std::vector<uint8_t> pack_lowbit_tiles(const QuantTensor& w, ThreadPool* pool) {
   w.validate();
   const WeightTileShape shape = lowbit_tile_shape(w.format, w.rows, w.cols);
   std::vector<uint8_t> out(shape.total_bytes());
@@ -52,7 +52,7 @@ std::vector<uint8_t> pack_lowbit_tiles(const QuantTensor& w) {
   tiles_detail::fill_tile_codes(
       shape,
       [&](int64_t row0, int64_t col0, uint8_t* codes) { write_codes(w, int3, shape.code_bytes(), row0, col0, codes); },
-      out);
+      out, pool);
   return out;
 }
 

@@ -36,6 +36,6 @@ WeightTileShape lowbit_tile_shape(const TensorFormat& format, int64_t rows, int6
 
 // Re-lays out a planar int2 or int3 tensor into tiles (lowbit_tile_shape(...).total_bytes() bytes).
 // Throws marlin::Error for a tensor that fails validate() or lowbit_tile_shape().
-std::vector<uint8_t> pack_lowbit_tiles(const QuantTensor& w);
+std::vector<uint8_t> pack_lowbit_tiles(const QuantTensor& w, ThreadPool* pool = nullptr);
 
 }  // namespace marlin

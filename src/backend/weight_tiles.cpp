@@ -9,6 +9,7 @@
 #include "backend/lowbit_tiles.h"
 #include "core/error.h"
 #include "core/half.h"
+#include "core/thread_pool.h"
 
 namespace marlin {
 
@@ -47,16 +48,16 @@ WeightTileShape weight_tile_shape(const TensorFormat& format, int64_t rows, int6
   }
 }
 
-std::vector<uint8_t> pack_weight_tiles(const QuantTensor& w) {
+std::vector<uint8_t> pack_weight_tiles(const QuantTensor& w, ThreadPool* pool) {
   switch (w.format.kind) {
-    case FormatKind::kInt4: return pack_int4_tiles(w);
+    case FormatKind::kInt4: return pack_int4_tiles(w, pool);
     case FormatKind::kInt8:
-    case FormatKind::kFp8E4M3: return pack_int8_tiles(w);
+    case FormatKind::kFp8E4M3: return pack_int8_tiles(w, pool);
     case FormatKind::kFp4:
     case FormatKind::kMxFp4:
-    case FormatKind::kNvFp4: return pack_fp4_tiles(w);
+    case FormatKind::kNvFp4: return pack_fp4_tiles(w, pool);
     case FormatKind::kInt2:
-    case FormatKind::kInt3: return pack_lowbit_tiles(w);
+    case FormatKind::kInt3: return pack_lowbit_tiles(w, pool);
     default: no_codec(w.format);
   }
 }
@@ -135,12 +136,24 @@ void fill_tile_quant(const QuantTensor& w, const WeightTileShape& shape, float s
 }
 
 void fill_tile_codes(const WeightTileShape& shape,
-                     const std::function<void(int64_t row0, int64_t col0, uint8_t* dst)>& codes, std::vector<uint8_t>& out) {
+                     const std::function<void(int64_t row0, int64_t col0, uint8_t* dst)>& codes, std::vector<uint8_t>& out,
+                     ThreadPool* pool) {
   const int code_offset = shape.scale_bytes() + shape.zero_bytes();
-  for (int64_t nb = 0; nb < shape.row_blocks(); ++nb)
+  for_row_blocks(shape, pool, [&](int64_t nb) {
     for (int64_t kt = 0; kt < shape.col_blocks(); ++kt)
       codes(nb * kTileRows, kt * kTileCols,
             out.data() + uint64_t(nb * shape.col_blocks() + kt) * uint64_t(shape.tile_bytes()) + code_offset);
+  });
+}
+
+void for_row_blocks(const WeightTileShape& shape, ThreadPool* pool, const std::function<void(int64_t nb)>& fn) {
+  auto blocks = [&](int64_t begin, int64_t end) {
+    for (int64_t nb = begin; nb < end; ++nb) fn(nb);
+  };
+  if (pool == nullptr)
+    blocks(0, shape.row_blocks());
+  else
+    pool->parallel_for(shape.row_blocks(), 1, blocks);
 }
 
 }  // namespace tiles_detail

@@ -33,6 +33,8 @@
 
 namespace marlin {
 
+class ThreadPool;
+
 inline constexpr int kTileRows = 64;
 inline constexpr int kTileCols = 128;
 inline constexpr int kTileColAlign = 64;  // K must be a multiple of this
@@ -83,7 +85,7 @@ WeightTileShape weight_tile_shape(const TensorFormat& format, int64_t rows, int6
 // Re-lays out a planar tensor into weight tiles (weight_tile_shape(...).total_bytes() bytes).
 // Throws marlin::Error for a tensor that fails validate() or weight_tile_shape(), or whose scales
 // the codec cannot hold (fp8_tiles: |s| ≥ 256; fp4_tiles.h: scales of one row too far apart).
-std::vector<uint8_t> pack_weight_tiles(const QuantTensor& w);
+std::vector<uint8_t> pack_weight_tiles(const QuantTensor& w, ThreadPool* pool = nullptr);
 
 namespace tiles_detail {
 
@@ -104,10 +106,15 @@ void fill_tile_quant(const QuantTensor& w, const WeightTileShape& shape,
 void fill_tile_quant(const QuantTensor& w, const WeightTileShape& shape, float scale_multiplier,
                      std::vector<uint8_t>& out);
 
+// fn(nb) for every row block nb of the tiles, spread over the pool's threads when there is one.
+void for_row_blocks(const WeightTileShape& shape, ThreadPool* pool, const std::function<void(int64_t nb)>& fn);
+
 // Writes the codes of every tile: codes(row0, col0, dst) fills the code block `dst` of the
-// tile whose first row and column are row0 and col0.
+// tile whose first row and column are row0 and col0. With a pool, row blocks are spread over its
+// threads (codes must not throw: a worker cannot pass an exception on).
 void fill_tile_codes(const WeightTileShape& shape,
-                     const std::function<void(int64_t row0, int64_t col0, uint8_t* dst)>& codes, std::vector<uint8_t>& out);
+                     const std::function<void(int64_t row0, int64_t col0, uint8_t* dst)>& codes, std::vector<uint8_t>& out,
+                     ThreadPool* pool = nullptr);
 
 // The code of row r, column k as stored (k < cols), else the code that decodes to exactly 0 in
 // that row's group: the zero point (asymmetric; 0 in a group wholly past K), 2^(bits−1)

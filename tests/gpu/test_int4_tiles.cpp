@@ -5,6 +5,7 @@
 
 #include "backend/int4_tiles.h"
 #include "core/error.h"
+#include "core/thread_pool.h"
 #include "tile_test_util.h"
 
 namespace marlin {
@@ -21,6 +22,21 @@ TEST(Int4Tiles, LayoutRoundTripsEveryFormat) {
 
 // K a multiple of 64 but not of 128 (SmolLM2's 576 and 192): the last tile is padded with zeros,
 // including a partial g128 group and g32 groups that lie wholly in the padding.
+// Packing on a pool (what the CUDA backend does at upload) spreads row blocks over threads and
+// must give the same bytes as one thread, for every codec, with and without a padded last tile.
+TEST(WeightTiles, PackingOnAPoolGivesTheSameBytes) {
+  ThreadPool pool(3);
+  for (const char* format : {"int4-g128", "int4-g32-asym", "int8-g128", "fp8-pc", "fp4-g32", "mxfp4", "nvfp4",
+                             "int3-g128", "int2-g64-asym"})
+    for (const int64_t cols : {384, 576}) {
+      SCOPED_TRACE(testing::Message() << format << ", " << cols << " columns");
+      const tile_test::Planar p = random_planar(format, 320, cols, 77);
+      const std::vector<uint8_t> alone = pack_weight_tiles(p.view());
+      EXPECT_EQ(pack_weight_tiles(p.view(), &pool), alone);
+      EXPECT_FALSE(alone.empty());
+    }
+}
+
 TEST(Int4Tiles, PadsKToWholeTiles) {
   for (const char* format : {"int4-g128", "int4-g32", "int4-g128-asym", "int4-g32-asym", "int4-pc-asym"}) {
     expect_layout_matches(format, 128, 576);

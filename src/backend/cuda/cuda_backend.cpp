@@ -21,6 +21,7 @@
 #include "backend/cuda/device_memory.h"
 #include "backend/cuda/op_profiler.h"
 #include "backend/cuda/ops.h"
+#include "core/thread_pool.h"
 #include "model/rope.h"
 
 namespace marlin {
@@ -152,6 +153,7 @@ class CudaBackend final : public Backend {
     cublas_workspace_ = DeviceArray<uint8_t>(kCublasWorkspaceBytes);
     cublasSetStream(ctx_.cublas, ctx_.stream);
     cublasSetWorkspace(ctx_.cublas, cublas_workspace_.get(), kCublasWorkspaceBytes);
+    ctx_.pool = &upload_pool_;
     const char* graphs = std::getenv("MARLIN_CUDA_GRAPHS");  // "0": run every step directly (debugging)
     graphs_enabled_ = (graphs == nullptr || std::string(graphs) != "0") && !profiler_.enabled();
   }
@@ -588,6 +590,7 @@ class CudaBackend final : public Backend {
 
   int device_ = 0;
   std::string name_;
+  ThreadPool upload_pool_;  // one thread per core, for laying weights out in tiles at upload
   cuda::LinearContext ctx_;
   cuda::MoeScratch moe_scratch_;
   bool has_experts_ = false;             // a sparse MLP was uploaded (cuda_experts.h)

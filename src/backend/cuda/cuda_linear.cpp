@@ -53,7 +53,7 @@ struct PackedTiles {
 // The parts in weight tiles, or nullopt when the fused kernels cannot run them: a format without a
 // tile codec, rows not a multiple of 64, scales a codec cannot hold (fp4_tiles.h), a GPU older
 // than sm_90, ...
-std::optional<PackedTiles> pack_tiles(std::span<const QuantTensor> parts) {
+std::optional<PackedTiles> pack_tiles(std::span<const QuantTensor> parts, ThreadPool* pool) {
   if (!tiled_gemm_supported()) return std::nullopt;
   int64_t rows = 0;
   for (const QuantTensor& p : parts) {
@@ -64,7 +64,7 @@ std::optional<PackedTiles> pack_tiles(std::span<const QuantTensor> parts) {
     PackedTiles t{weight_tile_shape(parts[0].format, rows, parts[0].cols), {}};
     // nvfp4 parts may have different tensor scales: packed with scale 1 (what stack_rows keeps),
     // then each part's rows get its own.
-    t.bytes = pack_weight_tiles(stack_rows(parts).view());
+    t.bytes = pack_weight_tiles(stack_rows(parts).view(), pool);
     if (parts[0].format.kind == FormatKind::kNvFp4) {
       int64_t r0 = 0;
       for (const QuantTensor& p : parts) {
@@ -174,7 +174,7 @@ std::unique_ptr<CudaLinear> CudaLinear::upload(std::span<const QuantTensor> part
     p.validate();
     MARLIN_CHECK(p.cols == parts[0].cols, "cuda backend: stacked weights of {} and {} columns", parts[0].cols, p.cols);
   }
-  if (const auto packed = pack_tiles(parts)) return std::make_unique<TiledLinear>(*packed, ctx);
+  if (const auto packed = pack_tiles(parts, ctx.pool)) return std::make_unique<TiledLinear>(*packed, ctx);
   if (auto trellis = upload_trellis(parts, ctx)) return trellis;
   return std::make_unique<DenseLinear>(parts);
 }

@@ -28,6 +28,7 @@ struct LinearContext {
   DeviceArray<__half> rotated;      // a trellis layer's rotated activations (max_rows × widest cols)
   DeviceArray<float> products;      // a trellis layer's few-row products before their rotation
   int64_t max_rows = 0;  // the most activation rows of one call (sizes the workspaces)
+  ThreadPool* pool = nullptr;  // host threads that lay weights out in tiles at upload (null: this thread)
   // Counts replacements of the buffers above after upload: recorded graphs that use them are stale.
   int64_t generation = 0;
 };
