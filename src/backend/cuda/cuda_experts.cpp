@@ -95,11 +95,11 @@ std::unique_ptr<CudaExperts> CudaExperts::upload(std::span<const ExpertWeights> 
   const char* wgmma = std::getenv("MARLIN_MOE_WGMMA");
   const bool wide =
       x->grouped_ && grouped_gemm_wide_supported(gate_up->shape) && grouped_gemm_wide_supported(down->shape);
-  x->wide_chunks_ = !wide ? WideChunks::kNever
-                    : wgmma == nullptr ? WideChunks::kPick
-                    : std::string(wgmma) == "0" ? WideChunks::kNever
-                    : std::string(wgmma) == "1" ? WideChunks::kAlways
-                                                : WideChunks::kPick;
+  x->chunks_ = !wide ? ChunkChoice::kNarrow
+                : wgmma == nullptr ? ChunkChoice::kPick
+                : std::string(wgmma) == "0" ? ChunkChoice::kNarrow
+                : std::string(wgmma) == "1" ? ChunkChoice::kWide
+                                            : ChunkChoice::kPick;
   return x;
 }
 
@@ -192,8 +192,7 @@ void CudaExperts::forward_grouped(const __half* h, int64_t rows, const float* ro
   groups.chunk_begin = s.group_offsets.get() + n_experts + 1;
   groups.n_experts = n_experts;
   groups.slots = int(slots);
-  groups.chunk = wide_chunks_ == WideChunks::kAlways ? grouped_gemm_chunk(INT_MAX, 1)
-                 : grouped_gemm_chunk(groups.slots, n_experts, wide_chunks_ == WideChunks::kPick);
+  groups.chunk = grouped_gemm_chunk(groups.slots, n_experts, chunks_);
   group_slots(s.slot_ids.get(), groups.slots, n_experts, groups.chunk, s.group_order.get(),
               s.group_offsets.get(), s.group_offsets.get() + n_experts + 1, ctx.stream);
   // gate|up of each slot's token (gathered), in grouped order; SwiGLU; the downs, scattered back

@@ -65,7 +65,7 @@ class CudaExperts final : public BackendExperts {
   // Whether longer steps take the grouped path (else the host-routed one).
   bool grouped() const { return grouped_; }
   // Whether longer steps may take wide chunks (grouped_gemm_chunk).
-  bool wide_chunks() const { return wide_chunks_ != WideChunks::kNever; }
+  bool wide_chunks() const { return chunks_ != ChunkChoice::kNarrow; }
   int64_t score_bias_size() const { return int64_t(host_score_bias_.size()); }
 
   // out (rows × d_model, fp16) = the sparse MLP of h (rows × d_model, fp16) for router_logits
@@ -92,8 +92,7 @@ class CudaExperts final : public BackendExperts {
   bool device_routable_ = false;
   bool grouped_ = false;
   bool fused_decode_ = false;  // tiled experts: decode steps in two or three launches (see the top)
-  enum class WideChunks { kPick, kNever, kAlways };  // grouped steps' chunks (grouped_gemm_chunk)
-  WideChunks wide_chunks_ = WideChunks::kPick;
+  ChunkChoice chunks_ = ChunkChoice::kPick;  // grouped steps' chunk widths (grouped_gemm_chunk)
 };
 
 }  // namespace marlin::cuda

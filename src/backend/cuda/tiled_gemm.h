@@ -151,9 +151,11 @@ struct ExpertGroups {
 bool grouped_gemm_supported(const WeightTileShape& shape);
 // Whether wide chunks (below) take the format and shape.rows (a multiple of 256).
 bool grouped_gemm_wide_supported(const WeightTileShape& shape);
-// The chunk width for a step of `slots` slots over `n_experts` experts: 64 (wgmma) where the
-// experts average enough rows to fill wide chunks and `wide` allows it, else 32 (mma.sync).
-int grouped_gemm_chunk(int slots, int n_experts, bool wide = true);
+// The chunk width for a step of `slots` slots over `n_experts` experts: kPick gives 64 (wgmma)
+// where the experts average enough rows to fill wide chunks, else 32 (mma.sync); kNarrow and kWide
+// force one (for comparisons).
+enum class ChunkChoice { kPick, kNarrow, kWide };
+int grouped_gemm_chunk(int slots, int n_experts, ChunkChoice choice = ChunkChoice::kPick);
 void grouped_gemm(const uint8_t* const* expert_tiles, const WeightTileShape& shape, const ExpertGroups& groups,
                   const __half* a, int a_div, __half* c, bool scatter, cudaStream_t stream);
 

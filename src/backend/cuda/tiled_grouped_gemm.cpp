@@ -39,9 +39,10 @@ bool grouped_gemm_wide_supported(const WeightTileShape& shape) {
          shape.rows % tiled_detail::grouped_block_rows(tiled_detail::kGroupedChunkWide) == 0;
 }
 
-int grouped_gemm_chunk(int slots, int n_experts, bool wide) {
+int grouped_gemm_chunk(int slots, int n_experts, ChunkChoice choice) {
   const bool many_rows = n_experts >= 1 && slots / n_experts >= kWideChunkRows;
-  return wide && many_rows ? tiled_detail::kGroupedChunkWide : tiled_detail::kGroupedChunkNarrow;
+  const bool wide = choice == ChunkChoice::kWide || (choice == ChunkChoice::kPick && many_rows);
+  return wide ? tiled_detail::kGroupedChunkWide : tiled_detail::kGroupedChunkNarrow;
 }
 
 void grouped_gemm(const uint8_t* const* expert_tiles, const WeightTileShape& shape, const ExpertGroups& groups,
