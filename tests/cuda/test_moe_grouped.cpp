@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <memory>
 #include <random>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -264,8 +265,24 @@ void check_layer(const Layer& l, int64_t rows, const MoeRouting& routing, Skew s
   EXPECT_EQ(again.download(), dout.download()) << "a second run differs";
 }
 
-// A decode step with routing, SwiGLU and the combination inside the routed products gives the bits
-// of the launches that do them on their own (MARLIN_MOE_FUSED=0 at upload).
+// Environment variables set for one scope (upload options), unset at its end.
+struct ScopedEnv {
+  std::vector<std::string> names;
+  ScopedEnv(std::initializer_list<std::pair<const char*, const char*>> vars) {
+    for (const auto& [name, value] : vars) {
+      setenv(name, value, 1);
+      names.emplace_back(name);
+    }
+  }
+  ~ScopedEnv() {
+    for (const std::string& name : names) unsetenv(name.c_str());
+  }
+};
+
+// A decode step in two launches, with routing, SwiGLU and the combination inside the routed
+// products (MARLIN_MOE_ONE_LAUNCH=0 at upload), gives the bits of the launches that do them on
+// their own (MARLIN_MOE_FUSED=0). (The one-launch step may split K otherwise: check_layer holds
+// it to the reference.)
 void check_fused_step_bits(const Layer& l, int64_t rows, const MoeRouting& routing, uint32_t seed,
                            const std::vector<float>& score_bias = {}) {
   SCOPED_TRACE(testing::Message() << rows << " rows, fused against separate launches");
@@ -277,11 +294,17 @@ void check_fused_step_bits(const Layer& l, int64_t rows, const MoeRouting& routi
   DeviceBuffer<uint16_t> dh(random_halves(size_t(rows * l.d_model), -1.0f, 1.0f, rng));
   DeviceBuffer<float> dlogits(logits);
   Context c;
-  auto fused = cuda::CudaExperts::upload(l.experts, score_bias, c.ctx);
-  setenv("MARLIN_MOE_FUSED", "0", 1);
-  auto separate = cuda::CudaExperts::upload(l.experts, score_bias, c.ctx);
-  unsetenv("MARLIN_MOE_FUSED");
+  std::unique_ptr<cuda::CudaExperts> fused, separate;
+  {
+    const ScopedEnv two({{"MARLIN_MOE_ONE_LAUNCH", "0"}});
+    fused = cuda::CudaExperts::upload(l.experts, score_bias, c.ctx);
+  }
+  {
+    const ScopedEnv own({{"MARLIN_MOE_FUSED", "0"}});
+    separate = cuda::CudaExperts::upload(l.experts, score_bias, c.ctx);
+  }
   ASSERT_TRUE(fused->device_routed(rows));
+  ASSERT_FALSE(fused->one_launch(int(rows) * (routing.top_k + routing.n_shared)));
   cuda::MoeScratch s1, s2;
   DeviceBuffer<uint16_t> out1(size_t(rows * l.d_model)), out2(size_t(rows * l.d_model));
   fused->forward(as_half(dh), rows, dlogits.get(), routing, as_half(out1), c.ctx, s1);
@@ -345,6 +368,10 @@ TEST(CudaMoeGrouped, DeviceRoutedStepsMatchCpu) {
   if (!grouped_kernels_run()) GTEST_SKIP() << "the tiled kernels need sm_90";
   ThreadPool pool(4);
   check_small_layers({1, 3, 8}, Skew::kSameExpert, 700, pool);
+  {
+    const ScopedEnv two({{"MARLIN_MOE_ONE_LAUNCH", "0"}});
+    check_small_layers({1, 8}, Skew::kSameExpert, 750, pool);
+  }
   const Layer shared = make_layer(9, 256, 192, TensorFormat::parse("int4-g128"), 900, pool);
   MoeRouting routing{2, true, RouterScoring::kSoftmax};
   routing.n_shared = 1;
@@ -370,6 +397,32 @@ TEST(CudaMoeGrouped, DeviceRoutedStepsMatchCpu) {
     check_layer(deepseek, rows, grouped, Skew::kNone, 14, 0, bias);
     check_fused_step_bits(deepseek, rows, grouped, 15, bias);
   }
+}
+
+// The one-launch decode step (tiled_gemm.h's moe_decode) where its blocks split each slot's rows
+// unevenly, where a slot's gate|up share spans several passes of the block's warps (d_ffn 1,536:
+// 96 strips to share), with fp4 experts (row multipliers after the tiles), int8 and zero points,
+// and with a shared expert.
+TEST(CudaMoeGrouped, OneLaunchStepsMatchCpu) {
+  MARLIN_REQUIRE_GPU();
+  if (!grouped_kernels_run()) GTEST_SKIP() << "the tiled kernels need sm_90";
+  ThreadPool pool(4);
+  Context c;
+  const Layer wide = make_layer(16, 256, 1536, TensorFormat::parse("int4-g128"), 1200, pool);
+  ASSERT_TRUE(cuda::CudaExperts::upload(wide.experts, {}, c.ctx)->one_launch(2));
+  check_layer(wide, 1, {2, true, RouterScoring::kSoftmax}, Skew::kNone, 16);
+  check_layer(wide, 7, {2, true, RouterScoring::kSoftmax}, Skew::kNone, 17);
+  MoeRouting routing{3, true, RouterScoring::kSoftmax};
+  routing.n_shared = 1;
+  const Layer rows_scaled = make_layer(12, 320, 192, TensorFormat::parse("nvfp4"), 1300, pool);
+  ASSERT_TRUE(cuda::CudaExperts::upload(rows_scaled.experts, {}, c.ctx)->one_launch(4));
+  check_layer(rows_scaled, 1, routing, Skew::kNone, 18);
+  check_layer(rows_scaled, 5, routing, Skew::kSameExpert, 19);
+  const Layer int8 = make_layer(12, 320, 192, TensorFormat::parse("int8-g64"), 1350, pool);
+  check_layer(int8, 3, routing, Skew::kNone, 21);
+  const Layer zeros = make_layer(8, 256, 128, TensorFormat::parse("int4-g64-asym"), 1400, pool);
+  ASSERT_TRUE(cuda::CudaExperts::upload(zeros.experts, {}, c.ctx)->one_launch(2));
+  check_layer(zeros, 2, {2, false, RouterScoring::kSoftmax}, Skew::kNone, 20);
 }
 
 // Every token's first choice is the same expert (its rows span many chunks), and half the
@@ -416,6 +469,8 @@ TEST(CudaMoeGrouped, Qwen3ShapeMatchesCpu) {
     check_layer(layer, rows, {8, true, RouterScoring::kSoftmax}, Skew::kNone, 10);
     check_fused_step_bits(layer, rows, {8, true, RouterScoring::kSoftmax}, 11);
   }
+  Context c;
+  EXPECT_TRUE(cuda::CudaExperts::upload(layer.experts, {}, c.ctx)->one_launch(8)) << "one token's step, one launch";
 }
 
 }  // namespace

@@ -118,16 +118,20 @@ TEST(CudaMoeGroupedPerf, Qwen3LayerTimings) {
 }
 
 // Decode steps at the same shape, alone (so that a profiler sees only them): the bytes of the
-// distinct experts the step's tokens choose (their top 8 logits) against the time of one step,
-// with routing, SwiGLU and the combination inside the routed products and in launches of their
-// own (MARLIN_MOE_FUSED=0).
+// distinct experts the step's tokens choose (their top 8 logits) against the time of one step, in
+// one launch (moe_decode, where the step fits it), in two with routing, SwiGLU and the combination
+// inside the routed products (MARLIN_MOE_ONE_LAUNCH=0), and in launches of their own
+// (MARLIN_MOE_FUSED=0).
 TEST(CudaMoeGroupedPerf, Qwen3DecodeSteps) {
   MARLIN_REQUIRE_GPU();
   if (!cuda::tiled_gemm_supported()) GTEST_SKIP() << "the tiled kernels need sm_90";
   Qwen3Layer q;
   const Layer& layer = q.layer;
   cuda::LinearContext& ctx = q.ctx;
-  auto fused = cuda::CudaExperts::upload(layer.experts, {}, ctx);
+  auto one = cuda::CudaExperts::upload(layer.experts, {}, ctx);
+  setenv("MARLIN_MOE_ONE_LAUNCH", "0", 1);
+  auto two = cuda::CudaExperts::upload(layer.experts, {}, ctx);
+  unsetenv("MARLIN_MOE_ONE_LAUNCH");
   setenv("MARLIN_MOE_FUSED", "0", 1);
   auto separate = cuda::CudaExperts::upload(layer.experts, {}, ctx);
   unsetenv("MARLIN_MOE_FUSED");
@@ -155,7 +159,7 @@ TEST(CudaMoeGroupedPerf, Qwen3DecodeSteps) {
       5, false);
   const double copy_bytes_per_s = 2.0 * double(size_t(1) << 30) / (copy_ms * 1e-3);  // read + write
   std::printf("{\"device_copy_tb_per_s\": %.3f}\n", copy_bytes_per_s * 1e-12);
-  for (const int64_t rows : {1, 8}) {
+  for (const int64_t rows : {1, 2, 4, 8}) {
     double distinct = 0;  // experts per call, on average
     for (int call = 0; call < kCalls; ++call) {
       std::vector<char> used(128, 0);
@@ -169,7 +173,7 @@ TEST(CudaMoeGroupedPerf, Qwen3DecodeSteps) {
       distinct += double(std::count(used.begin(), used.end(), 1)) / kCalls;
     }
     const double bytes = expert_bytes * distinct;
-    for (const auto* experts : {fused.get(), separate.get()}) {
+    for (const auto* experts : {one.get(), two.get(), separate.get()}) {
       experts->forward(as_half(dh), rows, dlogits.get(), routing, as_half(out), ctx, scratch);  // sizes the scratch
       cuda_ok(cudaDeviceSynchronize(), "warm-up");
       int call = 0;
@@ -183,7 +187,11 @@ TEST(CudaMoeGroupedPerf, Qwen3DecodeSteps) {
       ctx.stream = nullptr;
       std::printf("{\"decode_tokens\": %lld, \"launches\": \"%s\", \"sparse_mlp_us\": %.2f, \"expert_mb\": %.2f, "
                   "\"tb_per_s\": %.3f, \"of_copy_bandwidth\": %.3f}\n",
-                  static_cast<long long>(rows), experts == fused.get() ? "fused" : "separate", ms * 1e3, bytes * 1e-6,
+                  static_cast<long long>(rows),
+                  experts == separate.get()                ? "separate"
+                  : experts->one_launch(int(rows) * 8) ? "one"
+                                                           : "two",
+                  ms * 1e3, bytes * 1e-6,
                   bytes / (ms * 1e-3) * 1e-12, bytes / (ms * 1e-3) / copy_bytes_per_s);
     }
   }

@@ -16,17 +16,31 @@ void fit(DeviceArray<T>& buffer, size_t count) {
   if (buffer.size() < count) buffer = DeviceArray<T>(std::max(count, 2 * buffer.size()));
 }
 
-// Grows a device-path buffer to hold `count` elements (doubling, but never past `most`, the need of
-// the largest step) while no graph is being recorded; graphs that recorded the old one are stale.
-template <typename T>
-void grow(DeviceArray<T>& buffer, size_t count, size_t most, LinearContext& ctx) {
-  if (buffer.size() >= count) return;
+// Before a device-path buffer is replaced: no graph may be recording (it would keep the old one)
+// and no queued kernel may still use it. Graphs recorded before are stale afterwards.
+void before_resizing(LinearContext& ctx) {
   cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
   check_cuda(cudaStreamIsCapturing(ctx.stream, &capture), "cudaStreamIsCapturing");
   MARLIN_CHECK(capture == cudaStreamCaptureStatusNone, "cuda moe: scratch sized while capturing a graph");
   check_cuda(cudaStreamSynchronize(ctx.stream), "cudaStreamSynchronize");
-  buffer = DeviceArray<T>(std::max(count, std::min(2 * buffer.size(), most)));
   ++ctx.generation;
+}
+
+// Grows a device-path buffer to hold `count` elements (doubling, but never past `most`, the need of
+// the largest step).
+template <typename T>
+void grow(DeviceArray<T>& buffer, size_t count, size_t most, LinearContext& ctx) {
+  if (buffer.size() >= count) return;
+  before_resizing(ctx);
+  buffer = DeviceArray<T>(std::max(count, std::min(2 * buffer.size(), most)));
+}
+
+// Counters that kernels hand back at zero: `count` of them, zero.
+void zeroed_counters(DeviceArray<int32_t>& counters, size_t count, LinearContext& ctx) {
+  if (counters.size() >= count) return;
+  before_resizing(ctx);
+  counters = DeviceArray<int32_t>(count);
+  check_cuda(cudaMemsetAsync(counters.get(), 0, count * sizeof(int32_t), ctx.stream), "cudaMemsetAsync");
 }
 
 // The experts' weights as a device table of pointers, when every expert has them in a form a
@@ -90,6 +104,10 @@ std::unique_ptr<CudaExperts> CudaExperts::upload(std::span<const ExpertWeights> 
   // own (to measure against them; the results are the same bits).
   const char* fused = std::getenv("MARLIN_MOE_FUSED");
   x->fused_decode_ = gate_up && down && !(fused && std::string(fused) == "0");
+  // MARLIN_MOE_ONE_LAUNCH=0 keeps decode steps in the two launches above (to measure against them).
+  const char* one_launch = std::getenv("MARLIN_MOE_ONE_LAUNCH");
+  if (x->fused_decode_ && x->device_routable_ && !(one_launch && std::string(one_launch) == "0"))
+    x->one_launch_blocks_ = moe_decode_resident_blocks(gate_up->shape, down->shape);
   // MARLIN_MOE_WGMMA=0 keeps longer steps on narrow mma.sync chunks, =1 on wide wgmma ones (to
   // measure the two against each other); unset, grouped_gemm_chunk picks by the step.
   const char* wgmma = std::getenv("MARLIN_MOE_WGMMA");
@@ -128,27 +146,34 @@ void CudaExperts::forward_on_device(const __half* h, int64_t rows, const float* 
   // Sized once for the largest device-routed step, before any graph records them.
   const size_t most = size_t(kDeviceRows * kMaxTopK);
   // (A prompt's grouped step may have grown the ids and weights already, but never the counters.)
-  if (s.slot_ids.size() < most || s.slot_counters.size() < most) {
-    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
-    check_cuda(cudaStreamIsCapturing(ctx.stream, &capture), "cudaStreamIsCapturing");
-    MARLIN_CHECK(capture == cudaStreamCaptureStatusNone, "cuda moe: scratch sized while capturing a graph");
-    check_cuda(cudaStreamSynchronize(ctx.stream), "cudaStreamSynchronize");
-    if (s.slot_ids.size() < most) {
-      s.slot_ids = DeviceArray<int32_t>(most);
-      s.slot_weights = DeviceArray<float>(most);
-    }
-    s.slot_counters = DeviceArray<int32_t>(most);
-    check_cuda(cudaMemsetAsync(s.slot_counters.get(), 0, most * sizeof(int32_t), ctx.stream), "cudaMemsetAsync");
-    ++ctx.generation;
-  }
-  if (s.slot_gate_up.size() < most * size_t(2 * d_ffn) || s.slot_y.size() < most * size_t(d_model)) {
-    check_cuda(cudaStreamSynchronize(ctx.stream), "cudaStreamSynchronize");
-    s.slot_gate_up = DeviceArray<__half>(most * size_t(2 * d_ffn));
-    s.slot_hidden = DeviceArray<__half>(most * size_t(d_ffn));
-    s.slot_y = DeviceArray<__half>(most * size_t(d_model));
-    ++ctx.generation;
-  }
+  grow(s.slot_ids, most, most, ctx);
+  grow(s.slot_weights, most, most, ctx);
+  zeroed_counters(s.slot_counters, most, ctx);
+  zeroed_counters(s.one_launch_counters, size_t(moe_decode_counters(int(most), one_launch_blocks_)), ctx);
+  grow(s.slot_gate_up, most * size_t(2 * d_ffn), most * size_t(2 * d_ffn), ctx);
+  grow(s.slot_hidden, most * size_t(d_ffn), most * size_t(d_ffn), ctx);
+  grow(s.slot_y, most * size_t(d_model), most * size_t(d_model), ctx);
   const float* score_bias = has_score_bias ? score_bias_.get() : nullptr;
+  if (slots <= one_launch_blocks_) {  // the whole step in one launch
+    MoeDecodeStep step;
+    step.gate_up = reinterpret_cast<const uint8_t* const*>(gate_up_table_.get());
+    step.down = reinterpret_cast<const uint8_t* const*>(down_table_.get());
+    step.gate_up_shape = gate_up_[0]->tiles()->shape;
+    step.down_shape = down_[0]->tiles()->shape;
+    step.h = h;
+    step.out = out;
+    step.rows = rows;
+    step.logits = router_logits;
+    step.score_bias = score_bias;
+    step.n_experts = n_experts;
+    step.n_routed = n_experts - routing.n_shared;
+    step.routing = routing;
+    step.hidden = s.slot_hidden.get();
+    step.y = s.slot_y.get();
+    step.counters = s.one_launch_counters.get();
+    step.resident_blocks = one_launch_blocks_;
+    return moe_decode(step, ctx.stream);
+  }
   if (fused_decode_) {  // routing, SwiGLU and the combination inside the two products
     const auto table = [](const DeviceArray<const void*>& t) { return reinterpret_cast<const uint8_t* const*>(t.get()); };
     routed_gemv(table(gate_up_table_), gate_up_[0]->tiles()->shape, nullptr, slots, k, h, s.slot_gate_up.get(),

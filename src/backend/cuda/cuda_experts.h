@@ -5,9 +5,12 @@
 //    of the downs, and each token's weighted sum of its slots (combine_slots; on tiles, the
 //    routing is the gate|up product's prologue where that launch fits one wave of blocks, and
 //    SwiGLU and the sum are the products' epilogues: two or three launches a layer;
-//    MARLIN_MOE_FUSED=0 at upload keeps them in launches of their own, with the same bits) — no host
-//    synchronization, so these steps can be recorded into CUDA graphs. Each slot reads its
-//    expert's weights, so an expert chosen by several tokens of a step is read several times.
+//    MARLIN_MOE_FUSED=0 at upload keeps them in launches of their own, with the same bits). Where
+//    the step's slots are no more than the blocks the device holds at once, all of it is one
+//    launch instead (tiled_gemm.h's moe_decode; MARLIN_MOE_ONE_LAUNCH=0 at upload keeps the two
+//    launches) — no host synchronization, so these steps can be recorded into CUDA graphs. Each
+//    slot reads its expert's weights, so an expert chosen by several tokens of a step is read
+//    several times.
 //  - grouped, for longer steps (prompts) of tiled experts: moe_route, the slots grouped by expert
 //    on the device (group_slots), one grouped GEMM of every expert's gate|up over its tokens'
 //    rows (gathered as the kernel loads them), silu_mul over all slots, one grouped GEMM of the
@@ -43,8 +46,9 @@ struct MoeScratch {
   DeviceArray<float> weights, sums;
   DeviceArray<__half> x, gate_up, hidden, y;
   // The device-routed path's (token, expert) slots: ids, weights, and their products; counters
-  // for the routed products' epilogues (tiled_gemm.h's RoutedEpilogue, zero between launches).
-  DeviceArray<int32_t> slot_ids, slot_counters;
+  // for the routed products' epilogues (tiled_gemm.h's RoutedEpilogue) and the one-launch decode
+  // step (moe_decode), zero between launches.
+  DeviceArray<int32_t> slot_ids, slot_counters, one_launch_counters;
   DeviceArray<float> slot_weights;
   DeviceArray<__half> slot_gate_up, slot_hidden, slot_y;
   // The grouped path's order of the slots by expert, and its expert and chunk offsets.
@@ -62,6 +66,8 @@ class CudaExperts final : public BackendExperts {
                                              LinearContext& ctx);
   // Whether steps of `rows` tokens avoid the host (and may be recorded into graphs).
   bool device_routed(int64_t rows) const { return device_routable_ && rows <= kDeviceRows; }
+  // Whether a device-routed step of `slots` (token, expert) slots runs in one launch (moe_decode).
+  bool one_launch(int slots) const { return slots <= one_launch_blocks_; }
   // Whether longer steps take the grouped path (else the host-routed one).
   bool grouped() const { return grouped_; }
   // Whether longer steps may take wide chunks (grouped_gemm_chunk).
@@ -92,6 +98,9 @@ class CudaExperts final : public BackendExperts {
   bool device_routable_ = false;
   bool grouped_ = false;
   bool fused_decode_ = false;  // tiled experts: decode steps in two or three launches (see the top)
+  // Blocks of the one-launch decode step (moe_decode) the device holds at once (its most slots),
+  // or 0 where it does not take these experts or is off (MARLIN_MOE_ONE_LAUNCH=0 at upload).
+  int one_launch_blocks_ = 0;
   ChunkChoice chunks_ = ChunkChoice::kPick;  // grouped steps' chunk widths (grouped_gemm_chunk)
 };
 

@@ -8,23 +8,6 @@
 
 namespace marlin::cuda::tiled_detail {
 
-// X(codec, warps, strips_per_warp, frags_m, depth, groups_per_tile, asymmetric)
-#define MARLIN_ROUTED_VARIANTS(X)      \
-  X(kCodecInt4, 16, 1, 1, 8, 1, false) \
-  X(kCodecInt4, 16, 1, 1, 8, 2, false) \
-  X(kCodecInt4, 16, 1, 1, 8, 4, false) \
-  X(kCodecInt4, 16, 1, 1, 8, 1, true)  \
-  X(kCodecInt4, 16, 1, 1, 8, 2, true)  \
-  X(kCodecInt4, 16, 1, 1, 6, 4, true)  \
-  X(kCodecInt8, 16, 1, 1, 4, 1, false) \
-  X(kCodecInt8, 16, 1, 1, 4, 2, false) \
-  X(kCodecInt8, 16, 1, 1, 4, 4, false) \
-  X(kCodecFp8, 16, 1, 1, 4, 1, false)  \
-  X(kCodecFp4, 16, 1, 1, 8, 1, false)  \
-  X(kCodecFp4, 16, 1, 1, 8, 2, false)  \
-  X(kCodecFp4, 16, 1, 1, 8, 4, false)  \
-  X(kCodecFp4, 16, 1, 1, 6, 8, false)
-
 MARLIN_DEFINE_ROUTED_GEMV_TABLE(MARLIN_ROUTED_VARIANTS)
 
 }  // namespace marlin::cuda::tiled_detail

@@ -131,6 +131,37 @@ void routed_gemv(const uint8_t* const* expert_tiles, const WeightTileShape& shap
                  int slot_div, const __half* a, __half* c, cudaStream_t stream, const RoutedEpilogue& epilogue = {},
                  const RoutedPrologue& prologue = {});
 
+// A sparse MLP's whole decode step in one launch (moe_decode_kernel.cuh), for few tokens: each
+// token's routing (as moe_route from the same logits, bias and rule), every slot's gate|up product
+// (gate_up[e]: expert e's stacked gate|up tiles, `gate_up_shape`), SwiGLU, down product (down[e],
+// `down_shape`) and each token's weighted sum of its slots into out (rows × d_model). The slots'
+// SwiGLU and down outputs go to hidden (slots × d_ffn) and y (slots × d_model). `counters` (at
+// least moe_decode_counters of them) must be zero before the first launch; each launch leaves them
+// zero. The launch has blocks of each slot's share of the rows, all resident at once:
+// moe_decode_resident_blocks (called before the first launch) says how many the device holds, or
+// 0 where the formats differ from the routed variants'; a step needs at most that many slots
+// (else use routed_gemv).
+struct MoeDecodeStep {
+  const uint8_t* const* gate_up = nullptr;
+  const uint8_t* const* down = nullptr;
+  WeightTileShape gate_up_shape, down_shape;
+  const __half* h = nullptr;
+  __half* out = nullptr;
+  int64_t rows = 0;
+  const float* logits = nullptr;
+  const float* score_bias = nullptr;
+  int n_experts = 0;  // in the tables: the routed ones, then the shared ones (at most 256)
+  int n_routed = 0;   // routed experts (logits per token)
+  MoeRouting routing;
+  __half* hidden = nullptr;
+  __half* y = nullptr;
+  int* counters = nullptr;
+  int resident_blocks = 0;  // moe_decode_resident_blocks of the shapes
+};
+int moe_decode_resident_blocks(const WeightTileShape& gate_up_shape, const WeightTileShape& down_shape);
+int64_t moe_decode_counters(int slots, int resident_blocks);
+void moe_decode(const MoeDecodeStep& step, cudaStream_t stream);
+
 // Grouped experts (a sparse MLP's longer steps, cuda_experts.h): every expert's rows in one launch.
 // The rows are the `slots` (token, expert) slots of a step in the grouped order group_slots
 // (ops.h) wrote with chunk `chunk`: position i (slot order[i]) belongs to expert e for

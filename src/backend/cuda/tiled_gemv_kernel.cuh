@@ -113,8 +113,10 @@ struct TiledGemv {
   // used was slower than plain rounds at a Qwen3-30B-A3B decode step on an H100: 30.8 against
   // 28.4 µs for one token, 142 against 132 µs for eight, where these deep rounds take 26.6 and
   // 106; its loads share a warp's few scoreboards, so a step can wait for loads issued after it.)
-  static __device__ __forceinline__ void accumulate_deep(const GemvParams& p, const Strips& w, int h_begin, int h_end,
-                                                         int lane, float (&acc)[kStripsPerWarp][kFragsM][4]) {
+  // load_acts(h, b) gives half-k-tile h's B fragments (load_acts above, or another source).
+  template <typename LoadActs>
+  static __device__ __forceinline__ void accumulate_deep(const Strips& w, int h_begin, int h_end, int lane,
+                                                         float (&acc)[kStripsPerWarp][kFragsM][4], LoadActs load_acts) {
     bool waited = false;
     for (int h0 = h_begin; h0 < h_end; h0 += kDepth) {
       Step steps[kDepth][kStripsPerWarp];
@@ -129,11 +131,37 @@ struct TiledGemv {
       for (int d = 0; d < kDepth; ++d) {
         if (h0 + d >= h_end) break;
         uint32_t b[4][kFragsM][2];
-        load_acts(p, h0 + d, lane, b);
+        load_acts(h0 + d, b);
         mma_steps(w, steps[d], b, acc);
       }
     }
     if (!waited) grid_dependency_wait();
+  }
+
+  // The partial sums of the k_split pieces of a strip group (consecutive warps), added in piece
+  // order through `red` (one kRedFloats slice per thread). Every thread calls it; true for the
+  // warps that then hold their group's sums (piece 0 of a group that has strips).
+  static __device__ __forceinline__ bool add_pieces(float (&acc)[kStripsPerWarp][kFragsM][4], float* red, int warp,
+                                                    int lane, int piece, bool has_strips, int k_split) {
+    float* mine = red + (static_cast<long long>(warp) * 32 + lane) * kRedFloats;
+#pragma unroll
+    for (int j = 0; j < kStripsPerWarp; ++j)
+#pragma unroll
+      for (int fm = 0; fm < kFragsM; ++fm)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) mine[(j * kFragsM + fm) * 4 + i] = acc[j][fm][i];
+    __syncthreads();
+    if (piece != 0 || !has_strips) return false;
+    for (int other = 1; other < k_split; ++other) {
+      const float* theirs = red + (static_cast<long long>(warp + other) * 32 + lane) * kRedFloats;
+#pragma unroll
+      for (int j = 0; j < kStripsPerWarp; ++j)
+#pragma unroll
+        for (int fm = 0; fm < kFragsM; ++fm)
+#pragma unroll
+          for (int i = 0; i < 4; ++i) acc[j][fm][i] += theirs[(j * kFragsM + fm) * 4 + i];
+    }
+    return true;
   }
 
   template <bool kDeep = false>
@@ -158,7 +186,8 @@ struct TiledGemv {
 
     float acc[kStripsPerWarp][kFragsM][4] = {};
     if constexpr (kDeep) {
-      accumulate_deep(p, w, h_begin, h_end, lane, acc);
+      accumulate_deep(w, h_begin, h_end, lane, acc,
+                      [&](int h, uint32_t (&b)[4][kFragsM][2]) { load_acts(p, h, lane, b); });
     } else {  // rounds: kDepth half-k-tiles are loaded, then multiplied, then the next kDepth loaded
       // (written out rather than through load_steps and mma_steps: through them nvcc allocated the
       // tuned dense variants' registers differently, in one form with a spill)
@@ -200,25 +229,7 @@ struct TiledGemv {
       if (!waited) grid_dependency_wait();
     }
 
-    // Partial sums of the k_split pieces of a strip group, added in piece order.
-    float* mine = red + (static_cast<long long>(warp) * 32 + lane) * kRedFloats;
-#pragma unroll
-    for (int j = 0; j < kStripsPerWarp; ++j)
-#pragma unroll
-      for (int fm = 0; fm < kFragsM; ++fm)
-#pragma unroll
-        for (int i = 0; i < 4; ++i) mine[(j * kFragsM + fm) * 4 + i] = acc[j][fm][i];
-    __syncthreads();
-    if (piece != 0 || group >= p.strip_split) return;
-    for (int other = 1; other < p.k_split; ++other) {
-      const float* theirs = red + (static_cast<long long>(warp + other) * 32 + lane) * kRedFloats;
-#pragma unroll
-      for (int j = 0; j < kStripsPerWarp; ++j)
-#pragma unroll
-        for (int fm = 0; fm < kFragsM; ++fm)
-#pragma unroll
-          for (int i = 0; i < 4; ++i) acc[j][fm][i] += theirs[(j * kFragsM + fm) * 4 + i];
-    }
+    if (!add_pieces(acc, red, warp, lane, piece, group < p.strip_split, p.k_split)) return;
     const int g = lane / 4, t = lane % 4;
 #pragma unroll
     for (int j = 0; j < kStripsPerWarp; ++j) {

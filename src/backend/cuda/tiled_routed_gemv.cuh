@@ -12,26 +12,13 @@
 
 #include <iterator>
 
+#include "backend/cuda/group_counters.cuh"
 #include "backend/cuda/moe_route.cuh"
 #include "backend/cuda/slot_math.cuh"
 #include "backend/cuda/tiled_gemv_kernel.cuh"
 #include "backend/cuda/tiled_routed_gemv.h"
 
 namespace marlin::cuda::tiled_detail {
-
-// Whether this block is the last of its group to finish (see above); every thread calls it.
-__device__ __forceinline__ bool last_of_group(int* counter, int arrivals) {
-  __shared__ bool last;
-  __threadfence();  // this thread's rows, device-wide, before the block counts itself done
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    last = atomicAdd(counter, 1) == arrivals - 1;
-    if (last) *counter = 0;
-  }
-  __syncthreads();
-  if (last) __threadfence();  // and the other blocks' rows are read after their counts
-  return last;
-}
 
 __device__ __forceinline__ void routed_epilogue(const RoutedGemvParams& p, int slot) {
   const int n = p.gemv.n;

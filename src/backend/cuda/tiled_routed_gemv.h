@@ -39,9 +39,59 @@ struct RoutedGemvParams {
   float* routed_weights = nullptr;
 };
 
+// The routed variants, one per weight format that mixture-of-experts checkpoints use (see
+// gemv_routed_variants.cu), as an X-macro list of X(codec, warps, strips_per_warp, frags_m,
+// depth, groups_per_tile, asymmetric); the one-launch decode step has the same variants.
+#define MARLIN_ROUTED_VARIANTS(X)      \
+  X(kCodecInt4, 16, 1, 1, 8, 1, false) \
+  X(kCodecInt4, 16, 1, 1, 8, 2, false) \
+  X(kCodecInt4, 16, 1, 1, 8, 4, false) \
+  X(kCodecInt4, 16, 1, 1, 8, 1, true)  \
+  X(kCodecInt4, 16, 1, 1, 8, 2, true)  \
+  X(kCodecInt4, 16, 1, 1, 6, 4, true)  \
+  X(kCodecInt8, 16, 1, 1, 4, 1, false) \
+  X(kCodecInt8, 16, 1, 1, 4, 2, false) \
+  X(kCodecInt8, 16, 1, 1, 4, 4, false) \
+  X(kCodecFp8, 16, 1, 1, 4, 1, false)  \
+  X(kCodecFp4, 16, 1, 1, 8, 1, false)  \
+  X(kCodecFp4, 16, 1, 1, 8, 2, false)  \
+  X(kCodecFp4, 16, 1, 1, 8, 4, false)  \
+  X(kCodecFp4, 16, 1, 1, 6, 8, false)
+
 // The routed variants (one per weight format: 16 warps, one strip each, one token), and a launch
 // of variant `config` on grid_x × slots blocks.
 const GemvConfig* routed_gemv_configs(int* count);
 cudaError_t launch_routed_gemv(int config, const RoutedGemvParams& params, int grid_x, int slots, cudaStream_t stream);
+
+// A sparse MLP's decode step in one launch (moe_decode_kernel.cuh): `rows` tokens of h (rows ×
+// d_model), each routed by its logits to slot_div slots (top_k routed, then the shared experts);
+// slot s has blocks_per_slot blocks (grid slots × blocks_per_slot, all resident at once). Expert
+// e's stacked gate|up (2·d_ffn × d_model) and down (d_model × d_ffn) tiles are at
+// gate_up_tiles[e] and down_tiles[e], row scales after their tiles_bytes. hidden (slots × d_ffn)
+// and y (slots × d_model) hold the slots' SwiGLU and down outputs; out (rows × d_model) gets the
+// sums. counters: slots + rows·blocks_per_slot + 1, zero before the first launch and after each.
+constexpr int kMaxExperts = 256;
+struct MoeDecodeParams {
+  const uint8_t* const* gate_up_tiles = nullptr;
+  const uint8_t* const* down_tiles = nullptr;
+  long long gate_up_tiles_bytes = 0, down_tiles_bytes = 0;
+  int gate_up_k_tiles = 0, down_k_tiles = 0;
+  int d_model = 0, d_ffn = 0;
+  const __half* h = nullptr;
+  __half* out = nullptr;
+  __half* hidden = nullptr;
+  __half* y = nullptr;
+  int* counters = nullptr;
+  int n_experts = 0;  // routed and shared, at most kMaxExperts
+  int rows = 0, slots = 0, slot_div = 1, blocks_per_slot = 1;
+  const float* route_logits = nullptr;
+  const float* route_bias = nullptr;
+  RouteParams route{};
+};
+
+// Launches variant `config` (an index into routed_gemv_configs) of the one-launch decode step on
+// `grid` blocks with `smem` bytes of dynamic shared memory; and how many of its blocks one SM holds.
+cudaError_t launch_moe_decode(int config, const MoeDecodeParams& params, int grid, size_t smem, cudaStream_t stream);
+int moe_decode_blocks_per_sm(int config, size_t smem);
 
 }  // namespace marlin::cuda::tiled_detail
