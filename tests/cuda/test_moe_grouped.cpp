@@ -402,7 +402,7 @@ TEST(CudaMoeGrouped, DeviceRoutedStepsMatchCpu) {
 // The one-launch decode step (tiled_gemm.h's moe_decode) where its blocks split each slot's rows
 // unevenly, where a slot's gate|up share spans several passes of the block's warps (d_ffn 1,536:
 // 96 strips to share), with fp4 experts (row multipliers after the tiles), int8 and zero points,
-// and with a shared expert.
+// with a shared expert, and with weights staged in shared memory or streamed.
 TEST(CudaMoeGrouped, OneLaunchStepsMatchCpu) {
   MARLIN_REQUIRE_GPU();
   if (!grouped_kernels_run()) GTEST_SKIP() << "the tiled kernels need sm_90";
@@ -423,6 +423,12 @@ TEST(CudaMoeGrouped, OneLaunchStepsMatchCpu) {
   const Layer zeros = make_layer(8, 256, 128, TensorFormat::parse("int4-g64-asym"), 1400, pool);
   ASSERT_TRUE(cuda::CudaExperts::upload(zeros.experts, {}, c.ctx)->one_launch(2));
   check_layer(zeros, 2, {2, false, RouterScoring::kSoftmax}, Skew::kNone, 20);
+  // Shares too large for shared memory (half a megabyte of gate|up a block at 8 tokens): the
+  // weights stream from global memory instead of being staged.
+  const Layer deep = make_layer(4, 4096, 1024, TensorFormat::parse("int4-g128"), 1500, pool);
+  check_layer(deep, 8, {2, true, RouterScoring::kSoftmax}, Skew::kNone, 22);
+  const Layer deep_zeros = make_layer(4, 4096, 1024, TensorFormat::parse("int4-g32-asym"), 1600, pool);
+  check_layer(deep_zeros, 6, {2, true, RouterScoring::kSoftmax}, Skew::kNone, 23);
 }
 
 // Every token's first choice is the same expert (its rows span many chunks), and half the

@@ -107,7 +107,7 @@ std::unique_ptr<CudaExperts> CudaExperts::upload(std::span<const ExpertWeights> 
   // MARLIN_MOE_ONE_LAUNCH=0 keeps decode steps in the two launches above (to measure against them).
   const char* one_launch = std::getenv("MARLIN_MOE_ONE_LAUNCH");
   if (x->fused_decode_ && x->device_routable_ && !(one_launch && std::string(one_launch) == "0"))
-    x->one_launch_blocks_ = moe_decode_resident_blocks(gate_up->shape, down->shape);
+    x->one_launch_ = moe_decode_limits(gate_up->shape, down->shape);
   // MARLIN_MOE_WGMMA=0 keeps longer steps on narrow mma.sync chunks, =1 on wide wgmma ones (to
   // measure the two against each other); unset, grouped_gemm_chunk picks by the step.
   const char* wgmma = std::getenv("MARLIN_MOE_WGMMA");
@@ -149,12 +149,12 @@ void CudaExperts::forward_on_device(const __half* h, int64_t rows, const float* 
   grow(s.slot_ids, most, most, ctx);
   grow(s.slot_weights, most, most, ctx);
   zeroed_counters(s.slot_counters, most, ctx);
-  zeroed_counters(s.one_launch_counters, size_t(moe_decode_counters(int(most), one_launch_blocks_)), ctx);
+  zeroed_counters(s.one_launch_counters, size_t(moe_decode_counters(int(most), one_launch_.resident_blocks)), ctx);
   grow(s.slot_gate_up, most * size_t(2 * d_ffn), most * size_t(2 * d_ffn), ctx);
   grow(s.slot_hidden, most * size_t(d_ffn), most * size_t(d_ffn), ctx);
   grow(s.slot_y, most * size_t(d_model), most * size_t(d_model), ctx);
   const float* score_bias = has_score_bias ? score_bias_.get() : nullptr;
-  if (slots <= one_launch_blocks_) {  // the whole step in one launch
+  if (slots <= one_launch_.resident_blocks) {  // the whole step in one launch
     MoeDecodeStep step;
     step.gate_up = reinterpret_cast<const uint8_t* const*>(gate_up_table_.get());
     step.down = reinterpret_cast<const uint8_t* const*>(down_table_.get());
@@ -171,7 +171,7 @@ void CudaExperts::forward_on_device(const __half* h, int64_t rows, const float* 
     step.hidden = s.slot_hidden.get();
     step.y = s.slot_y.get();
     step.counters = s.one_launch_counters.get();
-    step.resident_blocks = one_launch_blocks_;
+    step.limits = one_launch_;
     return moe_decode(step, ctx.stream);
   }
   if (fused_decode_) {  // routing, SwiGLU and the combination inside the two products

@@ -67,7 +67,7 @@ class CudaExperts final : public BackendExperts {
   // Whether steps of `rows` tokens avoid the host (and may be recorded into graphs).
   bool device_routed(int64_t rows) const { return device_routable_ && rows <= kDeviceRows; }
   // Whether a device-routed step of `slots` (token, expert) slots runs in one launch (moe_decode).
-  bool one_launch(int slots) const { return slots <= one_launch_blocks_; }
+  bool one_launch(int slots) const { return slots <= one_launch_.resident_blocks; }
   // Whether longer steps take the grouped path (else the host-routed one).
   bool grouped() const { return grouped_; }
   // Whether longer steps may take wide chunks (grouped_gemm_chunk).
@@ -98,9 +98,10 @@ class CudaExperts final : public BackendExperts {
   bool device_routable_ = false;
   bool grouped_ = false;
   bool fused_decode_ = false;  // tiled experts: decode steps in two or three launches (see the top)
-  // Blocks of the one-launch decode step (moe_decode) the device holds at once (its most slots),
-  // or 0 where it does not take these experts or is off (MARLIN_MOE_ONE_LAUNCH=0 at upload).
-  int one_launch_blocks_ = 0;
+  // The one-launch decode step's limits (moe_decode): its blocks the device holds at once (its
+  // most slots), 0 where it does not take these experts or is off (MARLIN_MOE_ONE_LAUNCH=0 at
+  // upload).
+  MoeDecodeLimits one_launch_;
   ChunkChoice chunks_ = ChunkChoice::kPick;  // grouped steps' chunk widths (grouped_gemm_chunk)
 };
 

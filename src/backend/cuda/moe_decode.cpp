@@ -36,10 +36,20 @@ bool expert_shapes(const WeightTileShape& gate_up, const WeightTileShape& down) 
 }
 
 // Dynamic shared memory: the warps' partial sums, a token's row (fp16), then a share's gate|up
-// values (fp16).
+// values (fp16); staged weights after that.
 size_t decode_smem(const tiled_detail::GemvConfig& cfg, int64_t d_model, int64_t d_ffn, int blocks_per_slot) {
   const int64_t share = (d_ffn / 16 + blocks_per_slot - 1) / blocks_per_slot;  // strips, at most
-  return size_t(cfg.smem_bytes()) + size_t(std::max(d_model, d_ffn) * 2) + size_t(share * 2 * 16 * 2);
+  const size_t bytes = size_t(cfg.smem_bytes()) + size_t(std::max(d_model, d_ffn) * 2) + size_t(share * 2 * 16 * 2);
+  return (bytes + 15) / 16 * 16;
+}
+
+// Bytes of a block's staged weights: its shares of the gate|up and down strips, every tile of
+// each (a strip holds a quarter of a tile).
+size_t staged_bytes(const WeightTileShape& gate_up, const WeightTileShape& down, int blocks_per_slot) {
+  const int64_t gate_up_share = (gate_up.rows / 32 + blocks_per_slot - 1) / blocks_per_slot;
+  const int64_t down_share = (down.rows / 16 + blocks_per_slot - 1) / blocks_per_slot;
+  return size_t(2 * gate_up_share * gate_up.col_blocks() + down_share * down.col_blocks()) *
+         size_t(gate_up.tile_bytes() / 4);
 }
 
 int sm_count() {
@@ -51,14 +61,17 @@ int sm_count() {
 
 }  // namespace
 
-int moe_decode_resident_blocks(const WeightTileShape& gate_up, const WeightTileShape& down) {
+MoeDecodeLimits moe_decode_limits(const WeightTileShape& gate_up, const WeightTileShape& down) {
   const int variant = decode_variant(gate_up, down);
-  if (!tiled_gemm_supported() || variant < 0 || !expert_shapes(gate_up, down)) return 0;
+  if (!tiled_gemm_supported() || variant < 0 || !expert_shapes(gate_up, down)) return {};
+  MoeDecodeLimits limits;
+  int blocks_per_sm = 0;
+  check_cuda(tiled_detail::raise_moe_decode_smem(variant, &limits.max_smem, &blocks_per_sm), "shared memory limit");
   int count = 0;
   const tiled_detail::GemvConfig& cfg = tiled_detail::routed_gemv_configs(&count)[variant];
-  // With the shared memory of one block per slot, the most a block needs (this also raises the
-  // kernel's limit to it).
-  return tiled_detail::moe_decode_blocks_per_sm(variant, decode_smem(cfg, down.rows, gate_up.rows / 2, 1)) * sm_count();
+  if (decode_smem(cfg, down.rows, gate_up.rows / 2, 1) > size_t(limits.max_smem)) return {};
+  limits.resident_blocks = blocks_per_sm * sm_count();
+  return limits;
 }
 
 int64_t moe_decode_counters(int slots, int resident_blocks) { return int64_t(slots) + resident_blocks + 1; }
@@ -71,10 +84,10 @@ void moe_decode(const MoeDecodeStep& s, cudaStream_t stream) {
   const int variant = decode_variant(s.gate_up_shape, s.down_shape);
   MARLIN_CHECK(variant >= 0 && expert_shapes(s.gate_up_shape, s.down_shape), "moe decode: no kernel for these experts");
   MARLIN_CHECK(s.n_experts >= 1 && s.n_experts <= tiled_detail::kMaxExperts, "moe decode: {} experts", s.n_experts);
-  MARLIN_CHECK(slots <= s.resident_blocks, "moe decode: {} slots in one launch of at most {} blocks", slots,
-               s.resident_blocks);
+  MARLIN_CHECK(slots <= s.limits.resident_blocks, "moe decode: {} slots in one launch of at most {} blocks", slots,
+               s.limits.resident_blocks);
   // As many blocks per slot as are resident at once, but no more than a slot has strips to share.
-  const int per_slot = int(std::min({int64_t(s.resident_blocks / slots), s.down_shape.rows / 16,
+  const int per_slot = int(std::min({int64_t(s.limits.resident_blocks / slots), s.down_shape.rows / 16,
                                      s.down_shape.cols / 16}));
   MARLIN_CHECK(s.gate_up && s.down && s.h && s.out && s.logits && s.hidden && s.y && s.counters,
                "moe decode: a missing buffer");
@@ -102,8 +115,12 @@ void moe_decode(const MoeDecodeStep& s, cudaStream_t stream) {
   p.route = route_params("moe decode", int(s.rows), s.n_routed, s.routing);
   p.route_logits = s.logits;
   p.route_bias = s.score_bias;
-  // (moe_decode_blocks_per_slot set the kernel's shared-memory limit for one block per slot.)
-  const size_t smem = decode_smem(cfg, p.d_model, p.d_ffn, per_slot);
+  size_t smem = decode_smem(cfg, p.d_model, p.d_ffn, per_slot);
+  const size_t staged = staged_bytes(s.gate_up_shape, s.down_shape, per_slot);
+  if (smem + staged <= size_t(s.limits.max_smem)) {
+    p.staged_offset = int(smem);
+    smem += staged;
+  }
   check_cuda(tiled_detail::launch_moe_decode(variant, p, slots * per_slot, smem, stream), "launch");
 }
 

@@ -12,12 +12,18 @@
 // share over the token's slots. The last block of the launch to finish resets the slot counters for
 // the next launch (a graph replays the same counters); the sums' counters reset themselves.
 //
-// Timed inside the kernel (%globaltimer per phase, Qwen3-30B-A3B's shape, one token, H100): routing
-// 5.2 µs, gate|up 8.1, SwiGLU and publishing 1.1, the wait 0.8, down 4.7, the sum 1.2. Reading
-// each half-k-tile's activations from global memory just before its products had made gate|up
-// 11.9 µs and down 7.1: a block now stages its row in shared memory first. An L2 prefetch of the
-// down weights as soon as the expert is known saved 0.7 µs of the down product but cost 1.6 of
-// gate|up's.
+// Where a block's shares of both products fit in its shared memory (one token of Qwen3-30B-A3B
+// or GLM-4.7-Flash), it requests them whole with bulk copies as soon as it knows its expert; else
+// its warps stream them through registers a few half-k-tiles deep, as the routed kernel does.
+//
+// Timed inside the kernel (%globaltimer per phase, Qwen3-30B-A3B's shape, one token, H200):
+// routing 3.5 µs; staged, the copies 4.4 and gate|up from shared memory 4.3 (streamed: gate|up
+// 7.2); SwiGLU and publishing 1.0; the wait 0.6-0.8; down 2.5 (streamed 4.3). Products from
+// shared memory are bound by the decode's instructions at one block of 16 warps per SM. Reading
+// each half-k-tile's activations from global memory just before its products (as the routed
+// kernel does) had made gate|up 11.9 µs and down 7.1 on an H100: a block stages its row in shared
+// memory first. An L2 prefetch of the down weights saved 0.7 µs of down but cost 1.6 of gate|up
+// (H100); copying with cp.async rather than bulk copies took 0.9 µs longer (H200).
 #pragma once
 
 #include "backend/cuda/group_counters.cuh"
@@ -40,35 +46,95 @@ struct MoeDecode {
   using Gemv = TiledGemv<kCodec, kWarps, 1, 1, kDepth, kGroupsPerTile, kAsym>;
   using C = typename Gemv::C;
 
+  // A strip's part of one tile in a staged image: its codes (both half-k-tiles), its 16 rows'
+  // scales of each group, their zero points.
+  static constexpr int kStripCodeBytes = C::kCodeBytes / 4;
+  static constexpr int kStripBytes = Gemv::kTileBytes / 4;
+
+  // Copies strips strip_of(l), l < count, of q's weights (every tile of each) into `image`
+  // (kStripBytes per strip and tile, strip-major) with bulk copies (TMA) completing on `bar`: per
+  // strip and tile its codes, then each group's scales and zero points, one run each.
+  template <typename StripOf>
+  static __device__ __forceinline__ void stage(const GemvParams& q, int count, StripOf strip_of, uint8_t* image,
+                                                    uint64_t* bar) {
+#if __CUDA_ARCH__ >= 900
+    constexpr int kRuns = 1 + kGroupsPerTile * (kAsym ? 2 : 1);
+    const uint64_t policy = l2_policy(true);
+    const int total = count * q.k_tiles * kRuns;
+    for (int c = threadIdx.x; c < total; c += blockDim.x) {
+      const int run = c % kRuns, t = c / kRuns % q.k_tiles, l = c / kRuns / q.k_tiles;
+      const int strip = strip_of(l), s = strip % 4;
+      const uint8_t* tile = q.tiles + (static_cast<long long>(strip / 4) * q.k_tiles + t) * Gemv::kTileBytes;
+      uint8_t* to = image + (static_cast<long long>(l) * q.k_tiles + t) * kStripBytes;
+      if (run == 0)
+        bulk_load(to, tile + Gemv::kScaleBytes + Gemv::kZeroBytes + s * kStripCodeBytes, kStripCodeBytes, bar, policy);
+      else if (run <= kGroupsPerTile)
+        bulk_load(to + kStripCodeBytes + (run - 1) * 32, tile + ((run - 1) * 64 + s * 16) * 2, 32, bar, policy);
+      else
+        bulk_load(to + kStripCodeBytes + kGroupsPerTile * 32 + (run - 1 - kGroupsPerTile) * 16,
+                  tile + Gemv::kScaleBytes + (run - 1 - kGroupsPerTile) * 64 + s * 16, 16, bar, policy);
+    }
+#endif
+  }
+
+  // Half-k-tile h of staged strip l, as TiledGemv::load_step reads it from global memory.
+  static __device__ __forceinline__ void load_staged(const uint8_t* image, int k_tiles, int l, int h, int lane,
+                                                     typename Gemv::Step& step) {
+    const uint8_t* part = image + (static_cast<long long>(l) * k_tiles + h / 2) * kStripBytes;
+    step.codes = C::load(part + h % 2 * (kStripCodeBytes / 2), lane, SharedLoad{});
+    const int row = lane / 4;
+#pragma unroll
+    for (int j = 0; j < Gemv::kHalfGroups; ++j) {
+      const int group = h % 2 * kGroupsPerTile / 2 + j;
+      const __half* scales = reinterpret_cast<const __half*>(part + kStripCodeBytes) + group * 16 + row;
+      const uint8_t* zeros = part + kStripCodeBytes + kGroupsPerTile * 32 + group * 16 + row;
+      step.quant[j][0] = C::quant(scales[0], kAsym ? zeros[0] : C::kSymmetricZero);
+      step.quant[j][1] = C::quant(scales[8], kAsym ? zeros[8] : C::kSymmetricZero);
+    }
+  }
+
   // One token's row (`act`, q.k values in shared memory) times `count` strips of q's weights,
   // strip_of(l) for l < count, in passes of up to kWarps strips (each pass's warps split K as
-  // TiledGemv::run's do); store(l, r, v) gets row r < 16 of strip l. Every thread calls it.
+  // TiledGemv::run's do); store(l, r, v) gets row r < 16 of strip l. Every thread calls it. The
+  // weights come from `image` where they were staged there, else straight from global memory.
   // (The activations come from shared memory: read from global memory just before each
   // half-k-tile's products, as the routed kernel does, their latency was most of a step.)
   template <typename StripOf, typename Store>
-  static __device__ __forceinline__ void product(const GemvParams& q, const __half* act, int count, StripOf strip_of,
-                                                 float* red, Store store) {
+  static __device__ __forceinline__ void product(const GemvParams& q, const __half* act, const uint8_t* image,
+                                                 int count, StripOf strip_of, float* red, Store store) {
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int halves = q.k / 64;
+    // B fragments of token 0 (lanes 0-3); the other rows of the fragment are zero.
+    const uint32_t* row = reinterpret_cast<const uint32_t*>(act) + lane % 4;
+    const auto load_acts = [&](int h, uint32_t (&b)[4][1][2]) {
+#pragma unroll
+      for (int ks = 0; ks < 4; ++ks) {
+        b[ks][0][0] = lane < 4 ? row[h * 32 + ks * 8] : 0u;
+        b[ks][0][1] = lane < 4 ? row[h * 32 + ks * 8 + 4] : 0u;
+      }
+    };
     for (int pass = 0; pass < count; pass += kWarps) {
       const int here = min(kWarps, count - pass), k_split = kWarps / here;
       const int group = warp / k_split, piece = warp % k_split;
+      const int h_begin = piece * halves / k_split, h_end = (piece + 1) * halves / k_split;
       typename Gemv::Strips w;
       w.valid[0] = group < here;
       const int strip = w.valid[0] ? strip_of(pass + group) : 0;
       w.tile_base[0] = q.tiles + static_cast<long long>(strip / 4) * q.k_tiles * Gemv::kTileBytes;
       w.strip_in_tile[0] = strip % 4;
       float acc[1][1][4] = {};
-      // B fragments of token 0 (lanes 0-3); the other rows of the fragment are zero.
-      const uint32_t* row = reinterpret_cast<const uint32_t*>(act) + lane % 4;
-      Gemv::accumulate_deep(w, piece * halves / k_split, (piece + 1) * halves / k_split, lane, acc,
-                            [&](int h, uint32_t (&b)[4][1][2]) {
-#pragma unroll
-                              for (int ks = 0; ks < 4; ++ks) {
-                                b[ks][0][0] = lane < 4 ? row[h * 32 + ks * 8] : 0u;
-                                b[ks][0][1] = lane < 4 ? row[h * 32 + ks * 8 + 4] : 0u;
-                              }
-                            });
+      if (!image) {
+        Gemv::accumulate_deep(w, h_begin, h_end, lane, acc, load_acts);
+      } else if (w.valid[0]) {
+#pragma unroll 2
+        for (int h = h_begin; h < h_end; ++h) {
+          typename Gemv::Step step[1];
+          uint32_t b[4][1][2];
+          load_staged(image, q.k_tiles, pass + group, h, lane, step[0]);
+          load_acts(h, b);
+          Gemv::mma_steps(w, step, b, acc);
+        }
+      }
       if (Gemv::add_pieces(acc, red, warp, lane, piece, w.valid[0], k_split) && lane % 4 == 0) {
         const int r = lane / 4;  // fragment rows r and r + 8 of token 0
         float top = 1.0f, bottom = 1.0f;
@@ -114,20 +180,51 @@ struct MoeDecode {
     const int ffn_strips = p.d_ffn / 16, model_strips = p.d_model / 16;
     const Share mine(ffn_strips, p.blocks_per_slot, part), out(model_strips, p.blocks_per_slot, part);
 
-    // gate|up: the share's gate strips, then the matching up strips (ffn_strips further on),
-    // rounded to fp16 as a routed product would store them, then SwiGLU of the share.
-    __half* gated = act + max(p.d_model, p.d_ffn);
-    GemvParams q{};
+    // The share's gate strips, then the matching up strips (ffn_strips further on); its down strips.
+    const auto gate_up_strip = [&](int l) {
+      return l < mine.count ? mine.first + l : ffn_strips + mine.first + l - mine.count;
+    };
+    const auto down_strip = [&](int l) { return out.first + l; };
+    GemvParams q{}, qd{};
     q.tiles = gate_up;
     q.m = 1;
     q.n = 2 * p.d_ffn;
     q.k = p.d_model;
     q.k_tiles = p.gate_up_k_tiles;
     if constexpr (C::kRowScales) q.row_scales = reinterpret_cast<const float*>(gate_up + p.gate_up_tiles_bytes);
-    product(
-        q, act, 2 * mine.count,
-        [&](int l) { return l < mine.count ? mine.first + l : ffn_strips + mine.first + l - mine.count; },
-        red, [&](int l, int r, float v) { gated[l * 16 + r] = __float2half_rn(v); });
+    qd.tiles = down;
+    qd.m = 1;
+    qd.n = p.d_model;
+    qd.k = p.d_ffn;
+    qd.k_tiles = p.down_k_tiles;
+    if constexpr (C::kRowScales) qd.row_scales = reinterpret_cast<const float*>(down + p.down_tiles_bytes);
+    // Staged: every byte of both shares is requested at once, so the weights arrive at the memory's
+    // rate rather than a few rounds of registers at a time.
+    uint8_t* gate_up_image = nullptr;
+    uint8_t* down_image = nullptr;
+#if __CUDA_ARCH__ >= 900
+    __shared__ uint64_t arrived[2];  // the staged gate|up and down weights
+    if (p.staged_offset) {
+      gate_up_image = reinterpret_cast<uint8_t*>(red) + p.staged_offset;
+      down_image = gate_up_image + 2 * mine.count * q.k_tiles * kStripBytes;
+      if (threadIdx.x == 0) {
+        mbar_init(&arrived[0], 1);
+        mbar_init(&arrived[1], 1);
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+        mbar_expect_tx(&arrived[0], uint32_t(2 * mine.count * q.k_tiles * kStripBytes));
+        mbar_expect_tx(&arrived[1], uint32_t(out.count * qd.k_tiles * kStripBytes));
+      }
+      __syncthreads();
+      stage(q, 2 * mine.count, gate_up_strip, gate_up_image, &arrived[0]);
+      stage(qd, out.count, down_strip, down_image, &arrived[1]);
+      mbar_wait(&arrived[0], 0);
+    }
+#endif
+
+    // gate|up rounded to fp16 as a routed product would store it, then SwiGLU of the share.
+    __half* gated = act + max(p.d_model, p.d_ffn);
+    product(q, act, gate_up_image, 2 * mine.count, gate_up_strip, red,
+            [&](int l, int r, float v) { gated[l * 16 + r] = __float2half_rn(v); });
     __half* hidden = p.hidden + static_cast<long long>(slot) * p.d_ffn + mine.first * 16;
     const uint4* gate_chunks = reinterpret_cast<const uint4*>(gated);
     for (int c = threadIdx.x; c < mine.count * 2; c += blockDim.x)  // 8 values a chunk
@@ -141,15 +238,13 @@ struct MoeDecode {
     const uint4* slot_hidden = reinterpret_cast<const uint4*>(p.hidden + static_cast<long long>(slot) * p.d_ffn);
     for (int c = threadIdx.x; c < p.d_ffn / 8; c += blockDim.x)  // through L2: other blocks wrote it
       reinterpret_cast<uint4*>(act)[c] = __ldcg(slot_hidden + c);
+#if __CUDA_ARCH__ >= 900
+    if (p.staged_offset) mbar_wait(&arrived[1], 0);
+#endif
     __syncthreads();
-    q.tiles = down;
-    q.n = p.d_model;
-    q.k = p.d_ffn;
-    q.k_tiles = p.down_k_tiles;
-    if constexpr (C::kRowScales) q.row_scales = reinterpret_cast<const float*>(down + p.down_tiles_bytes);
     __half* y = p.y + static_cast<long long>(slot) * p.d_model + out.first * 16;
-    product(q, act, out.count, [&](int l) { return out.first + l; }, red,
-                  [&](int l, int r, float v) { y[l * 16 + r] = __float2half_rn(v); });
+    product(qd, act, down_image, out.count, down_strip, red,
+            [&](int l, int r, float v) { y[l * 16 + r] = __float2half_rn(v); });
 
     // The token's weighted sum of its slots over the share, by the last of its slots' blocks.
     int* sum_counter = p.counters + p.slots + token * p.blocks_per_slot + part;
@@ -180,14 +275,18 @@ cudaError_t launch_moe_decode_variant(const MoeDecodeParams& params, int grid, s
 }
 
 template <int kCodec, int kWarps, int kStripsPerWarp, int kFragsM, int kDepth, int kGroupsPerTile, bool kAsym>
-int moe_decode_variant_blocks_per_sm(size_t smem) {
-  int blocks = 0;
+cudaError_t moe_decode_variant_limits(int* max_smem, int* blocks_per_sm) {
   const auto kernel = moe_decode_kernel<kCodec, kWarps, kStripsPerWarp, kFragsM, kDepth, kGroupsPerTile, kAsym>;
-  if (smem > 48 * 1024 &&
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)) != cudaSuccess)
-    return 0;
-  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, kWarps * 32, smem) != cudaSuccess) return 0;
-  return blocks;
+  int device = 0, optin = 0;
+  cudaFuncAttributes attributes{};
+  cudaError_t err = cudaGetDevice(&device);
+  if (err == cudaSuccess) err = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+  if (err == cudaSuccess) err = cudaFuncGetAttributes(&attributes, kernel);
+  if (err != cudaSuccess) return err;
+  *max_smem = optin - int(attributes.sharedSizeBytes);
+  err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, *max_smem);
+  if (err != cudaSuccess) return err;
+  return cudaOccupancyMaxActiveBlocksPerMultiprocessor(blocks_per_sm, kernel, kWarps * 32, size_t(*max_smem));
 }
 
 }  // namespace marlin::cuda::tiled_detail

@@ -6,8 +6,8 @@ namespace marlin::cuda::tiled_detail {
 
 #define MARLIN_MOE_DECODE_LAUNCH_CASE(CODEC, W, S, FM, D, G, Z) \
   if (index == i++) return launch_moe_decode_variant<CODEC, W, S, FM, D, G, Z>(params, grid, smem, stream);
-#define MARLIN_MOE_DECODE_OCCUPANCY_CASE(CODEC, W, S, FM, D, G, Z) \
-  if (index == i++) return moe_decode_variant_blocks_per_sm<CODEC, W, S, FM, D, G, Z>(smem);
+#define MARLIN_MOE_DECODE_LIMITS_CASE(CODEC, W, S, FM, D, G, Z) \
+  if (index == i++) return moe_decode_variant_limits<CODEC, W, S, FM, D, G, Z>(max_smem, blocks_per_sm);
 
 cudaError_t launch_moe_decode(int index, const MoeDecodeParams& params, int grid, size_t smem, cudaStream_t stream) {
   int i = 0;
@@ -15,10 +15,10 @@ cudaError_t launch_moe_decode(int index, const MoeDecodeParams& params, int grid
   return cudaErrorInvalidValue;
 }
 
-int moe_decode_blocks_per_sm(int index, size_t smem) {
+cudaError_t raise_moe_decode_smem(int index, int* max_smem, int* blocks_per_sm) {
   int i = 0;
-  MARLIN_ROUTED_VARIANTS(MARLIN_MOE_DECODE_OCCUPANCY_CASE)
-  return 0;
+  MARLIN_ROUTED_VARIANTS(MARLIN_MOE_DECODE_LIMITS_CASE)
+  return cudaErrorInvalidValue;
 }
 
 }  // namespace marlin::cuda::tiled_detail

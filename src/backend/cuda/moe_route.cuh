@@ -1,7 +1,8 @@
 // One token's routing by one warp (moe_route.h), as backend/cpu/moe.h routes: the scores of its
 // n_experts ≤ 32·kRoutePerLane logits and the choice scores (plus the bias), the best groups when
 // routing is group-limited, then top_k rounds of a warp argmax (equal scores: the lower expert
-// index). Shared by moe_route and the routed gate|up product that routes its own slots.
+// index) by warp reductions (sm_80 on). Shared by moe_route, the routed gate|up product that
+// routes its own slots, and the one-launch decode step.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -18,6 +19,15 @@ struct RouteScratch {
   float group[kRouteMaxGroups];
 };
 
+// Floats as unsigned keys of the same order (-0 as +0), and back; 0 is below every float's key.
+__device__ __forceinline__ uint32_t order_key(float f) {
+  const uint32_t bits = __float_as_uint(f + 0.0f);
+  return bits & 0x80000000u ? ~bits : bits | 0x80000000u;
+}
+__device__ __forceinline__ float from_order_key(uint32_t key) {
+  return __uint_as_float(key & 0x80000000u ? key & 0x7fffffffu : ~key);
+}
+
 // The token's slots: lane j < top_k + n_shared gets slot j's expert (best first, then the shared
 // experts n_experts, n_experts + 1, ...) and weight (times p.scale; 1 for the shared experts).
 // Every lane of the warp calls it. Lane k keeps the k-th choice, so nothing is indexed at run time
@@ -33,7 +43,7 @@ __device__ __forceinline__ void route_token(const float* logits, const float* bi
     score[i] = e < n ? logits[e] : -INFINITY;
     top = fmaxf(top, score[i]);
   }
-  for (int offset = 16; offset > 0; offset /= 2) top = fmaxf(top, __shfl_xor_sync(0xffffffffu, top, offset));
+  top = from_order_key(__reduce_max_sync(0xffffffffu, order_key(top)));
   float sum = 0;
 #pragma unroll
   for (int i = 0; i < kRoutePerLane; ++i) {
@@ -85,26 +95,27 @@ __device__ __forceinline__ void route_token(const float* logits, const float* bi
     }
     __syncwarp();  // the scratch may be reused by the next token
   }
+  // top_k rounds: each lane's best candidate (the highest key, the lowest index of equal keys),
+  // then the warp's best key and the lowest expert index holding it (one reduction each), which
+  // its lane marks taken.
+  uint32_t key[kRoutePerLane];
+#pragma unroll
+  for (int i = 0; i < kRoutePerLane; ++i) key[i] = lane + 32 * i < n ? order_key(choice[i]) : 0u;
   float chosen_sum = 0, my_score = 0;
   id = n;
   for (int k = 0; k < p.top_k; ++k) {
-    float best = -INFINITY, best_score = 0;
-    int best_e = n;
-#pragma unroll
-    for (int i = 0; i < kRoutePerLane; ++i) {
-      const int e = lane + 32 * i;
-      if (e < n && (choice[i] > best || (choice[i] == best && e < best_e)))
-        best = choice[i], best_score = score[i], best_e = e;
-    }
-    for (int offset = 16; offset > 0; offset /= 2) {
-      const float other = __shfl_xor_sync(0xffffffffu, best, offset);
-      const float other_score = __shfl_xor_sync(0xffffffffu, best_score, offset);
-      const int other_e = __shfl_xor_sync(0xffffffffu, best_e, offset);
-      if (other > best || (other == best && other_e < best_e)) best = other, best_score = other_score, best_e = other_e;
-    }
+    uint32_t best = 0;
+    int best_i = 0;
 #pragma unroll
     for (int i = 0; i < kRoutePerLane; ++i)
-      if (lane + 32 * i == best_e) choice[i] = -INFINITY;  // taken
+      if (key[i] > best) best = key[i], best_i = i;
+    const uint32_t warp_best = __reduce_max_sync(0xffffffffu, best);
+    const int best_e = int(__reduce_min_sync(0xffffffffu, best == warp_best ? uint32_t(lane + 32 * best_i) : ~0u));
+    float taken_score = 0;
+#pragma unroll
+    for (int i = 0; i < kRoutePerLane; ++i)
+      if (lane + 32 * i == best_e) key[i] = 0u, taken_score = score[i];
+    const float best_score = __shfl_sync(0xffffffffu, taken_score, best_e % 32);
     if (lane == k) my_score = best_score, id = best_e;
     chosen_sum += best_score;
   }

@@ -138,9 +138,14 @@ void routed_gemv(const uint8_t* const* expert_tiles, const WeightTileShape& shap
 // SwiGLU and down outputs go to hidden (slots × d_ffn) and y (slots × d_model). `counters` (at
 // least moe_decode_counters of them) must be zero before the first launch; each launch leaves them
 // zero. The launch has blocks of each slot's share of the rows, all resident at once:
-// moe_decode_resident_blocks (called before the first launch) says how many the device holds, or
-// 0 where the formats differ from the routed variants'; a step needs at most that many slots
-// (else use routed_gemv).
+// moe_decode_limits (called before the first launch) says how many the device holds, or 0 where
+// the formats differ from the routed variants'; a step needs at most that many slots (else use
+// routed_gemv). Where a block's share of both products fits in its shared memory, it is copied in
+// whole as the step starts.
+struct MoeDecodeLimits {
+  int resident_blocks = 0;  // blocks the device holds at once: the most slots of a step (0: no kernel)
+  int max_smem = 0;         // bytes of dynamic shared memory a block may have
+};
 struct MoeDecodeStep {
   const uint8_t* const* gate_up = nullptr;
   const uint8_t* const* down = nullptr;
@@ -156,9 +161,9 @@ struct MoeDecodeStep {
   __half* hidden = nullptr;
   __half* y = nullptr;
   int* counters = nullptr;
-  int resident_blocks = 0;  // moe_decode_resident_blocks of the shapes
+  MoeDecodeLimits limits;  // moe_decode_limits of the shapes
 };
-int moe_decode_resident_blocks(const WeightTileShape& gate_up_shape, const WeightTileShape& down_shape);
+MoeDecodeLimits moe_decode_limits(const WeightTileShape& gate_up_shape, const WeightTileShape& down_shape);
 int64_t moe_decode_counters(int slots, int resident_blocks);
 void moe_decode(const MoeDecodeStep& step, cudaStream_t stream);
 

@@ -82,6 +82,9 @@ struct MoeDecodeParams {
   __half* hidden = nullptr;
   __half* y = nullptr;
   int* counters = nullptr;
+  // Where the block's weights are staged in dynamic shared memory (bytes from its start), or 0
+  // where they stream from global memory.
+  int staged_offset = 0;
   int n_experts = 0;  // routed and shared, at most kMaxExperts
   int rows = 0, slots = 0, slot_div = 1, blocks_per_slot = 1;
   const float* route_logits = nullptr;
@@ -90,8 +93,10 @@ struct MoeDecodeParams {
 };
 
 // Launches variant `config` (an index into routed_gemv_configs) of the one-launch decode step on
-// `grid` blocks with `smem` bytes of dynamic shared memory; and how many of its blocks one SM holds.
+// `grid` blocks with `smem` bytes of dynamic shared memory. raise_moe_decode_smem raises the
+// variant's limit to the most dynamic shared memory a block may have and gives it, with how many
+// blocks of that size one SM holds.
 cudaError_t launch_moe_decode(int config, const MoeDecodeParams& params, int grid, size_t smem, cudaStream_t stream);
-int moe_decode_blocks_per_sm(int config, size_t smem);
+cudaError_t raise_moe_decode_smem(int config, int* max_smem, int* blocks_per_sm);
 
 }  // namespace marlin::cuda::tiled_detail
