@@ -23,7 +23,9 @@
 // each half-k-tile's activations from global memory just before its products (as the routed
 // kernel does) had made gate|up 11.9 µs and down 7.1 on an H100: a block stages its row in shared
 // memory first. An L2 prefetch of the down weights saved 0.7 µs of down but cost 1.6 of gate|up
-// (H100); copying with cp.async rather than bulk copies took 0.9 µs longer (H200).
+// (H100); copying with cp.async rather than bulk copies took 0.9 µs longer, and starting gate|up on
+// the first quarter of K to arrive (a barrier per quarter) made a layer 3.7 µs slower (H200;
+// docs/models.md, "One launch per sparse layer at decode").
 #pragma once
 
 #include "backend/cuda/group_counters.cuh"
@@ -56,7 +58,7 @@ struct MoeDecode {
   // strip and tile its codes, then each group's scales and zero points, one run each.
   template <typename StripOf>
   static __device__ __forceinline__ void stage(const GemvParams& q, int count, StripOf strip_of, uint8_t* image,
-                                                    uint64_t* bar) {
+                                               uint64_t* bar) {
 #if __CUDA_ARCH__ >= 900
     constexpr int kRuns = 1 + kGroupsPerTile * (kAsym ? 2 : 1);
     const uint64_t policy = l2_policy(true);
