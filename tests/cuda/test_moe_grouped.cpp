@@ -25,7 +25,6 @@
 #include <cstdint>
 #include <memory>
 #include <random>
-#include <string>
 #include <utility>
 #include <vector>
 
@@ -265,18 +264,11 @@ void check_layer(const Layer& l, int64_t rows, const MoeRouting& routing, Skew s
   EXPECT_EQ(again.download(), dout.download()) << "a second run differs";
 }
 
-// Environment variables set for one scope (upload options), unset at its end.
+// An environment variable set for one scope (an upload option), unset at its end.
 struct ScopedEnv {
-  std::vector<std::string> names;
-  ScopedEnv(std::initializer_list<std::pair<const char*, const char*>> vars) {
-    for (const auto& [name, value] : vars) {
-      setenv(name, value, 1);
-      names.emplace_back(name);
-    }
-  }
-  ~ScopedEnv() {
-    for (const std::string& name : names) unsetenv(name.c_str());
-  }
+  const char* name;
+  ScopedEnv(const char* variable, const char* value) : name(variable) { setenv(variable, value, 1); }
+  ~ScopedEnv() { unsetenv(name); }
 };
 
 // A decode step in two launches, with routing, SwiGLU and the combination inside the routed
@@ -296,11 +288,11 @@ void check_fused_step_bits(const Layer& l, int64_t rows, const MoeRouting& routi
   Context c;
   std::unique_ptr<cuda::CudaExperts> fused, separate;
   {
-    const ScopedEnv two({{"MARLIN_MOE_ONE_LAUNCH", "0"}});
+    const ScopedEnv two("MARLIN_MOE_ONE_LAUNCH", "0");
     fused = cuda::CudaExperts::upload(l.experts, score_bias, c.ctx);
   }
   {
-    const ScopedEnv own({{"MARLIN_MOE_FUSED", "0"}});
+    const ScopedEnv own("MARLIN_MOE_FUSED", "0");
     separate = cuda::CudaExperts::upload(l.experts, score_bias, c.ctx);
   }
   ASSERT_TRUE(fused->device_routed(rows));
@@ -345,10 +337,7 @@ TEST(CudaMoeGrouped, WideChunksMatchCpu) {
   MARLIN_REQUIRE_GPU();
   if (!grouped_kernels_run()) GTEST_SKIP() << "the tiled kernels need sm_90";
   ThreadPool pool(4);
-  setenv("MARLIN_MOE_WGMMA", "1", 1);
-  struct Unset {
-    ~Unset() { unsetenv("MARLIN_MOE_WGMMA"); }
-  } unset;
+  const ScopedEnv wide("MARLIN_MOE_WGMMA", "1");
   check_small_layers({9, 300}, Skew::kSameExpert, 800, pool);
   const Layer shared = make_layer(9, 256, 128, TensorFormat::parse("int8-g128"), 900, pool);
   MoeRouting routing{2, true, RouterScoring::kSoftmax};
@@ -369,7 +358,7 @@ TEST(CudaMoeGrouped, DeviceRoutedStepsMatchCpu) {
   ThreadPool pool(4);
   check_small_layers({1, 3, 8}, Skew::kSameExpert, 700, pool);
   {
-    const ScopedEnv two({{"MARLIN_MOE_ONE_LAUNCH", "0"}});
+    const ScopedEnv two("MARLIN_MOE_ONE_LAUNCH", "0");
     check_small_layers({1, 8}, Skew::kSameExpert, 750, pool);
   }
   const Layer shared = make_layer(9, 256, 192, TensorFormat::parse("int4-g128"), 900, pool);
