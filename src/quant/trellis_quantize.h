@@ -19,12 +19,13 @@ namespace marlin {
 class ThreadPool;
 
 struct TrellisQuantOptions {
-  // s_r = fp16(scale_factor · RMS of row r of W'). Slightly above 1 because LDLQ's targets carry
-  // the feedback of later strips' errors on top of W', and the codebook clips beyond ≈ ±3.2: with
-  // LDLQ, a 576 × 576 synthetic layer lost least at 1.0, 1.05, 1.1 for K = 2, 3, 4 (1.05 within
-  // 1.1%, 0%, 2.7% of the best), a real one (SmolLM2 layer-0 q_proj) at 1.1 for every K (1.05
-  // within 0.4%, 0.2%, 0.6%); 0.85 cost 14–52%, 1.2 0.5–5.5% (bench_trellis_layer).
-  double scale_factor = 1.05;
+  // s_r = fp16(scale_factor · RMS of row r of W'). Above 1 because LDLQ's targets carry the
+  // feedback of later strips' errors on top of W', and the codebook clips beyond ≈ ±3.2: with
+  // LDLQ, a 576 × 576 synthetic layer lost least at 1.0, 1.05, 1.1 for K = 2, 3, 4, a real one
+  // (SmolLM2 layer-0 q_proj) at 1.1 for every K; 0.85 cost 14–52%, 1.2 0.5–5.5%
+  // (bench_trellis_layer). The whole default model at trellis 4 with LDLQ (perplexity, 16 × 512
+  // tokens, CPU; unquantized 11.344): 11.646 at 1.0, 11.602 at 1.05, 11.450 at 1.1.
+  double scale_factor = 1.1;
   // LDLQ visits the 16-column strips by increasing energy tr(H'_jj) instead of right to left
   // (trellis_quantize.cpp says why); the layout does not change.
   bool order_strips = true;
