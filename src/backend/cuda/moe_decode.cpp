@@ -15,16 +15,8 @@ void check_cuda(cudaError_t err, const char* what) {
 
 // The routed variant of both shapes' format, or -1.
 int decode_variant(const WeightTileShape& gate_up, const WeightTileShape& down) {
-  if (gate_up.codec != down.codec || gate_up.groups_per_tile != down.groups_per_tile ||
-      gate_up.asymmetric != down.asymmetric)
-    return -1;
-  int count = 0;
-  const tiled_detail::GemvConfig* configs = tiled_detail::routed_gemv_configs(&count);
-  for (int i = 0; i < count; ++i)
-    if (configs[i].codec == int(gate_up.codec) && configs[i].groups_per_tile == gate_up.groups_per_tile &&
-        configs[i].asymmetric == gate_up.asymmetric)
-      return i;
-  return -1;
+  const int variant = tiled_detail::routed_variant(gate_up);
+  return variant == tiled_detail::routed_variant(down) ? variant : -1;
 }
 
 // Whether the shapes are one expert's stacked gate|up and down: 16-row strips, and K a multiple of

@@ -38,10 +38,6 @@ int device_attribute(cudaDeviceAttr attr) {
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
-bool same_format(int codec, int groups_per_tile, bool asymmetric, const WeightTileShape& shape) {
-  return codec == int(shape.codec) && groups_per_tile == shape.groups_per_tile && asymmetric == shape.asymmetric;
-}
-
 // The largest block_rows × chunk_tokens and the smallest block_rows and chunk over all variants,
 // for sizing the workspace.
 struct VariantExtremes {
@@ -98,7 +94,7 @@ void run_gemv(int variant, const TiledWeights& w, const __half* a, __half* c, in
   const GemvConfig* configs = tiled_detail::gemv_configs(&count);
   MARLIN_CHECK(variant < count, "tiled gemm: no gemv variant {}", variant);
   const GemvConfig& cfg = configs[variant];
-  MARLIN_CHECK(same_format(cfg.codec, cfg.groups_per_tile, cfg.asymmetric, w.shape),
+  MARLIN_CHECK(tiled_detail::same_format(cfg, w.shape),
                "tiled gemm: gemv variant {} is for another weight format", variant);
   const int64_t chunk = 8 * cfg.frags_m;
   for (int64_t t0 = 0; t0 < m; t0 += chunk)
@@ -112,7 +108,7 @@ void run_striped(int variant, const TiledWeights& w, const __half* a, __half* c,
   const KernelConfig* configs = tiled_detail::kernel_configs(&count);
   MARLIN_CHECK(variant < count, "tiled gemm: no variant {}", variant);
   const KernelConfig& cfg = configs[variant];
-  MARLIN_CHECK(same_format(cfg.codec, cfg.groups_per_tile, cfg.asymmetric, s),
+  MARLIN_CHECK(tiled_detail::same_format(cfg, s),
                "tiled gemm: variant {} is for another weight format", variant);
   MARLIN_CHECK(s.rows % cfg.block_rows() == 0, "tiled gemm: n = {} is not a multiple of {} (variant {})", s.rows,
                cfg.block_rows(), variant);
@@ -155,23 +151,22 @@ void run_striped(int variant, const TiledWeights& w, const __half* a, __half* c,
              "launch");
 }
 
-// The routed variant for `shape`'s format, or -1.
-int routed_variant(const WeightTileShape& shape) {
+}  // namespace
+
+int tiled_detail::routed_variant(const WeightTileShape& shape) {
   int count = 0;
-  const GemvConfig* configs = tiled_detail::routed_gemv_configs(&count);
+  const GemvConfig* configs = routed_gemv_configs(&count);
   for (int i = 0; i < count; ++i)
-    if (same_format(configs[i].codec, configs[i].groups_per_tile, configs[i].asymmetric, shape)) return i;
+    if (same_format(configs[i], shape)) return i;
   return -1;
 }
 
-}  // namespace
-
-bool routed_gemv_supported(const WeightTileShape& shape) { return tiled_gemm_supported() && routed_variant(shape) >= 0; }
+bool routed_gemv_supported(const WeightTileShape& shape) { return tiled_gemm_supported() && tiled_detail::routed_variant(shape) >= 0; }
 
 void routed_gemv(const uint8_t* const* expert_tiles, const WeightTileShape& shape, const int32_t* expert_ids, int slots,
                  int slot_div, const __half* a, __half* c, cudaStream_t stream, const RoutedEpilogue& epilogue,
                  const RoutedPrologue& prologue) {
-  const int variant = routed_variant(shape);
+  const int variant = tiled_detail::routed_variant(shape);
   MARLIN_CHECK(variant >= 0 && tiled_gemm_supported(), "routed gemv: no kernel for these weights");
   MARLIN_CHECK(slots >= 1 && slots <= 65535 && slot_div >= 1, "routed gemv: {} slots", slots);
   MARLIN_CHECK(shape.rows % kTileRows == 0 && shape.cols % kTileColAlign == 0 && shape.rows < INT_MAX &&

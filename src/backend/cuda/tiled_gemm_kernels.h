@@ -88,6 +88,14 @@ struct GemvConfig {
   int smem_bytes() const { return warps * 32 * strips_per_warp * frags_m * 16; }
 };
 
+// Whether variant `config` (a KernelConfig or GemvConfig) multiplies weights of `shape`'s format (a
+// WeightTileShape, backend/weight_tiles.h, which nvcc's C++17 cannot include).
+template <typename Config, typename Shape>
+bool same_format(const Config& config, const Shape& shape) {
+  return config.codec == int(shape.codec) && config.groups_per_tile == shape.groups_per_tile &&
+         config.asymmetric == shape.asymmetric;
+}
+
 // Every compiled variant (all codecs), and the number of them.
 const KernelConfig* kernel_configs(int* count);
 const GemvConfig* gemv_configs(int* count);

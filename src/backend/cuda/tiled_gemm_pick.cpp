@@ -37,17 +37,13 @@ namespace {
 using tiled_detail::kPathMma;
 using tiled_detail::kPathWgmma;
 
-bool same_format(int codec, int groups_per_tile, bool asymmetric, const WeightTileShape& shape) {
-  return codec == int(shape.codec) && groups_per_tile == shape.groups_per_tile && asymmetric == shape.asymmetric;
-}
-
 int find_striped(int row_tiles, int frags_n, int frags_m, int path, const WeightTileShape& shape) {
   int count = 0;
   const tiled_detail::KernelConfig* configs = tiled_detail::kernel_configs(&count);
   for (int i = 0; i < count; ++i) {
     const tiled_detail::KernelConfig& c = configs[i];
     if (c.path == path && c.row_tiles == row_tiles && c.frags_n == frags_n && c.frags_m == frags_m &&
-        same_format(c.codec, c.groups_per_tile, c.asymmetric, shape))
+        tiled_detail::same_format(c, shape))
       return i;
   }
   return -1;
@@ -59,7 +55,7 @@ int find_gemv(int warps, int strips_per_warp, int frags_m, const WeightTileShape
   for (int i = 0; i < count; ++i) {
     const tiled_detail::GemvConfig& c = configs[i];
     if (c.warps == warps && c.strips_per_warp == strips_per_warp && c.frags_m == frags_m &&
-        same_format(c.codec, c.groups_per_tile, c.asymmetric, shape))
+        tiled_detail::same_format(c, shape))
       return i;
   }
   return -1;

@@ -8,6 +8,10 @@
 #include "backend/cuda/moe_route.h"
 #include "backend/cuda/tiled_gemm_kernels.h"
 
+namespace marlin {
+struct WeightTileShape;  // backend/weight_tiles.h (host code only)
+}
+
 namespace marlin::cuda::tiled_detail {
 
 // What the last block to finish a group of slot rows does with them (tiled_gemm.h's
@@ -61,6 +65,8 @@ struct RoutedGemvParams {
 // The routed variants (one per weight format: 16 warps, one strip each, one token), and a launch
 // of variant `config` on grid_x × slots blocks.
 const GemvConfig* routed_gemv_configs(int* count);
+// The routed variant for `shape`'s format (an index into routed_gemv_configs), or -1 (host code).
+int routed_variant(const WeightTileShape& shape);
 cudaError_t launch_routed_gemv(int config, const RoutedGemvParams& params, int grid_x, int slots, cudaStream_t stream);
 
 // A sparse MLP's decode step in one launch (moe_decode_kernel.cuh): `rows` tokens of h (rows ×
