@@ -2,15 +2,15 @@
 // of bench/gpu (H100 runs; bench/gpu/NOTES.md). Each branch says what it was fit to.
 //
 //  1. The few-token kernel (GEMV: rows across SMs, K split inside each block, no split-K tail)
-//     while its activation traffic is small next to the weights: m ≤ 4 (int4: only with at most
-//     8 strips of 16 rows per SM, so that each block still splits K over its warps), m ≤ 8 for
+//     while its activation traffic is small next to the weights: m ≤ 4 (every shape), m ≤ 8 for
 //     small matrices (≤ 80 KB of int4 or 200 KB of 8-bit tiles per SM: next to 8-bit weights the
 //     activations cost relatively half as much), m ≤ 16 for tiny ones (≤ 16 KB per SM).
 //     Runs 4 and 7, int4: the GEMV won every m ≤ 4 shape with n ≤ 14336 by 10–25 % and lost
 //     4096×28672 (14 strips per SM: one warp per strip, whole K) to the striped mma kernel by
-//     2–6 %; at m = 8 it won only 4096×4096 (64 KB per SM). Run 7, int8/fp8: the GEMV won every
-//     m ≤ 4 shape (4096×28672 too, by 3 %: two 16-byte loads per lane and half-k-tile keep more
-//     bytes in flight), and m = 8 at 4096×4096 and 4096×6144 (131 and 196 KB per SM).
+//     2–6 % — alone; inside a model the GEMV won that shape too (see tiled_gemm_pick). At m = 8
+//     it won only 4096×4096 (64 KB per SM). Run 7, int8/fp8: the GEMV won every m ≤ 4 shape
+//     (4096×28672 too, by 3 %: two 16-byte loads per lane and half-k-tile keep more bytes in
+//     flight), and m = 8 at 4096×4096 and 4096×6144 (131 and 196 KB per SM).
 //  2. Otherwise the striped kernel, with 256-row blocks (R4) when that still leaves every SM
 //     enough k-steps of work, else 128-row blocks (R2) that split K over more SMs; 3 stages.
 //     Enough: 6 (runs 4 and 7, int4: R2 ahead at ≤ 5.8, R4 from 7.8 up; 8-bit with wgmma, m > 32,
@@ -80,12 +80,17 @@ double items_per_sm(const WeightTileShape& shape, int64_t m, int block_rows, int
 GemmTuning tiled_gemm_pick(const WeightTileShape& shape, int64_t m, int sms) {
   MARLIN_CHECK(sms > 0, "tiled gemm pick: {} SMs", sms);
   GemmTuning t;
-  const int64_t strips = shape.rows / 16;
   const double weight_bytes_per_sm = double(shape.total_bytes()) / sms;
   // Codes of at most 4 bits (int4, fp4, int3, int2) follow int4's measurements.
   const bool eight_bit = shape.code_bits() == 8;
-  const bool gemv_fits = (m <= 4 && (eight_bit || strips <= 8 * int64_t(sms))) ||
-                         (m <= 8 && weight_bytes_per_sm <= (eight_bit ? 200e3 : 80e3)) ||
+  // Up to 4 tokens every product takes the GEMV, however many rows. Measured in a model, not
+  // alone: a striped launch behind a small op (a norm) pays its ramp and its split-K tail in full,
+  // where consecutive launches in a kernel bench hide them. Llama-3-8B int4-g128 on an H200
+  // (2026-11-28), gate|up (28,672 rows) on the GEMV instead of 256-row striped blocks: decode
+  // 362 → 416 tok/s at batch 1 and 1,345 → 1,483 at 4, although alone that product takes 26.5 µs
+  // striped against 27.3 (m = 1) and 30.1 (m = 4) on the GEMV. From 5 tokens on, the byte rules
+  // of the kernel bench (bench/gpu/NOTES.md).
+  const bool gemv_fits = m <= 4 || (m <= 8 && weight_bytes_per_sm <= (eight_bit ? 200e3 : 80e3)) ||
                          (m <= 16 && weight_bytes_per_sm <= 16e3);
   if (gemv_fits || shape.rows % 128 != 0) {
     t.gemv_variant = pick_gemv(shape, std::min<int64_t>(m, 16));
