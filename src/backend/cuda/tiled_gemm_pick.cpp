@@ -1,16 +1,13 @@
 // Which kernel tiled_gemm() runs: a rule on (n, k, m, SM count, format), fit to the measurements
 // of bench/gpu (H100 runs; bench/gpu/NOTES.md). Each branch says what it was fit to.
 //
-//  1. The few-token kernel (GEMV: rows across SMs, K split inside each block, no split-K tail)
-//     while its activation traffic is small next to the weights: m ≤ 4 (every shape), m ≤ 8 for
-//     small matrices (≤ 80 KB of int4 or 200 KB of 8-bit tiles per SM: next to 8-bit weights the
-//     activations cost relatively half as much), m ≤ 16 for tiny ones (≤ 16 KB per SM).
-//     Runs 4 and 7, int4: the GEMV won every m ≤ 4 shape with n ≤ 14336 by 10–25 % and lost
-//     4096×28672 (14 strips per SM: one warp per strip, whole K) to the striped mma kernel by
-//     2–6 % — alone; inside a model the GEMV won that shape too (see tiled_gemm_pick). At m = 8
-//     it won only 4096×4096 (64 KB per SM). Run 7, int8/fp8: the GEMV won every m ≤ 4 shape
-//     (4096×28672 too, by 3 %: two 16-byte loads per lane and half-k-tile keep more bytes in
-//     flight), and m = 8 at 4096×4096 and 4096×6144 (131 and 196 KB per SM).
+//  1. The few-token kernel (GEMV: rows across SMs, K split inside each block, no split-K tail):
+//     m ≤ 8 (every shape), m ≤ 16 for tiny matrices (≤ 16 KB per SM). Alone (kernel bench, runs
+//     4 and 7) the GEMV won only part of that: int4 every m ≤ 4 shape with n ≤ 14336 by 10–25 %,
+//     but 4096×28672 (14 strips per SM: one warp per strip, whole K) went to the striped mma
+//     kernel by 2–6 %, and at m = 8 only 4096×4096 (64 KB per SM) to the GEMV; int8/fp8 every
+//     m ≤ 4 shape, and m = 8 up to 196 KB per SM. Inside a model the GEMV won all of them
+//     (2026-11-28, see tiled_gemm_pick), and the model is what runs.
 //  2. Otherwise the striped kernel, with 256-row blocks (R4) when that still leaves every SM
 //     enough k-steps of work, else 128-row blocks (R2) that split K over more SMs; 3 stages.
 //     Enough: 6 (runs 4 and 7, int4: R2 ahead at ≤ 5.8, R4 from 7.8 up; 8-bit with wgmma, m > 32,
@@ -83,15 +80,14 @@ GemmTuning tiled_gemm_pick(const WeightTileShape& shape, int64_t m, int sms) {
   const double weight_bytes_per_sm = double(shape.total_bytes()) / sms;
   // Codes of at most 4 bits (int4, fp4, int3, int2) follow int4's measurements.
   const bool eight_bit = shape.code_bits() == 8;
-  // Up to 4 tokens every product takes the GEMV, however many rows. Measured in a model, not
+  // Up to 8 tokens every product takes the GEMV, however many rows. Measured in a model, not
   // alone: a striped launch behind a small op (a norm) pays its ramp and its split-K tail in full,
-  // where consecutive launches in a kernel bench hide them. Llama-3-8B int4-g128 on an H200
-  // (2026-11-28), gate|up (28,672 rows) on the GEMV instead of 256-row striped blocks: decode
-  // 362 → 416 tok/s at batch 1 and 1,345 → 1,483 at 4, although alone that product takes 26.5 µs
-  // striped against 27.3 (m = 1) and 30.1 (m = 4) on the GEMV. From 5 tokens on, the byte rules
-  // of the kernel bench (bench/gpu/NOTES.md).
-  const bool gemv_fits = m <= 4 || (m <= 8 && weight_bytes_per_sm <= (eight_bit ? 200e3 : 80e3)) ||
-                         (m <= 16 && weight_bytes_per_sm <= 16e3);
+  // where consecutive launches in a kernel bench hide them. Llama-3-8B int4-g128 (int8 head) on an
+  // H200, 2026-11-28, decode tok/s with the rule before → this one (one call): 359.7 → 416.9 at
+  // batch 1, 1,348.9 → 1,499.1 at 4, 1,481.7 → 1,615.3 at 5, 2,336.7 → 2,375.8 at 8; yet alone
+  // the gate|up product (28,672 rows) takes 26.5 µs striped against 27.3 (m = 1), 30.1 (m = 4)
+  // and 41.5 (m = 8) on the GEMV. From 9 tokens on, the kernel bench's rule (bench/gpu/NOTES.md).
+  const bool gemv_fits = m <= 8 || (m <= 16 && weight_bytes_per_sm <= 16e3);
   if (gemv_fits || shape.rows % 128 != 0) {
     t.gemv_variant = pick_gemv(shape, std::min<int64_t>(m, 16));
     MARLIN_CHECK(t.gemv_variant >= 0, "tiled gemm: no few-token kernel for {} tiles with {} groups per tile{}",
