@@ -157,8 +157,9 @@ std::vector<TrellisLayer> quantize_trellis_stack(std::span<const TrellisMatrix> 
   }
   MARLIN_CHECK(hessian.empty() || int64_t(hessian.size()) == cols * cols,
                "trellis layer: Hessian has {} entries, {} columns need {}", hessian.size(), cols, cols * cols);
-  MARLIN_CHECK(std::isfinite(options.scale_factor) && options.scale_factor > 0.0,
-               "trellis layer: scale factor {} is not positive", options.scale_factor);
+  MARLIN_CHECK(std::isfinite(options.scale_factor) && options.scale_factor >= 0.0,
+               "trellis layer: scale factor {} is negative", options.scale_factor);
+  const double scale_factor = options.scale_factor > 0.0 ? options.scale_factor : trellis_row_scale(k);
   for (size_t i = 0; i < hessian.size(); ++i)
     MARLIN_CHECK(std::isfinite(hessian[i]), "trellis layer: Hessian entry ({}, {}) is {}", int64_t(i) / cols,
                  int64_t(i) % cols, hessian[i]);
@@ -185,7 +186,7 @@ std::vector<TrellisLayer> quantize_trellis_stack(std::span<const TrellisMatrix> 
     layer.cols = cols;
     layer.k = k;
     layer.seed = seed;
-    layer.row_scales = row_scales_of(mine, m.rows, cols, options.scale_factor);
+    layer.row_scales = row_scales_of(mine, m.rows, cols, scale_factor);
     for (const uint16_t h : layer.row_scales) scale.push_back(fp16_to_fp32(h));
   }
   std::vector<uint16_t> codes(size_t(n * k / 16), 0);

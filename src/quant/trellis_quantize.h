@@ -18,15 +18,20 @@ namespace marlin {
 
 class ThreadPool;
 
+// The default row scale factor of K-bit tiles: 1.05 for K ≤ 2, 1.1 above. The whole default
+// model with LDLQ (perplexity and mean KL, 16 × 512 tokens, this project's CPU; unquantized
+// 11.344): K = 2: 19.958 / 0.604 at 1.05, 20.277 / 0.621 at 1.1; K = 3: 13.212 / 0.151 at 1.05,
+// 13.149 / 0.140 at 1.1; K = 4: 11.646 / 0.0399 at 1.0, 11.602 / 0.0397 at 1.05, 11.450 / 0.0382
+// at 1.1, 11.749 / 0.0398 at 1.15.
+inline double trellis_row_scale(int k) { return k <= 2 ? 1.05 : 1.1; }
+
 struct TrellisQuantOptions {
-  // s_r = fp16(scale_factor · RMS of row r of W'). Above 1 because LDLQ's targets carry the
-  // feedback of later strips' errors on top of W', and the codebook clips beyond ≈ ±3.2: with
-  // LDLQ, a 576 × 576 synthetic layer lost least at 1.0, 1.05, 1.1 for K = 2, 3, 4, a real one
-  // (SmolLM2 layer-0 q_proj) at 1.1 for every K; 0.85 cost 14–52%, 1.2 0.5–5.5%
-  // (bench_trellis_layer). The whole default model at trellis 4 with LDLQ (perplexity, 16 × 512
-  // tokens, CPU; unquantized 11.344): 11.646 at 1.0, 11.602 at 1.05, 11.450 at 1.1 (mean KL
-  // 0.0399, 0.0397, 0.0382).
-  double scale_factor = 1.1;
+  // s_r = fp16(f · RMS of row r of W') with f = scale_factor, or where that is 0 (the default)
+  // trellis_row_scale(K). Above 1 because LDLQ's targets carry the feedback of later strips'
+  // errors on top of W', and the codebook clips beyond ≈ ±3.2: with LDLQ, a 576 × 576 synthetic
+  // layer lost least at 1.0, 1.05, 1.1 for K = 2, 3, 4, a real one (SmolLM2 layer-0 q_proj) at
+  // 1.1 for every K; 0.85 cost 14–52%, 1.2 0.5–5.5% (bench_trellis_layer).
+  double scale_factor = 0.0;
   // LDLQ visits the 16-column strips by increasing energy tr(H'_jj) instead of right to left
   // (trellis_quantize.cpp says why); the layout does not change.
   bool order_strips = true;
