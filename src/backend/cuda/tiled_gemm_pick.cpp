@@ -83,7 +83,7 @@ GemmTuning tiled_gemm_pick(const WeightTileShape& shape, int64_t m, int sms) {
   // Up to 8 tokens every product takes the GEMV, however many rows. Measured in a model, not
   // alone: a striped launch behind a small op (a norm) pays its ramp and its split-K tail in full,
   // where consecutive launches in a kernel bench hide them. Llama-3-8B int4-g128 (int8 head) on an
-  // H200, 2026-11-28, decode tok/s with the rule before → this one (one call): 359.7 → 416.9 at
+  // H200, 2026-11-28, decode tok/s with the rule before → this one (each pair in one call): 359.7 → 416.9 at
   // batch 1, 1,348.9 → 1,499.1 at 4, 1,481.7 → 1,615.3 at 5, 2,336.7 → 2,375.8 at 8; yet alone
   // the gate|up product (28,672 rows) takes 26.5 µs striped against 27.3 (m = 1), 30.1 (m = 4)
   // and 41.5 (m = 8) on the GEMV. From 9 tokens on, the kernel bench's rule (bench/gpu/NOTES.md).
