@@ -161,7 +161,9 @@ int tiled_detail::routed_variant(const WeightTileShape& shape) {
   return -1;
 }
 
-bool routed_gemv_supported(const WeightTileShape& shape) { return tiled_gemm_supported() && tiled_detail::routed_variant(shape) >= 0; }
+bool routed_gemv_supported(const WeightTileShape& shape) {
+  return tiled_gemm_supported() && tiled_detail::routed_variant(shape) >= 0;
+}
 
 void routed_gemv(const uint8_t* const* expert_tiles, const WeightTileShape& shape, const int32_t* expert_ids, int slots,
                  int slot_div, const __half* a, __half* c, cudaStream_t stream, const RoutedEpilogue& epilogue,
