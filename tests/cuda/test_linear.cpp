@@ -1,7 +1,7 @@
 // A quantized linear layer on the GPU (backend/cuda/cuda_linear.h) against the format's reference
 // dequantizer (quant/dequant.h) and float64 sums, at the shapes where tiled_gemm_pick changes
-// kernels: a product wider than 8 strips of 16 rows per SM, at 1–8 tokens (the few-token GEMV
-// since 2026-11-28, striped blocks before) and at 9 and 16 (striped blocks).
+// kernels: a product wider than 8 strips of 16 rows per SM, at 1–10 tokens (the few-token GEMV
+// since 2026-11-28, striped blocks before) and at 11 and 16 (striped blocks).
 //
 // Tolerance: the kernels dequantize each weight to fp16 (one rounding of code × scale: at most
 // 2^-11 of |w|), multiply by fp16 activations exactly in fp32, add in fp32 (at most K · 2^-24 of
@@ -48,7 +48,7 @@ TEST(CudaLinear, FewTokenProductsOfAWideMatrixMatchTheReference) {
   ASSERT_EQ(cublasCreate(&ctx.cublas), CUBLAS_STATUS_SUCCESS);
   {
     const auto linear = cuda::CudaLinear::upload(std::span(&view, 1), ctx);
-    for (int m : {1, 2, 3, 4, 5, 8, 9, 16}) {
+    for (int m : {1, 2, 3, 4, 5, 8, 9, 10, 11, 16}) {
       SCOPED_TRACE("tokens " + std::to_string(m));
       const auto x = random_halves(size_t(m * cols), -1.0f, 1.0f, rng);
       const auto xf = to_float(x);

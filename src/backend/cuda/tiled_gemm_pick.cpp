@@ -2,7 +2,7 @@
 // of bench/gpu (H100 runs; bench/gpu/NOTES.md). Each branch says what it was fit to.
 //
 //  1. The few-token kernel (GEMV: rows across SMs, K split inside each block, no split-K tail):
-//     m ≤ 8 (every shape), m ≤ 16 for tiny matrices (≤ 16 KB per SM). Alone (kernel bench, runs
+//     m ≤ 10 (every shape), m ≤ 16 for tiny matrices (≤ 16 KB per SM). Alone (kernel bench, runs
 //     4 and 7) the GEMV won only part of that: int4 every m ≤ 4 shape with n ≤ 14336 by 10–25 %,
 //     but 4096×28672 (14 strips per SM: one warp per strip, whole K) went to the striped mma
 //     kernel by 2–6 %, and at m = 8 only 4096×4096 (64 KB per SM) to the GEMV; int8/fp8 every
@@ -72,6 +72,9 @@ double items_per_sm(const WeightTileShape& shape, int64_t m, int block_rows, int
   return double(shape.rows / block_rows) * double((m + chunk - 1) / chunk) * double(shape.col_blocks()) / sms;
 }
 
+// The most tokens for which every product takes the GEMV (below).
+constexpr int64_t kGemvTokensInModel = 10;
+
 }  // namespace
 
 GemmTuning tiled_gemm_pick(const WeightTileShape& shape, int64_t m, int sms) {
@@ -80,14 +83,16 @@ GemmTuning tiled_gemm_pick(const WeightTileShape& shape, int64_t m, int sms) {
   const double weight_bytes_per_sm = double(shape.total_bytes()) / sms;
   // Codes of at most 4 bits (int4, fp4, int3, int2) follow int4's measurements.
   const bool eight_bit = shape.code_bits() == 8;
-  // Up to 8 tokens every product takes the GEMV, however many rows. Measured in a model, not
+  // Up to 10 tokens every product takes the GEMV, however many rows. Measured in a model, not
   // alone: a striped launch behind a small op (a norm) pays its ramp and its split-K tail in full,
   // where consecutive launches in a kernel bench hide them. Llama-3-8B int4-g128 (int8 head) on an
-  // H200, 2026-11-28, decode tok/s with the rule before → this one (each pair in one call): 359.7 → 416.9 at
-  // batch 1, 1,348.9 → 1,499.1 at 4, 1,481.7 → 1,615.3 at 5, 2,336.7 → 2,375.8 at 8; yet alone
-  // the gate|up product (28,672 rows) takes 26.5 µs striped against 27.3 (m = 1), 30.1 (m = 4)
-  // and 41.5 (m = 8) on the GEMV. From 9 tokens on, the kernel bench's rule (bench/gpu/NOTES.md).
-  const bool gemv_fits = m <= 8 || (m <= 16 && weight_bytes_per_sm <= 16e3);
+  // H200, 2026-11-28, decode tok/s striped → GEMV (each pair in one call): 359.7 → 416.9 at
+  // batch 1, 1,348.9 → 1,499.1 at 4, 1,481.7 → 1,615.3 at 5, 2,336.7 → 2,375.8 at 8, 2,297.2 →
+  // 2,432.2 at 9, 2,609.0 → 2,622.6 at 10, 2,865.7 → 2,834.6 at 11, 3,081.5 → 3,055.5 at 12 and
+  // 4,098.2 → 3,674.4 at 16 (9–16: means of two runs); yet alone the gate|up product (28,672
+  // rows) takes 26.5 µs striped against 27.3 (m = 1), 30.1 (m = 4) and 41.5 (m = 8) on the GEMV.
+  // From 11 tokens on, the kernel bench's rule (bench/gpu/NOTES.md).
+  const bool gemv_fits = m <= kGemvTokensInModel || (m <= 16 && weight_bytes_per_sm <= 16e3);
   if (gemv_fits || shape.rows % 128 != 0) {
     t.gemv_variant = pick_gemv(shape, std::min<int64_t>(m, 16));
     MARLIN_CHECK(t.gemv_variant >= 0, "tiled gemm: no few-token kernel for {} tiles with {} groups per tile{}",
