@@ -89,9 +89,10 @@ GemmTuning tiled_gemm_pick(const WeightTileShape& shape, int64_t m, int sms) {
   // H200, 2026-11-28, decode tok/s striped → GEMV (each pair in one call): 359.7 → 416.9 at
   // batch 1, 1,348.9 → 1,499.1 at 4, 1,481.7 → 1,615.3 at 5, 2,336.7 → 2,375.8 at 8, 2,297.2 →
   // 2,432.2 at 9, 2,609.0 → 2,622.6 at 10, 2,865.7 → 2,834.6 at 11, 3,081.5 → 3,055.5 at 12 and
-  // 4,098.2 → 3,674.4 at 16 (9–16: means of two runs); yet alone the gate|up product (28,672
-  // rows) takes 26.5 µs striped against 27.3 (m = 1), 30.1 (m = 4) and 41.5 (m = 8) on the GEMV.
-  // From 11 tokens on, the kernel bench's rule (bench/gpu/NOTES.md).
+  // 4,098.2 → 3,674.4 at 16 (9–16: means of two runs; on an H100 2,282.4 → 2,423.7 at 9 and
+  // 2,612.8 → 2,610.1 at 10); yet alone the gate|up product (28,672 rows) takes 26.5 µs striped
+  // against 27.3 (m = 1), 30.1 (m = 4) and 41.5 (m = 8) on the GEMV. From 11 tokens on, the kernel
+  // bench's rule (bench/gpu/NOTES.md).
   const bool gemv_fits = m <= kGemvTokensInModel || (m <= 16 && weight_bytes_per_sm <= 16e3);
   if (gemv_fits || shape.rows % 128 != 0) {
     t.gemv_variant = pick_gemv(shape, std::min<int64_t>(m, 16));
