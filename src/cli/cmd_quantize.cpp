@@ -136,10 +136,16 @@ void quantize(const QuantizeCliOptions& o) {
     MARLIN_CHECK(!expert_bits, "--moe-bits and a fractional --bits do not combine");
     if (options.calibration.empty()) options.calibration = calibration_sequences(*source, o);
     const int low = o.bits < 2 ? 1 : 2;
-    const auto widths = plan_trellis_bits(*source, options.rules, options.calibration, o.bits, low, 8, pool);
+    std::optional<ProgressBar> trials;
+    const auto widths =
+        plan_trellis_bits(*source, options.rules, options.calibration, o.bits, low, 8, pool, [&](int64_t done, int64_t total) {
+          if (!trials) trials.emplace("sensitivity", total);
+          trials->update(done);
+        });
+    if (trials) trials->finish();
     options.tensor_formats = widths.formats;
-    std::printf("trellis bits (target %.3f, widths %d-8): average %.3f over %zu tensors:", o.bits, low,
-                widths.average_bits, widths.formats.size());
+    std::printf("trellis bits (target %.3f, widths %d-8, by %s): average %.3f over %zu tensors:", o.bits, low,
+                widths.by_trial ? "trial" : "output error", widths.average_bits, widths.formats.size());
     for (const auto& [k, count] : widths.tensors_per_width) std::printf(" %d trellis%d", count, k);
     std::printf("\n");
   }
@@ -194,9 +200,11 @@ void register_quantize(CLI::App& app) {
                 "searched by Viterbi; with --method gptq each layer's error is fed back through its calibration "
                 "Hessian (LDLQ). The search runs on the GPU where one is present (MARLIN_TRELLIS_GPU_SEARCH=0: on "
                 "the CPU, same result), else on the CPU: tens of thousands of weights per second per core). A fractional "
-                "average (2.5) gives each linear of the blocks a whole width from 2 to 8 (1 below 2) by its "
-                "estimated output error on the calibration text (one pass of the unquantized model), printed "
-                "and visible in marlin inspect")
+                "average (2.5; 3.99 for about 4) gives each linear of the blocks a whole width from 2 to 8 (1 below 2) "
+                "by its sensitivity: on dense models the KL of the model's output when that linear alone carries "
+                "2-bit-sized noise (one forward pass per linear over 512 calibration tokens), on mixture-of-"
+                "experts models the linear's own expected output error (one pass of the model); the plan is "
+                "printed and visible in marlin inspect")
       ->check(CLI::Range(1.0, 8.0));
   c->add_option("-g,--group-size", o->group_size, "Values per scale (32, 64, 128; default 128 where the format needs one)")
       ->check(CLI::IsMember({32, 64, 128}));

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
+#include <random>
 
 #include "core/error.h"
 #include "model/model.h"
@@ -23,7 +25,107 @@ double squared_norm(const QuantTensor& t) {
   return sum;
 }
 
+// Log-probabilities of each row of `logits` (rows × vocab), in place.
+void log_softmax_rows(std::vector<float>& logits, int64_t rows, int64_t vocab) {
+  for (int64_t r = 0; r < rows; ++r) {
+    float* x = logits.data() + r * vocab;
+    const float top = *std::max_element(x, x + vocab);
+    double sum = 0;
+    for (int64_t i = 0; i < vocab; ++i) sum += std::exp(double(x[i]) - top);
+    const float log_sum = float(std::log(sum)) + top;
+    for (int64_t i = 0; i < vocab; ++i) x[i] -= log_sum;
+  }
+}
+
+// Σ over rows of KL(p ‖ q) for log-probabilities a (of p) and b (of q), rows × vocab.
+double summed_kl(const std::vector<float>& a, const std::vector<float>& b, int64_t rows, int64_t vocab) {
+  double total = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* x = a.data() + r * vocab;
+    const float* y = b.data() + r * vocab;
+    double sum = 0;
+    for (int64_t i = 0; i < vocab; ++i) sum += std::exp(double(x[i])) * (double(x[i]) - double(y[i]));
+    total += std::max(sum, 0.0);
+  }
+  return total;
+}
+
+bool has_sparse_mlp(const ModelConfig& c) {
+  for (int layer = 0; layer < c.n_layers; ++layer)
+    if (c.moe.sparse(layer)) return true;
+  return false;
+}
+
 }  // namespace
+
+QuantBuffers trellis_trial_weights(const QuantTensor& t, const std::string& name) {
+  QuantBuffers noisy = QuantBuffers::allocate(TensorFormat::parse("f32"), t.rows, t.cols);
+  float* w = reinterpret_cast<float*>(noisy.codes.data());
+  std::mt19937_64 rng(std::hash<std::string>{}(name));
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (int64_t r = 0; r < t.rows; ++r) {
+    float* row = w + r * t.cols;
+    dequantize_row(t, r, row);
+    double energy = 0;
+    for (int64_t i = 0; i < t.cols; ++i) energy += double(row[i]) * double(row[i]);
+    const auto sigma = float(std::sqrt(kTrialMse * energy / double(t.cols)));
+    for (int64_t i = 0; i < t.cols; ++i) row[i] += sigma * normal(rng);
+  }
+  return noisy;
+}
+
+std::vector<TrellisLinearImportance> trellis_importance_by_trial(const ModelSource& source,
+                                                                 const std::vector<QuantRule>& rules,
+                                                                 const std::vector<std::vector<int32_t>>& calibration,
+                                                                 ThreadPool& pool, const TrialProgress& progress) {
+  MARLIN_CHECK(!calibration.empty(), "trellis bits: the allocation needs calibration text");
+  auto model = load_model(source, pool);
+  const ModelConfig& c = model->config();
+  const int64_t vocab = c.vocab_size;
+  std::vector<std::vector<int32_t>> texts;
+  const size_t count = std::min(kTrialSequences, calibration.size());
+  for (size_t i = 0; i < count; ++i) {
+    const auto& s = calibration[i * calibration.size() / count];
+    texts.emplace_back(s.begin(), s.begin() + ptrdiff_t(std::min(s.size(), kTrialTokens)));
+  }
+  auto cache = model->new_cache(int64_t(kTrialTokens));
+  const auto log_probs = [&](const std::vector<int32_t>& tokens) {
+    std::vector<float> logits(tokens.size() * size_t(vocab));
+    cache->clear();
+    model->forward(tokens, *cache, logits.data(), true);
+    log_softmax_rows(logits, int64_t(tokens.size()), vocab);
+    return logits;
+  };
+  std::vector<std::vector<float>> clean;
+  int64_t positions = 0;
+  for (const auto& t : texts) {
+    clean.push_back(log_probs(t));
+    positions += int64_t(t.size());
+  }
+
+  // The linears to try, in block order.
+  const auto nominal = TensorFormat::parse("trellis4");
+  std::vector<std::pair<std::string, QuantTensor>> linears;
+  for (int layer = 0; layer < c.n_layers; ++layer)
+    for (const auto& group : model->linear_groups(layer))
+      for (const auto& name : group.weights) {
+        const auto t = source.tensor(name);
+        MARLIN_CHECK(t.has_value(), "trellis bits: tensor '{}' is missing", name);
+        const auto format = choose_format(name, t->rows, nominal, rules);
+        if (format && format->kind == FormatKind::kTrellis) linears.emplace_back(name, *t);
+      }
+  std::vector<TrellisLinearImportance> out;
+  for (const auto& [name, t] : linears) {
+    const QuantBuffers noisy = trellis_trial_weights(t, name);
+    model->replace_weight(name, noisy.view());
+    double kl = 0;
+    for (size_t s = 0; s < texts.size(); ++s) kl += summed_kl(clean[s], log_probs(texts[s]), int64_t(texts[s].size()), vocab);
+    model->replace_weight(name, t);  // back to the weights as stored
+    out.push_back({name, t.rows * t.cols, kl / double(positions)});
+    if (progress) progress(int64_t(out.size()), int64_t(linears.size()));
+  }
+  return out;
+}
 
 std::vector<TrellisLinearImportance> trellis_importance(const ModelSource& source, const std::vector<QuantRule>& rules,
                                                         const std::vector<std::vector<int32_t>>& calibration,
@@ -72,16 +174,19 @@ std::vector<TrellisLinearImportance> trellis_importance(const ModelSource& sourc
 
 TrellisBitsPlan plan_trellis_bits(const ModelSource& source, const std::vector<QuantRule>& rules,
                                   const std::vector<std::vector<int32_t>>& calibration, double target_bits,
-                                  int min_bits, int max_bits, ThreadPool& pool) {
+                                  int min_bits, int max_bits, ThreadPool& pool, const TrialProgress& progress) {
   MARLIN_CHECK(min_bits >= 1 && max_bits <= 8 && min_bits <= max_bits && target_bits >= min_bits &&
                    target_bits <= max_bits,
                "trellis bits: a target of {} bits does not fit widths {} to {}", target_bits, min_bits, max_bits);
-  const auto linears = trellis_importance(source, rules, calibration, pool);
-  MARLIN_CHECK(!linears.empty(), "trellis bits: no tensor of the blocks is quantized to trellis");
-  std::vector<LayerCost> costs;
-  for (const auto& l : linears) costs.push_back({l.weights, rate_distortion_losses(l.importance, 0, max_bits)});
-  const auto bits = allocate_trellis_bits(costs, target_bits, min_bits, max_bits);
   TrellisBitsPlan plan;
+  plan.by_trial = !has_sparse_mlp(source.config());
+  const auto linears = plan.by_trial ? trellis_importance_by_trial(source, rules, calibration, pool, progress)
+                                     : trellis_importance(source, rules, calibration, pool);
+  MARLIN_CHECK(!linears.empty(), "trellis bits: no tensor of the blocks is quantized to trellis");
+  const int k0 = plan.by_trial ? kTrialBits : 0;
+  std::vector<LayerCost> costs;
+  for (const auto& l : linears) costs.push_back({l.weights, rate_distortion_losses(l.importance, k0, max_bits)});
+  const auto bits = allocate_trellis_bits(costs, target_bits, min_bits, max_bits);
   plan.target_bits = target_bits;
   double weighted = 0, weights = 0;
   for (size_t i = 0; i < linears.size(); ++i) {

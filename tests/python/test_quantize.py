@@ -204,19 +204,24 @@ def test_trellis_with_calibration_end_to_end(marlin_bin, tmp_path):
     assert r.returncode == 0, r.stderr
 
 
-def test_trellis_fractional_bits_plan_widths_per_tensor(marlin_bin, tmp_path):
+@pytest.mark.parametrize("fixture, planned_tensors, measure", [
+    ("tiny_mixtral", 48 + 8, "output error"),  # experts: each linear's own output error
+    ("tiny_qwen3", 2 * 7, "trial"),            # dense: a trial per linear, with a progress bar
+])
+def test_trellis_fractional_bits_plan_widths_per_tensor(marlin_bin, tmp_path, fixture, planned_tensors, measure):
     """--bits 2.5: whole widths per linear (2 to 8), the weight-weighted average at most 2.5 and
     printed; the checkpoint holds them and runs."""
-    model, text = tiny_model_with_tokenizer(tmp_path / "tiny_mixtral")
+    model, text = tiny_model_with_tokenizer(tmp_path / fixture, fixture)
     out = tmp_path / "t25.marlin"
     r = marlin(marlin_bin, "quantize", model, out, "--format", "trellis", "--bits", "2.5", "--calibration", text,
                "--calibration-samples", "8", "--calibration-ctx", "64")
     assert r.returncode == 0, r.stderr
-    assert "trellis bits (target 2.500, widths 2-8): average" in r.stdout, r.stdout
+    assert f"trellis bits (target 2.500, widths 2-8, by {measure}): average" in r.stdout, r.stdout
+    assert ("sensitivity" in r.stderr) == (measure == "trial"), r.stderr
     report = json.loads(marlin(marlin_bin, "inspect", out, "--json", "--tensors").stdout)
     planned = [t for t in report["tensors"] if t["format"].startswith("trellis")]
     widths = {int(t["format"][len("trellis"):]) for t in planned}
-    assert len(planned) == 48 + 8 and widths <= set(range(2, 9)) and len(widths) >= 2
+    assert len(planned) == planned_tensors and widths <= set(range(2, 9)) and len(widths) >= 2
     weights = sum(t["rows"] * t["cols"] for t in planned)
     average = sum(t["rows"] * t["cols"] * int(t["format"][len("trellis"):]) for t in planned) / weights
     assert 2.0 < average <= 2.5
