@@ -137,11 +137,11 @@ void quantize(const QuantizeCliOptions& o) {
     if (options.calibration.empty()) options.calibration = calibration_sequences(*source, o);
     const int low = o.bits < 2 ? 1 : 2;
     std::optional<ProgressBar> trials;
-    const auto widths =
-        plan_trellis_bits(*source, options.rules, options.calibration, o.bits, low, 8, pool, [&](int64_t done, int64_t total) {
-          if (!trials) trials.emplace("sensitivity", total);
-          trials->update(done);
-        });
+    const auto show_trials = [&](int64_t done, int64_t total) {
+      if (!trials) trials.emplace("sensitivity", total);
+      trials->update(done);
+    };
+    const auto widths = plan_trellis_bits(*source, options.rules, options.calibration, o.bits, low, 8, pool, show_trials);
     if (trials) trials->finish();
     options.tensor_formats = widths.formats;
     std::printf("trellis bits (target %.3f, widths %d-8, by %s): average %.3f over %zu tensors:", o.bits, low,

@@ -119,7 +119,8 @@ std::vector<TrellisLinearImportance> trellis_importance_by_trial(const ModelSour
     const QuantBuffers noisy = trellis_trial_weights(t, name);
     model->replace_weight(name, noisy.view());
     double kl = 0;
-    for (size_t s = 0; s < texts.size(); ++s) kl += summed_kl(clean[s], log_probs(texts[s]), int64_t(texts[s].size()), vocab);
+    for (size_t s = 0; s < texts.size(); ++s)
+      kl += summed_kl(clean[s], log_probs(texts[s]), int64_t(texts[s].size()), vocab);
     model->replace_weight(name, t);  // back to the weights as stored
     out.push_back({name, t.rows * t.cols, kl / double(positions)});
     if (progress) progress(int64_t(out.size()), int64_t(linears.size()));

@@ -45,8 +45,8 @@ struct TrellisBitsPlan {
   bool by_trial = false;  // the losses came from trials (else from the layers' own output error)
 };
 
-// The importance ‖W‖²/cols · tr(H) (the output-error measure above) of every linear of the blocks that `rules` leave in trellis
-// (tr(H) over all calibration tokens, as above), in block order. Throws marlin::Error without
+// The output-error measure above, ‖W‖²/cols · tr(H) (tr(H) over all calibration tokens), of every
+// linear of the blocks that `rules` leave in trellis, in block order. Throws marlin::Error without
 // calibration sequences.
 struct TrellisLinearImportance {
   std::string name;
