@@ -7,9 +7,7 @@
 #include "core/error.h"
 
 namespace marlin {
-namespace {
 
-// Log-probabilities of one row of logits, in double.
 void log_softmax(const float* logits, int n, std::vector<double>& out) {
   out.resize(size_t(n));
   double max = logits[0];
@@ -19,6 +17,14 @@ void log_softmax(const float* logits, int n, std::vector<double>& out) {
   const double log_z = max + std::log(sum);
   for (int i = 0; i < n; ++i) out[size_t(i)] = double(logits[i]) - log_z;
 }
+
+double kl_divergence(const std::vector<double>& log_p, const std::vector<double>& log_q) {
+  double kl = 0;
+  for (size_t v = 0; v < log_p.size(); ++v) kl += std::exp(log_p[v]) * (log_p[v] - log_q[v]);
+  return std::max(kl, 0.0);
+}
+
+namespace {
 
 struct Chunks {
   int count = 0;
@@ -129,9 +135,7 @@ ComparisonResult compare_models(Model& a, Model& b, std::span<const int32_t> tok
     for (size_t i = half; i < chunk.size(); ++i) {
       log_softmax(&logits_a[(i - half) * size_t(vocab)], vocab, lp_a);
       log_softmax(&logits_b[(i - half) * size_t(vocab)], vocab, lp_b);
-      double kl = 0;
-      for (int v = 0; v < vocab; ++v) kl += std::exp(lp_a[size_t(v)]) * (lp_a[size_t(v)] - lp_b[size_t(v)]);
-      kls.push_back(std::max(kl, 0.0));
+      kls.push_back(kl_divergence(lp_a, lp_b));
       agree += std::max_element(lp_a.begin(), lp_a.end()) - lp_a.begin() ==
                std::max_element(lp_b.begin(), lp_b.end()) - lp_b.begin();
       stats_a.add(-lp_a[size_t(chunk[i])]);

@@ -48,6 +48,11 @@ struct ComparisonResult {
   PerplexityResult a, b;      // each model's perplexity on the same tokens
 };
 
+// Log-probabilities of one row of n logits, in double.
+void log_softmax(const float* logits, int n, std::vector<double>& out);
+// KL(p ‖ q) in nats from two rows of log-probabilities (log_softmax's), rounding below 0 clamped.
+double kl_divergence(const std::vector<double>& log_p, const std::vector<double>& log_q);
+
 // Both models must share a vocabulary (same tokenizer).
 ComparisonResult compare_models(Model& a, Model& b, std::span<const int32_t> tokens, const EvaluationOptions& options,
                                 const EvaluationProgress& progress = {});

@@ -10,6 +10,7 @@
 #include "model/model_source.h"
 #include "quant/bit_allocation.h"
 #include "quant/dequant.h"
+#include "runtime/evaluation.h"
 
 namespace marlin {
 namespace {
@@ -25,27 +26,15 @@ double squared_norm(const QuantTensor& t) {
   return sum;
 }
 
-// Log-probabilities of each row of `logits` (rows × vocab), in place.
-void log_softmax_rows(std::vector<float>& logits, int64_t rows, int64_t vocab) {
-  for (int64_t r = 0; r < rows; ++r) {
-    float* x = logits.data() + r * vocab;
-    const float top = *std::max_element(x, x + vocab);
-    double sum = 0;
-    for (int64_t i = 0; i < vocab; ++i) sum += std::exp(double(x[i]) - top);
-    const float log_sum = float(std::log(sum)) + top;
-    for (int64_t i = 0; i < vocab; ++i) x[i] -= log_sum;
-  }
-}
-
-// Σ over rows of KL(p ‖ q) for log-probabilities a (of p) and b (of q), rows × vocab.
-double summed_kl(const std::vector<float>& a, const std::vector<float>& b, int64_t rows, int64_t vocab) {
+// Σ over rows of KL(p ‖ q) between the next-token distributions of logits a (of p) and b (of q),
+// rows × vocab (runtime/evaluation.h's arithmetic).
+double summed_kl(const std::vector<float>& a, const std::vector<float>& b, int64_t rows, int vocab) {
+  std::vector<double> log_p, log_q;
   double total = 0;
   for (int64_t r = 0; r < rows; ++r) {
-    const float* x = a.data() + r * vocab;
-    const float* y = b.data() + r * vocab;
-    double sum = 0;
-    for (int64_t i = 0; i < vocab; ++i) sum += std::exp(double(x[i])) * (double(x[i]) - double(y[i]));
-    total += std::max(sum, 0.0);
+    log_softmax(a.data() + r * vocab, vocab, log_p);
+    log_softmax(b.data() + r * vocab, vocab, log_q);
+    total += kl_divergence(log_p, log_q);
   }
   return total;
 }
@@ -81,7 +70,7 @@ std::vector<TrellisLinearImportance> trellis_importance_by_trial(const ModelSour
   MARLIN_CHECK(!calibration.empty(), "trellis bits: the allocation needs calibration text");
   auto model = load_model(source, pool);
   const ModelConfig& c = model->config();
-  const int64_t vocab = c.vocab_size;
+  const int vocab = c.vocab_size;
   std::vector<std::vector<int32_t>> texts;
   const size_t count = std::min(kTrialSequences, calibration.size());
   for (size_t i = 0; i < count; ++i) {
@@ -89,17 +78,16 @@ std::vector<TrellisLinearImportance> trellis_importance_by_trial(const ModelSour
     texts.emplace_back(s.begin(), s.begin() + ptrdiff_t(std::min(s.size(), kTrialTokens)));
   }
   auto cache = model->new_cache(int64_t(kTrialTokens));
-  const auto log_probs = [&](const std::vector<int32_t>& tokens) {
+  const auto logits_of = [&](const std::vector<int32_t>& tokens) {
     std::vector<float> logits(tokens.size() * size_t(vocab));
     cache->clear();
     model->forward(tokens, *cache, logits.data(), true);
-    log_softmax_rows(logits, int64_t(tokens.size()), vocab);
     return logits;
   };
   std::vector<std::vector<float>> clean;
   int64_t positions = 0;
   for (const auto& t : texts) {
-    clean.push_back(log_probs(t));
+    clean.push_back(logits_of(t));
     positions += int64_t(t.size());
   }
 
@@ -120,7 +108,7 @@ std::vector<TrellisLinearImportance> trellis_importance_by_trial(const ModelSour
     model->replace_weight(name, noisy.view());
     double kl = 0;
     for (size_t s = 0; s < texts.size(); ++s)
-      kl += summed_kl(clean[s], log_probs(texts[s]), int64_t(texts[s].size()), vocab);
+      kl += summed_kl(clean[s], logits_of(texts[s]), int64_t(texts[s].size()), vocab);
     model->replace_weight(name, t);  // back to the weights as stored
     out.push_back({name, t.rows * t.cols, kl / double(positions)});
     if (progress) progress(int64_t(out.size()), int64_t(linears.size()));

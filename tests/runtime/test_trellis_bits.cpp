@@ -146,8 +146,9 @@ TEST(TrellisTrialImportance, IsTheKlOfTheModelWithThatLinearPerturbed) {
     }
     kl /= double(positions);
     EXPECT_GT(l.importance, 0.0);
-    // The same terms from the same fp32 logits, but the trial keeps log-probabilities in fp32: two
-    // roundings of values below 16 in magnitude (2 · 16 · 2^-24 ≈ 2e-6) per term, weighted by p.
+    // The same terms from the same fp32 logits in double, summed in another order; the bound is
+    // that of fp32 log-probabilities (2 · 16 · 2^-24 ≈ 2e-6 per term, weighted by p), which the
+    // trial no longer rounds to.
     EXPECT_NEAR(l.importance, kl, 2e-6);
     EXPECT_GT(kl, 1e-4) << "too little noise for the comparison to mean much";
   }
