@@ -15,7 +15,8 @@
 //   value  = fp32(code) · kTrellisScale                              (one fp32 multiply, rounded)
 // Over the 2^16 states, `value` has mean ≈ 0, variance ≈ 1 and a Kolmogorov–Smirnov distance to
 // N(0, 1) below 0.01 (tests/quant/test_trellis.cpp). A kernel may instead fold kTrellisScale into
-// its own scale and use `code` directly (two codes per HADD2 on half2 pairs).
+// its own scale and use `code` directly (two codes per HADD2 on half2 pairs), or, where half an
+// fp16 ulp per weight is tolerable, multiply both pieces and let the sum stay exact (the GPU GEMV).
 //
 // C++17, no library calls: nvcc device code includes this header.
 #pragma once

@@ -53,10 +53,10 @@ std::vector<float> reference_rotated(const QuantTensor& t) {
   return w;
 }
 
-// x as trellis_gemv reads it: each value followed by a zero.
-std::vector<uint16_t> with_zeros(const std::vector<uint16_t>& x) {
-  std::vector<uint16_t> out(2 * x.size(), 0);
-  for (size_t i = 0; i < x.size(); ++i) out[2 * i] = x[i];
+// x as trellis_gemv reads it: each value twice.
+std::vector<uint16_t> twice(const std::vector<uint16_t>& x) {
+  std::vector<uint16_t> out(2 * x.size());
+  for (size_t i = 0; i < x.size(); ++i) out[2 * i] = out[2 * i + 1] = x[i];
   return out;
 }
 
@@ -74,12 +74,15 @@ struct DeviceTrellis {
     }
     row_scales.upload(rs);
     half_scales.upload(hs);
+    host_half_scales = hs;
     view = {words.get(), row_scales.get(), half_scales.get(), int(t.rows), int(t.cols), t.format.bits};
   }
   DeviceBuffer<uint32_t> words;
   DeviceBuffer<float> row_scales;
   DeviceBuffer<uint16_t> half_scales;
+  std::vector<uint16_t> host_half_scales;
   cuda::TrellisWeights view;
+  uint16_t half(int64_t row) const { return host_half_scales[size_t(row)]; }
 };
 
 TEST(CudaTrellis, DecodeToHalfIsBitExact) {
@@ -115,23 +118,28 @@ TEST(CudaTrellis, GemvMatchesReference) {
       for (int m : {1, 3, 8, 13, 32}) {
         SCOPED_TRACE("K = " + std::to_string(bits) + ", cols " + std::to_string(cols) + ", m " + std::to_string(m));
         const auto x = random_halves(size_t(m * cols), -1.0f, 1.0f, rng);
-        DeviceBuffer<uint16_t> dx(with_zeros(x));
+        DeviceBuffer<uint16_t> dx(twice(x));
         DeviceBuffer<float> out(size_t(m * rows));
         cuda_ok(cuda::trellis_gemv(d.view, as_half(dx), m, out.get(), nullptr), "gemv");
         const auto got = out.download();
         std::vector<double> ref(got.size()), bound(got.size());
         for (int i = 0; i < m; ++i)
           for (int64_t r = 0; r < rows; ++r) {
-            double sum = 0, mag = 0;
+            double sum = 0, mag = 0, x_mag = 0;
             for (int64_t c = 0; c < cols; ++c) {
-              const double p = double(w[size_t(r * cols + c)]) * fp16_to_fp32(x[size_t(i * cols + c)]);
+              const double xc = fp16_to_fp32(x[size_t(i * cols + c)]);
+              const double p = double(w[size_t(r * cols + c)]) * xc;
               sum += p;
               mag += std::abs(p);
+              x_mag += std::abs(xc);
             }
             ref[size_t(i * rows + r)] = sum;
-            // The kernel sums code·x exactly-multiplied products in fp32 (tensor cores, then eight
-            // partial sums) and scales once; the reference rounds s·value in fp32 first.
-            bound[size_t(i * rows + r)] = (double(cols) + 8) * kFloatUlp * mag;
+            // The kernel multiplies each code's two fp16 pieces (|piece| < 2) by x exactly, sums
+            // the products in fp32 (tensor cores, then eight partial sums) and scales once; the
+            // pieces' exact sum is within half an fp16 ulp of the code the format rounds it to.
+            const double scale = fp16_to_fp32(d.half(r)) * kTrellisScale;
+            bound[size_t(i * rows + r)] =
+                kHalfUlp * mag + (2.0 * double(cols) + 8) * kFloatUlp * 4 * scale * x_mag;
           }
         expect_within(got, ref, [&](size_t i) { return bound[i]; }, "y'");
       }
@@ -193,7 +201,7 @@ TEST(CudaTrellis, RotationsMatchReference) {
         }
       }
       expect_within(got, ref, [&](size_t i) { return bound[i]; }, "rotated");
-      // As trellis_gemv reads it: fp16 values, each followed by a zero half.
+      // As trellis_gemv reads it: each fp16 value twice.
       p.pairs = true;
       DeviceBuffer<uint16_t> pairs(2 * x.size());
       cuda_ok(cuda::hadamard_rotate(p, dx.get(), false, pairs.get(), false, m, nullptr), "rotate to pairs");
@@ -201,7 +209,7 @@ TEST(CudaTrellis, RotationsMatchReference) {
       std::vector<float> values(x.size());
       for (size_t i = 0; i < x.size(); ++i) {
         values[i] = fp16_to_fp32(halves[2 * i]);
-        EXPECT_EQ(halves[2 * i + 1], 0u) << "pair " << i;
+        EXPECT_EQ(halves[2 * i + 1], halves[2 * i]) << "pair " << i;
       }
       expect_within(values, ref, [&](size_t i) { return bound[i] + kHalfUlp * std::abs(ref[i]); }, "rotated pairs");
     }
@@ -254,7 +262,7 @@ TEST(CudaTrellisPerf, Llama8bLayerShapes) {
     double total[7] = {}, bytes_total[7] = {};
     for (const auto& [rows, cols] : shapes) {
       const auto x = random_halves(size_t(m) * size_t(std::max(rows, cols)), -1.0f, 1.0f, rng);
-      DeviceBuffer<uint16_t> dx(x), dx_pairs(with_zeros(x));
+      DeviceBuffer<uint16_t> dx(x), dx_pairs(twice(x));
       DeviceBuffer<float> y32(size_t(m) * size_t(rows));
       DeviceBuffer<uint16_t> y16(size_t(m) * size_t(rows));
       double us[7], bytes[7];

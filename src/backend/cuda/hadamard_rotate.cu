@@ -73,12 +73,13 @@ __global__ void __launch_bounds__(128) hadamard_rotate_kernel(const __grid_const
   if (!valid) return;
   if (args.out_f32) {
     *reinterpret_cast<float4*>(static_cast<float*>(args.out) + at) = make_float4(v[0], v[1], v[2], v[3]);
-  } else if (p.pairs) {  // (v, 0) halves: the low half of each word
+  } else if (p.pairs) {  // (v, v) halves: each value in both halves of a word
+    const auto twice = [](float f) { return uint32_t(__half_as_ushort(__float2half_rn(f))) * 0x10001u; };
     uint4 h;
-    h.x = __half_as_ushort(__float2half_rn(v[0]));
-    h.y = __half_as_ushort(__float2half_rn(v[1]));
-    h.z = __half_as_ushort(__float2half_rn(v[2]));
-    h.w = __half_as_ushort(__float2half_rn(v[3]));
+    h.x = twice(v[0]);
+    h.y = twice(v[1]);
+    h.z = twice(v[2]);
+    h.w = twice(v[3]);
     *reinterpret_cast<uint4*>(static_cast<__half*>(args.out) + 2 * at) = h;
   } else {
     const __half2 lo = __floats2half2_rn(v[0], v[1]), hi = __floats2half2_rn(v[2], v[3]);

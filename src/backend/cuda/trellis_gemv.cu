@@ -6,10 +6,13 @@
 // g + 8 — four values in a row of the stream, whose states all lie in one 32-bit window of it
 // (3K + 16 ≤ 32 bits for K ≤ 5; two windows above) — and the B fragment it meets is
 // x[c0 + 4q .. c0 + 4q + 3]. Each value: its state by a byte permute (or a shift and a mask), a
-// multiply-add, a lop3 for the two fp16 pieces and one HADD2 adding them into both halves of a
-// register (quant/trellis_code.h, bit for bit); that register fills a k-slot pair whose activation
-// partner is zero (x arrives as (value, 0) pairs, one 16-byte load per tile), so no instruction
-// pairs two codes up, for the price of two tensor-core products per tile instead of one.
+// multiply-add and a lop3 for the two fp16 pieces of its code (quant/trellis_code.h); that
+// register, (lo, hi), fills a k-slot pair whose activation partner is (x, x) (x arrives as
+// (value, value) pairs, one 16-byte load per tile), so the tensor core adds the two pieces and no
+// instruction pairs two codes up, for the price of two products per tile instead of one. The
+// tensor core multiplies the pieces' exact sum, where the format rounds it to fp16: each weight is
+// within half an fp16 ulp of its stored value (an HADD2 a value would round it exactly, 6 % more
+// time at m = 1; the fp16 decoder below does round).
 //
 // Work: one block of 16 warps per 16-row strip; warp w takes the w-th sixteenth of its tiles,
 // copies them into its own shared-memory ring with cp.async (no block barrier in the loop), decodes
@@ -56,10 +59,15 @@ __device__ __forceinline__ uint32_t read_window(const uint32_t* tile, const Wind
   return __funnelshift_l(tile[w.lo], tile[w.hi], w.shift);
 }
 
-// The fp16 code of a state, exactly as trellis_code_fp16, in both halves: the multiply-add, the
-// lop3 for the two pieces, one HADD2 adding the low piece to the high one.
+// The two fp16 pieces of a state's code (low piece in the low half): the multiply-add and the lop3.
+__device__ __forceinline__ uint32_t code_pieces(uint32_t state) {
+  return and_or(kTrellisMul * state + kTrellisAdd, kTrellisPieceMask, kTrellisPieceBits);
+}
+
+// The fp16 code of a state, exactly as trellis_code_fp16, in both halves: the pieces and one HADD2
+// adding the low piece to the high one.
 __device__ __forceinline__ uint32_t code_twice(uint32_t state) {
-  const uint32_t p = and_or(kTrellisMul * state + kTrellisAdd, kTrellisPieceMask, kTrellisPieceBits);
+  const uint32_t p = code_pieces(state);
   const __half2 pieces = *reinterpret_cast<const __half2*>(&p);
   const __half2 sum = __hadd2(__low2half2(pieces), __high2half2(pieces));
   return *reinterpret_cast<const uint32_t*>(&sum);
@@ -104,23 +112,26 @@ struct LaneWindows {
     }
   }
 
-  // The codes of one tile, each twice: c[j] for j < 4 is row g's column 4q + j, c[4 + j] row g + 8's.
+  // The codes of one tile, each twice (or, with kPieces, as its two pieces): c[j] for j < 4 is row
+  // g's column 4q + j, c[4 + j] row g + 8's.
+  template <bool kPieces = false>
   __device__ __forceinline__ void decode(const uint32_t* tile, uint32_t (&c)[8]) const {
+    const auto code = [](uint32_t state) { return kPieces ? code_pieces(state) : code_twice(state); };
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
       uint32_t* out = c + 4 * half;
       if constexpr (kOneWindow) {
         const uint32_t v = read_window(tile, w[half][0]), v4 = times16(v);
-        out[0] = code_twice(field16<3 * K>(v, v4));
-        out[1] = code_twice(field16<2 * K>(v, v4));
-        out[2] = code_twice(field16<K>(v, v4));
-        out[3] = code_twice(field16<0>(v, v4));
+        out[0] = code(field16<3 * K>(v, v4));
+        out[1] = code(field16<2 * K>(v, v4));
+        out[2] = code(field16<K>(v, v4));
+        out[3] = code(field16<0>(v, v4));
       } else {
         const uint32_t v0 = read_window(tile, w[half][0]), v1 = read_window(tile, w[half][1]);
-        out[0] = code_twice(field16<K>(v0, times16(v0)));
-        out[1] = code_twice(field16<0>(v0, times16(v0)));
-        out[2] = code_twice(field16<K>(v1, times16(v1)));
-        out[3] = code_twice(field16<0>(v1, times16(v1)));
+        out[0] = code(field16<K>(v0, times16(v0)));
+        out[1] = code(field16<0>(v0, times16(v0)));
+        out[2] = code(field16<K>(v1, times16(v1)));
+        out[3] = code(field16<0>(v1, times16(v1)));
       }
     }
   }
@@ -184,11 +195,12 @@ __global__ void __launch_bounds__(kWarps * 32, kFragsM <= 2 ? 2 : 1)
   // core products do not wait on each other.
   constexpr int kSets = kFragsM == 1 ? 2 : 1;
   float acc[kSets][kFragsM][4] = {};
-  // Each code fills a k-slot pair and meets (x, 0) there: two products per tile, one for columns
-  // 4q, 4q + 1 and one for 4q + 2, 4q + 3 (a byte permute per pair of codes saved for one mma).
+  // Each code's pieces fill a k-slot pair and meet (x, x) there: two products per tile, one for
+  // columns 4q, 4q + 1 and one for 4q + 2, 4q + 3 (a byte permute per pair of codes saved for one
+  // mma).
   auto product = [&](const uint32_t* tile, const uint4 (&b)[kFragsM], float (&sum)[kFragsM][4]) {
     uint32_t c[8];
-    windows.decode(tile, c);
+    windows.template decode<true>(tile, c);
     const uint32_t a0[4] = {c[0], c[4], c[1], c[5]}, a1[4] = {c[2], c[6], c[3], c[7]};
 #pragma unroll
     for (int fm = 0; fm < kFragsM; ++fm) {
@@ -196,7 +208,7 @@ __global__ void __launch_bounds__(kWarps * 32, kFragsM <= 2 ? 2 : 1)
       mma_16816(sum[fm], a1, b[fm].z, b[fm].w);
     }
   };
-  // B fragments of tile t: x[tok][16t + 4q .. + 3], each value followed by a zero: 16 bytes, the
+  // B fragments of tile t: x[tok][16t + 4q .. + 3], each value twice: 16 bytes, the
   // (4t)-th uint4 from x_frag[fm] (so that a stage's loads differ by immediate offsets only). A
   // token past m reads token m − 1 instead: its column of the product is never stored, and no
   // branch is needed.

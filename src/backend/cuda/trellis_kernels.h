@@ -33,8 +33,9 @@ std::vector<uint32_t> trellis_device_words(const uint8_t* codes, int64_t rows, i
 
 // y'[t][r] = Σ_c Ŵ'[r][c]·x'[t][c] for t < m ≤ kTrellisGemvRows, in fp32 (out: m × rows).
 // Ŵ' decoded on the fly into tensor-core fragments; no workspace. `x_pairs` holds x' as
-// hadamard_rotate writes it with `pairs`: each fp16 value followed by a zero (m × 2·cols halves),
-// because each code takes a pair of k-slots in the tensor-core product.
+// hadamard_rotate writes it with `pairs`: each fp16 value twice (m × 2·cols halves), because each
+// code's two fp16 pieces take a pair of k-slots in the tensor-core product, which so multiplies
+// their exact sum: each weight within half an fp16 ulp of the format's (rounded) code.
 cudaError_t trellis_gemv(const TrellisWeights& w, const __half* x_pairs, int m, float* out, cudaStream_t stream);
 
 // Ŵ' as fp16 rows (rows × cols, row-major): each value fp16(s_r · value), the value exactly as
@@ -55,8 +56,8 @@ constexpr int kMaxRotationSegments = 4;
 // Rotates each of `m` rows (`row_len` values apart) segment by segment: `transpose` false is
 // v ← R·v = H·S·v (activations before the product), true is v ← Rᵀ·v = S·H·v (outputs after it).
 // In fp32; in: fp16 or fp32 (in_f32), out: fp16 or fp32 (out_f32); in == out is allowed (not with
-// `pairs`). With `pairs` (fp16 out only) each output value is followed by a zero half: rows of
-// 2·row_len halves, what trellis_gemv reads.
+// `pairs`). With `pairs` (fp16 out only) each output value is written twice: rows of 2·row_len
+// halves, what trellis_gemv reads.
 struct RotationParams {
   RotationSegment segments[kMaxRotationSegments];
   int count = 0;

@@ -1,6 +1,6 @@
 // Trellis layers on the GPU (cuda_linear.h upload_trellis): y = R_outᵀ·(Ŵ'·(R_in·x)) with
-//   - R_in·x by hadamard_rotate into ctx.rotated (fp16; for few rows each value followed by a
-//     zero, as trellis_gemv reads it);
+//   - R_in·x by hadamard_rotate into ctx.rotated (fp16; for few rows each value twice, as
+//     trellis_gemv reads it);
 //   - few rows (≤ kTrellisGemvRows): the fused decode + product (trellis_gemv) into ctx.products
 //     in fp32, then R_outᵀ part by part straight into the output (one rounding);
 //   - more rows: Ŵ' decoded to fp16 into ctx.unpacked, cuBLAS, then R_outᵀ in place.
@@ -103,7 +103,7 @@ class TrellisLinear final : public CudaLinear {
   }
 
   void forward(const __half* in, int64_t m, void* out, bool out_f32, LinearContext& ctx) const override {
-    const int64_t rotated_rows = m <= kTrellisGemvRows ? 2 * m : m;  // few rows: (value, 0) pairs
+    const int64_t rotated_rows = m <= kTrellisGemvRows ? 2 * m : m;  // few rows: (value, value) pairs
     MARLIN_CHECK(m >= 1 && m <= ctx.max_rows && ctx.rotated.size() >= size_t(rotated_rows * cols),
                  "cuda trellis: {} rows in one call (at most {})", m, ctx.max_rows);
     if (m <= kTrellisGemvRows) {
@@ -127,7 +127,7 @@ class TrellisLinear final : public CudaLinear {
   DeviceArray<float> row_scales_;
   DeviceArray<uint16_t> half_scales_;
   TrellisWeights weights_;
-  RotationParams in_, in_pairs_, out_;  // in_pairs_: in_ written as (value, 0) pairs
+  RotationParams in_, in_pairs_, out_;  // in_pairs_: in_ written as (value, value) pairs
 };
 
 }  // namespace
