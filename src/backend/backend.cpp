@@ -4,6 +4,7 @@
 #include "core/error.h"
 #ifdef MARLIN_HAVE_CUDA
 #include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/device_info.h"
 #endif
 
 namespace marlin {
@@ -44,6 +45,14 @@ std::unique_ptr<Backend> make_backend(DeviceKind kind, ThreadPool& pool) {
   return make_cuda_backend();
 #else
   fail("this build of marlin has no CUDA backend (nvcc was not found when it was configured)");
+#endif
+}
+
+bool cuda_device_present() {
+#ifdef MARLIN_HAVE_CUDA
+  return cuda::device_count() > 0;
+#else
+  return false;
 #endif
 }
 

@@ -239,4 +239,7 @@ class Backend {
 // marlin::Error when this build or machine cannot provide it.
 std::unique_ptr<Backend> make_backend(DeviceKind kind, ThreadPool& pool);
 
+// Whether this build has the CUDA backend and the machine a CUDA device for it.
+bool cuda_device_present();
+
 }  // namespace marlin

@@ -141,11 +141,15 @@ void quantize(const QuantizeCliOptions& o) {
       if (!trials) trials.emplace("sensitivity", total);
       trials->update(done);
     };
-    const auto widths = plan_trellis_bits(*source, options.rules, options.calibration, o.bits, low, 8, pool, show_trials);
+    // The trials are forward passes of the whole model, one per linear: on a GPU where there is one.
+    const DeviceKind trial_device = cuda_device_present() ? DeviceKind::kCuda : DeviceKind::kCpu;
+    const auto widths =
+        plan_trellis_bits(*source, options.rules, options.calibration, o.bits, low, 8, pool, show_trials, trial_device);
     if (trials) trials->finish();
     options.tensor_formats = widths.formats;
+    const std::string measure = !widths.by_trial ? "output error" : std::string("trial on ") + device_name(trial_device);
     std::printf("trellis bits (target %.3f, widths %d-8, by %s): average %.3f over %zu tensors:", o.bits, low,
-                widths.by_trial ? "trial" : "output error", widths.average_bits, widths.formats.size());
+                measure.c_str(), widths.average_bits, widths.formats.size());
     for (const auto& [k, count] : widths.tensors_per_width) std::printf(" %d trellis%d", count, k);
     std::printf("\n");
   }

@@ -66,9 +66,10 @@ QuantBuffers trellis_trial_weights(const QuantTensor& t, const std::string& name
 std::vector<TrellisLinearImportance> trellis_importance_by_trial(const ModelSource& source,
                                                                  const std::vector<QuantRule>& rules,
                                                                  const std::vector<std::vector<int32_t>>& calibration,
-                                                                 ThreadPool& pool, const TrialProgress& progress) {
+                                                                 ThreadPool& pool, const TrialProgress& progress,
+                                                                 DeviceKind device) {
   MARLIN_CHECK(!calibration.empty(), "trellis bits: the allocation needs calibration text");
-  auto model = load_model(source, pool);
+  auto model = load_model(source, pool, device);
   const ModelConfig& c = model->config();
   const int vocab = c.vocab_size;
   std::vector<std::vector<int32_t>> texts;
@@ -163,14 +164,17 @@ std::vector<TrellisLinearImportance> trellis_importance(const ModelSource& sourc
 
 TrellisBitsPlan plan_trellis_bits(const ModelSource& source, const std::vector<QuantRule>& rules,
                                   const std::vector<std::vector<int32_t>>& calibration, double target_bits,
-                                  int min_bits, int max_bits, ThreadPool& pool, const TrialProgress& progress) {
+                                  int min_bits, int max_bits, ThreadPool& pool, const TrialProgress& progress,
+                                  DeviceKind trial_device) {
   MARLIN_CHECK(min_bits >= 1 && max_bits <= 8 && min_bits <= max_bits && target_bits >= min_bits &&
                    target_bits <= max_bits,
                "trellis bits: a target of {} bits does not fit widths {} to {}", target_bits, min_bits, max_bits);
   TrellisBitsPlan plan;
   plan.by_trial = !has_sparse_mlp(source.config());
-  const auto linears = plan.by_trial ? trellis_importance_by_trial(source, rules, calibration, pool, progress)
-                                     : trellis_importance(source, rules, calibration, pool);
+  plan.trial_device = trial_device;
+  const auto linears = plan.by_trial
+                           ? trellis_importance_by_trial(source, rules, calibration, pool, progress, trial_device)
+                           : trellis_importance(source, rules, calibration, pool);
   MARLIN_CHECK(!linears.empty(), "trellis bits: no tensor of the blocks is quantized to trellis");
   const int k0 = plan.by_trial ? kTrialBits : 0;
   std::vector<LayerCost> costs;

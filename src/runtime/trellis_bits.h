@@ -28,6 +28,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/backend.h"
 #include "quant/format.h"
 #include "quant/quant_buffers.h"
 #include "runtime/quant_rules.h"
@@ -43,6 +44,7 @@ struct TrellisBitsPlan {
   double average_bits = 0;  // Σ weights·K / Σ weights over the planned tensors
   std::map<int, int> tensors_per_width;
   bool by_trial = false;  // the losses came from trials (else from the layers' own output error)
+  DeviceKind trial_device = DeviceKind::kCpu;  // where the trials ran
 };
 
 // The output-error measure above, ‖W‖²/cols · tr(H) (tr(H) over all calibration tokens), of every
@@ -68,19 +70,23 @@ QuantBuffers trellis_trial_weights(const QuantTensor& t, const std::string& name
 using TrialProgress = std::function<void(int64_t done, int64_t total)>;
 
 // The KL of each linear's trial (above), in block order, for the linears that `rules` leave in
-// trellis. Throws marlin::Error without calibration sequences.
+// trellis, with the model on `device` (on a GPU its activations are fp16: the KLs differ from
+// the CPU's by about the two backends' own disagreement, and a plan may differ where two linears
+// nearly tie). Throws marlin::Error without calibration sequences.
 std::vector<TrellisLinearImportance> trellis_importance_by_trial(const ModelSource& source,
                                                                  const std::vector<QuantRule>& rules,
                                                                  const std::vector<std::vector<int32_t>>& calibration,
-                                                                 ThreadPool& pool, const TrialProgress& progress = {});
+                                                                 ThreadPool& pool, const TrialProgress& progress = {},
+                                                                 DeviceKind device = DeviceKind::kCpu);
 
 // Plans the linears of the blocks that `rules` and the trellis target leave in trellis (others keep
 // what the rules give them), K in [min_bits, max_bits], by trial on dense models and by the layers'
-// own output error on models with sparse MLPs (`by_trial` in the plan says which). Throws
-// marlin::Error without calibration sequences, for a target outside [min_bits, max_bits], or when
-// no tensor is planned.
+// own output error on models with sparse MLPs (`by_trial` in the plan says which); the trials run
+// on `trial_device`. Throws marlin::Error without calibration sequences, for a target outside
+// [min_bits, max_bits], or when no tensor is planned.
 TrellisBitsPlan plan_trellis_bits(const ModelSource& source, const std::vector<QuantRule>& rules,
                                   const std::vector<std::vector<int32_t>>& calibration, double target_bits,
-                                  int min_bits, int max_bits, ThreadPool& pool, const TrialProgress& progress = {});
+                                  int min_bits, int max_bits, ThreadPool& pool, const TrialProgress& progress = {},
+                                  DeviceKind trial_device = DeviceKind::kCpu);
 
 }  // namespace marlin
