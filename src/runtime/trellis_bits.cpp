@@ -6,6 +6,7 @@
 #include <random>
 
 #include "core/error.h"
+#include "core/thread_pool.h"
 #include "model/model.h"
 #include "model/model_source.h"
 #include "quant/bit_allocation.h"
@@ -27,15 +28,22 @@ double squared_norm(const QuantTensor& t) {
 }
 
 // Σ over rows of KL(p ‖ q) between the next-token distributions of logits a (of p) and b (of q),
-// rows × vocab (runtime/evaluation.h's arithmetic).
-double summed_kl(const std::vector<float>& a, const std::vector<float>& b, int64_t rows, int vocab) {
-  std::vector<double> log_p, log_q;
+// rows × vocab (runtime/evaluation.h's arithmetic), the rows spread over the pool and summed in
+// row order (the same sum on any number of threads). With the model on a GPU this is most of a
+// trial's time.
+double summed_kl(const std::vector<float>& a, const std::vector<float>& b, int64_t rows, int vocab,
+                 ThreadPool& pool) {
+  std::vector<double> per_row(static_cast<size_t>(rows));
+  pool.parallel_for(rows, 1, [&](int64_t begin, int64_t end) {
+    std::vector<double> log_p, log_q;
+    for (int64_t r = begin; r < end; ++r) {
+      log_softmax(a.data() + r * vocab, vocab, log_p);
+      log_softmax(b.data() + r * vocab, vocab, log_q);
+      per_row[size_t(r)] = kl_divergence(log_p, log_q);
+    }
+  });
   double total = 0;
-  for (int64_t r = 0; r < rows; ++r) {
-    log_softmax(a.data() + r * vocab, vocab, log_p);
-    log_softmax(b.data() + r * vocab, vocab, log_q);
-    total += kl_divergence(log_p, log_q);
-  }
+  for (const double kl : per_row) total += kl;
   return total;
 }
 
@@ -109,7 +117,7 @@ std::vector<TrellisLinearImportance> trellis_importance_by_trial(const ModelSour
     model->replace_weight(name, noisy.view());
     double kl = 0;
     for (size_t s = 0; s < texts.size(); ++s)
-      kl += summed_kl(clean[s], logits_of(texts[s]), int64_t(texts[s].size()), vocab);
+      kl += summed_kl(clean[s], logits_of(texts[s]), int64_t(texts[s].size()), vocab, pool);
     model->replace_weight(name, t);  // back to the weights as stored
     out.push_back({name, t.rows * t.cols, kl / double(positions)});
     if (progress) progress(int64_t(out.size()), int64_t(linears.size()));

@@ -81,7 +81,10 @@ INSTANTIATE_TEST_SUITE_P(Tiny, TrellisImportance, ::testing::Values("tiny_mixtra
 // A dense model's importance by trial is the KL of the model with that linear alone perturbed
 // (trellis_trial_check.h).
 TEST(TrellisTrialImportance, IsTheKlOfTheModelWithThatLinearPerturbed) {
-  trial_check::expect_trials_are_perturbed_kls(kDir, DeviceKind::kCpu);
+  for (const char* model : {"/tiny_llama.gguf", "/tiny_qwen3"}) {
+    SCOPED_TRACE(model);
+    trial_check::expect_trials_are_perturbed_kls(kDir + model, DeviceKind::kCpu);
+  }
 }
 
 }  // namespace

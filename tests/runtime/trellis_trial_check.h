@@ -46,10 +46,11 @@ inline std::vector<std::vector<int32_t>> calibration(int vocab) {
   return out;
 }
 
-// The tiny Llama fixture's trials on `device` against their recomputation there.
-inline void expect_trials_are_perturbed_kls(const std::string& model_dir, DeviceKind device) {
+// The trials of a dense two-block model (7 linears a block, a context of at least kTrialTokens) on
+// `device` against their recomputation there.
+inline void expect_trials_are_perturbed_kls(const std::string& model_path, DeviceKind device) {
   ThreadPool pool(2);
-  const auto source = open_model_source(model_dir + "/tiny_llama.gguf");
+  const auto source = open_model_source(model_path);
   const int64_t vocab = source->config().vocab_size;
   std::vector<std::vector<int32_t>> text = calibration(int(vocab));
   std::vector<int32_t> longer;  // longer than a trial reads
