@@ -206,7 +206,8 @@ void register_quantize(CLI::App& app) {
                 "the CPU, same result), else on the CPU: tens of thousands of weights per second per core). A fractional "
                 "average (2.5; 3.99 for about 4) gives each linear of the blocks a whole width from 2 to 8 (1 below 2) "
                 "by its sensitivity: on dense models the KL of the model's output when that linear alone carries "
-                "2-bit-sized noise (one forward pass per linear over 512 calibration tokens), on mixture-of-"
+                "2-bit-sized noise (one forward pass per linear over 512 calibration tokens, on the GPU where one "
+                "is present), on mixture-of-"
                 "experts models the linear's own expected output error (one pass of the model); the plan is "
                 "printed and visible in marlin inspect")
       ->check(CLI::Range(1.0, 8.0));
