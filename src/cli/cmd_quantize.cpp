@@ -147,7 +147,8 @@ void quantize(const QuantizeCliOptions& o) {
         plan_trellis_bits(*source, options.rules, options.calibration, o.bits, low, 8, pool, show_trials, trial_device);
     if (trials) trials->finish();
     options.tensor_formats = widths.formats;
-    const std::string measure = !widths.by_trial ? "output error" : std::string("trial on ") + device_name(trial_device);
+    const std::string measure =
+        !widths.by_trial ? "output error" : std::string("trial on ") + device_name(widths.trial_device);
     std::printf("trellis bits (target %.3f, widths %d-8, by %s): average %.3f over %zu tensors:", o.bits, low,
                 measure.c_str(), widths.average_bits, widths.formats.size());
     for (const auto& [k, count] : widths.tensors_per_width) std::printf(" %d trellis%d", count, k);

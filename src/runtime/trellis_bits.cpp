@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <functional>
 #include <random>
 
@@ -180,9 +181,17 @@ TrellisBitsPlan plan_trellis_bits(const ModelSource& source, const std::vector<Q
   TrellisBitsPlan plan;
   plan.by_trial = !has_sparse_mlp(source.config());
   plan.trial_device = trial_device;
-  const auto linears = plan.by_trial
-                           ? trellis_importance_by_trial(source, rules, calibration, pool, progress, trial_device)
-                           : trellis_importance(source, rules, calibration, pool);
+  const auto tried = [&] {
+    try {
+      return trellis_importance_by_trial(source, rules, calibration, pool, progress, trial_device);
+    } catch (const Error& e) {  // the model does not fit in the GPU's memory, say
+      if (trial_device == DeviceKind::kCpu) throw;
+      std::fprintf(stderr, "trellis bits: the trials failed on the GPU (%s); running them on the CPU\n", e.what());
+      plan.trial_device = DeviceKind::kCpu;
+      return trellis_importance_by_trial(source, rules, calibration, pool, progress, DeviceKind::kCpu);
+    }
+  };
+  const auto linears = plan.by_trial ? tried() : trellis_importance(source, rules, calibration, pool);
   MARLIN_CHECK(!linears.empty(), "trellis bits: no tensor of the blocks is quantized to trellis");
   const int k0 = plan.by_trial ? kTrialBits : 0;
   std::vector<LayerCost> costs;

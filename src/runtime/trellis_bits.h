@@ -82,7 +82,7 @@ std::vector<TrellisLinearImportance> trellis_importance_by_trial(const ModelSour
 // Plans the linears of the blocks that `rules` and the trellis target leave in trellis (others keep
 // what the rules give them), K in [min_bits, max_bits], by trial on dense models and by the layers'
 // own output error on models with sparse MLPs (`by_trial` in the plan says which); the trials run
-// on `trial_device`. Throws marlin::Error without calibration sequences, for a target outside
+// on `trial_device`, or on the CPU where they fail on a GPU (the plan says where). Throws marlin::Error without calibration sequences, for a target outside
 // [min_bits, max_bits], or when no tensor is planned.
 TrellisBitsPlan plan_trellis_bits(const ModelSource& source, const std::vector<QuantRule>& rules,
                                   const std::vector<std::vector<int32_t>>& calibration, double target_bits,

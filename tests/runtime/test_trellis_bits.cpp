@@ -87,5 +87,22 @@ TEST(TrellisTrialImportance, IsTheKlOfTheModelWithThatLinearPerturbed) {
   }
 }
 
+// Trials asked of a GPU that is not there (or that fails) run on the CPU: the same plan, and the
+// plan says where the trials ran.
+TEST(TrellisTrialImportance, FallBackToTheCpuWithoutAGpu) {
+  if (cuda_device_present()) GTEST_SKIP() << "a GPU is present: the trials run there";
+  ThreadPool pool(2);
+  const auto source = open_model_source(kDir + "/tiny_qwen3");
+  const auto text = trial_check::calibration(source->config().vocab_size);
+  const auto on_cpu = plan_trellis_bits(*source, {}, text, 2.5, 2, 8, pool, {}, DeviceKind::kCpu);
+  const auto asked_gpu = plan_trellis_bits(*source, {}, text, 2.5, 2, 8, pool, {}, DeviceKind::kCuda);
+  EXPECT_EQ(asked_gpu.trial_device, DeviceKind::kCpu);
+  EXPECT_EQ(asked_gpu.formats.size(), on_cpu.formats.size());
+  for (const auto& [name, format] : on_cpu.formats) {
+    ASSERT_TRUE(asked_gpu.formats.count(name)) << name;
+    EXPECT_EQ(asked_gpu.formats.at(name).name(), format.name()) << name;
+  }
+}
+
 }  // namespace
 }  // namespace marlin
