@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Regenerates the trellis quality table of docs/quantization.md: perplexity and KL against bits
 per weight on the fixed corpus for the default model (or --model), trellis at 2, 2.5, 3 and 4 bits
-against int2/int3/int4 with RTN and GPTQ.
+(and 2.99 and 3.99, whose widths are planned per linear by trial) against int2/int3/int4 with RTN
+and GPTQ.
 
 Every row is quantized (`marlin quantize`, on the CPU with --threads) into --workdir, then measured
 (`marlin perplexity`, `marlin compare` against the unquantized model, on --device). The workdir
@@ -33,7 +34,11 @@ ROWS = {
     "trellis2-gptq": ("trellis 2 (rotation + LDLQ)", ["--format", "trellis", "--bits", "2", "--method", "gptq"]),
     "trellis2.5-gptq": ("trellis 2.5 (rotation + LDLQ)", ["--format", "trellis", "--bits", "2.5", "--method", "gptq"]),
     "trellis3-gptq": ("trellis 3 (rotation + LDLQ)", ["--format", "trellis", "--bits", "3", "--method", "gptq"]),
+    "trellis2.99-gptq": ("trellis 2.99 (widths by trial)",
+                         ["--format", "trellis", "--bits", "2.99", "--method", "gptq"]),
     "trellis4-gptq": ("trellis 4 (rotation + LDLQ)", ["--format", "trellis", "--bits", "4", "--method", "gptq"]),
+    "trellis3.99-gptq": ("trellis 3.99 (widths by trial)",
+                         ["--format", "trellis", "--bits", "3.99", "--method", "gptq"]),
     "trellis3-rtn": ("trellis 3 (tiles alone)", ["--format", "trellis", "--bits", "3"]),
     "trellis4-rtn": ("trellis 4 (tiles alone)", ["--format", "trellis", "--bits", "4"]),
     "int2-g64-rtn": ("int2-g64 RTN", ["--format", "int2-g64"]),
