@@ -312,9 +312,25 @@ def gauges(server):
                  for name in ("marlin_queue_depth", "marlin_running_sequences"))
 
 
-def test_a_client_that_leaves_a_long_plain_request_cancels_it(server):
+# A plain (non-streaming) answer is held for up to 2 s before the server turns to a chunked one whose
+# heartbeats notice a departed client, so "long" must mean well beyond that on any machine: 4,000
+# tokens take about 11 s on a 2-core VM (at 512 they had taken 1.3 s there and the answer was
+# complete before the client could be missed).
+LONG_CONTEXT = 4096
+
+
+@pytest.fixture(scope="module")
+def long_server(marlin_bin, default_model, tmp_path_factory):
+    s = Server(marlin_bin, tmp_path_factory.mktemp("long") / "serve.log", "--model", str(default_model),
+               "--api-key", API_KEY, "--ctx", str(LONG_CONTEXT), "--max-batch", "1", api_key=API_KEY)
+    yield s
+    s.stop()
+
+
+def test_a_client_that_leaves_a_long_plain_request_cancels_it(long_server):
+    server = long_server
     end_tokens = [request(server, "POST", "/tokenize", {"prompt": t})[2]["tokens"][0] for t in ("<|im_end|>", "<|endoftext|>")]
-    max_tokens = CONTEXT - 64
+    max_tokens = LONG_CONTEXT - 64
     body = json.dumps({"messages": [{"role": "user", "content": "Tell me a story."}], "max_tokens": max_tokens,
                        "temperature": 0, "logit_bias": {str(t): -100 for t in end_tokens}}).encode()
     tokens_before = generated_tokens(server)
